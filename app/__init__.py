@@ -1,0 +1,1 @@
+"""Hirehook: receive, verify, deduplicate and enrich events from Applicant Tracking Systems."""

@@ -1,0 +1,252 @@
+"""The ``hirehook`` command: dev, api, worker, migrate, tenants, keygen, send."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from app.settings import Settings
+
+cli = typer.Typer(
+    help="Hirehook: receive, verify, deduplicate and enrich ATS events.", no_args_is_help=True
+)
+tenants_cli = typer.Typer(help="Tenants and connections.", no_args_is_help=True)
+cli.add_typer(tenants_cli, name="tenants")
+
+DEMO_TENANTS = Path(__file__).resolve().parent.parent / "demo" / "tenants.toml"
+
+
+def _settings() -> Settings:
+    from app.logs import configure
+
+    settings = Settings()
+    configure(settings.log_level, settings.log_format)
+    return settings
+
+
+@cli.command()
+def api(
+    host: Annotated[str | None, typer.Option(help="Bind address.")] = None,
+    port: Annotated[int | None, typer.Option(help="Port.")] = None,
+    workers: Annotated[int | None, typer.Option(help="uvicorn worker processes.")] = None,
+) -> None:
+    """Run the HTTP API (uvicorn)."""
+    import uvicorn
+
+    settings = _settings()
+    settings.database_dsn  # noqa: B018 - fail fast, before uvicorn starts, if unset
+    settings.redis_dsn  # noqa: B018
+    if settings.tenants_file is not None:
+        asyncio.run(_load_tenants(settings, settings.tenants_file))
+    uvicorn.run(
+        "app.main:create_app",
+        factory=True,
+        host=host or settings.api_host,
+        port=port or settings.api_port,
+        workers=workers or settings.api_workers,
+        loop="uvloop",
+        http="httptools",
+        log_config=None,
+        access_log=False,
+        proxy_headers=True,
+        timeout_keep_alive=30,
+    )
+
+
+@cli.command()
+def worker(
+    burst: Annotated[bool, typer.Option(help="Exit when the queue is empty.")] = False,
+) -> None:
+    """Run an arq worker (any number may run against one Redis and one PostgreSQL)."""
+    from app.workers.settings import create_worker
+
+    settings = _settings()
+    create_worker(settings, burst=burst).run()
+
+
+@cli.command()
+def migrate(
+    revision: Annotated[str, typer.Option(help="Target revision.")] = "head",
+    down: Annotated[bool, typer.Option(help="Downgrade to --revision instead.")] = False,
+) -> None:
+    """Apply (or revert) database migrations."""
+    from app import migrate as migrations
+
+    settings = _settings()
+    if down:
+        migrations.downgrade(settings.database_dsn, revision)
+    else:
+        migrations.upgrade(settings.database_dsn, revision)
+
+
+@cli.command()
+def keygen() -> None:
+    """Print a new random HIREHOOK_SECRET_KEY."""
+    from app.crypto import generate_key
+
+    typer.echo(generate_key())
+
+
+async def _load_tenants(settings: Settings, path: Path) -> int:
+    from app.crypto import Cipher
+    from app.db import create_engine, create_sessionmaker
+    from app.tenants import apply_tenants, read_tenants_file
+
+    engine = create_engine(settings)
+    try:
+        return await apply_tenants(
+            read_tenants_file(path),
+            sessions=create_sessionmaker(engine),
+            cipher=Cipher(settings.secret_keys),
+        )
+    finally:
+        await engine.dispose()
+
+
+@tenants_cli.command("load")
+def tenants_load(path: Path) -> None:
+    """Create or update the tenants and connections declared in a TOML file."""
+    written = asyncio.run(_load_tenants(_settings(), path))
+    typer.echo(f"{written} connection(s) written from {path}")
+
+
+@cli.command()
+def dev(
+    port: Annotated[int, typer.Option(help="API port.")] = 8000,
+    data_dir: Annotated[Path, typer.Option(help="Where embedded servers keep data.")] = Path(
+        ".hirehook"
+    ),
+) -> None:
+    """Run API + worker; starts an embedded PostgreSQL and Redis when no URLs are set."""
+    from app import migrate as migrations
+    from app.embedded import EmbeddedPostgres, EmbeddedRedis
+    from app.logs import configure
+
+    configure("INFO", "console")
+    env = dict(os.environ)
+    env.setdefault("HIREHOOK_ENVIRONMENT", "development")
+    env.setdefault("HIREHOOK_LOG_FORMAT", "console")
+    env.setdefault("HIREHOOK_TENANTS_FILE", str(DEMO_TENANTS))
+    env["HIREHOOK_API_PORT"] = str(port)
+    env.setdefault("HIREHOOK_PUBLIC_BASE_URL", f"http://127.0.0.1:{port}")
+    started: list[EmbeddedPostgres | EmbeddedRedis] = []
+    children: list[subprocess.Popen[bytes]] = []
+    try:
+        if not env.get("HIREHOOK_DATABASE_URL"):
+            pg = EmbeddedPostgres(data_dir / "postgres")
+            env["HIREHOOK_DATABASE_URL"] = pg.start()
+            started.append(pg)
+        if not env.get("HIREHOOK_REDIS_URL"):
+            redis = EmbeddedRedis(data_dir / "redis")
+            env["HIREHOOK_REDIS_URL"] = redis.start()
+            started.append(redis)
+        os.environ.update(env)
+        settings = Settings()
+        migrations.upgrade(settings.database_dsn)
+        exe = [sys.executable, "-m", "app.cli"]
+        children.append(subprocess.Popen([*exe, "api"], env=env))  # noqa: S603
+        children.append(subprocess.Popen([*exe, "worker"], env=env))  # noqa: S603
+        _wait_http(f"http://127.0.0.1:{port}/health/live", 30)
+        base = f"http://127.0.0.1:{port}"
+        typer.echo(
+            "\nHirehook is running.\n"
+            f"  API docs:   {base}/docs\n"
+            f"  Readiness:  {base}/health/ready\n"
+            f"  PostgreSQL: {env['HIREHOOK_DATABASE_URL']}\n"
+            f"  Redis:      {env['HIREHOOK_REDIS_URL']}\n\n"
+            "Send a signed demo event (in another terminal):\n"
+            f"  .venv/bin/hirehook send keldair --url {base}\n\n"
+            "Ctrl-C stops everything.\n"
+        )
+        while all(child.poll() is None for child in children):
+            time.sleep(0.5)
+        raise typer.Exit(1)
+    except KeyboardInterrupt:
+        typer.echo("\nstopping...")
+    finally:
+        for child in children:
+            if child.poll() is None:
+                child.send_signal(signal.SIGINT)
+        for child in children:
+            try:
+                child.wait(15)
+            except subprocess.TimeoutExpired:
+                child.kill()
+        for server in reversed(started):
+            server.stop()
+
+
+def _wait_http(url: str, timeout_s: float) -> None:
+    import httpx
+
+    end = time.monotonic() + timeout_s
+    while time.monotonic() < end:
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    typer.echo("the API did not come up; see the log above", err=True)
+    raise typer.Exit(1)
+
+
+send_cli = typer.Typer(
+    help="Send correctly signed sample events to a running instance.", no_args_is_help=True
+)
+cli.add_typer(send_cli, name="send")
+
+
+@send_cli.command("keldair")
+def send_keldair(
+    url: Annotated[
+        str, typer.Option(help="Base URL of the Hirehook API.")
+    ] = "http://127.0.0.1:8000",
+    tenant: Annotated[str, typer.Option(help="Tenant slug.")] = "demo",
+    secret: Annotated[
+        str | None, typer.Option(help="whsec_ secret; default: the demo tenants file's.")
+    ] = None,
+    event_type: Annotated[str, typer.Option("--type", help="Event type.")] = "applicant.hired",
+    event_id: Annotated[
+        str | None, typer.Option(help="Event id (repeat it to see dedupe).")
+    ] = None,
+    gzip_body: Annotated[bool, typer.Option("--gzip", help="Send gzip'd.")] = False,
+) -> None:
+    """Send one KeldairHR event signed with Standard Webhooks."""
+    from app.senders import keldair_sample, send_standard_webhook
+    from app.tenants import read_tenants_file
+
+    if secret is None:
+        spec = read_tenants_file(DEMO_TENANTS)
+        found = [
+            c.secrets["signing_secrets"][0]
+            for t in spec.tenant
+            if t.slug == tenant
+            for c in t.connection
+            if c.source == "keldair"
+        ]
+        if not found:
+            raise typer.BadParameter(f"no keldair secret for tenant {tenant!r}; pass --secret")
+        secret = str(found[0])
+    payload = keldair_sample(event_type, event_id)
+    response = send_standard_webhook(
+        f"{url.rstrip('/')}/v1/keldair/{tenant}/events", payload, secret, gzip_body=gzip_body
+    )
+    typer.echo(f"{response.status_code} {response.text}")
+
+
+def main() -> None:
+    """Console entry point."""
+    cli()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,50 @@
+"""Engine and session factory; the only place that knows how to reach PostgreSQL."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
+
+from app.settings import Settings
+
+
+def create_engine(settings: Settings) -> AsyncEngine:
+    """An engine whose every wait is bounded, so a sick database yields a fast 503, not a hang."""
+    statement_ms = int(settings.db_statement_timeout_s * 1000)
+    return create_async_engine(
+        settings.database_dsn,
+        pool_size=settings.db_pool_size,
+        max_overflow=settings.db_pool_size,
+        pool_timeout=settings.db_pool_timeout_s,
+        pool_pre_ping=False,
+        pool_recycle=1800,
+        connect_args={
+            "timeout": settings.db_connect_timeout_s,
+            "command_timeout": settings.db_statement_timeout_s + 1,
+            "server_settings": {
+                "statement_timeout": str(statement_ms),
+                "lock_timeout": str(statement_ms),
+                "idle_in_transaction_session_timeout": str(statement_ms * 4),
+                "application_name": "hirehook",
+            },
+        },
+    )
+
+
+def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    """Sessions that keep loaded objects usable after commit."""
+    return async_sessionmaker(engine, expire_on_commit=False)
+
+
+@asynccontextmanager
+async def unit_of_work(sessions: async_sessionmaker[AsyncSession]) -> AsyncIterator[AsyncSession]:
+    """One transaction: committed when the block ends, rolled back if it raises."""
+    async with sessions() as session, session.begin():
+        yield session

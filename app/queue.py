@@ -1,0 +1,61 @@
+"""Publishing jobs to arq. Best effort by design: the outbox in PostgreSQL is the truth."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import structlog
+from arq.connections import ArqRedis
+from redis.asyncio import ConnectionPool
+from redis.exceptions import RedisError
+
+log = structlog.get_logger(__name__)
+
+PROCESS_RECORD = "process_record"
+
+
+def record_job_id(record_id: uuid.UUID | str) -> str:
+    """One arq job id per record, so a second enqueue of a queued job is a no-op."""
+    return f"record:{record_id}"
+
+
+def create_redis(url: str, timeout_s: float) -> ArqRedis:
+    """A lazily connecting client: the API starts, and answers, while Redis is away."""
+    pool = ConnectionPool.from_url(
+        url, socket_connect_timeout=timeout_s, socket_timeout=timeout_s, max_connections=64
+    )
+    return ArqRedis(connection_pool=pool)
+
+
+class Queue:
+    """The API's handle on the job queue."""
+
+    def __init__(self, redis: ArqRedis, timeout_s: float) -> None:
+        self.redis = redis
+        self._timeout_s = timeout_s
+
+    async def enqueue_record(self, record_id: uuid.UUID | str) -> bool:
+        """Ask a worker to process a committed record; False if Redis could not be reached."""
+        try:
+            async with asyncio.timeout(self._timeout_s * 2):
+                await self.redis.enqueue_job(
+                    PROCESS_RECORD, str(record_id), _job_id=record_job_id(record_id)
+                )
+        except (RedisError, OSError, TimeoutError) as exc:
+            # The sweeper will publish it from the outbox once Redis answers again.
+            log.warning("queue.enqueue_failed", record_id=str(record_id), error=type(exc).__name__)
+            return False
+        return True
+
+    async def ping(self) -> bool:
+        """Whether Redis answers now."""
+        try:
+            async with asyncio.timeout(self._timeout_s * 2):
+                return bool(await self.redis.ping())
+        except (RedisError, OSError, TimeoutError):
+            return False
+
+    async def close(self) -> None:
+        """Release connections."""
+        await self.redis.aclose()

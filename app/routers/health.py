@@ -1,0 +1,38 @@
+"""Liveness and readiness."""
+
+from __future__ import annotations
+
+import asyncio
+
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse
+from sqlalchemy import text
+
+from app.intake import DB_ERRORS
+from app.services import ServicesDep
+
+router = APIRouter(prefix="/health", tags=["health"])
+
+
+@router.get("/live")
+async def live() -> dict[str, str]:
+    """The process is up."""
+    return {"status": "ok"}
+
+
+@router.get("/ready", responses={503: {"description": "PostgreSQL or Redis is unreachable."}})
+async def ready(services: ServicesDep) -> JSONResponse:
+    """PostgreSQL and Redis both answer."""
+    database = True
+    try:
+        async with asyncio.timeout(services.settings.db_connect_timeout_s):
+            async with services.engine.connect() as conn:
+                await conn.execute(text("SELECT 1"))
+    except DB_ERRORS:
+        database = False
+    redis = await services.queue.ping()
+    ok = database and redis
+    return JSONResponse(
+        {"status": "ok" if ok else "unavailable", "postgres": database, "redis": redis},
+        status_code=200 if ok else 503,
+    )

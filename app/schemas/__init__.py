@@ -1,0 +1,1 @@
+"""Typed event models, one module per source."""

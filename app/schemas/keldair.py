@@ -1,0 +1,87 @@
+"""KeldairHR events (seeds/keldairhr-webhooks.txt): ``{id, type, version, dateOccurred, data}``.
+
+The seed names two events, "an applicant gets hired" and "an onboarding file gets completed",
+but not their ``type`` strings nor the shape of ``data``; both are assumptions here (ATS-FACTS
+section 5 marks KeldairHR as unpublished). A connection can map the sender's own type strings
+onto these with the ``type_aliases`` option, and any other type is stored, not rejected.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+from pydantic.alias_generators import to_camel
+
+APPLICANT_HIRED = "applicant.hired"
+ONBOARDING_FILE_COMPLETED = "onboarding_file.completed"
+
+
+class _Model(BaseModel):
+    # Senders add fields without notice; keep them rather than fail.
+    model_config = ConfigDict(extra="allow", alias_generator=to_camel, populate_by_name=True)
+
+
+class Applicant(_Model):
+    """The hired applicant, as nested under ``data`` (assumed shape)."""
+
+    id: str = Field(min_length=1)
+    first_name: str | None = None
+    last_name: str | None = None
+    email: str | None = None
+    job_id: str | None = None
+    hired_at: datetime | None = None
+
+
+class OnboardingFile(_Model):
+    """The completed onboarding file (assumed shape)."""
+
+    id: str = Field(min_length=1)
+    applicant_id: str | None = None
+    completed_at: datetime | None = None
+
+
+class _Envelope(_Model):
+    id: str = Field(min_length=1, max_length=255)
+    version: str | None = None
+    date_occurred: datetime | None = None
+
+
+class ApplicantHired(_Envelope):
+    """An applicant was hired."""
+
+    type: Literal["applicant.hired"]
+    data: Applicant
+
+
+class OnboardingFileCompleted(_Envelope):
+    """An onboarding file was completed."""
+
+    type: Literal["onboarding_file.completed"]
+    data: OnboardingFile
+
+
+class UnknownEvent(_Envelope):
+    """A type this version does not model: stored with its payload, not dispatched."""
+
+    type: str = Field(min_length=1, max_length=255)
+    data: Any = None
+
+
+KnownEvent = Annotated[ApplicantHired | OnboardingFileCompleted, Field(discriminator="type")]
+KNOWN_TYPES = frozenset({APPLICANT_HIRED, ONBOARDING_FILE_COMPLETED})
+known_event_adapter: TypeAdapter[ApplicantHired | OnboardingFileCompleted] = TypeAdapter(KnownEvent)
+
+
+def parse_event(
+    payload: dict[str, Any], aliases: dict[str, str] | None = None
+) -> ApplicantHired | OnboardingFileCompleted | UnknownEvent:
+    """The typed event for ``payload``; raises ``pydantic.ValidationError`` when malformed."""
+    event_type = payload.get("type")
+    if isinstance(event_type, str) and aliases and event_type in aliases:
+        payload = {**payload, "type": aliases[event_type]}
+        event_type = payload["type"]
+    if event_type in KNOWN_TYPES:
+        return known_event_adapter.validate_python(payload)
+    return UnknownEvent.model_validate(payload)

@@ -1,0 +1,61 @@
+"""The long-lived objects a process shares, built once at start-up."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Request
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from app.connections import ConnectionStore
+from app.crypto import Cipher
+from app.db import create_engine, create_sessionmaker
+from app.intake import Intake
+from app.queue import Queue, create_redis
+from app.settings import Settings
+
+
+@dataclass(slots=True)
+class Services:
+    """Engine, sessions, queue, connection store and intake of one process."""
+
+    settings: Settings
+    engine: AsyncEngine
+    sessions: async_sessionmaker[AsyncSession]
+    cipher: Cipher
+    connections: ConnectionStore
+    queue: Queue
+    intake: Intake
+
+    @classmethod
+    def create(cls, settings: Settings) -> Services:
+        """Build every service; nothing connects until first used."""
+        engine = create_engine(settings)
+        cipher = Cipher(settings.secret_keys)
+        queue = Queue(
+            create_redis(settings.redis_dsn, settings.redis_timeout_s), settings.redis_timeout_s
+        )
+        return cls(
+            settings=settings,
+            engine=engine,
+            sessions=create_sessionmaker(engine),
+            cipher=cipher,
+            connections=ConnectionStore(engine, cipher, settings.connection_cache_ttl_s),
+            queue=queue,
+            intake=Intake(engine, queue),
+        )
+
+    async def close(self) -> None:
+        """Release pools."""
+        await self.queue.close()
+        await self.engine.dispose()
+
+
+def get_services(request: Request) -> Services:
+    """The services of the running app."""
+    services: Services = request.app.state.services
+    return services
+
+
+ServicesDep = Annotated[Services, Depends(get_services)]

@@ -1,0 +1,101 @@
+"""Every setting in one place, read from the environment with the ``HIREHOOK_`` prefix."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, PostgresDsn, RedisDsn, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+Environment = Literal["development", "test", "production"]
+
+# A key that is printed in the README must never protect production data.
+DEVELOPMENT_SECRET_KEY = "hirehook-development-only-key-do-not-use-in-production"  # noqa: S105
+
+
+class Settings(BaseSettings):
+    """Runtime configuration; see README "Configuration" for each variable."""
+
+    model_config = SettingsConfigDict(env_prefix="HIREHOOK_", env_file=".env", extra="ignore")
+
+    environment: Environment = "production"
+    database_url: PostgresDsn | None = None
+    redis_url: RedisDsn | None = None
+    # Comma-separated; the first key encrypts, every key decrypts (rotation).
+    secret_key: SecretStr | None = None
+
+    data_dir: Path = Path(".hirehook")
+    tenants_file: Path | None = None
+    public_base_url: str = "http://127.0.0.1:8000"
+    api_host: str = "127.0.0.1"
+    api_port: int = 8000
+    api_workers: int = Field(default=1, ge=1)
+
+    # Senders give up after 30 s; answering inside 25 s leaves room for the network.
+    request_deadline_s: float = Field(default=25.0, gt=0, le=29)
+    db_connect_timeout_s: float = Field(default=3.0, gt=0)
+    db_statement_timeout_s: float = Field(default=5.0, gt=0)
+    db_pool_size: int = Field(default=10, ge=1)
+    db_pool_timeout_s: float = Field(default=3.0, gt=0)
+    redis_timeout_s: float = Field(default=0.5, gt=0)
+
+    max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
+    max_decompressed_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
+
+    # Worker side.
+    worker_concurrency: int = Field(default=20, ge=1)
+    job_timeout_s: float = Field(default=30.0, gt=0)
+    sweep_interval_s: int = Field(default=10, ge=1, le=60)
+    outbox_grace_s: float = Field(default=15.0, ge=0)
+    connection_cache_ttl_s: float = Field(default=5.0, ge=0)
+
+    log_level: str = "INFO"
+    log_format: Literal["console", "json"] = "json"
+
+    @model_validator(mode="after")
+    def _require_real_key_outside_development(self) -> Settings:
+        if self.environment != "development" and self.secret_key is None:
+            raise ValueError(
+                "HIREHOOK_SECRET_KEY must be set outside development: it encrypts ATS "
+                "credentials at rest. Generate one with `hirehook keygen`."
+            )
+        if (
+            self.environment == "production"
+            and self.secret_key is not None
+            and DEVELOPMENT_SECRET_KEY in self.secret_key.get_secret_value()
+        ):
+            raise ValueError("HIREHOOK_SECRET_KEY is the published development key.")
+        return self
+
+    @property
+    def secret_keys(self) -> list[str]:
+        """Keys in rotation order; the development key when none is configured."""
+        if self.secret_key is None:
+            return [DEVELOPMENT_SECRET_KEY]
+        return [k.strip() for k in self.secret_key.get_secret_value().split(",") if k.strip()]
+
+    @property
+    def database_dsn(self) -> str:
+        """The SQLAlchemy URL for the asyncpg driver."""
+        if self.database_url is None:
+            raise RuntimeError("HIREHOOK_DATABASE_URL is not set (use `hirehook dev` for one)")
+        url = str(self.database_url)
+        for prefix in ("postgresql://", "postgres://"):
+            if url.startswith(prefix):
+                return "postgresql+asyncpg://" + url[len(prefix) :]
+        return url
+
+    @property
+    def redis_dsn(self) -> str:
+        """The Redis URL."""
+        if self.redis_url is None:
+            raise RuntimeError("HIREHOOK_REDIS_URL is not set (use `hirehook dev` for one)")
+        return str(self.redis_url)
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """The process-wide settings, read once."""
+    return Settings()

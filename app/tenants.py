@@ -1,0 +1,108 @@
+"""Tenants and connections declared in a TOML file, loaded idempotently at start-up."""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import func
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from app.crypto import Cipher
+from app.db import unit_of_work
+from app.models import Connection, Tenant
+
+
+class ConnectionSpec(BaseModel):
+    """One ``[[tenant.connection]]`` table."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    source: str = Field(min_length=1)
+    name: str = "default"
+    account: str | None = None
+    enabled: bool = True
+    secrets: dict[str, Any] = Field(default_factory=dict)
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+class TenantSpec(BaseModel):
+    """One ``[[tenant]]`` table."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    slug: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")
+    name: str
+    connection: list[ConnectionSpec] = Field(default_factory=list)
+
+
+class TenantsFile(BaseModel):
+    """The whole file."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    tenant: list[TenantSpec] = Field(default_factory=list)
+
+
+def _resolve(value: Any) -> Any:
+    # Secrets may be written "env:NAME" so the file itself can be committed.
+    if isinstance(value, str) and value.startswith("env:"):
+        name = value[4:]
+        if name not in os.environ:
+            raise ValueError(f"environment variable {name} (named in the tenants file) is not set")
+        return os.environ[name]
+    if isinstance(value, list):
+        return [_resolve(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _resolve(v) for k, v in value.items()}
+    return value
+
+
+def read_tenants_file(path: Path) -> TenantsFile:
+    """Parse and validate a tenants file."""
+    with path.open("rb") as fh:
+        return TenantsFile.model_validate(tomllib.load(fh))
+
+
+async def apply_tenants(
+    spec: TenantsFile, *, sessions: async_sessionmaker[AsyncSession], cipher: Cipher
+) -> int:
+    """Create or update every tenant and connection in ``spec``; returns connections written."""
+    written = 0
+    async with unit_of_work(sessions) as session:
+        for tenant in spec.tenant:
+            tenant_id = (
+                await session.execute(
+                    insert(Tenant)
+                    .values(slug=tenant.slug, name=tenant.name)
+                    .on_conflict_do_update(
+                        index_elements=[Tenant.slug],
+                        set_={"name": tenant.name, "updated_at": func.now()},
+                    )
+                    .returning(Tenant.id)
+                )
+            ).scalar_one()
+            for conn in tenant.connection:
+                values = {
+                    "tenant_id": tenant_id,
+                    "source": conn.source,
+                    "name": conn.name,
+                    "account": conn.account,
+                    "enabled": conn.enabled,
+                    "secrets": cipher.encrypt_json(_resolve(conn.secrets)),
+                    "options": conn.options,
+                }
+                await session.execute(
+                    insert(Connection)
+                    .values(**values)
+                    .on_conflict_do_update(
+                        index_elements=[Connection.tenant_id, Connection.source, Connection.name],
+                        set_={**values, "updated_at": func.now()},
+                    )
+                )
+                written += 1
+    return written

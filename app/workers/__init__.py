@@ -1,0 +1,1 @@
+"""arq jobs: the slow part, scaled separately from the API."""

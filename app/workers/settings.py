@@ -1,0 +1,62 @@
+"""arq worker configuration, built from the one Settings class."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from arq import cron
+from arq.connections import RedisSettings
+from arq.worker import Worker, func
+
+from app import registry
+from app.queue import PROCESS_RECORD
+from app.services import Services
+from app.settings import Settings
+from app.workers.jobs import process_record, sweep_outbox
+
+
+def worker_options(settings: Settings) -> dict[str, Any]:
+    """Keyword arguments for ``arq.worker.Worker``."""
+
+    async def on_startup(ctx: dict[str, Any]) -> None:
+        ctx["services"] = Services.create(settings)
+        ctx["handlers"] = registry.HANDLERS
+
+    async def on_shutdown(ctx: dict[str, Any]) -> None:
+        services: Services | None = ctx.get("services")
+        if services is not None:
+            await services.close()
+
+    interval = settings.sweep_interval_s
+    return {
+        "functions": [
+            # No results are kept: the outbox row is the result, and a kept result would
+            # stop the sweeper from republishing the same job id.
+            func(process_record, name=PROCESS_RECORD, keep_result=0, max_tries=1000),
+        ],
+        "cron_jobs": [
+            cron(
+                sweep_outbox,
+                second=set(range(0, 60, interval)),
+                run_at_startup=True,
+                keep_result=0,
+                unique=True,
+                timeout=max(interval * 2, 30),
+            )
+        ],
+        "redis_settings": RedisSettings.from_dsn(settings.redis_dsn),
+        "on_startup": on_startup,
+        "on_shutdown": on_shutdown,
+        "max_jobs": settings.worker_concurrency,
+        # A worker that dies mid-job leaves an in-progress key for job_timeout + 10 s; keeping
+        # the timeout short is what bounds how long another worker waits to take it over.
+        "job_timeout": settings.job_timeout_s,
+        "keep_result": 0,
+        "poll_delay": 0.2,
+        "handle_signals": True,
+    }
+
+
+def create_worker(settings: Settings, **overrides: Any) -> Worker:
+    """A worker for these settings; tests pass ``burst=True``."""
+    return Worker(**{**worker_options(settings), **overrides})
