@@ -131,6 +131,8 @@ def dev(
     from app.logs import configure
 
     configure("INFO", "console")
+    # A service manager stops us with SIGTERM; clean up exactly as for Ctrl-C.
+    signal.signal(signal.SIGTERM, _interrupt)
     env = dict(os.environ)
     env.setdefault("HIREHOOK_ENVIRONMENT", "development")
     env.setdefault("HIREHOOK_LOG_FORMAT", "console")
@@ -182,6 +184,10 @@ def dev(
                 child.kill()
         for server in reversed(started):
             server.stop()
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def _wait_http(url: str, timeout_s: float) -> None:

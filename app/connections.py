@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -10,6 +11,8 @@ from sqlalchemy import Row, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.crypto import Cipher
+from app.db import DB_ERRORS
+from app.errors import unavailable
 from app.models import Connection, Tenant
 
 
@@ -42,8 +45,11 @@ _SELECT = select(
 class ConnectionStore:
     """Reads connections; caches hits and misses briefly so floods do not reach the database."""
 
-    def __init__(self, engine: AsyncEngine, cipher: Cipher, ttl_s: float) -> None:
+    def __init__(
+        self, engine: AsyncEngine, cipher: Cipher, ttl_s: float, timeout_s: float = 5.0
+    ) -> None:
         self._engine = engine
+        self._timeout_s = timeout_s
         self._cipher = cipher
         self._ttl_s = ttl_s
         self._cache: dict[tuple[str, str, str], tuple[float, ConnectionInfo | None]] = {}
@@ -77,8 +83,11 @@ class ConnectionStore:
             .order_by(Connection.name)
             .limit(1)
         )
-        async with self._engine.connect() as conn:
-            row = (await conn.execute(query)).first()
+        try:
+            async with asyncio.timeout(self._timeout_s), self._engine.connect() as conn:
+                row = (await conn.execute(query)).first()
+        except DB_ERRORS as exc:
+            raise unavailable(f"database: {type(exc).__name__}") from exc
         info = None if row is None else self._info(row)
         if len(self._cache) > 10_000:
             self._cache.clear()

@@ -12,15 +12,14 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import asyncpg
 import orjson
 import structlog
 from fastapi.responses import Response
 from sqlalchemy import text
-from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.connections import ConnectionInfo
+from app.db import DB_ERRORS
 from app.errors import AppError, unavailable
 from app.ids import uuid7
 from app.queue import PROCESS_RECORD, Queue
@@ -30,13 +29,6 @@ log = structlog.get_logger(__name__)
 # Never stored: credentials must not outlive the request that carried them.
 _SECRET_HEADERS = frozenset(
     {"authorization", "proxy-authorization", "cookie", "apikey", "x-api-key", "x-hook-secret"}
-)
-DB_ERRORS: tuple[type[BaseException], ...] = (
-    SQLAlchemyError,
-    OSError,
-    TimeoutError,
-    asyncpg.PostgresError,
-    asyncpg.InterfaceError,
 )
 
 

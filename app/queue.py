@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from typing import Literal
 
 import structlog
 from arq.connections import ArqRedis
@@ -13,6 +14,7 @@ from redis.exceptions import RedisError
 log = structlog.get_logger(__name__)
 
 PROCESS_RECORD = "process_record"
+Published = Literal["queued", "exists", "failed"]
 
 
 def record_job_id(record_id: uuid.UUID | str) -> str:
@@ -35,18 +37,21 @@ class Queue:
         self.redis = redis
         self._timeout_s = timeout_s
 
-    async def enqueue_record(self, record_id: uuid.UUID | str) -> bool:
-        """Ask a worker to process a committed record; False if Redis could not be reached."""
+    async def enqueue_record(self, record_id: uuid.UUID | str) -> Published:
+        """Ask a worker to process a committed record.
+
+        ``exists`` means the job is already queued or running under the same id.
+        """
         try:
             async with asyncio.timeout(self._timeout_s * 2):
-                await self.redis.enqueue_job(
+                job = await self.redis.enqueue_job(
                     PROCESS_RECORD, str(record_id), _job_id=record_job_id(record_id)
                 )
         except (RedisError, OSError, TimeoutError) as exc:
             # The sweeper will publish it from the outbox once Redis answers again.
             log.warning("queue.enqueue_failed", record_id=str(record_id), error=type(exc).__name__)
-            return False
-        return True
+            return "failed"
+        return "queued" if job is not None else "exists"
 
     async def ping(self) -> bool:
         """Whether Redis answers now."""
@@ -58,4 +63,5 @@ class Queue:
 
     async def close(self) -> None:
         """Release connections."""
-        await self.redis.aclose()
+        # A client built on an explicit pool leaves the pool open unless told otherwise.
+        await self.redis.aclose(close_connection_pool=True)

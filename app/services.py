@@ -41,7 +41,12 @@ class Services:
             engine=engine,
             sessions=create_sessionmaker(engine),
             cipher=cipher,
-            connections=ConnectionStore(engine, cipher, settings.connection_cache_ttl_s),
+            connections=ConnectionStore(
+                engine,
+                cipher,
+                settings.connection_cache_ttl_s,
+                timeout_s=settings.db_statement_timeout_s,
+            ),
             queue=queue,
             intake=Intake(engine, queue),
         )

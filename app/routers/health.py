@@ -8,7 +8,7 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
-from app.intake import DB_ERRORS
+from app.db import DB_ERRORS
 from app.services import ServicesDep
 
 router = APIRouter(prefix="/health", tags=["health"])

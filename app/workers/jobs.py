@@ -107,7 +107,7 @@ async def sweep_outbox(ctx: dict[str, Any], *, batch: int = 500) -> int:
         )
     published = 0
     for rid in ids:
-        if await services.queue.enqueue_record(rid):
+        if await services.queue.enqueue_record(rid) == "queued":
             published += 1
     if ids:
         log.info("sweeper.republished", pending=len(ids), published=published)

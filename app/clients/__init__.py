@@ -1,0 +1,1 @@
+"""Clients for the ATS REST APIs, one module per ATS, all built on :mod:`app.clients.base`."""

@@ -1,0 +1,191 @@
+"""What every ATS API client shares: one rate budget, one document cache, one error model.
+
+The router (in-request validation) and the workers (enrichment) call the same client, so a
+tenant's API quota is spent in one place whoever spends it.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import time
+from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import httpx
+import orjson
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+
+@dataclass(frozen=True, slots=True)
+class BudgetKey:
+    """Whose quota a call spends: one tenant's connection to one ATS, optionally one route
+    (SmartRecruiters limits ``GET /candidates`` to one call at a time)."""
+
+    tenant_id: int
+    source: str
+    route: str = "*"
+
+    def __str__(self) -> str:
+        return f"{self.source}:{self.tenant_id}:{self.route}"
+
+
+class RateBudget(Protocol):
+    """Permission to make one call; shared by every process through Redis."""
+
+    def slot(self, key: BudgetKey) -> AbstractAsyncContextManager[None]:
+        """Wait for a token (and a concurrency slot) for the duration of one call."""
+        ...
+
+    async def penalize(self, key: BudgetKey, retry_after_s: float) -> None:
+        """The ATS said 429: nobody spends this budget until ``retry_after_s`` has passed."""
+        ...
+
+
+class UnlimitedBudget:
+    """No limits; for unit tests and for sources without a published limit."""
+
+    @asynccontextmanager
+    async def slot(self, key: BudgetKey) -> AsyncIterator[None]:
+        """Always granted."""
+        del key
+        yield
+
+    async def penalize(self, key: BudgetKey, retry_after_s: float) -> None:
+        """Ignored."""
+        del key, retry_after_s
+
+
+class DocumentCache:
+    """Fetched documents in Redis with a TTL; a miss or a Redis fault just means fetching."""
+
+    def __init__(self, redis: Redis, ttl_s: float, prefix: str = "hirehook:doc:") -> None:
+        self._redis = redis
+        self._ttl_ms = max(1, int(ttl_s * 1000))
+        self._prefix = prefix
+
+    def key(self, tenant_id: int, source: str, kind: str, external_id: str) -> str:
+        """The cache key of one document."""
+        return f"{self._prefix}{source}:{tenant_id}:{kind}:{external_id}"
+
+    async def get(self, key: str) -> Any | None:
+        """The cached document, or None."""
+        try:
+            raw = await self._redis.get(key)
+        except (RedisError, OSError, TimeoutError):
+            return None
+        return None if raw is None else orjson.loads(raw)
+
+    async def put(self, key: str, document: Any) -> None:
+        """Cache a document (best effort)."""
+        try:
+            await self._redis.set(key, orjson.dumps(document), px=self._ttl_ms)
+        except (RedisError, OSError, TimeoutError):
+            return
+
+
+class ApiError(Exception):
+    """A failed ATS API call, classified for retry and dead-letter decisions."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        transient: bool,
+        config_problem: bool = False,
+        retry_after_s: float | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        # Worth retrying: transport errors, timeouts, 429 and 5xx.
+        self.transient = transient
+        # The tenant must fix something (credentials, permissions), not the pipeline.
+        self.config_problem = config_problem
+        self.retry_after_s = retry_after_s
+
+
+def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header (delta-seconds or HTTP-date)."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - (now if now is not None else time.time()))
+
+
+def classify(response: httpx.Response, what: str) -> ApiError:
+    """The :class:`ApiError` for a non-2xx response."""
+    status = response.status_code
+    retry_after = parse_retry_after(response.headers.get("retry-after"))
+    if status == 429:
+        return ApiError(
+            f"{what}: rate limited", status=status, transient=True, retry_after_s=retry_after
+        )
+    if status >= 500:
+        return ApiError(
+            f"{what}: server error {status}",
+            status=status,
+            transient=True,
+            retry_after_s=retry_after,
+        )
+    if status in (401, 403):
+        return ApiError(
+            f"{what}: credentials refused ({status})",
+            status=status,
+            transient=False,
+            config_problem=True,
+        )
+    return ApiError(f"{what}: {status}", status=status, transient=False)
+
+
+class ApiClient:
+    """Base for ATS clients: every call spends the shared budget and is classified on failure."""
+
+    def __init__(self, http: httpx.AsyncClient, budget: RateBudget, budget_key: BudgetKey) -> None:
+        self.http = http
+        self.budget = budget
+        self.budget_key = budget_key
+
+    async def request(
+        self, method: str, url: str, *, what: str, route: str | None = None, **kwargs: Any
+    ) -> httpx.Response:
+        """One call under the budget; raises :class:`ApiError` for anything but 2xx."""
+        key = (
+            self.budget_key
+            if route is None
+            else BudgetKey(self.budget_key.tenant_id, self.budget_key.source, route)
+        )
+        try:
+            async with self.budget.slot(key):
+                response = await self.http.request(method, url, **kwargs)
+        except httpx.TimeoutException as exc:
+            raise ApiError(f"{what}: timed out", transient=True) from exc
+        except httpx.TransportError as exc:
+            raise ApiError(f"{what}: {type(exc).__name__}", transient=True) from exc
+        if response.status_code == 429:
+            await self.budget.penalize(
+                key, parse_retry_after(response.headers.get("retry-after")) or 1.0
+            )
+        if not response.is_success:
+            raise classify(response, what)
+        return response
+
+    async def get_json(
+        self, url: str, *, what: str, route: str | None = None, **kwargs: Any
+    ) -> Any:
+        """GET a JSON document."""
+        response = await self.request("GET", url, what=what, route=route, **kwargs)
+        try:
+            return response.json()
+        except ValueError as exc:
+            raise ApiError(
+                f"{what}: response is not JSON", status=response.status_code, transient=True
+            ) from exc

@@ -1,0 +1,149 @@
+"""Real PostgreSQL and Redis for the whole session; every test starts from empty tables."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from redis.asyncio import Redis
+from sqlalchemy import text
+
+from app.embedded import EmbeddedPostgres, EmbeddedRedis
+from app.main import create_app
+from app.migrate import upgrade_async
+from app.models import Base
+from app.services import Services
+from app.settings import Settings
+from app.tenants import ConnectionSpec, TenantsFile, TenantSpec, apply_tenants
+
+TEST_SECRET_KEY = "test-secret-key-for-credentials-at-rest"
+
+
+@pytest.fixture(scope="session")
+def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
+    """(postgres_url, redis_url): external if given, else embedded servers owned by the session."""
+    external = (
+        os.environ.get("HIREHOOK_TEST_DATABASE_URL"),
+        os.environ.get("HIREHOOK_TEST_REDIS_URL"),
+    )
+    if external[0] and external[1]:
+        yield external[0], external[1]
+        return
+    base = tmp_path_factory.mktemp("servers")
+    pg = EmbeddedPostgres(Path(base) / "postgres")
+    redis = EmbeddedRedis(Path(base) / "redis")
+    try:
+        yield pg.start(), redis.start()
+    finally:
+        redis.stop()
+        pg.stop()
+
+
+def make_settings(database_url: str, redis_url: str, **overrides: Any) -> Settings:
+    """Test settings: no .env file, short timeouts, sweeper without grace."""
+    values: dict[str, Any] = {
+        "environment": "test",
+        "database_url": database_url,
+        "redis_url": redis_url,
+        "secret_key": TEST_SECRET_KEY,
+        "outbox_grace_s": 0,
+        "db_connect_timeout_s": 1.0,
+        "db_statement_timeout_s": 2.0,
+        "db_pool_timeout_s": 1.0,
+        "connection_cache_ttl_s": 0,
+        "log_format": "console",
+        **overrides,
+    }
+    return Settings(_env_file=None, **values)
+
+
+@pytest.fixture(scope="session")
+def settings(servers: tuple[str, str]) -> Settings:
+    """Settings pointing at the session's servers."""
+    return make_settings(*servers)
+
+
+@pytest.fixture(scope="session")
+async def migrated(settings: Settings) -> None:
+    """Schema at head, once per session."""
+    await upgrade_async(settings.database_dsn)
+
+
+@pytest.fixture
+async def services(settings: Settings, migrated: None) -> AsyncIterator[Services]:
+    """Fresh services over emptied tables and an empty Redis."""
+    svc = Services.create(settings)
+    tables = ", ".join(t.name for t in Base.metadata.sorted_tables)
+    async with svc.engine.begin() as conn:
+        await conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+    await svc.queue.redis.flushdb()
+    try:
+        yield svc
+    finally:
+        await svc.close()
+
+
+async def run_app(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    """An in-process client with the app's lifespan running."""
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://hirehook.test"
+        ) as client:
+            yield client
+
+
+@pytest.fixture
+async def client(services: Services, settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    """The API, driven in-process."""
+    async for c in run_app(create_app(settings)):
+        yield c
+
+
+async def add_connection(
+    services: Services,
+    *,
+    tenant: str,
+    source: str,
+    secrets: dict[str, Any],
+    options: dict[str, Any] | None = None,
+    account: str | None = None,
+    name: str = "default",
+) -> None:
+    """Create a tenant with one connection, as the tenants file would."""
+    spec = TenantsFile(
+        tenant=[
+            TenantSpec(
+                slug=tenant,
+                name=tenant.title(),
+                connection=[
+                    ConnectionSpec(
+                        source=source,
+                        name=name,
+                        account=account,
+                        secrets=secrets,
+                        options=options or {},
+                    )
+                ],
+            )
+        ]
+    )
+    await apply_tenants(spec, sessions=services.sessions, cipher=services.cipher)
+
+
+def host_port(url: str) -> tuple[str, int]:
+    """Host and port of a postgres:// or redis:// URL."""
+    parts = urlsplit(url)
+    assert parts.hostname is not None and parts.port is not None
+    return parts.hostname, parts.port
+
+
+async def arq_queue(redis: Redis) -> list[str]:
+    """Job ids waiting in arq's default queue."""
+    return [m.decode() for m in await redis.zrange("arq:queue", 0, -1)]
