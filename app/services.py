@@ -5,9 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated
 
+import httpx
 from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from app.clients.base import DocumentCache, RateBudget, UnlimitedBudget
 from app.connections import ConnectionStore
 from app.crypto import Cipher
 from app.db import create_engine, create_sessionmaker
@@ -27,6 +29,10 @@ class Services:
     connections: ConnectionStore
     queue: Queue
     intake: Intake
+    # Outbound calls to ATS APIs and vendor callbacks; one pool per process.
+    http: httpx.AsyncClient
+    budget: RateBudget
+    cache: DocumentCache
 
     @classmethod
     def create(cls, settings: Settings) -> Services:
@@ -49,10 +55,18 @@ class Services:
             ),
             queue=queue,
             intake=Intake(engine, queue),
+            http=httpx.AsyncClient(
+                timeout=httpx.Timeout(settings.api_call_timeout_s, connect=3.0),
+                limits=httpx.Limits(max_connections=100, max_keepalive_connections=20),
+                headers={"user-agent": "Hirehook/0.1"},
+            ),
+            budget=UnlimitedBudget(),
+            cache=DocumentCache(queue.redis, settings.document_cache_ttl_s),
         )
 
     async def close(self) -> None:
         """Release pools."""
+        await self.http.aclose()
         await self.queue.close()
         await self.engine.dispose()
 

@@ -51,6 +51,10 @@ class Settings(BaseSettings):
     outbox_grace_s: float = Field(default=15.0, ge=0)
     connection_cache_ttl_s: float = Field(default=5.0, ge=0)
 
+    # Outbound ATS API calls.
+    api_call_timeout_s: float = Field(default=10.0, gt=0)
+    document_cache_ttl_s: float = Field(default=300.0, gt=0)
+
     log_level: str = "INFO"
     log_format: Literal["console", "json"] = "json"
 

@@ -1,0 +1,1 @@
+"""Benchmarks: reproducible commands whose figures are written down in bench/README.md."""
