@@ -31,8 +31,10 @@ def create_engine(settings: Settings) -> AsyncEngine:
     statement_ms = int(settings.db_statement_timeout_s * 1000)
     return create_async_engine(
         settings.database_dsn,
+        # No overflow: overflow connections are closed as soon as they are returned, and
+        # under a burst that means a new TCP (and TLS) handshake per request.
         pool_size=settings.db_pool_size,
-        max_overflow=settings.db_pool_size,
+        max_overflow=0,
         pool_timeout=settings.db_pool_timeout_s,
         pool_pre_ping=False,
         pool_recycle=1800,

@@ -232,6 +232,10 @@ class Intake:
         return Outcome(record_id, answer, duplicate=False)
 
     async def publish(self, outcome: Outcome, *, known: bool) -> None:
-        """After commit, hint the workers; the sweeper covers a failure here."""
+        """After commit, hint the workers; the sweeper covers a failure here.
+
+        Awaited before answering rather than run as a background task: a background task
+        holds the keep-alive connection's cycle open and, under load, starved the enqueues.
+        """
         if known and not outcome.duplicate:
             await self._queue.enqueue_record(outcome.record_id)

@@ -4,8 +4,14 @@ from __future__ import annotations
 
 import logging
 import sys
+from typing import Any
 
+import orjson
 import structlog
+
+
+def _dumps(value: Any, **kwargs: Any) -> str:
+    return orjson.dumps(value, default=str).decode()
 
 
 def configure(level: str = "INFO", fmt: str = "json") -> None:
@@ -13,7 +19,7 @@ def configure(level: str = "INFO", fmt: str = "json") -> None:
     # Plain tracebacks only: a "pretty" one prints local variables, and locals hold
     # decrypted credentials and payloads that must never reach a log.
     renderer: structlog.types.Processor = (
-        structlog.processors.JSONRenderer()
+        structlog.processors.JSONRenderer(serializer=_dumps)
         if fmt == "json"
         else structlog.dev.ConsoleRenderer(
             colors=sys.stderr.isatty(), exception_formatter=structlog.dev.plain_traceback
@@ -27,7 +33,10 @@ def configure(level: str = "INFO", fmt: str = "json") -> None:
     structlog.configure(
         processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
         logger_factory=structlog.stdlib.LoggerFactory(),
-        wrapper_class=structlog.stdlib.BoundLogger,
+        # Drops filtered levels before any processor runs: at WARNING an info call is free.
+        wrapper_class=structlog.make_filtering_bound_logger(
+            logging.getLevelNamesMapping()[level.upper()]
+        ),
         cache_logger_on_first_use=True,
     )
     handler = logging.StreamHandler(sys.stderr)

@@ -3,17 +3,29 @@
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from typing import Literal
 
 import structlog
 from arq.connections import ArqRedis
+from arq.constants import default_queue_name, expires_extra_ms, job_key_prefix, result_key_prefix
+from arq.jobs import serialize_job
 from redis.asyncio import ConnectionPool
 from redis.exceptions import RedisError
 
 log = structlog.get_logger(__name__)
 
 PROCESS_RECORD = "process_record"
+
+# arq's enqueue_job (WATCH, EXISTS, MULTI, PSETEX, ZADD, EXEC: four round trips) as one
+# atomic script: same keys, same serialization, so workers see an ordinary arq job.
+_ENQUEUE = """
+if redis.call('EXISTS', KEYS[1], KEYS[2]) > 0 then return 0 end
+redis.call('PSETEX', KEYS[1], ARGV[1], ARGV[2])
+redis.call('ZADD', KEYS[3], ARGV[3], ARGV[4])
+return 1
+"""
 Published = Literal["queued", "exists", "failed"]
 
 
@@ -36,22 +48,27 @@ class Queue:
     def __init__(self, redis: ArqRedis, timeout_s: float) -> None:
         self.redis = redis
         self._timeout_s = timeout_s
+        self._enqueue = redis.register_script(_ENQUEUE)
 
     async def enqueue_record(self, record_id: uuid.UUID | str) -> Published:
         """Ask a worker to process a committed record.
 
         ``exists`` means the job is already queued or running under the same id.
         """
+        job_id = record_job_id(record_id)
+        now_ms = int(time.time() * 1000)
+        job = serialize_job(PROCESS_RECORD, (str(record_id),), {}, None, now_ms)
         try:
             async with asyncio.timeout(self._timeout_s * 2):
-                job = await self.redis.enqueue_job(
-                    PROCESS_RECORD, str(record_id), _job_id=record_job_id(record_id)
+                created = await self._enqueue(
+                    keys=[job_key_prefix + job_id, result_key_prefix + job_id, default_queue_name],
+                    args=[expires_extra_ms, job, now_ms, job_id],
                 )
         except (RedisError, OSError, TimeoutError) as exc:
             # The sweeper will publish it from the outbox once Redis answers again.
             log.warning("queue.enqueue_failed", record_id=str(record_id), error=type(exc).__name__)
             return "failed"
-        return "queued" if job is not None else "exists"
+        return "queued" if created else "exists"
 
     async def ping(self) -> bool:
         """Whether Redis answers now."""

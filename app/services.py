@@ -71,8 +71,8 @@ class Services:
         await self.engine.dispose()
 
 
-def get_services(request: Request) -> Services:
-    """The services of the running app."""
+async def get_services(request: Request) -> Services:
+    """The services of the running app (async: a sync dependency costs a thread hop)."""
     services: Services = request.app.state.services
     return services
 

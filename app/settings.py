@@ -37,7 +37,7 @@ class Settings(BaseSettings):
     request_deadline_s: float = Field(default=25.0, gt=0, le=29)
     db_connect_timeout_s: float = Field(default=3.0, gt=0)
     db_statement_timeout_s: float = Field(default=5.0, gt=0)
-    db_pool_size: int = Field(default=10, ge=1)
+    db_pool_size: int = Field(default=20, ge=1)
     db_pool_timeout_s: float = Field(default=3.0, gt=0)
     redis_timeout_s: float = Field(default=0.5, gt=0)
 

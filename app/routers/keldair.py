@@ -8,7 +8,6 @@ import structlog
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from pydantic import ValidationError
-from starlette.background import BackgroundTask
 
 from app.body import decode_content, parse_json, read_raw, require_object
 from app.errors import unauthorized
@@ -82,6 +81,5 @@ async def receive_event(tenant: str, request: Request, services: ServicesDep) ->
         ),
         deadline=deadline,
     )
-    response = outcome.response()
-    response.background = BackgroundTask(services.intake.publish, outcome, known=known)
-    return response
+    await services.intake.publish(outcome, known=known)
+    return outcome.response()
