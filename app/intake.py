@@ -22,6 +22,7 @@ from app.connections import ConnectionInfo
 from app.db import DB_ERRORS
 from app.errors import AppError, unavailable
 from app.ids import uuid7
+from app.metrics import INTAKE, INTAKE_SECONDS
 from app.queue import PROCESS_RECORD, Queue
 
 log = structlog.get_logger(__name__)
@@ -202,6 +203,7 @@ class Intake:
             "answer_body": answer.body,
             "task": PROCESS_RECORD,
         }
+        started = time.monotonic()
         try:
             async with deadline.timeout(), self._engine.connect() as conn:
                 inserted = (await conn.execute(_INSERT, params)).first()
@@ -211,7 +213,9 @@ class Intake:
             # record then answers as a duplicate: no 2xx is ever given for an unknown state.
             log.warning("intake.unavailable", source=conn_info.source, error=type(exc).__name__)
             raise unavailable(f"database: {type(exc).__name__}") from exc
+        INTAKE_SECONDS.labels(conn_info.source).observe(time.monotonic() - started)
         if inserted is None:
+            INTAKE.labels(conn_info.source, "duplicate").inc()
             if stored is None:  # pragma: no cover - the conflicting row is visible after the wait
                 raise AppError(503, "Please retry.", "conflicting record vanished")
             log.info("intake.duplicate", source=conn_info.source, record_id=str(stored.id))
@@ -222,6 +226,7 @@ class Intake:
                 ),
                 duplicate=True,
             )
+        INTAKE.labels(conn_info.source, "recorded").inc()
         log.info(
             "intake.recorded",
             source=conn_info.source,

@@ -12,6 +12,7 @@ from fastapi.responses import Response
 
 from app import registry
 from app.errors import AppError, renderer_for
+from app.metrics import REJECTED
 from app.routers import health
 from app.services import Services
 from app.settings import Settings, get_settings
@@ -41,6 +42,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @app.exception_handler(AppError)
     async def _app_error(request: Request, exc: AppError) -> Response:
+        REJECTED.labels(str(exc.status)).inc()
         if exc.status >= 500:
             log.warning(
                 "request.failed", path=request.url.path, status=exc.status, detail=exc.debug_message

@@ -319,3 +319,18 @@ async def test_type_aliases_map_sender_names_onto_models(
     async with services.engine.connect() as conn:
         row = (await conn.execute(text("SELECT event_type, known FROM record"))).one()
     assert (row.event_type, row.known) == ("applicant.hired", True)
+
+
+async def test_metrics_count_outcomes(client: httpx.AsyncClient, acme: Services) -> None:
+    def value(text_: str, line: str) -> float:
+        found = [ln for ln in text_.splitlines() if ln.startswith(line)]
+        return float(found[0].rsplit(" ", 1)[1]) if found else 0.0
+
+    recorded = 'hirehook_intake_total{outcome="recorded",source="keldair"}'
+    duplicate = 'hirehook_intake_total{outcome="duplicate",source="keldair"}'
+    before = (await client.get("/metrics")).text
+    await post(client, event("evt_m"))
+    await post(client, event("evt_m"))
+    after = (await client.get("/metrics")).text
+    assert value(after, recorded) - value(before, recorded) == 1
+    assert value(after, duplicate) - value(before, duplicate) == 1

@@ -5,22 +5,25 @@ from __future__ import annotations
 import asyncio
 
 from fastapi import APIRouter
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 
 from app.db import DB_ERRORS
 from app.services import ServicesDep
 
-router = APIRouter(prefix="/health", tags=["health"])
+router = APIRouter(tags=["health"])
 
 
-@router.get("/live")
+@router.get("/health/live")
 async def live() -> dict[str, str]:
     """The process is up."""
     return {"status": "ok"}
 
 
-@router.get("/ready", responses={503: {"description": "PostgreSQL or Redis is unreachable."}})
+@router.get(
+    "/health/ready", responses={503: {"description": "PostgreSQL or Redis is unreachable."}}
+)
 async def ready(services: ServicesDep) -> JSONResponse:
     """PostgreSQL and Redis both answer."""
     database = True
@@ -36,3 +39,9 @@ async def ready(services: ServicesDep) -> JSONResponse:
         {"status": "ok" if ok else "unavailable", "postgres": database, "redis": redis},
         status_code=200 if ok else 503,
     )
+
+
+@router.get("/metrics", include_in_schema=False)
+async def metrics() -> Response:
+    """Prometheus exposition of this process's counters."""
+    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
