@@ -131,8 +131,10 @@ def dev(
     from app.logs import configure
 
     configure("INFO", "console")
-    # A service manager stops us with SIGTERM; clean up exactly as for Ctrl-C.
+    # A service manager stops us with SIGTERM, and a shell may start us with SIGINT ignored;
+    # either way, clean up exactly as for Ctrl-C.
     signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGINT, _interrupt)
     env = dict(os.environ)
     env.setdefault("HIREHOOK_ENVIRONMENT", "development")
     env.setdefault("HIREHOOK_LOG_FORMAT", "console")
