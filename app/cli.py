@@ -127,7 +127,7 @@ def dev(
 ) -> None:
     """Run API + worker; starts an embedded PostgreSQL and Redis when no URLs are set."""
     from app import migrate as migrations
-    from app.embedded import EmbeddedPostgres, EmbeddedRedis
+    from app.embedded import EmbeddedPostgres, EmbeddedRedis, start_missing
     from app.logs import configure
 
     configure("INFO", "console")
@@ -144,14 +144,7 @@ def dev(
     started: list[EmbeddedPostgres | EmbeddedRedis] = []
     children: list[subprocess.Popen[bytes]] = []
     try:
-        if not env.get("HIREHOOK_DATABASE_URL"):
-            pg = EmbeddedPostgres(data_dir / "postgres")
-            env["HIREHOOK_DATABASE_URL"] = pg.start()
-            started.append(pg)
-        if not env.get("HIREHOOK_REDIS_URL"):
-            redis = EmbeddedRedis(data_dir / "redis")
-            env["HIREHOOK_REDIS_URL"] = redis.start()
-            started.append(redis)
+        started = start_missing(env, data_dir)
         os.environ.update(env)
         settings = Settings()
         migrations.upgrade(settings.database_dsn)
@@ -176,6 +169,10 @@ def dev(
     except KeyboardInterrupt:
         typer.echo("\nstopping...")
     finally:
+        # A second Ctrl-C or SIGTERM must not abandon the servers half-stopped; every wait
+        # below is bounded.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         for child in children:
             if child.poll() is None:
                 child.send_signal(signal.SIGINT)

@@ -199,3 +199,23 @@ class EmbeddedRedis:
                 self._process.kill()
                 self._process.wait()
         self._process = None
+
+
+def start_missing(env: dict[str, str], data_dir: Path) -> list[EmbeddedPostgres | EmbeddedRedis]:
+    """Start an embedded server for each of the database and Redis URLs ``env`` lacks, and
+    put its URL in ``env``; returns what was started, to be stopped in reverse order."""
+    started: list[EmbeddedPostgres | EmbeddedRedis] = []
+    try:
+        if not env.get("HIREHOOK_DATABASE_URL"):
+            pg = EmbeddedPostgres(data_dir / "postgres")
+            env["HIREHOOK_DATABASE_URL"] = pg.start()
+            started.append(pg)
+        if not env.get("HIREHOOK_REDIS_URL"):
+            redis = EmbeddedRedis(data_dir / "redis")
+            env["HIREHOOK_REDIS_URL"] = redis.start()
+            started.append(redis)
+    except BaseException:
+        for server in reversed(started):
+            server.stop()
+        raise
+    return started

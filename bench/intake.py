@@ -26,7 +26,7 @@ import orjson
 from sqlalchemy import text
 
 from app.crypto import generate_key
-from app.embedded import EmbeddedPostgres, EmbeddedRedis, free_port
+from app.embedded import free_port, start_missing
 from app.migrate import upgrade
 from app.settings import Settings
 
@@ -121,16 +121,8 @@ def main() -> None:
     args = parser.parse_args()
 
     workdir = Path(tempfile.mkdtemp(prefix="hirehook-bench-"))
-    servers: list[EmbeddedPostgres | EmbeddedRedis] = []
     env = dict(os.environ)
-    if not env.get("HIREHOOK_DATABASE_URL"):
-        pg = EmbeddedPostgres(workdir / "postgres")
-        env["HIREHOOK_DATABASE_URL"] = pg.start()
-        servers.append(pg)
-    if not env.get("HIREHOOK_REDIS_URL"):
-        redis = EmbeddedRedis(workdir / "redis")
-        env["HIREHOOK_REDIS_URL"] = redis.start()
-        servers.append(redis)
+    servers = start_missing(env, workdir)
     tenants = workdir / "tenants.toml"
     tenants.write_text(TENANTS)
     env |= {
