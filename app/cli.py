@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 from typing import Annotated
+from urllib.parse import urlsplit, urlunsplit
 
 import typer
 
@@ -157,8 +158,8 @@ def dev(
             "\nHirehook is running.\n"
             f"  API docs:   {base}/docs\n"
             f"  Readiness:  {base}/health/ready\n"
-            f"  PostgreSQL: {env['HIREHOOK_DATABASE_URL']}\n"
-            f"  Redis:      {env['HIREHOOK_REDIS_URL']}\n\n"
+            f"  PostgreSQL: {mask_password(env['HIREHOOK_DATABASE_URL'])}\n"
+            f"  Redis:      {mask_password(env['HIREHOOK_REDIS_URL'])}\n\n"
             "Send a signed demo event (in another terminal):\n"
             f"  .venv/bin/hirehook send keldair --url {base}\n\n"
             "Ctrl-C stops everything.\n"
@@ -183,6 +184,15 @@ def dev(
                 child.kill()
         for server in reversed(started):
             server.stop()
+
+
+def mask_password(url: str) -> str:
+    """``url`` with any password replaced by ``***``, for printing."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def _interrupt(signum: int, frame: object) -> None:

@@ -14,6 +14,7 @@ from pydantic import SecretStr, ValidationError
 from standardwebhooks.webhooks import Webhook
 
 from app.body import decode_content, strip_nul
+from app.cli import mask_password
 from app.crypto import Cipher, generate_key
 from app.errors import AppError
 from app.ids import uuid7
@@ -117,3 +118,9 @@ def test_tenants_file_resolves_env_secrets(monkeypatch: pytest.MonkeyPatch, tmp_
 def test_demo_tenants_file_is_valid() -> None:
     spec = read_tenants_file(Path(__file__).resolve().parent.parent / "demo" / "tenants.toml")
     assert any(c.source == "keldair" for t in spec.tenant for c in t.connection)
+
+
+def test_printed_urls_hide_passwords() -> None:
+    assert mask_password("postgresql://u:s3cret@db:5432/x") == "postgresql://u:***@db:5432/x"
+    assert mask_password("redis://:s3cret@cache:6379/0") == "redis://:***@cache:6379/0"
+    assert mask_password("redis://127.0.0.1:6379/0") == "redis://127.0.0.1:6379/0"
