@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import zlib
 from typing import Any
 
@@ -21,18 +22,25 @@ def _too_large(limit: int, what: str) -> AppError:
     )
 
 
-async def read_raw(request: Request, max_bytes: int) -> bytes:
-    """The body as sent, refused as soon as it passes ``max_bytes``."""
+async def read_raw(request: Request, max_bytes: int, timeout_s: float | None = None) -> bytes:
+    """The body as sent, refused as soon as it passes ``max_bytes`` or takes ``timeout_s``."""
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > max_bytes:
         raise _too_large(max_bytes, "request body")
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > max_bytes:
-            raise _too_large(max_bytes, "request body")
-        chunks.append(chunk)
+    try:
+        async with asyncio.timeout(timeout_s):
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > max_bytes:
+                    raise _too_large(max_bytes, "request body")
+                chunks.append(chunk)
+    except TimeoutError as exc:
+        # A body trickling in must not hold the request past the sender's own budget.
+        raise AppError(
+            408, f"The request body did not arrive within {timeout_s:.0f} s.", code="timeout"
+        ) from exc
     return b"".join(chunks)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator
 
@@ -159,3 +160,27 @@ async def test_job_run_twice_takes_effect_once(
     async with services.engine.connect() as conn:
         attempts = (await conn.execute(text("SELECT attempts FROM outbox"))).scalar_one()
     assert attempts == 1
+
+
+async def test_body_trickling_past_the_deadline_is_408(
+    services: Services, settings: Settings
+) -> None:
+    await add_connection(
+        services, tenant="acme", source="keldair", secrets={"signing_secrets": [SECRET]}
+    )
+    body = orjson.dumps(event("evt_slow"))
+
+    async def trickle() -> AsyncIterator[bytes]:
+        yield body[:10]
+        await asyncio.sleep(2)
+        yield body[10:]
+
+    quick = make_settings(
+        str(settings.database_url), str(settings.redis_url), request_deadline_s=0.5
+    )
+    async for client in run_app(create_app(quick)):
+        started = time.monotonic()
+        response = await client.post(URL, content=trickle(), headers=signed(body))
+        assert response.status_code == 408
+        assert time.monotonic() - started < 1.5
+    assert await record_count(services) == 0

@@ -38,7 +38,7 @@ async def receive_event(tenant: str, request: Request, services: ServicesDep) ->
     """Receive one signed KeldairHR event for ``tenant``."""
     settings = services.settings
     deadline = Deadline(settings.request_deadline_s)
-    wire = await read_raw(request, settings.max_body_bytes)
+    wire = await read_raw(request, settings.max_body_bytes, deadline.remaining())
     body = decode_content(
         wire, request.headers.get("content-encoding"), settings.max_decompressed_bytes
     )
