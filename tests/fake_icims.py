@@ -93,12 +93,19 @@ class FakeIcims:
 
     # --- app ----------------------------------------------------------------------------------
 
+    async def _delay(self, seconds: float) -> None:
+        # Slow, but never slower than shutting down: a test's teardown must not wait for it.
+        # should_exit is a plain flag set from the test's thread, so there is no event to await.
+        end = time.monotonic() + seconds
+        while time.monotonic() < end and not (self._server and self._server.should_exit):  # noqa: ASYNC110
+            await asyncio.sleep(0.02)
+
     async def _token(self, request: Request) -> Response:
         form = dict(parse_qsl((await request.body()).decode(), keep_blank_values=True))
         self.token_requests.append(str(form.get("grant_type")))
         if self.token_fault is not None:
             fault = self.token_fault
-            await asyncio.sleep(fault.delay_s)
+            await self._delay(fault.delay_s)
             if fault.status is not None:
                 return JSONResponse({"error": "server_error"}, fault.status)
         client_id, client_secret = form.get("client_id"), form.get("client_secret")
@@ -130,7 +137,7 @@ class FakeIcims:
         if fault is not None and (fault.times is None or fault.times > 0):
             if fault.times is not None:
                 fault.times -= 1
-            await asyncio.sleep(fault.delay_s)
+            await self._delay(fault.delay_s)
             if fault.status is not None:
                 code = fault.error_code
                 if code is None:

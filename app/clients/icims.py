@@ -104,6 +104,10 @@ class TokenCache:
         """Forget a token the API refused."""
         self._tokens.pop(key, None)
 
+    def clear(self) -> None:
+        """Forget every token."""
+        self._tokens.clear()
+
     def lock(self, key: str) -> asyncio.Lock:
         """One fetch at a time per key, so a burst of events does not fetch a burst of tokens."""
         return self._locks.setdefault(key, asyncio.Lock())
