@@ -6,6 +6,7 @@ not by the production signer.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import gzip
 import hashlib
@@ -21,11 +22,13 @@ import pytest
 from sqlalchemy import text
 
 from app.link_tokens import record_from_token
+from app.main import create_app
 from app.routers.icims import _dedupe_keys, link_keys
 from app.schemas.icims import WorkFlowStatusChangeEvent
 from app.services import Services
 from app.settings import Settings
-from tests.conftest import add_connection, arq_queue
+from tests.conftest import add_connection, arq_queue, host_port, make_settings, run_app
+from tests.proxy import FaultProxy
 
 URL = "/v1/icims/events"
 HOST = "hirehook.test"
@@ -597,3 +600,50 @@ async def test_no_secret_reaches_logs_or_error_bodies(
     for secret in (*SECRET_VALUES, good_token):
         assert secret not in captured.out + captured.err
         assert not any(secret in b for b in bodies)
+
+
+async def test_fifty_concurrent_deliveries_make_one_record_and_one_link(
+    client: httpx.AsyncClient, acme: Services
+) -> None:
+    body = payload("OnboardPortalTaskEvent")
+    responses = await asyncio.gather(*(send(client, body) for _ in range(50)))
+    assert {r.status_code for r in responses} == {303}
+    assert len({r.headers["location"] for r in responses}) == 1
+    assert sum("hirehook-duplicate" not in r.headers for r in responses) == 1
+    assert len(await records(acme)) == 1
+    assert await outbox_count(acme) == 1
+
+
+@pytest.mark.parametrize(
+    ("event_type", "expected"),
+    [("WorkFlowStatusChangeEvent", "temporarily unavailable"), ("AssessmentEvent", "briefly")],
+)
+async def test_database_outage_is_503_in_the_vendor_standard(
+    services: Services, settings: Settings, event_type: str, expected: str
+) -> None:
+    await add_icims(services)
+    assert settings.database_url is not None
+    proxy = await FaultProxy(*host_port(str(settings.database_url))).start()
+    try:
+        url = str(settings.database_url).replace(
+            f":{host_port(str(settings.database_url))[1]}/", f":{proxy.port}/"
+        )
+        sick = make_settings(url, str(settings.redis_url), connection_cache_ttl_s=60)
+        async for client in run_app(create_app(sick)):
+            # Warm the connection cache so the failure hits the intake itself.
+            warm = await send(client, payload("JobUnpostToWebEvent", systemId="1"))
+            assert warm.status_code == 200
+            proxy.set_mode("stall")
+            response = await send(client, payload(event_type))
+            proxy.set_mode("open")
+            retried = await send(client, payload(event_type))
+    finally:
+        await proxy.close()
+    assert response.status_code == 503
+    assert response.headers["retry-after"] == "5"
+    error = error_of(response)
+    assert expected in error["userMessage"]
+    assert "database" in error["debugErrorMessage"]
+    # Nothing was lost: the retry is recorded as a new event, not answered as a duplicate.
+    assert retried.status_code in (200, 303) and "hirehook-duplicate" not in retried.headers
+    assert len(await records(services)) == 2

@@ -18,6 +18,8 @@ from app.schemas.icims_connection import (
 )
 from app.services import Services
 from app.tenants import ConnectionSpec, TenantsFile, TenantSpec, apply_tenants
+from app.verifiers import VerificationError
+from app.verifiers import icims as icims_verifier
 from tests.test_icims_events import (
     HMAC_SECRET,
     HMAC_USER,
@@ -181,3 +183,71 @@ def test_production_signer_agrees_with_the_independent_one() -> None:
         now=at,
     )
     assert theirs == mine
+
+
+# A real outbound iCIMS request, logged by iCIMS staff (developer-community comment/1541).
+REAL_BODY = (
+    b'{"systemId":"244","customerId":"6268","links":[{"rel":"user","title":"Posting User",'
+    b'"url":"https://api.icims.com/customers/6268/people/244"}],"eventType":"RemoteLoginEvent",'
+    b'"returnUrl":"https://i9everifysandbox.icims.com","userId":"244"}'
+)
+REAL_HEADERS = {
+    "link": 'https://api.icims.com/customers/6268/people/244;rel="user";title="Posting User",',
+    "x-icims-date": "2017-10-18T14:53:40+0000",
+    "x-icims-content-sha256": "b5ce232084d42376299a7d4d4f1ac4f03b699012074a07d11aa577c9fef28233",
+    "content-type": "application/json",
+    "host": "qa.i9complete.com",
+    "authorization": (
+        "x-icims-v1-hmac-sha256 user=icimsremotelogin_i9everifysandbox,"
+        "signedheaders=content-type;host;x-icims-content-sha256;x-icims-date,"
+        "signature=b0d79e9f65b6bb16515ac82bd415aec7f5ef655aef94b7f66a6a2e0959680733"
+    ),
+}
+
+
+def test_a_real_icims_hmac_request_gets_as_far_as_the_unknown_secret() -> None:
+    """Header format, date format and body hash checked against iCIMS's own logged request.
+
+    The body hash is over the plain JSON (that request was not compressed); only the
+    signature, whose secret is not public, cannot be checked.
+    """
+    auth = icims_verifier.parse_hmac_authorization(REAL_HEADERS["authorization"])
+    assert auth.user == "icimsremotelogin_i9everifysandbox"
+    assert auth.header_names == list(icims_verifier.SIGNED_HEADERS)
+    assert len(REAL_BODY) == 237  # its Content-Length
+    when = icims_verifier.parse_date(REAL_HEADERS["x-icims-date"]).timestamp()
+    with pytest.raises(VerificationError, match="no HMAC signature matched"):
+        icims_verifier.verify_hmac(
+            method="POST",
+            path="/icims/remotelogin",
+            query="",
+            headers=REAL_HEADERS,
+            bodies=[REAL_BODY],
+            secrets=["the secret is not public"],
+            now=when + 10,
+            tolerance_s=300,
+        )
+    with pytest.raises(VerificationError, match="does not match the body"):
+        icims_verifier.verify_hmac(
+            method="POST",
+            path="/icims/remotelogin",
+            query="",
+            headers=REAL_HEADERS,
+            bodies=[REAL_BODY + b" "],
+            secrets=["x"],
+            now=when,
+            tolerance_s=300,
+        )
+
+
+def test_a_real_icims_link_header_parses() -> None:
+    header = (
+        'https://api.icims.com/customers/6271/applicantworkflows/1479;rel="applicantWorkflow";'
+        'title="Applicant Workflow",https://api.icims.com/customers/6271/jobs/1181;rel="job";'
+        'title="Job Profile",https://api.icims.com/customers/6271/people/1930;rel="person";'
+        'title="Person Profile",https://api.icims.com/customers/6271/people/1566;rel="user";'
+        'title="Posting User",'
+    )
+    links = parse_link_header(header)
+    assert [link.rel for link in links] == ["applicantWorkflow", "job", "person", "user"]
+    assert links[1].url == "https://api.icims.com/customers/6271/jobs/1181"
