@@ -21,12 +21,14 @@ import orjson
 import pytest
 from sqlalchemy import text
 
+from app import registry
 from app.link_tokens import record_from_token
 from app.main import create_app
 from app.routers.icims import _dedupe_keys, link_keys
 from app.schemas.icims import WorkFlowStatusChangeEvent
 from app.services import Services
 from app.settings import Settings
+from app.workers.jobs import process_record
 from tests.conftest import add_connection, arq_queue, host_port, make_settings, run_app
 from tests.proxy import FaultProxy
 
@@ -647,3 +649,17 @@ async def test_database_outage_is_503_in_the_vendor_standard(
     # Nothing was lost: the retry is recorded as a new event, not answered as a duplicate.
     assert retried.status_code in (200, 303) and "hirehook-duplicate" not in retried.headers
     assert len(await records(services)) == 2
+
+
+async def test_recorded_events_are_processed_by_the_icims_worker_handler(
+    client: httpx.AsyncClient, acme: Services
+) -> None:
+    response = await send(client, payload("AssessmentEvent"))
+    record_id = response.headers["hirehook-record-id"]
+    ctx = {"services": acme, "handlers": registry.HANDLERS}
+    assert await process_record(ctx, record_id) == "processed"
+    [row] = await records(acme)
+    assert row.state == "processed"
+    # The record keeps its first answer, link included, for whoever delivers it onwards.
+    assert row.answer_status == 303
+    assert row.answer_headers["Location"] == response.headers["location"]

@@ -184,7 +184,8 @@ class IcimsClient(ApiClient):
     async def _fetch_token(self, timeout_s: float | None) -> OAuth2Token:
         what = "icims token"
         # authlib shapes the request (grant body, client authentication) and models the token;
-        # the shared pool carries it, so the token call honours the same time budget.
+        # the shared pool carries it, so the token call honours the same time budget. (authlib's
+        # own AsyncOAuth2Client now targets httpx2 and warns when built on httpx.)
         extra = {"audience": self.api.audience} if self.api.audience else {}
         body = prepare_token_request("client_credentials", **extra)
         headers = {

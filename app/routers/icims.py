@@ -412,6 +412,7 @@ def _validator(
             event=event,
             deadline=deadline,
             reserve_s=services.settings.icims_commit_reserve_s,
+            call_timeout_s=services.settings.api_call_timeout_s,
         )
 
     return run

@@ -54,6 +54,7 @@ async def validate(
     event: AssessmentEvent | WorkFlowStatusChangeEvent,
     deadline: Deadline,
     reserve_s: float,
+    call_timeout_s: float,
 ) -> Documents:
     """Fetch what ``rules`` need and check it; raises :class:`AppError` (400, 500 or 503)."""
     package = _package_from_status(rules, event)
@@ -62,7 +63,7 @@ async def validate(
         raise unavailable("no time left in the request's budget to ask the iCIMS API")
     try:
         async with asyncio.timeout(budget_s):
-            documents = await _fetch(client, rules, event, budget_s)
+            documents = await _fetch(client, rules, event, min(budget_s, call_timeout_s))
     except TimeoutError as exc:
         raise unavailable(
             f"the iCIMS API did not answer within the request's budget ({budget_s:.1f} s)"
@@ -121,7 +122,7 @@ async def _fetch(
         client.get_profile(customer, kind, ids[kind], fields=fields[kind], timeout_s=budget_s)
         for kind in wanted
     ]
-    documents: Documents = dict(zip(wanted, await asyncio.gather(*calls), strict=True))
+    documents: Documents = dict(zip(wanted, await _all_or_nothing(calls), strict=True))
     if "jobs" in fields and "jobs" not in documents:
         job_id = _id_of(documents["applicantworkflows"].get(WORKFLOW_JOB_FIELD))
         if job_id is None:
@@ -134,6 +135,19 @@ async def _fetch(
         )
     log.info("icims.validation_fetched", profiles=sorted(documents))
     return documents
+
+
+async def _all_or_nothing(calls: list[Awaitable[dict[str, Any]]]) -> list[dict[str, Any]]:
+    # Unlike a bare gather, one failure (or the budget running out) cancels the other calls
+    # instead of leaving them running after the request has been answered.
+    tasks = [asyncio.ensure_future(call) for call in calls]
+    try:
+        return await asyncio.gather(*tasks)
+    except BaseException:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
 
 
 def _package_from_field(rules: ValidationRules, config: IcimsConfig, docs: Documents) -> str:
