@@ -25,6 +25,7 @@ from authlib.oauth2.rfc6749 import (
 )
 from authlib.oauth2.rfc6749.grants import ClientCredentialsGrant
 from authlib.oauth2.rfc6749.requests import BasicOAuth2Payload
+from authlib.oauth2.rfc6749.util import extract_basic_authorization
 from authlib.oauth2.rfc6750 import InvalidTokenError
 from authlib.oauth2.rfc9068 import JWTBearerTokenGenerator, JWTBearerTokenValidator
 from joserfc.jwk import KeySet, OctKey
@@ -206,6 +207,16 @@ def error_reply(error: OAuth2Error) -> TokenReply:
     return status, dict(body), list(headers)
 
 
+def basic_client_id(headers: Mapping[str, str]) -> str | None:
+    """The client id of an ``Authorization: Basic`` header; raises ValueError when undecodable.
+
+    authlib decodes the header as UTF-8 without catching the error, so a request is screened
+    here before authlib sees it.
+    """
+    client_id, _ = extract_basic_authorization(headers)
+    return str(client_id) if client_id else None
+
+
 def token_reply(
     *,
     uri: str,
@@ -215,6 +226,10 @@ def token_reply(
     keys: SigningKeys,
 ) -> TokenReply:
     """Run the client-credentials grant for one token request."""
+    try:
+        basic_client_id(headers)
+    except ValueError:
+        return _INVALID_CLIENT
     try:
         request = _Request(uri, headers, form)
     except OAuth2Error as exc:  # insecure transport: the public URL is not https

@@ -319,6 +319,19 @@ async def test_token_endpoint_errors_follow_rfc_6749(
     assert CLIENT_SECRET not in reply.text
 
 
+async def test_undecodable_basic_client_credentials_are_invalid_client(
+    client: httpx.AsyncClient, acme: Services
+) -> None:
+    for raw in (b"\xff\xfe:secret", b"acme-icims-client:\xff"):
+        reply = await client.post(
+            "/oauth/token",
+            data={"grant_type": "client_credentials"},
+            headers={"authorization": "Basic " + base64.b64encode(raw).decode()},
+        )
+        assert reply.status_code == 401
+        assert reply.json()["error"] == "invalid_client"
+
+
 async def test_unknown_client_and_wrong_secret_look_the_same(
     client: httpx.AsyncClient, acme: Services
 ) -> None:
@@ -478,3 +491,48 @@ async def test_token_requests_while_the_database_is_down_are_503(
     assert reply.status_code == 503
     assert reply.json()["error"] == "temporarily_unavailable"
     assert time.monotonic() - started < 10
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"authorization": "x-icims-v1-hmac-sha256"},
+        {"authorization": "x-icims-v1-hmac-sha256 user=a,signedheaders=,signature=zz"},
+        {
+            "authorization": "x-icims-v1-hmac-sha256 user=é,signedheaders=x-icims-date;"
+            "x-icims-content-sha256,signature=ü",
+            "x-icims-date": "yesterday",
+            "x-icims-content-sha256": "00",
+        },
+        {
+            "authorization": "x-icims-v1-hmac-sha256 user=a,signedheaders=x-icims-date;"
+            "x-icims-content-sha256,signature=00",
+            "x-icims-date": "2017-10-18T14:53:40",
+            "x-icims-content-sha256": "00",
+        },
+        {"authorization": "Bearer"},
+        {"authorization": "Bearer a.b.c"},
+        {"authorization": "Bearer " + "A" * 5000},
+        {"authorization": "Basic " + base64.b64encode(b"\xff\xfe:\xff").decode()},
+    ],
+    ids=[
+        "hmac-bare",
+        "hmac-empty",
+        "hmac-garbage",
+        "hmac-naive-date",
+        "bearer-bare",
+        "bearer-junk",
+        "bearer-huge",
+        "basic-binary",
+    ],
+)
+async def test_garbage_credentials_are_401_never_500(
+    client: httpx.AsyncClient, acme: Services, headers: dict[str, str]
+) -> None:
+    # Sent as latin-1 bytes: what arrives off the wire, not what a polite client would send.
+    raw = {
+        k: v.encode("latin-1") for k, v in ({"content-type": "application/json"} | headers).items()
+    }
+    response = await client.post(URL, content=PLAIN, headers=raw)
+    assert response.status_code == 401
+    assert error_of(response)["userMessage"]

@@ -19,7 +19,6 @@ from urllib.parse import parse_qsl
 import orjson
 import structlog
 from authlib.oauth2.rfc6749 import InvalidRequestError
-from authlib.oauth2.rfc6749.util import extract_basic_authorization
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from pydantic import ValidationError
@@ -477,8 +476,10 @@ async def issue_token(request: Request, services: ServicesDep) -> Response:
         form = _parse_form(raw)
     except InvalidRequestError as exc:
         return _reply(oauth_server.error_reply(exc))
-    basic_id, _ = extract_basic_authorization(request.headers)
-    client_id = basic_id or form.get("client_id")
+    try:
+        client_id = oauth_server.basic_client_id(request.headers) or form.get("client_id")
+    except ValueError:
+        client_id = None  # token_reply answers invalid_client for an undecodable header
     client: oauth_server.OAuthClient | None = None
     if client_id:
         connection = await services.connections.by_option(SOURCE, "oauth_client_id", client_id)
