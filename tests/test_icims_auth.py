@@ -531,7 +531,8 @@ async def test_garbage_credentials_are_401_never_500(
 ) -> None:
     # Sent as latin-1 bytes: what arrives off the wire, not what a polite client would send.
     raw = {
-        k: v.encode("latin-1") for k, v in ({"content-type": "application/json"} | headers).items()
+        k.encode(): v.encode("latin-1")
+        for k, v in ({"content-type": "application/json"} | headers).items()
     }
     response = await client.post(URL, content=PLAIN, headers=raw)
     assert response.status_code == 401
