@@ -9,12 +9,15 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 from urllib.parse import urlsplit, urlunsplit
 
 import typer
 
 from app.settings import Settings
+
+if TYPE_CHECKING:
+    from app.senders import IcimsCredentials
 
 cli = typer.Typer(
     help="Hirehook: receive, verify, deduplicate and enrich ATS events.", no_args_is_help=True
@@ -160,8 +163,9 @@ def dev(
             f"  Readiness:  {base}/health/ready\n"
             f"  PostgreSQL: {mask_password(env['HIREHOOK_DATABASE_URL'])}\n"
             f"  Redis:      {mask_password(env['HIREHOOK_REDIS_URL'])}\n\n"
-            "Send a signed demo event (in another terminal):\n"
-            f"  .venv/bin/hirehook send keldair --url {base}\n\n"
+            "Send signed demo events (in another terminal):\n"
+            f"  .venv/bin/hirehook send keldair --url {base}\n"
+            f"  .venv/bin/hirehook send icims --url {base} --auth hmac\n\n"
             "Ctrl-C stops everything.\n"
         )
         while all(child.poll() is None for child in children):
@@ -256,6 +260,115 @@ def send_keldair(
         f"{url.rstrip('/')}/v1/keldair/{tenant}/events", payload, secret, gzip_body=gzip_body
     )
     typer.echo(f"{response.status_code} {response.text}")
+
+
+def _demo_icims_credentials(customer: str) -> IcimsCredentials:
+    from app.senders import IcimsCredentials
+    from app.tenants import read_tenants_file
+
+    spec = read_tenants_file(DEMO_TENANTS)
+    for tenant in spec.tenant:
+        for conn in tenant.connection:
+            if conn.source == "icims" and conn.account == customer:
+                secrets, options = conn.secrets, conn.options
+                return IcimsCredentials(
+                    basic_username=secrets.get("basic_username"),
+                    basic_password=secrets.get("basic_password"),
+                    hmac_user=options.get("hmac_user", "hirehook-demo"),
+                    hmac_secret=next(iter(secrets.get("hmac_secrets", [])), None),
+                    oauth_client_id=options.get("oauth_client_id"),
+                    oauth_client_secret=next(iter(secrets.get("oauth_client_secrets", [])), None),
+                )
+    raise typer.BadParameter(f"no iCIMS connection for customerId {customer!r} in {DEMO_TENANTS}")
+
+
+@send_cli.command("icims")
+def send_icims(
+    url: Annotated[
+        str, typer.Option(help="Base URL of the Hirehook API.")
+    ] = "http://127.0.0.1:8000",
+    auth: Annotated[
+        str, typer.Option(help="basic, hmac or oauth (token fetched from /oauth/token first).")
+    ] = "hmac",
+    event_type: Annotated[
+        str, typer.Option("--type", help="An iCIMS eventType, or 'all' for the six samples.")
+    ] = "all",
+    customer: Annotated[str, typer.Option(help="customerId.")] = "1234",
+    system_id: Annotated[
+        str | None, typer.Option(help="systemId (change it to see a new record, not a repeat).")
+    ] = None,
+    gzip_body: Annotated[bool, typer.Option("--gzip/--plain", help="Send gzip'd JSON.")] = True,
+    username: Annotated[str | None, typer.Option(help="Basic username.")] = None,
+    password: Annotated[str | None, typer.Option(help="Basic password.")] = None,
+    hmac_user: Annotated[str | None, typer.Option(help="HMAC user=.")] = None,
+    hmac_secret: Annotated[str | None, typer.Option(help="HMAC secret.")] = None,
+    client_id: Annotated[str | None, typer.Option(help="OAuth client id.")] = None,
+    client_secret: Annotated[str | None, typer.Option(help="OAuth client secret.")] = None,
+) -> None:
+    """Send iCIMS sample events, gzip'd and authenticated as iCIMS does (default: demo secrets)."""
+    import dataclasses
+
+    import httpx
+
+    from app.senders import (
+        ICIMS_EVENT_TYPES,
+        IcimsCredentials,
+        fetch_icims_token,
+        icims_sample,
+    )
+    from app.senders import send_icims as post_icims
+
+    if auth not in ("basic", "hmac", "oauth"):
+        raise typer.BadParameter("--auth is basic, hmac or oauth")
+    types = list(ICIMS_EVENT_TYPES) if event_type == "all" else [event_type]
+    given = {
+        "basic_username": username,
+        "basic_password": password,
+        "hmac_user": hmac_user,
+        "hmac_secret": hmac_secret,
+        "oauth_client_id": client_id,
+        "oauth_client_secret": client_secret,
+    }
+    if all(v is None for v in given.values()):
+        credentials = _demo_icims_credentials(customer)
+    else:
+        credentials = dataclasses.replace(
+            IcimsCredentials(), **{k: v for k, v in given.items() if v is not None}
+        )
+    token = None
+    try:
+        if auth == "oauth":
+            if credentials.oauth_client_id is None or credentials.oauth_client_secret is None:
+                raise typer.BadParameter("OAuth needs --client-id and --client-secret")
+            token = fetch_icims_token(
+                url, credentials.oauth_client_id, credentials.oauth_client_secret
+            )
+            typer.echo("token: fetched from /oauth/token")
+        failed = 0
+        for name in types:
+            payload = icims_sample(name, customer, system_id=system_id)
+            response = post_icims(
+                url,
+                payload,
+                auth=auth,  # type: ignore[arg-type]
+                credentials=credentials,
+                gzip_body=gzip_body,
+                token=token,
+            )
+            where = response.headers.get("location")
+            repeat = (
+                " (repeat: first answer replayed)"
+                if "hirehook-duplicate" in response.headers
+                else ""
+            )
+            detail = f"Location: {where}" if where else response.text
+            typer.echo(f"{response.status_code} {name}: {detail}{repeat}")
+            failed += response.status_code not in (200, 303)
+    except (httpx.HTTPError, ValueError) as exc:
+        typer.echo(f"failed: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    if failed:
+        raise typer.Exit(1)
 
 
 def main() -> None:

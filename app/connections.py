@@ -66,6 +66,12 @@ class ConnectionStore:
         """The enabled connection whose ATS account id is ``account`` (shared endpoints)."""
         return await self._cached(("account", account, source), Connection.account == account)
 
+    async def by_option(self, source: str, name: str, value: str) -> ConnectionInfo | None:
+        """The enabled connection whose option ``name`` equals ``value`` (an OAuth client id)."""
+        return await self._cached(
+            (f"option:{name}", value, source), Connection.options[name].astext == value
+        )
+
     async def by_id(self, connection_id: int) -> ConnectionInfo | None:
         """A connection by its id, enabled or not (workers finishing old records)."""
         query = _SELECT.where(Connection.id == connection_id)

@@ -8,6 +8,8 @@ from typing import Any
 
 import orjson
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 
 def _fernet(key: str) -> Fernet:
@@ -47,3 +49,17 @@ class Cipher:
 def generate_key() -> str:
     """A fresh random key for HIREHOOK_SECRET_KEY."""
     return Fernet.generate_key().decode()
+
+
+def derive_keys(secret_keys: list[str], purpose: str) -> list[bytes]:
+    """One 32-byte key per configured secret key, separated by ``purpose`` (HKDF-SHA256).
+
+    The first key signs, every key verifies: rotating HIREHOOK_SECRET_KEY keeps what was signed
+    with the previous key valid while it is still listed.
+    """
+    return [
+        HKDF(
+            algorithm=hashes.SHA256(), length=32, salt=None, info=f"hirehook:{purpose}".encode()
+        ).derive(key.encode())
+        for key in secret_keys
+    ]

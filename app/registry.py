@@ -3,14 +3,26 @@ line here; no core module changes."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 from fastapi import APIRouter
 
-from app.routers import keldair
+from app.routers import icims, keldair
+from app.schemas import icims_connection
+from app.workers import icims as icims_worker
 from app.workers import keldair as keldair_worker
 from app.workers.context import RecordHandler
 
-ROUTERS: list[APIRouter] = [keldair.router]
+ROUTERS: list[APIRouter] = [keldair.router, icims.router]
 
 HANDLERS: dict[str, RecordHandler] = {
     keldair.SOURCE: keldair_worker.handle,
+    icims.SOURCE: icims_worker.handle,
+}
+
+# Checks run on a connection's options and secrets when the tenants file is loaded; each raises
+# ValueError naming the setting at fault (never its value).
+CONNECTION_CHECKS: dict[str, Callable[[dict[str, Any], dict[str, Any]], None]] = {
+    icims.SOURCE: icims_connection.check,
 }

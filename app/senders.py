@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import base64
 import gzip
+import hashlib
 import time
 import uuid
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
+from urllib.parse import urlsplit
 
 import httpx
 import orjson
 
+from app.verifiers import icims as icims_auth
 from app.verifiers import standard_webhooks as swh
 
 
@@ -62,3 +67,172 @@ def send_standard_webhook(
         content = gzip.compress(body)
         headers["content-encoding"] = "gzip"
     return httpx.post(url, content=content, headers=headers, timeout=30)
+
+
+# --- iCIMS Integration Events ------------------------------------------------------------------
+
+ICIMS_EVENT_TYPES = (
+    "AssessmentEvent",
+    "WorkFlowStatusChangeEvent",
+    "JobPostToWebEvent",
+    "ViewJobWebPostEvent",
+    "JobUnpostToWebEvent",
+    "OnboardPortalTaskEvent",
+)
+IcimsAuth = Literal["basic", "hmac", "oauth"]
+
+
+@dataclass(frozen=True, slots=True)
+class IcimsCredentials:
+    """What an iCIMS admin enters on the Event Notifications page, for each auth method."""
+
+    basic_username: str | None = None
+    basic_password: str | None = field(default=None, repr=False)
+    hmac_user: str | None = None
+    hmac_secret: str | None = field(default=None, repr=False)
+    oauth_client_id: str | None = None
+    oauth_client_secret: str | None = field(default=None, repr=False)
+
+
+def icims_sample(
+    event_type: str,
+    customer_id: str = "1234",
+    *,
+    system_id: str | None = None,
+    api_base: str = "https://api.icims.com",
+) -> dict[str, Any]:
+    """An iCIMS event as the developer pages show it (ids are strings)."""
+    cust = f"{api_base}/customers/{customer_id}"
+    person, job, workflow, recruiter = "2468", "1209", system_id or "13", "121"
+    base: dict[str, Any] = {"customerId": customer_id, "eventType": event_type}
+    if event_type == "AssessmentEvent":
+        return base | {
+            "userId": person,
+            "systemId": workflow,
+            "returnUrl": f"https://careers-demo.icims.com/jobs/{job}/candidate/return",
+            "links": [
+                {
+                    "rel": "applicantWorkflow",
+                    "title": "Recruiting Workflow",
+                    "url": f"{cust}/applicantworkflows/{workflow}",
+                },
+                {"rel": "person", "title": "Candidate", "url": f"{cust}/people/{person}"},
+            ],
+        }
+    if event_type == "WorkFlowStatusChangeEvent":
+        return base | {
+            "userId": recruiter,
+            "personId": person,
+            "jobId": job,
+            "systemId": workflow,
+            "newStatus": "C51218",
+            "oldStatus": "C51216",
+            "links": [
+                {
+                    "rel": "applicantWorkflow",
+                    "title": "Recruiting Workflow",
+                    "url": f"{cust}/applicantworkflows/{workflow}",
+                },
+                {"rel": "person", "title": "Candidate", "url": f"{cust}/people/{person}"},
+                {"rel": "job", "title": "Job Profile", "url": f"{cust}/jobs/{job}"},
+                {"rel": "user", "title": "Recruiter", "url": f"{cust}/people/{recruiter}"},
+            ],
+        }
+    if event_type == "OnboardPortalTaskEvent":
+        return base | {
+            "userId": person,
+            "systemId": person,
+            "returnUrl": "https://onboard-demo.icims.com/portal/tasks/complete?task=77",
+            "incompleteUrl": "https://onboard-demo.icims.com/portal/tasks",
+            "links": [{"rel": "person", "title": "New Hire", "url": f"{cust}/people/{person}"}],
+        }
+    body = base | {"userId": recruiter, "systemId": system_id or job}
+    if event_type == "JobPostToWebEvent":
+        body["portalUrl"] = f"https://careers-demo.icims.com/jobs/{body['systemId']}/job"
+    return body
+
+
+def icims_link_header(payload: dict[str, Any], api_base: str = "https://api.icims.com") -> str:
+    """The ``Link`` request header iCIMS sends (its own bracket-less form, trailing comma)."""
+    cust = f"{api_base}/customers/{payload['customerId']}"
+    parts = [f'{cust}/people/{payload["userId"]};rel="user";title="Posting User"']
+    if payload["eventType"].startswith(("Job", "ViewJob")):
+        parts.insert(0, f'{cust}/jobs/{payload["systemId"]};rel="job";title="Job Profile"')
+    return ",".join(parts) + ","
+
+
+def icims_hmac_headers(
+    *, url: str, body: bytes, user: str, secret: str, now: datetime | None = None
+) -> dict[str, str]:
+    """The ``x-icims-*`` headers and Authorization of an HMAC-signed POST of ``body``."""
+    parts = urlsplit(url)
+    headers = {
+        "content-type": "application/json",
+        "host": parts.netloc,
+        icims_auth.CONTENT_HASH_HEADER: hashlib.sha256(body).hexdigest(),
+        icims_auth.DATE_HEADER: (now or datetime.now(UTC)).strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    signed = ";".join(icims_auth.SIGNED_HEADERS)
+    text = icims_auth.string_to_sign(
+        method="POST", path=parts.path, query=parts.query, headers=headers, signed_headers=signed
+    )
+    headers["authorization"] = (
+        f"{icims_auth.HMAC_ALGORITHM} user={user},signedheaders={signed},"
+        f"signature={icims_auth.sign(secret, text)}"
+    )
+    return headers
+
+
+def fetch_icims_token(base_url: str, client_id: str, client_secret: str) -> str:
+    """A token from Hirehook's own ``/oauth/token``, the way iCIMS fetches one."""
+    response = httpx.post(
+        f"{base_url.rstrip('/')}/oauth/token",
+        data={"grant_type": "client_credentials"},
+        auth=(client_id, client_secret),
+        timeout=30,
+    )
+    response.raise_for_status()
+    token: str = response.json()["access_token"]
+    return token
+
+
+def send_icims(
+    base_url: str,
+    payload: dict[str, Any],
+    *,
+    auth: IcimsAuth,
+    credentials: IcimsCredentials,
+    gzip_body: bool = True,
+    token: str | None = None,
+) -> httpx.Response:
+    """POST one iCIMS event to ``{base_url}/v1/icims/events``, gzip'd and authenticated."""
+    url = f"{base_url.rstrip('/')}/v1/icims/events"
+    body = orjson.dumps(payload)
+    headers: dict[str, str] = {"content-type": "application/json"}
+    if auth == "basic":
+        if credentials.basic_username is None or credentials.basic_password is None:
+            raise ValueError("Basic needs a username and a password")
+        pair = f"{credentials.basic_username}:{credentials.basic_password}".encode()
+        headers["authorization"] = "Basic " + base64.b64encode(pair).decode()
+    elif auth == "hmac":
+        if credentials.hmac_user is None or credentials.hmac_secret is None:
+            raise ValueError("HMAC needs a user and a secret")
+        # [I] The hash covers the JSON before compression; Hirehook accepts either form.
+        headers = icims_hmac_headers(
+            url=url, body=body, user=credentials.hmac_user, secret=credentials.hmac_secret
+        )
+    else:
+        if token is None:
+            if credentials.oauth_client_id is None or credentials.oauth_client_secret is None:
+                raise ValueError("OAuth needs a client id and a client secret")
+            token = fetch_icims_token(
+                base_url, credentials.oauth_client_id, credentials.oauth_client_secret
+            )
+        headers["authorization"] = f"Bearer {token}"
+    headers["link"] = icims_link_header(payload)
+    content = body
+    if gzip_body:
+        content = gzip.compress(body)
+        headers["content-encoding"] = "gzip"
+    # iCIMS follows none of our redirects: the 303 is the answer, its Location the link.
+    return httpx.post(url, content=content, headers=headers, timeout=30, follow_redirects=False)

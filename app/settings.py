@@ -55,6 +55,14 @@ class Settings(BaseSettings):
     api_call_timeout_s: float = Field(default=10.0, gt=0)
     document_cache_ttl_s: float = Field(default=300.0, gt=0)
 
+    # iCIMS Integration Events (docs/icims.md); each may be overridden per connection.
+    # iCIMS's own example token reply says 86400 s.
+    icims_token_expires_s: int = Field(default=86400, ge=60)
+    icims_hmac_tolerance_s: int = Field(default=300, ge=1)
+    # Validation against the iCIMS API stops this long before the request's budget ends, so
+    # the record can still be committed and answered in time.
+    icims_commit_reserve_s: float = Field(default=2.0, ge=0)
+
     log_level: str = "INFO"
     log_format: Literal["console", "json"] = "json"
 

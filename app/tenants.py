@@ -62,6 +62,21 @@ def _resolve(value: Any) -> Any:
     return value
 
 
+def check_connection(tenant: str, conn: ConnectionSpec, secrets: dict[str, Any]) -> None:
+    """Refuse a connection its source cannot use, naming the setting (never a secret value)."""
+    from app.registry import CONNECTION_CHECKS  # the registry imports every source
+
+    check = CONNECTION_CHECKS.get(conn.source)
+    if check is None:
+        return
+    try:
+        check(conn.options, secrets)
+    except ValueError as exc:
+        raise ValueError(
+            f"tenant {tenant!r}, {conn.source} connection {conn.name!r}: {exc}"
+        ) from None
+
+
 def read_tenants_file(path: Path) -> TenantsFile:
     """Parse and validate a tenants file."""
     with path.open("rb") as fh:
@@ -87,13 +102,15 @@ async def apply_tenants(
                 )
             ).scalar_one()
             for conn in tenant.connection:
+                secrets = _resolve(conn.secrets)
+                check_connection(tenant.slug, conn, secrets)
                 values = {
                     "tenant_id": tenant_id,
                     "source": conn.source,
                     "name": conn.name,
                     "account": conn.account,
                     "enabled": conn.enabled,
-                    "secrets": cipher.encrypt_json(_resolve(conn.secrets)),
+                    "secrets": cipher.encrypt_json(secrets),
                     "options": conn.options,
                 }
                 await session.execute(

@@ -175,8 +175,12 @@ class ApiClient:
                 key, parse_retry_after(response.headers.get("retry-after")) or 1.0
             )
         if not response.is_success:
-            raise classify(response, what)
+            raise self.error_for(response, what)
         return response
+
+    def error_for(self, response: httpx.Response, what: str) -> ApiError:
+        """The error for a non-2xx response; clients that know their ATS's error body override."""
+        return classify(response, what)
 
     async def get_json(
         self, url: str, *, what: str, route: str | None = None, **kwargs: Any

@@ -1,0 +1,215 @@
+"""Validate before commit (iCIMS "implementing transactions", steps 3-6).
+
+Within what is left of the request's time budget, fetch the person, job and workflow an event
+names from the customer's iCIMS API, check the connection's rules (package selection, required
+fields), and refuse with a message the actor can act on. Fetched documents land in the document
+cache, where the worker enriching the record finds them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable
+from typing import Any
+
+import structlog
+
+from app.clients.base import ApiError
+from app.clients.icims import IcimsClient
+from app.errors import AppError, unavailable
+from app.intake import Deadline
+from app.schemas.icims import AssessmentEvent, WorkFlowStatusChangeEvent
+from app.schemas.icims_connection import (
+    PROFILE_KINDS,
+    IcimsConfig,
+    ProfileKind,
+    ValidationRules,
+)
+
+log = structlog.get_logger(__name__)
+
+Documents = dict[ProfileKind, dict[str, Any]]
+# [I] The recruiting workflow names its job in ``baseprofile`` (Workflows API examples post it
+# as a bare id); read as an id or as {"id": ...}.
+WORKFLOW_JOB_FIELD = "baseprofile"
+
+
+def user_error(user_message: str, debug_message: str) -> AppError:
+    """400: the person who triggered the event can fix it."""
+    return AppError(400, user_message, debug_message, code="icims.user")
+
+
+def vendor_error(debug_message: str) -> AppError:
+    """500: only the vendor (or the customer's iCIMS administrator) can fix it."""
+    return AppError(
+        500, "The integration is not set up correctly.", debug_message, code="icims.vendor"
+    )
+
+
+async def validate(
+    *,
+    client: IcimsClient,
+    config: IcimsConfig,
+    rules: ValidationRules,
+    event: AssessmentEvent | WorkFlowStatusChangeEvent,
+    deadline: Deadline,
+    reserve_s: float,
+    call_timeout_s: float,
+) -> Documents:
+    """Fetch what ``rules`` need and check it; raises :class:`AppError` (400, 500 or 503)."""
+    package = _package_from_status(rules, event)
+    budget_s = deadline.remaining() - reserve_s
+    if budget_s <= 0:
+        raise unavailable("no time left in the request's budget to ask the iCIMS API")
+    try:
+        async with asyncio.timeout(budget_s):
+            documents = await _fetch(client, rules, event, min(budget_s, call_timeout_s))
+    except TimeoutError as exc:
+        raise unavailable(
+            f"the iCIMS API did not answer within the request's budget ({budget_s:.1f} s)"
+        ) from exc
+    except ApiError as exc:
+        if exc.transient:
+            raise unavailable(f"iCIMS API: {exc}") from exc
+        # Refused credentials, a profile the integration user may not see, a missing
+        # profile: nobody in front of the screen can fix these.
+        raise vendor_error(f"iCIMS API: {exc}") from exc
+    if rules.package_field is not None:
+        package = _package_from_field(rules, config, documents)
+    _check_required(rules, config, package, documents)
+    return documents
+
+
+def _package_from_status(
+    rules: ValidationRules, event: AssessmentEvent | WorkFlowStatusChangeEvent
+) -> str | None:
+    if rules.status_packages is None or not isinstance(event, WorkFlowStatusChangeEvent):
+        return None
+    package = rules.status_packages.get(event.new_status)
+    if package is None:
+        raise user_error(
+            "The status you selected is not set up to start this integration. Select one of "
+            "the statuses set up for it, or ask your iCIMS administrator to map this status.",
+            f"newStatus {event.new_status!r} is not in the connection's status_packages "
+            f"({', '.join(sorted(rules.status_packages)) or 'none mapped'}).",
+        )
+    return package
+
+
+async def _fetch(
+    client: IcimsClient,
+    rules: ValidationRules,
+    event: AssessmentEvent | WorkFlowStatusChangeEvent,
+    budget_s: float,
+) -> Documents:
+    fields = rules.fields()
+    customer = event.customer_id
+    if isinstance(event, WorkFlowStatusChangeEvent):
+        ids: dict[ProfileKind, str] = {
+            "people": event.person_id,
+            "jobs": event.job_id,
+            "applicantworkflows": event.system_id,
+        }
+    else:
+        # Application Complete names the candidate and the workflow; the job is the workflow's.
+        ids = {"people": event.user_id, "applicantworkflows": event.system_id}
+        if "jobs" in fields:
+            fields["applicantworkflows"] = sorted(
+                {*fields.get("applicantworkflows", []), WORKFLOW_JOB_FIELD}
+            )
+    wanted = [kind for kind in PROFILE_KINDS if kind in fields and kind in ids]
+    calls: list[Awaitable[dict[str, Any]]] = [
+        client.get_profile(customer, kind, ids[kind], fields=fields[kind], timeout_s=budget_s)
+        for kind in wanted
+    ]
+    documents: Documents = dict(zip(wanted, await _all_or_nothing(calls), strict=True))
+    if "jobs" in fields and "jobs" not in documents:
+        job_id = _id_of(documents["applicantworkflows"].get(WORKFLOW_JOB_FIELD))
+        if job_id is None:
+            raise vendor_error(
+                f"applicantworkflows {event.system_id} has no {WORKFLOW_JOB_FIELD}; "
+                "cannot check the job's required fields"
+            )
+        documents["jobs"] = await client.get_profile(
+            customer, "jobs", job_id, fields=fields["jobs"], timeout_s=budget_s
+        )
+    log.info("icims.validation_fetched", profiles=sorted(documents))
+    return documents
+
+
+async def _all_or_nothing(calls: list[Awaitable[dict[str, Any]]]) -> list[dict[str, Any]]:
+    # Unlike a bare gather, one failure (or the budget running out) cancels the other calls
+    # instead of leaving them running after the request has been answered.
+    tasks = [asyncio.ensure_future(call) for call in calls]
+    try:
+        return await asyncio.gather(*tasks)
+    except BaseException:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
+
+
+def _package_from_field(rules: ValidationRules, config: IcimsConfig, docs: Documents) -> str:
+    assert rules.package_field is not None
+    where = config.placeholder("applicantworkflows", rules.package_field)
+    raw = docs.get("applicantworkflows", {}).get(rules.package_field)
+    offered = ", ".join(sorted(rules.packages))
+    candidates = _texts(raw)
+    if not candidates:
+        raise user_error(
+            f"Select a package in {where}, then try again.",
+            f"applicantworkflows.{rules.package_field} is empty (or hidden from the integration "
+            f"user); packages offered: {offered}.",
+        )
+    for text in candidates:
+        if text in rules.packages:
+            return text
+    raise user_error(
+        f"The package selected in {where} is not offered by this integration. Select one of: "
+        f"{offered}.",
+        f"applicantworkflows.{rules.package_field} is {candidates!r}; packages offered: {offered}.",
+    )
+
+
+def _check_required(
+    rules: ValidationRules, config: IcimsConfig, package: str | None, docs: Documents
+) -> None:
+    missing: list[tuple[ProfileKind, str]] = []
+    for kind, names in rules.required_for(package).items():
+        document = docs.get(kind, {})
+        missing.extend((kind, name) for name in names if not _texts(document.get(name)))
+    if not missing:
+        return
+    placeholders = [config.placeholder(kind, name) for kind, name in missing]
+    listed = ", ".join(placeholders)
+    raise user_error(
+        f"Fill in {listed}, then try again.",
+        "Required fields are empty or hidden from the integration user"
+        + (f" for package {package!r}" if package else "")
+        + ": "
+        + ", ".join(f"{kind}.{name}" for kind, name in missing)
+        + ".",
+    )
+
+
+def _texts(value: Any) -> list[str]:
+    """The non-empty text forms of a field: a string, a number, a list node ``{id, value}``."""
+    if isinstance(value, dict):
+        return [t for key in ("value", "id", "formattedvalue") for t in _texts(value.get(key))]
+    if isinstance(value, list):
+        return [t for item in value for t in _texts(item)]
+    if isinstance(value, bool):
+        return [str(value).lower()]
+    if isinstance(value, str | int | float):
+        text = str(value).strip()
+        return [text] if text else []
+    return []
+
+
+def _id_of(value: Any) -> str | None:
+    if isinstance(value, dict):
+        value = value.get("id")
+    if isinstance(value, str | int) and not isinstance(value, bool) and str(value).strip():
+        return str(value).strip()
+    return None

@@ -1,0 +1,188 @@
+"""iCIMS Integration Events (ATS-FACTS section 1): one model per ``eventType``.
+
+iCIMS adds fields without notice and asks partners not to validate strictly, so unknown keys
+are ignored here (the raw payload is stored whole). Ids are JSON strings; numbers are accepted
+and kept as strings.
+"""
+
+from __future__ import annotations
+
+import re
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, TypeAdapter, field_validator
+from pydantic.alias_generators import to_camel
+
+APPLICATION_COMPLETE = "AssessmentEvent"
+STATUS_FLOW_UPDATE = "WorkFlowStatusChangeEvent"
+JOB_POSTING = "JobPostToWebEvent"
+# [I] ATS-FACTS section 1: the Job Edit table row says JobPostToWebEvent while its example
+# shows ViewJobWebPostEvent; the example is used, and ``type_aliases`` can map another name.
+JOB_EDIT = "ViewJobWebPostEvent"
+JOB_UNPOSTING = "JobUnpostToWebEvent"
+ONBOARD_PORTAL_TASK = "OnboardPortalTaskEvent"
+
+
+class Actor(StrEnum):
+    """Who pressed the button that sent the event, and so who reads our error message."""
+
+    CANDIDATE = "candidate"
+    NEW_HIRE = "new_hire"
+    RECRUITER = "recruiter"
+
+
+ACTORS: dict[str, Actor] = {
+    APPLICATION_COMPLETE: Actor.CANDIDATE,
+    ONBOARD_PORTAL_TASK: Actor.NEW_HIRE,
+    STATUS_FLOW_UPDATE: Actor.RECRUITER,
+    JOB_POSTING: Actor.RECRUITER,
+    JOB_EDIT: Actor.RECRUITER,
+    JOB_UNPOSTING: Actor.RECRUITER,
+}
+
+# Events answered with 303 and a link in ``Location``; the others get 200.
+LINK_EVENTS = frozenset({APPLICATION_COMPLETE, JOB_POSTING, JOB_EDIT, ONBOARD_PORTAL_TASK})
+EVENT_TYPES = frozenset(ACTORS)
+
+Id = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=128)]
+Url = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=4096)]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(
+        extra="ignore",
+        alias_generator=to_camel,
+        populate_by_name=True,
+        coerce_numbers_to_str=True,
+    )
+
+
+class Link(_Model):
+    """One entry of the ``links`` array or the ``Link`` header: a GET URL for a related entity."""
+
+    rel: str | None = None
+    title: str | None = None
+    url: str
+
+
+class _Event(_Model):
+    customer_id: Id
+    user_id: Id
+    system_id: Id
+    links: list[Link] = Field(default_factory=list)
+
+    @field_validator("links", mode="before")
+    @classmethod
+    def _usable_links(cls, value: Any) -> Any:
+        # A malformed link is no reason to refuse a candidate's application: keep the good ones.
+        if not isinstance(value, list):
+            return []
+        return [v for v in value if isinstance(v, dict) and isinstance(v.get("url"), str)]
+
+
+class AssessmentEvent(_Event):
+    """Application Complete: a candidate finished applying; answer 303 to the assessment."""
+
+    event_type: Literal["AssessmentEvent"]
+    # user_id is the candidate, system_id the recruiting workflow.
+    return_url: Url
+
+
+class WorkFlowStatusChangeEvent(_Event):
+    """Status Flow Update: a recruiter moved a candidate to a trigger status; answer 200."""
+
+    event_type: Literal["WorkFlowStatusChangeEvent"]
+    # user_id is the recruiter, system_id the workflow.
+    person_id: Id
+    job_id: Id
+    new_status: Id
+    old_status: Id | None = None
+
+
+class JobPostToWebEvent(_Event):
+    """Job Posting: a user posted a job; answer 303 to the posting."""
+
+    event_type: Literal["JobPostToWebEvent"]
+    # system_id is the job.
+    portal_url: Url | None = None
+
+
+class ViewJobWebPostEvent(_Event):
+    """Job Edit: a user opened an externally posted job to edit it; answer 303 to the editor."""
+
+    event_type: Literal["ViewJobWebPostEvent"]
+
+
+class JobUnpostToWebEvent(_Event):
+    """Job Unposting: a user took a job off the partner's board; answer 200."""
+
+    event_type: Literal["JobUnpostToWebEvent"]
+
+
+class OnboardPortalTaskEvent(_Event):
+    """Onboard Portal Task: a new hire opened a partner task; answer 303 to the task."""
+
+    event_type: Literal["OnboardPortalTaskEvent"]
+    # user_id and system_id are both the new hire.
+    return_url: Url
+    incomplete_url: Url | None = None
+
+
+IcimsEvent = (
+    AssessmentEvent
+    | WorkFlowStatusChangeEvent
+    | JobPostToWebEvent
+    | ViewJobWebPostEvent
+    | JobUnpostToWebEvent
+    | OnboardPortalTaskEvent
+)
+event_adapter: TypeAdapter[IcimsEvent] = TypeAdapter(
+    Annotated[IcimsEvent, Field(discriminator="event_type")]
+)
+
+
+def parse_event(payload: dict[str, Any]) -> IcimsEvent:
+    """The typed event; raises ``pydantic.ValidationError`` when a documented field is wrong."""
+    return event_adapter.validate_python(payload)
+
+
+_LINK_PARAM = re.compile(r'\s*([A-Za-z]+)\s*=\s*(?:"([^"]*)"|([^;,]*))')
+
+
+def parse_link_header(value: str | None) -> list[Link]:
+    """The ``Link`` request header as iCIMS writes it.
+
+    iCIMS's example omits RFC 8288's angle brackets and ends with a comma
+    (``http://.../jobs/1209;rel="job";title="Job Profile",``); both forms are read.
+    """
+    if not value:
+        return []
+    links: list[Link] = []
+    for part in _split_links(value):
+        url, _, params = part.partition(";")
+        url = url.strip().removeprefix("<").removesuffix(">").strip()
+        if not url:
+            continue
+        attrs: dict[str, str] = {}
+        for match in _LINK_PARAM.finditer(params):
+            attrs[match.group(1).lower()] = match.group(2) or (match.group(3) or "").strip()
+        links.append(Link(url=url, rel=attrs.get("rel"), title=attrs.get("title")))
+    return links
+
+
+def _split_links(value: str) -> list[str]:
+    # Commas inside quoted titles must not split an entry.
+    parts: list[str] = []
+    current: list[str] = []
+    quoted = False
+    for char in value:
+        if char == '"':
+            quoted = not quoted
+        if char == "," and not quoted:
+            parts.append("".join(current))
+            current = []
+        else:
+            current.append(char)
+    parts.append("".join(current))
+    return [p for p in parts if p.strip()]

@@ -1,0 +1,307 @@
+"""The secrets and options of an iCIMS connection (docs/icims.md), checked before use.
+
+A connection that does not pass these models is a vendor-side misconfiguration: the router
+answers 500 ("vendor must act") and the tenants file refuses to load it.
+"""
+
+from __future__ import annotations
+
+import string
+from typing import Annotated, Any, Literal
+from urllib.parse import quote, urlsplit
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    model_validator,
+)
+
+from app.schemas.icims import (
+    APPLICATION_COMPLETE,
+    EVENT_TYPES,
+    JOB_POSTING,
+    JOB_UNPOSTING,
+    LINK_EVENTS,
+    STATUS_FLOW_UPDATE,
+    IcimsEvent,
+)
+from app.validation import describe
+
+ProfileKind = Literal["people", "jobs", "applicantworkflows"]
+PROFILE_KINDS: tuple[ProfileKind, ...] = ("people", "jobs", "applicantworkflows")
+FieldId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.]{1,100}$")]
+NonEmpty = Annotated[str, StringConstraints(min_length=1)]
+
+# What a link template may use: the per-record token, the record id and the event's own fields.
+LINK_FIELDS = frozenset(
+    {
+        "token",
+        "record_id",
+        "eventType",
+        "customerId",
+        "userId",
+        "systemId",
+        "personId",
+        "jobId",
+        "newStatus",
+        "returnUrl",
+        "incompleteUrl",
+        "portalUrl",
+    }
+)
+VALIDATED_EVENTS = frozenset({APPLICATION_COMPLETE, STATUS_FLOW_UPDATE})
+# A candidate or new hire coming back gets the same link forever. Job and status actions may
+# legitimately repeat later (a job re-posted, a background check re-run), so their repeats
+# count as duplicates only within an hour or two (see the router).
+DEFAULT_DEDUPE_WINDOWS_S = {STATUS_FLOW_UPDATE: 3600, JOB_POSTING: 3600, JOB_UNPOSTING: 3600}
+API_HOSTS = {"us": "https://api.icims.com", "eu": "https://api-eu.icims.com"}
+
+
+class ConfigError(Exception):
+    """The connection's configuration is unusable; the message names the setting, never a value."""
+
+
+class _Strict(BaseModel):
+    # A typo in an option must fail loudly, not silently switch a feature off.
+    model_config = ConfigDict(extra="forbid")
+
+
+class PackageRule(_Strict):
+    """What must be filled in before this package can be ordered."""
+
+    required: dict[ProfileKind, list[FieldId]] = Field(default_factory=dict)
+
+
+class ValidationRules(_Strict):
+    """Checks run against the iCIMS API inside the request, before the event is recorded."""
+
+    enabled: bool = True
+    # Required whatever the package.
+    required: dict[ProfileKind, list[FieldId]] = Field(default_factory=dict)
+    # Either the trigger status decides the package (Status Flow Update only) ...
+    status_packages: dict[str, str] | None = None
+    # ... or the recruiter picks it in a field of the recruiting workflow.
+    package_field: FieldId | None = None
+    packages: dict[str, PackageRule] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _one_package_source(self) -> ValidationRules:
+        if self.status_packages is not None and self.package_field is not None:
+            raise ValueError("set status_packages or package_field, not both")
+        for package in (self.status_packages or {}).values():
+            if package not in self.packages:
+                raise ValueError(f"status_packages names package {package!r}, not in packages")
+        if self.package_field is not None and not self.packages:
+            raise ValueError("package_field needs at least one entry in packages")
+        return self
+
+    def fields(self) -> dict[ProfileKind, list[str]]:
+        """Every field any outcome may need, per profile, so one fetch per profile suffices."""
+        wanted: dict[ProfileKind, set[str]] = {kind: set() for kind in PROFILE_KINDS}
+        for kind, names in self.required.items():
+            wanted[kind].update(names)
+        for rule in self.packages.values():
+            for kind, names in rule.required.items():
+                wanted[kind].update(names)
+        if self.package_field is not None:
+            wanted["applicantworkflows"].add(self.package_field)
+        return {kind: sorted(names) for kind, names in wanted.items() if names}
+
+    def required_for(self, package: str | None) -> dict[ProfileKind, list[str]]:
+        """The fields that must be filled for ``package`` (None: no package chosen)."""
+        out: dict[ProfileKind, list[str]] = {k: list(v) for k, v in self.required.items()}
+        if package is not None and package in self.packages:
+            for kind, names in self.packages[package].required.items():
+                out.setdefault(kind, []).extend(n for n in names if n not in out.get(kind, []))
+        return out
+
+
+class EventSettings(_Strict):
+    """How one event type is answered for this connection."""
+
+    # e.g. "https://assess.example.com/start/{token}"; required for the 303 events.
+    link_template: str | None = None
+    validation: ValidationRules | None = None
+    # Deliveries of the same action this close together are one event; 0 means forever and
+    # None the event type's default (see DEFAULT_DEDUPE_WINDOWS_S).
+    dedupe_window_s: int | None = Field(default=None, ge=0)
+
+
+class ApiSettings(_Strict):
+    """Calls from Hirehook to the customer's iCIMS REST API (OAuth 2.0 client credentials)."""
+
+    client_id: NonEmpty
+    # The customer's token URL, as iCIMS issued it with the API credentials.
+    token_url: NonEmpty
+    region: Literal["us", "eu"] = "us"
+    # Overrides the regional host (a proxy, a sandbox, the test suite's fake).
+    base_url: str | None = None
+    # [I] Which client authentication iCIMS's token endpoint wants is not documented publicly.
+    token_auth_method: Literal["client_secret_basic", "client_secret_post"] = "client_secret_post"  # noqa: S105 - a method name, not a secret
+    # [I] Some identity providers in front of iCIMS want an audience; sent only when set.
+    audience: str | None = None
+
+    @property
+    def api_base(self) -> str:
+        """Scheme and host of the REST API for this customer."""
+        return (self.base_url or API_HOSTS[self.region]).rstrip("/")
+
+
+class IcimsOptions(_Strict):
+    """``options`` of an iCIMS connection."""
+
+    events: dict[str, EventSettings] = Field(default_factory=dict)
+    # The sender's eventType string -> the name this version models (see app/schemas/icims.py).
+    type_aliases: dict[str, str] = Field(default_factory=dict)
+    oauth_client_id: str | None = Field(default=None, min_length=1)
+    oauth_token_expires_s: int | None = Field(default=None, ge=1)
+    # When set, the HMAC ``user=`` must equal it.
+    hmac_user: str | None = None
+    hmac_tolerance_s: int | None = Field(default=None, ge=1)
+    # [I] Whether iCIMS hashes the gzip'd or the plain body is unknown (ATS-FACTS section 1).
+    hmac_body_hash: Literal["either", "decoded", "wire"] = "either"
+    # [I] How iCIMS names profile types in {{profileType.IntegrationFieldId}}; the API path
+    # names (people, jobs, applicantworkflows) unless mapped here.
+    field_placeholder_profiles: dict[ProfileKind, str] = Field(default_factory=dict)
+    api: ApiSettings | None = None
+
+
+class IcimsSecrets(_Strict):
+    """``secrets`` of an iCIMS connection (encrypted at rest)."""
+
+    basic_username: str | None = Field(default=None, min_length=1)
+    basic_password: str | None = Field(default=None, min_length=1)
+    # Several while a secret is rotated; any of them verifies.
+    hmac_secrets: list[NonEmpty] = Field(default_factory=list)
+    oauth_client_secrets: list[NonEmpty] = Field(default_factory=list)
+    api_client_secret: str | None = Field(default=None, min_length=1)
+
+
+class IcimsConfig:
+    """Options and secrets of one connection, validated together."""
+
+    def __init__(self, options: IcimsOptions, secrets: IcimsSecrets) -> None:
+        self.options = options
+        self.secrets = secrets
+
+    @classmethod
+    def parse(cls, options: dict[str, Any], secrets: dict[str, Any]) -> IcimsConfig:
+        """Validate; raises :class:`ConfigError` whose message names settings, never values."""
+        try:
+            opts = IcimsOptions.model_validate(options)
+        except ValidationError as exc:
+            raise ConfigError(f"options: {describe(exc)}") from None
+        try:
+            secs = IcimsSecrets.model_validate(secrets)
+        except ValidationError as exc:
+            # describe() reports locations and messages only, so no secret value can leak.
+            raise ConfigError(f"secrets: {describe(exc)}") from None
+        config = cls(opts, secs)
+        config._check()
+        return config
+
+    def _check(self) -> None:
+        self._check_auth()
+        for event_type, settings in self.options.events.items():
+            self._check_event(event_type, settings)
+
+    def _check_auth(self) -> None:
+        o, s = self.options, self.secrets
+        if (s.basic_username is None) != (s.basic_password is None):
+            raise ConfigError("secrets: basic_username and basic_password go together")
+        if bool(s.oauth_client_secrets) != (o.oauth_client_id is not None):
+            raise ConfigError(
+                "options.oauth_client_id and secrets.oauth_client_secrets go together"
+            )
+        if not (self.basic_enabled or self.hmac_enabled or self.oauth_enabled):
+            raise ConfigError("no authentication configured: set Basic, HMAC or OAuth secrets")
+        for alias, target in o.type_aliases.items():
+            if target not in EVENT_TYPES:
+                raise ConfigError(f"options.type_aliases.{alias}: unknown event type {target!r}")
+
+    def _check_event(self, event_type: str, settings: EventSettings) -> None:
+        where = f"options.events.{event_type}"
+        if event_type not in EVENT_TYPES:
+            raise ConfigError(f"{where}: unknown event type")
+        if event_type in LINK_EVENTS and settings.link_template is None:
+            raise ConfigError(f"{where}.link_template: required for a 303 answer")
+        if event_type not in LINK_EVENTS and settings.link_template is not None:
+            raise ConfigError(f"{where}.link_template: this event is answered 200")
+        if settings.link_template is not None:
+            check_link_template(settings.link_template, where=f"{where}.link_template")
+        rules = settings.validation
+        if rules is None or not rules.enabled:
+            return
+        if event_type not in VALIDATED_EVENTS:
+            raise ConfigError(f"{where}.validation: not available for this event")
+        if rules.status_packages is not None and event_type != STATUS_FLOW_UPDATE:
+            raise ConfigError(f"{where}.validation.status_packages: no status here")
+        if self.options.api is None or self.secrets.api_client_secret is None:
+            raise ConfigError(f"{where}.validation needs options.api and secrets.api_client_secret")
+
+    @property
+    def basic_enabled(self) -> bool:
+        """Basic credentials are configured."""
+        return self.secrets.basic_username is not None and self.secrets.basic_password is not None
+
+    @property
+    def hmac_enabled(self) -> bool:
+        """HMAC secrets are configured."""
+        return bool(self.secrets.hmac_secrets)
+
+    @property
+    def oauth_enabled(self) -> bool:
+        """OAuth client credentials are configured."""
+        return self.options.oauth_client_id is not None and bool(self.secrets.oauth_client_secrets)
+
+    def dedupe_window_s(self, event_type: str) -> int:
+        """Seconds within which a repeat is a duplicate; 0 for forever."""
+        settings = self.options.events.get(event_type)
+        if settings is not None and settings.dedupe_window_s is not None:
+            return settings.dedupe_window_s
+        return DEFAULT_DEDUPE_WINDOWS_S.get(event_type, 0)
+
+    def event_type(self, sent: str) -> str:
+        """The modelled name of the sender's ``eventType``."""
+        return self.options.type_aliases.get(sent, sent)
+
+    def placeholder(self, kind: ProfileKind, field: str) -> str:
+        """A field reference iCIMS replaces with the field's label: ``{{people.usssn}}``."""
+        profile = self.options.field_placeholder_profiles.get(kind, kind)
+        return "{{" + f"{profile}.{field}" + "}}"
+
+
+def check(options: dict[str, Any], secrets: dict[str, Any]) -> None:
+    """Refuse an unusable configuration when it is loaded; raises ValueError."""
+    try:
+        IcimsConfig.parse(options, secrets)
+    except ConfigError as exc:
+        raise ValueError(str(exc)) from None
+
+
+def check_link_template(template: str, *, where: str) -> None:
+    """An absolute http(s) URL whose ``{placeholders}`` are all in :data:`LINK_FIELDS`."""
+    parts = urlsplit(template)
+    if parts.scheme not in ("https", "http") or not parts.netloc:
+        raise ConfigError(f"{where}: must be an absolute https URL")
+    try:
+        names = [name for _, name, _, _ in string.Formatter().parse(template) if name is not None]
+    except ValueError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+    for name in names:
+        # Exact names only: str.format would otherwise allow attribute and index lookups.
+        if name not in LINK_FIELDS:
+            raise ConfigError(f"{where}: unknown placeholder {{{name}}}")
+
+
+def render_link(template: str, event: IcimsEvent, *, token: str, record_id: str) -> str:
+    """The link for one record: template placeholders filled, each value URL-encoded."""
+    values: dict[str, str] = {"token": token, "record_id": record_id}
+    for key, value in event.model_dump(by_alias=True).items():
+        if key in LINK_FIELDS and isinstance(value, str):
+            values[key] = value
+    encoded = {name: quote(values.get(name, ""), safe="") for name in LINK_FIELDS}
+    return template.format_map(encoded)

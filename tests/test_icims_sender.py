@@ -1,0 +1,126 @@
+"""`hirehook send icims` against a real Hirehook served by uvicorn on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+import uvicorn
+from sqlalchemy import text
+from typer.testing import CliRunner
+
+from app.cli import DEMO_TENANTS, cli
+from app.main import create_app
+from app.senders import ICIMS_EVENT_TYPES, IcimsCredentials, icims_sample, send_icims
+from app.services import Services
+from app.settings import Settings
+from app.tenants import apply_tenants, read_tenants_file
+from tests.conftest import make_settings
+
+
+@pytest.fixture
+def hirehook(settings: Settings) -> Iterator[str]:
+    """Hirehook itself on 127.0.0.1 with an ephemeral port (its own thread and event loop)."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    assert settings.database_url is not None and settings.redis_url is not None
+    served = make_settings(
+        str(settings.database_url),
+        str(settings.redis_url),
+        public_base_url=f"http://127.0.0.1:{port}",
+    )
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(served), log_level="warning", timeout_graceful_shutdown=2)
+    )
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 15
+    while not server.started:
+        assert time.monotonic() < deadline, "Hirehook did not start"
+        time.sleep(0.02)
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(timeout=15)
+
+
+@pytest.fixture
+async def demo(services: Services) -> Services:
+    await apply_tenants(
+        read_tenants_file(DEMO_TENANTS), sessions=services.sessions, cipher=services.cipher
+    )
+    return services
+
+
+async def count_records(services: Services) -> int:
+    async with services.engine.connect() as conn:
+        return int((await conn.execute(text("SELECT count(*) FROM record"))).scalar_one())
+
+
+async def test_cli_sends_every_sample_with_every_auth_method(hirehook: str, demo: Services) -> None:
+    runner = CliRunner()
+    outputs = {}
+    for auth in ("hmac", "basic", "oauth"):
+        result = await asyncio.to_thread(
+            runner.invoke, cli, ["send", "icims", "--url", hirehook, "--auth", auth]
+        )
+        assert result.exit_code == 0, result.output
+        outputs[auth] = result.output
+    # The server shares this process, so its log lines may be mixed into the output.
+    first = [line for line in outputs["hmac"].splitlines() if line[:3] in ("200", "303")]
+    assert sum(line.startswith("303 ") for line in first) == 4
+    assert sum(line.startswith("200 ") for line in first) == 2
+    assert all("repeat" not in line for line in first)
+    # The same samples again, under other credentials: every answer is the first one replayed.
+    for auth in ("basic", "oauth"):
+        lines = [line for line in outputs[auth].splitlines() if line[:3] in ("200", "303")]
+        assert len(lines) == 6 and all("(repeat" in line for line in lines)
+        assert {line.split(" (repeat")[0] for line in lines} == set(first)
+    assert "token: fetched from /oauth/token" in outputs["oauth"]
+    assert await count_records(demo) == 6
+
+
+async def test_cli_refuses_wrong_credentials_with_a_nonzero_exit(
+    hirehook: str, demo: Services
+) -> None:
+    result = await asyncio.to_thread(
+        CliRunner().invoke,
+        cli,
+        [
+            "send",
+            "icims",
+            "--url",
+            hirehook,
+            "--auth",
+            "basic",
+            "--type",
+            "JobPostToWebEvent",
+            "--username",
+            "icims-demo-1234",
+            "--password",
+            "wrong",
+        ],
+    )
+    assert result.exit_code == 1
+    assert "401 JobPostToWebEvent" in result.output
+    assert await count_records(demo) == 0
+
+
+@pytest.mark.parametrize("gzip_body", [True, False])
+async def test_sender_library_posts_signed_plain_and_gzip(
+    hirehook: str, demo: Services, gzip_body: bool
+) -> None:
+    credentials = IcimsCredentials(
+        hmac_user="icims-demo-1234", hmac_secret="demo-icims-hmac-secret-not-secret"
+    )
+    for index, event_type in enumerate(ICIMS_EVENT_TYPES):
+        sample = icims_sample(event_type, system_id=f"9{index}")
+        response = await asyncio.to_thread(
+            send_icims, hirehook, sample, auth="hmac", credentials=credentials, gzip_body=gzip_body
+        )
+        assert response.status_code in (200, 303), response.text
+    assert await count_records(demo) == len(ICIMS_EVENT_TYPES)
