@@ -14,12 +14,18 @@ from redis.exceptions import RedisError
 log = structlog.get_logger(__name__)
 
 PROCESS_RECORD = "process_record"
+DELIVER_RECORD = "deliver_record"
 Published = Literal["queued", "exists", "failed"]
 
 
 def record_job_id(record_id: uuid.UUID | str) -> str:
     """One arq job id per record, so a second enqueue of a queued job is a no-op."""
     return f"record:{record_id}"
+
+
+def delivery_job_id(record_id: uuid.UUID | str) -> str:
+    """One arq job id per record's delivery."""
+    return f"delivery:{record_id}"
 
 
 def create_redis(url: str, timeout_s: float) -> ArqRedis:
@@ -42,14 +48,24 @@ class Queue:
 
         ``exists`` means the job is already queued or running under the same id.
         """
+        return await self._enqueue(PROCESS_RECORD, record_id, record_job_id(record_id))
+
+    async def enqueue_delivery(self, record_id: uuid.UUID | str) -> Published:
+        """Ask a worker to deliver a committed record's normalized event."""
+        return await self._enqueue(DELIVER_RECORD, record_id, delivery_job_id(record_id))
+
+    async def _enqueue(self, function: str, record_id: uuid.UUID | str, job_id: str) -> Published:
         try:
             async with asyncio.timeout(self._timeout_s * 2):
-                job = await self.redis.enqueue_job(
-                    PROCESS_RECORD, str(record_id), _job_id=record_job_id(record_id)
-                )
+                job = await self.redis.enqueue_job(function, str(record_id), _job_id=job_id)
         except (RedisError, OSError, TimeoutError) as exc:
             # The sweeper will publish it from the outbox once Redis answers again.
-            log.warning("queue.enqueue_failed", record_id=str(record_id), error=type(exc).__name__)
+            log.warning(
+                "queue.enqueue_failed",
+                function=function,
+                record_id=str(record_id),
+                error=type(exc).__name__,
+            )
             return "failed"
         return "queued" if job is not None else "exists"
 

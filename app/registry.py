@@ -1,16 +1,29 @@
-"""The sources this build knows. Adding one: a router, a schema module, a worker handler, and a
-line here; no core module changes."""
+"""The sources this build knows. Adding one: a router, a schema module, an API client, a worker
+handler, and a line here; no core module changes."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter
 
+from app.clients import hrmanager as hrmanager_client
+from app.clients import smartrecruiters as smartrecruiters_client
+from app.clients.budget import Limits
 from app.routers import keldair
+from app.workers import hrmanager as hrmanager_worker
 from app.workers import keldair as keldair_worker
+from app.workers import smartrecruiters as smartrecruiters_worker
 from app.workers.context import RecordHandler
 
 ROUTERS: list[APIRouter] = [keldair.router]
 
 HANDLERS: dict[str, RecordHandler] = {
     keldair.SOURCE: keldair_worker.handle,
+    hrmanager_client.SOURCE: hrmanager_worker.handle,
+    smartrecruiters_client.SOURCE: smartrecruiters_worker.handle,
+}
+
+# Each ATS's published API limits; a connection's options.limits override them.
+LIMITS: dict[str, Limits] = {
+    hrmanager_client.SOURCE: hrmanager_client.DEFAULT_LIMITS,
+    smartrecruiters_client.SOURCE: smartrecruiters_client.DEFAULT_LIMITS,
 }

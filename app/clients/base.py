@@ -107,6 +107,30 @@ class ApiError(Exception):
         self.retry_after_s = retry_after_s
 
 
+class BudgetExhaustedError(ApiError):
+    """The rate budget cannot grant a call soon enough; the work waits, it has not failed."""
+
+    def __init__(self, key: BudgetKey, wait_s: float) -> None:
+        super().__init__(
+            f"{key.source}: rate budget exhausted for {wait_s:.1f}s",
+            transient=True,
+            retry_after_s=wait_s,
+        )
+        self.key = key
+
+
+@dataclass(frozen=True, slots=True)
+class Document:
+    """A fetched JSON document and when its request was sent (seconds since the epoch).
+
+    The send time, not the arrival time, orders two fetches of one resource: whichever was
+    asked later saw the later state, however slowly it came back.
+    """
+
+    body: Any
+    requested_at: float
+
+
 def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
     """Seconds to wait from a ``Retry-After`` header (delta-seconds or HTTP-date)."""
     if not value:
@@ -182,9 +206,17 @@ class ApiClient:
         self, url: str, *, what: str, route: str | None = None, **kwargs: Any
     ) -> Any:
         """GET a JSON document."""
+        return (await self.get_document(url, what=what, route=route, **kwargs)).body
+
+    async def get_document(
+        self, url: str, *, what: str, route: str | None = None, **kwargs: Any
+    ) -> Document:
+        """GET a JSON document, stamped with when the request was sent."""
         response = await self.request("GET", url, what=what, route=route, **kwargs)
+        # elapsed runs from sending the request to reading the body; the budget wait is excluded.
+        requested_at = time.time() - response.elapsed.total_seconds()
         try:
-            return response.json()
+            return Document(response.json(), requested_at)
         except ValueError as exc:
             raise ApiError(
                 f"{what}: response is not JSON", status=response.status_code, transient=True

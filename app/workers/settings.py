@@ -9,9 +9,10 @@ from arq.connections import RedisSettings
 from arq.worker import Worker, func
 
 from app import registry
-from app.queue import PROCESS_RECORD
+from app.queue import DELIVER_RECORD, PROCESS_RECORD
 from app.services import Services
 from app.settings import Settings
+from app.workers.delivery import deliver_record
 from app.workers.jobs import process_record, sweep_outbox
 
 
@@ -33,6 +34,7 @@ def worker_options(settings: Settings) -> dict[str, Any]:
             # No results are kept: the outbox row is the result, and a kept result would
             # stop the sweeper from republishing the same job id.
             func(process_record, name=PROCESS_RECORD, keep_result=0, max_tries=1000),
+            func(deliver_record, name=DELIVER_RECORD, keep_result=0, max_tries=1000),
         ],
         "cron_jobs": [
             cron(
@@ -59,4 +61,9 @@ def worker_options(settings: Settings) -> dict[str, Any]:
 
 def create_worker(settings: Settings, **overrides: Any) -> Worker:
     """A worker for these settings; tests pass ``burst=True``."""
-    return Worker(**{**worker_options(settings), **overrides})
+    worker = Worker(**{**worker_options(settings), **overrides})
+    # arq keeps a started job's in-progress key for the longest timeout of any function
+    # (the sweeper's included) plus 10 s; a job whose worker died waits that long for another.
+    # Jobs are cancelled at job_timeout_s, so the lease can end soon after it.
+    worker.in_progress_timeout_s = settings.worker_lease_s
+    return worker

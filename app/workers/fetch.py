@@ -1,0 +1,196 @@
+"""Fetching what an event names by id: once per resource per burst, however many events name it.
+
+A fetched document is cached in Redis with the time its request was sent. An event may use a
+cached document sent no earlier than ``coalesce_window_s`` before the event was received: a
+document asked for after the event arrived already reflects it, and the window lets the burst
+of duplicates an ATS sends for one change share a single call. Concurrent misses coalesce on a
+short Redis lock: one job fetches, the others wait for its document (or its error).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+import structlog
+from redis.asyncio import Redis
+from redis.exceptions import LockError, RedisError
+
+from app.clients.base import ApiError, BudgetExhaustedError, Document
+from app.services import Services
+from app.workers.context import RecordRow
+
+log = structlog.get_logger(__name__)
+
+_REDIS_ERRORS = (RedisError, OSError, TimeoutError)
+_POLL_S = 0.02
+
+# Never replace a cached document with one whose request was sent earlier.
+_PUT_NEWER = """
+local current = redis.call('GET', KEYS[1])
+if current then
+  local ok, envelope = pcall(cjson.decode, current)
+  if ok and type(envelope) == 'table' and tonumber(envelope['v'])
+     and tonumber(envelope['v']) >= tonumber(ARGV[2]) then
+    return 0
+  end
+end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[3])
+return 1
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Fetched:
+    """A document and the microsecond its request was sent (its version)."""
+
+    document: Any
+    version: int
+    from_cache: bool = False
+
+    @property
+    def fetched_at(self) -> datetime:
+        """When the request was sent."""
+        return datetime.fromtimestamp(self.version / 1_000_000, UTC)
+
+
+Call = Callable[[], Awaitable[Document | Any]]
+
+
+def not_before_us(services: Services, record: RecordRow) -> int:
+    """The oldest fetch (in epoch microseconds) that may stand for this record's event."""
+    received = record.received_at.timestamp() if record.received_at else time.time()
+    return int((received - services.settings.coalesce_window_s) * 1_000_000)
+
+
+async def fetch(
+    services: Services, record: RecordRow, kind: str, external_id: str, call: Call
+) -> Fetched:
+    """The record's view of one resource: cached if fresh enough, else fetched once for all."""
+    return await fetch_document(
+        services,
+        tenant_id=record.tenant_id,
+        source=record.source,
+        kind=kind,
+        external_id=external_id,
+        not_before=not_before_us(services, record),
+        call=call,
+    )
+
+
+async def fetch_document(
+    services: Services,
+    *,
+    tenant_id: int,
+    source: str,
+    kind: str,
+    external_id: str,
+    not_before: int,
+    call: Call,
+) -> Fetched:
+    """Cache, then coalesce, then ``call``; see the module docstring."""
+    redis = services.queue.redis
+    key = services.cache.key(tenant_id, source, kind, external_id)
+    lock_ttl = services.settings.coalesce_lock_ttl_s
+    started = int(time.time() * 1_000_000)
+    deadline = time.monotonic() + 2 * lock_ttl
+    while True:
+        cached = await _cached(services, key, not_before)
+        if cached is not None:
+            return cached
+        await _raise_shared_error(redis, key, since=started)
+        lock = redis.lock(f"{key}:lock", timeout=lock_ttl)
+        try:
+            owned = await lock.acquire(blocking=False)
+        except _REDIS_ERRORS:
+            return await _call(call)
+        if owned:
+            try:
+                return await _fetch_and_store(services, key, not_before, call)
+            finally:
+                with contextlib.suppress(LockError, *_REDIS_ERRORS):
+                    await lock.release()
+        if time.monotonic() > deadline:
+            raise ApiError(f"{source} {kind}: a concurrent fetch did not finish", transient=True)
+        await asyncio.sleep(_POLL_S)
+
+
+async def _fetch_and_store(services: Services, key: str, not_before: int, call: Call) -> Fetched:
+    redis = services.queue.redis
+    # Filled between our miss and taking the lock.
+    cached = await _cached(services, key, not_before)
+    if cached is not None:
+        return cached
+    try:
+        fetched = await _call(call)
+    except BudgetExhaustedError:
+        raise
+    except ApiError as exc:
+        await _share_error(redis, key, exc, services.settings.coalesce_lock_ttl_s)
+        raise
+    envelope = orjson.dumps({"v": fetched.version, "doc": fetched.document})
+    ttl_ms = max(1, int(services.settings.document_cache_ttl_s * 1000))
+    with contextlib.suppress(*_REDIS_ERRORS):
+        await redis.register_script(_PUT_NEWER)(
+            keys=[key], args=[envelope, fetched.version, ttl_ms]
+        )
+    return fetched
+
+
+async def _call(call: Call) -> Fetched:
+    started = time.time()
+    result = await call()
+    if isinstance(result, Document):
+        return Fetched(result.body, int(result.requested_at * 1_000_000))
+    return Fetched(result, int(started * 1_000_000))
+
+
+async def _cached(services: Services, key: str, not_before: int) -> Fetched | None:
+    envelope = await services.cache.get(key)
+    if not isinstance(envelope, dict) or not isinstance(envelope.get("v"), int):
+        return None
+    if envelope["v"] < not_before:
+        return None
+    return Fetched(envelope.get("doc"), envelope["v"], from_cache=True)
+
+
+async def _share_error(redis: Redis, key: str, exc: ApiError, ttl_s: float) -> None:
+    """Let jobs waiting on this fetch fail with it instead of each repeating the call."""
+    body = orjson.dumps(
+        {
+            "at": int(time.time() * 1_000_000),
+            "message": str(exc),
+            "status": exc.status,
+            "transient": exc.transient,
+            "config_problem": exc.config_problem,
+            "retry_after_s": exc.retry_after_s,
+        }
+    )
+    with contextlib.suppress(*_REDIS_ERRORS):
+        await redis.set(f"{key}:error", body, px=max(1, int(ttl_s * 1000)))
+
+
+async def _raise_shared_error(redis: Redis, key: str, *, since: int) -> None:
+    try:
+        raw = await redis.get(f"{key}:error")
+    except _REDIS_ERRORS:
+        return
+    if raw is None:
+        return
+    error = orjson.loads(raw)
+    # Only a failure of the fetch we were waiting for; an older one is what retrying is for.
+    if int(error.get("at", 0)) < since:
+        return
+    raise ApiError(
+        str(error.get("message", "fetch failed")),
+        status=error.get("status"),
+        transient=bool(error.get("transient")),
+        config_problem=bool(error.get("config_problem")),
+        retry_after_s=error.get("retry_after_s"),
+    )
