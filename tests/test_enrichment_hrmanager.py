@@ -59,10 +59,7 @@ async def test_duplicate_storm_inside_the_window_costs_one_fetch(
     conn = await add_source(services, fake_ats, "hrmanager")
     kinds = ["CandidateUpdated", "CandidateRegistered", "CandidateStatusUpdated"]
     ids = await asyncio.gather(
-        *(
-            record_event(services, conn, kinds[i % 3], {"CandidateId": "2002"})
-            for i in range(24)
-        )
+        *(record_event(services, conn, kinds[i % 3], {"CandidateId": "2002"}) for i in range(24))
     )
     assert len(set(ids)) == 24
     await run_worker(fast_settings(settings, worker_concurrency=12))
@@ -114,7 +111,9 @@ async def test_position_event_fetches_the_position_only(
 ) -> None:
     fake_ats.add_hrm_position("88", Name="Data Engineer")
     conn = await add_source(services, fake_ats, "hrmanager")
-    await record_event(services, conn, "PositionPublished", {"PositionId": "88", "CandidateId": "x"})
+    await record_event(
+        services, conn, "PositionPublished", {"PositionId": "88", "CandidateId": "x"}
+    )
     await run_worker(fast_settings(settings))
     assert [c.path for c in fake_ats.calls] == ["/hrm/restful.svc/v2/acme-corp/Positions/88"]
     [job] = await rows(services, "SELECT external_id, title FROM job")
