@@ -174,10 +174,17 @@ class FakeATS:
         call.finished = time.monotonic()
         return response
 
-    async def _answer(self, request: Request, path: str, route: str) -> Response:
+    async def _answer(  # noqa: PLR0911 - one answer per route and fault
+        self, request: Request, path: str, route: str
+    ) -> Response:
         step = self._next_step(path) or Step()
         if step.hang:
-            await asyncio.to_thread(self.released.wait, 60)
+            # Until released, or until the caller goes away (killed, or timed out).
+            end = time.monotonic() + 60
+            while not self.released.is_set() and time.monotonic() < end:
+                if await request.is_disconnected():
+                    return _json(499, {"error": "client went away"})
+                await asyncio.sleep(0.05)
         await asyncio.sleep(step.delay_s or self.delay_s)
         if step.status != 200:
             return _json(step.status, {"error": f"scripted {step.status}"}, step.headers)

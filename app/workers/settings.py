@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
+import structlog
 from arq import cron
 from arq.connections import RedisSettings
 from arq.worker import Worker, func
@@ -15,6 +17,8 @@ from app.settings import Settings
 from app.workers.delivery import deliver_record
 from app.workers.jobs import process_record, sweep_outbox
 
+log = structlog.get_logger(__name__)
+
 
 def worker_options(settings: Settings) -> dict[str, Any]:
     """Keyword arguments for ``arq.worker.Worker``."""
@@ -22,6 +26,7 @@ def worker_options(settings: Settings) -> dict[str, Any]:
     async def on_startup(ctx: dict[str, Any]) -> None:
         ctx["services"] = Services.create(settings)
         ctx["handlers"] = registry.HANDLERS
+        log.info("worker.started", pid=os.getpid(), sources=sorted(registry.HANDLERS))
 
     async def on_shutdown(ctx: dict[str, Any]) -> None:
         services: Services | None = ctx.get("services")
