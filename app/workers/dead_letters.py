@@ -124,7 +124,7 @@ async def list_letters(
     return [
         DeadLetterView(
             id=row.id,
-            record_id=row.record_id,
+            record_id=uuid.UUID(str(row.record_id)),
             tenant=row.slug,
             source=row.source,
             stage=row.stage,

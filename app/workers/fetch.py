@@ -73,6 +73,9 @@ async def fetch(
     services: Services, record: RecordRow, kind: str, external_id: str, call: Call
 ) -> Fetched:
     """The record's view of one resource: cached if fresh enough, else fetched once for all."""
+    if record.connection is not None and record.connection.options.get("coalesce") is False:
+        # A tenant may opt out: every event then costs its own call.
+        return await _call(call)
     return await fetch_document(
         services,
         tenant_id=record.tenant_id,
