@@ -46,6 +46,8 @@ class Settings(BaseSettings):
 
     # Worker side.
     worker_concurrency: int = Field(default=20, ge=1)
+    # A worker starts queued jobs only when it polls: at most worker_concurrency per poll.
+    worker_poll_delay_s: float = Field(default=0.05, gt=0)
     job_timeout_s: float = Field(default=30.0, gt=0)
     sweep_interval_s: int = Field(default=10, ge=1, le=60)
     outbox_grace_s: float = Field(default=15.0, ge=0)

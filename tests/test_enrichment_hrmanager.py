@@ -145,3 +145,14 @@ async def test_an_event_without_ids_is_a_pipeline_dead_letter(
     [letter] = await rows(services, "SELECT * FROM dead_letter")
     assert (letter.record_id, letter.kind, letter.reason) == (rid, "pipeline", "invalid_event")
     assert letter.attempts == 1
+
+
+async def test_a_connection_can_opt_out_of_caching_and_coalescing(
+    services: Services, settings: Settings, fake_ats: FakeATS
+) -> None:
+    fake_ats.add_hrm_candidate("5005")
+    conn = await add_source(services, fake_ats, "hrmanager", options={"coalesce": False})
+    for _ in range(3):
+        await record_event(services, conn, "CandidateUpdated", {"CandidateId": "5005"})
+    await run_worker(fast_settings(settings))
+    assert len(fake_ats.calls_to("/hrm")) == 3

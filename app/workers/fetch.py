@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -20,7 +21,7 @@ from typing import Any
 import orjson
 import structlog
 from redis.asyncio import Redis
-from redis.exceptions import LockError, RedisError
+from redis.exceptions import RedisError
 
 from app.clients.base import ApiError, BudgetExhaustedError, Document
 from app.services import Services
@@ -31,18 +32,50 @@ log = structlog.get_logger(__name__)
 _REDIS_ERRORS = (RedisError, OSError, TimeoutError)
 _POLL_S = 0.02
 
-# Never replace a cached document with one whose request was sent earlier.
-_PUT_NEWER = """
+# One round trip decides what a job does next: use the cached document (1), fail with the
+# error of the fetch it was waiting for (2), fetch it itself holding the lock (3), or wait (0).
+# KEYS: document, error, lock. ARGV: oldest usable version, wait start, lock token, lock ms.
+_PROBE = """
+local doc = redis.call('GET', KEYS[1])
+if doc then
+  local ok, envelope = pcall(cjson.decode, doc)
+  if ok and type(envelope) == 'table' and tonumber(envelope['v'])
+     and tonumber(envelope['v']) >= tonumber(ARGV[1]) then
+    return {1, doc}
+  end
+end
+local err = redis.call('GET', KEYS[2])
+if err then
+  local ok, failure = pcall(cjson.decode, err)
+  if ok and type(failure) == 'table' and tonumber(failure['at'])
+     and tonumber(failure['at']) >= tonumber(ARGV[2]) then
+    return {2, err}
+  end
+end
+if redis.call('SET', KEYS[3], ARGV[3], 'NX', 'PX', ARGV[4]) then return {3, ''} end
+return {0, ''}
+"""
+
+# Store a document unless a newer one is cached, and release the lock if still ours.
+# KEYS: document, lock. ARGV: envelope, version, ttl ms, lock token.
+_STORE = """
 local current = redis.call('GET', KEYS[1])
+local newer = true
 if current then
   local ok, envelope = pcall(cjson.decode, current)
   if ok and type(envelope) == 'table' and tonumber(envelope['v'])
      and tonumber(envelope['v']) >= tonumber(ARGV[2]) then
-    return 0
+    newer = false
   end
 end
-redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[3])
-return 1
+if newer then redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[3]) end
+if redis.call('GET', KEYS[2]) == ARGV[4] then redis.call('DEL', KEYS[2]) end
+return 0
+"""
+
+_UNLOCK = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
+return 0
 """
 
 
@@ -101,47 +134,47 @@ async def fetch_document(
     redis = services.queue.redis
     key = services.cache.key(tenant_id, source, kind, external_id)
     lock_ttl = services.settings.coalesce_lock_ttl_s
+    lock_ms = max(1, int(lock_ttl * 1000))
+    token = uuid.uuid4().hex
     started = int(time.time() * 1_000_000)
     deadline = time.monotonic() + 2 * lock_ttl
+    probe = redis.register_script(_PROBE)
     while True:
-        cached = await _cached(services, key, not_before)
-        if cached is not None:
-            return cached
-        await _raise_shared_error(redis, key, since=started)
-        lock = redis.lock(f"{key}:lock", timeout=lock_ttl)
         try:
-            owned = await lock.acquire(blocking=False)
+            outcome, payload = await probe(
+                keys=[key, f"{key}:error", f"{key}:lock"],
+                args=[not_before, started, token, lock_ms],
+            )
         except _REDIS_ERRORS:
+            # Without Redis there is nothing to share; the budget still holds the ATS back.
             return await _call(call)
-        if owned:
-            try:
-                return await _fetch_and_store(services, key, not_before, call)
-            finally:
-                with contextlib.suppress(LockError, *_REDIS_ERRORS):
-                    await lock.release()
+        if outcome == 1:
+            envelope = orjson.loads(payload)
+            return Fetched(envelope.get("doc"), int(envelope["v"]), from_cache=True)
+        if outcome == 2:
+            raise _shared_error(orjson.loads(payload))
+        if outcome == 3:
+            return await _fetch_and_store(services, key, token, call)
         if time.monotonic() > deadline:
             raise ApiError(f"{source} {kind}: a concurrent fetch did not finish", transient=True)
         await asyncio.sleep(_POLL_S)
 
 
-async def _fetch_and_store(services: Services, key: str, not_before: int, call: Call) -> Fetched:
+async def _fetch_and_store(services: Services, key: str, token: str, call: Call) -> Fetched:
     redis = services.queue.redis
-    # Filled between our miss and taking the lock.
-    cached = await _cached(services, key, not_before)
-    if cached is not None:
-        return cached
     try:
         fetched = await _call(call)
-    except BudgetExhaustedError:
-        raise
-    except ApiError as exc:
-        await _share_error(redis, key, exc, services.settings.coalesce_lock_ttl_s)
+    except BaseException as exc:
+        if isinstance(exc, ApiError) and not isinstance(exc, BudgetExhaustedError):
+            await _share_error(redis, key, exc, services.settings.coalesce_lock_ttl_s)
+        with contextlib.suppress(*_REDIS_ERRORS):
+            await redis.register_script(_UNLOCK)(keys=[f"{key}:lock"], args=[token])
         raise
     envelope = orjson.dumps({"v": fetched.version, "doc": fetched.document})
     ttl_ms = max(1, int(services.settings.document_cache_ttl_s * 1000))
     with contextlib.suppress(*_REDIS_ERRORS):
-        await redis.register_script(_PUT_NEWER)(
-            keys=[key], args=[envelope, fetched.version, ttl_ms]
+        await redis.register_script(_STORE)(
+            keys=[key, f"{key}:lock"], args=[envelope, fetched.version, ttl_ms, token]
         )
     return fetched
 
@@ -152,15 +185,6 @@ async def _call(call: Call) -> Fetched:
     if isinstance(result, Document):
         return Fetched(result.body, int(result.requested_at * 1_000_000))
     return Fetched(result, int(started * 1_000_000))
-
-
-async def _cached(services: Services, key: str, not_before: int) -> Fetched | None:
-    envelope = await services.cache.get(key)
-    if not isinstance(envelope, dict) or not isinstance(envelope.get("v"), int):
-        return None
-    if envelope["v"] < not_before:
-        return None
-    return Fetched(envelope.get("doc"), envelope["v"], from_cache=True)
 
 
 async def _share_error(redis: Redis, key: str, exc: ApiError, ttl_s: float) -> None:
@@ -179,18 +203,10 @@ async def _share_error(redis: Redis, key: str, exc: ApiError, ttl_s: float) -> N
         await redis.set(f"{key}:error", body, px=max(1, int(ttl_s * 1000)))
 
 
-async def _raise_shared_error(redis: Redis, key: str, *, since: int) -> None:
-    try:
-        raw = await redis.get(f"{key}:error")
-    except _REDIS_ERRORS:
-        return
-    if raw is None:
-        return
-    error = orjson.loads(raw)
-    # Only a failure of the fetch we were waiting for; an older one is what retrying is for.
-    if int(error.get("at", 0)) < since:
-        return
-    raise ApiError(
+def _shared_error(error: dict[str, Any]) -> ApiError:
+    # Only a failure recorded after this job began waiting reaches here (see _PROBE): an older
+    # one is what retrying is for.
+    return ApiError(
         str(error.get("message", "fetch failed")),
         status=error.get("status"),
         transient=bool(error.get("transient")),

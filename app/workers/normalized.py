@@ -3,20 +3,14 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import ColumnElement, Table, and_, func, or_, select
-from sqlalchemy.dialects.postgresql import insert
+import orjson
+from sqlalchemy import TextClause, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from app.models import Application, Candidate, Job
 from app.workers.context import Resource, ResourceKind
 
-_MODELS: dict[ResourceKind, type[Candidate] | type[Job] | type[Application]] = {
-    "candidate": Candidate,
-    "job": Job,
-    "application": Application,
-}
 FIELDS: dict[ResourceKind, tuple[str, ...]] = {
     "candidate": ("first_name", "last_name", "email"),
     "job": ("title", "status", "location"),
@@ -42,42 +36,70 @@ def _clean(value: Any) -> Any:
     return value
 
 
+def _upsert_sql(kind: ResourceKind, *, deleted: bool) -> TextClause:
+    columns = [
+        "tenant_id",
+        "source",
+        "external_id",
+        *FIELDS[kind],
+        "document",
+        "source_updated_at",
+        "fetched_at",
+        "version",
+        "deleted_at",
+    ]
+    moved = ["fetched_at", "version", "deleted_at"]
+    if not deleted:
+        # A deletion keeps the last known fields; anything else replaces them.
+        moved += ["document", "source_updated_at", *FIELDS[kind]]
+    values = [
+        "CAST(:document AS jsonb)" if column == "document" else f":{column}" for column in columns
+    ]
+    updates = ", ".join(f"{column} = excluded.{column}" for column in moved)
+    # Built once per shape: statement construction, not the database, dominated a job's CPU.
+    return text(
+        f"""
+        INSERT INTO {kind} ({", ".join(columns)}) VALUES ({", ".join(values)})
+        ON CONFLICT (tenant_id, source, external_id) DO UPDATE SET {updates}, updated_at = now()
+        WHERE {kind}.version < excluded.version
+          -- The ATS's own modification time, where it gives one, must not go back either.
+          AND ({kind}.source_updated_at IS NULL OR excluded.source_updated_at IS NULL
+               OR excluded.source_updated_at >= {kind}.source_updated_at)
+        RETURNING id
+        """  # noqa: S608 - table and column names come from the constants above
+    )
+
+
+_UPSERTS = {
+    (kind, deleted): _upsert_sql(kind, deleted=deleted)
+    for kind in FIELDS
+    for deleted in (False, True)
+}
+_VIEWS = {
+    kind: text(
+        f"SELECT external_id, {', '.join(FIELDS[kind])}, version, fetched_at, "  # noqa: S608
+        f"source_updated_at, deleted_at FROM {kind} "
+        "WHERE tenant_id = :tenant_id AND source = :source AND external_id = :external_id"
+    )
+    for kind in FIELDS
+}
+
+
 async def upsert(conn: AsyncConnection, *, tenant_id: int, source: str, resource: Resource) -> bool:
     """Insert or update one resource unless a newer version is stored; True if it was written."""
-    model = _MODELS[resource.kind]
-    table = cast(Table, model.__table__)
-    values: dict[str, Any] = {
+    params: dict[str, Any] = {
         "tenant_id": tenant_id,
         "source": source,
         "external_id": resource.external_id,
-        "document": _clean(dict(resource.document)),
+        "document": orjson.dumps(_clean(dict(resource.document))).decode(),
         "source_updated_at": resource.source_updated_at,
         "fetched_at": resource.fetched_at,
         "version": resource.version,
         "deleted_at": resource.fetched_at if resource.deleted else None,
     }
-    values.update({name: _text(resource.fields.get(name)) for name in FIELDS[resource.kind]})
-    stmt = insert(table).values(**values)
-    excluded = stmt.excluded
-    moved = ["fetched_at", "version", "deleted_at"]
-    if not resource.deleted:
-        # A deletion keeps the last known fields; anything else replaces them.
-        moved += ["document", "source_updated_at", *FIELDS[resource.kind]]
-    newer: ColumnElement[bool] = and_(
-        table.c.version < excluded.version,
-        # The ATS's own modification time, where it gives one, must not go back either.
-        or_(
-            table.c.source_updated_at.is_(None),
-            excluded.source_updated_at.is_(None),
-            excluded.source_updated_at >= table.c.source_updated_at,
-        ),
-    )
-    upserted = stmt.on_conflict_do_update(
-        index_elements=[table.c.tenant_id, table.c.source, table.c.external_id],
-        set_={**{name: excluded[name] for name in moved}, "updated_at": func.now()},
-        where=newer,
-    ).returning(table.c.id)
-    return (await conn.execute(upserted)).first() is not None
+    params.update({name: _text(resource.fields.get(name)) for name in FIELDS[resource.kind]})
+    statement = _UPSERTS[(resource.kind, resource.deleted)]
+    return (await conn.execute(statement, params)).first() is not None
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -88,14 +110,9 @@ async def stored_view(
     conn: AsyncConnection, *, tenant_id: int, source: str, kind: ResourceKind, external_id: str
 ) -> dict[str, Any] | None:
     """The stored (newest) normalized state of one resource, as delivered to the tenant."""
-    table = cast(Table, _MODELS[kind].__table__)
     row = (
         await conn.execute(
-            select(table).where(
-                table.c.tenant_id == tenant_id,
-                table.c.source == source,
-                table.c.external_id == external_id,
-            )
+            _VIEWS[kind], {"tenant_id": tenant_id, "source": source, "external_id": external_id}
         )
     ).first()
     if row is None:

@@ -59,7 +59,7 @@ def worker_options(settings: Settings) -> dict[str, Any]:
         # the timeout short is what bounds how long another worker waits to take it over.
         "job_timeout": settings.job_timeout_s,
         "keep_result": 0,
-        "poll_delay": 0.2,
+        "poll_delay": settings.worker_poll_delay_s,
         "handle_signals": True,
     }
 
