@@ -9,12 +9,12 @@ import pytest
 from arq import Retry
 
 from app import registry
-from app.clients.base import BudgetKey
+from app.clients.base import ApiError, BudgetKey
 from app.clients.budget import RedisBudget, seconds_to_utc_midnight
 from app.services import Services
 from app.settings import Settings
 from app.workers import dead_letters
-from app.workers.jobs import backoff, process_record
+from app.workers.jobs import backoff, classify_api_error, process_record
 from tests.fake_ats import HRM_KEY, SR_TOKEN, FakeATS, Step
 from tests.workers_support import add_source, fast_settings, record_event, rows, run_worker
 
@@ -247,3 +247,36 @@ def test_backoff_is_exponential_capped_jittered_and_honours_retry_after() -> Non
         assert ceiling / 2 <= delay <= ceiling
     assert backoff(1, base_s=1, cap_s=30, retry_after_s=7) == 7
     assert len({backoff(5, base_s=1, cap_s=30, retry_after_s=None) for _ in range(20)}) > 1
+
+
+@pytest.mark.parametrize(
+    ("error", "expected"),
+    [
+        (ApiError("x", status=429, transient=True), ("pipeline", "rate_limited", True)),
+        (ApiError("x", status=503, transient=True), ("pipeline", "ats_server_error", True)),
+        (ApiError("x", transient=True), ("pipeline", "ats_unreachable", True)),
+        (
+            ApiError("x", status=401, transient=False, config_problem=True),
+            ("configuration", "credentials_refused", False),
+        ),
+        (
+            ApiError("x", status=403, transient=False, config_problem=True),
+            ("configuration", "permission_denied", False),
+        ),
+        (
+            ApiError("x", status=404, transient=False, config_problem=True),
+            ("configuration", "permission_denied", False),
+        ),
+        (
+            ApiError("x", transient=False, config_problem=True),
+            ("configuration", "invalid_configuration", False),
+        ),
+        (ApiError("x", status=404, transient=False), ("pipeline", "not_found", False)),
+        (ApiError("x", status=422, transient=False), ("pipeline", "rejected", False)),
+    ],
+)
+def test_api_errors_map_to_retries_or_dead_letter_reasons(
+    error: ApiError, expected: tuple[str, str, bool]
+) -> None:
+    failure = classify_api_error(error)
+    assert (failure.kind, failure.reason, failure.transient) == expected

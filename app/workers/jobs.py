@@ -21,6 +21,7 @@ from sqlalchemy import text
 from app.clients.base import ApiError, BudgetExhaustedError
 from app.connections import ConnectionInfo
 from app.db import DB_ERRORS
+from app.errors import AppError
 from app.queue import record_job_id
 from app.services import Services
 from app.workers import dead_letters, delivery
@@ -120,9 +121,13 @@ def classify_api_error(exc: ApiError) -> Failure:
             reason = "ats_invalid_response"
         return Failure("pipeline", reason, detail, transient=True, retry_after_s=exc.retry_after_s)
     if exc.config_problem:
-        reason = "permission_denied" if exc.status == 403 else "credentials_refused"
         if exc.status is None:
             reason = "invalid_configuration"
+        elif exc.status == 401:
+            reason = "credentials_refused"
+        else:
+            # 403, or a source's own way of saying so (iCIMS: 404 RESOURCE_ACCESS_DENIED).
+            reason = "permission_denied"
         return Failure("configuration", reason, detail, transient=False)
     reason = "not_found" if exc.status == 404 else "rejected"
     return Failure("pipeline", reason, detail, transient=False)
@@ -193,6 +198,9 @@ async def process_record(ctx: dict[str, Any], record_id: str) -> str:
         failure = Failure(exc.kind, exc.reason, exc.detail, transient=False)
     except DB_ERRORS as exc:
         failure = Failure("pipeline", "database_error", type(exc).__name__, transient=True)
+    except AppError as exc:
+        # Raised by shared lookups (connections) when the database is away.
+        failure = Failure("pipeline", "unavailable", exc.debug_message, transient=exc.status >= 500)
     except Exception as exc:
         log.exception("job.handler_crashed", **log_ctx)
         failure = Failure("pipeline", "internal_error", type(exc).__name__, transient=True)
