@@ -19,15 +19,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-import structlog
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from app.clients.base import ApiError, BudgetExhaustedError, Document
 from app.services import Services
 from app.workers.context import RecordRow
-
-log = structlog.get_logger(__name__)
 
 _REDIS_ERRORS = (RedisError, OSError, TimeoutError)
 _POLL_S = 0.02

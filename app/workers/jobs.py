@@ -202,6 +202,7 @@ async def process_record(ctx: dict[str, Any], record_id: str) -> str:
         # Raised by shared lookups (connections) when the database is away.
         failure = Failure("pipeline", "unavailable", exc.debug_message, transient=exc.status >= 500)
     except Exception as exc:
+        # A bug must not wedge the queue: it is retried with backoff, then dead-lettered.
         log.exception("job.handler_crashed", **log_ctx)
         failure = Failure("pipeline", "internal_error", type(exc).__name__, transient=True)
     if failure is not None:
