@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: dev test lint typecheck pytest bench clean
+.PHONY: dev test lint typecheck pytest bench bench-enrichment clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,10 @@ pytest: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.intake
+
+## Enrichment throughput (1 and 2 worker processes) and API calls per event; see bench/README.md.
+bench-enrichment: $(STAMP)
+	$(BIN)/python -m bench.enrichment
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

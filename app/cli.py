@@ -8,8 +8,10 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Awaitable, Callable
+from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 from urllib.parse import urlsplit, urlunsplit
 
 import typer
@@ -70,9 +72,14 @@ def worker(
     burst: Annotated[bool, typer.Option(help="Exit when the queue is empty.")] = False,
 ) -> None:
     """Run an arq worker (any number may run against one Redis and one PostgreSQL)."""
+    import uvloop
+
     from app.workers.settings import create_worker
 
     settings = _settings()
+    # arq runs on the loop current when the worker is built; uvloop (as the API uses) cuts
+    # the per-call cost of the many small Redis, PostgreSQL and HTTP exchanges a job makes.
+    asyncio.set_event_loop(uvloop.new_event_loop())
     create_worker(settings, burst=burst).run()
 
 
@@ -369,6 +376,151 @@ def send_icims(
         raise typer.Exit(1) from exc
     if failed:
         raise typer.Exit(1)
+
+
+dead_cli = typer.Typer(
+    help="Dead letters: records enrichment or delivery gave up on.", no_args_is_help=True
+)
+cli.add_typer(dead_cli, name="dead-letters")
+
+
+class Kind(StrEnum):
+    """Who has to act: the tenant (configuration) or the operators (pipeline)."""
+
+    configuration = "configuration"
+    pipeline = "pipeline"
+
+
+class Stage(StrEnum):
+    """The stage that gave up."""
+
+    enrichment = "enrichment"
+    delivery = "delivery"
+
+
+KindOption = Annotated[Kind | None, typer.Option(help="configuration or pipeline.")]
+StageOption = Annotated[Stage | None, typer.Option(help="enrichment or delivery.")]
+TenantOption = Annotated[str | None, typer.Option(help="Tenant slug.")]
+SourceOption = Annotated[str | None, typer.Option(help="ATS source (hrmanager, ...).")]
+IdsArgument = Annotated[list[int] | None, typer.Argument(help="Dead-letter ids.")]
+AllOption = Annotated[bool, typer.Option("--all", help="Every open letter matching the filters.")]
+
+
+def _filters(
+    ids: list[int] | None,
+    kind: Kind | None,
+    stage: Stage | None,
+    tenant: str | None,
+    source: str | None,
+    everything: bool,
+    *,
+    action: str,
+) -> Any:
+    from app.workers.dead_letters import Filters
+
+    if not ids and not everything and not (kind or stage or tenant or source):
+        raise typer.BadParameter(f"name the letters to {action}: ids, filters, or --all")
+    return Filters(
+        ids=ids or (),
+        kind=kind.value if kind else None,
+        stage=stage.value if stage else None,
+        tenant=tenant,
+        source=source,
+    )
+
+
+async def _with_services(settings: Settings, action: Callable[[Any], Awaitable[Any]]) -> Any:
+    from app.services import Services
+
+    services = Services.create(settings)
+    try:
+        return await action(services)
+    finally:
+        await services.close()
+
+
+@dead_cli.command("list")
+def dead_letters_list(
+    kind: KindOption = None,
+    stage: StageOption = None,
+    tenant: TenantOption = None,
+    source: SourceOption = None,
+    include_resolved: Annotated[
+        bool, typer.Option("--resolved", help="Include retried and discarded letters.")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line.")] = False,
+) -> None:
+    """List dead letters, oldest first."""
+    import dataclasses
+
+    import orjson
+
+    from app.workers import dead_letters
+
+    filters = dead_letters.Filters(
+        kind=kind.value if kind else None,
+        stage=stage.value if stage else None,
+        tenant=tenant,
+        source=source,
+    )
+    letters = asyncio.run(
+        _with_services(
+            _settings(),
+            lambda s: dead_letters.list_letters(
+                s.engine, filters, include_resolved=include_resolved
+            ),
+        )
+    )
+    for letter in letters:
+        if as_json:
+            typer.echo(orjson.dumps(dataclasses.asdict(letter)).decode())
+            continue
+        state = f" [{letter.resolution}]" if letter.resolution else ""
+        typer.echo(
+            f"{letter.id}\t{letter.created_at:%Y-%m-%d %H:%M:%S}\t{letter.tenant}\t"
+            f"{letter.source}\t{letter.stage}\t{letter.kind}\t{letter.reason}\t"
+            f"attempts={letter.attempts}\trecord={letter.record_id}\t{letter.detail}{state}"
+        )
+    if not as_json:
+        typer.echo(f"{len(letters)} dead letter(s)", err=True)
+
+
+@dead_cli.command("retry")
+def dead_letters_retry(
+    ids: IdsArgument = None,
+    kind: KindOption = None,
+    stage: StageOption = None,
+    tenant: TenantOption = None,
+    source: SourceOption = None,
+    everything: AllOption = False,
+) -> None:
+    """Start the stage over for these letters, once their cause is fixed."""
+    from app.workers import dead_letters
+
+    filters = _filters(ids, kind, stage, tenant, source, everything, action="retry")
+    count = asyncio.run(
+        _with_services(_settings(), lambda s: dead_letters.retry(s.engine, s.queue, filters))
+    )
+    typer.echo(f"{count} dead letter(s) retried")
+
+
+@dead_cli.command("discard")
+def dead_letters_discard(
+    ids: IdsArgument = None,
+    kind: KindOption = None,
+    stage: StageOption = None,
+    tenant: TenantOption = None,
+    source: SourceOption = None,
+    everything: AllOption = False,
+) -> None:
+    """Give up on these letters for good."""
+    from app.workers import dead_letters
+
+    filters = _filters(ids, kind, stage, tenant, source, everything, action="discard")
+    count = asyncio.run(
+        _with_services(_settings(), lambda s: dead_letters.discard(s.engine, filters))
+    )
+    typer.echo(f"{count} dead letter(s) discarded")
 
 
 def main() -> None:

@@ -72,6 +72,10 @@ class ConnectionStore:
             (f"option:{name}", value, source), Connection.options[name].astext == value
         )
 
+    async def by_tenant_id(self, tenant_id: int, source: str) -> ConnectionInfo | None:
+        """The enabled connection of tenant ``tenant_id`` to ``source`` (its first, by name)."""
+        return await self._cached(("tenant_id", str(tenant_id), source), Tenant.id == tenant_id)
+
     async def by_id(self, connection_id: int) -> ConnectionInfo | None:
         """A connection by its id, enabled or not (workers finishing old records)."""
         query = _SELECT.where(Connection.id == connection_id)

@@ -52,3 +52,5 @@ def configure(level: str = "INFO", fmt: str = "json") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    # httpx logs every request's full URL at INFO, and a destination URL may carry a token.
+    logging.getLogger("httpx").setLevel(max(logging.WARNING, root.level))

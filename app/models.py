@@ -9,6 +9,7 @@ from typing import Any, ClassVar
 from sqlalchemy import (
     BigInteger,
     Boolean,
+    CheckConstraint,
     DateTime,
     ForeignKey,
     Index,
@@ -131,3 +132,130 @@ class Outbox(Base):
     attempts: Mapped[int] = mapped_column(Integer, server_default="0")
     done_at: Mapped[datetime | None]
     last_error: Mapped[str | None] = mapped_column(Text)
+
+
+class Destination(Base):
+    """Where a tenant wants normalized events delivered (Standard Webhooks); optional."""
+
+    __tablename__ = "destination"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenant.id", ondelete="CASCADE"), unique=True)
+    url: Mapped[str] = mapped_column(Text)
+    # Fernet token of the whsec_ signing secret.
+    secret: Mapped[bytes] = mapped_column(LargeBinary)
+    enabled: Mapped[bool] = mapped_column(Boolean, server_default=text("true"))
+    created_at: Mapped[datetime] = _now()
+    updated_at: Mapped[datetime] = _now()
+
+
+class _Normalized:
+    """Columns every normalized resource shares: who owns it, where it came from, how fresh."""
+
+    # sort_order keeps the shared key columns first and the bookkeeping last in each table.
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True, sort_order=-4)
+    tenant_id: Mapped[int] = mapped_column(
+        ForeignKey("tenant.id", ondelete="CASCADE"), sort_order=-3
+    )
+    source: Mapped[str] = mapped_column(Text, sort_order=-2)
+    external_id: Mapped[str] = mapped_column(Text, sort_order=-1)
+    document: Mapped[dict[str, Any]] = mapped_column(sort_order=1)
+    source_updated_at: Mapped[datetime | None] = mapped_column(sort_order=2)
+    fetched_at: Mapped[datetime] = mapped_column(sort_order=3)
+    # Microseconds since the epoch at which the fetch was sent; an upsert only moves it forward.
+    version: Mapped[int] = mapped_column(BigInteger, sort_order=4)
+    deleted_at: Mapped[datetime | None] = mapped_column(sort_order=5)
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now(), sort_order=6)
+    updated_at: Mapped[datetime] = mapped_column(server_default=func.now(), sort_order=7)
+
+
+class Candidate(_Normalized, Base):
+    """A person as the ATS last described them."""
+
+    __tablename__ = "candidate"
+    __table_args__ = (UniqueConstraint("tenant_id", "source", "external_id"),)
+
+    first_name: Mapped[str | None] = mapped_column(Text)
+    last_name: Mapped[str | None] = mapped_column(Text)
+    email: Mapped[str | None] = mapped_column(Text)
+
+
+class Job(_Normalized, Base):
+    """A job (position, requisition) as the ATS last described it."""
+
+    __tablename__ = "job"
+    __table_args__ = (UniqueConstraint("tenant_id", "source", "external_id"),)
+
+    title: Mapped[str | None] = mapped_column(Text)
+    status: Mapped[str | None] = mapped_column(Text)
+    location: Mapped[str | None] = mapped_column(Text)
+
+
+class Application(_Normalized, Base):
+    """A candidate's application to a job (iCIMS: recruiting workflow)."""
+
+    __tablename__ = "application"
+    __table_args__ = (
+        UniqueConstraint("tenant_id", "source", "external_id"),
+        Index("ix_application_candidate", "tenant_id", "source", "candidate_external_id"),
+    )
+
+    candidate_external_id: Mapped[str | None] = mapped_column(Text)
+    job_external_id: Mapped[str | None] = mapped_column(Text)
+    status: Mapped[str | None] = mapped_column(Text)
+
+
+class Delivery(Base):
+    """One normalized event owed to the tenant's destination; the outbox of the delivery stage."""
+
+    __tablename__ = "delivery"
+    __table_args__ = (
+        Index("ix_delivery_pending", "available_at", postgresql_where=text("done_at IS NULL")),
+    )
+
+    record_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("record.id", ondelete="CASCADE"), primary_key=True
+    )
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenant.id", ondelete="CASCADE"))
+    event_type: Mapped[str] = mapped_column(Text)
+    # The exact bytes signed and sent, so every attempt carries the same event.
+    body: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = _now()
+    available_at: Mapped[datetime] = _now()
+    attempts: Mapped[int] = mapped_column(Integer, server_default="0")
+    done_at: Mapped[datetime | None]
+    last_status: Mapped[int | None] = mapped_column(SmallInteger)
+    last_error: Mapped[str | None] = mapped_column(Text)
+
+
+class DeadLetter(Base):
+    """A record a stage gave up on, with why; listed, retried after a fix, or discarded."""
+
+    __tablename__ = "dead_letter"
+    __table_args__ = (
+        CheckConstraint("stage IN ('enrichment', 'delivery')", name="stage"),
+        # A tenant's configuration problem is not a pipeline fault: they are fixed by others.
+        CheckConstraint("kind IN ('configuration', 'pipeline')", name="kind"),
+        Index(
+            "uq_dead_letter_open",
+            "record_id",
+            "stage",
+            unique=True,
+            postgresql_where=text("resolved_at IS NULL"),
+        ),
+        Index("ix_dead_letter_kind", "kind", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    record_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("record.id", ondelete="CASCADE"))
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenant.id", ondelete="CASCADE"))
+    source: Mapped[str] = mapped_column(Text)
+    stage: Mapped[str] = mapped_column(Text)
+    kind: Mapped[str] = mapped_column(Text)
+    reason: Mapped[str] = mapped_column(Text)
+    detail: Mapped[str] = mapped_column(Text)
+    attempts: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = _now()
+    resolved_at: Mapped[datetime | None]
+    # "retried" or "discarded".
+    resolution: Mapped[str | None] = mapped_column(Text)

@@ -17,6 +17,7 @@ from redis.exceptions import RedisError
 log = structlog.get_logger(__name__)
 
 PROCESS_RECORD = "process_record"
+DELIVER_RECORD = "deliver_record"
 
 # arq's enqueue_job (WATCH, EXISTS, MULTI, PSETEX, ZADD, EXEC: four round trips) as one
 # atomic script: same keys, same serialization, so workers see an ordinary arq job.
@@ -34,6 +35,11 @@ def record_job_id(record_id: uuid.UUID | str) -> str:
     return f"record:{record_id}"
 
 
+def delivery_job_id(record_id: uuid.UUID | str) -> str:
+    """One arq job id per record's delivery."""
+    return f"delivery:{record_id}"
+
+
 def create_redis(url: str, timeout_s: float) -> ArqRedis:
     """A lazily connecting client: the API starts, and answers, while Redis is away."""
     pool = ConnectionPool.from_url(
@@ -48,25 +54,36 @@ class Queue:
     def __init__(self, redis: ArqRedis, timeout_s: float) -> None:
         self.redis = redis
         self._timeout_s = timeout_s
-        self._enqueue = redis.register_script(_ENQUEUE)
+        self._script = redis.register_script(_ENQUEUE)
 
     async def enqueue_record(self, record_id: uuid.UUID | str) -> Published:
         """Ask a worker to process a committed record.
 
         ``exists`` means the job is already queued or running under the same id.
         """
-        job_id = record_job_id(record_id)
+        return await self._enqueue(PROCESS_RECORD, record_id, record_job_id(record_id))
+
+    async def enqueue_delivery(self, record_id: uuid.UUID | str) -> Published:
+        """Ask a worker to deliver a committed record's normalized event."""
+        return await self._enqueue(DELIVER_RECORD, record_id, delivery_job_id(record_id))
+
+    async def _enqueue(self, function: str, record_id: uuid.UUID | str, job_id: str) -> Published:
         now_ms = int(time.time() * 1000)
-        job = serialize_job(PROCESS_RECORD, (str(record_id),), {}, None, now_ms)
+        job = serialize_job(function, (str(record_id),), {}, None, now_ms)
         try:
             async with asyncio.timeout(self._timeout_s * 2):
-                created = await self._enqueue(
+                created = await self._script(
                     keys=[job_key_prefix + job_id, result_key_prefix + job_id, default_queue_name],
                     args=[expires_extra_ms, job, now_ms, job_id],
                 )
         except (RedisError, OSError, TimeoutError) as exc:
             # The sweeper will publish it from the outbox once Redis answers again.
-            log.warning("queue.enqueue_failed", record_id=str(record_id), error=type(exc).__name__)
+            log.warning(
+                "queue.enqueue_failed",
+                function=function,
+                record_id=str(record_id),
+                error=type(exc).__name__,
+            )
             return "failed"
         return "queued" if created else "exists"
 

@@ -9,7 +9,8 @@ import httpx
 from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from app.clients.base import DocumentCache, RateBudget, UnlimitedBudget
+from app.clients.base import DocumentCache, RateBudget
+from app.clients.budget import ConnectionLimits, Limits, RedisBudget
 from app.connections import ConnectionStore
 from app.crypto import Cipher
 from app.db import create_engine, create_sessionmaker
@@ -37,22 +38,31 @@ class Services:
     @classmethod
     def create(cls, settings: Settings) -> Services:
         """Build every service; nothing connects until first used."""
+        # The registry imports the routers, which import this module: resolve it at call time.
+        from app.registry import LIMITS
+
         engine = create_engine(settings)
         cipher = Cipher(settings.secret_keys)
         queue = Queue(
             create_redis(settings.redis_dsn, settings.redis_timeout_s), settings.redis_timeout_s
+        )
+        connections = ConnectionStore(
+            engine,
+            cipher,
+            settings.connection_cache_ttl_s,
+            timeout_s=settings.db_statement_timeout_s,
+        )
+        fallback = Limits(
+            rate_per_s=settings.default_rate_per_s,
+            burst=settings.default_burst,
+            concurrency=settings.default_concurrency,
         )
         return cls(
             settings=settings,
             engine=engine,
             sessions=create_sessionmaker(engine),
             cipher=cipher,
-            connections=ConnectionStore(
-                engine,
-                cipher,
-                settings.connection_cache_ttl_s,
-                timeout_s=settings.db_statement_timeout_s,
-            ),
+            connections=connections,
             queue=queue,
             intake=Intake(engine, queue),
             http=httpx.AsyncClient(
@@ -60,7 +70,13 @@ class Services:
                 limits=httpx.Limits(max_connections=100, max_keepalive_connections=20),
                 headers={"user-agent": "Hirehook/0.1"},
             ),
-            budget=UnlimitedBudget(),
+            budget=RedisBudget(
+                queue.redis,
+                ConnectionLimits(connections, LIMITS, fallback, settings.connection_cache_ttl_s),
+                max_wait_s=settings.budget_max_wait_s,
+                # A slot outlives the longest call, so a crashed holder frees it soon after.
+                lease_s=settings.api_call_timeout_s + 1.0,
+            ),
             cache=DocumentCache(queue.redis, settings.document_cache_ttl_s),
         )
 

@@ -46,6 +46,8 @@ class Settings(BaseSettings):
 
     # Worker side.
     worker_concurrency: int = Field(default=20, ge=1)
+    # A worker starts queued jobs only when it polls: at most worker_concurrency per poll.
+    worker_poll_delay_s: float = Field(default=0.05, gt=0)
     job_timeout_s: float = Field(default=30.0, gt=0)
     sweep_interval_s: int = Field(default=10, ge=1, le=60)
     outbox_grace_s: float = Field(default=15.0, ge=0)
@@ -62,6 +64,28 @@ class Settings(BaseSettings):
     # Validation against the iCIMS API stops this long before the request's budget ends, so
     # the record can still be committed and answered in time.
     icims_commit_reserve_s: float = Field(default=2.0, ge=0)
+
+    # Enrichment. A worker that dies mid-job is replaced after job_timeout_s + this margin.
+    worker_lease_margin_s: float = Field(default=5.0, gt=0)
+    enrich_max_attempts: int = Field(default=8, ge=1)
+    enrich_retry_base_s: float = Field(default=2.0, gt=0)
+    enrich_retry_cap_s: float = Field(default=600.0, gt=0)
+    # Events about one resource received this close to a fetch reuse its document.
+    coalesce_window_s: float = Field(default=2.0, ge=0)
+    # How long one fetch may hold a resource before others stop waiting for it.
+    coalesce_lock_s: float | None = Field(default=None, gt=0)
+    # Longer waits for the rate budget are turned into a deferred retry, not a sleep.
+    budget_max_wait_s: float = Field(default=5.0, ge=0)
+    # For sources without published limits, unless a connection sets its own.
+    default_rate_per_s: float = Field(default=5.0, gt=0)
+    default_burst: int = Field(default=5, ge=1)
+    default_concurrency: int = Field(default=4, ge=1)
+
+    # Delivery of normalized events to the tenant's destination (Standard Webhooks timing).
+    delivery_timeout_s: float = Field(default=15.0, gt=0)
+    delivery_retry_schedule_s: list[float] = Field(
+        default=[5, 300, 1800, 7200, 18000, 36000, 50400, 72000, 86400], min_length=1
+    )
 
     log_level: str = "INFO"
     log_format: Literal["console", "json"] = "json"
@@ -87,6 +111,16 @@ class Settings(BaseSettings):
         if self.secret_key is None:
             return [DEVELOPMENT_SECRET_KEY]
         return [k.strip() for k in self.secret_key.get_secret_value().split(",") if k.strip()]
+
+    @property
+    def worker_lease_s(self) -> float:
+        """How long a running job is presumed alive; after that another worker takes it."""
+        return self.job_timeout_s + self.worker_lease_margin_s
+
+    @property
+    def coalesce_lock_ttl_s(self) -> float:
+        """How long one fetch holds a resource; a dead holder blocks others no longer."""
+        return self.coalesce_lock_s or self.api_call_timeout_s + 2.0
 
     @property
     def database_dsn(self) -> str:

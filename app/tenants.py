@@ -6,15 +6,19 @@ import os
 import tomllib
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sqlalchemy import func
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.crypto import Cipher
 from app.db import unit_of_work
-from app.models import Connection, Tenant
+from app.models import Connection, Destination, Tenant
+from app.verifiers.standard_webhooks import decode_secret
+
+_LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
 
 
 class ConnectionSpec(BaseModel):
@@ -30,6 +34,28 @@ class ConnectionSpec(BaseModel):
     options: dict[str, Any] = Field(default_factory=dict)
 
 
+class DestinationSpec(BaseModel):
+    """A ``[tenant.destination]`` table: where normalized events are delivered."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    url: str
+    # A Standard Webhooks secret, ``whsec_`` + base64; may be written "env:NAME".
+    secret: str = Field(min_length=1, repr=False)
+    enabled: bool = True
+
+    @field_validator("url")
+    @classmethod
+    def _https(cls, url: str) -> str:
+        parts = urlsplit(url)
+        # Events carry personal data: TLS everywhere except to this machine.
+        if parts.scheme == "https" and parts.hostname:
+            return url
+        if parts.scheme == "http" and parts.hostname in _LOOPBACK:
+            return url
+        raise ValueError("a destination must be an https:// URL (http:// only for loopback)")
+
+
 class TenantSpec(BaseModel):
     """One ``[[tenant]]`` table."""
 
@@ -38,6 +64,7 @@ class TenantSpec(BaseModel):
     slug: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")
     name: str
     connection: list[ConnectionSpec] = Field(default_factory=list)
+    destination: DestinationSpec | None = None
 
 
 class TenantsFile(BaseModel):
@@ -101,6 +128,8 @@ async def apply_tenants(
                     .returning(Tenant.id)
                 )
             ).scalar_one()
+            if tenant.destination is not None:
+                await _apply_destination(session, tenant_id, tenant.destination, cipher)
             for conn in tenant.connection:
                 secrets = _resolve(conn.secrets)
                 check_connection(tenant.slug, conn, secrets)
@@ -123,3 +152,23 @@ async def apply_tenants(
                 )
                 written += 1
     return written
+
+
+async def _apply_destination(
+    session: AsyncSession, tenant_id: int, spec: DestinationSpec, cipher: Cipher
+) -> None:
+    secret = str(_resolve(spec.secret))
+    decode_secret(secret)  # refuse a malformed secret now, not at the first delivery
+    values = {
+        "tenant_id": tenant_id,
+        "url": spec.url,
+        "secret": cipher.encrypt_json({"secret": secret}),
+        "enabled": spec.enabled,
+    }
+    await session.execute(
+        insert(Destination)
+        .values(**values)
+        .on_conflict_do_update(
+            index_elements=[Destination.tenant_id], set_={**values, "updated_at": func.now()}
+        )
+    )

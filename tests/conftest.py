@@ -21,6 +21,7 @@ from app.models import Base
 from app.services import Services
 from app.settings import Settings
 from app.tenants import ConnectionSpec, TenantsFile, TenantSpec, apply_tenants
+from tests.fake_ats import FakeATS, serve
 
 TEST_SECRET_KEY = "test-secret-key-for-credentials-at-rest"
 
@@ -147,3 +148,10 @@ def host_port(url: str) -> tuple[str, int]:
 async def arq_queue(redis: Redis) -> list[str]:
     """Job ids waiting in arq's default queue."""
     return [m.decode() for m in await redis.zrange("arq:queue", 0, -1)]
+
+
+@pytest.fixture
+def fake_ats() -> Iterator[FakeATS]:
+    """Fake HR Manager and SmartRecruiters APIs and vendor endpoint on loopback."""
+    with serve(FakeATS()) as fake:
+        yield fake

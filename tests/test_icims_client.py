@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 
@@ -90,16 +91,30 @@ async def test_token_client_authentication_methods(
     assert (await client.get_job(CUSTOMER, "1209"))["jobtitle"] == "Analyst"
 
 
-async def test_documents_are_cached_per_fields(services: Services, fake: FakeIcims) -> None:
+async def test_fetches_are_fresh_and_cached_per_fields_with_their_version(
+    services: Services, fake: FakeIcims
+) -> None:
     client = make_client(services, fake)
     full = await client.get_person(CUSTOMER, "2468")
+    fake.put(CUSTOMER, "people", "2468", {**PERSON, "lastname": "Byron"})
+    # Validation must see a profile the recruiter just fixed: no answer from the cache.
     again = await client.get_person(CUSTOMER, "2468")
     narrow = await client.get_person(CUSTOMER, "2468", fields=["lastname"])
-    assert full == again == PERSON and narrow == {"lastname": "Lovelace"}
+    assert full == PERSON and again["lastname"] == "Byron" and narrow == {"lastname": "Byron"}
     assert fake.profile_requests() == [
+        "/customers/1234/people/2468",
         "/customers/1234/people/2468",
         "/customers/1234/people/2468?fields=lastname",
     ]
+    # Each field set is its own entry, stamped with when it was asked for, for the worker.
+    key = services.cache.key(7, "icims", "people", client.cache_ref(CUSTOMER, "2468", None))
+    entry = await services.cache.get(key)
+    assert entry is not None and entry["doc"]["lastname"] == "Byron"
+    assert abs(entry["v"] / 1_000_000 - time.time()) < 30
+    # An older fetch never replaces a newer one.
+    assert not await services.cache.put(key, {"lastname": "Old"}, entry["v"] - 1)
+    kept = await services.cache.get(key)
+    assert kept is not None and kept["doc"]["lastname"] == "Byron"
 
 
 async def test_a_revoked_token_is_replaced_once(services: Services, fake: FakeIcims) -> None:

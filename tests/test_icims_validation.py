@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 import pytest
 
-from app.clients.icims import DEFAULT_TOKENS, IcimsClient
+from app.clients.icims import DEFAULT_TOKENS
 from app.main import create_app
 from app.services import Services
 from app.settings import Settings
@@ -25,6 +25,7 @@ from tests.test_icims_events import (
     records,
     send,
 )
+from tests.workers_support import rows, run_worker
 
 API_CLIENT_ID, API_SECRET = "vendor-api-client", "vendor-api-secret-1"
 PERSON = {
@@ -90,31 +91,31 @@ def status_change(new_status: str = "C51218", **extra: Any) -> dict[str, Any]:
     return payload("WorkFlowStatusChangeEvent", newStatus=new_status, **extra)
 
 
-async def test_valid_status_change_is_recorded_and_its_documents_cached_for_the_worker(
-    client: httpx.AsyncClient, acme: Services, fake: FakeIcims
+async def test_valid_status_change_is_recorded_and_its_documents_reused_by_the_worker(
+    client: httpx.AsyncClient, acme: Services, fake: FakeIcims, settings: Settings
 ) -> None:
     response = await send(client, status_change())
     assert response.status_code == 200, response.text
     assert len(await records(acme)) == 1
     assert fake.token_requests == ["client_credentials"]
-    fetched = sorted(fake.profile_requests())
-    assert fetched == [
-        "/customers/1234/jobs/1209?fields=joblocation",
+    # The rules' fields and the enrichment fields, in one fetch per profile the rules need.
+    assert sorted(fake.profile_requests()) == [
+        "/customers/1234/jobs/1209?fields=joblocation%2Cjobtitle",
         "/customers/1234/people/2468?fields=email%2Cfirstname%2Clastname%2Cusssn",
     ]
-    # The worker's enrichment asks for the same documents: served from Redis, not iCIMS.
-    connection = await acme.connections.by_account("icims", CUSTOMER)
-    assert connection is not None
-    worker_client = IcimsClient.for_connection(acme.http, acme.budget, acme.cache, connection)
-    person = await worker_client.get_person(
-        CUSTOMER, "2468", fields=["usssn", "email", "firstname", "lastname"]
-    )
-    assert person["firstname"] == "Ada"
-    assert len(fake.requests) == 2
+    # The worker's enrichment reuses both documents and fetches only the workflow.
+    await run_worker(settings)
+    assert sorted(fake.profile_requests()) == [
+        "/customers/1234/applicantworkflows/13?fields=associatedprofile%2Cbaseprofile%2Cstatus",
+        "/customers/1234/jobs/1209?fields=joblocation%2Cjobtitle",
+        "/customers/1234/people/2468?fields=email%2Cfirstname%2Clastname%2Cusssn",
+    ]
+    candidate = await rows(acme, "SELECT first_name, email FROM candidate")
+    assert [(c.first_name, c.email) for c in candidate] == [("Ada", "ada@example.com")]
     # A repeat is answered from the record before anything is fetched again.
     repeat = await send(client, status_change())
     assert repeat.headers["hirehook-duplicate"] == "true"
-    assert len(fake.requests) == 2
+    assert len(fake.profile_requests()) == 3
 
 
 async def test_missing_required_field_names_it_for_the_recruiter(

@@ -58,32 +58,55 @@ class UnlimitedBudget:
         del key, retry_after_s
 
 
+# Store an envelope unless a newer version is cached. KEYS: document. ARGV: envelope, version,
+# ttl ms. Returns 1 if stored.
+_PUT_IF_NEWER = """
+local current = redis.call('GET', KEYS[1])
+if current then
+  local ok, envelope = pcall(cjson.decode, current)
+  if ok and type(envelope) == 'table' and tonumber(envelope['v'])
+     and tonumber(envelope['v']) >= tonumber(ARGV[2]) then
+    return 0
+  end
+end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[3])
+return 1
+"""
+
+
 class DocumentCache:
-    """Fetched documents in Redis with a TTL; a miss or a Redis fault just means fetching."""
+    """Fetched documents in Redis with a TTL, as ``{"v": version, "doc": document}``.
+
+    The version is the microsecond the request was sent, so an older fetch never replaces a
+    newer one. A miss or a Redis fault just means fetching.
+    """
 
     def __init__(self, redis: Redis, ttl_s: float, prefix: str = "hirehook:doc:") -> None:
         self._redis = redis
         self._ttl_ms = max(1, int(ttl_s * 1000))
         self._prefix = prefix
+        self._put_if_newer = redis.register_script(_PUT_IF_NEWER)
 
     def key(self, tenant_id: int, source: str, kind: str, external_id: str) -> str:
         """The cache key of one document."""
         return f"{self._prefix}{source}:{tenant_id}:{kind}:{external_id}"
 
     async def get(self, key: str) -> Any | None:
-        """The cached document, or None."""
+        """The cached envelope ``{"v", "doc"}``, or None."""
         try:
             raw = await self._redis.get(key)
         except (RedisError, OSError, TimeoutError):
             return None
         return None if raw is None else orjson.loads(raw)
 
-    async def put(self, key: str, document: Any) -> None:
-        """Cache a document (best effort)."""
+    async def put(self, key: str, document: Any, version: int, ttl_s: float | None = None) -> bool:
+        """Cache ``document`` unless a newer version is cached (best effort)."""
+        ttl_ms = self._ttl_ms if ttl_s is None else max(1, int(ttl_s * 1000))
+        envelope = orjson.dumps({"v": version, "doc": document})
         try:
-            await self._redis.set(key, orjson.dumps(document), px=self._ttl_ms)
+            return bool(await self._put_if_newer(keys=[key], args=[envelope, version, ttl_ms]))
         except (RedisError, OSError, TimeoutError):
-            return
+            return False
 
 
 class ApiError(Exception):
@@ -105,6 +128,30 @@ class ApiError(Exception):
         # The tenant must fix something (credentials, permissions), not the pipeline.
         self.config_problem = config_problem
         self.retry_after_s = retry_after_s
+
+
+class BudgetExhaustedError(ApiError):
+    """The rate budget cannot grant a call soon enough; the work waits, it has not failed."""
+
+    def __init__(self, key: BudgetKey, wait_s: float) -> None:
+        super().__init__(
+            f"{key.source}: rate budget exhausted for {wait_s:.1f}s",
+            transient=True,
+            retry_after_s=wait_s,
+        )
+        self.key = key
+
+
+@dataclass(frozen=True, slots=True)
+class Document:
+    """A fetched JSON document and when its request was sent (seconds since the epoch).
+
+    The send time, not the arrival time, orders two fetches of one resource: whichever was
+    asked later saw the later state, however slowly it came back.
+    """
+
+    body: Any
+    requested_at: float
 
 
 def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
@@ -186,9 +233,17 @@ class ApiClient:
         self, url: str, *, what: str, route: str | None = None, **kwargs: Any
     ) -> Any:
         """GET a JSON document."""
+        return (await self.get_document(url, what=what, route=route, **kwargs)).body
+
+    async def get_document(
+        self, url: str, *, what: str, route: str | None = None, **kwargs: Any
+    ) -> Document:
+        """GET a JSON document, stamped with when the request was sent."""
         response = await self.request("GET", url, what=what, route=route, **kwargs)
+        # elapsed runs from sending the request to reading the body; the budget wait is excluded.
+        requested_at = time.time() - response.elapsed.total_seconds()
         try:
-            return response.json()
+            return Document(response.json(), requested_at)
         except ValueError as exc:
             raise ApiError(
                 f"{what}: response is not JSON", status=response.status_code, transient=True

@@ -19,11 +19,24 @@ from authlib.oauth2.auth import ClientAuth, TokenAuth
 from authlib.oauth2.rfc6749 import OAuth2Token
 from authlib.oauth2.rfc6749.parameters import prepare_token_request
 
-from app.clients.base import ApiClient, ApiError, BudgetKey, DocumentCache, RateBudget, classify
+from app.clients.base import (
+    ApiClient,
+    ApiError,
+    BudgetKey,
+    Document,
+    DocumentCache,
+    RateBudget,
+    classify,
+)
+from app.clients.budget import Limits
 from app.connections import ConnectionInfo
 from app.schemas.icims_connection import ApiSettings, ConfigError, IcimsConfig
 
 SOURCE = "icims"
+# [C] "up to 10,000 web services requests per day" per integration licence (ATS-FACTS section 1).
+# [I] No per-second limit is published; these keep a burst of events from spending the day's
+# quota in minutes. A connection's options.limits overrides any of them.
+DEFAULT_LIMITS = Limits(rate_per_s=5, burst=10, concurrency=4, daily_quota=10_000)
 log = structlog.get_logger(__name__)
 
 Profile = Literal["people", "jobs", "applicantworkflows"]
@@ -236,6 +249,36 @@ class IcimsClient(ApiClient):
             f"/{profile}/{quote(profile_id, safe='')}"
         )
 
+    @staticmethod
+    def cache_ref(customer_id: str, profile_id: str, fields: Sequence[str] | None) -> str:
+        """The external id a profile fetch is cached under: the same fields, the same entry."""
+        names = sorted(set(fields or ()))
+        return f"{customer_id}/{profile_id}" + (f"?fields={','.join(names)}" if names else "")
+
+    async def fetch_profile(
+        self,
+        customer_id: str,
+        profile: Profile,
+        profile_id: str,
+        *,
+        fields: Sequence[str] | None = None,
+        timeout_s: float | None = None,
+    ) -> Document:
+        """One profile document, always fresh, stamped with when it was asked for.
+
+        It is then cached, so the worker's enrichment of the same event reuses it; reading
+        the cache is the worker's business (app/workers/fetch.py), never validation's: a
+        recruiter who just fixed a field must be checked against the fixed profile.
+        """
+        names = sorted(set(fields or ()))
+        params = {"fields": ",".join(names)} if names else None
+        document = await self._get(customer_id, profile, profile_id, params, timeout_s)
+        key = self.cache.key(
+            self.tenant_id, SOURCE, profile, self.cache_ref(customer_id, profile_id, names)
+        )
+        await self.cache.put(key, document.body, int(document.requested_at * 1_000_000))
+        return document
+
     async def get_profile(
         self,
         customer_id: str,
@@ -245,17 +288,12 @@ class IcimsClient(ApiClient):
         fields: Sequence[str] | None = None,
         timeout_s: float | None = None,
     ) -> dict[str, Any]:
-        """One profile document (only ``fields`` when given), from the cache when fetched lately."""
-        names = sorted(set(fields or ()))
-        external = f"{customer_id}/{profile_id}" + (f"?fields={','.join(names)}" if names else "")
-        key = self.cache.key(self.tenant_id, SOURCE, profile, external)
-        cached = await self.cache.get(key)
-        if isinstance(cached, dict):
-            return cached
-        params = {"fields": ",".join(names)} if names else None
-        document = await self._get(customer_id, profile, profile_id, params, timeout_s)
-        await self.cache.put(key, document)
-        return document
+        """One profile document (only ``fields`` when given), fetched now."""
+        document = await self.fetch_profile(
+            customer_id, profile, profile_id, fields=fields, timeout_s=timeout_s
+        )
+        body: dict[str, Any] = document.body
+        return body
 
     async def _get(
         self,
@@ -264,7 +302,7 @@ class IcimsClient(ApiClient):
         profile_id: str,
         params: dict[str, str] | None,
         timeout_s: float | None,
-    ) -> dict[str, Any]:
+    ) -> Document:
         what = f"icims {profile} {profile_id}"
         kwargs: dict[str, Any] = {"params": params}
         if timeout_s is not None:
@@ -282,14 +320,14 @@ class IcimsClient(ApiClient):
                     config_problem=True,
                 ) from exc
             try:
-                document = await self.get_json(url, what=what, headers=headers, **kwargs)
+                document = await self.get_document(url, what=what, headers=headers, **kwargs)
             except ApiError as exc:
                 # A token revoked before its expiry: fetch a new one, once.
                 if exc.status == 401 and attempt == 1:
                     self._tokens.drop(self._token_key)
                     continue
                 raise
-            if not isinstance(document, dict):
+            if not isinstance(document.body, dict):
                 raise IcimsApiError(f"{what}: not a JSON object", transient=True)
             return document
         raise AssertionError("unreachable")  # pragma: no cover

@@ -21,6 +21,7 @@ from app.intake import Deadline
 from app.schemas.icims import AssessmentEvent, WorkFlowStatusChangeEvent
 from app.schemas.icims_connection import (
     PROFILE_KINDS,
+    WORKFLOW_JOB_FIELD,
     IcimsConfig,
     ProfileKind,
     ValidationRules,
@@ -29,9 +30,6 @@ from app.schemas.icims_connection import (
 log = structlog.get_logger(__name__)
 
 Documents = dict[ProfileKind, dict[str, Any]]
-# [I] The recruiting workflow names its job in ``baseprofile`` (Workflows API examples post it
-# as a bare id); read as an id or as {"id": ...}.
-WORKFLOW_JOB_FIELD = "baseprofile"
 
 
 def user_error(user_message: str, debug_message: str) -> AppError:
@@ -63,7 +61,7 @@ async def validate(
         raise unavailable("no time left in the request's budget to ask the iCIMS API")
     try:
         async with asyncio.timeout(budget_s):
-            documents = await _fetch(client, rules, event, min(budget_s, call_timeout_s))
+            documents = await _fetch(client, config, rules, event, min(budget_s, call_timeout_s))
     except TimeoutError as exc:
         raise unavailable(
             f"the iCIMS API did not answer within the request's budget ({budget_s:.1f} s)"
@@ -98,11 +96,15 @@ def _package_from_status(
 
 async def _fetch(
     client: IcimsClient,
+    config: IcimsConfig,
     rules: ValidationRules,
     event: AssessmentEvent | WorkFlowStatusChangeEvent,
     budget_s: float,
 ) -> Documents:
-    fields = rules.fields()
+    # The rules decide which profiles are fetched; the connection's field lists decide with
+    # which fields, so the worker's enrichment finds these very documents in the cache.
+    needed = rules.fields()
+    fields = config.fields_for(event.event_type)
     customer = event.customer_id
     if isinstance(event, WorkFlowStatusChangeEvent):
         ids: dict[ProfileKind, str] = {
@@ -113,17 +115,15 @@ async def _fetch(
     else:
         # Application Complete names the candidate and the workflow; the job is the workflow's.
         ids = {"people": event.user_id, "applicantworkflows": event.system_id}
-        if "jobs" in fields:
-            fields["applicantworkflows"] = sorted(
-                {*fields.get("applicantworkflows", []), WORKFLOW_JOB_FIELD}
-            )
-    wanted = [kind for kind in PROFILE_KINDS if kind in fields and kind in ids]
+        if "jobs" in needed:
+            needed["applicantworkflows"] = []
+    wanted = [kind for kind in PROFILE_KINDS if kind in needed and kind in ids]
     calls: list[Awaitable[dict[str, Any]]] = [
         client.get_profile(customer, kind, ids[kind], fields=fields[kind], timeout_s=budget_s)
         for kind in wanted
     ]
     documents: Documents = dict(zip(wanted, await _all_or_nothing(calls), strict=True))
-    if "jobs" in fields and "jobs" not in documents:
+    if "jobs" in needed and "jobs" not in documents:
         job_id = _id_of(documents["applicantworkflows"].get(WORKFLOW_JOB_FIELD))
         if job_id is None:
             raise vendor_error(

@@ -32,6 +32,18 @@ from app.validation import describe
 
 ProfileKind = Literal["people", "jobs", "applicantworkflows"]
 PROFILE_KINDS: tuple[ProfileKind, ...] = ("people", "jobs", "applicantworkflows")
+# [I] The recruiting workflow names its job in ``baseprofile`` and its person in
+# ``associatedprofile`` (Workflows API examples post them as bare ids); read as an id or as
+# {"id": ...}.
+WORKFLOW_JOB_FIELD = "baseprofile"
+WORKFLOW_PERSON_FIELD = "associatedprofile"
+# [I] iCIMS field ids behind the normalized columns; a connection may list others under
+# ``options.enrichment_fields``. The workflow's two profile links are always asked for.
+DEFAULT_ENRICHMENT_FIELDS: dict[ProfileKind, list[str]] = {
+    "people": ["email", "firstname", "lastname"],
+    "jobs": ["joblocation", "jobtitle"],
+    "applicantworkflows": [WORKFLOW_PERSON_FIELD, WORKFLOW_JOB_FIELD, "status"],
+}
 FieldId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.]{1,100}$")]
 NonEmpty = Annotated[str, StringConstraints(min_length=1)]
 
@@ -167,6 +179,10 @@ class IcimsOptions(_Strict):
     # names (people, jobs, applicantworkflows) unless mapped here.
     field_placeholder_profiles: dict[ProfileKind, str] = Field(default_factory=dict)
     api: ApiSettings | None = None
+    # Fields the workers fetch per profile for the normalized records (see DEFAULT_...).
+    enrichment_fields: dict[ProfileKind, list[FieldId]] = Field(
+        default_factory=lambda: {k: list(v) for k, v in DEFAULT_ENRICHMENT_FIELDS.items()}
+    )
 
 
 class IcimsSecrets(_Strict):
@@ -241,6 +257,23 @@ class IcimsConfig:
             raise ConfigError(f"{where}.validation.status_packages: no status here")
         if self.options.api is None or self.secrets.api_client_secret is None:
             raise ConfigError(f"{where}.validation needs options.api and secrets.api_client_secret")
+
+    def fields_for(self, event_type: str) -> dict[ProfileKind, list[str]]:
+        """The fields each profile is fetched with for ``event_type``.
+
+        Validation and enrichment both ask for exactly these, so what validation fetched
+        inside the request is the very cache entry the worker looks for afterwards.
+        """
+        wanted: dict[ProfileKind, set[str]] = {
+            kind: set(self.options.enrichment_fields.get(kind, ())) for kind in PROFILE_KINDS
+        }
+        wanted["applicantworkflows"].update((WORKFLOW_PERSON_FIELD, WORKFLOW_JOB_FIELD))
+        settings = self.options.events.get(event_type)
+        rules = settings.validation if settings is not None else None
+        if rules is not None and rules.enabled:
+            for kind, names in rules.fields().items():
+                wanted[kind].update(names)
+        return {kind: sorted(names) for kind, names in wanted.items()}
 
     @property
     def basic_enabled(self) -> bool:

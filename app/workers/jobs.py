@@ -1,34 +1,73 @@
-"""The record job and the outbox sweeper."""
+"""The record job (enrich, upsert, owe a delivery) and the sweeper of both outboxes.
+
+arq may run a job twice (a worker dies, the sweeper republishes), so every effect is applied
+in the one transaction that also runs ``UPDATE outbox ... WHERE done_at IS NULL``: whichever
+run commits that first keeps its effects, and the other's are rolled back. Only
+:class:`arq.Retry` is retried by arq, so every transient failure is mapped to it explicitly,
+after pushing ``available_at`` forward so the sweeper does not publish the job a second time.
+"""
 
 from __future__ import annotations
 
+import random
 import uuid
+from dataclasses import dataclass
 from typing import Any
 
 import structlog
+from arq import Retry
 from sqlalchemy import text
 
+from app.clients.base import ApiError, BudgetExhaustedError
+from app.connections import ConnectionInfo
+from app.db import DB_ERRORS
+from app.errors import AppError
 from app.queue import record_job_id
 from app.services import Services
-from app.workers.context import RecordHandler, RecordRow
+from app.workers import dead_letters, delivery
+from app.workers.context import (
+    Enrichment,
+    EnrichmentError,
+    FailureKind,
+    RecordHandler,
+    RecordRow,
+)
+from app.workers.normalized import upsert
 
 log = structlog.get_logger(__name__)
+_jitter = random.Random()  # noqa: S311 - spreads retries; protects nothing
 
+# Claim and load in one statement: a job makes few round trips, and each costs CPU.
 _CLAIM = text(
     """
-    UPDATE outbox SET attempts = attempts + 1
+    WITH claimed AS (
+        UPDATE outbox SET attempts = attempts + 1,
+                          available_at = now() + make_interval(secs => :lease)
+        WHERE record_id = :id AND done_at IS NULL
+        RETURNING attempts
+    )
+    SELECT r.id, r.tenant_id, r.connection_id, r.source, r.event_type, r.payload, r.headers,
+           r.received_at, claimed.attempts
+    FROM record r, claimed WHERE r.id = :id
+    """
+)
+# ``refund`` gives back the attempt of a run that only waited for the rate budget.
+_DEFER = text(
+    """
+    UPDATE outbox SET available_at = now() + make_interval(secs => :delay),
+                      last_error = :error, attempts = attempts - :refund
     WHERE record_id = :id AND done_at IS NULL
-    RETURNING attempts
     """
 )
-_LOAD = text(
-    """
-    SELECT id, tenant_id, connection_id, source, event_type, payload, headers FROM record
-    WHERE id = :id
-    """
+_FINISH = text(
+    "UPDATE outbox SET done_at = now(), last_error = NULL WHERE record_id = :id AND done_at IS NULL"
 )
-_FINISH = text("UPDATE outbox SET done_at = now() WHERE record_id = :id AND done_at IS NULL")
 _MARK = text("UPDATE record SET state = 'processed', processed_at = now() WHERE id = :id")
+_GIVE_UP = text(
+    "UPDATE outbox SET done_at = now(), last_error = :error "
+    "WHERE record_id = :id AND done_at IS NULL"
+)
+_MARK_DEAD = text("UPDATE record SET state = 'dead_letter' WHERE id = :id")
 _SWEEP = text(
     """
     UPDATE outbox SET available_at = now()
@@ -42,6 +81,63 @@ _SWEEP = text(
     RETURNING record_id
     """
 )
+_SWEEP_DELIVERIES = text(
+    """
+    UPDATE delivery SET available_at = now()
+    WHERE record_id IN (
+        SELECT record_id FROM delivery
+        WHERE done_at IS NULL AND available_at <= now() - make_interval(secs => :grace)
+        ORDER BY available_at
+        LIMIT :batch
+        FOR UPDATE SKIP LOCKED
+    )
+    RETURNING record_id
+    """
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    """Why a run did not finish, and whether another run may."""
+
+    kind: FailureKind
+    reason: str
+    detail: str
+    transient: bool
+    retry_after_s: float | None = None
+
+
+def classify_api_error(exc: ApiError) -> Failure:
+    """Map a classified API error onto a retry or a dead-letter reason."""
+    detail = str(exc)
+    if exc.transient:
+        if exc.status == 429:
+            reason = "rate_limited"
+        elif exc.status is not None and exc.status >= 500:
+            reason = "ats_server_error"
+        elif exc.status is None:
+            reason = "ats_unreachable"
+        else:
+            reason = "ats_invalid_response"
+        return Failure("pipeline", reason, detail, transient=True, retry_after_s=exc.retry_after_s)
+    if exc.config_problem:
+        if exc.status is None:
+            reason = "invalid_configuration"
+        elif exc.status == 401:
+            reason = "credentials_refused"
+        else:
+            # 403, or a source's own way of saying so (iCIMS: 404 RESOURCE_ACCESS_DENIED).
+            reason = "permission_denied"
+        return Failure("configuration", reason, detail, transient=False)
+    reason = "not_found" if exc.status == 404 else "rejected"
+    return Failure("pipeline", reason, detail, transient=False)
+
+
+def backoff(attempts: int, *, base_s: float, cap_s: float, retry_after_s: float | None) -> float:
+    """Capped exponential backoff with equal jitter; never shorter than the ATS asked."""
+    ceiling: float = min(cap_s, base_s * 2.0 ** max(0, attempts - 1))
+    delay = ceiling / 2 + _jitter.uniform(0, ceiling / 2)
+    return max(delay, retry_after_s or 0.0)
 
 
 def _services(ctx: dict[str, Any]) -> Services:
@@ -50,23 +146,29 @@ def _services(ctx: dict[str, Any]) -> Services:
 
 
 def _handlers(ctx: dict[str, Any]) -> dict[str, RecordHandler]:
-    handlers: dict[str, RecordHandler] = ctx["handlers"]
+    handlers: dict[str, RecordHandler] = ctx.get("handlers", {})
     return handlers
 
 
 async def process_record(ctx: dict[str, Any], record_id: str) -> str:
-    """Run a record's source handler and mark it done, at most once in effect.
-
-    arq may run this twice (a worker dies, the sweeper republishes); the final
-    ``UPDATE ... WHERE done_at IS NULL`` decides which run's effects are kept.
-    """
+    """Enrich one record and mark it done, at most once in effect."""
     services = _services(ctx)
+    settings = services.settings
     rid = uuid.UUID(record_id)
-    async with services.engine.begin() as conn:
-        attempts = (await conn.execute(_CLAIM, {"id": rid})).scalar_one_or_none()
-        row = (await conn.execute(_LOAD, {"id": rid})).first() if attempts is not None else None
-    if attempts is None or row is None:
-        return "already-done"
+    try:
+        # One statement is its own transaction; BEGIN/COMMIT round trips would buy nothing.
+        autocommit = services.engine.execution_options(isolation_level="AUTOCOMMIT")
+        async with autocommit.connect() as conn:
+            row = (
+                await conn.execute(_CLAIM, {"id": rid, "lease": settings.worker_lease_s})
+            ).first()
+        if row is None:
+            return "already-done"
+        attempts: int = row.attempts
+        connection: ConnectionInfo | None = await services.connections.by_id(row.connection_id)
+    except DB_ERRORS as exc:
+        log.warning("job.database_unavailable", record_id=record_id, error=type(exc).__name__)
+        raise Retry(defer=settings.enrich_retry_base_s) from exc
     record = RecordRow(
         id=row.id,
         tenant_id=row.tenant_id,
@@ -76,41 +178,140 @@ async def process_record(ctx: dict[str, Any], record_id: str) -> str:
         payload=row.payload,
         headers=dict(row.headers),
         attempts=attempts,
+        received_at=row.received_at,
+        connection=connection,
     )
+    log_ctx = {"record_id": record_id, "source": record.source, "attempts": attempts}
     handler = _handlers(ctx).get(record.source)
-    effects = await handler(services, record) if handler is not None else None
+    failure: Failure | None = None
+    enrichment: Enrichment | None = None
+    try:
+        enrichment = await handler(services, record) if handler is not None else None
+    except BudgetExhaustedError as exc:
+        delay = exc.retry_after_s or settings.enrich_retry_base_s
+        await _defer(services, rid, delay, str(exc), refund=True)
+        log.info("job.budget_deferred", delay_s=round(delay, 3), **log_ctx)
+        raise Retry(defer=delay) from exc
+    except ApiError as exc:
+        failure = classify_api_error(exc)
+    except EnrichmentError as exc:
+        failure = Failure(exc.kind, exc.reason, exc.detail, transient=False)
+    except DB_ERRORS as exc:
+        failure = Failure("pipeline", "database_error", type(exc).__name__, transient=True)
+    except AppError as exc:
+        # Raised by shared lookups (connections) when the database is away.
+        failure = Failure("pipeline", "unavailable", exc.debug_message, transient=exc.status >= 500)
+    except Exception as exc:
+        # A bug must not wedge the queue: it is retried with backoff, then dead-lettered.
+        log.exception("job.handler_crashed", **log_ctx)
+        failure = Failure("pipeline", "internal_error", type(exc).__name__, transient=True)
+    if failure is not None:
+        return await _fail(services, record, failure)
+    return await _finish(services, record, enrichment)
+
+
+async def _defer(
+    services: Services, rid: uuid.UUID, delay: float, error: str, *, refund: bool
+) -> None:
+    # The sweeper leaves the row alone until the deferred run is due (plus its grace).
     async with services.engine.begin() as conn:
-        finished = (await conn.execute(_FINISH, {"id": rid})).rowcount
-        if not finished:
-            # Another run completed first; its effects stand and ours are discarded.
-            await conn.rollback()
+        await conn.execute(
+            _DEFER, {"id": rid, "delay": delay, "error": error, "refund": int(refund)}
+        )
+
+
+async def _fail(services: Services, record: RecordRow, failure: Failure) -> str:
+    settings = services.settings
+    log_ctx = {
+        "record_id": str(record.id),
+        "source": record.source,
+        "attempts": record.attempts,
+        "reason": failure.reason,
+        "detail": failure.detail,
+    }
+    if failure.transient and record.attempts < settings.enrich_max_attempts:
+        delay = backoff(
+            record.attempts,
+            base_s=settings.enrich_retry_base_s,
+            cap_s=settings.enrich_retry_cap_s,
+            retry_after_s=failure.retry_after_s,
+        )
+        await _defer(services, record.id, delay, failure.detail, refund=False)
+        log.info("job.retrying", delay_s=round(delay, 3), **log_ctx)
+        raise Retry(defer=delay)
+    async with services.engine.begin() as conn:
+        given_up = await conn.execute(_GIVE_UP, {"id": record.id, "error": failure.detail})
+        if not given_up.rowcount:
             return "already-done"
-        if effects is not None:
-            await effects(conn)
-        await conn.execute(_MARK, {"id": rid})
-    log.info("job.record_processed", record_id=record_id, source=record.source)
+        await conn.execute(_MARK_DEAD, {"id": record.id})
+        await dead_letters.bury(
+            conn,
+            record_id=record.id,
+            stage="enrichment",
+            kind=failure.kind,
+            reason=failure.reason,
+            detail=failure.detail,
+            attempts=record.attempts,
+        )
+    log.warning("job.dead_letter", kind=failure.kind, **log_ctx)
+    return "dead-letter"
+
+
+async def _finish(services: Services, record: RecordRow, enrichment: Enrichment | None) -> str:
+    owed = False
+    written = 0
+    try:
+        async with services.engine.begin() as conn:
+            finished = (await conn.execute(_FINISH, {"id": record.id})).rowcount
+            if not finished:
+                # Another run completed first; its effects stand and ours are discarded.
+                await conn.rollback()
+                return "already-done"
+            if enrichment is not None:
+                for resource in enrichment.resources:
+                    written += await upsert(
+                        conn, tenant_id=record.tenant_id, source=record.source, resource=resource
+                    )
+                if enrichment.effects is not None:
+                    await enrichment.effects(conn)
+                slug = record.connection.tenant_slug if record.connection else ""
+                event = await delivery.build_event(conn, record, enrichment, slug)
+                owed = await delivery.create(conn, record, event)
+            await conn.execute(_MARK, {"id": record.id})
+    except DB_ERRORS as exc:
+        log.warning("job.database_unavailable", record_id=str(record.id), error=type(exc).__name__)
+        raise Retry(defer=services.settings.enrich_retry_base_s) from exc
+    if owed:
+        await services.queue.enqueue_delivery(record.id)
+    log.info(
+        "job.record_processed",
+        record_id=str(record.id),
+        source=record.source,
+        written=written,
+        delivery=owed,
+    )
     return "processed"
 
 
 async def sweep_outbox(ctx: dict[str, Any], *, batch: int = 500) -> int:
-    """Republish outbox rows committed but not finished in time (Redis lost them, or a crash)."""
+    """Republish work committed but not finished in time (Redis lost it, or a worker died)."""
     services = _services(ctx)
+    params = {"grace": services.settings.outbox_grace_s, "batch": batch}
     async with services.engine.begin() as conn:
-        ids = (
-            (
-                await conn.execute(
-                    _SWEEP, {"grace": services.settings.outbox_grace_s, "batch": batch}
-                )
-            )
-            .scalars()
-            .all()
-        )
+        records = (await conn.execute(_SWEEP, params)).scalars().all()
+        deliveries = (await conn.execute(_SWEEP_DELIVERIES, params)).scalars().all()
     published = 0
-    for rid in ids:
-        if await services.queue.enqueue_record(rid) == "queued":
-            published += 1
-    if ids:
-        log.info("sweeper.republished", pending=len(ids), published=published)
+    for rid in records:
+        published += await services.queue.enqueue_record(rid) == "queued"
+    for rid in deliveries:
+        published += await services.queue.enqueue_delivery(rid) == "queued"
+    if records or deliveries:
+        log.info(
+            "sweeper.republished",
+            records=len(records),
+            deliveries=len(deliveries),
+            published=published,
+        )
     return published
 
 

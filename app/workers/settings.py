@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
+import structlog
 from arq import cron
 from arq.connections import RedisSettings
 from arq.worker import Worker, func
 
 from app import registry
-from app.queue import PROCESS_RECORD
+from app.queue import DELIVER_RECORD, PROCESS_RECORD
 from app.services import Services
 from app.settings import Settings
+from app.workers.delivery import deliver_record
 from app.workers.jobs import process_record, sweep_outbox
+
+log = structlog.get_logger(__name__)
 
 
 def worker_options(settings: Settings) -> dict[str, Any]:
@@ -21,6 +26,7 @@ def worker_options(settings: Settings) -> dict[str, Any]:
     async def on_startup(ctx: dict[str, Any]) -> None:
         ctx["services"] = Services.create(settings)
         ctx["handlers"] = registry.HANDLERS
+        log.info("worker.started", pid=os.getpid(), sources=sorted(registry.HANDLERS))
 
     async def on_shutdown(ctx: dict[str, Any]) -> None:
         services: Services | None = ctx.get("services")
@@ -33,6 +39,7 @@ def worker_options(settings: Settings) -> dict[str, Any]:
             # No results are kept: the outbox row is the result, and a kept result would
             # stop the sweeper from republishing the same job id.
             func(process_record, name=PROCESS_RECORD, keep_result=0, max_tries=1000),
+            func(deliver_record, name=DELIVER_RECORD, keep_result=0, max_tries=1000),
         ],
         "cron_jobs": [
             cron(
@@ -52,11 +59,16 @@ def worker_options(settings: Settings) -> dict[str, Any]:
         # the timeout short is what bounds how long another worker waits to take it over.
         "job_timeout": settings.job_timeout_s,
         "keep_result": 0,
-        "poll_delay": 0.2,
+        "poll_delay": settings.worker_poll_delay_s,
         "handle_signals": True,
     }
 
 
 def create_worker(settings: Settings, **overrides: Any) -> Worker:
     """A worker for these settings; tests pass ``burst=True``."""
-    return Worker(**{**worker_options(settings), **overrides})
+    worker = Worker(**{**worker_options(settings), **overrides})
+    # arq keeps a started job's in-progress key for the longest timeout of any function
+    # (the sweeper's included) plus 10 s; a job whose worker died waits that long for another.
+    # Jobs are cancelled at job_timeout_s, so the lease can end soon after it.
+    worker.in_progress_timeout_s = settings.worker_lease_s
+    return worker

@@ -1,0 +1,280 @@
+"""One rate budget per (tenant, ATS), kept in Redis so every worker and API process shares it.
+
+Each call takes a token from a bucket (rate and burst), a slot under a concurrency cap (for the
+whole source and, optionally, for one route), and counts towards a daily quota; all of it is
+decided in one Lua script, so two processes can never both take the last token. A 429 from the
+ATS closes the budget for its ``Retry-After``. Running out never fails a call: it waits, and a
+wait longer than ``max_wait_s`` becomes :class:`BudgetExhaustedError`, which workers turn into a
+deferred retry that does not count as an attempt.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import structlog
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from app.clients.base import ApiError, BudgetExhaustedError, BudgetKey
+from app.connections import ConnectionStore
+
+log = structlog.get_logger(__name__)
+
+_REDIS_ERRORS = (RedisError, OSError, TimeoutError)
+# Jitter only spreads waiters apart; it protects nothing.
+_jitter = random.Random()  # noqa: S311
+
+# KEYS: penalty, calls-today, then per level: tokens, in-flight.
+# ARGV: quota (0 = none), lease id, lease ms, calls ttl s, poll ms,
+#       then per level: rate per s (0 = none), burst, concurrency (0 = none).
+# Returns 0 when granted, -1 when the daily quota is spent, else milliseconds to wait.
+_ACQUIRE = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local penalty = redis.call('PTTL', KEYS[1])
+if penalty > 0 then return penalty end
+local quota = tonumber(ARGV[1])
+if quota > 0 and tonumber(redis.call('GET', KEYS[2]) or '0') >= quota then return -1 end
+local lease_ms = tonumber(ARGV[3])
+local poll_ms = tonumber(ARGV[5])
+local levels = (#KEYS - 2) / 2
+local wait = 0
+local tokens = {}
+for i = 0, levels - 1 do
+  local tk, ik = KEYS[3 + 2 * i], KEYS[4 + 2 * i]
+  local rate = tonumber(ARGV[6 + 3 * i])
+  local burst = tonumber(ARGV[7 + 3 * i])
+  local conc = tonumber(ARGV[8 + 3 * i])
+  if conc > 0 then
+    redis.call('ZREMRANGEBYSCORE', ik, '-inf', now)
+    if redis.call('ZCARD', ik) >= conc then wait = math.max(wait, poll_ms) end
+  end
+  if rate > 0 then
+    local state = redis.call('HMGET', tk, 'tokens', 'at')
+    local level = tonumber(state[1]) or burst
+    local at = tonumber(state[2]) or now
+    level = math.min(burst, level + math.max(0, now - at) * rate / 1000)
+    tokens[i] = level
+    if level < 1 then
+      wait = math.max(wait, math.ceil((1 - level) * 1000 / rate))
+    end
+  end
+end
+if wait > 0 then return wait end
+for i = 0, levels - 1 do
+  local tk, ik = KEYS[3 + 2 * i], KEYS[4 + 2 * i]
+  local rate = tonumber(ARGV[6 + 3 * i])
+  local burst = tonumber(ARGV[7 + 3 * i])
+  local conc = tonumber(ARGV[8 + 3 * i])
+  if conc > 0 then
+    redis.call('ZADD', ik, now + lease_ms, ARGV[2])
+    redis.call('PEXPIRE', ik, lease_ms * 2)
+  end
+  if rate > 0 then
+    redis.call('HSET', tk, 'tokens', tostring(tokens[i] - 1), 'at', tostring(now))
+    redis.call('PEXPIRE', tk, math.ceil(burst * 1000 / rate) + 1000)
+  end
+end
+redis.call('INCR', KEYS[2])
+redis.call('EXPIRE', KEYS[2], tonumber(ARGV[4]))
+return 0
+"""
+
+# A shorter Retry-After never shortens a longer one already in force.
+_PENALIZE = """
+local ms = tonumber(ARGV[1])
+if redis.call('PTTL', KEYS[1]) < ms then redis.call('SET', KEYS[1], '1', 'PX', ms) end
+return 0
+"""
+
+
+class RouteLimits(BaseModel):
+    """Limits of one level: the whole source, or one route of it."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    rate_per_s: float | None = Field(default=None, gt=0)
+    # Tokens that may be spent at once after a quiet spell; defaults to one second's worth.
+    burst: int | None = Field(default=None, ge=1)
+    concurrency: int | None = Field(default=None, ge=1)
+
+    def _argv(self) -> list[float | int]:
+        rate = self.rate_per_s or 0
+        burst = self.burst or max(1, int(rate))
+        return [rate, burst, self.concurrency or 0]
+
+
+class Limits(RouteLimits):
+    """A source's limits for one tenant; ``routes`` add limits of their own to some calls."""
+
+    # Calls per UTC day (iCIMS sells 10,000 a day per integration licence).
+    daily_quota: int | None = Field(default=None, ge=1)
+    routes: dict[str, RouteLimits] = Field(default_factory=dict)
+
+    def override(self, raw: Mapping[str, Any] | None) -> Limits:
+        """These limits with a connection's ``options["limits"]`` laid over them."""
+        if not raw:
+            return self
+        merged: dict[str, Any] = {**self.model_dump(exclude={"routes"}), **raw}
+        routes = {name: dict(r.model_dump()) for name, r in self.routes.items()}
+        for name, route in (raw.get("routes") or {}).items():
+            routes[name] = {**routes.get(name, {}), **route}
+        merged["routes"] = routes
+        return Limits.model_validate(merged)
+
+
+LimitsResolver = Callable[[BudgetKey], Awaitable[Limits]]
+
+
+def seconds_to_utc_midnight(now: float | None = None) -> float:
+    """Seconds until the daily quota starts over."""
+    current = datetime.fromtimestamp(now if now is not None else time.time(), UTC)
+    midnight = (current + timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
+    return (midnight - current).total_seconds()
+
+
+class RedisBudget:
+    """The :class:`~app.clients.base.RateBudget` shared by every process through Redis."""
+
+    def __init__(
+        self,
+        redis: Redis,
+        limits: LimitsResolver,
+        *,
+        max_wait_s: float,
+        lease_s: float,
+        poll_s: float = 0.015,
+        prefix: str = "hirehook:budget:",
+    ) -> None:
+        self._redis = redis
+        self._limits = limits
+        self._max_wait_s = max_wait_s
+        self._lease_ms = max(1, int(lease_s * 1000))
+        self._poll_ms = max(1, int(poll_s * 1000))
+        self._prefix = prefix
+        self._acquire = redis.register_script(_ACQUIRE)
+        self._penalize = redis.register_script(_PENALIZE)
+
+    def _base(self, key: BudgetKey) -> str:
+        return f"{self._prefix}{key.source}:{key.tenant_id}"
+
+    def calls_key(self, key: BudgetKey, day: str | None = None) -> str:
+        """The Redis key counting this (tenant, source)'s calls on one UTC day."""
+        day = day or datetime.now(UTC).strftime("%Y%m%d")
+        return f"{self._base(key)}:calls:{day}"
+
+    async def calls_today(self, key: BudgetKey) -> int:
+        """Calls granted today, whoever made them."""
+        raw = await self._redis.get(self.calls_key(key))
+        return int(raw or 0)
+
+    @asynccontextmanager
+    async def slot(self, key: BudgetKey) -> AsyncIterator[None]:
+        """Wait for permission to make one call, and hold a concurrency slot while it runs."""
+        limits = await self._limits(key)
+        levels: list[tuple[str, RouteLimits]] = [("*", limits)]
+        if key.route != "*" and key.route in limits.routes:
+            levels.append((key.route, limits.routes[key.route]))
+        keys = [f"{self._base(key)}:penalty", self.calls_key(key)]
+        argv: list[float | int | str] = [
+            limits.daily_quota or 0,
+            uuid.uuid4().hex,
+            self._lease_ms,
+            2 * 86400,
+            self._poll_ms,
+        ]
+        for route, level in levels:
+            keys += [f"{self._base(key)}:{route}:tokens", f"{self._base(key)}:{route}:inflight"]
+            argv += level._argv()
+        granted = await self._wait(key, keys, argv)
+        try:
+            yield
+        finally:
+            if granted:
+                await self._release(keys, str(argv[1]))
+
+    async def _wait(self, key: BudgetKey, keys: list[str], argv: list[float | int | str]) -> bool:
+        waited = 0.0
+        while True:
+            try:
+                wait_ms = int(await self._acquire(keys=keys, args=argv))
+            except _REDIS_ERRORS as exc:
+                # Workers cannot run without Redis anyway; an API process validating a request
+                # should not fail for it either. The ATS's own 429s still hold us back.
+                log.warning("budget.unavailable", budget=str(key), error=type(exc).__name__)
+                return False
+            if wait_ms == 0:
+                return True
+            wait_s = seconds_to_utc_midnight() if wait_ms < 0 else wait_ms / 1000
+            if waited + wait_s > self._max_wait_s:
+                raise BudgetExhaustedError(key, wait_s)
+            wait_s *= 1 + 0.2 * _jitter.random()
+            await asyncio.sleep(wait_s)
+            waited += wait_s
+
+    async def _release(self, keys: list[str], lease: str) -> None:
+        try:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for inflight in keys[3::2]:
+                    pipe.zrem(inflight, lease)
+                await pipe.execute()
+        except _REDIS_ERRORS:
+            # The lease expires on its own.
+            return
+
+    async def penalize(self, key: BudgetKey, retry_after_s: float) -> None:
+        """Close this (tenant, source)'s budget for ``retry_after_s``, for every process."""
+        ms = max(1, int(retry_after_s * 1000))
+        try:
+            await self._penalize(keys=[f"{self._base(key)}:penalty"], args=[ms])
+        except _REDIS_ERRORS:
+            return
+        log.info("budget.penalized", budget=str(key), retry_after_s=retry_after_s)
+
+
+class ConnectionLimits:
+    """Resolves a (tenant, source)'s limits: the source's published defaults, then the
+    connection's ``options["limits"]``; cached briefly so a busy worker does not ask each call."""
+
+    def __init__(
+        self,
+        connections: ConnectionStore,
+        defaults: Mapping[str, Limits],
+        fallback: Limits,
+        ttl_s: float,
+    ) -> None:
+        self._connections = connections
+        self._defaults = defaults
+        self._fallback = fallback
+        self._ttl_s = ttl_s
+        self._cache: dict[tuple[int, str], tuple[float, Limits]] = {}
+
+    async def __call__(self, key: BudgetKey) -> Limits:
+        """The limits that apply to calls under ``key``."""
+        now = time.monotonic()
+        cache_key = (key.tenant_id, key.source)
+        hit = self._cache.get(cache_key)
+        if hit is not None and hit[0] > now:
+            return hit[1]
+        connection = await self._connections.by_tenant_id(key.tenant_id, key.source)
+        base = self._defaults.get(key.source, self._fallback)
+        raw = connection.options.get("limits") if connection is not None else None
+        try:
+            limits = base.override(raw)
+        except (ValidationError, TypeError, AttributeError) as exc:
+            raise ApiError(
+                f"{key.source}: options.limits is invalid", transient=False, config_problem=True
+            ) from exc
+        if len(self._cache) > 10_000:
+            self._cache.clear()
+        self._cache[cache_key] = (now + self._ttl_s, limits)
+        return limits

@@ -1,0 +1,75 @@
+"""Talentech HR Manager (TalentRecruiter) REST API v2: candidates and positions by id.
+
+[C] ``https://recruiter-api.hr-manager.net/restful.svc/v2/{CUSTOMER-ALIAS}/Candidates/`` with
+the key in an ``apikey`` header (ATS-FACTS section 2). [I] Fetching one resource as
+``Candidates/{id}`` and ``Positions/{id}`` is assumed; a connection may name other paths in
+``options.candidate_path`` / ``options.position_path``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+
+from app.clients.base import ApiClient, ApiError, BudgetKey, Document, RateBudget
+from app.clients.budget import Limits
+from app.connections import ConnectionInfo
+
+SOURCE = "hrmanager"
+DEFAULT_BASE_URL = "https://recruiter-api.hr-manager.net/restful.svc/v2"
+# [I] HR Manager publishes no figures, only that "API limits still apply": stay modest, and
+# let each connection set its own in options.limits.
+DEFAULT_LIMITS = Limits(rate_per_s=5, burst=5, concurrency=4)
+
+
+class HRManagerClient(ApiClient):
+    """One tenant's HR Manager API, spending that tenant's budget."""
+
+    def __init__(
+        self, http: httpx.AsyncClient, budget: RateBudget, connection: ConnectionInfo
+    ) -> None:
+        super().__init__(http, budget, BudgetKey(connection.tenant_id, SOURCE))
+        options = connection.options
+        alias = options.get("customer_alias") or connection.account
+        api_key = connection.secrets.get("api_key")
+        if not alias:
+            raise ApiError(
+                "hrmanager: no customer alias (options.customer_alias or account)",
+                transient=False,
+                config_problem=True,
+            )
+        if not api_key:
+            raise ApiError(
+                "hrmanager: no API key (secrets.api_key)", transient=False, config_problem=True
+            )
+        base = str(options.get("base_url") or DEFAULT_BASE_URL).rstrip("/")
+        self._root = f"{base}/{quote(str(alias), safe='')}"
+        self._headers = {"apikey": str(api_key), "accept": "application/json"}
+        self._paths = {
+            "candidate": str(options.get("candidate_path") or "Candidates/{id}"),
+            "position": str(options.get("position_path") or "Positions/{id}"),
+        }
+
+    async def candidate(self, candidate_id: str) -> Document:
+        """One candidate (Id, FirstName, LastName, Email, PositionList, ...)."""
+        return await self._one("candidate", candidate_id)
+
+    async def position(self, position_id: str) -> Document:
+        """One position."""
+        return await self._one("position", position_id)
+
+    async def _one(self, kind: str, external_id: str) -> Document:
+        path = self._paths[kind].format(id=quote(external_id, safe=""))
+        what = f"hrmanager {kind} {external_id}"
+        document = await self.get_document(f"{self._root}/{path}", what=what, headers=self._headers)
+        body: Any = document.body
+        # [I] A collection endpoint filtered to one id may answer with a one-element list.
+        if isinstance(body, list):
+            if not body:
+                raise ApiError(f"{what}: not found", status=404, transient=False)
+            body = body[0]
+        if not isinstance(body, dict):
+            raise ApiError(f"{what}: not a JSON object", status=200, transient=False)
+        return Document(body, document.requested_at)

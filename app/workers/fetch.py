@@ -1,0 +1,192 @@
+"""Fetching what an event names by id: once per resource per burst, however many events name it.
+
+A fetched document is cached in Redis with the time its request was sent. An event may use a
+cached document sent no earlier than ``coalesce_window_s`` before the event was received: a
+document asked for after the event arrived already reflects it, and the window lets the burst
+of duplicates an ATS sends for one change share a single call. Concurrent misses coalesce on a
+short Redis lock: one job fetches, the others wait for its document (or its error).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from app.clients.base import ApiError, BudgetExhaustedError, Document
+from app.services import Services
+from app.workers.context import RecordRow
+
+_REDIS_ERRORS = (RedisError, OSError, TimeoutError)
+_POLL_S = 0.02
+
+# One round trip decides what a job does next: use the cached document (1), fail with the
+# error of the fetch it was waiting for (2), fetch it itself holding the lock (3), or wait (0).
+# KEYS: document, error, lock. ARGV: oldest usable version, wait start, lock token, lock ms.
+_PROBE = """
+local doc = redis.call('GET', KEYS[1])
+if doc then
+  local ok, envelope = pcall(cjson.decode, doc)
+  if ok and type(envelope) == 'table' and tonumber(envelope['v'])
+     and tonumber(envelope['v']) >= tonumber(ARGV[1]) then
+    return {1, doc}
+  end
+end
+local err = redis.call('GET', KEYS[2])
+if err then
+  local ok, failure = pcall(cjson.decode, err)
+  if ok and type(failure) == 'table' and tonumber(failure['at'])
+     and tonumber(failure['at']) >= tonumber(ARGV[2]) then
+    return {2, err}
+  end
+end
+if redis.call('SET', KEYS[3], ARGV[3], 'NX', 'PX', ARGV[4]) then return {3, ''} end
+return {0, ''}
+"""
+
+_UNLOCK = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Fetched:
+    """A document and the microsecond its request was sent (its version)."""
+
+    document: Any
+    version: int
+    from_cache: bool = False
+
+    @property
+    def fetched_at(self) -> datetime:
+        """When the request was sent."""
+        return datetime.fromtimestamp(self.version / 1_000_000, UTC)
+
+
+Call = Callable[[], Awaitable[Document | Any]]
+
+
+def not_before_us(services: Services, record: RecordRow) -> int:
+    """The oldest fetch (in epoch microseconds) that may stand for this record's event."""
+    received = record.received_at.timestamp() if record.received_at else time.time()
+    return int((received - services.settings.coalesce_window_s) * 1_000_000)
+
+
+async def fetch(
+    services: Services, record: RecordRow, kind: str, external_id: str, call: Call
+) -> Fetched:
+    """The record's view of one resource: cached if fresh enough, else fetched once for all."""
+    if record.connection is not None and record.connection.options.get("coalesce") is False:
+        # A tenant may opt out: every event then costs its own call.
+        return await _call(call)
+    return await fetch_document(
+        services,
+        tenant_id=record.tenant_id,
+        source=record.source,
+        kind=kind,
+        external_id=external_id,
+        not_before=not_before_us(services, record),
+        call=call,
+    )
+
+
+async def fetch_document(
+    services: Services,
+    *,
+    tenant_id: int,
+    source: str,
+    kind: str,
+    external_id: str,
+    not_before: int,
+    call: Call,
+) -> Fetched:
+    """Cache, then coalesce, then ``call``; see the module docstring."""
+    redis = services.queue.redis
+    key = services.cache.key(tenant_id, source, kind, external_id)
+    lock_ttl = services.settings.coalesce_lock_ttl_s
+    lock_ms = max(1, int(lock_ttl * 1000))
+    token = uuid.uuid4().hex
+    started = int(time.time() * 1_000_000)
+    deadline = time.monotonic() + 2 * lock_ttl
+    probe = redis.register_script(_PROBE)
+    while True:
+        try:
+            outcome, payload = await probe(
+                keys=[key, f"{key}:error", f"{key}:lock"],
+                args=[not_before, started, token, lock_ms],
+            )
+        except _REDIS_ERRORS:
+            # Without Redis there is nothing to share; the budget still holds the ATS back.
+            return await _call(call)
+        if outcome == 1:
+            envelope = orjson.loads(payload)
+            return Fetched(envelope.get("doc"), int(envelope["v"]), from_cache=True)
+        if outcome == 2:
+            raise _shared_error(orjson.loads(payload))
+        if outcome == 3:
+            return await _fetch_and_store(services, key, token, call)
+        if time.monotonic() > deadline:
+            raise ApiError(f"{source} {kind}: a concurrent fetch did not finish", transient=True)
+        await asyncio.sleep(_POLL_S)
+
+
+async def _fetch_and_store(services: Services, key: str, token: str, call: Call) -> Fetched:
+    redis = services.queue.redis
+    try:
+        fetched = await _call(call)
+    except BaseException as exc:
+        if isinstance(exc, ApiError) and not isinstance(exc, BudgetExhaustedError):
+            await _share_error(redis, key, exc, services.settings.coalesce_lock_ttl_s)
+        with contextlib.suppress(*_REDIS_ERRORS):
+            await redis.register_script(_UNLOCK)(keys=[f"{key}:lock"], args=[token])
+        raise
+    await services.cache.put(key, fetched.document, fetched.version)
+    with contextlib.suppress(*_REDIS_ERRORS):
+        await redis.register_script(_UNLOCK)(keys=[f"{key}:lock"], args=[token])
+    return fetched
+
+
+async def _call(call: Call) -> Fetched:
+    started = time.time()
+    result = await call()
+    if isinstance(result, Document):
+        return Fetched(result.body, int(result.requested_at * 1_000_000))
+    return Fetched(result, int(started * 1_000_000))
+
+
+async def _share_error(redis: Redis, key: str, exc: ApiError, ttl_s: float) -> None:
+    """Let jobs waiting on this fetch fail with it instead of each repeating the call."""
+    body = orjson.dumps(
+        {
+            "at": int(time.time() * 1_000_000),
+            "message": str(exc),
+            "status": exc.status,
+            "transient": exc.transient,
+            "config_problem": exc.config_problem,
+            "retry_after_s": exc.retry_after_s,
+        }
+    )
+    with contextlib.suppress(*_REDIS_ERRORS):
+        await redis.set(f"{key}:error", body, px=max(1, int(ttl_s * 1000)))
+
+
+def _shared_error(error: dict[str, Any]) -> ApiError:
+    # Only a failure recorded after this job began waiting reaches here (see _PROBE): an older
+    # one is what retrying is for.
+    return ApiError(
+        str(error.get("message", "fetch failed")),
+        status=error.get("status"),
+        transient=bool(error.get("transient")),
+        config_problem=bool(error.get("config_problem")),
+        retry_after_s=error.get("retry_after_s"),
+    )

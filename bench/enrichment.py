@@ -1,0 +1,288 @@
+"""Enrichment throughput and API calls per event, with real worker processes.
+
+    .venv/bin/python -m bench.enrichment [--events 600] [--storm 500] [--repeats 3]
+
+Starts an embedded PostgreSQL and Redis (or uses HIREHOOK_BENCH_DATABASE_URL and
+HIREHOOK_BENCH_REDIS_URL), a fake HR Manager API on loopback answering every call after 50 ms,
+and ``hirehook worker`` processes. Each run records its events first (jobs not yet published),
+waits until the workers are polling, publishes every job at once and times until the last
+outbox row is done. Figures are medians of ``--repeats`` runs; see bench/README.md.
+
+1. Throughput: N events naming N distinct candidates (one call each), 1 and 2 processes.
+2. Duplicate storm: M events naming 5 candidates, with caching and coalescing on, against the
+   same storm on a connection that opts out of both (``options.coalesce = false``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import random
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+from sqlalchemy import text
+
+from app.embedded import EmbeddedPostgres, EmbeddedRedis
+from app.intake import Deadline, Event, json_answer
+from app.migrate import upgrade_async
+from app.models import Base
+from app.services import Services
+from app.settings import Settings
+from tests.fake_ats import FakeATS, serve
+from tests.workers_support import add_source, log_events
+
+API_LATENCY_S = 0.05
+SECRET_KEY = "bench-secret-key-for-credentials-at-rest"
+UNLIMITED = {"rate_per_s": 100000, "burst": 100000, "concurrency": 10000}
+
+
+@dataclass(frozen=True)
+class Run:
+    """One timed run."""
+
+    processes: int
+    events: int
+    seconds: float
+    api_calls: int
+    # CPU time of the worker processes, start-up included.
+    worker_cpu_s: float
+
+    @property
+    def jobs_per_s(self) -> float:
+        """Events enriched per second."""
+        return self.events / self.seconds
+
+    @property
+    def calls_per_event(self) -> float:
+        """ATS API calls per event."""
+        return self.api_calls / self.events
+
+
+def _settings(database_url: str, redis_url: str) -> Settings:
+    return Settings(
+        _env_file=None,
+        environment="test",
+        database_url=database_url,  # type: ignore[arg-type]
+        redis_url=redis_url,  # type: ignore[arg-type]
+        secret_key=SECRET_KEY,  # type: ignore[arg-type]
+        log_format="json",
+    )
+
+
+def _env(settings: Settings) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HIREHOOK_")}
+    env.update(
+        {
+            "HIREHOOK_ENVIRONMENT": "test",
+            "HIREHOOK_DATABASE_URL": str(settings.database_url),
+            "HIREHOOK_REDIS_URL": str(settings.redis_url),
+            "HIREHOOK_SECRET_KEY": SECRET_KEY,
+            "HIREHOOK_LOG_FORMAT": "json",
+            # The bench publishes the jobs itself; the sweeper must not do it first.
+            "HIREHOOK_OUTBOX_GRACE_S": "600",
+        }
+    )
+    return env
+
+
+async def _reset(services: Services) -> None:
+    tables = ", ".join(t.name for t in Base.metadata.sorted_tables)
+    async with services.engine.begin() as conn:
+        await conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+    await services.queue.redis.flushdb()
+    services.connections.invalidate()
+
+
+async def _record(
+    services: Services, fake: FakeATS, ids: list[str], options: dict[str, Any]
+) -> list[uuid.UUID]:
+    connection = await add_source(
+        services, fake, "hrmanager", options={"limits": UNLIMITED, **options}
+    )
+    recorded = []
+    for cid in ids:
+        payload = {"CandidateId": cid}
+        outcome = await services.intake.record(
+            Event(
+                connection=connection,
+                dedupe_key=uuid.uuid4().hex,
+                event_type="CandidateUpdated",
+                known=True,
+                payload=payload,
+                raw_body=orjson.dumps(payload),
+                headers={},
+            ),
+            answer_for=lambda rid: json_answer(202, {"record_id": str(rid)}),
+            deadline=Deadline(10),
+        )
+        recorded.append(outcome.record_id)
+    return recorded
+
+
+async def _done(services: Services) -> int:
+    async with services.engine.connect() as conn:
+        count = await conn.execute(text("SELECT count(*) FROM outbox WHERE done_at IS NOT NULL"))
+        return int(count.scalar_one())
+
+
+async def run_once(
+    services: Services,
+    fake: FakeATS,
+    *,
+    processes: int,
+    ids: list[str],
+    options: dict[str, Any],
+    workdir: Path,
+) -> Run:
+    """Time one batch of events through ``processes`` worker processes."""
+    await _reset(services)
+    fake.calls.clear()
+    records = await _record(services, fake, ids, options)
+    logs = [workdir / f"worker-{i}.log" for i in range(processes)]
+    workers = []
+    for log in logs:
+        with log.open("wb") as out:
+            workers.append(
+                await asyncio.create_subprocess_exec(
+                    sys.executable,
+                    "-m",
+                    "app.cli",
+                    "worker",
+                    env=_env(services.settings),
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                )
+            )
+    try:
+        while not all(log_events(log, "worker.started") for log in logs):
+            if any(w.returncode is not None for w in workers):
+                raise RuntimeError("a worker exited:\n" + logs[0].read_text()[-2000:])
+            await asyncio.sleep(0.05)
+        started = time.monotonic()
+        for rid in records:
+            await services.queue.enqueue_record(rid)
+        # Polling the outbox is the measurement: done means committed in PostgreSQL.
+        while await _done(services) < len(records):  # noqa: ASYNC110
+            await asyncio.sleep(0.02)
+        seconds = time.monotonic() - started
+        cpu = sum(_cpu_seconds(w.pid) for w in workers)
+    finally:
+        for worker in workers:
+            worker.send_signal(signal.SIGTERM)
+        for worker in workers:
+            await asyncio.wait_for(worker.wait(), 30)
+    return Run(processes, len(records), seconds, len(fake.calls_to("/hrm")), cpu)
+
+
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _storm_ids(events: int, resources: int) -> list[str]:
+    rng = random.Random(42)
+    return [f"storm-{rng.randrange(resources)}" for _ in range(events)]
+
+
+async def main(args: argparse.Namespace) -> None:
+    """Run every scenario and print the figures."""
+    with tempfile.TemporaryDirectory(prefix="hirehook-bench-") as tmp:
+        workdir = Path(tmp)
+        servers: list[EmbeddedPostgres | EmbeddedRedis] = []
+        database_url = os.environ.get("HIREHOOK_BENCH_DATABASE_URL")
+        redis_url = os.environ.get("HIREHOOK_BENCH_REDIS_URL")
+        if not database_url:
+            pg = EmbeddedPostgres(workdir / "postgres")
+            database_url = pg.start()
+            servers.append(pg)
+        if not redis_url:
+            redis = EmbeddedRedis(workdir / "redis")
+            redis_url = redis.start()
+            servers.append(redis)
+        settings = _settings(database_url, redis_url)
+        await upgrade_async(settings.database_dsn)
+        services = Services.create(settings)
+        try:
+            with serve(FakeATS(delay_s=API_LATENCY_S)) as fake:
+                distinct = [f"c-{i}" for i in range(args.events)]
+                for cid in distinct + [f"storm-{i}" for i in range(args.resources)]:
+                    fake.add_hrm_candidate(cid)
+                storm = _storm_ids(args.storm, args.resources)
+                scenarios: dict[str, list[Run]] = {}
+                plan = [
+                    ("throughput, 1 process", 1, distinct, {}),
+                    ("throughput, 2 processes", 2, distinct, {}),
+                    ("storm, coalescing off (baseline)", 1, storm, {"coalesce": False}),
+                    ("storm, coalescing on", 1, storm, {}),
+                    ("storm, coalescing on, 2 processes", 2, storm, {}),
+                ]
+                for repeat in range(args.repeats):
+                    for name, processes, ids, options in plan:
+                        result = await run_once(
+                            services,
+                            fake,
+                            processes=processes,
+                            ids=ids,
+                            options=options,
+                            workdir=workdir,
+                        )
+                        scenarios.setdefault(name, []).append(result)
+                        print(
+                            f"[{repeat + 1}/{args.repeats}] {name}: {result.events} events in "
+                            f"{result.seconds:.2f}s = {result.jobs_per_s:.0f} jobs/s, "
+                            f"{result.api_calls} API calls, worker CPU {result.worker_cpu_s:.1f}s",
+                            flush=True,
+                        )
+        finally:
+            await services.close()
+            for server in reversed(servers):
+                server.stop()
+    _report(scenarios, args)
+
+
+def _report(scenarios: dict[str, list[Run]], args: argparse.Namespace) -> None:
+    def median(name: str, attr: str) -> float:
+        return float(statistics.median(getattr(r, attr) for r in scenarios[name]))
+
+    one = median("throughput, 1 process", "jobs_per_s")
+    two = median("throughput, 2 processes", "jobs_per_s")
+    off = median("storm, coalescing off (baseline)", "calls_per_event")
+    on = median("storm, coalescing on", "calls_per_event")
+    on_two = median("storm, coalescing on, 2 processes", "calls_per_event")
+    print()
+    print(f"API latency {API_LATENCY_S * 1000:.0f} ms; medians of {args.repeats} runs")
+    print("| scenario | events | jobs/s | jobs/s ratio | API calls/event | calls ratio |")
+    print("|---|---:|---:|---:|---:|---:|")
+    print(f"| throughput, 1 process (baseline) | {args.events} | {one:.0f} | 1.00 | 1.000 | |")
+    print(f"| throughput, 2 processes | {args.events} | {two:.0f} | {two / one:.2f} | 1.000 | |")
+    off_rate = median("storm, coalescing off (baseline)", "jobs_per_s")
+    for name, calls in (
+        ("storm, coalescing off (baseline)", off),
+        ("storm, coalescing on", on),
+        ("storm, coalescing on, 2 processes", on_two),
+    ):
+        rate = median(name, "jobs_per_s")
+        print(
+            f"| {name} | {args.storm} | {rate:.0f} | {rate / off_rate:.2f} | {calls:.3f} "
+            f"| {calls / off:.3f} |"
+        )
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=600, help="distinct-candidate events")
+    parser.add_argument("--storm", type=int, default=500, help="events in the duplicate storm")
+    parser.add_argument("--resources", type=int, default=5, help="candidates the storm names")
+    parser.add_argument("--repeats", type=int, default=3, help="runs per scenario")
+    asyncio.run(main(parser.parse_args()))
