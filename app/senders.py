@@ -196,7 +196,7 @@ def fetch_icims_token(base_url: str, client_id: str, client_secret: str) -> str:
     return token
 
 
-def send_icims(
+def icims_request(
     base_url: str,
     payload: dict[str, Any],
     *,
@@ -204,8 +204,8 @@ def send_icims(
     credentials: IcimsCredentials,
     gzip_body: bool = True,
     token: str | None = None,
-) -> httpx.Response:
-    """POST one iCIMS event to ``{base_url}/v1/icims/events``, gzip'd and authenticated."""
+) -> tuple[str, dict[str, str], bytes]:
+    """URL, headers and body of one iCIMS event POST, gzip'd and authenticated as iCIMS does."""
     url = f"{base_url.rstrip('/')}/v1/icims/events"
     body = orjson.dumps(payload)
     headers: dict[str, str] = {"content-type": "application/json"}
@@ -234,5 +234,21 @@ def send_icims(
     if gzip_body:
         content = gzip.compress(body)
         headers["content-encoding"] = "gzip"
+    return url, headers, content
+
+
+def send_icims(
+    base_url: str,
+    payload: dict[str, Any],
+    *,
+    auth: IcimsAuth,
+    credentials: IcimsCredentials,
+    gzip_body: bool = True,
+    token: str | None = None,
+) -> httpx.Response:
+    """POST one iCIMS event to ``{base_url}/v1/icims/events``, gzip'd and authenticated."""
+    url, headers, content = icims_request(
+        base_url, payload, auth=auth, credentials=credentials, gzip_body=gzip_body, token=token
+    )
     # iCIMS follows none of our redirects: the 303 is the answer, its Location the link.
     return httpx.post(url, content=content, headers=headers, timeout=30, follow_redirects=False)

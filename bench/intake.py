@@ -1,6 +1,7 @@
-"""Intake benchmark: signed KeldairHR events at the running service versus a bare baseline.
+"""Intake benchmark: signed events at the running service versus a bare baseline.
 
-    .venv/bin/python -m bench.intake [--events 10000] [--rounds 3] [--no-worker]
+    .venv/bin/python -m bench.intake [--source keldair|icims] [--events 10000] [--rounds 3]
+                                     [--no-worker]
 
 Starts its own embedded PostgreSQL and Redis (or uses HIREHOOK_DATABASE_URL / _REDIS_URL),
 runs `hirehook api` (+ `hirehook worker`) and the baseline under identical uvicorn settings,
@@ -31,6 +32,7 @@ from app.migrate import upgrade
 from app.settings import Settings
 
 SECRET = "whsec_YmVuY2gtc2lnbmluZy1zZWNyZXQtMDAwMDAwMDA="
+ICIMS_SECRET = "bench-icims-hmac-secret"
 TENANTS = f"""
 [[tenant]]
 slug = "bench"
@@ -39,6 +41,12 @@ name = "Bench"
 [[tenant.connection]]
 source = "keldair"
 secrets = {{ signing_secrets = ["{SECRET}"] }}
+
+[[tenant.connection]]
+source = "icims"
+account = "bench"
+secrets = {{ hmac_secrets = ["{ICIMS_SECRET}"] }}
+options = {{ hmac_user = "bench", events = {{ WorkFlowStatusChangeEvent = {{}} }} }}
 """
 UVICORN_FLAGS = [
     "--loop",
@@ -115,6 +123,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--events", type=int, default=10000)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument(
+        "--source",
+        choices=["keldair", "icims"],
+        default="keldair",
+        help="KeldairHR (Standard Webhooks, ~2 KB) or iCIMS (gzip'd, HMAC-signed)",
+    )
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--no-worker", action="store_true", help="API only, no arq worker")
     parser.add_argument("--json", type=Path, help="also write the results here")
@@ -185,6 +199,7 @@ def main() -> None:
 
     acknowledged = sum(r["acknowledged"] + r["warmup"] for r in rounds["hirehook"])
     summary = {
+        "source": args.source,
         "events_per_round": args.events,
         "rounds": args.rounds,
         "concurrency": args.concurrency,

@@ -1,5 +1,6 @@
 """A small HTTP/1.1 load generator over keep-alive connections, run in its own process.
 
+KeldairHR events (Standard Webhooks, ~2 KB) or iCIMS Status Flow Updates (gzip'd, HMAC).
 Requests are built and signed before the clock starts so the generator spends its time
 sending, not hashing. Prints one JSON object with counts and latency percentiles.
 """
@@ -13,23 +14,49 @@ import sys
 import time
 import uuid
 from typing import Any
+from urllib.parse import urlsplit
 
 import orjson
 
-from app.senders import keldair_sample, standard_webhook_headers
+from app.senders import (
+    IcimsCredentials,
+    icims_request,
+    icims_sample,
+    keldair_sample,
+    standard_webhook_headers,
+)
 
 
-def build_requests(n: int, host: str, path: str, secret: str, pad: int) -> list[bytes]:
-    """``n`` distinct signed events as raw HTTP requests."""
+def _raw(path: str, host: str, headers: dict[str, str], body: bytes) -> bytes:
+    head = [f"POST {path} HTTP/1.1", f"Host: {host}", f"Content-Length: {len(body)}"]
+    head += [f"{k}: {v}" for k, v in headers.items() if k.lower() != "host"]
+    return ("\r\n".join(head) + "\r\n\r\n").encode() + body
+
+
+def keldair_requests(n: int, host: str, tenant: str, secret: str, pad: int) -> list[bytes]:
+    """``n`` distinct KeldairHR events signed with Standard Webhooks, as raw HTTP requests."""
     out = []
     for _ in range(n):
         payload: dict[str, Any] = keldair_sample("applicant.hired", str(uuid.uuid4()))
         payload["data"]["notes"] = "x" * pad
         body = orjson.dumps(payload)
         headers = standard_webhook_headers(body, secret, payload["id"])
-        head = [f"POST {path} HTTP/1.1", f"Host: {host}", f"Content-Length: {len(body)}"]
-        head += [f"{k}: {v}" for k, v in headers.items()]
-        out.append(("\r\n".join(head) + "\r\n\r\n").encode() + body)
+        out.append(_raw(f"/v1/keldair/{tenant}/events", host, headers, body))
+    return out
+
+
+def icims_requests(n: int, host: str, customer: str, user: str, secret: str) -> list[bytes]:
+    """``n`` distinct iCIMS Status Flow Updates, gzip'd and HMAC-signed, as raw HTTP requests."""
+    credentials = IcimsCredentials(hmac_user=user, hmac_secret=secret)
+    out = []
+    for i in range(n):
+        payload = icims_sample(
+            "WorkFlowStatusChangeEvent", customer, system_id=f"{uuid.uuid4().int % 10**9}{i}"
+        )
+        url, headers, body = icims_request(
+            f"http://{host}", payload, auth="hmac", credentials=credentials
+        )
+        out.append(_raw(urlsplit(url).path, host, headers, body))
     return out
 
 
@@ -83,18 +110,24 @@ def main() -> None:
     """Command line entry point."""
     parser = argparse.ArgumentParser()
     parser.add_argument("--port", type=int, required=True)
-    parser.add_argument("--path", default="/v1/keldair/bench/events")
+    parser.add_argument("--source", choices=["keldair", "icims"], default="keldair")
+    parser.add_argument("--account", default="bench", help="tenant slug or iCIMS customerId")
+    parser.add_argument("--user", default="bench", help="iCIMS HMAC user")
     parser.add_argument("--secret", required=True)
     parser.add_argument("--events", type=int, default=10000)
     parser.add_argument("--warmup", type=int, default=500)
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--pad", type=int, default=1500, help="bytes of padding: ~2 KB bodies")
     args = parser.parse_args()
-    host = "127.0.0.1"
-    warm = build_requests(args.warmup, host, args.path, args.secret, args.pad)
-    asyncio.run(run(host, args.port, warm, args.concurrency))
-    requests = build_requests(args.events, host, args.path, args.secret, args.pad)
-    result = asyncio.run(run(host, args.port, requests, args.concurrency))
+    host = f"127.0.0.1:{args.port}"
+
+    def build(n: int) -> list[bytes]:
+        if args.source == "icims":
+            return icims_requests(n, host, args.account, args.user, args.secret)
+        return keldair_requests(n, host, args.account, args.secret, args.pad)
+
+    asyncio.run(run("127.0.0.1", args.port, build(args.warmup), args.concurrency))
+    result = asyncio.run(run("127.0.0.1", args.port, build(args.events), args.concurrency))
     result["warmup"] = args.warmup
     sys.stdout.write(orjson.dumps(result).decode() + "\n")
 
