@@ -105,7 +105,7 @@ def _load(port: int, args: argparse.Namespace) -> dict[str, Any]:
     return result
 
 
-async def _count(settings: Settings) -> tuple[int, int]:
+async def _count(settings: Settings) -> tuple[int, int, int]:
     from sqlalchemy.ext.asyncio import create_async_engine
 
     engine = create_async_engine(settings.database_dsn)
@@ -114,8 +114,9 @@ async def _count(settings: Settings) -> tuple[int, int]:
         done = (
             await conn.execute(text("SELECT count(*) FROM outbox WHERE done_at IS NOT NULL"))
         ).scalar_one()
+        dead = (await conn.execute(text("SELECT count(*) FROM dead_letter"))).scalar_one()
     await engine.dispose()
-    return int(records), int(done)
+    return int(records), int(done), int(dead)
 
 
 def main() -> None:
@@ -181,13 +182,13 @@ def main() -> None:
                 flush=True,
             )
         # Let the worker drain so the ledger can also show processed records.
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 180
         sent = sum(r["sent"] + r["warmup"] for r in rounds["hirehook"])
         while not args.no_worker and time.monotonic() < deadline:
             if asyncio.run(_count(settings))[1] >= sent:
                 break
             time.sleep(0.5)
-        recorded, processed = asyncio.run(_count(settings))
+        recorded, processed, dead = asyncio.run(_count(settings))
     finally:
         for proc in reversed(processes):
             _stop(proc)
@@ -211,6 +212,7 @@ def main() -> None:
             "acknowledged": acknowledged,
             "recorded": recorded,
             "processed": processed,
+            "dead_letters": dead,
         },
     }
     summary["ratio_events_per_s"] = round(
