@@ -26,7 +26,6 @@ class Settings(BaseSettings):
     # Comma-separated; the first key encrypts, every key decrypts (rotation).
     secret_key: SecretStr | None = None
 
-    data_dir: Path = Path(".hirehook")
     tenants_file: Path | None = None
     public_base_url: str = "http://127.0.0.1:8000"
     api_host: str = "127.0.0.1"

@@ -55,8 +55,8 @@ def worker_options(settings: Settings) -> dict[str, Any]:
         "on_startup": on_startup,
         "on_shutdown": on_shutdown,
         "max_jobs": settings.worker_concurrency,
-        # A worker that dies mid-job leaves an in-progress key for job_timeout + 10 s; keeping
-        # the timeout short is what bounds how long another worker waits to take it over.
+        # With the lease set in create_worker, a short job timeout is what bounds how long the
+        # job of a worker that died waits for another worker.
         "job_timeout": settings.job_timeout_s,
         "keep_result": 0,
         "poll_delay": settings.worker_poll_delay_s,
