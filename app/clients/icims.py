@@ -263,20 +263,23 @@ class IcimsClient(ApiClient):
         *,
         fields: Sequence[str] | None = None,
         timeout_s: float | None = None,
+        store: bool = True,
     ) -> Document:
         """One profile document, always fresh, stamped with when it was asked for.
 
-        It is then cached, so the worker's enrichment of the same event reuses it; reading
-        the cache is the worker's business (app/workers/fetch.py), never validation's: a
-        recruiter who just fixed a field must be checked against the fixed profile.
+        With ``store`` it is then cached, so the worker's enrichment of the same event reuses
+        it; reading the cache is the worker's business (app/workers/fetch.py, which stores
+        what it fetches itself), never validation's: a recruiter who just fixed a field must
+        be checked against the fixed profile.
         """
         names = sorted(set(fields or ()))
         params = {"fields": ",".join(names)} if names else None
         document = await self._get(customer_id, profile, profile_id, params, timeout_s)
-        key = self.cache.key(
-            self.tenant_id, SOURCE, profile, self.cache_ref(customer_id, profile_id, names)
-        )
-        await self.cache.put(key, document.body, int(document.requested_at * 1_000_000))
+        if store:
+            key = self.cache.key(
+                self.tenant_id, SOURCE, profile, self.cache_ref(customer_id, profile_id, names)
+            )
+            await self.cache.put(key, document.body, int(document.requested_at * 1_000_000))
         return document
 
     async def get_profile(

@@ -154,7 +154,7 @@ async def handle(services: Services, record: RecordRow) -> Enrichment:
             record,
             kind,
             client.cache_ref(customer, profile_id, names),
-            lambda: client.fetch_profile(customer, kind, profile_id, fields=names),
+            lambda: client.fetch_profile(customer, kind, profile_id, fields=names, store=False),
         )
 
     resources: list[Resource] = []
