@@ -135,9 +135,9 @@ class Intake:
     """Records events exactly once and publishes their jobs after commit."""
 
     def __init__(self, engine: AsyncEngine, queue: Queue) -> None:
-        # One statement per event runs in autocommit: the CTE below is a single ACID
-        # transaction, so BEGIN/COMMIT round trips would buy nothing.
-        self._engine = engine.execution_options(isolation_level="AUTOCOMMIT")
+        # ``engine`` runs in autocommit: the CTE below is one statement and so a single ACID
+        # transaction; BEGIN/COMMIT round trips would buy nothing.
+        self._engine = engine
         self._queue = queue
 
     async def find(

@@ -47,13 +47,7 @@ def keldair_sample(
 
 def standard_webhook_headers(body: bytes, secret: str, msg_id: str) -> dict[str, str]:
     """The three Standard Webhooks headers for ``body``."""
-    ts = int(time.time())
-    return {
-        "webhook-id": msg_id,
-        "webhook-timestamp": str(ts),
-        "webhook-signature": swh.sign(msg_id, ts, body, swh.decode_secret(secret)),
-        "content-type": "application/json",
-    }
+    return swh.signed_headers(msg_id, body, secret, time.time())
 
 
 def send_standard_webhook(

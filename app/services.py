@@ -25,6 +25,8 @@ class Services:
 
     settings: Settings
     engine: AsyncEngine
+    # The same pool for single-statement work, where BEGIN/COMMIT would be wasted round trips.
+    autocommit: AsyncEngine
     sessions: async_sessionmaker[AsyncSession]
     cipher: Cipher
     connections: ConnectionStore
@@ -42,6 +44,7 @@ class Services:
         from app.registry import LIMITS
 
         engine = create_engine(settings)
+        autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
         cipher = Cipher(settings.secret_keys)
         queue = Queue(
             create_redis(settings.redis_dsn, settings.redis_timeout_s), settings.redis_timeout_s
@@ -60,11 +63,12 @@ class Services:
         return cls(
             settings=settings,
             engine=engine,
+            autocommit=autocommit,
             sessions=create_sessionmaker(engine),
             cipher=cipher,
             connections=connections,
             queue=queue,
-            intake=Intake(engine, queue),
+            intake=Intake(autocommit, queue),
             http=httpx.AsyncClient(
                 timeout=httpx.Timeout(settings.api_call_timeout_s, connect=3.0),
                 limits=httpx.Limits(max_connections=100, max_keepalive_connections=20),

@@ -30,6 +30,17 @@ def sign(msg_id: str, timestamp: int, body: bytes, key: bytes) -> str:
     return "v1," + base64.b64encode(digest).decode()
 
 
+def signed_headers(msg_id: str, body: bytes, secret: str, now: float) -> dict[str, str]:
+    """The ``webhook-*`` headers (and content type) of one signed JSON message."""
+    timestamp = int(now)
+    return {
+        "webhook-id": msg_id,
+        "webhook-timestamp": str(timestamp),
+        "webhook-signature": sign(msg_id, timestamp, body, decode_secret(secret)),
+        "content-type": "application/json",
+    }
+
+
 def verify(
     headers: Mapping[str, str],
     bodies: Sequence[bytes],

@@ -119,14 +119,7 @@ async def create(conn: AsyncConnection, record: RecordRow, event: dict[str, Any]
 
 def signed_headers(record_id: str, body: bytes, secret: str, now: float) -> dict[str, str]:
     """The Standard Webhooks headers for one attempt (a fresh timestamp each time)."""
-    timestamp = int(now)
-    return {
-        "webhook-id": record_id,
-        "webhook-timestamp": str(timestamp),
-        "webhook-signature": swh.sign(record_id, timestamp, body, swh.decode_secret(secret)),
-        "content-type": "application/json",
-        "user-agent": "Hirehook/0.1",
-    }
+    return {**swh.signed_headers(record_id, body, secret, now), "user-agent": "Hirehook/0.1"}
 
 
 def next_delay(schedule: Sequence[float], attempts: int, retry_after_s: float | None) -> float:

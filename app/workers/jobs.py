@@ -16,7 +16,7 @@ from typing import Any
 
 import structlog
 from arq import Retry
-from sqlalchemy import text
+from sqlalchemy import TextClause, text
 
 from app.clients.base import ApiError, BudgetExhaustedError
 from app.connections import ConnectionInfo
@@ -68,32 +68,27 @@ _GIVE_UP = text(
     "WHERE record_id = :id AND done_at IS NULL"
 )
 _MARK_DEAD = text("UPDATE record SET state = 'dead_letter' WHERE id = :id")
-_SWEEP = text(
-    """
-    UPDATE outbox SET available_at = now()
-    WHERE record_id IN (
-        SELECT record_id FROM outbox
-        WHERE done_at IS NULL AND available_at <= now() - make_interval(secs => :grace)
-        ORDER BY available_at
-        LIMIT :batch
-        FOR UPDATE SKIP LOCKED
+
+
+def _sweep(table: str) -> TextClause:
+    """Rows of ``table`` (outbox or delivery) not done and past their grace, made due now."""
+    return text(
+        f"""
+        UPDATE {table} SET available_at = now()
+        WHERE record_id IN (
+            SELECT record_id FROM {table}
+            WHERE done_at IS NULL AND available_at <= now() - make_interval(secs => :grace)
+            ORDER BY available_at
+            LIMIT :batch
+            FOR UPDATE SKIP LOCKED
+        )
+        RETURNING record_id
+        """  # noqa: S608 - the table name is one of two constants
     )
-    RETURNING record_id
-    """
-)
-_SWEEP_DELIVERIES = text(
-    """
-    UPDATE delivery SET available_at = now()
-    WHERE record_id IN (
-        SELECT record_id FROM delivery
-        WHERE done_at IS NULL AND available_at <= now() - make_interval(secs => :grace)
-        ORDER BY available_at
-        LIMIT :batch
-        FOR UPDATE SKIP LOCKED
-    )
-    RETURNING record_id
-    """
-)
+
+
+_SWEEP = _sweep("outbox")
+_SWEEP_DELIVERIES = _sweep("delivery")
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,8 +152,7 @@ async def process_record(ctx: dict[str, Any], record_id: str) -> str:
     rid = uuid.UUID(record_id)
     try:
         # One statement is its own transaction; BEGIN/COMMIT round trips would buy nothing.
-        autocommit = services.engine.execution_options(isolation_level="AUTOCOMMIT")
-        async with autocommit.connect() as conn:
+        async with services.autocommit.connect() as conn:
             row = (
                 await conn.execute(_CLAIM, {"id": rid, "lease": settings.worker_lease_s})
             ).first()
