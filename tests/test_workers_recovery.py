@@ -188,3 +188,22 @@ async def test_upsert_only_moves_versions_forward(
     assert await write(candidate(4_000_000, "four", updated=300))
     [row] = await rows(services, "SELECT first_name, version FROM candidate")
     assert (row.first_name, row.version) == ("four", 4_000_000)
+
+
+async def test_upsert_strips_nul_characters_the_ats_sent(
+    services: Services, settings: Settings, fake_ats: FakeATS
+) -> None:
+    conn = await add_source(services, fake_ats, "hrmanager")
+    resource = Resource(
+        kind="candidate",
+        external_id="1",
+        fields={"first_name": "A\x00da"},
+        document={"First\x00Name": ["A\x00da", {"Note": "\x00"}]},
+        fetched_at=datetime.fromtimestamp(1, UTC),
+        version=1_000_000,
+    )
+    async with services.engine.begin() as db:
+        assert await upsert(db, tenant_id=conn.tenant_id, source="hrmanager", resource=resource)
+    [row] = await rows(services, "SELECT first_name, document FROM candidate")
+    assert row.first_name == "Ada"
+    assert row.document == {"FirstName": ["Ada", {"Note": ""}]}

@@ -462,7 +462,7 @@ async def issue_token(request: Request, services: ServicesDep) -> Response:
     """OAuth 2.0 client-credentials token for iCIMS (client auth by HTTP Basic or form)."""
     request.state.render_error = _render_oauth_error
     settings = services.settings
-    raw = await read_raw(request, MAX_TOKEN_REQUEST_BYTES)
+    raw = await read_raw(request, MAX_TOKEN_REQUEST_BYTES, settings.request_deadline_s)
     media = request.headers.get("content-type", "").split(";")[0].strip().lower()
     try:
         if media != "application/x-www-form-urlencoded":

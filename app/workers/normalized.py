@@ -9,6 +9,7 @@ import orjson
 from sqlalchemy import TextClause, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from app.body import strip_nul
 from app.workers.context import Resource, ResourceKind
 
 FIELDS: dict[ResourceKind, tuple[str, ...]] = {
@@ -23,17 +24,6 @@ def _text(value: Any) -> str | None:
         return None
     text = str(value).replace("\x00", "")
     return text or None
-
-
-def _clean(value: Any) -> Any:
-    # PostgreSQL refuses \u0000 in JSONB; an ATS field holding one must not wedge the record.
-    if isinstance(value, str):
-        return value.replace("\x00", "")
-    if isinstance(value, list):
-        return [_clean(v) for v in value]
-    if isinstance(value, dict):
-        return {str(k).replace("\x00", ""): _clean(v) for k, v in value.items()}
-    return value
 
 
 def _upsert_sql(kind: ResourceKind, *, deleted: bool) -> TextClause:
@@ -91,7 +81,7 @@ async def upsert(conn: AsyncConnection, *, tenant_id: int, source: str, resource
         "tenant_id": tenant_id,
         "source": source,
         "external_id": resource.external_id,
-        "document": orjson.dumps(_clean(dict(resource.document))).decode(),
+        "document": orjson.dumps(strip_nul(dict(resource.document))).decode(),
         "source_updated_at": resource.source_updated_at,
         "fetched_at": resource.fetched_at,
         "version": resource.version,
