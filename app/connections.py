@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Row, select
+from cachetools import TTLCache
+from sqlalchemy import ColumnElement, Row
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.crypto import Cipher
 from app.db import DB_ERRORS
 from app.errors import unavailable
-from app.models import Connection, Tenant
+from app.store import connections as sql
+
+# Per process; a connection's configuration is a few KB.
+_CACHE_SIZE = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,20 +33,15 @@ class ConnectionInfo:
     options: dict[str, Any]
 
 
-_SELECT = select(
-    Connection.id,
-    Connection.tenant_id,
-    Tenant.slug.label("tenant_slug"),
-    Connection.source,
-    Connection.name,
-    Connection.account,
-    Connection.secrets,
-    Connection.options,
-).join(Tenant, Tenant.id == Connection.tenant_id)
+CacheKey = tuple[str, str, str]
 
 
 class ConnectionStore:
-    """Reads connections; caches hits and misses briefly so floods do not reach the database."""
+    """Reads connections; caches hits and misses briefly so floods do not reach the database.
+
+    Hits and misses live in separate bounded LRU caches: a flood of unknown ids can only
+    evict other unknown ids, never the configuration of a tenant that is really sending.
+    """
 
     def __init__(
         self, engine: AsyncEngine, cipher: Cipher, ttl_s: float, timeout_s: float = 5.0
@@ -52,59 +50,80 @@ class ConnectionStore:
         self._timeout_s = timeout_s
         self._cipher = cipher
         self._ttl_s = ttl_s
-        self._cache: dict[tuple[str, str, str], tuple[float, ConnectionInfo | None]] = {}
+        self._hits: TTLCache[CacheKey, ConnectionInfo] = TTLCache(_CACHE_SIZE, max(ttl_s, 1e-9))
+        self._misses: TTLCache[CacheKey, bool] = TTLCache(_CACHE_SIZE, max(ttl_s, 1e-9))
+        self.queries = 0
 
     def invalidate(self) -> None:
         """Forget everything cached (after configuration changes)."""
-        self._cache.clear()
+        self._hits.clear()
+        self._misses.clear()
 
     async def by_tenant(self, tenant_slug: str, source: str) -> ConnectionInfo | None:
         """The enabled connection of ``tenant_slug`` to ``source`` (its first, by name)."""
-        return await self._cached(("tenant", tenant_slug, source), Tenant.slug == tenant_slug)
+        return await self._cached(("tenant", tenant_slug, source), sql.by_tenant(tenant_slug))
 
     async def by_account(self, source: str, account: str) -> ConnectionInfo | None:
         """The enabled connection whose ATS account id is ``account`` (shared endpoints)."""
-        return await self._cached(("account", account, source), Connection.account == account)
+        return await self._cached(("account", account, source), sql.by_account(account))
 
     async def by_option(self, source: str, name: str, value: str) -> ConnectionInfo | None:
         """The enabled connection whose option ``name`` equals ``value`` (an OAuth client id)."""
+        return await self._cached((f"option:{name}", value, source), sql.by_option(name, value))
+
+    async def by_credential(self, source: str, credential_id: str) -> ConnectionInfo | None:
+        """The enabled connection whose sender presents this identity (a Basic username...)."""
         return await self._cached(
-            (f"option:{name}", value, source), Connection.options[name].astext == value
+            ("credential", credential_id, source), sql.by_credential(credential_id)
+        )
+
+    async def by_enabled_id(self, source: str, connection_id: int) -> ConnectionInfo | None:
+        """The enabled connection with this id (a bearer token names it)."""
+        return await self._cached(
+            ("id", str(connection_id), source), sql.by_id_condition(connection_id)
         )
 
     async def by_tenant_id(self, tenant_id: int, source: str) -> ConnectionInfo | None:
         """The enabled connection of tenant ``tenant_id`` to ``source`` (its first, by name)."""
-        return await self._cached(("tenant_id", str(tenant_id), source), Tenant.id == tenant_id)
+        return await self._cached(
+            ("tenant_id", str(tenant_id), source), sql.by_tenant_id(tenant_id)
+        )
 
     async def by_id(self, connection_id: int) -> ConnectionInfo | None:
         """A connection by its id, enabled or not (workers finishing old records)."""
-        query = _SELECT.where(Connection.id == connection_id)
         async with self._engine.connect() as conn:
-            row = (await conn.execute(query)).first()
-        return None if row is None else self._info(row)
+            row = await sql.by_id(conn, connection_id)
+        return None if row is None else self.info(row)
 
-    async def _cached(self, key: tuple[str, str, str], condition: Any) -> ConnectionInfo | None:
-        now = time.monotonic()
-        hit = self._cache.get(key)
-        if hit is not None and hit[0] > now:
-            return hit[1]
-        query = (
-            _SELECT.where(condition, Connection.source == key[2], Connection.enabled.is_(True))
-            .order_by(Connection.name)
-            .limit(1)
-        )
+    async def enabled(self, source: str) -> list[ConnectionInfo]:
+        """Every enabled connection to ``source``."""
+        async with self._engine.connect() as conn:
+            rows = await sql.enabled(conn, source)
+        return [self.info(row) for row in rows]
+
+    async def _cached(self, key: CacheKey, condition: ColumnElement[bool]) -> ConnectionInfo | None:
+        if self._ttl_s > 0:
+            hit = self._hits.get(key)
+            if hit is not None:
+                return hit
+            if key in self._misses:
+                return None
         try:
             async with asyncio.timeout(self._timeout_s), self._engine.connect() as conn:
-                row = (await conn.execute(query)).first()
+                self.queries += 1
+                row = await sql.find_enabled(conn, key[2], condition)
         except DB_ERRORS as exc:
             raise unavailable(f"database: {type(exc).__name__}") from exc
-        info = None if row is None else self._info(row)
-        if len(self._cache) > 10_000:
-            self._cache.clear()
-        self._cache[key] = (now + self._ttl_s, info)
+        info = None if row is None else self.info(row)
+        if self._ttl_s > 0:
+            if info is None:
+                self._misses[key] = True
+            else:
+                self._hits[key] = info
         return info
 
-    def _info(self, row: Row[Any]) -> ConnectionInfo:
+    def info(self, row: Row[Any]) -> ConnectionInfo:
+        """A row of :mod:`app.store.connections` with its secrets decrypted."""
         return ConnectionInfo(
             id=row.id,
             tenant_id=row.tenant_id,

@@ -1,18 +1,10 @@
-"""Engine and session factory; the only place that knows how to reach PostgreSQL."""
+"""The engine: the only place that knows how to reach PostgreSQL."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-
 import asyncpg
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.ext.asyncio import (
-    AsyncEngine,
-    AsyncSession,
-    async_sessionmaker,
-    create_async_engine,
-)
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from app.settings import Settings
 
@@ -49,15 +41,3 @@ def create_engine(settings: Settings) -> AsyncEngine:
             },
         },
     )
-
-
-def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
-    """Sessions that keep loaded objects usable after commit."""
-    return async_sessionmaker(engine, expire_on_commit=False)
-
-
-@asynccontextmanager
-async def unit_of_work(sessions: async_sessionmaker[AsyncSession]) -> AsyncIterator[AsyncSession]:
-    """One transaction: committed when the block ends, rolled back if it raises."""
-    async with sessions() as session, session.begin():
-        yield session

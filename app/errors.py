@@ -1,12 +1,6 @@
-"""One error type for everything the service refuses, rendered per sender by the routers."""
+"""One error type for everything the service refuses; the routers render it per sender."""
 
 from __future__ import annotations
-
-from collections.abc import Callable
-
-import orjson
-from fastapi import Request
-from fastapi.responses import Response
 
 
 class AppError(Exception):
@@ -27,25 +21,6 @@ class AppError(Exception):
         self.debug_message = debug_message or user_message
         self.code = code
         self.headers = headers or {}
-
-
-ErrorRenderer = Callable[[AppError], Response]
-
-
-def render_default(error: AppError) -> Response:
-    """The shape every source uses unless its sender expects another."""
-    body = {"error": {"code": error.code, "message": error.user_message}}
-    if error.debug_message != error.user_message:
-        body["error"]["detail"] = error.debug_message
-    return Response(
-        orjson.dumps(body), error.status, headers=error.headers, media_type="application/json"
-    )
-
-
-def renderer_for(request: Request) -> ErrorRenderer:
-    """The renderer a router installed for this request, or the default."""
-    renderer: ErrorRenderer = getattr(request.state, "render_error", render_default)
-    return renderer
 
 
 def unauthorized() -> AppError:

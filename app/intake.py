@@ -1,6 +1,9 @@
 """The source-agnostic intake core: record + outbox in one transaction, duplicates replayed.
 
-Every router (and the poller) hands a verified, parsed event here. This module knows no ATS.
+Every router and the poller hand a verified, parsed event here. This module knows no ATS and
+no HTTP: an :class:`Answer` is status, headers and bytes, which the routers turn into a
+response. A record is written either in its own single statement (the request path) or inside
+a transaction the caller holds (a poll page, whose cursor commits with its records).
 """
 
 from __future__ import annotations
@@ -8,15 +11,14 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 import structlog
-from fastapi.responses import Response
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from app.connections import ConnectionInfo
 from app.db import DB_ERRORS
@@ -24,6 +26,8 @@ from app.errors import AppError, unavailable
 from app.ids import uuid7
 from app.metrics import INTAKE, INTAKE_SECONDS
 from app.queue import PROCESS_RECORD, Queue
+from app.store import records
+from app.store.records import NewRecord, StoredAnswer, ThreadHead
 
 log = structlog.get_logger(__name__)
 
@@ -56,14 +60,6 @@ class Answer:
     body: bytes = b""
     headers: dict[str, str] = field(default_factory=dict)
 
-    def response(self, *, record_id: uuid.UUID, duplicate: bool) -> Response:
-        """The HTTP response, marked so operators can tell a replay from a first answer."""
-        headers = dict(self.headers)
-        headers["hirehook-record-id"] = str(record_id)
-        if duplicate:
-            headers["hirehook-duplicate"] = "true"
-        return Response(self.body, self.status, headers=headers, media_type="application/json")
-
 
 def json_answer(
     status: int, body: Mapping[str, Any], headers: dict[str, str] | None = None
@@ -84,46 +80,22 @@ class Event:
     payload: Any
     raw_body: bytes
     headers: Mapping[str, str]
+    # The ids the event names ({"person": ..., "job": ...}), from the typed event.
+    subjects: Mapping[str, str] = field(default_factory=dict)
+    # Events of one thread (an iCIMS workflow, ...) are compared with the thread's newest.
+    thread: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class Outcome:
-    """What the intake did with an event."""
+    """What the intake did with an event; ``answer`` is None for a record nobody awaited."""
 
     record_id: uuid.UUID
-    answer: Answer
+    answer: Answer | None
     duplicate: bool
-
-    def response(self) -> Response:
-        """The HTTP response for this outcome."""
-        return self.answer.response(record_id=self.record_id, duplicate=self.duplicate)
 
 
 AnswerFor = Callable[[uuid.UUID], Answer]
-Validate = Callable[[], Awaitable[None]]
-
-_INSERT = text(
-    """
-    WITH new AS (
-        INSERT INTO record (id, tenant_id, connection_id, source, dedupe_key, event_type, known,
-                            headers, payload, raw_body, answer_status, answer_headers, answer_body)
-        VALUES (:id, :tenant_id, :connection_id, :source, :dedupe_key, :event_type, :known,
-                CAST(:headers AS jsonb), CAST(:payload AS jsonb), :raw_body, :answer_status,
-                CAST(:answer_headers AS jsonb), :answer_body)
-        ON CONFLICT (tenant_id, source, dedupe_key) DO NOTHING
-        RETURNING id, known
-    ), box AS (
-        INSERT INTO outbox (record_id, task) SELECT id, :task FROM new WHERE known
-    )
-    SELECT id FROM new
-    """
-)
-_FIND = text(
-    """
-    SELECT id, answer_status, answer_headers, answer_body FROM record
-    WHERE tenant_id = :tenant_id AND source = :source AND dedupe_key = :dedupe_key
-    """
-)
 
 
 def storable_headers(headers: Mapping[str, str]) -> dict[str, str]:
@@ -131,106 +103,125 @@ def storable_headers(headers: Mapping[str, str]) -> dict[str, str]:
     return {k.lower(): v for k, v in headers.items() if k.lower() not in _SECRET_HEADERS}
 
 
+def replayed(stored: StoredAnswer) -> Outcome:
+    """The outcome of a duplicate: the stored record and the answer it was given."""
+    answer = None if stored.status is None else Answer(stored.status, stored.body, stored.headers)
+    return Outcome(stored.record_id, answer, duplicate=True)
+
+
 class Intake:
     """Records events exactly once and publishes their jobs after commit."""
 
     def __init__(self, engine: AsyncEngine, queue: Queue) -> None:
-        # ``engine`` runs in autocommit: the CTE below is one statement and so a single ACID
-        # transaction; BEGIN/COMMIT round trips would buy nothing.
+        # ``engine`` runs in autocommit: one statement is a single ACID transaction, and
+        # BEGIN/COMMIT round trips would buy nothing on the request path.
         self._engine = engine
         self._queue = queue
 
+    @asynccontextmanager
+    async def _connection(
+        self, conn: AsyncConnection | None, deadline: Deadline | None
+    ) -> AsyncIterator[AsyncConnection]:
+        """The caller's connection, or one of ours bounded by the request's deadline."""
+        if conn is not None:
+            yield conn
+            return
+        try:
+            async with (
+                asyncio.timeout(deadline.remaining() if deadline else None),
+                self._engine.connect() as own,
+            ):
+                yield own
+        except DB_ERRORS as exc:
+            # Whether or not a statement committed, the sender retries and a committed record
+            # then answers as a duplicate: no 2xx is ever given for an unknown state.
+            log.warning("intake.unavailable", error=type(exc).__name__)
+            raise unavailable(f"database: {type(exc).__name__}") from exc
+
     async def find(
-        self, *, tenant_id: int, source: str, dedupe_key: str, deadline: Deadline
+        self,
+        *,
+        tenant_id: int,
+        source: str,
+        dedupe_key: str,
+        deadline: Deadline | None = None,
+        conn: AsyncConnection | None = None,
     ) -> Outcome | None:
         """The stored outcome of an earlier delivery with this key, if any."""
-        try:
-            async with deadline.timeout(), self._engine.connect() as conn:
-                row = (
-                    await conn.execute(
-                        _FIND, {"tenant_id": tenant_id, "source": source, "dedupe_key": dedupe_key}
-                    )
-                ).first()
-        except DB_ERRORS as exc:
-            raise unavailable(f"database: {type(exc).__name__}") from exc
-        if row is None:
-            return None
-        answer = Answer(row.answer_status, bytes(row.answer_body), dict(row.answer_headers))
-        return Outcome(row.id, answer, duplicate=True)
+        async with self._connection(conn, deadline) as db:
+            stored = await records.find(
+                db, tenant_id=tenant_id, source=source, dedupe_key=dedupe_key
+            )
+        return None if stored is None else replayed(stored)
+
+    async def thread_head(
+        self,
+        *,
+        tenant_id: int,
+        source: str,
+        thread: str,
+        deadline: Deadline | None = None,
+        conn: AsyncConnection | None = None,
+    ) -> ThreadHead | None:
+        """The newest record of ``thread``, if any."""
+        async with self._connection(conn, deadline) as db:
+            return await records.latest_in_thread(
+                db, tenant_id=tenant_id, source=source, thread=thread
+            )
 
     async def record(
         self,
         event: Event,
         *,
-        answer_for: AnswerFor,
-        deadline: Deadline,
-        validate: Validate | None = None,
+        answer_for: AnswerFor | None,
+        deadline: Deadline | None = None,
+        conn: AsyncConnection | None = None,
     ) -> Outcome:
-        """Record ``event`` and its outbox row in one transaction, or replay the first answer.
+        """Record ``event`` and its outbox row, or replay the first answer of its key.
 
-        ``validate`` runs only for a new event (a duplicate was validated the first time) and
-        may raise :class:`AppError` to refuse it; nothing is stored then.
+        With ``conn`` the statements join the caller's transaction (nothing is committed
+        here); without it they run as one statement of their own under ``deadline``.
         """
-        conn_info = event.connection
-        key: dict[str, object] = {
-            "tenant_id": conn_info.tenant_id,
-            "source": conn_info.source,
-            "dedupe_key": event.dedupe_key,
-        }
-        if validate is not None:
-            earlier = await self.find(
-                tenant_id=conn_info.tenant_id,
-                source=conn_info.source,
-                dedupe_key=event.dedupe_key,
-                deadline=deadline,
-            )
-            if earlier is not None:
-                return earlier
-            await validate()
+        info = event.connection
         record_id = uuid7()
-        answer = answer_for(record_id)
-        params = {
-            **key,
-            "id": record_id,
-            "connection_id": conn_info.id,
-            "event_type": event.event_type,
-            "known": event.known,
-            "headers": orjson.dumps(storable_headers(event.headers)).decode(),
-            "payload": orjson.dumps(event.payload).decode(),
-            "raw_body": event.raw_body,
-            "answer_status": answer.status,
-            "answer_headers": orjson.dumps(answer.headers).decode(),
-            "answer_body": answer.body,
-            "task": PROCESS_RECORD,
-        }
+        answer = answer_for(record_id) if answer_for is not None else None
+        new = NewRecord(
+            id=record_id,
+            tenant_id=info.tenant_id,
+            connection_id=info.id,
+            source=info.source,
+            dedupe_key=event.dedupe_key,
+            event_type=event.event_type,
+            known=event.known,
+            subjects=event.subjects,
+            thread=event.thread,
+            headers=storable_headers(event.headers),
+            payload=event.payload,
+            raw_body=event.raw_body,
+            answer_status=None if answer is None else answer.status,
+            answer_headers=None if answer is None else answer.headers,
+            answer_body=None if answer is None else answer.body,
+        )
         started = time.monotonic()
-        try:
-            async with deadline.timeout(), self._engine.connect() as conn:
-                inserted = (await conn.execute(_INSERT, params)).first()
-                stored = None if inserted else (await conn.execute(_FIND, key)).first()
-        except DB_ERRORS as exc:
-            # Whether or not the statement committed, the sender retries and a committed
-            # record then answers as a duplicate: no 2xx is ever given for an unknown state.
-            log.warning("intake.unavailable", source=conn_info.source, error=type(exc).__name__)
-            raise unavailable(f"database: {type(exc).__name__}") from exc
-        INTAKE_SECONDS.labels(conn_info.source).observe(time.monotonic() - started)
-        if inserted is None:
-            INTAKE.labels(conn_info.source, "duplicate").inc()
+        async with self._connection(conn, deadline) as db:
+            inserted = await records.insert(db, new, task=PROCESS_RECORD)
+            stored = None
+            if not inserted:
+                stored = await records.find(
+                    db, tenant_id=info.tenant_id, source=info.source, dedupe_key=event.dedupe_key
+                )
+        INTAKE_SECONDS.labels(info.source).observe(time.monotonic() - started)
+        if not inserted:
+            INTAKE.labels(info.source, "duplicate").inc()
             if stored is None:  # pragma: no cover - the conflicting row is visible after the wait
                 raise AppError(503, "Please retry.", "conflicting record vanished")
-            log.info("intake.duplicate", source=conn_info.source, record_id=str(stored.id))
-            return Outcome(
-                stored.id,
-                Answer(
-                    stored.answer_status, bytes(stored.answer_body), dict(stored.answer_headers)
-                ),
-                duplicate=True,
-            )
-        INTAKE.labels(conn_info.source, "recorded").inc()
+            log.info("intake.duplicate", source=info.source, record_id=str(stored.record_id))
+            return replayed(stored)
+        INTAKE.labels(info.source, "recorded").inc()
         log.info(
             "intake.recorded",
-            source=conn_info.source,
-            tenant=conn_info.tenant_slug,
+            source=info.source,
+            tenant=info.tenant_slug,
             event_type=event.event_type,
             record_id=str(record_id),
         )

@@ -1,23 +1,19 @@
-"""The ASGI application."""
+"""The ASGI application: the only module that mounts routers."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 
-from app import registry
-from app.errors import AppError, renderer_for
-from app.metrics import REJECTED
-from app.routers import health
-from app.services import Services
+from app import sources
+from app.errors import AppError
+from app.routers import health, icims, keldair
+from app.routers.common import render, render_default, request_invalid
 from app.settings import Settings, get_settings
-
-log = structlog.get_logger(__name__)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -26,7 +22,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        services = Services.create(settings)
+        services = sources.create_services(settings)
         app.state.services = services
         try:
             yield
@@ -40,24 +36,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
 
+    # Routes render their own refusals (app.routers.common.error_route); these catch what
+    # happens outside any route, in the default shape.
     @app.exception_handler(AppError)
     async def _app_error(request: Request, exc: AppError) -> Response:
-        REJECTED.labels(str(exc.status)).inc()
-        if exc.status >= 500:
-            log.warning(
-                "request.failed", path=request.url.path, status=exc.status, detail=exc.debug_message
-            )
-        return renderer_for(request)(exc)
+        return render(request, exc, render_default)
 
     @app.exception_handler(RequestValidationError)
     async def _request_invalid(request: Request, exc: RequestValidationError) -> Response:
-        parts = [f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()[:5]]
-        error = AppError(
-            400, "The request is not valid: " + "; ".join(parts) + ".", code="bad_request"
-        )
-        return renderer_for(request)(error)
+        return render(request, request_invalid(exc), render_default)
 
     app.include_router(health.router)
-    for router in registry.ROUTERS:
+    app.include_router(keldair.router)
+    for router in icims.ROUTERS:
         app.include_router(router)
     return app

@@ -22,7 +22,7 @@ from sqlalchemy import (
     func,
     text,
 )
-from sqlalchemy.dialects.postgresql import JSONB, UUID
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB, UUID
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 NAMING_CONVENTION = {
@@ -74,6 +74,7 @@ class Connection(Base):
             unique=True,
             postgresql_where=text("account IS NOT NULL"),
         ),
+        Index("ix_connection_credential_ids", "credential_ids", postgresql_using="gin"),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
@@ -85,6 +86,11 @@ class Connection(Base):
     # Fernet token of a JSON object; never leaves the process in clear text.
     secrets: Mapped[bytes] = mapped_column(LargeBinary)
     options: Mapped[dict[str, Any]] = mapped_column(server_default=text("'{}'::jsonb"))
+    # Fingerprints of the identities a sender presents (a Basic username, an HMAC user, an
+    # OAuth client id), so a request is tied to its connection before its body is read.
+    credential_ids: Mapped[list[str]] = mapped_column(
+        ARRAY(Text), server_default=text("'{}'::text[]")
+    )
     created_at: Mapped[datetime] = _now()
     updated_at: Mapped[datetime] = _now()
 
@@ -93,7 +99,21 @@ class Record(Base):
     """One received event; the unique key makes every redelivery harmless."""
 
     __tablename__ = "record"
-    __table_args__ = (UniqueConstraint("tenant_id", "source", "dedupe_key"),)
+    __table_args__ = (
+        UniqueConstraint("tenant_id", "source", "dedupe_key"),
+        # Deleting a connection cascades here; without an index that is a sequential scan.
+        Index("ix_record_connection_id", "connection_id"),
+        # The newest record of one thread (an iCIMS workflow, ...) decides whether a repeat is
+        # the same delivery again or a new event (see app/schemas/icims.py).
+        Index(
+            "ix_record_thread",
+            "tenant_id",
+            "source",
+            "thread",
+            "received_at",
+            postgresql_where=text("thread IS NOT NULL"),
+        ),
+    )
 
     id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
     tenant_id: Mapped[int] = mapped_column(ForeignKey("tenant.id", ondelete="CASCADE"))
@@ -104,12 +124,17 @@ class Record(Base):
     # False for event types this version does not model: stored, never dispatched.
     known: Mapped[bool] = mapped_column(Boolean)
     state: Mapped[str] = mapped_column(Text, server_default="received")
+    # The ids the event names ({"person": ..., "job": ..., "application": ...}), derived once
+    # from the typed event at intake so workers never re-read them from the raw payload.
+    subjects: Mapped[dict[str, Any]] = mapped_column(server_default=text("'{}'::jsonb"))
+    thread: Mapped[str | None] = mapped_column(Text)
     headers: Mapped[dict[str, Any]]
     payload: Mapped[dict[str, Any]]
     raw_body: Mapped[bytes] = mapped_column(LargeBinary)
-    answer_status: Mapped[int] = mapped_column(SmallInteger)
-    answer_headers: Mapped[dict[str, Any]]
-    answer_body: Mapped[bytes] = mapped_column(LargeBinary)
+    # NULL for a record nobody was answered for (it arrived by polling).
+    answer_status: Mapped[int | None] = mapped_column(SmallInteger)
+    answer_headers: Mapped[dict[str, Any] | None]
+    answer_body: Mapped[bytes | None] = mapped_column(LargeBinary)
     received_at: Mapped[datetime] = _now()
     processed_at: Mapped[datetime | None]
 
@@ -211,6 +236,8 @@ class Delivery(Base):
     __tablename__ = "delivery"
     __table_args__ = (
         Index("ix_delivery_pending", "available_at", postgresql_where=text("done_at IS NULL")),
+        # Deleting a tenant cascades here; without an index that is a sequential scan.
+        Index("ix_delivery_tenant_id", "tenant_id"),
     )
 
     record_id: Mapped[uuid.UUID] = mapped_column(
@@ -244,6 +271,7 @@ class DeadLetter(Base):
             postgresql_where=text("resolved_at IS NULL"),
         ),
         Index("ix_dead_letter_kind", "kind", "created_at"),
+        Index("ix_dead_letter_tenant_id", "tenant_id"),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
@@ -259,3 +287,18 @@ class DeadLetter(Base):
     resolved_at: Mapped[datetime | None]
     # "retried" or "discarded".
     resolution: Mapped[str | None] = mapped_column(Text)
+
+
+class PollCursor(Base):
+    """How far a poller has read one resource of one connection; advanced in the same
+    transaction as the records of the page it read, so a crash resumes where it committed."""
+
+    __tablename__ = "poll_cursor"
+
+    connection_id: Mapped[int] = mapped_column(
+        ForeignKey("connection.id", ondelete="CASCADE"), primary_key=True
+    )
+    resource: Mapped[str] = mapped_column(Text, primary_key=True)
+    position: Mapped[dict[str, Any]] = mapped_column(server_default=text("'{}'::jsonb"))
+    polled_at: Mapped[datetime | None]
+    updated_at: Mapped[datetime] = _now()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from collections.abc import Callable, Sequence
 from typing import Literal
 
 import structlog
@@ -66,6 +67,45 @@ class Queue:
     async def enqueue_delivery(self, record_id: uuid.UUID | str) -> Published:
         """Ask a worker to deliver a committed record's normalized event."""
         return await self._enqueue(DELIVER_RECORD, record_id, delivery_job_id(record_id))
+
+    async def enqueue_records(self, record_ids: Sequence[uuid.UUID | str]) -> int:
+        """Publish many records' jobs in one round trip; how many were newly queued."""
+        return await self._enqueue_many(PROCESS_RECORD, record_ids, record_job_id)
+
+    async def enqueue_deliveries(self, record_ids: Sequence[uuid.UUID | str]) -> int:
+        """Publish many deliveries' jobs in one round trip; how many were newly queued."""
+        return await self._enqueue_many(DELIVER_RECORD, record_ids, delivery_job_id)
+
+    async def _enqueue_many(
+        self,
+        function: str,
+        record_ids: Sequence[uuid.UUID | str],
+        job_id_of: Callable[[uuid.UUID | str], str],
+    ) -> int:
+        if not record_ids:
+            return 0
+        now_ms = int(time.time() * 1000)
+        try:
+            async with asyncio.timeout(self._timeout_s * 4):
+                async with self.redis.pipeline(transaction=False) as pipe:
+                    for record_id in record_ids:
+                        job_id = job_id_of(record_id)
+                        job = serialize_job(function, (str(record_id),), {}, None, now_ms)
+                        await self._script(
+                            keys=[
+                                job_key_prefix + job_id,
+                                result_key_prefix + job_id,
+                                default_queue_name,
+                            ],
+                            args=[expires_extra_ms, job, now_ms, job_id],
+                            client=pipe,
+                        )
+                    results = await pipe.execute()
+        except (RedisError, OSError, TimeoutError) as exc:
+            # Still in the outbox: the next sweep publishes them.
+            log.warning("queue.enqueue_failed", function=function, error=type(exc).__name__)
+            return 0
+        return sum(1 for created in results if created)
 
     async def _enqueue(self, function: str, record_id: uuid.UUID | str, job_id: str) -> Published:
         now_ms = int(time.time() * 1000)

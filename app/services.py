@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Annotated
 
 import httpx
-from fastapi import Depends, Request
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.clients.base import DocumentCache, RateBudget
 from app.clients.budget import ConnectionLimits, Limits, RedisBudget
 from app.connections import ConnectionStore
 from app.crypto import Cipher
-from app.db import create_engine, create_sessionmaker
+from app.db import create_engine
 from app.intake import Intake
 from app.queue import Queue, create_redis
 from app.settings import Settings
@@ -21,13 +20,12 @@ from app.settings import Settings
 
 @dataclass(slots=True)
 class Services:
-    """Engine, sessions, queue, connection store and intake of one process."""
+    """Engine, queue, connection store and intake of one process."""
 
     settings: Settings
     engine: AsyncEngine
     # The same pool for single-statement work, where BEGIN/COMMIT would be wasted round trips.
     autocommit: AsyncEngine
-    sessions: async_sessionmaker[AsyncSession]
     cipher: Cipher
     connections: ConnectionStore
     queue: Queue
@@ -38,11 +36,12 @@ class Services:
     cache: DocumentCache
 
     @classmethod
-    def create(cls, settings: Settings) -> Services:
-        """Build every service; nothing connects until first used."""
-        # The registry imports the routers, which import this module: resolve it at call time.
-        from app.registry import LIMITS
+    def create(cls, settings: Settings, limits: Mapping[str, Limits] | None = None) -> Services:
+        """Build every service; nothing connects until first used.
 
+        ``limits`` are the published API limits per source (see :mod:`app.sources`); the
+        caller passes them so this module depends on no source.
+        """
         engine = create_engine(settings)
         autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
         cipher = Cipher(settings.secret_keys)
@@ -64,7 +63,6 @@ class Services:
             settings=settings,
             engine=engine,
             autocommit=autocommit,
-            sessions=create_sessionmaker(engine),
             cipher=cipher,
             connections=connections,
             queue=queue,
@@ -76,7 +74,9 @@ class Services:
             ),
             budget=RedisBudget(
                 queue.redis,
-                ConnectionLimits(connections, LIMITS, fallback, settings.connection_cache_ttl_s),
+                ConnectionLimits(
+                    connections, limits or {}, fallback, settings.connection_cache_ttl_s
+                ),
                 max_wait_s=settings.budget_max_wait_s,
                 # A slot outlives the longest call, so a crashed holder frees it soon after.
                 lease_s=settings.api_call_timeout_s + 1.0,
@@ -89,12 +89,3 @@ class Services:
         await self.http.aclose()
         await self.queue.close()
         await self.engine.dispose()
-
-
-async def get_services(request: Request) -> Services:
-    """The services of the running app (async: a sync dependency costs a thread hop)."""
-    services: Services = request.app.state.services
-    return services
-
-
-ServicesDep = Annotated[Services, Depends(get_services)]

@@ -41,7 +41,10 @@ class Settings(BaseSettings):
     redis_timeout_s: float = Field(default=0.5, gt=0)
 
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
-    max_decompressed_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
+    # Real events are a few KB: a request may inflate to this much, and no more than this many
+    # times its wire size (gzip bombs are refused long before they cost memory).
+    max_decompressed_bytes: int = Field(default=1024 * 1024, ge=1024)
+    max_compression_ratio: int = Field(default=100, ge=2)
 
     # Worker side.
     worker_concurrency: int = Field(default=20, ge=1)
@@ -55,14 +58,6 @@ class Settings(BaseSettings):
     # Outbound ATS API calls.
     api_call_timeout_s: float = Field(default=10.0, gt=0)
     document_cache_ttl_s: float = Field(default=300.0, gt=0)
-
-    # iCIMS Integration Events (docs/icims.md); each may be overridden per connection.
-    # iCIMS's own example token reply says 86400 s.
-    icims_token_expires_s: int = Field(default=86400, ge=60)
-    icims_hmac_tolerance_s: int = Field(default=300, ge=1)
-    # Validation against the iCIMS API stops this long before the request's budget ends, so
-    # the record can still be committed and answered in time.
-    icims_commit_reserve_s: float = Field(default=2.0, ge=0)
 
     # Enrichment. A worker that dies mid-job is replaced after job_timeout_s + this margin.
     worker_lease_margin_s: float = Field(default=5.0, gt=0)

@@ -9,13 +9,11 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
-from sqlalchemy import func
-from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from app.crypto import Cipher
-from app.db import unit_of_work
-from app.models import Connection, Destination, Tenant
+from app.sources import REGISTRY
+from app.store import tenants as sql
 from app.verifiers.standard_webhooks import decode_secret
 
 _LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
@@ -89,19 +87,19 @@ def _resolve(value: Any) -> Any:
     return value
 
 
-def check_connection(tenant: str, conn: ConnectionSpec, secrets: dict[str, Any]) -> None:
-    """Refuse a connection its source cannot use, naming the setting (never a secret value)."""
-    from app.registry import CONNECTION_CHECKS  # the registry imports every source
-
-    check = CONNECTION_CHECKS.get(conn.source)
-    if check is None:
-        return
+def check_connection(tenant: str, conn: ConnectionSpec, secrets: dict[str, Any]) -> list[str]:
+    """Refuse a connection its source cannot use, naming the setting (never a secret value);
+    returns the connection's credential fingerprints (see :class:`app.sources.base.Source`)."""
+    where = f"tenant {tenant!r}, {conn.source} connection {conn.name!r}"
+    source = REGISTRY.get(conn.source)
+    if source is None:
+        known = ", ".join(sorted(REGISTRY))
+        raise ValueError(f"{where}: unknown source {conn.source!r} (one of: {known})")
     try:
-        check(conn.options, secrets)
+        source.check(conn.options, secrets)
+        return source.credential_ids(conn.options, secrets) if source.credential_ids else []
     except ValueError as exc:
-        raise ValueError(
-            f"tenant {tenant!r}, {conn.source} connection {conn.name!r}: {exc}"
-        ) from None
+        raise ValueError(f"{where}: {exc}") from None
 
 
 def read_tenants_file(path: Path) -> TenantsFile:
@@ -110,65 +108,42 @@ def read_tenants_file(path: Path) -> TenantsFile:
         return TenantsFile.model_validate(tomllib.load(fh))
 
 
-async def apply_tenants(
-    spec: TenantsFile, *, sessions: async_sessionmaker[AsyncSession], cipher: Cipher
-) -> int:
-    """Create or update every tenant and connection in ``spec``; returns connections written."""
+async def apply_tenants(spec: TenantsFile, *, engine: AsyncEngine, cipher: Cipher) -> int:
+    """Create or update every tenant and connection in ``spec`` in one transaction (all or
+    nothing: a file with one bad connection changes nothing); returns connections written."""
     written = 0
-    async with unit_of_work(sessions) as session:
+    async with engine.begin() as conn:
         for tenant in spec.tenant:
-            tenant_id = (
-                await session.execute(
-                    insert(Tenant)
-                    .values(slug=tenant.slug, name=tenant.name)
-                    .on_conflict_do_update(
-                        index_elements=[Tenant.slug],
-                        set_={"name": tenant.name, "updated_at": func.now()},
-                    )
-                    .returning(Tenant.id)
-                )
-            ).scalar_one()
+            tenant_id = await sql.upsert_tenant(conn, slug=tenant.slug, name=tenant.name)
             if tenant.destination is not None:
-                await _apply_destination(session, tenant_id, tenant.destination, cipher)
-            for conn in tenant.connection:
-                secrets = _resolve(conn.secrets)
-                check_connection(tenant.slug, conn, secrets)
-                values = {
-                    "tenant_id": tenant_id,
-                    "source": conn.source,
-                    "name": conn.name,
-                    "account": conn.account,
-                    "enabled": conn.enabled,
-                    "secrets": cipher.encrypt_json(secrets),
-                    "options": conn.options,
-                }
-                await session.execute(
-                    insert(Connection)
-                    .values(**values)
-                    .on_conflict_do_update(
-                        index_elements=[Connection.tenant_id, Connection.source, Connection.name],
-                        set_={**values, "updated_at": func.now()},
-                    )
+                await _apply_destination(conn, tenant_id, tenant.destination, cipher)
+            for connection in tenant.connection:
+                secrets = _resolve(connection.secrets)
+                credential_ids = check_connection(tenant.slug, connection, secrets)
+                await sql.upsert_connection(
+                    conn,
+                    tenant_id=tenant_id,
+                    source=connection.source,
+                    name=connection.name,
+                    account=connection.account,
+                    enabled=connection.enabled,
+                    secrets=cipher.encrypt_json(secrets),
+                    options=connection.options,
+                    credential_ids=credential_ids,
                 )
                 written += 1
     return written
 
 
 async def _apply_destination(
-    session: AsyncSession, tenant_id: int, spec: DestinationSpec, cipher: Cipher
+    conn: AsyncConnection, tenant_id: int, spec: DestinationSpec, cipher: Cipher
 ) -> None:
     secret = str(_resolve(spec.secret))
     decode_secret(secret)  # refuse a malformed secret now, not at the first delivery
-    values = {
-        "tenant_id": tenant_id,
-        "url": spec.url,
-        "secret": cipher.encrypt_json({"secret": secret}),
-        "enabled": spec.enabled,
-    }
-    await session.execute(
-        insert(Destination)
-        .values(**values)
-        .on_conflict_do_update(
-            index_elements=[Destination.tenant_id], set_={**values, "updated_at": func.now()}
-        )
+    await sql.upsert_destination(
+        conn,
+        tenant_id=tenant_id,
+        url=spec.url,
+        secret=cipher.encrypt_json({"secret": secret}),
+        enabled=spec.enabled,
     )

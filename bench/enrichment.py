@@ -39,6 +39,7 @@ from app.migrate import upgrade_async
 from app.models import Base
 from app.services import Services
 from app.settings import Settings
+from app.sources import create_services
 from tests.fake_ats import FakeATS, serve
 from tests.workers_support import add_source, log_events
 
@@ -212,7 +213,7 @@ async def main(args: argparse.Namespace) -> None:
             servers.append(redis)
         settings = _settings(database_url, redis_url)
         await upgrade_async(settings.database_dsn)
-        services = Services.create(settings)
+        services = create_services(settings)
         try:
             with serve(FakeATS(delay_s=API_LATENCY_S)) as fake:
                 distinct = [f"c-{i}" for i in range(args.events)]

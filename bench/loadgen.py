@@ -18,13 +18,9 @@ from urllib.parse import urlsplit
 
 import orjson
 
-from app.senders import (
-    IcimsCredentials,
-    icims_request,
-    icims_sample,
-    keldair_sample,
-    standard_webhook_headers,
-)
+from app.sources.icims import IcimsCredentials, icims_request, icims_sample
+from app.sources.keldair import sample as keldair_sample
+from app.verifiers import standard_webhooks as swh
 
 
 def _raw(path: str, host: str, headers: dict[str, str], body: bytes) -> bytes:
@@ -40,7 +36,7 @@ def keldair_requests(n: int, host: str, tenant: str, secret: str, pad: int) -> l
         payload: dict[str, Any] = keldair_sample("applicant.hired", str(uuid.uuid4()))
         payload["data"]["notes"] = "x" * pad
         body = orjson.dumps(payload)
-        headers = standard_webhook_headers(body, secret, payload["id"])
+        headers = swh.signed_headers(payload["id"], body, secret, time.time())
         out.append(_raw(f"/v1/keldair/{tenant}/events", host, headers, body))
     return out
 

@@ -20,6 +20,7 @@ from app.migrate import upgrade_async
 from app.models import Base
 from app.services import Services
 from app.settings import Settings
+from app.sources import create_services
 from app.tenants import ConnectionSpec, TenantsFile, TenantSpec, apply_tenants
 from tests.fake_ats import FakeATS, serve
 
@@ -79,7 +80,7 @@ async def migrated(settings: Settings) -> None:
 @pytest.fixture
 async def services(settings: Settings, migrated: None) -> AsyncIterator[Services]:
     """Fresh services over emptied tables and an empty Redis."""
-    svc = Services.create(settings)
+    svc = create_services(settings)
     tables = ", ".join(t.name for t in Base.metadata.sorted_tables)
     async with svc.engine.begin() as conn:
         await conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
@@ -135,7 +136,7 @@ async def add_connection(
             )
         ]
     )
-    await apply_tenants(spec, sessions=services.sessions, cipher=services.cipher)
+    await apply_tenants(spec, engine=services.engine, cipher=services.cipher)
 
 
 def host_port(url: str) -> tuple[str, int]:

@@ -12,7 +12,7 @@ import pytest
 
 from app.clients.base import ApiError, BudgetKey
 from app.clients.icims import IcimsApiError, IcimsClient, TokenCache, parse_error
-from app.schemas.icims_connection import ApiSettings, ConfigError
+from app.schemas.icims_config import ApiSettings, ConfigError
 from app.services import Services
 from tests.fake_icims import FakeIcims, Fault
 from tests.test_icims_validation import API_CLIENT_ID, API_SECRET, JOB, PERSON
@@ -75,7 +75,10 @@ async def test_one_token_serves_many_concurrent_calls(services: Services, fake: 
     budget = RecordingBudget()
     client = make_client(services, fake, budget)
     people = await asyncio.gather(
-        *(client.get_person(CUSTOMER, "2468", fields=[f"f{i}", "email"]) for i in range(5))
+        *(
+            client.get_profile(CUSTOMER, "people", "2468", fields=[f"f{i}", "email"])
+            for i in range(5)
+        )
     )
     assert all(p == {"email": PERSON["email"]} for p in people)
     assert fake.token_requests == ["client_credentials"]
@@ -88,18 +91,18 @@ async def test_token_client_authentication_methods(
     services: Services, fake: FakeIcims, method: str
 ) -> None:
     client = make_client(services, fake, token_auth_method=method)
-    assert (await client.get_job(CUSTOMER, "1209"))["jobtitle"] == "Analyst"
+    assert (await client.get_profile(CUSTOMER, "jobs", "1209"))["jobtitle"] == "Analyst"
 
 
 async def test_fetches_are_fresh_and_cached_per_fields_with_their_version(
     services: Services, fake: FakeIcims
 ) -> None:
     client = make_client(services, fake)
-    full = await client.get_person(CUSTOMER, "2468")
+    full = await client.get_profile(CUSTOMER, "people", "2468")
     fake.put(CUSTOMER, "people", "2468", {**PERSON, "lastname": "Byron"})
     # Validation must see a profile the recruiter just fixed: no answer from the cache.
-    again = await client.get_person(CUSTOMER, "2468")
-    narrow = await client.get_person(CUSTOMER, "2468", fields=["lastname"])
+    again = await client.get_profile(CUSTOMER, "people", "2468")
+    narrow = await client.get_profile(CUSTOMER, "people", "2468", fields=["lastname"])
     assert full == PERSON and again["lastname"] == "Byron" and narrow == {"lastname": "Byron"}
     assert fake.profile_requests() == [
         "/customers/1234/people/2468",
@@ -119,9 +122,9 @@ async def test_fetches_are_fresh_and_cached_per_fields_with_their_version(
 
 async def test_a_revoked_token_is_replaced_once(services: Services, fake: FakeIcims) -> None:
     client = make_client(services, fake)
-    await client.get_person(CUSTOMER, "2468")
+    await client.get_profile(CUSTOMER, "people", "2468")
     fake.revoke_tokens()
-    assert (await client.get_job(CUSTOMER, "1209"))["jobtitle"] == "Analyst"
+    assert (await client.get_profile(CUSTOMER, "jobs", "1209"))["jobtitle"] == "Analyst"
     assert len(fake.token_requests) == 2
 
 
@@ -130,7 +133,7 @@ async def test_not_found_carries_icims_error_code_and_message(
 ) -> None:
     client = make_client(services, fake)
     with pytest.raises(IcimsApiError) as caught:
-        await client.get_applicant_workflow(CUSTOMER, "999")
+        await client.get_profile(CUSTOMER, "applicantworkflows", "999")
     error = caught.value
     assert (error.status, error.error_code, error.transient) == (404, 2, False)
     assert "Applicant workflow not found." in str(error)
@@ -142,7 +145,7 @@ async def test_access_denied_is_a_configuration_problem(
 ) -> None:
     fake.fail("/customers/1234/people/2468", Fault(status=404, error_code=3, message="No access"))
     with pytest.raises(IcimsApiError) as caught:
-        await make_client(services, fake).get_person(CUSTOMER, "2468")
+        await make_client(services, fake).get_profile(CUSTOMER, "people", "2468")
     assert caught.value.config_problem and caught.value.error_code == 3
 
 
@@ -150,7 +153,7 @@ async def test_429_penalizes_the_shared_budget(services: Services, fake: FakeIci
     fake.fail("/customers/1234/jobs/1209", Fault(status=429, headers={"Retry-After": "7"}))
     budget = RecordingBudget()
     with pytest.raises(IcimsApiError) as caught:
-        await make_client(services, fake, budget).get_job(CUSTOMER, "1209")
+        await make_client(services, fake, budget).get_profile(CUSTOMER, "jobs", "1209")
     assert caught.value.transient and caught.value.retry_after_s == 7
     assert [(str(k), s) for k, s in budget.penalties] == [("icims:7:*", 7.0)]
 
@@ -159,9 +162,9 @@ async def test_server_errors_are_transient(services: Services, fake: FakeIcims) 
     fake.fail("/customers/1234/jobs/1209", Fault(status=500, times=1))
     client = make_client(services, fake)
     with pytest.raises(IcimsApiError) as caught:
-        await client.get_job(CUSTOMER, "1209")
+        await client.get_profile(CUSTOMER, "jobs", "1209")
     assert caught.value.transient and caught.value.error_code == 0
-    assert (await client.get_job(CUSTOMER, "1209"))["jobtitle"] == "Analyst"
+    assert (await client.get_profile(CUSTOMER, "jobs", "1209"))["jobtitle"] == "Analyst"
 
 
 async def test_slow_answer_times_out_within_the_given_budget(
@@ -172,7 +175,7 @@ async def test_slow_answer_times_out_within_the_given_budget(
     await client.token()
     started = asyncio.get_running_loop().time()
     with pytest.raises(ApiError, match="timed out") as caught:
-        await client.get_job(CUSTOMER, "1209", timeout_s=0.3)
+        await client.get_profile(CUSTOMER, "jobs", "1209", timeout_s=0.3)
     assert caught.value.transient
     assert asyncio.get_running_loop().time() - started < 1.5
 
@@ -180,11 +183,11 @@ async def test_slow_answer_times_out_within_the_given_budget(
 async def test_token_endpoint_refusals_and_outages(services: Services, fake: FakeIcims) -> None:
     refused = make_client(services, fake, secret="wrong-secret")
     with pytest.raises(IcimsApiError, match="invalid_client") as caught:
-        await refused.get_person(CUSTOMER, "2468")
+        await refused.get_profile(CUSTOMER, "people", "2468")
     assert caught.value.config_problem and not caught.value.transient
     fake.token_fault = Fault(status=503)
     with pytest.raises(IcimsApiError) as outage:
-        await make_client(services, fake).get_person(CUSTOMER, "2468")
+        await make_client(services, fake).get_profile(CUSTOMER, "people", "2468")
     assert outage.value.transient
 
 

@@ -11,7 +11,6 @@ import base64
 import gzip
 import hashlib
 import hmac
-import time
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -21,11 +20,11 @@ import orjson
 import pytest
 from sqlalchemy import text
 
-from app import registry
+from app import sources
 from app.link_tokens import record_from_token
 from app.main import create_app
-from app.routers.icims import _dedupe_keys, link_keys
-from app.schemas.icims import WorkFlowStatusChangeEvent
+from app.routers.icims.auth import link_keys
+from app.schemas.icims import WorkFlowStatusChangeEvent, dedupe_content, thread
 from app.services import Services
 from app.settings import Settings
 from app.workers.jobs import process_record
@@ -538,43 +537,68 @@ async def test_type_aliases_map_another_job_edit_name(
     assert row.payload["eventType"] == "JobPostEditEvent"
 
 
-def test_dedupe_keys_use_the_documented_identifiers_and_windows() -> None:
-    event = WorkFlowStatusChangeEvent.model_validate(payload("WorkFlowStatusChangeEvent"))
-    forever, none = _dedupe_keys(event, 0, 1_000_000.0)
-    assert none is None
-    assert forever == "WorkFlowStatusChangeEvent:1234:13:2468:1209:C51216:C51218"
-    key, previous = _dedupe_keys(event, 3600, 3600 * 10 + 5)
-    assert key.endswith(":10") and previous is not None and previous.endswith(":9")
-    later, _ = _dedupe_keys(event, 3600, 3600 * 11 + 5)
-    assert later == previous.replace(":9", ":11")
+def test_dedupe_keys_use_the_documented_identifiers_unambiguously() -> None:
+    base = payload("WorkFlowStatusChangeEvent")
+    event = WorkFlowStatusChangeEvent.model_validate(base)
+    key = dedupe_content(event)
+    assert key == dedupe_content(WorkFlowStatusChangeEvent.model_validate(dict(base)))
+    for field in ("personId", "jobId", "systemId", "newStatus", "oldStatus", "customerId"):
+        changed = WorkFlowStatusChangeEvent.model_validate({**base, field: "other"})
+        assert dedupe_content(changed) != key, field
+    # The recruiter who pressed the button is not part of the action.
+    assert dedupe_content(WorkFlowStatusChangeEvent.model_validate({**base, "userId": "9"})) == key
+    # Ids containing the old separator cannot make two different actions meet.
+    one = WorkFlowStatusChangeEvent.model_validate({**base, "personId": "1:2", "jobId": "3"})
+    two = WorkFlowStatusChangeEvent.model_validate({**base, "personId": "1", "jobId": "2:3"})
+    assert dedupe_content(one) != dedupe_content(two)
+    assert thread(one) == thread(two) == thread(event)
 
 
-class _Clock:
-    def __init__(self, now: float) -> None:
-        self.now = now
-
-    def time(self) -> float:
-        return self.now
-
-    def monotonic(self) -> float:
-        return time.monotonic()
+async def _age_records(services: Services, seconds: int) -> None:
+    async with services.engine.begin() as conn:
+        await conn.execute(
+            text("UPDATE record SET received_at = received_at - make_interval(secs => :s)"),
+            {"s": seconds},
+        )
 
 
 async def test_status_flow_repeats_are_duplicates_only_within_the_window(
-    client: httpx.AsyncClient, acme: Services, monkeypatch: pytest.MonkeyPatch
+    client: httpx.AsyncClient, acme: Services
 ) -> None:
-    clock = _Clock(3600 * 100 + 3000)
-    monkeypatch.setattr("app.routers.icims.time", clock)
     body = payload("WorkFlowStatusChangeEvent")
     first = await send(client, body)
-    clock.now += 1200  # into the next hour: the previous window is still checked
+    await _age_records(acme, 1200)  # twenty minutes later: still the same delivery
     repeat = await send(client, body)
-    clock.now += 2 * 3600  # hours later: the recruiter really re-ran the check
+    await _age_records(acme, 2 * 3600)  # hours later: the recruiter really re-ran the check
     rerun = await send(client, body)
     assert first.status_code == repeat.status_code == rerun.status_code == 200
     assert repeat.headers["hirehook-duplicate"] == "true"
     assert repeat.headers["hirehook-record-id"] == first.headers["hirehook-record-id"]
     assert "hirehook-duplicate" not in rerun.headers
+    assert len(await records(acme)) == 2
+
+
+async def test_a_status_flowing_back_and_forth_records_every_change(
+    client: httpx.AsyncClient, acme: Services
+) -> None:
+    forth = payload("WorkFlowStatusChangeEvent")
+    back = {**forth, "oldStatus": forth["newStatus"], "newStatus": forth["oldStatus"]}
+    answers = [await send(client, body) for body in (forth, back, forth)]
+    assert [a.status_code for a in answers] == [200, 200, 200]
+    assert all("hirehook-duplicate" not in a.headers for a in answers)
+    assert len({a.headers["hirehook-record-id"] for a in answers}) == 3
+    # A real repeat of the newest change is still the same delivery.
+    again = await send(client, forth)
+    assert again.headers["hirehook-duplicate"] == "true"
+    assert again.headers["hirehook-record-id"] == answers[2].headers["hirehook-record-id"]
+    assert len(await records(acme)) == 3
+
+
+async def test_ids_with_colons_never_collide(client: httpx.AsyncClient, acme: Services) -> None:
+    first = {**payload("WorkFlowStatusChangeEvent"), "personId": "1:2", "jobId": "3"}
+    second = {**payload("WorkFlowStatusChangeEvent"), "personId": "1", "jobId": "2:3"}
+    answers = [await send(client, body) for body in (first, second)]
+    assert all("hirehook-duplicate" not in a.headers for a in answers)
     assert len(await records(acme)) == 2
 
 
@@ -656,7 +680,7 @@ async def test_recorded_events_are_processed_by_the_icims_worker_handler(
 ) -> None:
     response = await send(client, payload("AssessmentEvent"))
     record_id = response.headers["hirehook-record-id"]
-    ctx = {"services": acme, "handlers": registry.HANDLERS}
+    ctx = {"services": acme, "handlers": sources.handlers()}
     assert await process_record(ctx, record_id) == "processed"
     [row] = await records(acme)
     assert row.state == "processed"

@@ -8,15 +8,15 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from app import senders
 from app.schemas.icims import AssessmentEvent, parse_event, parse_link_header
-from app.schemas.icims_connection import (
+from app.schemas.icims_config import (
     ConfigError,
     IcimsConfig,
     check_link_template,
     render_link,
 )
 from app.services import Services
+from app.sources import icims as senders
 from app.tenants import ConnectionSpec, TenantsFile, TenantSpec, apply_tenants
 from app.verifiers import VerificationError
 from app.verifiers import icims as icims_verifier
@@ -148,7 +148,7 @@ def test_configuration_errors_name_the_setting_never_the_value() -> None:
     assert "not both" in _config_error(bad_rules, secrets)
 
 
-async def test_tenants_file_refuses_a_broken_icims_connection(services: Services) -> None:
+async def test_tenants_file_refuses_a_broken_icims_config(services: Services) -> None:
     spec = TenantsFile(
         tenant=[
             TenantSpec(
@@ -168,7 +168,7 @@ async def test_tenants_file_refuses_a_broken_icims_connection(services: Services
     with pytest.raises(
         ValueError, match=r"tenant 'acme', icims connection 'default'.*link_template"
     ):
-        await apply_tenants(spec, sessions=services.sessions, cipher=services.cipher)
+        await apply_tenants(spec, engine=services.engine, cipher=services.cipher)
 
 
 def test_production_signer_agrees_with_the_independent_one() -> None:

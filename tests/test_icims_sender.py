@@ -13,11 +13,12 @@ import uvicorn
 from sqlalchemy import text
 from typer.testing import CliRunner
 
-from app.cli import DEMO_TENANTS, cli
+from app.cli import cli
+from app.demo import DEMO_TENANTS
 from app.main import create_app
-from app.senders import ICIMS_EVENT_TYPES, IcimsCredentials, icims_sample, send_icims
 from app.services import Services
 from app.settings import Settings
+from app.sources.icims import ICIMS_EVENT_TYPES, IcimsCredentials, icims_sample, send_icims
 from app.tenants import apply_tenants, read_tenants_file
 from tests.conftest import make_settings
 
@@ -51,7 +52,7 @@ def hirehook(settings: Settings) -> Iterator[str]:
 @pytest.fixture
 async def demo(services: Services) -> Services:
     await apply_tenants(
-        read_tenants_file(DEMO_TENANTS), sessions=services.sessions, cipher=services.cipher
+        read_tenants_file(DEMO_TENANTS), engine=services.engine, cipher=services.cipher
     )
     return services
 

@@ -252,15 +252,12 @@ async def test_slow_api_trips_the_request_budget_and_answers_503_in_time(
 ) -> None:
     await add_icims(
         services,
-        options=validated_options(fake),
+        options={**validated_options(fake), "commit_reserve_s": 0.8},
         secrets=icims_secrets(api_client_secret=API_SECRET),
     )
     assert settings.database_url is not None and settings.redis_url is not None
     short = make_settings(
-        str(settings.database_url),
-        str(settings.redis_url),
-        request_deadline_s=2.0,
-        icims_commit_reserve_s=0.8,
+        str(settings.database_url), str(settings.redis_url), request_deadline_s=2.0
     )
     fake.fail("/customers/1234/jobs/1209", Fault(delay_s=5))
     async for client in run_app(create_app(short)):

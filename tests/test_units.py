@@ -13,11 +13,11 @@ import pytest
 from pydantic import SecretStr, ValidationError
 from standardwebhooks.webhooks import Webhook
 
-from app.body import decode_content, strip_nul
-from app.cli import mask_password
+from app.cli.dev import mask_password
 from app.crypto import Cipher, generate_key
 from app.errors import AppError
 from app.ids import uuid7
+from app.payload import decode_content, strip_nul
 from app.settings import DEVELOPMENT_SECRET_KEY, Settings
 from app.tenants import _resolve, read_tenants_file
 from app.verifiers import VerificationError

@@ -11,7 +11,7 @@ import pytest
 from pydantic import ValidationError
 from standardwebhooks.webhooks import Webhook
 
-from app import registry
+from app import sources
 from app.services import Services
 from app.settings import Settings
 from app.tenants import (
@@ -163,9 +163,7 @@ async def test_keldair_records_are_delivered_as_normalized_events(
         ],
         destination=DestinationSpec(url=fake_ats.vendor_url, secret=VENDOR_SECRET),
     )
-    await apply_tenants(
-        TenantsFile(tenant=[spec]), sessions=services.sessions, cipher=services.cipher
-    )
+    await apply_tenants(TenantsFile(tenant=[spec]), engine=services.engine, cipher=services.cipher)
     body = orjson.dumps(keldair_event("evt_hired"))
     response = await client.post(KELDAIR_URL, content=body, headers=signed(body))
     assert response.status_code == 200
@@ -189,7 +187,7 @@ async def test_a_lost_delivery_job_is_republished_by_the_sweeper(
     fake_ats.add_sr_candidate("c-1")
     conn = await add_source(services, fake_ats, "smartrecruiters", destination=True)
     rid = await record_event(services, conn, "candidate.updated", {"id": "c-1"})
-    ctx = {"services": services, "handlers": registry.HANDLERS}
+    ctx = {"services": services, "handlers": sources.handlers()}
     assert await process_record(ctx, str(rid)) == "processed"
     assert await arq_queue(services.queue.redis) == [f"record:{rid}", f"delivery:{rid}"]
     # Redis loses both jobs; the outboxes in PostgreSQL know the delivery is still owed.
@@ -216,7 +214,7 @@ url = "https://hooks.vendor.example/hirehook"
 secret = "env:ACME_HOOK_SECRET"
 """
     )
-    await apply_tenants(read_tenants_file(path), sessions=services.sessions, cipher=services.cipher)
+    await apply_tenants(read_tenants_file(path), engine=services.engine, cipher=services.cipher)
     [row] = await rows(services, "SELECT url, secret, enabled FROM destination")
     assert row.url == "https://hooks.vendor.example/hirehook" and row.enabled
     assert VENDOR_SECRET.encode() not in bytes(row.secret)
@@ -239,5 +237,5 @@ async def test_a_malformed_destination_secret_is_refused_at_load(services: Servi
     )
     with pytest.raises(ValueError, match="whsec_"):
         await apply_tenants(
-            TenantsFile(tenant=[spec]), sessions=services.sessions, cipher=services.cipher
+            TenantsFile(tenant=[spec]), engine=services.engine, cipher=services.cipher
         )

@@ -13,12 +13,11 @@ import orjson
 import pytest
 from arq import Retry
 
-from app import registry
+from app import sources
 from app.services import Services
 from app.settings import Settings
-from app.workers.context import Resource
+from app.store.normalized import Resource, upsert
 from app.workers.jobs import process_record, sweep_outbox
-from app.workers.normalized import upsert
 from tests.conftest import arq_queue
 from tests.fake_ats import FakeATS, Step
 from tests.workers_support import (
@@ -95,7 +94,7 @@ async def test_redis_flushed_with_jobs_queued_completes_everything_from_the_outb
     fast = fast_settings(settings)
     # One job is mid-retry (deferred in arq) when Redis loses everything.
     with pytest.raises(Retry):
-        await process_record({"services": services, "handlers": registry.HANDLERS}, str(retrying))
+        await process_record({"services": services, "handlers": sources.handlers()}, str(retrying))
     assert len(await arq_queue(services.queue.redis)) == 6
     await services.queue.redis.flushall()
     assert await arq_queue(services.queue.redis) == []

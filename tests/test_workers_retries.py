@@ -8,7 +8,7 @@ import uuid
 import pytest
 from arq import Retry
 
-from app import registry
+from app import sources
 from app.clients.base import ApiError, BudgetKey
 from app.clients.budget import RedisBudget, seconds_to_utc_midnight
 from app.services import Services
@@ -225,7 +225,7 @@ async def test_a_spent_daily_quota_defers_without_spending_an_attempt(
         )
         for i in range(3)
     ]
-    ctx = {"services": services, "handlers": registry.HANDLERS}
+    ctx = {"services": services, "handlers": sources.handlers()}
     assert await process_record(ctx, str(ids[0])) == "processed"
     assert await process_record(ctx, str(ids[1])) == "processed"
     with pytest.raises(Retry) as deferred:

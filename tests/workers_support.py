@@ -73,9 +73,7 @@ async def add_source(
             DestinationSpec(url=fake.vendor_url, secret=VENDOR_SECRET) if destination else None
         ),
     )
-    await apply_tenants(
-        TenantsFile(tenant=[spec]), sessions=services.sessions, cipher=services.cipher
-    )
+    await apply_tenants(TenantsFile(tenant=[spec]), engine=services.engine, cipher=services.cipher)
     services.connections.invalidate()
     info = await services.connections.by_tenant(tenant, source)
     assert info is not None

@@ -20,6 +20,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import structlog
+from cachetools import TTLCache
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
@@ -256,15 +257,14 @@ class ConnectionLimits:
         self._defaults = defaults
         self._fallback = fallback
         self._ttl_s = ttl_s
-        self._cache: dict[tuple[int, str], tuple[float, Limits]] = {}
+        self._cache: TTLCache[tuple[int, str], Limits] = TTLCache(10_000, max(ttl_s, 1e-9))
 
     async def __call__(self, key: BudgetKey) -> Limits:
         """The limits that apply to calls under ``key``."""
-        now = time.monotonic()
         cache_key = (key.tenant_id, key.source)
-        hit = self._cache.get(cache_key)
-        if hit is not None and hit[0] > now:
-            return hit[1]
+        hit = self._cache.get(cache_key) if self._ttl_s > 0 else None
+        if hit is not None:
+            return hit
         connection = await self._connections.by_tenant_id(key.tenant_id, key.source)
         base = self._defaults.get(key.source, self._fallback)
         raw = connection.options.get("limits") if connection is not None else None
@@ -274,7 +274,6 @@ class ConnectionLimits:
             raise ApiError(
                 f"{key.source}: options.limits is invalid", transient=False, config_problem=True
             ) from exc
-        if len(self._cache) > 10_000:
-            self._cache.clear()
-        self._cache[cache_key] = (now + self._ttl_s, limits)
+        if self._ttl_s > 0:
+            self._cache[cache_key] = limits
         return limits

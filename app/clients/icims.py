@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import Any
 from urllib.parse import quote
 
 import httpx
@@ -30,16 +30,15 @@ from app.clients.base import (
 )
 from app.clients.budget import Limits
 from app.connections import ConnectionInfo
-from app.schemas.icims_connection import ApiSettings, ConfigError, IcimsConfig
+from app.schemas.icims import SOURCE
+from app.schemas.icims_config import ApiSettings, ConfigError, IcimsConfig, ProfileKind
 
-SOURCE = "icims"
 # [C] "up to 10,000 web services requests per day" per integration licence (ATS-FACTS section 1).
 # [I] No per-second limit is published; these keep a burst of events from spending the day's
 # quota in minutes. A connection's options.limits overrides any of them.
 DEFAULT_LIMITS = Limits(rate_per_s=5, burst=10, concurrency=4, daily_quota=10_000)
 log = structlog.get_logger(__name__)
 
-Profile = Literal["people", "jobs", "applicantworkflows"]
 # iCIMS error codes (developer.icims.com/icims-platform/error-handling).
 RESOURCE_NOT_FOUND = 2
 RESOURCE_ACCESS_DENIED = 3
@@ -242,7 +241,7 @@ class IcimsClient(ApiClient):
         log.info("icims.token_fetched", tenant_id=self.tenant_id, expires_in=data.get("expires_in"))
         return token
 
-    def url(self, customer_id: str, profile: Profile, profile_id: str) -> str:
+    def url(self, customer_id: str, profile: ProfileKind, profile_id: str) -> str:
         """``{base}/customers/{customerId}/{profile}/{id}``, ids escaped (they come from events)."""
         return (
             f"{self.api.api_base}/customers/{quote(customer_id, safe='')}"
@@ -258,7 +257,7 @@ class IcimsClient(ApiClient):
     async def fetch_profile(
         self,
         customer_id: str,
-        profile: Profile,
+        profile: ProfileKind,
         profile_id: str,
         *,
         fields: Sequence[str] | None = None,
@@ -285,7 +284,7 @@ class IcimsClient(ApiClient):
     async def get_profile(
         self,
         customer_id: str,
-        profile: Profile,
+        profile: ProfileKind,
         profile_id: str,
         *,
         fields: Sequence[str] | None = None,
@@ -301,7 +300,7 @@ class IcimsClient(ApiClient):
     async def _get(
         self,
         customer_id: str,
-        profile: Profile,
+        profile: ProfileKind,
         profile_id: str,
         params: dict[str, str] | None,
         timeout_s: float | None,
@@ -334,42 +333,3 @@ class IcimsClient(ApiClient):
                 raise IcimsApiError(f"{what}: not a JSON object", transient=True)
             return document
         raise AssertionError("unreachable")  # pragma: no cover
-
-    async def get_person(
-        self,
-        customer_id: str,
-        person_id: str,
-        *,
-        fields: Sequence[str] | None = None,
-        timeout_s: float | None = None,
-    ) -> dict[str, Any]:
-        """``GET /customers/{customerId}/people/{personId}``."""
-        return await self.get_profile(
-            customer_id, "people", person_id, fields=fields, timeout_s=timeout_s
-        )
-
-    async def get_job(
-        self,
-        customer_id: str,
-        job_id: str,
-        *,
-        fields: Sequence[str] | None = None,
-        timeout_s: float | None = None,
-    ) -> dict[str, Any]:
-        """``GET /customers/{customerId}/jobs/{jobId}``."""
-        return await self.get_profile(
-            customer_id, "jobs", job_id, fields=fields, timeout_s=timeout_s
-        )
-
-    async def get_applicant_workflow(
-        self,
-        customer_id: str,
-        workflow_id: str,
-        *,
-        fields: Sequence[str] | None = None,
-        timeout_s: float | None = None,
-    ) -> dict[str, Any]:
-        """``GET /customers/{customerId}/applicantworkflows/{workflowId}``."""
-        return await self.get_profile(
-            customer_id, "applicantworkflows", workflow_id, fields=fields, timeout_s=timeout_s
-        )

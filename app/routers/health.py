@@ -7,10 +7,10 @@ import asyncio
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from sqlalchemy import text
 
 from app.db import DB_ERRORS
-from app.services import ServicesDep
+from app.routers.common import ServicesDep
+from app.store import health as health_sql
 
 router = APIRouter(tags=["health"])
 
@@ -30,7 +30,7 @@ async def ready(services: ServicesDep) -> JSONResponse:
     try:
         async with asyncio.timeout(services.settings.db_connect_timeout_s):
             async with services.engine.connect() as conn:
-                await conn.execute(text("SELECT 1"))
+                await health_sql.ping(conn)
     except DB_ERRORS:
         database = False
     redis = await services.queue.ping()

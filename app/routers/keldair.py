@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 
 import structlog
@@ -9,21 +10,22 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from pydantic import ValidationError
 
-from app.body import decode_content, parse_json, read_raw, require_object
 from app.errors import unauthorized
 from app.intake import Deadline, Event, json_answer
-from app.schemas.keldair import UnknownEvent, parse_event
-from app.services import ServicesDep
+from app.payload import decode_content, parse_json, require_object
+from app.routers.common import DefaultRoute, ServicesDep, read_raw, respond
+from app.schemas import keldair_config
+from app.schemas.keldair import SOURCE, UnknownEvent, dedupe_key, parse_event, subjects
 from app.validation import invalid_event
 from app.verifiers import VerificationError
 from app.verifiers import standard_webhooks as swh
 
-SOURCE = "keldair"
 log = structlog.get_logger(__name__)
-router = APIRouter(prefix="/v1/keldair", tags=["KeldairHR"])
+router = APIRouter(prefix="/v1/keldair", tags=["KeldairHR"], route_class=DefaultRoute)
 
 # Verifying against a key nobody holds keeps an unknown tenant as slow as a bad signature.
 _DECOY_KEY = b"\x00" * 32
+_SIGNATURE_HEADERS = ("webhook-id", "webhook-timestamp", "webhook-signature")
 
 _ERRORS: dict[int | str, dict[str, str]] = {
     400: {"description": "Malformed JSON, invalid UTF-8 or an invalid event; the body says what."},
@@ -39,42 +41,61 @@ async def receive_event(tenant: str, request: Request, services: ServicesDep) ->
     settings = services.settings
     deadline = Deadline(settings.request_deadline_s)
     wire = await read_raw(request, settings.max_body_bytes, deadline.remaining())
-    body = decode_content(
-        wire, request.headers.get("content-encoding"), settings.max_decompressed_bytes
-    )
+    # Nothing is inflated or parsed for a request that cannot be authentic: the signature
+    # headers must be there and the tenant known (the signature itself may cover the
+    # inflated body, so it is checked after inflating, under the per-source caps).
     connection = await services.connections.by_tenant(tenant, SOURCE)
-    keys = [_DECOY_KEY]
+    config = None
     if connection is not None:
-        keys = [swh.decode_secret(s) for s in connection.secrets.get("signing_secrets", [])]
+        try:
+            config = keldair_config.parse(connection.options, connection.secrets)
+        except ValueError as exc:
+            # Refused when loaded; a connection broken since is answered like an unknown one.
+            log.warning("keldair.connection_invalid", tenant=tenant, detail=str(exc))
+    if (
+        connection is None
+        or config is None
+        or any(name not in request.headers for name in _SIGNATURE_HEADERS)
+    ):
+        with contextlib.suppress(VerificationError):
+            # Costs what a real check costs, so timing does not tell a tenant exists.
+            swh.verify(request.headers, [wire], [_DECOY_KEY], now=time.time())
+        log.info("keldair.unauthenticated", tenant=tenant, reason="unknown tenant or no signature")
+        raise unauthorized()
+    body = decode_content(
+        wire,
+        request.headers.get("content-encoding"),
+        settings.max_decompressed_bytes,
+        settings.max_compression_ratio,
+    )
     try:
         swh.verify(
             request.headers,
             [body] if body is wire else [body, wire],
-            keys,
+            config.keys,
             now=time.time(),
-            tolerance_s=int((connection.options if connection else {}).get("tolerance_s", 300)),
+            tolerance_s=config.options.tolerance_s,
         )
     except VerificationError as exc:
         log.info("keldair.unauthenticated", tenant=tenant, reason=str(exc))
         raise unauthorized() from exc
-    if connection is None:  # pragma: no cover - the decoy key never verifies
-        raise unauthorized()
 
     payload = require_object(parse_json(body))
     try:
-        event = parse_event(payload, connection.options.get("type_aliases"))
+        event = parse_event(payload, config.options.type_aliases)
     except ValidationError as exc:
         raise invalid_event(exc) from exc
     known = not isinstance(event, UnknownEvent)
     outcome = await services.intake.record(
         Event(
             connection=connection,
-            dedupe_key=event.id,
+            dedupe_key=dedupe_key(event),
             event_type=event.type,
             known=known,
             payload=payload,
             raw_body=body,
             headers=request.headers,
+            subjects=subjects(event),
         ),
         answer_for=lambda rid: json_answer(
             200, {"status": "accepted", "record_id": str(rid), "event_id": event.id}
@@ -82,4 +103,4 @@ async def receive_event(tenant: str, request: Request, services: ServicesDep) ->
         deadline=deadline,
     )
     await services.intake.publish(outcome, known=known)
-    return outcome.response()
+    return respond(outcome)

@@ -14,6 +14,10 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, TypeAdapter, field_validator
 from pydantic.alias_generators import to_camel
 
+from app.schemas.keys import digest
+
+SOURCE = "icims"
+
 APPLICATION_COMPLETE = "AssessmentEvent"
 STATUS_FLOW_UPDATE = "WorkFlowStatusChangeEvent"
 JOB_POSTING = "JobPostToWebEvent"
@@ -186,3 +190,42 @@ def _split_links(value: str) -> list[str]:
             current.append(char)
     parts.append("".join(current))
     return [p for p in parts if p.strip()]
+
+
+def dedupe_content(event: IcimsEvent) -> str:
+    """What makes two deliveries the same action: the documented ids of its event type.
+
+    iCIMS sends no event id (ATS-FACTS section 1); the ids in the payload identify the action.
+    """
+    parts: list[str | None] = [event.event_type, event.customer_id, event.system_id]
+    if isinstance(event, AssessmentEvent):
+        parts.append(event.user_id)
+    elif isinstance(event, WorkFlowStatusChangeEvent):
+        parts += [event.person_id, event.job_id, event.old_status, event.new_status]
+    elif isinstance(event, OnboardPortalTaskEvent):
+        # Several portal tasks may point at one new hire; the task's return URL tells them apart.
+        parts.append(event.return_url)
+    return digest(*parts)
+
+
+def thread(event: IcimsEvent) -> str:
+    """The thing whose events of one type follow each other: a workflow's status flow, a
+    job's postings, a new hire's tasks.
+
+    A repeat is the same delivery again only while it is the newest event of its thread: a
+    status flow A->B, B->A, A->B records three events, not two.
+    """
+    return digest(event.event_type, event.customer_id, event.system_id)
+
+
+def subjects(event: IcimsEvent) -> dict[str, str]:
+    """The person, job and workflow the event names (ATS-FACTS section 1, event table)."""
+    if isinstance(event, WorkFlowStatusChangeEvent):
+        return {"person": event.person_id, "job": event.job_id, "application": event.system_id}
+    if isinstance(event, AssessmentEvent):
+        # userId is the candidate here; the job is read from the workflow.
+        return {"person": event.user_id, "application": event.system_id}
+    if isinstance(event, OnboardPortalTaskEvent):
+        # The new hire: systemId (userId names the same person).
+        return {"person": event.system_id or event.user_id}
+    return {"job": event.system_id}

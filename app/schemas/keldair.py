@@ -14,6 +14,8 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 from pydantic.alias_generators import to_camel
 
+SOURCE = "keldair"
+
 APPLICANT_HIRED = "applicant.hired"
 ONBOARDING_FILE_COMPLETED = "onboarding_file.completed"
 
@@ -85,3 +87,19 @@ def parse_event(
     if event_type in KNOWN_TYPES:
         return known_event_adapter.validate_python(payload)
     return UnknownEvent.model_validate(payload)
+
+
+def dedupe_key(event: ApplicantHired | OnboardingFileCompleted | UnknownEvent) -> str:
+    """Standard Webhooks senders give every event an id and resend it unchanged."""
+    return event.id
+
+
+def subjects(event: ApplicantHired | OnboardingFileCompleted | UnknownEvent) -> dict[str, str]:
+    """The applicant (and job, onboarding file) the event names."""
+    if isinstance(event, ApplicantHired):
+        named = {"person": event.data.id, "job": event.data.job_id}
+    elif isinstance(event, OnboardingFileCompleted):
+        named = {"person": event.data.applicant_id, "onboarding_file": event.data.id}
+    else:
+        return {}
+    return {kind: value for kind, value in named.items() if value}

@@ -126,6 +126,61 @@ def parse_date(value: str) -> datetime:
     return parsed
 
 
+def hash_matches(presented: str, bodies: Sequence[bytes]) -> bool:
+    """Whether ``x-icims-content-sha256`` is the SHA-256 of one of ``bodies``."""
+    wanted = presented.strip().lower().encode()
+    ok = False
+    for body in bodies:
+        ok |= hmac.compare_digest(hashlib.sha256(body).hexdigest().encode(), wanted)
+    return ok
+
+
+def verify_hmac_headers(
+    *,
+    method: str,
+    path: str,
+    query: str,
+    headers: Mapping[str, str],
+    secrets: Sequence[str],
+    now: float,
+    tolerance_s: int,
+    expected_user: str | None = None,
+    bodies: Sequence[bytes] | None = None,
+) -> str:
+    """Check everything an HMAC signature covers except the body itself; returns the presented
+    content hash, which binds the body and is checked by :func:`hash_matches` (here already,
+    before the signature, when ``bodies`` are given).
+
+    The signature covers the content-hash header, so a request can be proven authentic before
+    its (perhaps compressed) body is touched.
+    """
+    auth = parse_hmac_authorization(headers.get("authorization"))
+    names = auth.header_names
+    missing = _MUST_SIGN - set(names)
+    if missing:
+        raise VerificationError(f"signedheaders lacks {', '.join(sorted(missing))}")
+    for name in names:
+        if headers.get(name) is None:
+            raise VerificationError(f"signed header {name} is not in the request")
+    when = parse_date(headers[DATE_HEADER]).timestamp()
+    if abs(now - when) > tolerance_s:
+        raise VerificationError("x-icims-date is outside the tolerance")
+    presented = headers[CONTENT_HASH_HEADER]
+    if bodies is not None and not hash_matches(presented, bodies):
+        raise VerificationError("x-icims-content-sha256 does not match the body")
+    text = string_to_sign(
+        method=method, path=path, query=query, headers=headers, signed_headers=auth.signed_headers
+    )
+    matched = False
+    for secret in secrets:
+        matched |= hmac.compare_digest(sign(secret, text).encode(), auth.signature.encode())
+    if expected_user is not None:
+        matched &= hmac.compare_digest(auth.user.encode(), expected_user.encode())
+    if not matched:
+        raise VerificationError("no HMAC signature matched")
+    return presented
+
+
 def verify_hmac(
     *,
     method: str,
@@ -143,31 +198,15 @@ def verify_hmac(
     ``bodies`` are the forms the body hash may cover (plain and gzip'd: which one iCIMS
     hashes is not documented); ``secrets`` several during rotation.
     """
-    auth = parse_hmac_authorization(headers.get("authorization"))
-    names = auth.header_names
-    missing = _MUST_SIGN - set(names)
-    if missing:
-        raise VerificationError(f"signedheaders lacks {', '.join(sorted(missing))}")
-    for name in names:
-        if headers.get(name) is None:
-            raise VerificationError(f"signed header {name} is not in the request")
-    when = parse_date(headers[DATE_HEADER]).timestamp()
-    if abs(now - when) > tolerance_s:
-        raise VerificationError("x-icims-date is outside the tolerance")
-    presented_hash = headers[CONTENT_HASH_HEADER].strip().lower().encode()
-    hash_ok = False
-    for body in bodies:
-        hash_ok |= hmac.compare_digest(hashlib.sha256(body).hexdigest().encode(), presented_hash)
-    if not hash_ok:
-        raise VerificationError("x-icims-content-sha256 does not match the body")
-    text = string_to_sign(
-        method=method, path=path, query=query, headers=headers, signed_headers=auth.signed_headers
+    verify_hmac_headers(
+        method=method,
+        path=path,
+        query=query,
+        headers=headers,
+        secrets=secrets,
+        now=now,
+        tolerance_s=tolerance_s,
+        expected_user=expected_user,
+        bodies=bodies,
     )
-    matched = False
-    for secret in secrets:
-        matched |= hmac.compare_digest(sign(secret, text).encode(), auth.signature.encode())
-    if expected_user is not None:
-        matched &= hmac.compare_digest(auth.user.encode(), expected_user.encode())
-    if not matched:
-        raise VerificationError("no HMAC signature matched")
-    return auth.user
+    return parse_hmac_authorization(headers.get("authorization")).user

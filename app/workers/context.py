@@ -7,15 +7,14 @@ import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.connections import ConnectionInfo
 from app.services import Services
-
-ResourceKind = Literal["candidate", "job", "application"]
-FailureKind = Literal["configuration", "pipeline"]
+from app.store.dead_letters import FailureKind
+from app.store.normalized import Resource
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,6 +29,8 @@ class RecordRow:
     payload: Any
     headers: dict[str, str]
     attempts: int
+    # The ids the typed event named at intake ({"person": ..., "job": ...}); see app/schemas.
+    subjects: dict[str, str] = field(default_factory=dict)
     received_at: datetime | None = None
     connection: ConnectionInfo | None = field(default=None, repr=False)
 
@@ -40,24 +41,6 @@ class RecordRow:
                 "connection_missing", "the record's connection is gone", kind="configuration"
             )
         return self.connection
-
-
-@dataclass(frozen=True, slots=True)
-class Resource:
-    """One normalized candidate, job or application, ready to upsert.
-
-    ``fields`` holds the normalized columns of its table (``first_name``, ``title``,
-    ``candidate_external_id``, ...); ``document`` the ATS's own JSON, kept whole.
-    """
-
-    kind: ResourceKind
-    external_id: str
-    fields: Mapping[str, Any]
-    document: Mapping[str, Any]
-    fetched_at: datetime
-    version: int
-    source_updated_at: datetime | None = None
-    deleted: bool = False
 
 
 # Database effects of a job, applied in the same transaction that marks its outbox row done.

@@ -7,110 +7,11 @@ listed, retried after the fix (the stage starts over with fresh attempts), or di
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Sequence
-from dataclasses import dataclass
-from datetime import datetime
-from typing import Literal
+from sqlalchemy.ext.asyncio import AsyncEngine
 
-from sqlalchemy import ColumnElement, Select, select, text, update
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
-
-from app.models import DeadLetter, Delivery, Outbox, Record, Tenant
 from app.queue import Queue
-from app.workers.context import FailureKind
-
-Stage = Literal["enrichment", "delivery"]
-
-_BURY = text(
-    """
-    INSERT INTO dead_letter (record_id, tenant_id, source, stage, kind, reason, detail, attempts)
-    SELECT id, tenant_id, source, :stage, :kind, :reason, :detail, :attempts
-    FROM record WHERE id = :record_id
-    ON CONFLICT (record_id, stage) WHERE resolved_at IS NULL DO NOTHING
-    """
-)
-
-
-async def bury(
-    conn: AsyncConnection,
-    *,
-    record_id: uuid.UUID,
-    stage: Stage,
-    kind: FailureKind,
-    reason: str,
-    detail: str,
-    attempts: int,
-) -> None:
-    """Record that ``stage`` gave up on a record (once while the letter is open)."""
-    await conn.execute(
-        _BURY,
-        {
-            "record_id": record_id,
-            "stage": stage,
-            "kind": kind,
-            "reason": reason,
-            "detail": detail[:2000],
-            "attempts": attempts,
-        },
-    )
-
-
-@dataclass(frozen=True, slots=True)
-class Filters:
-    """Which dead letters a command applies to; ids win over the other filters."""
-
-    ids: Sequence[int] = ()
-    kind: FailureKind | None = None
-    stage: Stage | None = None
-    tenant: str | None = None
-    source: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class DeadLetterView:
-    """One dead letter as operators see it."""
-
-    id: int
-    record_id: uuid.UUID
-    tenant: str
-    source: str
-    stage: str
-    kind: str
-    reason: str
-    detail: str
-    attempts: int
-    created_at: datetime
-    resolved_at: datetime | None
-    resolution: str | None
-
-
-def _where(filters: Filters, *, open_only: bool) -> list[ColumnElement[bool]]:
-    conditions: list[ColumnElement[bool]] = []
-    if open_only:
-        conditions.append(DeadLetter.resolved_at.is_(None))
-    if filters.ids:
-        conditions.append(DeadLetter.id.in_(list(filters.ids)))
-    if filters.kind:
-        conditions.append(DeadLetter.kind == filters.kind)
-    if filters.stage:
-        conditions.append(DeadLetter.stage == filters.stage)
-    if filters.source:
-        conditions.append(DeadLetter.source == filters.source)
-    if filters.tenant:
-        conditions.append(
-            DeadLetter.tenant_id.in_(select(Tenant.id).where(Tenant.slug == filters.tenant))
-        )
-    return conditions
-
-
-def _select(filters: Filters, *, open_only: bool) -> Select[DeadLetter, str]:
-    return (
-        select(DeadLetter, Tenant.slug)
-        .join(Tenant, Tenant.id == DeadLetter.tenant_id)
-        .where(*_where(filters, open_only=open_only))
-        .order_by(DeadLetter.id)
-    )
+from app.store import dead_letters, records, work
+from app.store.dead_letters import DeadLetterView, Filters
 
 
 async def list_letters(
@@ -118,84 +19,36 @@ async def list_letters(
 ) -> list[DeadLetterView]:
     """Dead letters matching ``filters``, oldest first."""
     async with engine.connect() as conn:
-        rows = (
-            await conn.execute(_select(filters, open_only=not include_resolved).limit(limit))
-        ).all()
-    return [
-        DeadLetterView(
-            id=row.id,
-            record_id=uuid.UUID(str(row.record_id)),
-            tenant=row.slug,
-            source=row.source,
-            stage=row.stage,
-            kind=row.kind,
-            reason=row.reason,
-            detail=row.detail,
-            attempts=row.attempts,
-            created_at=row.created_at,
-            resolved_at=row.resolved_at,
-            resolution=row.resolution,
+        return await dead_letters.list_letters(
+            conn, filters, include_resolved=include_resolved, limit=limit
         )
-        for row in rows
-    ]
-
-
-async def _resolve(
-    conn: AsyncConnection, filters: Filters, resolution: str
-) -> list[tuple[uuid.UUID, str]]:
-    resolved = await conn.execute(
-        update(DeadLetter)
-        .where(*_where(filters, open_only=True))
-        .values(resolved_at=text("now()"), resolution=resolution)
-        .returning(DeadLetter.record_id, DeadLetter.stage)
-    )
-    return [(row.record_id, row.stage) for row in resolved]
 
 
 async def retry(engine: AsyncEngine, queue: Queue, filters: Filters) -> int:
     """Start the stage over for each matching open letter (after the cause was fixed)."""
     async with engine.begin() as conn:
-        letters = await _resolve(conn, filters, "retried")
+        letters = await dead_letters.resolve(conn, filters, "retried")
         enrich = [rid for rid, stage in letters if stage == "enrichment"]
         deliver = [rid for rid, stage in letters if stage == "delivery"]
         if enrich:
-            await conn.execute(
-                update(Outbox)
-                .where(Outbox.record_id.in_(enrich))
-                .values(done_at=None, attempts=0, available_at=text("now()"), last_error=None)
-            )
-            await conn.execute(
-                update(Record)
-                .where(Record.id.in_(enrich))
-                .values(state="received", processed_at=None)
-            )
+            await work.reopen(conn, "outbox", enrich)
+            await records.reset(conn, enrich)
         if deliver:
-            await conn.execute(
-                update(Delivery)
-                .where(Delivery.record_id.in_(deliver))
-                .values(
-                    done_at=None,
-                    attempts=0,
-                    available_at=text("now()"),
-                    last_error=None,
-                    last_status=None,
-                )
-            )
+            await work.reopen(conn, "delivery", deliver)
     # After commit; whatever is not published here the sweeper publishes.
-    for rid in enrich:
-        await queue.enqueue_record(rid)
-    for rid in deliver:
-        await queue.enqueue_delivery(rid)
+    await queue.enqueue_records(enrich)
+    await queue.enqueue_deliveries(deliver)
     return len(letters)
 
 
 async def discard(engine: AsyncEngine, filters: Filters) -> int:
     """Give up for good on each matching open letter."""
     async with engine.begin() as conn:
-        letters = await _resolve(conn, filters, "discarded")
-        enrich = [rid for rid, stage in letters if stage == "enrichment"]
-        if enrich:
-            await conn.execute(
-                update(Record).where(Record.id.in_(enrich)).values(state="discarded")
-            )
+        letters = await dead_letters.resolve(conn, filters, "discarded")
+        for record_id, stage in letters:
+            if stage == "enrichment":
+                await records.set_state(conn, record_id, "discarded")
     return len(letters)
+
+
+__all__ = ["DeadLetterView", "Filters", "discard", "list_letters", "retry"]

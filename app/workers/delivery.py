@@ -14,56 +14,19 @@ import httpx
 import orjson
 import structlog
 from arq import Retry
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.clients.base import parse_retry_after
+from app.db import DB_ERRORS
 from app.services import Services
+from app.store import dead_letters, deliveries, work
+from app.store.dead_letters import FailureKind
+from app.store.normalized import stored_view
 from app.verifiers import standard_webhooks as swh
-from app.workers import dead_letters
-from app.workers.context import Enrichment, FailureKind, RecordRow
-from app.workers.normalized import stored_view
+from app.workers.context import Enrichment, RecordRow
 
 log = structlog.get_logger(__name__)
 _jitter = random.Random()  # noqa: S311 - spreads retries; protects nothing
-
-_CREATE = text(
-    """
-    INSERT INTO delivery (record_id, tenant_id, event_type, body)
-    SELECT :id, :tenant_id, :event_type, :body
-    WHERE EXISTS (SELECT 1 FROM destination WHERE tenant_id = :tenant_id AND enabled)
-    ON CONFLICT (record_id) DO NOTHING
-    RETURNING record_id
-    """
-)
-_CLAIM = text(
-    """
-    UPDATE delivery SET attempts = attempts + 1,
-                        available_at = now() + make_interval(secs => :lease)
-    WHERE record_id = :id AND done_at IS NULL
-    RETURNING attempts, tenant_id, body
-    """
-)
-_DESTINATION = text("SELECT url, secret FROM destination WHERE tenant_id = :tenant_id AND enabled")
-_DONE = text(
-    """
-    UPDATE delivery SET done_at = now(), last_status = :status, last_error = NULL
-    WHERE record_id = :id AND done_at IS NULL
-    """
-)
-_DEFER = text(
-    """
-    UPDATE delivery SET available_at = now() + make_interval(secs => :delay),
-                        last_status = :status, last_error = :error
-    WHERE record_id = :id AND done_at IS NULL
-    """
-)
-_GIVE_UP = text(
-    """
-    UPDATE delivery SET done_at = now(), last_status = :status, last_error = :error
-    WHERE record_id = :id AND done_at IS NULL
-    """
-)
 
 
 async def build_event(
@@ -105,16 +68,13 @@ async def build_event(
 
 async def create(conn: AsyncConnection, record: RecordRow, event: dict[str, Any]) -> bool:
     """Owe the event to the tenant's destination, if it has one; True if a delivery was made."""
-    created = await conn.execute(
-        _CREATE,
-        {
-            "id": record.id,
-            "tenant_id": record.tenant_id,
-            "event_type": event["type"],
-            "body": orjson.dumps(event),
-        },
+    return await deliveries.create(
+        conn,
+        record_id=record.id,
+        tenant_id=record.tenant_id,
+        event_type=event["type"],
+        body=orjson.dumps(event),
     )
-    return created.first() is not None
 
 
 def signed_headers(record_id: str, body: bytes, secret: str, now: float) -> dict[str, str]:
@@ -134,15 +94,18 @@ async def deliver_record(ctx: dict[str, Any], record_id: str) -> str:
     services: Services = ctx["services"]
     settings = services.settings
     rid = uuid.UUID(record_id)
-    async with services.engine.begin() as conn:
-        claimed = (
-            await conn.execute(_CLAIM, {"id": rid, "lease": settings.worker_lease_s})
-        ).first()
-        destination = (
-            (await conn.execute(_DESTINATION, {"tenant_id": claimed.tenant_id})).first()
-            if claimed is not None
-            else None
-        )
+    try:
+        async with services.engine.begin() as conn:
+            claimed = await work.claim(conn, "delivery", rid, lease_s=settings.worker_lease_s)
+            destination = (
+                await deliveries.destination(conn, claimed.tenant_id)
+                if claimed is not None
+                else None
+            )
+    except DB_ERRORS as exc:
+        # arq retries only Retry: without it a database blip would wait for the sweeper.
+        log.warning("delivery.database_unavailable", record_id=record_id, error=type(exc).__name__)
+        raise Retry(defer=settings.enrich_retry_base_s) from exc
     if claimed is None:
         return "already-done"
     attempts: int = claimed.attempts
@@ -171,7 +134,7 @@ async def deliver_record(ctx: dict[str, Any], record_id: str) -> str:
         status = response.status_code
         if response.is_success:
             async with services.engine.begin() as conn:
-                await conn.execute(_DONE, {"id": rid, "status": status})
+                await work.finish(conn, "delivery", rid, status=status)
             log.info("delivery.delivered", record_id=record_id, status=status, attempts=attempts)
             return "delivered"
         error = f"destination answered {status}"
@@ -188,7 +151,7 @@ async def deliver_record(ctx: dict[str, Any], record_id: str) -> str:
         return "dead-letter"
     delay = next_delay(schedule, attempts, retry_after)
     async with services.engine.begin() as conn:
-        await conn.execute(_DEFER, {"id": rid, "delay": delay, "status": status, "error": error})
+        await work.defer(conn, "delivery", rid, delay_s=delay, error=error, status=status)
     log.info(
         "delivery.retrying", record_id=record_id, attempts=attempts, error=error, delay_s=delay
     )
@@ -205,8 +168,7 @@ async def _give_up(
     detail: str,
 ) -> None:
     async with services.engine.begin() as conn:
-        given_up = await conn.execute(_GIVE_UP, {"id": rid, "status": status, "error": detail})
-        if given_up.rowcount:
+        if await work.give_up(conn, "delivery", rid, error=detail, status=status):
             await dead_letters.bury(
                 conn,
                 record_id=rid,

@@ -18,7 +18,7 @@ from app.schemas.icims import (
     ONBOARD_PORTAL_TASK,
     STATUS_FLOW_UPDATE,
 )
-from app.schemas.icims_connection import (
+from app.schemas.icims_config import (
     WORKFLOW_JOB_FIELD,
     WORKFLOW_PERSON_FIELD,
     ConfigError,
@@ -26,7 +26,8 @@ from app.schemas.icims_connection import (
     ProfileKind,
 )
 from app.services import Services
-from app.workers.context import Enrichment, EnrichmentError, RecordRow, Resource
+from app.store.normalized import Resource
+from app.workers.context import Enrichment, EnrichmentError, RecordRow
 from app.workers.fetch import Fetched, fetch
 from app.workers.resources import first_value, from_fetched
 

@@ -16,7 +16,6 @@ from typing import Any
 
 import structlog
 from arq import Retry
-from sqlalchemy import TextClause, text
 
 from app.clients.base import ApiError, BudgetExhaustedError
 from app.connections import ConnectionInfo
@@ -24,71 +23,14 @@ from app.db import DB_ERRORS
 from app.errors import AppError
 from app.queue import record_job_id
 from app.services import Services
-from app.workers import dead_letters, delivery
-from app.workers.context import (
-    Enrichment,
-    EnrichmentError,
-    FailureKind,
-    RecordHandler,
-    RecordRow,
-)
-from app.workers.normalized import upsert
+from app.store import dead_letters, records, work
+from app.store.dead_letters import FailureKind
+from app.store.normalized import upsert
+from app.workers import delivery
+from app.workers.context import Enrichment, EnrichmentError, RecordHandler, RecordRow
 
 log = structlog.get_logger(__name__)
 _jitter = random.Random()  # noqa: S311 - spreads retries; protects nothing
-
-# Claim and load in one statement: a job makes few round trips, and each costs CPU.
-_CLAIM = text(
-    """
-    WITH claimed AS (
-        UPDATE outbox SET attempts = attempts + 1,
-                          available_at = now() + make_interval(secs => :lease)
-        WHERE record_id = :id AND done_at IS NULL
-        RETURNING attempts
-    )
-    SELECT r.id, r.tenant_id, r.connection_id, r.source, r.event_type, r.payload, r.headers,
-           r.received_at, claimed.attempts
-    FROM record r, claimed WHERE r.id = :id
-    """
-)
-# ``refund`` gives back the attempt of a run that only waited for the rate budget.
-_DEFER = text(
-    """
-    UPDATE outbox SET available_at = now() + make_interval(secs => :delay),
-                      last_error = :error, attempts = attempts - :refund
-    WHERE record_id = :id AND done_at IS NULL
-    """
-)
-_FINISH = text(
-    "UPDATE outbox SET done_at = now(), last_error = NULL WHERE record_id = :id AND done_at IS NULL"
-)
-_MARK = text("UPDATE record SET state = 'processed', processed_at = now() WHERE id = :id")
-_GIVE_UP = text(
-    "UPDATE outbox SET done_at = now(), last_error = :error "
-    "WHERE record_id = :id AND done_at IS NULL"
-)
-_MARK_DEAD = text("UPDATE record SET state = 'dead_letter' WHERE id = :id")
-
-
-def _sweep(table: str) -> TextClause:
-    """Rows of ``table`` (outbox or delivery) not done and past their grace, made due now."""
-    return text(
-        f"""
-        UPDATE {table} SET available_at = now()
-        WHERE record_id IN (
-            SELECT record_id FROM {table}
-            WHERE done_at IS NULL AND available_at <= now() - make_interval(secs => :grace)
-            ORDER BY available_at
-            LIMIT :batch
-            FOR UPDATE SKIP LOCKED
-        )
-        RETURNING record_id
-        """  # noqa: S608 - the table name is one of two constants
-    )
-
-
-_SWEEP = _sweep("outbox")
-_SWEEP_DELIVERIES = _sweep("delivery")
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,9 +95,7 @@ async def process_record(ctx: dict[str, Any], record_id: str) -> str:
     try:
         # One statement is its own transaction; BEGIN/COMMIT round trips would buy nothing.
         async with services.autocommit.connect() as conn:
-            row = (
-                await conn.execute(_CLAIM, {"id": rid, "lease": settings.worker_lease_s})
-            ).first()
+            row = await work.claim(conn, "outbox", rid, lease_s=settings.worker_lease_s)
         if row is None:
             return "already-done"
         attempts: int = row.attempts
@@ -170,6 +110,7 @@ async def process_record(ctx: dict[str, Any], record_id: str) -> str:
         source=row.source,
         event_type=row.event_type,
         payload=row.payload,
+        subjects=dict(row.subjects or {}),
         headers=dict(row.headers),
         attempts=attempts,
         received_at=row.received_at,
@@ -209,9 +150,7 @@ async def _defer(
 ) -> None:
     # The sweeper leaves the row alone until the deferred run is due (plus its grace).
     async with services.engine.begin() as conn:
-        await conn.execute(
-            _DEFER, {"id": rid, "delay": delay, "error": error, "refund": int(refund)}
-        )
+        await work.defer(conn, "outbox", rid, delay_s=delay, error=error, refund=refund)
 
 
 async def _fail(services: Services, record: RecordRow, failure: Failure) -> str:
@@ -234,10 +173,9 @@ async def _fail(services: Services, record: RecordRow, failure: Failure) -> str:
         log.info("job.retrying", delay_s=round(delay, 3), **log_ctx)
         raise Retry(defer=delay)
     async with services.engine.begin() as conn:
-        given_up = await conn.execute(_GIVE_UP, {"id": record.id, "error": failure.detail})
-        if not given_up.rowcount:
+        if not await work.give_up(conn, "outbox", record.id, error=failure.detail):
             return "already-done"
-        await conn.execute(_MARK_DEAD, {"id": record.id})
+        await records.set_state(conn, record.id, "dead_letter")
         await dead_letters.bury(
             conn,
             record_id=record.id,
@@ -256,8 +194,7 @@ async def _finish(services: Services, record: RecordRow, enrichment: Enrichment 
     written = 0
     try:
         async with services.engine.begin() as conn:
-            finished = (await conn.execute(_FINISH, {"id": record.id})).rowcount
-            if not finished:
+            if not await work.finish(conn, "outbox", record.id):
                 # Another run completed first; its effects stand and ours are discarded.
                 await conn.rollback()
                 return "already-done"
@@ -271,7 +208,7 @@ async def _finish(services: Services, record: RecordRow, enrichment: Enrichment 
                 slug = record.connection.tenant_slug if record.connection else ""
                 event = await delivery.build_event(conn, record, enrichment, slug)
                 owed = await delivery.create(conn, record, event)
-            await conn.execute(_MARK, {"id": record.id})
+            await records.set_state(conn, record.id, "processed")
     except DB_ERRORS as exc:
         log.warning("job.database_unavailable", record_id=str(record.id), error=type(exc).__name__)
         raise Retry(defer=services.settings.enrich_retry_base_s) from exc
@@ -287,25 +224,33 @@ async def _finish(services: Services, record: RecordRow, enrichment: Enrichment 
     return "processed"
 
 
-async def sweep_outbox(ctx: dict[str, Any], *, batch: int = 500) -> int:
-    """Republish work committed but not finished in time (Redis lost it, or a worker died)."""
+async def sweep_outbox(ctx: dict[str, Any], *, batch: int = 500, max_batches: int = 200) -> int:
+    """Republish work committed but not finished in time (Redis lost it, or a worker died).
+
+    Batches until both tables are drained (at most ``max_batches`` per run, so one run stays
+    inside its cron timeout); each batch is one short transaction and one Redis pipeline.
+    """
     services = _services(ctx)
-    params = {"grace": services.settings.outbox_grace_s, "batch": batch}
-    async with services.engine.begin() as conn:
-        records = (await conn.execute(_SWEEP, params)).scalars().all()
-        deliveries = (await conn.execute(_SWEEP_DELIVERIES, params)).scalars().all()
-    published = 0
-    for rid in records:
-        published += await services.queue.enqueue_record(rid) == "queued"
-    for rid in deliveries:
-        published += await services.queue.enqueue_delivery(rid) == "queued"
-    if records or deliveries:
-        log.info(
-            "sweeper.republished",
-            records=len(records),
-            deliveries=len(deliveries),
-            published=published,
-        )
+    grace = services.settings.outbox_grace_s
+    # Swept rows wait a sweep interval before they count as lost again; it also keeps this
+    # run's later batches from picking the rows it just republished.
+    hold = float(services.settings.sweep_interval_s)
+    published = swept = 0
+    for table in work.TABLES:
+        for _ in range(max_batches):
+            async with services.engine.begin() as conn:
+                ids = await work.sweep(conn, table, grace_s=grace, batch=batch, hold_s=hold)
+            if not ids:
+                break
+            swept += len(ids)
+            if table == "outbox":
+                published += await services.queue.enqueue_records(ids)
+            else:
+                published += await services.queue.enqueue_deliveries(ids)
+            if len(ids) < batch:
+                break
+    if swept:
+        log.info("sweeper.republished", rows=swept, published=published)
     return published
 
 

@@ -8,7 +8,7 @@ from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from app.workers.context import Resource, ResourceKind
+from app.store.normalized import Resource, ResourceKind
 from app.workers.fetch import Fetched
 
 # Microsoft JSON dates, as HR Manager writes them: /Date(1514764800000)/ or /Date(...+0100)/.

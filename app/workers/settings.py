@@ -10,7 +10,7 @@ from arq import cron
 from arq.connections import RedisSettings
 from arq.worker import Worker, func
 
-from app import registry
+from app import sources
 from app.queue import DELIVER_RECORD, PROCESS_RECORD
 from app.services import Services
 from app.settings import Settings
@@ -24,9 +24,9 @@ def worker_options(settings: Settings) -> dict[str, Any]:
     """Keyword arguments for ``arq.worker.Worker``."""
 
     async def on_startup(ctx: dict[str, Any]) -> None:
-        ctx["services"] = Services.create(settings)
-        ctx["handlers"] = registry.HANDLERS
-        log.info("worker.started", pid=os.getpid(), sources=sorted(registry.HANDLERS))
+        ctx["services"] = sources.create_services(settings)
+        ctx["handlers"] = sources.handlers()
+        log.info("worker.started", pid=os.getpid(), sources=sorted(ctx["handlers"]))
 
     async def on_shutdown(ctx: dict[str, Any]) -> None:
         services: Services | None = ctx.get("services")

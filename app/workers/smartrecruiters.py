@@ -13,7 +13,8 @@ from typing import Any
 
 from app.clients.smartrecruiters import SmartRecruitersClient
 from app.services import Services
-from app.workers.context import Enrichment, EnrichmentError, RecordRow, Resource
+from app.store.normalized import Resource
+from app.workers.context import Enrichment, EnrichmentError, RecordRow
 from app.workers.fetch import Fetched, fetch
 from app.workers.resources import first_value, from_fetched, parse_time, tombstone
 

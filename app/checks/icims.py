@@ -19,7 +19,7 @@ from app.clients.icims import IcimsClient
 from app.errors import AppError, unavailable
 from app.intake import Deadline
 from app.schemas.icims import AssessmentEvent, WorkFlowStatusChangeEvent
-from app.schemas.icims_connection import (
+from app.schemas.icims_config import (
     PROFILE_KINDS,
     WORKFLOW_JOB_FIELD,
     IcimsConfig,

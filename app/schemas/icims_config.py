@@ -1,12 +1,13 @@
 """The secrets and options of an iCIMS connection (docs/icims.md), checked before use.
 
-A connection that does not pass these models is a vendor-side misconfiguration: the router
-answers 500 ("vendor must act") and the tenants file refuses to load it.
+A connection that does not pass these models is refused when the tenants file is loaded; one
+broken since is answered like an unknown customer (401), never with a hint of its settings.
 """
 
 from __future__ import annotations
 
 import string
+from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
 from urllib.parse import quote, urlsplit
 
@@ -28,6 +29,7 @@ from app.schemas.icims import (
     STATUS_FLOW_UPDATE,
     IcimsEvent,
 )
+from app.schemas.keys import credential_id
 from app.validation import describe
 
 ProfileKind = Literal["people", "jobs", "applicantworkflows"]
@@ -169,10 +171,15 @@ class IcimsOptions(_Strict):
     # The sender's eventType string -> the name this version models (see app/schemas/icims.py).
     type_aliases: dict[str, str] = Field(default_factory=dict)
     oauth_client_id: str | None = Field(default=None, min_length=1)
-    oauth_token_expires_s: int | None = Field(default=None, ge=1)
+    # iCIMS's own example token reply says 86400 s.
+    oauth_token_expires_s: int = Field(default=86400, ge=1)
     # When set, the HMAC ``user=`` must equal it.
     hmac_user: str | None = None
-    hmac_tolerance_s: int | None = Field(default=None, ge=1)
+    # Accepted clock difference of x-icims-date.
+    hmac_tolerance_s: int = Field(default=300, ge=1)
+    # Validation against the iCIMS API stops this long before the request's budget ends, so
+    # the record can still be committed and answered in time.
+    commit_reserve_s: float = Field(default=2.0, ge=0)
     # [I] Whether iCIMS hashes the gzip'd or the plain body is unknown (ATS-FACTS section 1).
     hmac_body_hash: Literal["either", "decoded", "wire"] = "either"
     # [I] How iCIMS names profile types in {{profileType.IntegrationFieldId}}; the API path
@@ -276,6 +283,22 @@ class IcimsConfig:
         return {kind: sorted(names) for kind, names in wanted.items()}
 
     @property
+    def auth(self) -> IcimsAuth:
+        """The settings requests are authenticated with."""
+        o, s = self.options, self.secrets
+        return IcimsAuth(
+            basic_username=s.basic_username,
+            basic_password=s.basic_password,
+            hmac_secrets=tuple(s.hmac_secrets),
+            hmac_user=o.hmac_user,
+            hmac_tolerance_s=o.hmac_tolerance_s,
+            hmac_body_hash=o.hmac_body_hash,
+            oauth_client_id=o.oauth_client_id,
+            oauth_client_secrets=tuple(s.oauth_client_secrets),
+            oauth_token_expires_s=o.oauth_token_expires_s,
+        )
+
+    @property
     def basic_enabled(self) -> bool:
         """Basic credentials are configured."""
         return self.secrets.basic_username is not None and self.secrets.basic_password is not None
@@ -313,6 +336,86 @@ def check(options: dict[str, Any], secrets: dict[str, Any]) -> None:
         IcimsConfig.parse(options, secrets)
     except ConfigError as exc:
         raise ValueError(str(exc)) from None
+
+
+@dataclass(frozen=True, slots=True)
+class IcimsAuth:
+    """Only what authenticating a request needs, read leniently.
+
+    A connection whose options broke after it was loaded still proves (or fails) a sender's
+    credentials with these: a sender that fails gets the unknown customer's 401, and only one
+    that passes is told the integration is misconfigured.
+    """
+
+    basic_username: str | None = None
+    basic_password: str | None = field(default=None, repr=False)
+    hmac_secrets: tuple[str, ...] = field(default=(), repr=False)
+    hmac_user: str | None = None
+    hmac_tolerance_s: int = 300
+    hmac_body_hash: Literal["either", "decoded", "wire"] = "either"
+    oauth_client_id: str | None = None
+    oauth_client_secrets: tuple[str, ...] = field(default=(), repr=False)
+    oauth_token_expires_s: int = 86400
+
+    @classmethod
+    def read(cls, options: dict[str, Any], secrets: dict[str, Any]) -> IcimsAuth | None:
+        """The credentials settings, or None if even they are unusable."""
+        try:
+            secs = IcimsSecrets.model_validate(secrets)
+            opts = _AuthOptions.model_validate(options)
+        except ValidationError:
+            return None
+        return cls(
+            basic_username=secs.basic_username,
+            basic_password=secs.basic_password,
+            hmac_secrets=tuple(secs.hmac_secrets),
+            hmac_user=opts.hmac_user,
+            hmac_tolerance_s=opts.hmac_tolerance_s,
+            hmac_body_hash=opts.hmac_body_hash,
+            oauth_client_id=opts.oauth_client_id,
+            oauth_client_secrets=tuple(secs.oauth_client_secrets),
+            oauth_token_expires_s=opts.oauth_token_expires_s,
+        )
+
+    @property
+    def basic_enabled(self) -> bool:
+        """Basic credentials are configured."""
+        return self.basic_username is not None and self.basic_password is not None
+
+    @property
+    def hmac_enabled(self) -> bool:
+        """HMAC secrets are configured."""
+        return bool(self.hmac_secrets)
+
+    @property
+    def oauth_enabled(self) -> bool:
+        """OAuth client credentials are configured."""
+        return self.oauth_client_id is not None and bool(self.oauth_client_secrets)
+
+
+class _AuthOptions(BaseModel):
+    # The authentication options of IcimsOptions, ignoring everything else.
+    model_config = ConfigDict(extra="ignore")
+
+    oauth_client_id: str | None = Field(default=None, min_length=1)
+    oauth_token_expires_s: int = Field(default=86400, ge=1)
+    hmac_user: str | None = None
+    hmac_tolerance_s: int = Field(default=300, ge=1)
+    hmac_body_hash: Literal["either", "decoded", "wire"] = "either"
+
+
+def credential_ids(options: dict[str, Any], secrets: dict[str, Any]) -> list[str]:
+    """The identities this connection's requests present before their body is read: the Basic
+    username, the HMAC ``user=`` and the OAuth client id."""
+    config = IcimsConfig.parse(options, secrets)
+    found: list[str] = []
+    if config.secrets.basic_username is not None:
+        found.append(credential_id("basic", config.secrets.basic_username))
+    if config.options.hmac_user is not None:
+        found.append(credential_id("hmac", config.options.hmac_user))
+    if config.options.oauth_client_id is not None:
+        found.append(credential_id("oauth", config.options.oauth_client_id))
+    return found
 
 
 def check_link_template(template: str, *, where: str) -> None:

@@ -2,15 +2,37 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 import orjson
 from sqlalchemy import TextClause, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from app.body import strip_nul
-from app.workers.context import Resource, ResourceKind
+from app.payload import strip_nul
+
+ResourceKind = Literal["candidate", "job", "application"]
+
+
+@dataclass(frozen=True, slots=True)
+class Resource:
+    """One normalized candidate, job or application, ready to upsert.
+
+    ``fields`` holds the normalized columns of its table (``first_name``, ``title``,
+    ``candidate_external_id``, ...); ``document`` the ATS's own JSON, kept whole.
+    """
+
+    kind: ResourceKind
+    external_id: str
+    fields: Mapping[str, Any]
+    document: Mapping[str, Any]
+    fetched_at: datetime
+    version: int
+    source_updated_at: datetime | None = None
+    deleted: bool = False
+
 
 FIELDS: dict[ResourceKind, tuple[str, ...]] = {
     "candidate": ("first_name", "last_name", "email"),

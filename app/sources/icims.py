@@ -1,69 +1,28 @@
-"""Sample senders: sign and post events the way each ATS does (demo, benchmark, smoke tests)."""
+"""iCIMS Integration Events: the source descriptor and its sample sender, which gzips and
+authenticates events the way iCIMS does (Basic, HMAC, or a token from ``/oauth/token``)."""
 
 from __future__ import annotations
 
 import base64
+import dataclasses
 import gzip
 import hashlib
-import time
-import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 import httpx
 import orjson
+import typer
 
+from app.clients.icims import DEFAULT_LIMITS
+from app.demo import DEMO_TENANTS, demo_connection
+from app.schemas import icims_config
+from app.schemas.icims import SOURCE
+from app.sources.base import Source
 from app.verifiers import icims as icims_auth
-from app.verifiers import standard_webhooks as swh
-
-
-def keldair_sample(
-    event_type: str = "applicant.hired", event_id: str | None = None
-) -> dict[str, Any]:
-    """A KeldairHR event in the seed's envelope."""
-    now = datetime.now(UTC).isoformat()
-    data: dict[str, Any]
-    if event_type == "onboarding_file.completed":
-        data = {"id": f"of_{uuid.uuid4().hex[:10]}", "applicantId": "ap_1001", "completedAt": now}
-    else:
-        data = {
-            "id": "ap_1001",
-            "firstName": "Ada",
-            "lastName": "Lovelace",
-            "email": "ada@example.com",
-            "jobId": "job_42",
-            "hiredAt": now,
-        }
-    return {
-        "id": event_id or str(uuid.uuid4()),
-        "type": event_type,
-        "version": "2022-02-23",
-        "dateOccurred": now,
-        "data": data,
-    }
-
-
-def standard_webhook_headers(body: bytes, secret: str, msg_id: str) -> dict[str, str]:
-    """The three Standard Webhooks headers for ``body``."""
-    return swh.signed_headers(msg_id, body, secret, time.time())
-
-
-def send_standard_webhook(
-    url: str, payload: dict[str, Any], secret: str, *, gzip_body: bool = False
-) -> httpx.Response:
-    """POST one signed event."""
-    body = orjson.dumps(payload)
-    headers = standard_webhook_headers(body, secret, str(payload.get("id", uuid.uuid4())))
-    content = body
-    if gzip_body:
-        content = gzip.compress(body)
-        headers["content-encoding"] = "gzip"
-    return httpx.post(url, content=content, headers=headers, timeout=30)
-
-
-# --- iCIMS Integration Events ------------------------------------------------------------------
+from app.workers import icims as worker
 
 ICIMS_EVENT_TYPES = (
     "AssessmentEvent",
@@ -246,3 +205,105 @@ def send_icims(
     )
     # iCIMS follows none of our redirects: the 303 is the answer, its Location the link.
     return httpx.post(url, content=content, headers=headers, timeout=30, follow_redirects=False)
+
+
+def _demo_credentials(customer: str) -> IcimsCredentials:
+    found = demo_connection(SOURCE, lambda _t, c: c.get("account") == customer)
+    if found is not None:
+        secrets, options = found[1].get("secrets", {}), found[1].get("options", {})
+        return IcimsCredentials(
+            basic_username=secrets.get("basic_username"),
+            basic_password=secrets.get("basic_password"),
+            hmac_user=options.get("hmac_user", "hirehook-demo"),
+            hmac_secret=next(iter(secrets.get("hmac_secrets", [])), None),
+            oauth_client_id=options.get("oauth_client_id"),
+            oauth_client_secret=next(iter(secrets.get("oauth_client_secrets", [])), None),
+        )
+    raise typer.BadParameter(f"no iCIMS connection for customerId {customer!r} in {DEMO_TENANTS}")
+
+
+def send(
+    url: Annotated[
+        str, typer.Option(help="Base URL of the Hirehook API.")
+    ] = "http://127.0.0.1:8000",
+    auth: Annotated[
+        str, typer.Option(help="basic, hmac or oauth (token fetched from /oauth/token first).")
+    ] = "hmac",
+    event_type: Annotated[
+        str, typer.Option("--type", help="An iCIMS eventType, or 'all' for the six samples.")
+    ] = "all",
+    customer: Annotated[str, typer.Option(help="customerId.")] = "1234",
+    system_id: Annotated[
+        str | None, typer.Option(help="systemId (change it to see a new record, not a repeat).")
+    ] = None,
+    gzip_body: Annotated[bool, typer.Option("--gzip/--plain", help="Send gzip'd JSON.")] = True,
+    username: Annotated[str | None, typer.Option(help="Basic username.")] = None,
+    password: Annotated[str | None, typer.Option(help="Basic password.")] = None,
+    hmac_user: Annotated[str | None, typer.Option(help="HMAC user=.")] = None,
+    hmac_secret: Annotated[str | None, typer.Option(help="HMAC secret.")] = None,
+    client_id: Annotated[str | None, typer.Option(help="OAuth client id.")] = None,
+    client_secret: Annotated[str | None, typer.Option(help="OAuth client secret.")] = None,
+) -> None:
+    """Send iCIMS sample events, gzip'd and authenticated as iCIMS does (default: demo secrets)."""
+    if auth not in ("basic", "hmac", "oauth"):
+        raise typer.BadParameter("--auth is basic, hmac or oauth")
+    types = list(ICIMS_EVENT_TYPES) if event_type == "all" else [event_type]
+    given = {
+        "basic_username": username,
+        "basic_password": password,
+        "hmac_user": hmac_user,
+        "hmac_secret": hmac_secret,
+        "oauth_client_id": client_id,
+        "oauth_client_secret": client_secret,
+    }
+    if all(v is None for v in given.values()):
+        credentials = _demo_credentials(customer)
+    else:
+        credentials = dataclasses.replace(
+            IcimsCredentials(), **{k: v for k, v in given.items() if v is not None}
+        )
+    token = None
+    try:
+        if auth == "oauth":
+            if credentials.oauth_client_id is None or credentials.oauth_client_secret is None:
+                raise typer.BadParameter("OAuth needs --client-id and --client-secret")
+            token = fetch_icims_token(
+                url, credentials.oauth_client_id, credentials.oauth_client_secret
+            )
+            typer.echo("token: fetched from /oauth/token")
+        failed = 0
+        for name in types:
+            payload = icims_sample(name, customer, system_id=system_id)
+            response = send_icims(
+                url,
+                payload,
+                auth=auth,  # type: ignore[arg-type]
+                credentials=credentials,
+                gzip_body=gzip_body,
+                token=token,
+            )
+            where = response.headers.get("location")
+            repeat = (
+                " (repeat: first answer replayed)"
+                if "hirehook-duplicate" in response.headers
+                else ""
+            )
+            detail = f"Location: {where}" if where else response.text
+            typer.echo(f"{response.status_code} {name}: {detail}{repeat}")
+            failed += response.status_code not in (200, 303)
+    except (httpx.HTTPError, ValueError) as exc:
+        typer.echo(f"failed: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    if failed:
+        raise typer.Exit(1)
+
+
+ICIMS = Source(
+    name=SOURCE,
+    title="iCIMS Integration Events",
+    check=icims_config.check,
+    credential_ids=icims_config.credential_ids,
+    handler=worker.handle,
+    limits=DEFAULT_LIMITS,
+    send=send,
+)

@@ -1,0 +1,75 @@
+"""Running the service: ``api``, ``worker``, ``migrate``, ``keygen``."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated
+
+import typer
+
+from app.cli.common import load_settings
+from app.cli.tenants import load_tenants
+
+
+def api(
+    host: Annotated[str | None, typer.Option(help="Bind address.")] = None,
+    port: Annotated[int | None, typer.Option(help="Port.")] = None,
+    workers: Annotated[int | None, typer.Option(help="uvicorn worker processes.")] = None,
+) -> None:
+    """Run the HTTP API (uvicorn)."""
+    import uvicorn
+
+    settings = load_settings()
+    settings.database_dsn  # noqa: B018 - fail fast, before uvicorn starts, if unset
+    settings.redis_dsn  # noqa: B018
+    if settings.tenants_file is not None:
+        asyncio.run(load_tenants(settings, settings.tenants_file))
+    uvicorn.run(
+        "app.main:create_app",
+        factory=True,
+        host=host or settings.api_host,
+        port=port or settings.api_port,
+        workers=workers or settings.api_workers,
+        loop="uvloop",
+        http="httptools",
+        log_config=None,
+        access_log=False,
+        proxy_headers=True,
+        timeout_keep_alive=30,
+    )
+
+
+def worker(
+    burst: Annotated[bool, typer.Option(help="Exit when the queue is empty.")] = False,
+) -> None:
+    """Run an arq worker (any number may run against one Redis and one PostgreSQL)."""
+    import uvloop
+
+    from app.workers.settings import create_worker
+
+    settings = load_settings()
+    # arq runs on the loop current when the worker is built; uvloop (as the API uses) cuts
+    # the per-call cost of the many small Redis, PostgreSQL and HTTP exchanges a job makes.
+    asyncio.set_event_loop(uvloop.new_event_loop())
+    create_worker(settings, burst=burst).run()
+
+
+def migrate(
+    revision: Annotated[str, typer.Option(help="Target revision.")] = "head",
+    down: Annotated[bool, typer.Option(help="Downgrade to --revision instead.")] = False,
+) -> None:
+    """Apply (or revert) database migrations."""
+    from app import migrate as migrations
+
+    settings = load_settings()
+    if down:
+        migrations.downgrade(settings.database_dsn, revision)
+    else:
+        migrations.upgrade(settings.database_dsn, revision)
+
+
+def keygen() -> None:
+    """Print a new random HIREHOOK_SECRET_KEY."""
+    from app.crypto import generate_key
+
+    typer.echo(generate_key())

@@ -1,0 +1,135 @@
+"""What every router shares: reading bodies under limits, answering outcomes, rendering errors.
+
+This is the only place (with the routers themselves and ``app.main``) that knows HTTP: the core
+(``app.intake``, ``app.store``, ``app.workers``) speaks in answers and errors, not responses.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Coroutine
+from typing import Annotated, Any
+
+import orjson
+import structlog
+from fastapi import Depends, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import Response
+from fastapi.routing import APIRoute
+
+from app.errors import AppError
+from app.intake import Answer, Outcome
+from app.metrics import REJECTED
+from app.payload import too_large
+from app.services import Services
+
+log = structlog.get_logger(__name__)
+
+ErrorRenderer = Callable[[Request, AppError], Response]
+
+
+async def get_services(request: Request) -> Services:
+    """The services of the running app (async: a sync dependency costs a thread hop)."""
+    services: Services = request.app.state.services
+    return services
+
+
+ServicesDep = Annotated[Services, Depends(get_services)]
+
+
+async def read_raw(request: Request, max_bytes: int, timeout_s: float | None = None) -> bytes:
+    """The body as sent, refused as soon as it passes ``max_bytes`` or takes ``timeout_s``."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > max_bytes:
+        raise too_large(max_bytes, "request body")
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        async with asyncio.timeout(timeout_s):
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > max_bytes:
+                    raise too_large(max_bytes, "request body")
+                chunks.append(chunk)
+    except TimeoutError as exc:
+        # A body trickling in must not hold the request past the sender's own budget.
+        raise AppError(
+            408, f"The request body did not arrive within {timeout_s:.0f} s.", code="timeout"
+        ) from exc
+    return b"".join(chunks)
+
+
+def client_address(request: Request) -> str:
+    """The sender's address (behind a proxy, as uvicorn's proxy headers report it)."""
+    return request.client.host if request.client is not None else "unknown"
+
+
+def answer_response(answer: Answer, *, record_id: Any, duplicate: bool) -> Response:
+    """The HTTP response for a stored answer, marked so operators can tell a replay."""
+    headers = dict(answer.headers)
+    headers["hirehook-record-id"] = str(record_id)
+    if duplicate:
+        headers["hirehook-duplicate"] = "true"
+    return Response(answer.body, answer.status, headers=headers, media_type="application/json")
+
+
+def respond(outcome: Outcome, *, fallback: Answer | None = None) -> Response:
+    """The response for an intake outcome (``fallback`` for a record nobody was answered for,
+    such as one that arrived by polling and is now delivered again as a webhook)."""
+    answer = outcome.answer or fallback or Answer(200, b'{"status":"accepted"}')
+    return answer_response(answer, record_id=outcome.record_id, duplicate=outcome.duplicate)
+
+
+def render_default(request: Request, error: AppError) -> Response:
+    """The shape every source uses unless its sender expects another."""
+    del request
+    body: dict[str, Any] = {"error": {"code": error.code, "message": error.user_message}}
+    if error.debug_message != error.user_message:
+        body["error"]["detail"] = error.debug_message
+    return Response(
+        orjson.dumps(body), error.status, headers=error.headers, media_type="application/json"
+    )
+
+
+def request_invalid(exc: RequestValidationError) -> AppError:
+    """A 400 for a request FastAPI itself refused (a path or query parameter)."""
+    parts = [f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()[:5]]
+    return AppError(400, "The request is not valid: " + "; ".join(parts) + ".", code="bad_request")
+
+
+def render(request: Request, error: AppError, renderer: ErrorRenderer) -> Response:
+    """Count, log and render one refusal."""
+    REJECTED.labels(str(error.status)).inc()
+    if error.status >= 500:
+        log.warning(
+            "request.failed", path=request.url.path, status=error.status, detail=error.debug_message
+        )
+    return renderer(request, error)
+
+
+def error_route(renderer: ErrorRenderer) -> type[APIRoute]:
+    """A route class whose every refusal, early or late, is rendered by ``renderer``.
+
+    Used as ``APIRouter(route_class=error_route(...))``: the sender of those routes always gets
+    its own error shape, whether the body was too large, a credential wrong or the database
+    down, and no handler has to remember to install it.
+    """
+
+    class _Route(APIRoute):
+        def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+            handler = super().get_route_handler()
+
+            async def handle(request: Request) -> Response:
+                try:
+                    return await handler(request)
+                except AppError as exc:
+                    return render(request, exc, renderer)
+                except RequestValidationError as exc:
+                    return render(request, request_invalid(exc), renderer)
+
+            return handle
+
+    return _Route
+
+
+DefaultRoute = error_route(render_default)

@@ -1,0 +1,234 @@
+"""iCIMS Integration Events: one URL for every customer, three ways to authenticate, link answers.
+
+``POST /v1/icims/events`` serves all customers: the credentials (or, for HMAC without a
+configured user, the payload's ``customerId``) find the connection, and the payload's
+``customerId`` must be that connection's. Errors follow iCIMS's Error Reporting Standard for
+Vendors (``errors.py``), worded for whoever triggered the event.
+"""
+
+from __future__ import annotations
+
+import functools
+import uuid
+from typing import Any
+
+import structlog
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+from pydantic import ValidationError
+
+from app.checks.icims import user_error, validate
+from app.clients.icims import IcimsClient
+from app.connections import ConnectionInfo
+from app.intake import Answer, Deadline, Event, Outcome, json_answer, replayed
+from app.link_tokens import record_token
+from app.payload import decode_content, parse_json, require_object
+from app.routers.common import ServicesDep, read_raw, respond
+from app.routers.icims import auth
+from app.routers.icims.errors import RECRUITER_MESSAGES, IcimsRoute
+from app.schemas.icims import (
+    ACTORS,
+    LINK_EVENTS,
+    SOURCE,
+    Actor,
+    AssessmentEvent,
+    IcimsEvent,
+    WorkFlowStatusChangeEvent,
+    dedupe_content,
+    parse_event,
+    parse_link_header,
+    subjects,
+    thread,
+)
+from app.schemas.icims_config import EventSettings, IcimsConfig, render_link
+from app.services import Services
+from app.validation import describe
+
+EVENTS_PATH = "/v1/icims/events"
+
+log = structlog.get_logger(__name__)
+router = APIRouter(tags=["iCIMS"], route_class=IcimsRoute)
+
+_EVENT_ERRORS: dict[int | str, dict[str, Any]] = {
+    303: {"description": "Recorded; the link for the user is in `Location` (same on repeats)."},
+    400: {"description": "User error, in iCIMS's error standard; the user can fix it."},
+    401: {"description": "Unknown customerId or wrong credentials (indistinguishable)."},
+    500: {"description": "Vendor error: the connection is misconfigured."},
+    503: {"description": "Temporary: the database or the iCIMS API is unreachable; retry."},
+}
+
+
+@router.post(EVENTS_PATH, status_code=200, responses=_EVENT_ERRORS)
+async def receive_event(request: Request, services: ServicesDep) -> Response:
+    """Receive one iCIMS Integration Event for any customer."""
+    settings = services.settings
+    deadline = Deadline(settings.request_deadline_s)
+    wire = await read_raw(request, settings.max_body_bytes, deadline.remaining())
+    identified = await auth.identify(request, services, wire)
+    body = decode_content(
+        wire,
+        request.headers.get("content-encoding"),
+        settings.max_decompressed_bytes,
+        settings.max_compression_ratio,
+    )
+    payload = require_object(parse_json(body))
+    sent_type = payload.get("eventType")
+    request.state.icims_actor = ACTORS.get(str(sent_type), Actor.RECRUITER)
+    customer_id = _customer_id(payload)
+    request.state.icims_customer = customer_id
+    if identified is not None:
+        auth.verify_pending(request, identified, body)
+        loaded = identified.loaded
+        if loaded.connection.account != customer_id:
+            # Credentials speak for their own customer only: never record under another.
+            auth.refuse(request, "", "the credentials belong to another customerId")
+    else:
+        found = await services.connections.by_account(SOURCE, customer_id)
+        loaded = auth.verify_routed(request, found, body, wire)
+    connection, config = loaded.usable()
+
+    if not isinstance(sent_type, str) or not sent_type.strip():
+        raise user_error(RECRUITER_MESSAGES[400], "The notification has no eventType.")
+    event_type = config.event_type(sent_type)
+    request.state.icims_actor = ACTORS.get(event_type, Actor.RECRUITER)
+    event_settings = config.options.events.get(event_type)
+    if event_settings is None:
+        raise user_error(
+            f"This integration is not set up to receive {sent_type} notifications for your "
+            "organization. Ask your iCIMS administrator to check the Event Notifications page, "
+            "or ask the vendor to enable this notification.",
+            f"eventType {sent_type!r} is not configured for customer {customer_id}.",
+        )
+    try:
+        event = parse_event({**payload, "eventType": event_type})
+    except ValidationError as exc:
+        raise user_error(
+            RECRUITER_MESSAGES[400], f"The {event_type} event is not valid: {describe(exc)}."
+        ) from exc
+
+    stored = dict(payload)
+    header_links = parse_link_header(request.headers.get("link"))
+    if header_links:
+        # Kept beside the payload, namespaced so a future iCIMS field cannot collide.
+        stored["_hirehook"] = {
+            "linkHeader": [link.model_dump(exclude_none=True) for link in header_links]
+        }
+    key, event_thread, earlier = await _dedupe(services, connection, config, event, deadline)
+    if earlier is not None:
+        return respond(earlier)
+
+    rules = event_settings.validation
+    if rules is not None and rules.enabled:
+        # A repeat was validated the first time: it gets the first answer, not a second check.
+        earlier = await services.intake.find(
+            tenant_id=connection.tenant_id, source=SOURCE, dedupe_key=key, deadline=deadline
+        )
+        if earlier is not None:
+            return respond(earlier)
+        await _validate(services, connection, config, event, event_settings, deadline)
+    outcome = await services.intake.record(
+        Event(
+            connection=connection,
+            dedupe_key=key,
+            event_type=event_type,
+            known=True,
+            payload=stored,
+            raw_body=body,
+            headers=request.headers,
+            subjects=subjects(event),
+            thread=event_thread,
+        ),
+        answer_for=functools.partial(
+            _answer,
+            event=event,
+            settings=event_settings,
+            keys=auth.link_keys(settings),
+        ),
+        deadline=deadline,
+    )
+    await services.intake.publish(outcome, known=True)
+    return respond(outcome)
+
+
+async def _dedupe(
+    services: Services,
+    connection: ConnectionInfo,
+    config: IcimsConfig,
+    event: IcimsEvent,
+    deadline: Deadline,
+) -> tuple[str, str | None, Outcome | None]:
+    """The event's dedupe key and thread, or the outcome of the delivery it repeats.
+
+    iCIMS sends no event id: within the event type's window, a repeat of the newest event of
+    its thread is the same delivery again; anything else (A->B, B->A, A->B) is new. The key
+    names its predecessor, so concurrent copies of one delivery still meet on it.
+    """
+    content = dedupe_content(event)
+    window = config.dedupe_window_s(event.event_type)
+    if window <= 0:
+        return content, None, None
+    event_thread = thread(event)
+    head = await services.intake.thread_head(
+        tenant_id=connection.tenant_id, source=SOURCE, thread=event_thread, deadline=deadline
+    )
+    if head is None:
+        return f"{content}/-", event_thread, None
+    if head.dedupe_key.split("/", 1)[0] == content and head.age_s < window:
+        log.info("icims.duplicate_in_window", record_id=str(head.answer.record_id))
+        return head.dedupe_key, event_thread, replayed(head.answer)
+    return f"{content}/{head.answer.record_id}", event_thread, None
+
+
+def _customer_id(payload: dict[str, Any]) -> str:
+    value = payload.get("customerId")
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
+    if not isinstance(value, str) or not value.strip() or len(value) > 128:
+        raise user_error(RECRUITER_MESSAGES[400], "The notification has no usable customerId.")
+    return value.strip()
+
+
+def _answer(
+    record_id: uuid.UUID, *, event: IcimsEvent, settings: EventSettings, keys: list[bytes]
+) -> Answer:
+    if event.event_type not in LINK_EVENTS:
+        return json_answer(200, {"status": "accepted", "recordId": str(record_id)})
+    assert settings.link_template is not None  # IcimsConfig requires it for link events
+    link = render_link(
+        settings.link_template,
+        event,
+        token=record_token(record_id, keys),
+        record_id=str(record_id),
+    )
+    # [I] ATS-FACTS section 1: iCIMS says only that the link is "in the response header";
+    # Location is the header a 303 carries. The JSON body repeats it for people reading logs.
+    return json_answer(
+        303, {"status": "accepted", "recordId": str(record_id), "link": link}, {"Location": link}
+    )
+
+
+async def _validate(
+    services: Services,
+    connection: ConnectionInfo,
+    config: IcimsConfig,
+    event: IcimsEvent,
+    settings: EventSettings,
+    deadline: Deadline,
+) -> None:
+    """Validate before commit (docs/icims.md)."""
+    rules = settings.validation
+    assert rules is not None
+    if not isinstance(event, AssessmentEvent | WorkFlowStatusChangeEvent):  # pragma: no cover
+        return
+    client = IcimsClient.for_connection(
+        services.http, services.budget, services.cache, connection, config=config
+    )
+    await validate(
+        client=client,
+        config=config,
+        rules=rules,
+        event=event,
+        deadline=deadline,
+        reserve_s=config.options.commit_reserve_s,
+        call_timeout_s=services.settings.api_call_timeout_s,
+    )

@@ -1,0 +1,117 @@
+"""The OAuth 2.0 token endpoint: iCIMS fetches a token here, then posts events with it.
+
+Errors follow RFC 6749 (``{"error", "error_description"}``), never iCIMS's event error shape.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import parse_qsl
+
+import orjson
+import structlog
+from authlib.oauth2.rfc6749 import InvalidRequestError
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+
+from app import oauth_server
+from app.errors import AppError
+from app.routers.common import ServicesDep, error_route, read_raw
+from app.routers.icims.auth import TOKEN_PATH, load, signing_keys
+from app.schemas.icims import SOURCE
+
+MAX_TOKEN_REQUEST_BYTES = 16 * 1024
+
+log = structlog.get_logger(__name__)
+
+
+_OAUTH_ERRORS: dict[int | str, dict[str, Any]] = {
+    200: {"description": '`{"access_token", "token_type": "Bearer", "expires_in"}`'},
+    400: {"description": "RFC 6749 error: invalid_request, unsupported_grant_type, ..."},
+    401: {"description": "invalid_client: unknown client id or wrong secret."},
+}
+
+
+def _render_oauth_error(request: Request, error: AppError) -> Response:
+    del request
+    code = {503: "temporarily_unavailable"}.get(error.status, "invalid_request")
+    if error.status >= 500 and error.status != 503:
+        code = "server_error"
+    body = {"error": code, "error_description": error.user_message}
+    return Response(
+        orjson.dumps(body),
+        error.status,
+        headers={"Cache-Control": "no-store", **error.headers},
+        media_type="application/json",
+    )
+
+
+def _reply(reply: oauth_server.TokenReply) -> Response:
+    status, body, headers = reply
+    plain = {k: v for k, v in headers if k.lower() != "content-type"}
+    return Response(orjson.dumps(body), status, headers=plain, media_type="application/json")
+
+
+_FORM_FIELDS = frozenset({"grant_type", "client_id", "client_secret", "scope", "audience"})
+
+
+def _parse_form(raw: bytes) -> dict[str, str]:
+    try:
+        pairs = parse_qsl(raw.decode("utf-8"), keep_blank_values=True, max_num_fields=20)
+    except ValueError as exc:
+        raise InvalidRequestError("The body is not a valid form.") from exc
+    form: dict[str, str] = {}
+    for name, value in pairs:
+        if name in form:
+            # RFC 6749 section 3.2: parameters must not be repeated.
+            shown = name if name in _FORM_FIELDS else "A parameter"
+            raise InvalidRequestError(f"{shown} is repeated.")
+        form[name] = value
+    return form
+
+
+router = APIRouter(tags=["OAuth"], route_class=error_route(_render_oauth_error))
+
+
+@router.post(TOKEN_PATH, responses=_OAUTH_ERRORS)
+async def issue_token(request: Request, services: ServicesDep) -> Response:
+    """OAuth 2.0 client-credentials token for iCIMS (client auth by HTTP Basic or form)."""
+    settings = services.settings
+    raw = await read_raw(request, MAX_TOKEN_REQUEST_BYTES, settings.request_deadline_s)
+    media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    try:
+        if media != "application/x-www-form-urlencoded":
+            raise InvalidRequestError("Send application/x-www-form-urlencoded parameters.")
+        form = _parse_form(raw)
+    except InvalidRequestError as exc:
+        return _reply(oauth_server.error_reply(exc))
+    try:
+        client_id = oauth_server.basic_client_id(request.headers) or form.get("client_id")
+    except ValueError:
+        client_id = None  # token_reply answers invalid_client for an undecodable header
+    client: oauth_server.OAuthClient | None = None
+    if client_id:
+        connection = await services.connections.by_option(SOURCE, "oauth_client_id", client_id)
+        loaded = load(connection)
+        if loaded is not None and loaded.auth.oauth_enabled:
+            client = oauth_server.OAuthClient(
+                connection_id=loaded.connection.id,
+                client_id=client_id,
+                secrets=list(loaded.auth.oauth_client_secrets),
+                expires_s=loaded.auth.oauth_token_expires_s,
+            )
+    status, body, headers = oauth_server.token_reply(
+        uri=settings.public_base_url.rstrip("/") + TOKEN_PATH,
+        headers=request.headers,
+        form=form,
+        client=client,
+        keys=signing_keys(settings),
+    )
+    if body.get("error") == "insecure_transport":
+        log.warning("icims.token_insecure_public_url")
+        raise AppError(500, "HIREHOOK_PUBLIC_BASE_URL must be an https URL.", code="config")
+    if status == 200:
+        log.info("icims.token_issued", client_id=client_id, expires_in=body.get("expires_in"))
+    else:
+        log.info("icims.token_refused", client_id=client_id, error=body.get("error"))
+    return _reply((status, body, headers))

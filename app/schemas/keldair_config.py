@@ -1,0 +1,72 @@
+"""Configuration of a KeldairHR (Standard Webhooks) connection, checked when it is loaded."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from app.validation import describe
+from app.verifiers.standard_webhooks import decode_secret
+
+
+class KeldairOptions(BaseModel):
+    """``options`` of a KeldairHR connection."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    # The sender's type strings -> the names this version models (app/schemas/keldair.py).
+    type_aliases: dict[str, str] = Field(default_factory=dict)
+    tolerance_s: int = Field(default=300, ge=1, le=3600)
+
+
+class KeldairSecrets(BaseModel):
+    """``secrets`` of a KeldairHR connection."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    # Several while a secret is rotated; any of them verifies.
+    signing_secrets: list[str] = Field(min_length=1, repr=False)
+
+    @field_validator("signing_secrets")
+    @classmethod
+    def _decodable(cls, secrets: list[str]) -> list[str]:
+        for index, secret in enumerate(secrets):
+            try:
+                decode_secret(secret)
+            except ValueError:
+                # The value itself is never echoed: it is a secret.
+                raise ValueError(f"item {index} is not a whsec_ base64 secret") from None
+        return secrets
+
+
+class KeldairConfig:
+    """Options and secrets of one connection, validated together."""
+
+    def __init__(self, options: KeldairOptions, secrets: KeldairSecrets) -> None:
+        self.options = options
+        self.secrets = secrets
+
+    @property
+    def keys(self) -> list[bytes]:
+        """The HMAC keys of the signing secrets."""
+        return [decode_secret(s) for s in self.secrets.signing_secrets]
+
+
+def parse(options: dict[str, Any], secrets: dict[str, Any]) -> KeldairConfig:
+    """Validate; raises ValueError naming the settings at fault, never their values."""
+    try:
+        opts = KeldairOptions.model_validate(options)
+    except ValidationError as exc:
+        raise ValueError(f"options: {describe(exc)}") from None
+    try:
+        secs = KeldairSecrets.model_validate(secrets)
+    except ValidationError as exc:
+        # describe() reports locations and messages only, so no secret value can leak.
+        raise ValueError(f"secrets: {describe(exc)}") from None
+    return KeldairConfig(opts, secs)
+
+
+def check(options: dict[str, Any], secrets: dict[str, Any]) -> None:
+    """The connection check of :class:`app.sources.base.Source`."""
+    parse(options, secrets)

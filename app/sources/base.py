@@ -1,0 +1,35 @@
+"""What the rest of the application knows of one ATS: a :class:`Source` descriptor."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from app.clients.budget import Limits
+from app.workers.context import RecordHandler
+
+# Validates a connection's options and secrets when the tenants file is loaded; raises
+# ValueError naming the setting at fault, never its value.
+ConfigCheck = Callable[[dict[str, Any], dict[str, Any]], None]
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    """One ATS: its name, API limits, connection check, enrichment handler and sample sender.
+
+    Routers are not named here: ``app.main`` mounts them, so a worker that imports the
+    registry never imports FastAPI.
+    """
+
+    name: str
+    title: str
+    check: ConfigCheck
+    handler: RecordHandler | None = None
+    # The ATS's published API limits; a connection's options.limits override them.
+    limits: Limits | None = None
+    # Fingerprints (app.schemas.keys.credential_id) of the identities a connection's sender
+    # presents, stored with the connection so a request is tied to it before its body is read.
+    credential_ids: Callable[[dict[str, Any], dict[str, Any]], list[str]] | None = None
+    # A typer command that posts signed sample events (``hirehook send <name>``).
+    send: Callable[..., None] | None = None

@@ -1,0 +1,144 @@
+"""Dead letters: records a stage gave up on, kept apart by kind so the right person acts."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Literal
+
+from sqlalchemy import ColumnElement, Select, select, text, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from app.models import DeadLetter, Tenant
+
+Stage = Literal["enrichment", "delivery"]
+FailureKind = Literal["configuration", "pipeline"]
+
+_BURY = text(
+    """
+    INSERT INTO dead_letter (record_id, tenant_id, source, stage, kind, reason, detail, attempts)
+    SELECT id, tenant_id, source, :stage, :kind, :reason, :detail, :attempts
+    FROM record WHERE id = :record_id
+    ON CONFLICT (record_id, stage) WHERE resolved_at IS NULL DO NOTHING
+    """
+)
+
+
+async def bury(
+    conn: AsyncConnection,
+    *,
+    record_id: uuid.UUID,
+    stage: Stage,
+    kind: FailureKind,
+    reason: str,
+    detail: str,
+    attempts: int,
+) -> None:
+    """Record that ``stage`` gave up on a record (once while the letter is open)."""
+    await conn.execute(
+        _BURY,
+        {
+            "record_id": record_id,
+            "stage": stage,
+            "kind": kind,
+            "reason": reason,
+            "detail": detail[:2000],
+            "attempts": attempts,
+        },
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Filters:
+    """Which dead letters a command applies to; ids win over the other filters."""
+
+    ids: Sequence[int] = ()
+    kind: FailureKind | None = None
+    stage: Stage | None = None
+    tenant: str | None = None
+    source: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetterView:
+    """One dead letter as operators see it."""
+
+    id: int
+    record_id: uuid.UUID
+    tenant: str
+    source: str
+    stage: str
+    kind: str
+    reason: str
+    detail: str
+    attempts: int
+    created_at: datetime
+    resolved_at: datetime | None
+    resolution: str | None
+
+
+def _where(filters: Filters, *, open_only: bool) -> list[ColumnElement[bool]]:
+    conditions: list[ColumnElement[bool]] = []
+    if open_only:
+        conditions.append(DeadLetter.resolved_at.is_(None))
+    if filters.ids:
+        conditions.append(DeadLetter.id.in_(list(filters.ids)))
+    if filters.kind:
+        conditions.append(DeadLetter.kind == filters.kind)
+    if filters.stage:
+        conditions.append(DeadLetter.stage == filters.stage)
+    if filters.source:
+        conditions.append(DeadLetter.source == filters.source)
+    if filters.tenant:
+        conditions.append(
+            DeadLetter.tenant_id.in_(select(Tenant.id).where(Tenant.slug == filters.tenant))
+        )
+    return conditions
+
+
+def _select(filters: Filters, *, open_only: bool) -> Select[DeadLetter, str]:
+    return (
+        select(DeadLetter, Tenant.slug)
+        .join(Tenant, Tenant.id == DeadLetter.tenant_id)
+        .where(*_where(filters, open_only=open_only))
+        .order_by(DeadLetter.id)
+    )
+
+
+async def list_letters(
+    conn: AsyncConnection, filters: Filters, *, include_resolved: bool = False, limit: int = 200
+) -> list[DeadLetterView]:
+    """Dead letters matching ``filters``, oldest first."""
+    rows = (await conn.execute(_select(filters, open_only=not include_resolved).limit(limit))).all()
+    return [
+        DeadLetterView(
+            id=row.id,
+            record_id=uuid.UUID(str(row.record_id)),
+            tenant=row.slug,
+            source=row.source,
+            stage=row.stage,
+            kind=row.kind,
+            reason=row.reason,
+            detail=row.detail,
+            attempts=row.attempts,
+            created_at=row.created_at,
+            resolved_at=row.resolved_at,
+            resolution=row.resolution,
+        )
+        for row in rows
+    ]
+
+
+async def resolve(
+    conn: AsyncConnection, filters: Filters, resolution: str
+) -> list[tuple[uuid.UUID, Stage]]:
+    """Close every matching open letter; the (record id, stage) of each."""
+    resolved = await conn.execute(
+        update(DeadLetter)
+        .where(*_where(filters, open_only=True))
+        .values(resolved_at=text("now()"), resolution=resolution)
+        .returning(DeadLetter.record_id, DeadLetter.stage)
+    )
+    return [(row.record_id, row.stage) for row in resolved]

@@ -1,0 +1,161 @@
+"""Claim, defer, finish, give up and sweep: one set of statements for both work tables.
+
+``outbox`` holds a record's enrichment, ``delivery`` its delivery to the tenant's destination.
+Both are keyed by record id, carry ``attempts``/``available_at``/``done_at``/``last_error``, and
+are worked the same way: a claim pushes ``available_at`` past the job's lease (so the sweeper
+leaves a running job alone), and ``done_at IS NULL`` in every update makes a second run of the
+same job a no-op.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any, Literal
+
+from sqlalchemy import Row, TextClause, text
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+Table = Literal["outbox", "delivery"]
+TABLES: tuple[Table, ...] = ("outbox", "delivery")
+
+# What a job needs of its record, loaded by the claim itself: one round trip per claim.
+_RECORD_COLUMNS = (
+    "r.id, r.tenant_id, r.connection_id, r.source, r.event_type, r.known, r.subjects, "
+    "r.payload, r.headers, r.received_at"
+)
+
+
+def _statements(table: Table) -> dict[str, TextClause]:
+    # ``last_status`` exists on delivery only (the destination's HTTP status).
+    status = ", last_status = :status" if table == "delivery" else ""
+    return {
+        "claim": text(
+            f"""
+            WITH claimed AS (
+                UPDATE {table} SET attempts = attempts + 1,
+                                   available_at = now() + make_interval(secs => :lease)
+                WHERE record_id = :id AND done_at IS NULL
+                RETURNING *
+            )
+            SELECT claimed.*, {_RECORD_COLUMNS}
+            FROM claimed JOIN record r ON r.id = claimed.record_id
+            """  # noqa: S608 - the table name is one of two constants
+        ),
+        # ``refund`` gives back the attempt of a run that only waited for the rate budget.
+        "defer": text(
+            f"""
+            UPDATE {table} SET available_at = now() + make_interval(secs => :delay),
+                               last_error = :error, attempts = attempts - :refund{status}
+            WHERE record_id = :id AND done_at IS NULL
+            """  # noqa: S608
+        ),
+        "finish": text(
+            f"UPDATE {table} SET done_at = now(), last_error = NULL{status} "  # noqa: S608
+            "WHERE record_id = :id AND done_at IS NULL"
+        ),
+        "give_up": text(
+            f"UPDATE {table} SET done_at = now(), last_error = :error{status} "  # noqa: S608
+            "WHERE record_id = :id AND done_at IS NULL"
+        ),
+        "reopen": text(
+            f"UPDATE {table} SET done_at = NULL, attempts = 0, available_at = now(), "  # noqa: S608
+            f"last_error = NULL{status.replace(':status', 'NULL')} WHERE record_id = ANY(:ids)"
+        ),
+        # Rows not done and past their grace, made due now; SKIP LOCKED lets every worker sweep.
+        "sweep": text(
+            f"""
+            UPDATE {table} SET available_at = now() + make_interval(secs => :hold)
+            WHERE record_id IN (
+                SELECT record_id FROM {table}
+                WHERE done_at IS NULL AND available_at <= now() - make_interval(secs => :grace)
+                ORDER BY available_at
+                LIMIT :batch
+                FOR UPDATE SKIP LOCKED
+            )
+            RETURNING record_id
+            """  # noqa: S608
+        ),
+        "backlog": text(
+            f"SELECT count(*) AS pending, min(created_at) AS oldest FROM {table} "  # noqa: S608
+            "WHERE done_at IS NULL"
+        ),
+    }
+
+
+_SQL: dict[Table, dict[str, TextClause]] = {table: _statements(table) for table in TABLES}
+
+
+async def claim(
+    conn: AsyncConnection, table: Table, record_id: uuid.UUID, *, lease_s: float
+) -> Row[Any] | None:
+    """Take the row for one run (``attempts`` + 1) with its record's columns; None if done."""
+    return (await conn.execute(_SQL[table]["claim"], {"id": record_id, "lease": lease_s})).first()
+
+
+async def defer(
+    conn: AsyncConnection,
+    table: Table,
+    record_id: uuid.UUID,
+    *,
+    delay_s: float,
+    error: str | None,
+    refund: bool = False,
+    status: int | None = None,
+) -> None:
+    """Not before ``delay_s`` from now; the sweeper leaves it alone until then."""
+    params: dict[str, Any] = {
+        "id": record_id,
+        "delay": delay_s,
+        "error": error,
+        "refund": int(refund),
+    }
+    if table == "delivery":
+        params["status"] = status
+    await conn.execute(_SQL[table]["defer"], params)
+
+
+async def finish(
+    conn: AsyncConnection, table: Table, record_id: uuid.UUID, *, status: int | None = None
+) -> bool:
+    """Mark done; False if another run finished first (its effects stand, not ours)."""
+    params: dict[str, Any] = {"id": record_id}
+    if table == "delivery":
+        params["status"] = status
+    result = await conn.execute(_SQL[table]["finish"], params)
+    return bool(result.rowcount)
+
+
+async def give_up(
+    conn: AsyncConnection,
+    table: Table,
+    record_id: uuid.UUID,
+    *,
+    error: str,
+    status: int | None = None,
+) -> bool:
+    """Mark done with the error that ended it; False if it was already done."""
+    params: dict[str, Any] = {"id": record_id, "error": error}
+    if table == "delivery":
+        params["status"] = status
+    result = await conn.execute(_SQL[table]["give_up"], params)
+    return bool(result.rowcount)
+
+
+async def reopen(conn: AsyncConnection, table: Table, record_ids: list[uuid.UUID]) -> None:
+    """Start over with fresh attempts (a dead letter retried after its cause was fixed)."""
+    await conn.execute(_SQL[table]["reopen"], {"ids": record_ids})
+
+
+async def sweep(
+    conn: AsyncConnection, table: Table, *, grace_s: float, batch: int, hold_s: float
+) -> list[uuid.UUID]:
+    """Up to ``batch`` rows not done past their grace, held for ``hold_s`` while republished."""
+    rows = await conn.execute(
+        _SQL[table]["sweep"], {"grace": grace_s, "batch": batch, "hold": hold_s}
+    )
+    return list(rows.scalars().all())
+
+
+async def backlog(conn: AsyncConnection, table: Table) -> Row[Any]:
+    """``pending`` rows and the ``oldest`` one's creation time."""
+    return (await conn.execute(_SQL[table]["backlog"])).one()
