@@ -6,8 +6,9 @@ import asyncio
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from typing import Literal
+from typing import Any, Literal
 
+import orjson
 import structlog
 from arq.connections import ArqRedis
 from arq.constants import default_queue_name, expires_extra_ms, job_key_prefix, result_key_prefix
@@ -31,6 +32,35 @@ return 1
 Published = Literal["queued", "exists", "failed"]
 
 
+# arq pickles jobs unless told otherwise, and unpickling runs code: anyone who can write to
+# Redis would run code in every worker. Jobs are JSON instead, and every ArqRedis and Worker
+# gets this pair. A job blob that is not JSON (a pickle included) fails to deserialize and
+# arq drops the job without running it; the sweeper republishes the record from the outbox.
+def serialize(data: dict[str, Any]) -> bytes:
+    """An arq job or result as JSON."""
+    return orjson.dumps(data, default=_describe)
+
+
+def deserialize(blob: bytes) -> dict[str, Any]:
+    """An arq job or result from JSON; anything else raises, and arq refuses the job."""
+    data = orjson.loads(blob)
+    if not isinstance(data, dict):
+        raise TypeError(f"an arq job is a JSON object, not {type(data).__name__}")
+    if isinstance(data.get("a"), list):
+        # arq hands a job's positional arguments around as a tuple.
+        data["a"] = tuple(data["a"])
+    return data
+
+
+def _describe(value: object) -> str:
+    # arq serializes a failed job's exception as its result even when no result is kept
+    # (keep_result=0 here); without this every failure would also log a serialization error.
+    # Anything else that is not JSON is a bug at the enqueueing side, so it still raises.
+    if isinstance(value, BaseException):
+        return f"{type(value).__name__}: {value}"
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
 def record_job_id(record_id: uuid.UUID | str) -> str:
     """One arq job id per record, so a second enqueue of a queued job is a no-op."""
     return f"record:{record_id}"
@@ -46,7 +76,7 @@ def create_redis(url: str, timeout_s: float) -> ArqRedis:
     pool = ConnectionPool.from_url(
         url, socket_connect_timeout=timeout_s, socket_timeout=timeout_s, max_connections=64
     )
-    return ArqRedis(connection_pool=pool)
+    return ArqRedis(connection_pool=pool, job_serializer=serialize, job_deserializer=deserialize)
 
 
 class Queue:
@@ -90,7 +120,9 @@ class Queue:
                 async with self.redis.pipeline(transaction=False) as pipe:
                     for record_id in record_ids:
                         job_id = job_id_of(record_id)
-                        job = serialize_job(function, (str(record_id),), {}, None, now_ms)
+                        job = serialize_job(
+                            function, (str(record_id),), {}, None, now_ms, serializer=serialize
+                        )
                         await self._script(
                             keys=[
                                 job_key_prefix + job_id,
@@ -109,7 +141,7 @@ class Queue:
 
     async def _enqueue(self, function: str, record_id: uuid.UUID | str, job_id: str) -> Published:
         now_ms = int(time.time() * 1000)
-        job = serialize_job(function, (str(record_id),), {}, None, now_ms)
+        job = serialize_job(function, (str(record_id),), {}, None, now_ms, serializer=serialize)
         try:
             async with asyncio.timeout(self._timeout_s * 2):
                 created = await self._script(

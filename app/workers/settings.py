@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from typing import Any
+from urllib.parse import unquote
 
 import structlog
 from arq import cron
@@ -11,13 +13,26 @@ from arq.connections import RedisSettings
 from arq.worker import Worker, func
 
 from app import sources
-from app.queue import DELIVER_RECORD, PROCESS_RECORD
+from app.queue import DELIVER_RECORD, PROCESS_RECORD, deserialize, serialize
 from app.services import Services
 from app.settings import Settings
 from app.workers.delivery import deliver_record
 from app.workers.jobs import process_record, sweep_outbox
 
 log = structlog.get_logger(__name__)
+
+
+def redis_settings(dsn: str) -> RedisSettings:
+    """arq's connection settings for the same URL the API connects with."""
+    parsed = RedisSettings.from_dsn(dsn)
+    # from_dsn keeps the username and password percent-encoded, while redis-py's from_url (the
+    # API) decodes them; a password with a reserved character (which pydantic always encodes)
+    # would then authenticate the API and not the workers.
+    return dataclasses.replace(
+        parsed,
+        username=unquote(parsed.username) if parsed.username else None,
+        password=unquote(parsed.password) if parsed.password else None,
+    )
 
 
 def worker_options(settings: Settings) -> dict[str, Any]:
@@ -51,7 +66,10 @@ def worker_options(settings: Settings) -> dict[str, Any]:
                 timeout=max(interval * 2, 30),
             )
         ],
-        "redis_settings": RedisSettings.from_dsn(settings.redis_dsn),
+        "redis_settings": redis_settings(settings.redis_dsn),
+        # Never arq's default (pickle): see app.queue.serialize.
+        "job_serializer": serialize,
+        "job_deserializer": deserialize,
         "on_startup": on_startup,
         "on_shutdown": on_shutdown,
         "max_jobs": settings.worker_concurrency,
