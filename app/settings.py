@@ -31,6 +31,20 @@ class Settings(BaseSettings):
     api_host: str = "127.0.0.1"
     api_port: int = 8000
     api_workers: int = Field(default=1, ge=1)
+    # Connection limits (app/server.py). Senders open a connection per event or reuse it
+    # briefly, so an idle connection is soon closed.
+    api_keepalive_s: int = Field(default=5, ge=1)
+    # From accepting a connection, or from the first byte of a later request on it, to the
+    # request's last header: a client that sends nothing or trickles headers is dropped.
+    api_header_timeout_s: float = Field(default=10.0, gt=0)
+    api_max_header_bytes: int = Field(default=64 * 1024, ge=1024)
+    # Per process; a request on a further connection is answered 503. Keep `ulimit -n`
+    # well above it: the database pool, Redis and refused connections need descriptors too.
+    api_max_connections: int = Field(default=500, ge=1)
+    api_backlog: int = Field(default=2048, ge=1)
+    # On shutdown, requests in flight get this long: above the request deadline so none is
+    # cut short, below the common 30 s before a supervisor kills the process.
+    api_shutdown_timeout_s: int = Field(default=28, ge=1)
 
     # Senders give up after 30 s; answering inside 25 s leaves room for the network.
     request_deadline_s: float = Field(default=25.0, gt=0, le=29)
