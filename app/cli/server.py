@@ -16,27 +16,15 @@ def api(
     port: Annotated[int | None, typer.Option(help="Port.")] = None,
     workers: Annotated[int | None, typer.Option(help="uvicorn worker processes.")] = None,
 ) -> None:
-    """Run the HTTP API (uvicorn)."""
-    import uvicorn
+    """Run the HTTP API (uvicorn, with the connection limits of app/server.py)."""
+    from app.server import run_api
 
     settings = load_settings()
     settings.database_dsn  # noqa: B018 - fail fast, before uvicorn starts, if unset
     settings.redis_dsn  # noqa: B018
     if settings.tenants_file is not None:
         asyncio.run(load_tenants(settings, settings.tenants_file))
-    uvicorn.run(
-        "app.main:create_app",
-        factory=True,
-        host=host or settings.api_host,
-        port=port or settings.api_port,
-        workers=workers or settings.api_workers,
-        loop="uvloop",
-        http="httptools",
-        log_config=None,
-        access_log=False,
-        proxy_headers=True,
-        timeout_keep_alive=30,
-    )
+    run_api(settings, host=host, port=port, workers=workers)
 
 
 def worker(
