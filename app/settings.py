@@ -54,6 +54,16 @@ class Settings(BaseSettings):
     db_pool_timeout_s: float = Field(default=3.0, gt=0)
     redis_timeout_s: float = Field(default=0.5, gt=0)
 
+    # Brute-force guard on inbound credentials (app/guard.py), shared by replicas via Redis: a
+    # client id or address failing more often than its limit within the window is refused,
+    # right credentials or not, for auth_block_s.
+    auth_failure_limit_per_client: int = Field(default=20, ge=1)
+    # One address may front many senders (an ATS's egress, a proxy that hides clients'
+    # addresses), so this limit is looser, and 0 turns it off.
+    auth_failure_limit_per_address: int = Field(default=60, ge=0)
+    auth_failure_window_s: float = Field(default=60.0, gt=0, le=3600)
+    auth_block_s: float = Field(default=300.0, gt=0, le=86400)
+
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
     # Real events are a few KB: a request may inflate to this much, and no more than this many
     # times its wire size (gzip bombs are refused long before they cost memory).

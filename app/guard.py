@@ -1,0 +1,336 @@
+"""A brute-force guard for inbound credentials (OAuth token endpoint, HTTP Basic, HMAC).
+
+Authentication failures are counted per *subject* in Redis, so every API replica shares them.
+A subject is an identity that can be guessed against, written without any secret: a client
+(``client_subject("icims", "client", client_id)`` → ``"icims:client:<id>"``) or a source address
+(``address_subject(ip)`` → ``"addr:<ip>"``). A subject with too many failures inside a window is
+blocked for a cool-off, and while blocked its requests are refused *before* their credentials
+are looked at: a block that let a right guess through would only slow brute force down, not
+stop it.
+
+Healthy traffic must not pay a Redis round trip per request, so "not blocked" answers are kept
+in process for about a second. Without Redis the guard fails open for good traffic but counts
+failures in process, so one replica still stops a brute-forcer; it never raises to its caller
+and never waits longer than its timeout.
+
+Typical use in a route, with one ``limiter`` per process from
+:meth:`FailureLimiter.from_settings`::
+
+    subjects = (client_subject("icims", "client", client_id), address_subject(peer_ip))
+    if (wait := await limiter.check(*subjects)) is not None:
+        return 429 with Retry-After: retry_after(wait)      # do not verify at all
+    if not verify(credentials):
+        if (wait := await limiter.failed(*subjects)) is not None:
+            return 429 with Retry-After: retry_after(wait)
+        return 401
+    ...authenticated
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import math
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import structlog
+from cachetools import TTLCache
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from app.settings import Settings
+
+log = structlog.get_logger(__name__)
+
+_REDIS_ERRORS = (RedisError, OSError, TimeoutError)
+
+ADDRESS_PREFIX = "addr:"
+# Subjects carry request data (a client id from a header or form); a long one is cut and
+# hashed so neither Redis keys nor the in-process caches grow with what a client sends.
+_MAX_SUBJECT_CHARS = 128
+_KEPT_PREFIX_CHARS = 64
+
+# A fixed window that opens at a subject's first failure (INCR, PEXPIRE when the counter has
+# no expiry yet) rather than a sliding log: one small counter per subject whatever the attack
+# rate, where a sliding log stores an entry per failure, i.e. memory the attacker controls. Its
+# imprecision, at most twice the limit across a window boundary, does not matter here: the
+# point is turning hundreds of guesses a second into a few dozen per window plus cool-off.
+# The counter is dropped when a block starts, so a subject comes out of it with a clean slate,
+# and failures reported while blocked are not counted (the block is never extended: requests
+# are refused unverified during it, so nothing is being guessed).
+#
+# KEYS: per subject, its failure counter then its block marker.
+# ARGV: per subject, failures tolerated, window ms, block ms.
+# Returns per subject: ms of block left (0 = not blocked), then 1 if this call started it.
+_RECORD = """
+local out = {}
+for i = 1, #KEYS / 2 do
+  local counter, block = KEYS[2 * i - 1], KEYS[2 * i]
+  local tolerated = tonumber(ARGV[3 * i - 2])
+  local window_ms = tonumber(ARGV[3 * i - 1])
+  local block_ms = tonumber(ARGV[3 * i])
+  local left = redis.call('PTTL', block)
+  if left > 0 then
+    out[2 * i - 1] = left
+    out[2 * i] = 0
+  else
+    local n = redis.call('INCR', counter)
+    if redis.call('PTTL', counter) < 0 then redis.call('PEXPIRE', counter, window_ms) end
+    if n > tolerated then
+      redis.call('SET', block, '1', 'PX', block_ms)
+      redis.call('DEL', counter)
+      out[2 * i - 1] = block_ms
+      out[2 * i] = 1
+    else
+      out[2 * i - 1] = 0
+      out[2 * i] = 0
+    end
+  end
+end
+return out
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class FailureLimit:
+    """``failures`` are tolerated within ``window_s``; the next one blocks for ``block_s``."""
+
+    failures: int
+    window_s: float
+    block_s: float
+
+    def __post_init__(self) -> None:
+        if self.failures < 1 or self.window_s <= 0 or self.block_s <= 0:
+            raise ValueError("a failure limit needs failures >= 1, window_s > 0, block_s > 0")
+
+
+@dataclass(slots=True)
+class _LocalCount:
+    """The in-process fallback's view of one subject while Redis cannot be reached."""
+
+    window_ends: float
+    count: int = 0
+    blocked_until: float = 0.0
+
+
+def client_subject(source: str, kind: str, ident: str) -> str:
+    """The subject of one client identity, e.g. ``("keldair", "tenant", slug)``."""
+    return f"{source}:{kind}:{ident}"
+
+
+def address_subject(address: str) -> str:
+    """The subject of one source address."""
+    return ADDRESS_PREFIX + address
+
+
+def retry_after(wait_s: float) -> str:
+    """A ``Retry-After`` value for a wait: whole seconds, rounded up, at least 1."""
+    return str(max(1, math.ceil(wait_s)))
+
+
+def require_strong_secret(value: str, *, what: str, min_length: int = 32) -> None:
+    """Refuse a secret too short to withstand guessing; the message never contains it."""
+    # Surrounding whitespace is often an accident of files and environment variables and
+    # adds no strength, so it does not count.
+    if len(value.strip()) < min_length:
+        raise ValueError(
+            f"{what} must be at least {min_length} characters long; generate one with "
+            '`python -c "import secrets; print(secrets.token_urlsafe(32))"`'
+        )
+
+
+def _normalize(subject: str) -> str:
+    if len(subject) <= _MAX_SUBJECT_CHARS:
+        return subject
+    digest = hashlib.sha256(subject.encode("utf-8", "surrogatepass")).hexdigest()
+    return f"{subject[:_KEPT_PREFIX_CHARS]}#{digest}"
+
+
+class FailureLimiter:
+    """Counts authentication failures per subject in Redis and blocks subjects that fail too
+    often; see the module docstring for how a route uses it.
+
+    Subjects starting with ``addr:`` get ``per_address`` (``None`` ignores them), all others
+    ``per_client``.
+    """
+
+    def __init__(
+        self,
+        redis: Redis,
+        *,
+        per_client: FailureLimit,
+        per_address: FailureLimit | None,
+        timeout_s: float,
+        prefix: str = "hirehook:authfail:",
+        cache_ttl_s: float = 1.0,
+        cache_size: int = 10_000,
+        fallback_size: int = 10_000,
+        redis_retry_s: float = 1.0,
+    ) -> None:
+        self._redis = redis
+        self._per_client = per_client
+        self._per_address = per_address
+        self._timeout_s = timeout_s
+        self._prefix = prefix
+        self._record = redis.register_script(_RECORD)
+        # Subject → monotonic end of its block, 0.0 when Redis said it was not blocked. A block
+        # set by another replica is therefore seen here at most cache_ttl_s late.
+        self._view: TTLCache[str, float] = TTLCache(maxsize=cache_size, ttl=cache_ttl_s)
+        longest = max(
+            limit.window_s + limit.block_s for limit in (per_client, per_address) if limit
+        )
+        # Bounded by size, and an entry outlives neither its window nor its block.
+        self._fallback: TTLCache[str, _LocalCount] = TTLCache(maxsize=fallback_size, ttl=longest)
+        # After a Redis error the next requests skip Redis for redis_retry_s: during an outage
+        # where connections hang, only one request per interval pays the timeout, not all.
+        self._redis_retry_s = redis_retry_s
+        self._redis_down_until = 0.0
+        self._redis_down = False
+
+    @classmethod
+    def from_settings(cls, redis: Redis, settings: Settings) -> FailureLimiter:
+        """A limiter configured by the ``auth_*`` settings."""
+        window_s, block_s = settings.auth_failure_window_s, settings.auth_block_s
+        per_address = settings.auth_failure_limit_per_address
+        return cls(
+            redis,
+            per_client=FailureLimit(settings.auth_failure_limit_per_client, window_s, block_s),
+            per_address=FailureLimit(per_address, window_s, block_s) if per_address else None,
+            timeout_s=settings.redis_timeout_s,
+        )
+
+    async def check(self, *subjects: str) -> float | None:
+        """Seconds to wait if any subject is blocked, else ``None``.
+
+        Answered from the in-process view when it is fresh; otherwise one Redis round trip
+        for all the subjects it lacks.
+        """
+        wanted = self._subjects(subjects)
+        now = time.monotonic()
+        wait = max((self._fallback_wait(s, now) for s in wanted), default=0.0)
+        unknown: list[str] = []
+        for subject in wanted:
+            until = self._view.get(subject)
+            if until is None:
+                unknown.append(subject)
+            else:
+                wait = max(wait, until - now)
+        if unknown and self._redis_usable():
+            try:
+                async with asyncio.timeout(self._timeout_s):
+                    async with self._redis.pipeline(transaction=False) as pipe:
+                        for subject in unknown:
+                            pipe.pttl(self._block_key(subject))
+                        left_ms = await pipe.execute()
+            except _REDIS_ERRORS as exc:
+                self._redis_failed(exc)
+            else:
+                self._redis_answered()
+                now = time.monotonic()
+                for subject, ms in zip(unknown, left_ms, strict=True):
+                    # -2 (no block) and -1 (a marker without expiry, which this module never
+                    # writes) both read as "not blocked": a block must always end.
+                    left = max(0, int(ms)) / 1000
+                    self._view[subject] = now + left if left else 0.0
+                    wait = max(wait, left)
+        return wait if wait > 0 else None
+
+    async def failed(self, *subjects: str) -> float | None:
+        """Record one authentication failure for each subject.
+
+        Returns the seconds to wait if, after this failure, any subject is blocked (this
+        failure started the block, or another replica had already), else ``None``.
+        """
+        wanted = self._subjects(subjects)
+        if not wanted:
+            return None
+        if self._redis_usable():
+            keys: list[str] = []
+            args: list[int] = []
+            for subject in wanted:
+                limit = self._limit(subject)
+                assert limit is not None
+                keys += [self._counter_key(subject), self._block_key(subject)]
+                args += [limit.failures, _ms(limit.window_s), _ms(limit.block_s)]
+            try:
+                async with asyncio.timeout(self._timeout_s):
+                    reply = await self._record(keys=keys, args=args)
+            except _REDIS_ERRORS as exc:
+                self._redis_failed(exc)
+            else:
+                self._redis_answered()
+                return self._apply(wanted, [int(x) for x in reply])
+        return self._count_locally(wanted, time.monotonic())
+
+    def _apply(self, subjects: list[str], reply: list[int]) -> float | None:
+        now = time.monotonic()
+        wait = 0.0
+        for i, subject in enumerate(subjects):
+            left = max(0, reply[2 * i]) / 1000
+            self._view[subject] = now + left if left else 0.0
+            if reply[2 * i + 1]:
+                log.warning("auth_guard.blocked", subject=subject, block_s=left, shared=True)
+            wait = max(wait, left, self._fallback_wait(subject, now))
+        return wait if wait > 0 else None
+
+    def _count_locally(self, subjects: list[str], now: float) -> float | None:
+        wait = 0.0
+        for subject in subjects:
+            limit = self._limit(subject)
+            assert limit is not None
+            entry = self._fallback.get(subject)
+            if entry is not None and entry.blocked_until > now:
+                wait = max(wait, entry.blocked_until - now)
+                continue
+            if entry is None or entry.window_ends <= now:
+                entry = _LocalCount(window_ends=now + limit.window_s)
+            entry.count += 1
+            if entry.count > limit.failures:
+                # Like the Redis script: the count starts over once the block ends.
+                entry = _LocalCount(window_ends=now, blocked_until=now + limit.block_s)
+                log.warning(
+                    "auth_guard.blocked", subject=subject, block_s=limit.block_s, shared=False
+                )
+                wait = max(wait, limit.block_s)
+            # Assigning again restarts the entry's TTL, so it lives as long as it matters.
+            self._fallback[subject] = entry
+        return wait if wait > 0 else None
+
+    def _fallback_wait(self, subject: str, now: float) -> float:
+        entry = self._fallback.get(subject)
+        if entry is None or entry.blocked_until <= now:
+            return 0.0
+        return entry.blocked_until - now
+
+    def _subjects(self, subjects: Iterable[str]) -> list[str]:
+        normalized = (_normalize(s) for s in subjects)
+        return [s for s in dict.fromkeys(normalized) if self._limit(s) is not None]
+
+    def _limit(self, subject: str) -> FailureLimit | None:
+        return self._per_address if subject.startswith(ADDRESS_PREFIX) else self._per_client
+
+    def _counter_key(self, subject: str) -> str:
+        return f"{self._prefix}{subject}:n"
+
+    def _block_key(self, subject: str) -> str:
+        return f"{self._prefix}{subject}:block"
+
+    def _redis_usable(self) -> bool:
+        return time.monotonic() >= self._redis_down_until
+
+    def _redis_failed(self, exc: BaseException) -> None:
+        self._redis_down_until = time.monotonic() + self._redis_retry_s
+        if not self._redis_down:
+            self._redis_down = True
+            log.warning("auth_guard.redis_unavailable", error=type(exc).__name__)
+
+    def _redis_answered(self) -> None:
+        if self._redis_down:
+            self._redis_down = False
+            log.info("auth_guard.redis_back")
+
+
+def _ms(seconds: float) -> int:
+    return max(1, math.ceil(seconds * 1000))
