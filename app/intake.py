@@ -26,6 +26,7 @@ from app.errors import AppError, unavailable
 from app.ids import uuid7
 from app.metrics import INTAKE, INTAKE_SECONDS
 from app.queue import PROCESS_RECORD, Queue
+from app.schemas.parsed import Parsed
 from app.store import records
 from app.store.records import NewRecord, StoredAnswer, ThreadHead
 
@@ -84,6 +85,9 @@ class Event:
     subjects: Mapping[str, str] = field(default_factory=dict)
     # Events of one thread (an iCIMS workflow, ...) are compared with the thread's newest.
     thread: str | None = None
+    # Non-empty for an authentic event that did not fit its model: recorded, answered 2xx,
+    # kept out of enrichment and listed as a configuration dead letter ("unexpected shape").
+    problems: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,6 +205,7 @@ class Intake:
             answer_status=None if answer is None else answer.status,
             answer_headers=None if answer is None else answer.headers,
             answer_body=None if answer is None else answer.body,
+            problem="; ".join(event.problems) if event.problems else None,
         )
         started = time.monotonic()
         async with self._connection(conn, deadline) as db:
@@ -217,7 +222,7 @@ class Intake:
                 raise AppError(503, "Please retry.", "conflicting record vanished")
             log.info("intake.duplicate", source=info.source, record_id=str(stored.record_id))
             return replayed(stored)
-        INTAKE.labels(info.source, "recorded").inc()
+        INTAKE.labels(info.source, "quarantined" if event.problems else "recorded").inc()
         log.info(
             "intake.recorded",
             source=info.source,
@@ -226,6 +231,31 @@ class Intake:
             record_id=str(record_id),
         )
         return Outcome(record_id, answer, duplicate=False)
+
+    @staticmethod
+    def event(
+        connection: ConnectionInfo,
+        parsed: Parsed,
+        *,
+        dedupe_key: str,
+        payload: Any,
+        raw_body: bytes,
+        headers: Mapping[str, str],
+        thread: str | None = None,
+    ) -> Event:
+        """The :class:`Event` for a parsed payload."""
+        return Event(
+            connection=connection,
+            dedupe_key=dedupe_key,
+            event_type=parsed.event_type,
+            known=parsed.known and not parsed.problems,
+            payload=payload,
+            raw_body=raw_body,
+            headers=headers,
+            subjects=parsed.subjects,
+            thread=thread,
+            problems=parsed.problems,
+        )
 
     async def publish(self, outcome: Outcome, *, known: bool) -> None:
         """After commit, hint the workers; the sweeper covers a failure here.

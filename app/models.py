@@ -260,7 +260,8 @@ class DeadLetter(Base):
 
     __tablename__ = "dead_letter"
     __table_args__ = (
-        CheckConstraint("stage IN ('enrichment', 'delivery')", name="stage"),
+        # intake: an authentic event that did not fit its model, kept until it is re-parsed.
+        CheckConstraint("stage IN ('intake', 'enrichment', 'delivery')", name="stage"),
         # A tenant's configuration problem is not a pipeline fault: they are fixed by others.
         CheckConstraint("kind IN ('configuration', 'pipeline')", name="kind"),
         Index(

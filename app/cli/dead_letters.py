@@ -9,6 +9,15 @@ from typing import Annotated, Any
 import typer
 
 from app.cli.common import load_settings, with_services
+from app.schemas.parsed import Reparse
+
+
+def reparsers() -> dict[str, Reparse]:
+    """Each source's parser, for quarantined events."""
+    from app.sources import REGISTRY
+
+    return {name: s.reparse for name, s in REGISTRY.items() if s.reparse is not None}
+
 
 dead_cli = typer.Typer(
     help="Dead letters: records enrichment or delivery gave up on.", no_args_is_help=True
@@ -25,12 +34,13 @@ class Kind(StrEnum):
 class Stage(StrEnum):
     """The stage that gave up."""
 
+    intake = "intake"
     enrichment = "enrichment"
     delivery = "delivery"
 
 
 KindOption = Annotated[Kind | None, typer.Option(help="configuration or pipeline.")]
-StageOption = Annotated[Stage | None, typer.Option(help="enrichment or delivery.")]
+StageOption = Annotated[Stage | None, typer.Option(help="intake, enrichment or delivery.")]
 TenantOption = Annotated[str | None, typer.Option(help="Tenant slug.")]
 SourceOption = Annotated[str | None, typer.Option(help="ATS source (hrmanager, ...).")]
 IdsArgument = Annotated[list[int] | None, typer.Argument(help="Dead-letter ids.")]
@@ -120,7 +130,10 @@ def dead_letters_retry(
 
     filters = _filters(ids, kind, stage, tenant, source, everything, action="retry")
     count = asyncio.run(
-        with_services(load_settings(), lambda s: dead_letters.retry(s.engine, s.queue, filters))
+        with_services(
+            load_settings(),
+            lambda s: dead_letters.retry(s.engine, s.queue, filters, reparsers()),
+        )
     )
     typer.echo(f"{count} dead letter(s) retried")
 

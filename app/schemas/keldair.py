@@ -8,11 +8,15 @@ onto these with the ``type_aliases`` option, and any other type is stored, not r
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 from pydantic.alias_generators import to_camel
+
+from app.schemas.parsed import Parsed
+from app.validation import describe
 
 SOURCE = "keldair"
 
@@ -89,9 +93,40 @@ def parse_event(
     return UnknownEvent.model_validate(payload)
 
 
-def dedupe_key(event: ApplicantHired | OnboardingFileCompleted | UnknownEvent) -> str:
-    """Standard Webhooks senders give every event an id and resend it unchanged."""
-    return event.id
+def dedupe_key(payload: dict[str, Any], headers: Mapping[str, str]) -> str:
+    """Standard Webhooks senders give every event an id and resend it unchanged: the payload's
+    ``id``, or the ``webhook-id`` header (the same id) when the payload's is unusable."""
+    value = payload.get("id")
+    if isinstance(value, str) and 0 < len(value) <= 255:
+        return value
+    return f"webhook-id:{headers.get('webhook-id', '')}"
+
+
+def parse(
+    payload: dict[str, Any],
+    *,
+    type_aliases: Mapping[str, str] | None = None,
+    data_aliases: Mapping[str, str] | None = None,
+) -> Parsed:
+    """The event's type and the ids it names; problems instead for an event that does not fit.
+
+    ``data_aliases`` maps the names our models use inside ``data`` to the sender's own
+    (``{"id": "applicantId"}``), for a sender whose field names differ from our assumptions.
+    """
+    if data_aliases and isinstance(payload.get("data"), dict):
+        data = dict(payload["data"])
+        for ours, theirs in data_aliases.items():
+            if ours not in data and theirs in data:
+                data[ours] = data[theirs]
+        payload = {**payload, "data": data}
+    try:
+        event = parse_event(payload, dict(type_aliases or {}))
+    except ValidationError as exc:
+        sent = payload.get("type")
+        name = str(sent) if isinstance(sent, str) and sent else "unknown"
+        name = (type_aliases or {}).get(name, name)
+        return Parsed(name, name in KNOWN_TYPES, problems=(describe(exc),))
+    return Parsed(event.type, not isinstance(event, UnknownEvent), subjects(event))
 
 
 def subjects(event: ApplicantHired | OnboardingFileCompleted | UnknownEvent) -> dict[str, str]:

@@ -17,6 +17,9 @@ class KeldairOptions(BaseModel):
 
     # The sender's type strings -> the names this version models (app/schemas/keldair.py).
     type_aliases: dict[str, str] = Field(default_factory=dict)
+    # Our names inside ``data`` -> the sender's ([I] the shape of ``data`` is assumed, see
+    # app/schemas/keldair.py): {"id": "applicantId"}.
+    data_aliases: dict[str, str] = Field(default_factory=dict)
     tolerance_s: int = Field(default=300, ge=1, le=3600)
 
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from app.clients.budget import Limits
+from app.schemas.parsed import Reparse
 from app.workers.context import RecordHandler
 
 # Validates a connection's options and secrets when the tenants file is loaded; raises
@@ -31,5 +32,8 @@ class Source:
     # Fingerprints (app.schemas.keys.credential_id) of the identities a connection's sender
     # presents, stored with the connection so a request is tied to it before its body is read.
     credential_ids: Callable[[dict[str, Any], dict[str, Any]], list[str]] | None = None
+    # Parses a stored payload again: `hirehook dead-letters retry` releases a quarantined record
+    # (an authentic event that did not fit its model) once this accepts it.
+    reparse: Reparse | None = None
     # A typer command that posts signed sample events (``hirehook send <name>``).
     send: Callable[..., None] | None = None

@@ -5,17 +5,21 @@ from __future__ import annotations
 import gzip
 import time
 import uuid
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import httpx
 import orjson
 import typer
+from pydantic import ValidationError
 
 from app.demo import demo_connection
 from app.schemas import keldair_config
-from app.schemas.keldair import SOURCE
+from app.schemas.keldair import SOURCE, parse
+from app.schemas.parsed import Parsed
 from app.sources.base import Source
+from app.validation import describe
 from app.verifiers import standard_webhooks as swh
 from app.workers import keldair as worker
 
@@ -93,10 +97,23 @@ def send(
     typer.echo(f"{response.status_code} {response.text}")
 
 
+def reparse(payload: Any, headers: Mapping[str, str], options: dict[str, Any]) -> Parsed:
+    """Parse a quarantined event again with the connection's current mapping."""
+    del headers
+    try:
+        opts = keldair_config.KeldairOptions.model_validate(options)
+    except ValidationError as exc:
+        return Parsed("unknown", known=False, problems=(f"options: {describe(exc)}",))
+    if not isinstance(payload, dict):
+        return Parsed("unknown", known=False, problems=("the payload is not a JSON object",))
+    return parse(payload, type_aliases=opts.type_aliases, data_aliases=opts.data_aliases)
+
+
 KELDAIR = Source(
     name=SOURCE,
     title="KeldairHR (Standard Webhooks)",
     check=keldair_config.check,
     handler=worker.handle,
+    reparse=reparse,
     send=send,
 )

@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.models import DeadLetter, Tenant
 
-Stage = Literal["enrichment", "delivery"]
+Stage = Literal["intake", "enrichment", "delivery"]
 FailureKind = Literal["configuration", "pipeline"]
 
 _BURY = text(

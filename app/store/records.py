@@ -17,16 +17,22 @@ _INSERT = text(
     """
     WITH new AS (
         INSERT INTO record (id, tenant_id, connection_id, source, dedupe_key, event_type, known,
-                            subjects, thread, headers, payload, raw_body,
+                            state, subjects, thread, headers, payload, raw_body,
                             answer_status, answer_headers, answer_body)
         VALUES (:id, :tenant_id, :connection_id, :source, :dedupe_key, :event_type, :known,
-                CAST(:subjects AS jsonb), :thread, CAST(:headers AS jsonb),
+                :state, CAST(:subjects AS jsonb), :thread, CAST(:headers AS jsonb),
                 CAST(:payload AS jsonb), :raw_body,
                 :answer_status, CAST(:answer_headers AS jsonb), :answer_body)
         ON CONFLICT (tenant_id, source, dedupe_key) DO NOTHING
-        RETURNING id, known
+        RETURNING id, known, tenant_id, source
     ), box AS (
         INSERT INTO outbox (record_id, task) SELECT id, :task FROM new WHERE known
+    ), letter AS (
+        -- An authentic event that did not fit its model: kept, and listed for the tenant.
+        INSERT INTO dead_letter (record_id, tenant_id, source, stage, kind, reason, detail,
+                                 attempts)
+        SELECT id, tenant_id, source, 'intake', 'configuration', 'unexpected_shape', :problem, 0
+        FROM new WHERE CAST(:problem AS text) IS NOT NULL
     )
     SELECT id FROM new
     """
@@ -74,6 +80,8 @@ class NewRecord:
     answer_status: int | None
     answer_headers: Mapping[str, str] | None
     answer_body: bytes | None
+    # Why an authentic event did not fit its model; it is then stored but quarantined.
+    problem: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,7 +112,9 @@ async def insert(conn: AsyncConnection, record: NewRecord, *, task: str) -> bool
         "source": record.source,
         "dedupe_key": record.dedupe_key,
         "event_type": record.event_type,
-        "known": record.known,
+        "known": record.known and record.problem is None,
+        "state": "received" if record.problem is None else "quarantined",
+        "problem": None if record.problem is None else record.problem[:2000],
         "subjects": orjson.dumps(dict(record.subjects)).decode(),
         "thread": record.thread,
         "headers": orjson.dumps(dict(record.headers)).decode(),
@@ -154,6 +164,56 @@ async def latest_in_thread(
         )
     ).first()
     return None if row is None else ThreadHead(row.dedupe_key, row.age_s, _answer(row))
+
+
+_FOR_REPARSE = text(
+    """
+    SELECT r.id, r.source, r.payload, r.headers, c.options
+    FROM record r JOIN connection c ON c.id = r.connection_id
+    WHERE r.id = ANY(:ids) AND r.state = 'quarantined'
+    FOR UPDATE OF r
+    """
+)
+_REPARSED = text(
+    """
+    WITH updated AS (
+        UPDATE record SET event_type = :event_type, known = :known,
+                          subjects = CAST(:subjects AS jsonb), state = 'received'
+        WHERE id = :id AND state = 'quarantined'
+        RETURNING id, known
+    )
+    INSERT INTO outbox (record_id, task) SELECT id, :task FROM updated WHERE known
+    ON CONFLICT (record_id) DO NOTHING
+    """
+)
+
+
+async def quarantined(conn: AsyncConnection, record_ids: list[uuid.UUID]) -> list[Row[Any]]:
+    """The quarantined records among ``record_ids``, locked, with their connection's options."""
+    return list((await conn.execute(_FOR_REPARSE, {"ids": record_ids})).all())
+
+
+async def reparsed(
+    conn: AsyncConnection,
+    record_id: uuid.UUID,
+    *,
+    event_type: str,
+    known: bool,
+    subjects: Mapping[str, str],
+    task: str,
+) -> None:
+    """A quarantined record that now fits its model: typed, released and (if known) owed its
+    enrichment job."""
+    await conn.execute(
+        _REPARSED,
+        {
+            "id": record_id,
+            "event_type": event_type,
+            "known": known,
+            "subjects": orjson.dumps(dict(subjects)).decode(),
+            "task": task,
+        },
+    )
 
 
 async def set_state(conn: AsyncConnection, record_id: uuid.UUID, state: str) -> None:

@@ -56,6 +56,10 @@ def upgrade() -> None:
     )
     op.create_index("ix_delivery_tenant_id", "delivery", ["tenant_id"])
     op.create_index("ix_dead_letter_tenant_id", "dead_letter", ["tenant_id"])
+    op.drop_constraint(op.f("ck_dead_letter_stage"), "dead_letter", type_="check")
+    op.create_check_constraint(
+        op.f("ck_dead_letter_stage"), "dead_letter", "stage IN ('intake', 'enrichment', 'delivery')"
+    )
     op.create_table(
         "poll_cursor",
         sa.Column("connection_id", sa.BigInteger(), nullable=False),
@@ -85,6 +89,11 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table("poll_cursor")
+    op.execute("DELETE FROM dead_letter WHERE stage = 'intake'")
+    op.drop_constraint(op.f("ck_dead_letter_stage"), "dead_letter", type_="check")
+    op.create_check_constraint(
+        op.f("ck_dead_letter_stage"), "dead_letter", "stage IN ('enrichment', 'delivery')"
+    )
     op.drop_index("ix_dead_letter_tenant_id", table_name="dead_letter")
     op.drop_index("ix_delivery_tenant_id", table_name="delivery")
     op.drop_index("ix_record_thread", table_name="record")
