@@ -6,6 +6,7 @@ tenant's API quota is spent in one place whoever spends it.
 
 from __future__ import annotations
 
+import contextlib
 import email.utils
 import time
 from collections.abc import AsyncIterator
@@ -58,44 +59,75 @@ class UnlimitedBudget:
         del key, retry_after_s
 
 
-# Store an envelope unless a newer version is cached. KEYS: document. ARGV: envelope, version,
-# ttl ms. Returns 1 if stored.
-_PUT_IF_NEWER = """
-local current = redis.call('GET', KEYS[1])
-if current then
-  local ok, envelope = pcall(cjson.decode, current)
-  if ok and type(envelope) == 'table' and tonumber(envelope['v'])
-     and tonumber(envelope['v']) >= tonumber(ARGV[2]) then
-    return 0
-  end
+# Every cache operation in one script, registered once per process. KEYS: document, error,
+# lock. ARGV[1] is the operation:
+#   put    ARGV: envelope, version, ttl ms -> 1 if stored (an older version never replaces a
+#          newer one)
+#   probe  ARGV: oldest usable version, wait start, lock token, lock ms -> {1, doc}: use it;
+#          {2, err}: fail with the error of the fetch this job waited for; {3, ''}: fetch it,
+#          holding the lock; {0, ''}: wait
+#   unlock ARGV: lock token -> 0 (releases the lock only if this token still holds it)
+_CACHE = """
+local op = ARGV[1]
+local function newer_or_equal(raw, version)
+  local ok, envelope = pcall(cjson.decode, raw)
+  return ok and type(envelope) == 'table' and tonumber(envelope['v'])
+         and tonumber(envelope['v']) >= tonumber(version)
 end
-redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[3])
-return 1
+if op == 'put' then
+  local current = redis.call('GET', KEYS[1])
+  if current and newer_or_equal(current, ARGV[3]) then return 0 end
+  redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[4])
+  return 1
+elseif op == 'probe' then
+  local doc = redis.call('GET', KEYS[1])
+  if doc and newer_or_equal(doc, ARGV[2]) then return {1, doc} end
+  local err = redis.call('GET', KEYS[2])
+  if err then
+    local ok, failure = pcall(cjson.decode, err)
+    if ok and type(failure) == 'table' and tonumber(failure['at'])
+       and tonumber(failure['at']) >= tonumber(ARGV[3]) then
+      return {2, err}
+    end
+  end
+  if redis.call('SET', KEYS[3], ARGV[4], 'NX', 'PX', ARGV[5]) then return {3, ''} end
+  return {0, ''}
+elseif op == 'unlock' then
+  if redis.call('GET', KEYS[3]) == ARGV[2] then redis.call('DEL', KEYS[3]) end
+  return 0
+end
+return redis.error_reply('unknown cache operation')
 """
+_REDIS_ERRORS = (RedisError, OSError, TimeoutError)
 
 
 class DocumentCache:
     """Fetched documents in Redis with a TTL, as ``{"v": version, "doc": document}``.
 
     The version is the microsecond the request was sent, so an older fetch never replaces a
-    newer one. A miss or a Redis fault just means fetching.
+    newer one. A miss or a Redis fault just means fetching. The key of a document is built
+    here only (:meth:`key`), and every operation is one call of one script.
     """
 
     def __init__(self, redis: Redis, ttl_s: float, prefix: str = "hirehook:doc:") -> None:
         self._redis = redis
         self._ttl_ms = max(1, int(ttl_s * 1000))
         self._prefix = prefix
-        self._put_if_newer = redis.register_script(_PUT_IF_NEWER)
+        self._script = redis.register_script(_CACHE)
 
     def key(self, tenant_id: int, source: str, kind: str, external_id: str) -> str:
         """The cache key of one document."""
         return f"{self._prefix}{source}:{tenant_id}:{kind}:{external_id}"
 
+    @staticmethod
+    def _keys(key: str) -> list[str]:
+        return [key, f"{key}:error", f"{key}:lock"]
+
     async def get(self, key: str) -> Any | None:
         """The cached envelope ``{"v", "doc"}``, or None."""
         try:
             raw = await self._redis.get(key)
-        except (RedisError, OSError, TimeoutError):
+        except _REDIS_ERRORS:
             return None
         return None if raw is None else orjson.loads(raw)
 
@@ -104,9 +136,32 @@ class DocumentCache:
         ttl_ms = self._ttl_ms if ttl_s is None else max(1, int(ttl_s * 1000))
         envelope = orjson.dumps({"v": version, "doc": document})
         try:
-            return bool(await self._put_if_newer(keys=[key], args=[envelope, version, ttl_ms]))
-        except (RedisError, OSError, TimeoutError):
+            stored = await self._script(
+                keys=self._keys(key), args=["put", envelope, version, ttl_ms]
+            )
+        except _REDIS_ERRORS:
             return False
+        return bool(stored)
+
+    async def probe(
+        self, key: str, *, not_before: int, waiting_since: int, token: str, lock_ms: int
+    ) -> tuple[int, bytes]:
+        """One step of a coalesced fetch (see the script): (outcome, payload). Raises Redis
+        errors: without Redis the caller fetches on its own."""
+        outcome, payload = await self._script(
+            keys=self._keys(key), args=["probe", not_before, waiting_since, token, lock_ms]
+        )
+        return int(outcome), bytes(payload)
+
+    async def unlock(self, key: str, token: str) -> None:
+        """Release the fetch lock if ``token`` still holds it (best effort: it expires)."""
+        with contextlib.suppress(*_REDIS_ERRORS):
+            await self._script(keys=self._keys(key), args=["unlock", token])
+
+    async def share_error(self, key: str, error: bytes, ttl_s: float) -> None:
+        """Let jobs waiting on a fetch fail with its error instead of each repeating the call."""
+        with contextlib.suppress(*_REDIS_ERRORS):
+            await self._redis.set(f"{key}:error", error, px=max(1, int(ttl_s * 1000)))
 
 
 class ApiError(Exception):

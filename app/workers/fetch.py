@@ -10,7 +10,6 @@ short Redis lock: one job fetches, the others wait for its document (or its erro
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -19,7 +18,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from app.clients.base import ApiError, BudgetExhaustedError, Document
@@ -28,35 +26,7 @@ from app.workers.context import RecordRow
 
 _REDIS_ERRORS = (RedisError, OSError, TimeoutError)
 _POLL_S = 0.02
-
-# One round trip decides what a job does next: use the cached document (1), fail with the
-# error of the fetch it was waiting for (2), fetch it itself holding the lock (3), or wait (0).
-# KEYS: document, error, lock. ARGV: oldest usable version, wait start, lock token, lock ms.
-_PROBE = """
-local doc = redis.call('GET', KEYS[1])
-if doc then
-  local ok, envelope = pcall(cjson.decode, doc)
-  if ok and type(envelope) == 'table' and tonumber(envelope['v'])
-     and tonumber(envelope['v']) >= tonumber(ARGV[1]) then
-    return {1, doc}
-  end
-end
-local err = redis.call('GET', KEYS[2])
-if err then
-  local ok, failure = pcall(cjson.decode, err)
-  if ok and type(failure) == 'table' and tonumber(failure['at'])
-     and tonumber(failure['at']) >= tonumber(ARGV[2]) then
-    return {2, err}
-  end
-end
-if redis.call('SET', KEYS[3], ARGV[3], 'NX', 'PX', ARGV[4]) then return {3, ''} end
-return {0, ''}
-"""
-
-_UNLOCK = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
-return 0
-"""
+_USE, _FAIL, _FETCH = 1, 2, 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,29 +81,27 @@ async def fetch_document(
     call: Call,
 ) -> Fetched:
     """Cache, then coalesce, then ``call``; see the module docstring."""
-    redis = services.queue.redis
-    key = services.cache.key(tenant_id, source, kind, external_id)
+    cache = services.cache
+    key = cache.key(tenant_id, source, kind, external_id)
     lock_ttl = services.settings.coalesce_lock_ttl_s
     lock_ms = max(1, int(lock_ttl * 1000))
     token = uuid.uuid4().hex
     started = int(time.time() * 1_000_000)
     deadline = time.monotonic() + 2 * lock_ttl
-    probe = redis.register_script(_PROBE)
     while True:
         try:
-            outcome, payload = await probe(
-                keys=[key, f"{key}:error", f"{key}:lock"],
-                args=[not_before, started, token, lock_ms],
+            outcome, payload = await cache.probe(
+                key, not_before=not_before, waiting_since=started, token=token, lock_ms=lock_ms
             )
         except _REDIS_ERRORS:
             # Without Redis there is nothing to share; the budget still holds the ATS back.
             return await _call(call)
-        if outcome == 1:
+        if outcome == _USE:
             envelope = orjson.loads(payload)
             return Fetched(envelope.get("doc"), int(envelope["v"]), from_cache=True)
-        if outcome == 2:
+        if outcome == _FAIL:
             raise _shared_error(orjson.loads(payload))
-        if outcome == 3:
+        if outcome == _FETCH:
             return await _fetch_and_store(services, key, token, call)
         if time.monotonic() > deadline:
             raise ApiError(f"{source} {kind}: a concurrent fetch did not finish", transient=True)
@@ -141,18 +109,16 @@ async def fetch_document(
 
 
 async def _fetch_and_store(services: Services, key: str, token: str, call: Call) -> Fetched:
-    redis = services.queue.redis
+    cache = services.cache
     try:
         fetched = await _call(call)
     except BaseException as exc:
         if isinstance(exc, ApiError) and not isinstance(exc, BudgetExhaustedError):
-            await _share_error(redis, key, exc, services.settings.coalesce_lock_ttl_s)
-        with contextlib.suppress(*_REDIS_ERRORS):
-            await redis.register_script(_UNLOCK)(keys=[f"{key}:lock"], args=[token])
+            await cache.share_error(key, _error_body(exc), services.settings.coalesce_lock_ttl_s)
+        await cache.unlock(key, token)
         raise
-    await services.cache.put(key, fetched.document, fetched.version)
-    with contextlib.suppress(*_REDIS_ERRORS):
-        await redis.register_script(_UNLOCK)(keys=[f"{key}:lock"], args=[token])
+    await cache.put(key, fetched.document, fetched.version)
+    await cache.unlock(key, token)
     return fetched
 
 
@@ -164,9 +130,8 @@ async def _call(call: Call) -> Fetched:
     return Fetched(result, int(started * 1_000_000))
 
 
-async def _share_error(redis: Redis, key: str, exc: ApiError, ttl_s: float) -> None:
-    """Let jobs waiting on this fetch fail with it instead of each repeating the call."""
-    body = orjson.dumps(
+def _error_body(exc: ApiError) -> bytes:
+    return orjson.dumps(
         {
             "at": int(time.time() * 1_000_000),
             "message": str(exc),
@@ -176,8 +141,6 @@ async def _share_error(redis: Redis, key: str, exc: ApiError, ttl_s: float) -> N
             "retry_after_s": exc.retry_after_s,
         }
     )
-    with contextlib.suppress(*_REDIS_ERRORS):
-        await redis.set(f"{key}:error", body, px=max(1, int(ttl_s * 1000)))
 
 
 def _shared_error(error: dict[str, Any]) -> ApiError:

@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from pydantic import ValidationError
+
 from app.clients.icims import IcimsClient
 from app.schemas.icims import (
     APPLICATION_COMPLETE,
@@ -17,6 +19,8 @@ from app.schemas.icims import (
     JOB_UNPOSTING,
     ONBOARD_PORTAL_TASK,
     STATUS_FLOW_UPDATE,
+    parse_event,
+    subjects,
 )
 from app.schemas.icims_config import (
     WORKFLOW_JOB_FIELD,
@@ -104,29 +108,20 @@ def workflow(
 
 
 def _ids(record: RecordRow) -> dict[ProfileKind, str | None]:
-    """Which person, job and workflow the event names (ATS-FACTS section 1, event table)."""
-    payload = record.payload
-    system_id = first_value(payload, ("systemId",))
-    if record.event_type == STATUS_FLOW_UPDATE:
-        return {
-            "people": first_value(payload, ("personId",)),
-            "jobs": first_value(payload, ("jobId",)),
-            "applicantworkflows": system_id,
-        }
-    if record.event_type == APPLICATION_COMPLETE:
-        # userId is the candidate here; the job is read from the workflow.
-        return {
-            "people": first_value(payload, ("userId",)),
-            "jobs": None,
-            "applicantworkflows": system_id,
-        }
-    if record.event_type in (JOB_POSTING, JOB_EDIT, JOB_UNPOSTING):
-        return {"people": None, "jobs": system_id, "applicantworkflows": None}
-    if record.event_type == ONBOARD_PORTAL_TASK:
-        # The new hire: systemId, or userId where systemId is absent.
-        new_hire = system_id or first_value(payload, ("userId",))
-        return {"people": new_hire, "jobs": None, "applicantworkflows": None}
-    return {"people": None, "jobs": None, "applicantworkflows": None}
+    """Which person, job and workflow the event names: the subjects the typed event gave at
+    intake (app/schemas/icims.py), read again from the payload only for records stored before
+    subjects were kept."""
+    named = record.subjects
+    if not named:
+        try:
+            named = subjects(parse_event({**record.payload, "eventType": record.event_type}))
+        except (ValidationError, TypeError):
+            named = {}
+    return {
+        "people": named.get("person"),
+        "jobs": named.get("job"),
+        "applicantworkflows": named.get("application"),
+    }
 
 
 async def handle(services: Services, record: RecordRow) -> Enrichment:
