@@ -285,33 +285,22 @@ class IcimsConfig:
     @property
     def auth(self) -> IcimsAuth:
         """The settings requests are authenticated with."""
-        o, s = self.options, self.secrets
-        return IcimsAuth(
-            basic_username=s.basic_username,
-            basic_password=s.basic_password,
-            hmac_secrets=tuple(s.hmac_secrets),
-            hmac_user=o.hmac_user,
-            hmac_tolerance_s=o.hmac_tolerance_s,
-            hmac_body_hash=o.hmac_body_hash,
-            oauth_client_id=o.oauth_client_id,
-            oauth_client_secrets=tuple(s.oauth_client_secrets),
-            oauth_token_expires_s=o.oauth_token_expires_s,
-        )
+        return IcimsAuth.of(self.options, self.secrets)
 
     @property
     def basic_enabled(self) -> bool:
         """Basic credentials are configured."""
-        return self.secrets.basic_username is not None and self.secrets.basic_password is not None
+        return self.auth.basic_enabled
 
     @property
     def hmac_enabled(self) -> bool:
         """HMAC secrets are configured."""
-        return bool(self.secrets.hmac_secrets)
+        return self.auth.hmac_enabled
 
     @property
     def oauth_enabled(self) -> bool:
         """OAuth client credentials are configured."""
-        return self.options.oauth_client_id is not None and bool(self.secrets.oauth_client_secrets)
+        return self.auth.oauth_enabled
 
     def dedupe_window_s(self, event_type: str) -> int:
         """Seconds within which a repeat is a duplicate; 0 for forever."""
@@ -365,6 +354,11 @@ class IcimsAuth:
             opts = _AuthOptions.model_validate(options)
         except ValidationError:
             return None
+        return cls.of(opts, secs)
+
+    @classmethod
+    def of(cls, opts: _AuthOptions | IcimsOptions, secs: IcimsSecrets) -> IcimsAuth:
+        """From validated models (the full options or just their authentication part)."""
         return cls(
             basic_username=secs.basic_username,
             basic_password=secs.basic_password,
