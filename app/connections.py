@@ -6,6 +6,7 @@ import asyncio
 from dataclasses import dataclass, field
 from typing import Any
 
+import structlog
 from cachetools import TTLCache
 from sqlalchemy import ColumnElement, Row
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -14,6 +15,8 @@ from app.crypto import Cipher
 from app.db import DB_ERRORS
 from app.errors import unavailable
 from app.store import connections as sql
+
+log = structlog.get_logger(__name__)
 
 # Per process; a connection's configuration is a few KB.
 _CACHE_SIZE = 10_000
@@ -114,7 +117,15 @@ class ConnectionStore:
                 row = await sql.find_enabled(conn, key[2], condition)
         except DB_ERRORS as exc:
             raise unavailable(f"database: {type(exc).__name__}") from exc
-        info = None if row is None else self.info(row)
+        info = None
+        if row is not None:
+            try:
+                info = self.info(row)
+            except ValueError as exc:
+                # Secrets nobody can read (a key removed from HIREHOOK_SECRET_KEY, a damaged
+                # row) authenticate no sender: answered like an unknown connection, so a
+                # stranger cannot tell it exists, and shouted about in the logs.
+                log.error("connection.secrets_unreadable", connection_id=row.id, detail=str(exc))
         if self._ttl_s > 0:
             if info is None:
                 self._misses[key] = True
