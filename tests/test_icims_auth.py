@@ -207,11 +207,16 @@ async def test_hmac_dates_outside_the_tolerance_are_refused(
 async def test_hmac_secrets_rotate_without_dropping_events(
     client: httpx.AsyncClient, services: Services
 ) -> None:
-    await add_icims(services, secrets=icims_secrets(hmac_secrets=["new-hmac-secret", HMAC_SECRET]))
+    await add_icims(
+        services,
+        secrets=icims_secrets(hmac_secrets=["new-hmac-secret-Dy5tM1wH8pRc3sVq9a", HMAC_SECRET]),
+    )
     assert (await post(client, icims_hmac_headers(PLAIN))).status_code == 200
     other = orjson.dumps(payload("JobUnpostToWebEvent"))
     assert (
-        await post(client, icims_hmac_headers(other, secret="new-hmac-secret"), other)
+        await post(
+            client, icims_hmac_headers(other, secret="new-hmac-secret-Dy5tM1wH8pRc3sVq9a"), other
+        )
     ).status_code == 200
     wrong = orjson.dumps(payload("JobUnpostToWebEvent", systemId="77"))
     assert (
@@ -389,12 +394,19 @@ async def test_rotating_the_client_secret_revokes_its_tokens(
     old_token = await fetch_token(client)
     assert (await send(client, BODY, auth="oauth", token=old_token)).status_code == 200
     # Rotation: the new secret is added beside the old one; both tokens work meanwhile.
-    await add_icims(acme, secrets=icims_secrets(oauth_client_secrets=["rotated", CLIENT_SECRET]))
-    new_token = await fetch_token(client, CLIENT_ID, "rotated")
+    await add_icims(
+        acme,
+        secrets=icims_secrets(
+            oauth_client_secrets=["rotated-oauth-secret-Xk2fB7nQ4jWe9uCz", CLIENT_SECRET]
+        ),
+    )
+    new_token = await fetch_token(client, CLIENT_ID, "rotated-oauth-secret-Xk2fB7nQ4jWe9uCz")
     second = payload("JobUnpostToWebEvent")
     assert (await send(client, second, auth="oauth", token=old_token)).status_code == 200
     # Removing the old secret revokes every token issued with it, on every replica at once.
-    await add_icims(acme, secrets=icims_secrets(oauth_client_secrets=["rotated"]))
+    await add_icims(
+        acme, secrets=icims_secrets(oauth_client_secrets=["rotated-oauth-secret-Xk2fB7nQ4jWe9uCz"])
+    )
     third = payload("JobUnpostToWebEvent", systemId="42")
     assert (await send(client, third, auth="oauth", token=old_token)).status_code == 401
     assert (await send(client, third, auth="oauth", token=new_token)).status_code == 200
