@@ -13,6 +13,7 @@ from app.clients.budget import ConnectionLimits, Limits, RedisBudget
 from app.connections import ConnectionStore
 from app.crypto import Cipher
 from app.db import create_engine
+from app.guard import FailureLimiter
 from app.intake import Intake
 from app.queue import Queue, create_redis
 from app.settings import Settings
@@ -34,6 +35,8 @@ class Services:
     http: httpx.AsyncClient
     budget: RateBudget
     cache: DocumentCache
+    # Authentication failures per client and address, shared with every replica via Redis.
+    guard: FailureLimiter
 
     @classmethod
     def create(cls, settings: Settings, limits: Mapping[str, Limits] | None = None) -> Services:
@@ -82,6 +85,7 @@ class Services:
                 lease_s=settings.api_call_timeout_s + 1.0,
             ),
             cache=DocumentCache(queue.redis, settings.document_cache_ttl_s),
+            guard=FailureLimiter.from_settings(queue.redis, settings),
         )
 
     async def close(self) -> None:

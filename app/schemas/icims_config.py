@@ -20,6 +20,7 @@ from pydantic import (
     model_validator,
 )
 
+from app.guard import require_strong_secret
 from app.schemas.icims import (
     APPLICATION_COMPLETE,
     EVENT_TYPES,
@@ -322,9 +323,27 @@ class IcimsConfig:
 def check(options: dict[str, Any], secrets: dict[str, Any]) -> None:
     """Refuse an unusable configuration when it is loaded; raises ValueError."""
     try:
-        IcimsConfig.parse(options, secrets)
+        config = IcimsConfig.parse(options, secrets)
     except ConfigError as exc:
         raise ValueError(str(exc)) from None
+    # Only when loaded, not in parse(): a connection stored before this rule keeps receiving
+    # until its tenants file is loaded again, rather than refusing every event.
+    for what, value in _named_secrets(config.secrets):
+        require_strong_secret(value, what=what)
+
+
+def _named_secrets(s: IcimsSecrets) -> list[tuple[str, str]]:
+    # The brute-force guard (app/guard.py) only slows guessing down; the length of the
+    # credentials iCIMS presents is what makes it hopeless.
+    named = [("secrets.basic_password", s.basic_password)]
+    named += [(f"secrets.hmac_secrets[{i}]", v) for i, v in enumerate(s.hmac_secrets)]
+    named += [
+        (f"secrets.oauth_client_secrets[{i}]", v) for i, v in enumerate(s.oauth_client_secrets)
+    ]
+    # [I] The API client secret is iCIMS's, not chosen here; assumed to be issued at 32
+    # characters or more like the others (its format is not documented publicly).
+    named.append(("secrets.api_client_secret", s.api_client_secret))
+    return [(what, value) for what, value in named if value is not None]
 
 
 @dataclass(frozen=True, slots=True)
