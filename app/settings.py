@@ -48,6 +48,9 @@ class Settings(BaseSettings):
 
     # Senders give up after 30 s; answering inside 25 s leaves room for the network.
     request_deadline_s: float = Field(default=25.0, gt=0, le=29)
+    # SmartRecruiters wants its 202 within 5 s ([C] ATS-FACTS section 3): its route answers
+    # 503 when this is spent, so a slow database never turns into a late (failed) delivery.
+    smartrecruiters_request_deadline_s: float = Field(default=4.0, gt=0, le=4.5)
     db_connect_timeout_s: float = Field(default=3.0, gt=0)
     db_statement_timeout_s: float = Field(default=5.0, gt=0)
     db_pool_size: int = Field(default=20, ge=1)
