@@ -649,6 +649,28 @@ async def test_subscribe_refuses_a_connection_without_credentials(services: Serv
     assert await rows(services, "SELECT id FROM webhook_subscription") == []
 
 
+async def test_one_activation_at_a_time(services: Services) -> None:
+    # The port is never called: the open activation is found first.
+    await add_connection(
+        services,
+        tenant="acme",
+        source="smartrecruiters",
+        secrets={"api_key": SR_TOKEN},
+        options={"base_url": "http://127.0.0.1:9"},
+    )
+    await open_activation(services)
+    with pytest.raises(CommandError, match="another activation"):
+        await subscribe(
+            services,
+            tenant="acme",
+            callback_url="https://h.example/x",
+            events=parse_events("candidate.created@v1", "v201910"),
+            window_s=60,
+        )
+    [row] = await rows(services, "SELECT status FROM webhook_subscription")
+    assert row.status == "pending"
+
+
 async def test_send_posts_signed_samples_the_demo_accepts(
     services: Services, settings: Settings
 ) -> None:
