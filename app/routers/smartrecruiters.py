@@ -1,5 +1,8 @@
 """SmartRecruiters native webhooks, one URL per tenant: the activation handshake and the
-signed notifications (ATS-FACTS section 3).
+signed notifications (ATS-FACTS section 3). The seed
+(seeds/smartrecruiters-polling-cloud-elements.txt) covers the other way in, Cloud Elements
+polling SmartRecruiters and calling back; these are SmartRecruiters's own webhooks, with no
+intermediary.
 
 Everything here runs under the SmartRecruiters deadline
 (``HIREHOOK_SMARTRECRUITERS_REQUEST_DEADLINE_S``, 4 s): SmartRecruiters wants a 202 within 5 s
