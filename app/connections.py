@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -12,7 +11,7 @@ from sqlalchemy import ColumnElement, Row
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.crypto import Cipher
-from app.db import DB_ERRORS
+from app.db import DB_ERRORS, run_bounded
 from app.errors import unavailable
 from app.store import connections as sql
 
@@ -47,7 +46,7 @@ class ConnectionStore:
     """
 
     def __init__(
-        self, engine: AsyncEngine, cipher: Cipher, ttl_s: float, timeout_s: float = 5.0
+        self, engine: AsyncEngine, cipher: Cipher, ttl_s: float, timeout_s: float = 2.0
     ) -> None:
         self._engine = engine
         self._timeout_s = timeout_s
@@ -111,10 +110,15 @@ class ConnectionStore:
                 return hit
             if key in self._misses:
                 return None
-        try:
-            async with asyncio.timeout(self._timeout_s), self._engine.connect() as conn:
+
+        async def find() -> Row[Any] | None:
+            async with self._engine.connect() as conn:
                 self.queries += 1
-                row = await sql.find_enabled(conn, key[2], condition)
+                return await sql.find_enabled(conn, key[2], condition)
+
+        try:
+            # On the request path: bounded like the recording (Intake), cleanup left behind.
+            row = await run_bounded(find, self._timeout_s)
         except DB_ERRORS as exc:
             raise unavailable(f"database: {type(exc).__name__}") from exc
         info = None

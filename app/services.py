@@ -12,7 +12,7 @@ from app.clients.base import DocumentCache, RateBudget
 from app.clients.budget import ConnectionLimits, Limits, RedisBudget
 from app.connections import ConnectionStore
 from app.crypto import Cipher
-from app.db import create_engine
+from app.db import create_engine, settle_abandoned
 from app.guard import FailureLimiter
 from app.intake import Intake
 from app.queue import Queue, create_redis
@@ -55,7 +55,7 @@ class Services:
             engine,
             cipher,
             settings.connection_cache_ttl_s,
-            timeout_s=settings.db_statement_timeout_s,
+            timeout_s=settings.db_request_timeout_s,
         )
         fallback = Limits(
             rate_per_s=settings.default_rate_per_s,
@@ -69,7 +69,7 @@ class Services:
             cipher=cipher,
             connections=connections,
             queue=queue,
-            intake=Intake(autocommit, queue),
+            intake=Intake(autocommit, queue, db_timeout_s=settings.db_request_timeout_s),
             http=httpx.AsyncClient(
                 timeout=httpx.Timeout(settings.api_call_timeout_s, connect=3.0),
                 limits=httpx.Limits(max_connections=100, max_keepalive_connections=20),
@@ -92,4 +92,6 @@ class Services:
         """Release pools."""
         await self.http.aclose()
         await self.queue.close()
+        # Requests answered 503 may have left connections closing; let them finish first.
+        await settle_abandoned(self.settings.db_connect_timeout_s)
         await self.engine.dispose()
