@@ -389,9 +389,12 @@ ALL_EVENTS: list[tuple[str, dict[str, Any], dict[str, str], list[str], str]] = [
 
 def test_the_cases_cover_the_seeds_twenty_events() -> None:
     from app.schemas.hrmanager import EVENT_NAMES
+    from app.workers.hrmanager import PLANS
 
     assert [case[0] for case in ALL_EVENTS] == list(EVENT_NAMES)
     assert len(EVENT_NAMES) == 20
+    # Every modelled event has an enrichment plan, so none is a dead letter for being unmapped.
+    assert set(PLANS) == set(EVENT_NAMES)
 
 
 @pytest.mark.parametrize(
