@@ -67,6 +67,7 @@ class FakeATS:
         self.delay_s = delay_s
         self.hrm_candidates: dict[str, dict[str, Any]] = {}
         self.hrm_positions: dict[str, dict[str, Any]] = {}
+        self.hrm_users: dict[str, dict[str, Any]] = {}
         self.sr_candidates: dict[str, dict[str, Any]] = {}
         self.sr_jobs: dict[str, dict[str, Any]] = {}
         self.sr_candidate_concurrency = 1
@@ -95,6 +96,10 @@ class FakeATS:
         """An HR Manager position."""
         self.hrm_positions[pid] = {"Id": pid, "Name": f"Engineer {pid}", "Status": "Published"}
         self.hrm_positions[pid].update(extra)
+
+    def add_hrm_user(self, uid: str, **extra: Any) -> None:
+        """An HR Manager user (a recruiter)."""
+        self.hrm_users[uid] = {"Id": uid, "Name": f"Recruiter {uid}", **extra}
 
     def add_sr_candidate(self, cid: str, *, jobs: Sequence[str] = (), **extra: Any) -> None:
         """A SmartRecruiters candidate assigned to ``jobs`` (the first is primary)."""
@@ -204,7 +209,11 @@ class FakeATS:
         parts = path.split("/")  # ['', 'hrm', 'restful.svc', 'v2', alias, kind, id]
         if len(parts) != 7 or parts[4] != HRM_ALIAS:
             return _json(404, {"Message": "No HTTP resource was found."})
-        store = {"Candidates": self.hrm_candidates, "Positions": self.hrm_positions}.get(parts[5])
+        store = {
+            "Candidates": self.hrm_candidates,
+            "Positions": self.hrm_positions,
+            "Users": self.hrm_users,
+        }.get(parts[5])
         document = (store or {}).get(parts[6])
         if document is None:
             return _json(404, {"Message": "Not found"})

@@ -23,6 +23,7 @@ from tests.conftest import TEST_SECRET_KEY, make_settings
 from tests.fake_ats import HRM_ALIAS, HRM_KEY, SR_TOKEN, FakeATS
 
 VENDOR_SECRET = "whsec_dmVuZG9yLWRlc3RpbmF0aW9uLXNlY3JldC0wMDAx"
+HRM_SECRET = "68726d2d776562686f6f6b2d7368617265642d7365637265742d74657374"
 
 # Short waits so retries and dead letters happen within a test's time.
 FAST: dict[str, Any] = {
@@ -55,7 +56,8 @@ async def add_source(
     """A tenant connected to the fake ``hrmanager`` or ``smartrecruiters`` API."""
     if source == "hrmanager":
         base_options: dict[str, Any] = {"base_url": fake.hrm_base, "customer_alias": HRM_ALIAS}
-        base_secrets: dict[str, Any] = {"api_key": HRM_KEY}
+        # Every HR Manager connection authenticates its webhooks (app/schemas/hrmanager_config).
+        base_secrets: dict[str, Any] = {"api_key": HRM_KEY, "signing_secrets": [HRM_SECRET]}
     else:
         base_options = {"base_url": fake.sr_base}
         base_secrets = {"api_key": SR_TOKEN}

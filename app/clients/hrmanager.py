@@ -1,9 +1,11 @@
-"""Talentech HR Manager (TalentRecruiter) REST API v2: candidates and positions by id.
+"""Talentech HR Manager (TalentRecruiter) REST API v2: candidates, positions and users by id.
 
-[C] ``https://recruiter-api.hr-manager.net/restful.svc/v2/{CUSTOMER-ALIAS}/Candidates/`` with
-the key in an ``apikey`` header (ATS-FACTS section 2). [I] Fetching one resource as
-``Candidates/{id}`` and ``Positions/{id}`` is assumed; a connection may name other paths in
-``options.candidate_path`` / ``options.position_path``.
+[C] ``https://recruiter-api.hr-manager.net/restful.svc/v2/{CUSTOMER-ALIAS}/Candidates/`` (also
+``Positions/``, ``Departments/``, ``Users/``) with the key in an ``apikey`` header (ATS-FACTS
+section 2). [I] Fetching one resource as ``Candidates/{id}``, ``Positions/{id}`` and
+``Users/{id}`` is assumed; a connection may name other paths in ``options.candidate_path`` /
+``position_path`` / ``user_path``. No webhook event names a department, so ``Departments/`` is
+not called.
 """
 
 from __future__ import annotations
@@ -16,8 +18,8 @@ import httpx
 from app.clients.base import ApiClient, ApiError, BudgetKey, Document, RateBudget
 from app.clients.budget import Limits
 from app.connections import ConnectionInfo
+from app.schemas.hrmanager import SOURCE
 
-SOURCE = "hrmanager"
 DEFAULT_BASE_URL = "https://recruiter-api.hr-manager.net/restful.svc/v2"
 # [I] HR Manager publishes no figures, only that "API limits still apply": stay modest, and
 # let each connection set its own in options.limits.
@@ -50,6 +52,7 @@ class HRManagerClient(ApiClient):
         self._paths = {
             "candidate": str(options.get("candidate_path") or "Candidates/{id}"),
             "position": str(options.get("position_path") or "Positions/{id}"),
+            "user": str(options.get("user_path") or "Users/{id}"),
         }
 
     async def candidate(self, candidate_id: str) -> Document:
@@ -59,6 +62,10 @@ class HRManagerClient(ApiClient):
     async def position(self, position_id: str) -> Document:
         """One position."""
         return await self._one("position", position_id)
+
+    async def user(self, user_id: str) -> Document:
+        """One HR Manager user (a recruiter)."""
+        return await self._one("user", user_id)
 
     async def _one(self, kind: str, external_id: str) -> Document:
         path = self._paths[kind].format(id=quote(external_id, safe=""))

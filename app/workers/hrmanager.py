@@ -1,47 +1,83 @@
-"""HR Manager posts identifiers only: fetch the candidate and position they name.
+"""HR Manager posts identifiers only: fetch what each event names, for all 20 event types.
 
-[I] The webhook body's field names are not published (ATS-FACTS section 2, "Gaps"). The names
-below are guesses in the style of the REST API; a connection can list its own under
-``options.payload_fields`` (e.g. ``{"candidate_id": ["CandidateGuid"]}``).
+The ids come from ``record.subjects``, derived at intake by the typed models of
+app/schemas/hrmanager.py (where the [I] field names live); an event without the id its type
+needs never gets here, it is quarantined at intake. [C] "After getting a hook, it's normal to
+call our api" and "some of our hooks can send a lot of duplicates" (seeds/hrmanager-webhooks.txt):
+every fetch goes through app/workers/fetch.py, so a burst of events about one candidate costs
+one call.
+
+Each type either fetches what the REST API offers for it (``Candidates/``, ``Positions/``,
+``Users/``; ATS-FACTS section 2) or, for what the API does not serve (projects,
+advertisements, layout templates, questionnaires), completes with the ids it names; deletions
+become tombstones. None is a dead letter for being unmapped.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from dataclasses import dataclass
+from functools import partial
+from typing import Any, Literal
 
 from app.clients.hrmanager import HRManagerClient
+from app.schemas import hrmanager as events
 from app.services import Services
 from app.store.normalized import Resource
 from app.workers.context import Enrichment, EnrichmentError, RecordRow
 from app.workers.fetch import Fetched, fetch
 from app.workers.resources import first_value, from_fetched, parse_time, tombstone
 
-DEFAULT_PAYLOAD_FIELDS: dict[str, list[str]] = {
-    "candidate_id": ["CandidateId", "candidateId", "candidate_id", "CandidateID"],
-    "position_id": ["PositionId", "positionId", "position_id", "PositionID"],
+Fetchable = Literal["candidate", "position", "user"]
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """What one event type becomes: the delivered type and what is fetched for it."""
+
+    # The normalized type delivered to the tenant (docs/workers.md); unmapped ones are
+    # ``hrmanager.<event>``.
+    delivered: str
+    # Fetched when the event names them, in this order.
+    fetch: tuple[Fetchable, ...] = ()
+    # The candidate is gone: stored as a tombstone, nothing fetched.
+    deletes_candidate: bool = False
+
+
+def _own(name: str) -> str:
+    return f"hrmanager.{name}"
+
+
+_CANDIDATE: tuple[Fetchable, ...] = ("candidate", "position")
+PLANS: dict[str, Plan] = {
+    events.POSITION_PUBLISHED: Plan("job.published", ("position",)),
+    events.POSITION_UNPUBLISHED: Plan("job.unpublished", ("position",)),
+    # [C] The REST API has no projects; [I] a position a project names is fetched, except when
+    # the project is going away and the position may be too.
+    events.PROJECT_CREATED: Plan(_own(events.PROJECT_CREATED), ("position",)),
+    events.PROJECT_UPDATED: Plan(_own(events.PROJECT_UPDATED), ("position",)),
+    events.PROJECT_DELETED: Plan(_own(events.PROJECT_DELETED)),
+    events.PROJECT_DEACTIVATED: Plan(_own(events.PROJECT_DEACTIVATED)),
+    events.SEND_CALENDAR_INVITE: Plan(_own(events.SEND_CALENDAR_INVITE), (*_CANDIDATE, "user")),
+    events.CANDIDATE_REGISTERED: Plan("candidate.created", _CANDIDATE),
+    events.CANDIDATE_UPDATED: Plan("candidate.updated", _CANDIDATE),
+    events.CANDIDATE_STATUS_UPDATED: Plan("application.updated", _CANDIDATE),
+    events.CANDIDATE_HIRED: Plan("candidate.hired", _CANDIDATE),
+    events.CANDIDATE_DELETED: Plan("candidate.deleted", deletes_candidate=True),
+    events.CANDIDATE_DELETED_BY_USER: Plan("candidate.deleted", deletes_candidate=True),
+    events.CANDIDATE_DELETED_OWN: Plan("candidate.deleted", deletes_candidate=True),
+    # [C] No advertisements in the REST API either; [I] the position an ad names is fetched.
+    events.ADVERTISEMENT_UPDATED: Plan(_own(events.ADVERTISEMENT_UPDATED), ("position",)),
+    events.ADVERTISEMENT_PUBLISHED: Plan(_own(events.ADVERTISEMENT_PUBLISHED), ("position",)),
+    events.ADVERTISEMENT_UNPUBLISHED: Plan(_own(events.ADVERTISEMENT_UNPUBLISHED), ("position",)),
+    events.LAYOUT_TEMPLATE_PUBLISHED: Plan(_own(events.LAYOUT_TEMPLATE_PUBLISHED)),
+    events.LAYOUT_TEMPLATE_UNPUBLISHED: Plan(_own(events.LAYOUT_TEMPLATE_UNPUBLISHED)),
+    events.QUESTIONNAIRE_UPDATED: Plan(_own(events.QUESTIONNAIRE_UPDATED)),
 }
-EVENT_TYPES = {
-    "CandidateRegistered": "candidate.created",
-    "CandidateUpdated": "candidate.updated",
-    "CandidateStatusUpdated": "application.updated",
-    "CandidateHired": "candidate.hired",
-    "CandidateDeleted": "candidate.deleted",
-    "CandidateDeletedByUser": "candidate.deleted",
-    "CandidateDeletedOwn": "candidate.deleted",
-    "PositionPublished": "job.published",
-    "PositionUnpublished": "job.unpublished",
-}
-_DELETIONS = frozenset({"CandidateDeleted", "CandidateDeletedByUser", "CandidateDeletedOwn"})
+# Delivered event types, as other modules and the docs list them.
+EVENT_TYPES = {name: plan.delivered for name, plan in PLANS.items()}
 # [I] Modification-time and nested field names are not documented; the first present wins.
 _UPDATED = ("LastUpdated", "LastModified", "Modified", "Updated", "UpdatedDate", "ChangedDate")
-
-
-def payload_ids(record: RecordRow) -> dict[str, str | None]:
-    """The candidate and position ids the event names, by the connection's field names."""
-    options = record.connection.options if record.connection else {}
-    names: dict[str, Any] = {**DEFAULT_PAYLOAD_FIELDS, **(options.get("payload_fields") or {})}
-    return {key: first_value(record.payload, names.get(key, [])) for key in DEFAULT_PAYLOAD_FIELDS}
 
 
 def _updated_at(document: Mapping[str, Any]) -> Any:
@@ -100,32 +136,61 @@ def position(fetched: Fetched, position_id: str) -> Resource:
     )
 
 
+def derived_subjects(record: RecordRow) -> dict[str, str]:
+    """The ids of a record stored without them (not through the route, which derives them at
+    intake), by the same parser and the connection's mapping."""
+    if not isinstance(record.payload, dict):
+        return {}
+    options = record.connection.options if record.connection else {}
+    parsed = events.parse(
+        record.payload,
+        url_event=record.event_type,
+        fields=options.get("payload_fields"),
+        aliases=options.get("event_aliases"),
+    )
+    return dict(parsed.subjects)
+
+
 async def handle(services: Services, record: RecordRow) -> Enrichment:
     """Fetch what the event names and describe it as normalized resources."""
     connection = record.require_connection()
-    ids = payload_ids(record)
-    candidate_id, position_id = ids["candidate_id"], ids["position_id"]
-    event_type = EVENT_TYPES.get(record.event_type, f"hrmanager.{record.event_type}")
-    if record.event_type in _DELETIONS:
-        if candidate_id is None:
-            raise EnrichmentError("invalid_event", "a candidate deletion without a candidate id")
-        return Enrichment(event_type, [tombstone("candidate", candidate_id)])
-    if record.event_type.startswith("Position"):
-        candidate_id = None
-    if candidate_id is None and position_id is None:
+    subjects = record.subjects or derived_subjects(record)
+    missing = [f for f in events.required_ids(record.event_type) if f[:-3] not in subjects]
+    if missing:
+        # Intake quarantines such events; a record reaching here without them was made
+        # some other way, and no retry can supply the id.
         raise EnrichmentError(
             "invalid_event",
-            "the event names no candidate or position id "
-            f"(looked for {ids.keys()} under options.payload_fields or the defaults)",
+            f"{record.event_type} names no {', '.join(missing)} "
+            "(see options.payload_fields; app/schemas/hrmanager.py lists the names tried)",
         )
+    plan = PLANS.get(record.event_type)
+    # The ids are delivered with every event: for projects, advertisements and the like they
+    # are all there is to tell.
+    data: dict[str, Any] = {"subjects": dict(subjects)}
+    if plan is None:
+        # Not dispatched at intake; reached only if a record is released by hand.
+        return Enrichment(_own(record.event_type), data=data)
+    if plan.deletes_candidate:
+        return Enrichment(plan.delivered, [tombstone("candidate", subjects["candidate"])], data)
+    wanted = [kind for kind in plan.fetch if kind in subjects]
+    if not wanted:
+        return Enrichment(plan.delivered, data=data)
     client = HRManagerClient(services.http, services.budget, connection)
     resources: list[Resource] = []
-    if candidate_id is not None:
-        cid = candidate_id
-        fetched = await fetch(services, record, "candidate", cid, lambda: client.candidate(cid))
-        resources += candidate(fetched, cid)
-    if position_id is not None:
-        pid = position_id
-        fetched = await fetch(services, record, "job", pid, lambda: client.position(pid))
-        resources.append(position(fetched, pid))
-    return Enrichment(event_type, resources)
+    for kind in wanted:
+        external_id = subjects[kind]
+        if kind == "candidate":
+            call = partial(client.candidate, external_id)
+            fetched = await fetch(services, record, "candidate", external_id, call)
+            resources += candidate(fetched, external_id)
+        elif kind == "position":
+            call = partial(client.position, external_id)
+            fetched = await fetch(services, record, "job", external_id, call)
+            resources.append(position(fetched, external_id))
+        else:
+            # No normalized table for users: the recruiter goes with the delivered event.
+            call = partial(client.user, external_id)
+            fetched = await fetch(services, record, "user", external_id, call)
+            data["user"] = fetched.document
+    return Enrichment(plan.delivered, resources, data)

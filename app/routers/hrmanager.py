@@ -1,0 +1,175 @@
+"""Talentech HR Manager webhook receiver: one URL per tenant for every configured event.
+
+[C] The admin picks one event and one URL per webhook, and many webhooks may share a URL
+(seeds/hrmanager-webhooks.txt); the signature and its answers (missing header 400, mismatch
+401) follow ``Talentech/Webhooks`` (ATS-FACTS section 2). [I] The event name may be in the body
+or, put there by the admin, in the URL as ``?event=<Name>``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Annotated
+
+import structlog
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import Response
+
+from app.errors import AppError, unauthorized
+from app.intake import Deadline, json_answer
+from app.payload import decode_content, is_compressed, parse_json, require_object
+from app.routers.common import DefaultRoute, ServicesDep, guarded, read_raw, respond
+from app.schemas import hrmanager_config
+from app.schemas.hrmanager import SOURCE, URL_EVENT_HEADER, dedupe_key, lookup, parse, redact
+from app.settings import Settings
+from app.verifiers import VerificationError
+from app.verifiers import hrmanager as hrm
+
+log = structlog.get_logger(__name__)
+router = APIRouter(prefix="/v1/hrmanager", tags=["HR Manager"], route_class=DefaultRoute)
+
+# Verifying against a key nobody holds keeps an unknown tenant as slow as a bad signature.
+_DECOY_KEY = b"\x00" * 32
+
+_ERRORS: dict[int | str, dict[str, str]] = {
+    400: {"description": "No signature header, malformed JSON or invalid UTF-8."},
+    401: {"description": "Wrong signature or User Data key, or an unknown tenant."},
+    413: {"description": "Body or decompressed body too large."},
+    503: {"description": "The event could not be committed; retry."},
+}
+
+
+def missing_signature() -> AppError:
+    """[C] HR Manager's own sample answers a request without the header 400 (ATS-FACTS 2)."""
+    return AppError(
+        400,
+        f"The {hrm.SIGNATURE_HEADER} header is missing. Give the webhook a shared secret in HR "
+        "Manager's administration.",
+        code="missing_signature",
+    )
+
+
+@router.post("/{tenant}/events", status_code=200, responses=_ERRORS)
+async def receive_event(
+    tenant: str,
+    request: Request,
+    services: ServicesDep,
+    event: Annotated[
+        str | None,
+        Query(
+            max_length=255,
+            description="The event's name (e.g. CandidateUpdated), for a webhook whose URL "
+            "names it; takes precedence over the body.",
+        ),
+    ] = None,
+) -> Response:
+    """Receive one HR Manager webhook event for ``tenant``."""
+    settings = services.settings
+    deadline = Deadline(settings.request_deadline_s)
+    if event is not None:
+        # PostgreSQL text cannot hold U+0000, which a query string can carry (%00).
+        event = event.replace("\x00", "")
+    # Limited by address only, as KeldairHR: the tenant slug is in a public URL, so a lock per
+    # tenant would let anyone lock a tenant out. Every 401 counts towards the address's budget.
+    async with guarded(services, request):
+        wire = await read_raw(request, settings.max_body_bytes, deadline.remaining())
+        connection = await services.connections.by_tenant(tenant, SOURCE)
+        config = None
+        if connection is not None:
+            try:
+                config = hrmanager_config.parse(connection.options, connection.secrets)
+            except ValueError as exc:
+                # Refused when loaded; a connection broken since is answered like an unknown one.
+                log.warning("hrmanager.connection_invalid", tenant=tenant, detail=str(exc))
+        presented = request.headers.get(hrm.SIGNATURE_HEADER)
+        if connection is None or config is None:
+            # Answered as a connection with the default settings (signature required) answers a
+            # wrong signature: the same status and body, after the same HMAC work.
+            with contextlib.suppress(VerificationError):
+                hrm.verify_signature(presented, [wire], [_DECOY_KEY])
+            log.info("hrmanager.unauthenticated", tenant=tenant, reason="unknown tenant")
+            if presented is None or not presented.strip():
+                raise missing_signature()
+            raise unauthorized()
+        body = _signed_body(tenant, wire, presented, config, request, settings)
+        payload = require_object(parse_json(body))
+        user_data_key = config.secrets.user_data_key
+        if user_data_key is not None:
+            # [I] Without a signature this is the only credential, and it is in the body: the body
+            # must be read first (under the same caps), which a signature spares.
+            try:
+                hrm.verify_user_data(lookup(payload, config.options.user_data_path), user_data_key)
+            except VerificationError as exc:
+                log.info("hrmanager.unauthenticated", tenant=tenant, reason=str(exc))
+                raise unauthorized() from exc
+            payload, body = redact(payload, body, user_data_key)
+
+    # An authentic event that does not fit its model is recorded and quarantined, never
+    # refused: [I] whether HR Manager retries a refusal is not documented, and one it does not
+    # retry would be lost (`hirehook dead-letters retry` parses it again once the mapping is
+    # fixed).
+    options = config.options
+    parsed = parse(
+        payload, url_event=event, fields=options.payload_fields, aliases=options.event_aliases
+    )
+    key = dedupe_key(parsed.event_type, payload, options.dedupe_ignore)
+    # The URL's event name is kept with the record's headers, for a re-parse; a header of that
+    # name sent by the client is not.
+    headers = {k: v for k, v in request.headers.items() if k.lower() != URL_EVENT_HEADER}
+    if event is not None:
+        headers[URL_EVENT_HEADER] = event
+    outcome = await services.intake.record(
+        services.intake.event(
+            connection, parsed, dedupe_key=key, payload=payload, raw_body=body, headers=headers
+        ),
+        answer_for=lambda rid: json_answer(
+            200, {"status": "accepted", "record_id": str(rid), "event": parsed.event_type}
+        ),
+        deadline=deadline,
+    )
+    await services.intake.publish(outcome, known=parsed.known and not parsed.problems)
+    return respond(outcome)
+
+
+def _signed_body(
+    tenant: str,
+    wire: bytes,
+    presented: str | None,
+    config: hrmanager_config.HRManagerConfig,
+    request: Request,
+    settings: Settings,
+) -> bytes:
+    """The body, inflated, once its signature (where required) is checked.
+
+    Checked over the bytes as sent before anything is inflated or parsed; only a compressed
+    body that fails is inflated (under the caps) and checked again.
+    """
+    if not config.options.require_signature:
+        return _inflate(wire, request, settings)
+    try:
+        hrm.verify_signature(presented, [wire], config.keys)
+    except hrm.MissingSignatureError as exc:
+        log.info("hrmanager.unauthenticated", tenant=tenant, reason=str(exc))
+        raise missing_signature() from exc
+    except VerificationError as exc:
+        if not is_compressed(wire, request.headers.get("content-encoding")):
+            log.info("hrmanager.unauthenticated", tenant=tenant, reason=str(exc))
+            raise unauthorized() from exc
+    else:
+        return _inflate(wire, request, settings)
+    body = _inflate(wire, request, settings)
+    try:
+        hrm.verify_signature(presented, [body], config.keys)
+    except VerificationError as exc:
+        log.info("hrmanager.unauthenticated", tenant=tenant, reason=str(exc))
+        raise unauthorized() from exc
+    return body
+
+
+def _inflate(wire: bytes, request: Request, settings: Settings) -> bytes:
+    return decode_content(
+        wire,
+        request.headers.get("content-encoding"),
+        settings.max_decompressed_bytes,
+        settings.max_compression_ratio,
+    )
