@@ -15,7 +15,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import typer
 
-from app.demo import DEMO_TENANTS
+from app.demo import DEMO_ATS_PORT, DEMO_TENANTS
 from app.settings import Settings
 
 
@@ -24,6 +24,10 @@ def dev(
     data_dir: Annotated[Path, typer.Option(help="Where embedded servers keep data.")] = Path(
         ".hirehook"
     ),
+    ats_port: Annotated[
+        int,
+        typer.Option(help="Port of the stand-in HR Manager and SmartRecruiters APIs (0: none)."),
+    ] = DEMO_ATS_PORT,
 ) -> None:
     """Run API + worker; starts an embedded PostgreSQL and Redis when no URLs are set."""
     from app import migrate as migrations
@@ -44,6 +48,11 @@ def dev(
     started: list[EmbeddedPostgres | EmbeddedRedis] = []
     exe = [sys.executable, "-m", "app.cli"]
     children = [Child("api", [*exe, "api"], env), Child("worker", [*exe, "worker"], env)]
+    if ats_port:
+        # The demo tenant's HR Manager and SmartRecruiters connections fetch from (and poll)
+        # these stand-ins, so enrichment runs end to end without an ATS account.
+        ats = [sys.executable, "-m", "app.demo_ats", "--port", str(ats_port)]
+        children.append(Child("demo ATS APIs", ats, env))
     try:
         started = start_missing(env, data_dir)
         os.environ.update(env)
@@ -60,8 +69,8 @@ def dev(
             f"  PostgreSQL: {mask_password(env['HIREHOOK_DATABASE_URL'])}\n"
             f"  Redis:      {mask_password(env['HIREHOOK_REDIS_URL'])}\n\n"
             "Send signed demo events (in another terminal):\n"
-            f"  .venv/bin/hirehook send keldair --url {base}\n"
-            f"  .venv/bin/hirehook send icims --url {base} --auth hmac\n\n"
+            + "".join(f"  .venv/bin/hirehook send {name} --url {base}\n" for name in senders())
+            + "\n"
             "Ctrl-C stops everything.\n"
         )
         while True:
@@ -136,6 +145,13 @@ def supervise(children: Sequence[Child], now: float, say: Callable[[str], object
         child.failures += 1
         child.restart_at = now + delay
         say(f"{child.name} exited with status {code}; restarting it in {delay:.0f} s")
+
+
+def senders() -> list[str]:
+    """The sources ``hirehook send`` has a sample sender for."""
+    from app.sources import REGISTRY
+
+    return [name for name, source in REGISTRY.items() if source.send is not None]
 
 
 def mask_password(url: str) -> str:
