@@ -511,3 +511,37 @@ def test_templates_dates_and_cursor_rules() -> None:
     failed = done.failed("401", start + 6 * hour)
     assert not failed.due(start + 6 * hour + timedelta(seconds=29), hour, retry_cap=hour)
     assert failed.due(start + 6 * hour + timedelta(seconds=30), hour, retry_cap=hour)
+
+
+async def test_items_quarantined_by_a_wrong_date_format_are_released_once_it_is_fixed(
+    services: Services, fake_ats: FakeATS
+) -> None:
+    from app.cli.dead_letters import reparsers
+    from app.workers import dead_letters
+
+    # This ATS writes day-first dates, which the configured (default) format cannot read.
+    for i in (1, 2):
+        fake_ats.add_sr_candidate(f"c-{i}", createdOn=stamp(i))
+        fake_ats.sr_candidates[f"c-{i}"]["modified"] = f"01/06/2026 09:0{i}"
+    wrong = {**CANDIDATES, "datesConfiguration": {"updatedDateField": "modified"}}
+    conn = await polled(services, fake_ats, candidates=wrong)
+    report = await Poller(services).run(conn, since=SINCE)
+    assert report.resources[0].quarantined == 2
+    assert await arq_queue(services.queue.redis) == []
+
+    fixed = {
+        **CANDIDATES,
+        "datesConfiguration": {
+            "updatedDateField": "modified",
+            "updatedDateFormat": "dd/MM/yyyy HH:mm",
+            "updatedDateTimezone": "Europe/Oslo",
+        },
+    }
+    await polled(services, fake_ats, candidates=fixed)
+    filters = dead_letters.Filters(stage="intake")
+    assert await dead_letters.retry(services.engine, services.queue, filters, reparsers()) == 2
+    found = await records(services)
+    assert [(r.state, r.event_type, r.known) for r in found] == [
+        ("received", "candidate.updated", True)
+    ] * 2
+    assert len(await arq_queue(services.queue.redis)) == 2

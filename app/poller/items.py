@@ -26,7 +26,7 @@ from app.intake import Event, Intake
 from app.payload import MAX_DEPTH, TooDeepError, strip_nul
 from app.schemas import polling
 from app.schemas.keys import digest
-from app.schemas.parsed import Parsed
+from app.schemas.parsed import Parsed, Reparse
 
 # Stored with each polled record: which resource of the connection's polling it came from
 # (re-parsing a quarantined record needs it; a webhook record never carries it).
@@ -152,3 +152,18 @@ def reparse(payload: Any, headers: Mapping[str, str], options: dict[str, Any]) -
     if config is None:
         return Parsed("unknown", known=False, problems=(f"resource {name!r} is not polled",))
     return parse_item(name, config, payload)[0]
+
+
+def with_polled(own: Reparse | None) -> Reparse:
+    """A source's re-parser that first recognises records the poller made (their stored
+    ``hirehook-poll-resource`` header) and parses those as polled items."""
+
+    def reparse_any(payload: Any, headers: Mapping[str, str], options: dict[str, Any]) -> Parsed:
+        polled = reparse(payload, headers, options)
+        if polled is not None:
+            return polled
+        if own is None:
+            return Parsed("unknown", known=False, problems=("no parser for this source",))
+        return own(payload, headers, options)
+
+    return reparse_any

@@ -55,6 +55,14 @@ _SUBJECT_KINDS = {
 }
 
 
+def subject_kind(object_type: str) -> str:
+    """The house's subject kind for an object type ("candidates" -> "person", "job" -> "job");
+    an unknown type is its own kind."""
+    name = object_type.lower()
+    singular = name[:-1] if name.endswith("s") and len(name) > 1 else name
+    return _SUBJECT_KINDS.get(singular, object_type)
+
+
 # --- Java date patterns ---------------------------------------------------------------------
 
 # [C] Cloud Elements writes date formats as Java SimpleDateFormat patterns (seed). The letters
@@ -348,8 +356,7 @@ class ResourceConfig(_Model):
 
     def subject_kind(self, name: str) -> str:
         """The subject kind the item's id is recorded under."""
-        prefix = self.event_prefix(name)
-        return self.subject or _SUBJECT_KINDS.get(prefix, prefix)
+        return self.subject or subject_kind(self.event_prefix(name))
 
     def budget_route(self) -> str:
         """The rate-budget route of this resource's list calls."""
