@@ -2,19 +2,36 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import hmac
+import socket
+import threading
+import time
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import orjson
 import pytest
+import uvicorn
+from typer.testing import CliRunner
 
+from app.cli import cli
+from app.demo import DEMO_TENANTS
+from app.main import create_app
 from app.services import Services
+from app.settings import Settings
 from app.sources import REGISTRY
 from app.sources.cloudelements import sample
-from app.tenants import ConnectionSpec, TenantsFile, TenantSpec, apply_tenants
+from app.tenants import (
+    ConnectionSpec,
+    TenantsFile,
+    TenantSpec,
+    apply_tenants,
+    read_tenants_file,
+)
 from app.verifiers import VerificationError
 from app.verifiers import cloudelements as signatures
 from tests.conftest import add_connection, arq_queue
@@ -287,3 +304,40 @@ async def test_short_keys_and_unknown_options_are_refused_when_loaded(services: 
     with pytest.raises(ValueError, match="signature_encodingg"):
         await load({"signature_keys": [KEY]}, {"signature_encodingg": "hex"})
     await load({"signature_keys": [KEY]})
+
+
+@pytest.fixture
+def served(settings: Settings) -> Iterator[str]:
+    """Hirehook on 127.0.0.1 (its own thread and loop), for the sample sender to post to."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(settings), log_level="warning", timeout_graceful_shutdown=2)
+    )
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 15
+    while not server.started:
+        assert time.monotonic() < deadline, "Hirehook did not start"
+        time.sleep(0.02)
+    yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    server.should_exit = True
+    thread.join(timeout=15)
+
+
+async def test_hirehook_send_cloudelements_against_the_demo_tenant(
+    served: str, services: Services
+) -> None:
+    await apply_tenants(
+        read_tenants_file(DEMO_TENANTS), engine=services.engine, cipher=services.cipher
+    )
+    runner = CliRunner()
+    args = ["send", "cloudelements", "--url", served, "--events", "3"]
+    sent = await asyncio.to_thread(runner.invoke, cli, [*args, "--event-id", "n-1"])
+    # The server shares this process, so its log lines may be mixed into the output.
+    assert sent.exit_code == 0, sent.output
+    assert any(line.startswith("200 {") for line in sent.output.splitlines())
+    assert len(await records(services)) == 3
+    refused = await asyncio.to_thread(runner.invoke, cli, [*args, "--key", OTHER_KEY])
+    assert refused.exit_code == 1
+    assert any(line.startswith("401 {") for line in refused.output.splitlines())

@@ -87,6 +87,8 @@ def send(
         key,
     )
     typer.echo(f"{response.status_code} {response.text} ({time.monotonic() - started:.3f}s)")
+    if not response.is_success:
+        raise typer.Exit(1)
 
 
 def reparse(payload: Any, headers: Mapping[str, str], options: dict[str, Any]) -> Parsed:

@@ -29,8 +29,6 @@ log = structlog.get_logger(__name__)
 
 POLL_CONNECTION = "poll_connection"
 POLL_TICK_SECONDS = frozenset(range(0, 60, 15))
-# A run leaves this share of the job timeout for its last page's commit and the unlock.
-_RUN_SHARE = 0.8
 
 
 def poll_job_id(connection_id: int) -> str:
@@ -93,9 +91,18 @@ async def poll_connection(ctx: dict[str, Any], connection_id: int) -> str:
         return "unavailable"
     if not found:
         return "not-polled"
-    report = await Poller(services).run(
-        found[0], only_due=True, deadline_s=services.settings.job_timeout_s * _RUN_SHARE
+    settings = services.settings
+    # No page starts after this: its call (api_call_timeout_s at most) and its commit must end
+    # inside the job timeout, or arq cancels the run midway (harmless, but wasted).
+    run_s = max(
+        settings.job_timeout_s * 0.25, settings.job_timeout_s - settings.api_call_timeout_s - 2
     )
+    try:
+        report = await Poller(services).run(found[0], only_due=True, deadline_s=run_s)
+    except DB_ERRORS as exc:
+        # The cursor holds whatever was committed; the next tick polls again.
+        log.warning("poll.unavailable", connection_id=connection_id, error=type(exc).__name__)
+        return "unavailable"
     if report.status == "more":
         # Pages are left: run again now (or when the API's Retry-After has passed).
         raise Retry(defer=max(report.retry_after_s or 0.0, 0.05))
