@@ -265,6 +265,35 @@ async def test_a_poll_killed_after_page_two_resumes_from_its_last_commit(
     assert len({r.dedupe_key for r in found}) == 6
 
 
+async def test_a_poll_whose_lock_session_dies_stops_writing(
+    services: Services, fake_ats: FakeATS
+) -> None:
+    six_candidates(fake_ats)
+    conn = await polled(services, fake_ats)
+    done: list[PageDone] = []
+    # Page 2 is slow: the lock's session is terminated while it is being fetched.
+    fake_ats.script.append(Step(match="/sr/candidates", delay_s=1.0, after=1))
+    task = asyncio.create_task(Poller(services).run(conn, since=SINCE, progress=done.append))
+    while not done:  # noqa: ASYNC110 - the progress callback runs in this loop
+        await asyncio.sleep(0.01)
+    [killed] = await rows(
+        services,
+        "SELECT pg_terminate_backend(pid) AS ok FROM pg_locks "
+        "WHERE locktype = 'advisory' AND objid::bigint = :id AND objsubid = 2",
+        id=conn.id,
+    )
+    assert killed.ok
+    report = await task
+
+    # Another poll could have taken the lock by now: page 2 was not committed.
+    assert report.resources[0].error == "lost the poll lock"
+    assert len(await records(services)) == 2
+    cursor = await position(services, conn, "candidates")
+    assert (cursor.page, cursor.pages) == ("pg-2", 1)
+    resumed = await Poller(services).run(conn)
+    assert resumed.status == "done" and resumed.resources[0].recorded == 4
+
+
 async def test_a_429_mid_poll_waits_for_retry_after_and_loses_nothing(
     services: Services, fake_ats: FakeATS
 ) -> None:

@@ -22,6 +22,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import structlog
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.clients.base import ApiClient, ApiError, BudgetExhaustedError, BudgetKey
 from app.connections import ConnectionInfo
@@ -84,6 +85,8 @@ class ResourceReport:
     error: str | None = None
     # Records the last page added (for progress reports).
     last_recorded: int = 0
+    # The session holding the poll's lock died: the run stops writing.
+    lock_lost: bool = False
 
 
 @dataclass(slots=True)
@@ -99,6 +102,14 @@ class RunReport:
         """When to run again, for a run that stopped with pages left."""
         waits = [r.retry_after_s or 0.0 for r in self.resources if r.more]
         return max(waits) if waits else None
+
+
+class LockLostError(Exception):
+    """The session holding a poll's lock is gone; the poll must not write any more."""
+
+
+# What can keep a page from being committed.
+_PAGE_ERRORS: tuple[type[BaseException], ...] = (LockLostError, *_COMMIT_ERRORS)
 
 
 class _OutOfTimeError(Exception):
@@ -135,24 +146,31 @@ class Poller:
         return self._now()
 
     @asynccontextmanager
-    async def exclusive(self, connection_id: int) -> AsyncIterator[bool]:
-        """Hold the connection's poll lock for the block, if it is free (yields whether held).
+    async def exclusive(self, connection_id: int) -> AsyncIterator[int | None]:
+        """Hold the connection's poll lock for the block, if it is free; yields the backend
+        pid of the session holding it, or None if another poll holds it.
 
         The lock lives on a database session of its own, in autocommit, for the whole poll.
         """
         async with self._services.autocommit.connect() as conn:
-            held = await cursors.try_lock(conn, connection_id)
+            holder = await cursors.try_lock(conn, connection_id)
             try:
-                yield held
+                yield holder
             finally:
-                if held:
-                    try:
-                        await cursors.unlock(conn, connection_id)
-                    except BaseException:
-                        # Closing the session releases its locks: the pool must not hand a
-                        # session still holding this one to someone else.
-                        await conn.invalidate()
-                        raise
+                if holder is not None:
+                    await self._release(conn, connection_id)
+
+    @staticmethod
+    async def _release(conn: AsyncConnection, connection_id: int) -> None:
+        try:
+            await cursors.unlock(conn, connection_id)
+        except BaseException as exc:
+            # Closing the session releases its locks: the pool must not hand a session still
+            # holding this one to someone else. A session already gone released it already.
+            await conn.invalidate()
+            if not isinstance(exc, DB_ERRORS):
+                raise
+            log.warning("poll.unlock_failed", error=type(exc).__name__)
 
     async def run(
         self,
@@ -182,17 +200,20 @@ class Poller:
         if unknown:
             return RunReport("failed", error=f"not polled: {', '.join(unknown)}")
         deadline = None if deadline_s is None else time.monotonic() + deadline_s
-        async with self.exclusive(connection.id) as held:
-            if not held:
+        async with self.exclusive(connection.id) as holder:
+            if holder is None:
                 log.info("poll.busy", **log_ctx)
                 return RunReport("busy")
-            reports = []
+            reports: list[ResourceReport] = []
             for name in names:
+                if reports and reports[-1].lock_lost:
+                    break
                 reports.append(
                     await self._resource(
                         connection,
                         config,
                         name,
+                        holder=holder,
                         since=since,
                         only_due=only_due,
                         deadline=deadline,
@@ -212,6 +233,7 @@ class Poller:
         config: polling.PollingConfig,
         name: str,
         *,
+        holder: int,
         since: datetime | None,
         only_due: bool,
         deadline: float | None,
@@ -266,11 +288,17 @@ class Poller:
                     continue
                 return await self._failed(connection, name, position, str(exc), report)
             try:
-                position = await self._take(connection, name, resource, position, page, report)
-            except _COMMIT_ERRORS as exc:
-                # Nothing of this page was committed; the next run reads it again.
-                report.error = f"database: {type(exc).__name__}"
-                log.warning("poll.commit_failed", error=type(exc).__name__, **log_ctx)
+                position = await self._take(
+                    connection, name, resource, position, page, report, holder
+                )
+            except _PAGE_ERRORS as exc:
+                # Nothing of this page was committed; the next run reads it again. A lost lock
+                # means the session holding it died, and another poll may be running now.
+                report.lock_lost = isinstance(exc, LockLostError)
+                report.error = (
+                    "lost the poll lock" if report.lock_lost else f"database: {type(exc).__name__}"
+                )
+                log.warning("poll.page_not_committed", reason=report.error, **log_ctx)
                 return report
             if progress is not None:
                 progress(PageDone(name, len(page.items), report.last_recorded, page.total))
@@ -286,6 +314,7 @@ class Poller:
         position: Position,
         page: Page,
         report: ResourceReport,
+        holder: int,
     ) -> Position:
         """Record one page with its cursor, publish its jobs; the position after it."""
         items = [polled_item(connection, name, resource, item) for item in page.items]
@@ -296,7 +325,7 @@ class Poller:
             after = position.after_sweep(newest, overlap, self._now())
         else:
             after = position.after_page(page.next, newest)
-        outcomes = await self._commit(connection.id, name, items, after)
+        outcomes = await self._commit(connection.id, name, items, after, holder)
         recorded = await self._publish(items, outcomes)
         report.pages += 1
         report.items += len(items)
@@ -410,12 +439,20 @@ class Poller:
         return Page(items, next_page, total)
 
     async def _commit(
-        self, connection_id: int, name: str, items: list[PolledItem], after: Position
+        self,
+        connection_id: int,
+        name: str,
+        items: list[PolledItem],
+        after: Position,
+        holder: int,
     ) -> list[Outcome]:
-        """The page's records and the advanced cursor, in one transaction."""
+        """The page's records and the advanced cursor, in one transaction, committed only
+        while this poll still holds the connection's lock."""
         intake = self._services.intake
         timeout = self._services.settings.db_statement_timeout_s * 4
         async with asyncio.timeout(timeout), self._services.engine.begin() as conn:
+            if not await cursors.lock_held(conn, connection_id, holder):
+                raise LockLostError(connection_id)
             outcomes = [await intake.record(i.event, answer_for=None, conn=conn) for i in items]
             await cursors.advance(conn, connection_id, name, after.dump())
         return outcomes

@@ -29,8 +29,17 @@ _POSITIONS = text(
 # Two-int form: a namespace ("poll" in ASCII) and the connection id; an id past 2**31 shares
 # its lock with a smaller one, which only ever makes two polls take turns.
 _LOCK_SPACE = 0x706F6C6C
-_TRY_LOCK = text("SELECT pg_try_advisory_lock(:space, :key)")
+_TRY_LOCK = text("SELECT pg_try_advisory_lock(:space, :key), pg_backend_pid()")
 _UNLOCK = text("SELECT pg_advisory_unlock(:space, :key)")
+_HELD_BY = text(
+    """
+    SELECT EXISTS (
+        SELECT 1 FROM pg_locks
+        WHERE locktype = 'advisory' AND granted AND objsubid = 2
+          AND classid::bigint = :space AND objid::bigint = :key AND pid = :pid
+    )
+    """
+)
 _ADVANCE = text(
     """
     INSERT INTO poll_cursor (connection_id, resource, position, polled_at)
@@ -75,13 +84,22 @@ def _lock_params(connection_id: int) -> dict[str, int]:
     return {"space": _LOCK_SPACE, "key": connection_id & 0x7FFFFFFF}
 
 
-async def try_lock(conn: AsyncConnection, connection_id: int) -> bool:
-    """Take the poll lock of a connection for this session, if nobody holds it.
+async def try_lock(conn: AsyncConnection, connection_id: int) -> int | None:
+    """Take the poll lock of a connection for this session, if nobody holds it; the session's
+    backend pid if it was taken, else None.
 
     ``conn`` must be in autocommit: inside a transaction the session would sit idle in it for
     the whole poll and be cut off by ``idle_in_transaction_session_timeout``.
     """
-    return bool((await conn.execute(_TRY_LOCK, _lock_params(connection_id))).scalar_one())
+    row = (await conn.execute(_TRY_LOCK, _lock_params(connection_id))).one()
+    return int(row[1]) if row[0] else None
+
+
+async def lock_held(conn: AsyncConnection, connection_id: int, pid: int) -> bool:
+    """Whether the session ``pid`` still holds the connection's poll lock (it is lost if that
+    session died, and another poll may then have taken it)."""
+    params = {**_lock_params(connection_id), "pid": pid}
+    return bool((await conn.execute(_HELD_BY, params)).scalar_one())
 
 
 async def unlock(conn: AsyncConnection, connection_id: int) -> bool:
