@@ -50,6 +50,7 @@ CANDIDATES: dict[str, Any] = {
     "pagination": {"type": "page_id", "limit": 2},
 }
 # The second resource is configuration only: the plain ISO form SmartRecruiters documents.
+# [I] GET /jobs is assumed to take updatedAfter and pageId like GET /candidates.
 JOBS: dict[str, Any] = {"url": "/jobs?updatedAfter=${isoDate}", "pagination": {"limit": 2}}
 
 
@@ -156,7 +157,7 @@ async def test_equal_timestamps_at_a_page_boundary_and_a_poll_boundary_are_not_m
     assert first.resources[0].recorded == 3 and first.resources[0].pages == 2
 
     # Written after that poll, in the very millisecond of the newest item it saw: a cursor at
-    # exactly that moment would skip it (updatedAfter is exclusive).
+    # exactly that moment would skip it ([I] updatedAfter is exclusive, as the fake makes it).
     fake_ats.add_sr_candidate("c-4", createdOn=stamp(0), updatedOn=stamp(2))
     second = await Poller(services).run(conn)
     assert second.resources[0].recorded == 1
