@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass, field
 from typing import Any
 
+import structlog
 from cachetools import TTLCache
 from sqlalchemy import ColumnElement, Row
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.crypto import Cipher
-from app.db import DB_ERRORS
+from app.db import DB_ERRORS, run_bounded
 from app.errors import unavailable
 from app.store import connections as sql
+
+log = structlog.get_logger(__name__)
 
 # Per process; a connection's configuration is a few KB.
 _CACHE_SIZE = 10_000
@@ -44,7 +46,7 @@ class ConnectionStore:
     """
 
     def __init__(
-        self, engine: AsyncEngine, cipher: Cipher, ttl_s: float, timeout_s: float = 5.0
+        self, engine: AsyncEngine, cipher: Cipher, ttl_s: float, timeout_s: float = 2.0
     ) -> None:
         self._engine = engine
         self._timeout_s = timeout_s
@@ -108,13 +110,26 @@ class ConnectionStore:
                 return hit
             if key in self._misses:
                 return None
-        try:
-            async with asyncio.timeout(self._timeout_s), self._engine.connect() as conn:
+
+        async def find() -> Row[Any] | None:
+            async with self._engine.connect() as conn:
                 self.queries += 1
-                row = await sql.find_enabled(conn, key[2], condition)
+                return await sql.find_enabled(conn, key[2], condition)
+
+        try:
+            # On the request path: bounded like the recording (Intake), cleanup left behind.
+            row = await run_bounded(find, self._timeout_s)
         except DB_ERRORS as exc:
             raise unavailable(f"database: {type(exc).__name__}") from exc
-        info = None if row is None else self.info(row)
+        info = None
+        if row is not None:
+            try:
+                info = self.info(row)
+            except ValueError as exc:
+                # Secrets nobody can read (a key removed from HIREHOOK_SECRET_KEY, a damaged
+                # row) authenticate no sender: answered like an unknown connection, so a
+                # stranger cannot tell it exists, and shouted about in the logs.
+                log.error("connection.secrets_unreadable", connection_id=row.id, detail=str(exc))
         if self._ttl_s > 0:
             if info is None:
                 self._misses[key] = True

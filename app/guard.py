@@ -130,14 +130,21 @@ def retry_after(wait_s: float) -> str:
     return str(max(1, math.ceil(wait_s)))
 
 
-def require_strong_secret(value: str, *, what: str, min_length: int = 32) -> None:
-    """Refuse a secret too short to withstand guessing; the message never contains it."""
+GENERATE_CMD = 'python -c "import secrets; print(secrets.token_urlsafe(32))"'
+
+
+def require_strong_secret(
+    value: str, *, what: str, min_length: int = 32, make: str = GENERATE_CMD
+) -> None:
+    """Refuse a secret too short to withstand guessing; the message never contains it.
+
+    ``make`` is the command the message suggests for generating one.
+    """
     # Surrounding whitespace is often an accident of files and environment variables and
     # adds no strength, so it does not count.
     if len(value.strip()) < min_length:
         raise ValueError(
-            f"{what} must be at least {min_length} characters long; generate one with "
-            '`python -c "import secrets; print(secrets.token_urlsafe(32))"`'
+            f"{what} must be at least {min_length} characters long; generate one with `{make}`"
         )
 
 
@@ -204,8 +211,8 @@ class FailureLimiter:
     async def check(self, *subjects: str) -> float | None:
         """Seconds to wait if any subject is blocked, else ``None``.
 
-        Answered from the in-process view when it is fresh; otherwise one Redis round trip
-        for all the subjects it lacks.
+        Answered from the in-process view when it is fresh or already knows a subject to be
+        blocked; otherwise one Redis round trip for all the subjects it lacks.
         """
         wanted = self._subjects(subjects)
         now = time.monotonic()
@@ -217,7 +224,10 @@ class FailureLimiter:
                 unknown.append(subject)
             else:
                 wait = max(wait, until - now)
-        if unknown and self._redis_usable():
+        # One subject known to be blocked settles it: a blocked address sending under ever
+        # new client ids must not cost a Redis round trip per request. The wait may then be
+        # shorter than another subject's; the next request is simply refused again.
+        if unknown and wait <= 0 and self._redis_usable():
             try:
                 async with asyncio.timeout(self._timeout_s):
                     async with self._redis.pipeline(transaction=False) as pipe:

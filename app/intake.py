@@ -11,17 +11,16 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Mapping
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 import structlog
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from app.connections import ConnectionInfo
-from app.db import DB_ERRORS
+from app.db import DB_ERRORS, run_bounded
 from app.errors import AppError, unavailable
 from app.ids import uuid7
 from app.metrics import INTAKE, INTAKE_SECONDS
@@ -31,6 +30,7 @@ from app.store import records
 from app.store.records import NewRecord, StoredAnswer, ThreadHead
 
 log = structlog.get_logger(__name__)
+T = TypeVar("T")
 
 # Never stored: credentials must not outlive the request that carried them.
 _SECRET_HEADERS = frozenset(
@@ -43,10 +43,18 @@ class Deadline:
 
     def __init__(self, budget_s: float) -> None:
         self.expires = time.monotonic() + budget_s
+        # Time spent waiting for the database so far (Intake adds each wait).
+        self.database_s = 0.0
 
     def remaining(self) -> float:
         """Seconds left, never negative."""
         return max(0.0, self.expires - time.monotonic())
+
+    def database(self, window_s: float) -> float:
+        """Seconds the request may still wait for the database: ``window_s`` for all its
+        waits together (time between them, an API call, does not count), never more than
+        the request has left."""
+        return max(0.0, min(self.remaining(), window_s - self.database_s))
 
     def timeout(self) -> asyncio.Timeout:
         """A context manager that cancels the work when the budget is spent."""
@@ -116,31 +124,40 @@ def replayed(stored: StoredAnswer) -> Outcome:
 class Intake:
     """Records events exactly once and publishes their jobs after commit."""
 
-    def __init__(self, engine: AsyncEngine, queue: Queue) -> None:
+    def __init__(self, engine: AsyncEngine, queue: Queue, *, db_timeout_s: float) -> None:
         # ``engine`` runs in autocommit: one statement is a single ACID transaction, and
         # BEGIN/COMMIT round trips would buy nothing on the request path.
         self._engine = engine
         self._queue = queue
+        self._db_timeout_s = db_timeout_s
 
-    @asynccontextmanager
-    async def _connection(
-        self, conn: AsyncConnection | None, deadline: Deadline | None
-    ) -> AsyncIterator[AsyncConnection]:
-        """The caller's connection, or one of ours bounded by the request's deadline."""
+    async def _run(
+        self,
+        conn: AsyncConnection | None,
+        deadline: Deadline | None,
+        work: Callable[[AsyncConnection], Awaitable[T]],
+    ) -> T:
+        """``work`` on the caller's connection, or on one of ours within the request's
+        database window (pool checkout, connect and statements included)."""
         if conn is not None:
-            yield conn
-            return
+            return await work(conn)
+
+        async def own() -> T:
+            async with self._engine.connect() as db:
+                return await work(db)
+
+        timeout_s = deadline.database(self._db_timeout_s) if deadline else None
+        started = time.monotonic()
         try:
-            async with (
-                asyncio.timeout(deadline.remaining() if deadline else None),
-                self._engine.connect() as own,
-            ):
-                yield own
+            return await run_bounded(own, timeout_s)
         except DB_ERRORS as exc:
             # Whether or not a statement committed, the sender retries and a committed record
             # then answers as a duplicate: no 2xx is ever given for an unknown state.
             log.warning("intake.unavailable", error=type(exc).__name__)
             raise unavailable(f"database: {type(exc).__name__}") from exc
+        finally:
+            if deadline is not None:
+                deadline.database_s += time.monotonic() - started
 
     async def find(
         self,
@@ -152,10 +169,11 @@ class Intake:
         conn: AsyncConnection | None = None,
     ) -> Outcome | None:
         """The stored outcome of an earlier delivery with this key, if any."""
-        async with self._connection(conn, deadline) as db:
-            stored = await records.find(
-                db, tenant_id=tenant_id, source=source, dedupe_key=dedupe_key
-            )
+        stored = await self._run(
+            conn,
+            deadline,
+            lambda db: records.find(db, tenant_id=tenant_id, source=source, dedupe_key=dedupe_key),
+        )
         return None if stored is None else replayed(stored)
 
     async def thread_head(
@@ -168,10 +186,13 @@ class Intake:
         conn: AsyncConnection | None = None,
     ) -> ThreadHead | None:
         """The newest record of ``thread``, if any."""
-        async with self._connection(conn, deadline) as db:
-            return await records.latest_in_thread(
+        return await self._run(
+            conn,
+            deadline,
+            lambda db: records.latest_in_thread(
                 db, tenant_id=tenant_id, source=source, thread=thread
-            )
+            ),
+        )
 
     async def record(
         self,
@@ -207,14 +228,16 @@ class Intake:
             answer_body=None if answer is None else answer.body,
             problem="; ".join(event.problems) if event.problems else None,
         )
+
+        async def insert(db: AsyncConnection) -> tuple[bool, StoredAnswer | None]:
+            if await records.insert(db, new, task=PROCESS_RECORD):
+                return True, None
+            return False, await records.find(
+                db, tenant_id=info.tenant_id, source=info.source, dedupe_key=event.dedupe_key
+            )
+
         started = time.monotonic()
-        async with self._connection(conn, deadline) as db:
-            inserted = await records.insert(db, new, task=PROCESS_RECORD)
-            stored = None
-            if not inserted:
-                stored = await records.find(
-                    db, tenant_id=info.tenant_id, source=info.source, dedupe_key=event.dedupe_key
-                )
+        inserted, stored = await self._run(conn, deadline, insert)
         INTAKE_SECONDS.labels(info.source).observe(time.monotonic() - started)
         if not inserted:
             INTAKE.labels(info.source, "duplicate").inc()

@@ -303,3 +303,43 @@ class PollCursor(Base):
     position: Mapped[dict[str, Any]] = mapped_column(server_default=text("'{}'::jsonb"))
     polled_at: Mapped[datetime | None]
     updated_at: Mapped[datetime] = _now()
+
+
+class WebhookSubscription(Base):
+    """A webhook subscription made at an ATS for one connection (SmartRecruiters), with the
+    secrets that subscription uses.
+
+    A row is ``pending`` from just before the ATS is asked to activate it until its activation
+    handshake arrives (or ``activation_expires_at`` passes): only then is a handshake for the
+    connection accepted, so nobody else can register a secret for it. Keys generated at the ATS
+    live here rather than in the connection's secrets, which the tenants file replaces.
+    """
+
+    __tablename__ = "webhook_subscription"
+    __table_args__ = (
+        UniqueConstraint("connection_id", "external_id"),
+        CheckConstraint("status IN ('pending', 'active', 'failed', 'deleted')", name="status"),
+        # One activation at a time per connection: a handshake names no subscription, so it is
+        # matched to the only pending one.
+        Index(
+            "uq_webhook_subscription_pending",
+            "connection_id",
+            unique=True,
+            postgresql_where=text("status = 'pending'"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    connection_id: Mapped[int] = mapped_column(ForeignKey("connection.id", ondelete="CASCADE"))
+    # The ATS's id of the subscription.
+    external_id: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(Text, server_default="pending")
+    callback_url: Mapped[str] = mapped_column(Text)
+    # [{"name": ..., "version": ...}] as subscribed.
+    events: Mapped[list[dict[str, Any]]] = mapped_column(JSONB)
+    # Fernet token of {"hook_secret": ..., "signing_keys": [{key, created_at, expires_at}]}.
+    secrets: Mapped[bytes] = mapped_column(LargeBinary)
+    activation_expires_at: Mapped[datetime | None]
+    activated_at: Mapped[datetime | None]
+    created_at: Mapped[datetime] = _now()
+    updated_at: Mapped[datetime] = _now()

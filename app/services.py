@@ -12,7 +12,8 @@ from app.clients.base import DocumentCache, RateBudget
 from app.clients.budget import ConnectionLimits, Limits, RedisBudget
 from app.connections import ConnectionStore
 from app.crypto import Cipher
-from app.db import create_engine
+from app.db import create_engine, settle_abandoned
+from app.guard import FailureLimiter
 from app.intake import Intake
 from app.queue import Queue, create_redis
 from app.settings import Settings
@@ -34,6 +35,8 @@ class Services:
     http: httpx.AsyncClient
     budget: RateBudget
     cache: DocumentCache
+    # Authentication failures per client and address, shared with every replica via Redis.
+    guard: FailureLimiter
 
     @classmethod
     def create(cls, settings: Settings, limits: Mapping[str, Limits] | None = None) -> Services:
@@ -52,7 +55,7 @@ class Services:
             engine,
             cipher,
             settings.connection_cache_ttl_s,
-            timeout_s=settings.db_statement_timeout_s,
+            timeout_s=settings.db_request_timeout_s,
         )
         fallback = Limits(
             rate_per_s=settings.default_rate_per_s,
@@ -66,7 +69,7 @@ class Services:
             cipher=cipher,
             connections=connections,
             queue=queue,
-            intake=Intake(autocommit, queue),
+            intake=Intake(autocommit, queue, db_timeout_s=settings.db_request_timeout_s),
             http=httpx.AsyncClient(
                 timeout=httpx.Timeout(settings.api_call_timeout_s, connect=3.0),
                 limits=httpx.Limits(max_connections=100, max_keepalive_connections=20),
@@ -82,10 +85,13 @@ class Services:
                 lease_s=settings.api_call_timeout_s + 1.0,
             ),
             cache=DocumentCache(queue.redis, settings.document_cache_ttl_s),
+            guard=FailureLimiter.from_settings(queue.redis, settings),
         )
 
     async def close(self) -> None:
         """Release pools."""
         await self.http.aclose()
         await self.queue.close()
+        # Requests answered 503 may have left connections closing; let them finish first.
+        await settle_abandoned(self.settings.db_connect_timeout_s)
         await self.engine.dispose()

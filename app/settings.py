@@ -48,6 +48,10 @@ class Settings(BaseSettings):
 
     # Senders give up after 30 s; answering inside 25 s leaves room for the network.
     request_deadline_s: float = Field(default=25.0, gt=0, le=29)
+    # The longest an event request waits for PostgreSQL: the connection lookup, and then the
+    # recording's pool checkout, connect and statements together. A database that does not
+    # answer costs a sender this long, then a 503 (the timeouts below bound everything else).
+    db_request_timeout_s: float = Field(default=2.0, gt=0)
     db_connect_timeout_s: float = Field(default=3.0, gt=0)
     db_statement_timeout_s: float = Field(default=5.0, gt=0)
     db_pool_size: int = Field(default=20, ge=1)

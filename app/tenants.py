@@ -15,7 +15,7 @@ from app.crypto import Cipher
 from app.schemas import polling
 from app.sources import REGISTRY
 from app.store import tenants as sql
-from app.verifiers.standard_webhooks import decode_secret
+from app.verifiers.standard_webhooks import decode_secret, require_strong
 
 _LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
 
@@ -119,7 +119,7 @@ async def apply_tenants(spec: TenantsFile, *, engine: AsyncEngine, cipher: Ciphe
         for tenant in spec.tenant:
             tenant_id = await sql.upsert_tenant(conn, slug=tenant.slug, name=tenant.name)
             if tenant.destination is not None:
-                await _apply_destination(conn, tenant_id, tenant.destination, cipher)
+                await _apply_destination(conn, tenant.slug, tenant_id, tenant.destination, cipher)
             for connection in tenant.connection:
                 secrets = _resolve(connection.secrets)
                 credential_ids = check_connection(tenant.slug, connection, secrets)
@@ -139,10 +139,15 @@ async def apply_tenants(spec: TenantsFile, *, engine: AsyncEngine, cipher: Ciphe
 
 
 async def _apply_destination(
-    conn: AsyncConnection, tenant_id: int, spec: DestinationSpec, cipher: Cipher
+    conn: AsyncConnection, tenant: str, tenant_id: int, spec: DestinationSpec, cipher: Cipher
 ) -> None:
     secret = str(_resolve(spec.secret))
-    decode_secret(secret)  # refuse a malformed secret now, not at the first delivery
+    # Refuse a malformed or short secret now, not at the first delivery.
+    try:
+        decode_secret(secret)
+        require_strong(secret, what="destination.secret")
+    except ValueError as exc:
+        raise ValueError(f"tenant {tenant!r}: {exc}") from None
     await sql.upsert_destination(
         conn,
         tenant_id=tenant_id,

@@ -58,6 +58,8 @@ def make_settings(database_url: str, redis_url: str, **overrides: Any) -> Settin
         "db_connect_timeout_s": 1.0,
         "db_statement_timeout_s": 2.0,
         "db_pool_timeout_s": 1.0,
+        # Bursts on a cold pool of a loaded machine; the bound's own tests use the default.
+        "db_request_timeout_s": 5.0,
         "connection_cache_ttl_s": 0,
         "log_format": "console",
         **overrides,

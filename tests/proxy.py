@@ -1,4 +1,4 @@
-"""A loopback TCP proxy that can cut or stall a real server, to test outages for real."""
+"""A loopback TCP proxy that can cut, stall or freeze a real server, to test outages for real."""
 
 from __future__ import annotations
 
@@ -6,7 +6,10 @@ import asyncio
 import contextlib
 from typing import Literal
 
-Mode = Literal["open", "refuse", "stall"]
+# open: forward. refuse: drop every stream, reset new ones. stall: drop every stream, accept
+# new ones and never answer. freeze: as a paused server (SIGSTOP) looks from outside: live
+# streams stay open but carry nothing until thawed, new ones are accepted and never answered.
+Mode = Literal["open", "refuse", "stall", "freeze"]
 
 
 class FaultProxy:
@@ -19,6 +22,8 @@ class FaultProxy:
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._writers: set[asyncio.StreamWriter] = set()
+        self._thawed = asyncio.Event()
+        self._thawed.set()
 
     async def start(self) -> FaultProxy:
         """Listen on an ephemeral port."""
@@ -27,8 +32,12 @@ class FaultProxy:
         return self
 
     def set_mode(self, mode: Mode) -> None:
-        """Change behaviour; leaving ``open`` drops every live stream."""
+        """Change behaviour; ``refuse`` and ``stall`` drop every live stream."""
         self.mode = mode
+        if mode == "freeze":
+            self._thawed.clear()
+            return
+        self._thawed.set()
         if mode != "open":
             for writer in list(self._writers):
                 writer.transport.abort()
@@ -50,7 +59,7 @@ class FaultProxy:
         if self.mode == "refuse":
             writer.transport.abort()
             return
-        if self.mode == "stall":
+        if self.mode in ("stall", "freeze"):
             self._writers.add(writer)
             # Accept and say nothing: the client's own timeouts must fire.
             with contextlib.suppress(Exception):
@@ -70,6 +79,8 @@ class FaultProxy:
     async def _pipe(self, src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
         try:
             while data := await src.read(65536):
+                # Frozen: hold what arrived, as the kernel would for a paused process.
+                await self._thawed.wait()
                 if self.mode != "open":
                     break
                 dst.write(data)

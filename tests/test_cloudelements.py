@@ -296,7 +296,7 @@ async def test_short_keys_and_unknown_options_are_refused_when_loaded(services: 
             TenantsFile(tenant=[spec]), engine=services.engine, cipher=services.cipher
         )
 
-    with pytest.raises(ValueError, match="shorter than 32") as short:
+    with pytest.raises(ValueError, match="at least 32 characters") as short:
         await load({"signature_keys": ["asdfo08e$fd"]})  # the seed's example key
     assert "asdfo08e" not in str(short.value)
     with pytest.raises(ValueError, match="signature_keys"):

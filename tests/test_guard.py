@@ -113,6 +113,25 @@ async def test_client_and_address_are_limited_independently(limiter: Limiter) ->
     assert await authenticate(guard, "c5", "10.0.0.9", SECRET) == 200
 
 
+async def test_a_block_known_here_costs_no_redis_round_trip(limiter: Limiter, redis: Redis) -> None:
+    guard = limiter(client=3, address=1)
+    address = address_subject("203.0.113.9")
+    await guard.failed(address)
+    assert await guard.failed(address) is not None
+
+    async def pttl_calls() -> int:
+        stats = await redis.info("commandstats")
+        return int(stats.get("cmdstat_pttl", {}).get("calls", 0))
+
+    before = await pttl_calls()
+    # A blocked address trying ever new client ids: each id is new to the view, but the
+    # address alone settles the answer.
+    for n in range(20):
+        wait = await guard.check(client_subject("icims", "basic", f"u{n}"), address)
+        assert wait is not None and wait > 0
+    assert await pttl_calls() == before
+
+
 async def test_address_limit_can_be_turned_off(limiter: Limiter) -> None:
     guard = limiter(client=3, address=None)
     for n in range(10):

@@ -34,9 +34,9 @@ from tests.proxy import FaultProxy
 URL = "/v1/icims/events"
 HOST = "hirehook.test"
 CUSTOMER = "1234"
-BASIC_USER, BASIC_PASSWORD = "icims-acme", "basic-password-acme-1"
-HMAC_USER, HMAC_SECRET = "icims-acme", "hmac-secret-acme-1"
-CLIENT_ID, CLIENT_SECRET = "acme-icims-client", "oauth-secret-acme-1"
+BASIC_USER, BASIC_PASSWORD = "icims-acme", "basic-password-acme-1-zQ4vN8rT2kWx5p"
+HMAC_USER, HMAC_SECRET = "icims-acme", "hmac-secret-acme-1-Lm7cR3yH9sDq2fJw"
+CLIENT_ID, CLIENT_SECRET = "acme-icims-client", "oauth-secret-acme-1-Tb6gK1nV8eXz4uPa"
 SECRET_VALUES = (BASIC_PASSWORD, HMAC_SECRET, CLIENT_SECRET)
 
 ALL_TYPES = (
@@ -352,9 +352,9 @@ async def test_one_url_serves_two_customers_without_cross_talk(
     await add_icims(services)
     globex_secrets = icims_secrets(
         basic_username="icims-globex",
-        basic_password="basic-password-globex",
-        hmac_secrets=["hmac-secret-globex"],
-        oauth_client_secrets=["oauth-secret-globex"],
+        basic_password="basic-password-globex-Hs5wQ2mC9rLd7",
+        hmac_secrets=["hmac-secret-globex-Nf3kY8tB6vGx1qZe"],
+        oauth_client_secrets=["oauth-secret-globex-Rj9pD4hW7cMs2nUy"],
     )
     globex_options = icims_options(oauth_client_id="globex-icims-client", hmac_user="icims-globex")
     globex_options["events"]["AssessmentEvent"]["link_template"] = (
@@ -368,7 +368,7 @@ async def test_one_url_serves_two_customers_without_cross_talk(
 
     ok_acme = await send(client, acme_event, auth="basic")
     assert ok_acme.headers["location"].startswith("https://assess.example.com/")
-    globex_basic = basic_header("icims-globex", "basic-password-globex")
+    globex_basic = basic_header("icims-globex", "basic-password-globex-Hs5wQ2mC9rLd7")
     ok_globex = await send(client, globex_event, auth="none", extra_headers=globex_basic)
     assert ok_globex.headers["location"].startswith("https://globex.example.com/a/")
 
@@ -377,7 +377,9 @@ async def test_one_url_serves_two_customers_without_cross_talk(
     for auth in ("basic", "hmac"):
         assert (await send(client, globex_event, auth=auth)).status_code == 401
     assert (await send(client, globex_event, auth="oauth", token=acme_token)).status_code == 401
-    globex_token = await fetch_token(client, "globex-icims-client", "oauth-secret-globex")
+    globex_token = await fetch_token(
+        client, "globex-icims-client", "oauth-secret-globex-Rj9pD4hW7cMs2nUy"
+    )
     assert (await send(client, acme_event, auth="oauth", token=globex_token)).status_code == 401
 
     rows = await records(services)
@@ -406,9 +408,9 @@ async def test_unknown_customer_and_wrong_credentials_get_the_same_401(
     await add_icims(
         services,
         secrets=icims_secrets(
-            basic_password="other-password",
-            hmac_secrets=["other-hmac-secret"],
-            oauth_client_secrets=["other-oauth-secret"],
+            basic_password="other-password-Ke2xV7bQ5zLt9gFr3w",
+            hmac_secrets=["other-hmac-secret-Pw8nJ3dS6kYc1hTm"],
+            oauth_client_secrets=["other-oauth-secret-Gv4rZ9qF2bNx7eLk"],
         ),
     )
     wrong = await send(client, payload("JobPostToWebEvent"), auth=auth, token=token)

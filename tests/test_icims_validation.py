@@ -27,7 +27,7 @@ from tests.test_icims_events import (
 )
 from tests.workers_support import rows, run_worker
 
-API_CLIENT_ID, API_SECRET = "vendor-api-client", "vendor-api-secret-1"
+API_CLIENT_ID, API_SECRET = "vendor-api-client", "vendor-api-secret-1-Us6hL3vT8mGa2rKp"
 PERSON = {
     "firstname": "Ada",
     "lastname": "Lovelace",
@@ -237,13 +237,13 @@ async def test_refused_api_credentials_are_500_for_the_vendor(
     await add_icims(
         services,
         options=validated_options(fake),
-        secrets=icims_secrets(api_client_secret="not-the-api-secret"),
+        secrets=icims_secrets(api_client_secret="not-the-api-secret-Cq9wE4zR7yHn1dFb"),
     )
     response = await send(client, status_change())
     assert response.status_code == 500
     error = error_of(response)
     assert "invalid_client" in error["debugErrorMessage"]
-    assert "not-the-api-secret" not in response.text
+    assert "not-the-api-secret-Cq9wE4zR7yHn1dFb" not in response.text
     assert await records(services) == []
 
 

@@ -9,6 +9,7 @@ from app.cli.dev import dev
 from app.cli.poll import poll
 from app.cli.send import send_cli
 from app.cli.server import api, keygen, migrate, worker
+from app.cli.smartrecruiters import smartrecruiters_cli
 from app.cli.tenants import tenants_cli
 
 cli = typer.Typer(
@@ -19,6 +20,7 @@ for command in (api, worker, migrate, keygen, dev, poll):
 cli.add_typer(tenants_cli, name="tenants")
 cli.add_typer(send_cli, name="send")
 cli.add_typer(dead_cli, name="dead-letters")
+cli.add_typer(smartrecruiters_cli, name="smartrecruiters")
 
 
 def main() -> None:

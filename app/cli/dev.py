@@ -7,6 +7,8 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated
 from urllib.parse import urlsplit, urlunsplit
@@ -40,15 +42,15 @@ def dev(
     env["HIREHOOK_API_PORT"] = str(port)
     env.setdefault("HIREHOOK_PUBLIC_BASE_URL", f"http://127.0.0.1:{port}")
     started: list[EmbeddedPostgres | EmbeddedRedis] = []
-    children: list[subprocess.Popen[bytes]] = []
+    exe = [sys.executable, "-m", "app.cli"]
+    children = [Child("api", [*exe, "api"], env), Child("worker", [*exe, "worker"], env)]
     try:
         started = start_missing(env, data_dir)
         os.environ.update(env)
         settings = Settings()
         migrations.upgrade(settings.database_dsn)
-        exe = [sys.executable, "-m", "app.cli"]
-        children.append(subprocess.Popen([*exe, "api"], env=env))  # noqa: S603
-        children.append(subprocess.Popen([*exe, "worker"], env=env))  # noqa: S603
+        for child in children:
+            child.start(time.monotonic())
         _wait_http(f"http://127.0.0.1:{port}/health/live", 30)
         base = f"http://127.0.0.1:{port}"
         typer.echo(
@@ -62,9 +64,9 @@ def dev(
             f"  .venv/bin/hirehook send icims --url {base} --auth hmac\n\n"
             "Ctrl-C stops everything.\n"
         )
-        while all(child.poll() is None for child in children):
+        while True:
+            supervise(children, time.monotonic(), typer.echo)
             time.sleep(0.5)
-        raise typer.Exit(1)
     except KeyboardInterrupt:
         typer.echo("\nstopping...")
     finally:
@@ -72,16 +74,68 @@ def dev(
         # below is bounded.
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        for child in children:
-            if child.poll() is None:
-                child.send_signal(signal.SIGINT)
-        for child in children:
+        running = [c.process for c in children if c.process is not None]
+        for process in running:
+            if process.poll() is None:
+                process.send_signal(signal.SIGINT)
+        for process in running:
             try:
-                child.wait(15)
+                process.wait(15)
             except subprocess.TimeoutExpired:
-                child.kill()
+                process.kill()
         for server in reversed(started):
             server.stop()
+
+
+# A child that dies is started again after a pause that doubles with each quick death
+# (1 s, 2 s, ... 30 s), so a crash loop neither spins nor gives up; one that ran for a minute
+# starts over at 1 s.
+RESTART_BASE_S = 1.0
+RESTART_CAP_S = 30.0
+STABLE_AFTER_S = 60.0
+
+
+@dataclass
+class Child:
+    """One supervised process of ``hirehook dev``."""
+
+    name: str
+    args: Sequence[str]
+    env: dict[str, str]
+    process: subprocess.Popen[bytes] | None = None
+    started_at: float = 0.0
+    # Quick deaths in a row, and when the next start is due while the child is down.
+    failures: int = 0
+    restart_at: float | None = field(default=None)
+
+    def start(self, now: float) -> None:
+        """Start (or start again) the process."""
+        self.process = subprocess.Popen(list(self.args), env=self.env)  # noqa: S603
+        self.started_at = now
+        self.restart_at = None
+
+
+def supervise(children: Sequence[Child], now: float, say: Callable[[str], object]) -> None:
+    """One look at every child: schedule a restart for one that died, start one that is due.
+
+    Without this a worker that exits (it used to, when Redis went away) or an API that
+    crashes would end ``hirehook dev`` altogether.
+    """
+    for child in children:
+        if child.restart_at is not None:
+            if now >= child.restart_at:
+                say(f"starting {child.name} again")
+                child.start(now)
+            continue
+        code = None if child.process is None else child.process.poll()
+        if code is None:
+            continue
+        if now - child.started_at >= STABLE_AFTER_S:
+            child.failures = 0
+        delay = min(RESTART_CAP_S, RESTART_BASE_S * 2.0 ** min(child.failures, 16))
+        child.failures += 1
+        child.restart_at = now + delay
+        say(f"{child.name} exited with status {code}; restarting it in {delay:.0f} s")
 
 
 def mask_password(url: str) -> str:

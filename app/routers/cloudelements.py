@@ -19,7 +19,13 @@ from app.db import DB_ERRORS
 from app.errors import unauthorized, unavailable
 from app.intake import Deadline, Outcome, json_answer
 from app.payload import decode_content
-from app.routers.common import DefaultRoute, ServicesDep, answer_response, read_raw
+from app.routers.common import (
+    DefaultRoute,
+    ServicesDep,
+    answer_response,
+    guarded,
+    read_raw,
+)
 from app.schemas import cloudelements_config
 from app.schemas.cloudelements import SOURCE, parse_notification
 from app.verifiers import VerificationError
@@ -33,6 +39,7 @@ _DECOY_KEY = b"\x00" * 32
 
 _ERRORS: dict[int | str, dict[str, str]] = {
     401: {"description": "Missing or wrong signature, or an unknown tenant."},
+    429: {"description": "Too many failed authentications from this address; see Retry-After."},
     413: {"description": "Body or decompressed body too large."},
     503: {"description": "The notification could not be committed; retry."},
 }
@@ -44,43 +51,46 @@ async def receive_notification(tenant: str, request: Request, services: Services
     event object in it."""
     settings = services.settings
     deadline = Deadline(settings.request_deadline_s)
-    wire = await read_raw(request, settings.max_body_bytes, deadline.remaining())
-    connection = await services.connections.by_tenant(tenant, SOURCE)
-    config = None
-    if connection is not None:
+    # Limited by address only, as KeldairHR: the tenant slug is in a public URL and a key of 32
+    # or more characters is not guessed, so a per-tenant lock would only let anyone lock a
+    # tenant out; the address limit caps what one sender can make us spend on checks.
+    async with guarded(services, request):
+        wire = await read_raw(request, settings.max_body_bytes, deadline.remaining())
+        connection = await services.connections.by_tenant(tenant, SOURCE)
+        config = None
+        if connection is not None:
+            try:
+                config = cloudelements_config.parse(connection.options, connection.secrets)
+            except ValueError as exc:
+                # Refused when loaded; one broken since is answered like an unknown tenant.
+                log.warning("cloudelements.connection_invalid", tenant=tenant, detail=str(exc))
+        header = config.options.signature_header if config else cloudelements_config.DEFAULT_HEADER
+        presented = request.headers.get(header)
+        # Nothing is inflated or parsed before the request can be authentic.
+        if connection is None or config is None or not presented:
+            with contextlib.suppress(VerificationError):
+                # Costs what a real check costs, so timing does not tell a tenant exists.
+                signatures.verify(presented or "sha256=", [wire], [_DECOY_KEY])
+            reason = "unknown tenant or no signature"
+            log.info("cloudelements.unauthenticated", tenant=tenant, reason=reason)
+            raise unauthorized()
+        body = decode_content(
+            wire,
+            request.headers.get("content-encoding"),
+            settings.max_decompressed_bytes,
+            settings.max_compression_ratio,
+        )
         try:
-            config = cloudelements_config.parse(connection.options, connection.secrets)
-        except ValueError as exc:
-            # Refused when loaded; a connection broken since is answered like an unknown one.
-            log.warning("cloudelements.connection_invalid", tenant=tenant, detail=str(exc))
-    header = config.options.signature_header if config else cloudelements_config.DEFAULT_HEADER
-    presented = request.headers.get(header)
-    # Nothing is inflated or parsed before the request can be authentic.
-    if connection is None or config is None or not presented:
-        with contextlib.suppress(VerificationError):
-            # Costs what a real check costs, so timing does not tell a tenant exists.
-            signatures.verify(presented or "sha256=", [wire], [_DECOY_KEY])
-        log.info(
-            "cloudelements.unauthenticated", tenant=tenant, reason="unknown tenant or no signature"
-        )
-        raise unauthorized()
-    body = decode_content(
-        wire,
-        request.headers.get("content-encoding"),
-        settings.max_decompressed_bytes,
-        settings.max_compression_ratio,
-    )
-    try:
-        signatures.verify(
-            presented,
-            [body] if body is wire else [body, wire],
-            config.keys,
-            prefix=config.options.signature_prefix,
-            encoding=config.options.signature_encoding,
-        )
-    except VerificationError as exc:
-        log.info("cloudelements.unauthenticated", tenant=tenant, reason=str(exc))
-        raise unauthorized() from exc
+            signatures.verify(
+                presented,
+                [body] if body is wire else [body, wire],
+                config.keys,
+                prefix=config.options.signature_prefix,
+                encoding=config.options.signature_encoding,
+            )
+        except VerificationError as exc:
+            log.info("cloudelements.unauthenticated", tenant=tenant, reason=str(exc))
+            raise unauthorized() from exc
 
     # Cloud Elements retries a refused notification and then stops the subscription: an
     # authentic notification is always recorded, an unexpected shape quarantined.

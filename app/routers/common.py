@@ -7,7 +7,8 @@ This is the only place (with the routers themselves and ``app.main``) that knows
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine
+from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
 import orjson
@@ -18,6 +19,7 @@ from fastapi.responses import Response
 from fastapi.routing import APIRoute
 
 from app.errors import AppError
+from app.guard import FailureLimiter, address_subject, retry_after
 from app.intake import Answer, Outcome
 from app.metrics import REJECTED
 from app.payload import too_large
@@ -62,6 +64,60 @@ async def read_raw(request: Request, max_bytes: int, timeout_s: float | None = N
 def client_address(request: Request) -> str:
     """The sender's address (behind a proxy, as uvicorn's proxy headers report it)."""
     return request.client.host if request.client is not None else "unknown"
+
+
+def too_many_failures(wait_s: float) -> AppError:
+    """The 429 of a client or address blocked for failing authentication too often."""
+    return AppError(
+        429,
+        "Too many failed authentication attempts from this client or address. Check the "
+        "credentials configured for this endpoint, then retry after the time in Retry-After.",
+        code="too_many_failures",
+        headers={"Retry-After": retry_after(wait_s)},
+    )
+
+
+class AuthAttempt:
+    """One request's dealings with the brute-force guard (:mod:`app.guard`)."""
+
+    def __init__(self, limiter: FailureLimiter, subjects: tuple[str, ...]) -> None:
+        self._limiter = limiter
+        self._subjects = subjects
+
+    async def check(self) -> None:
+        """Raise the 429 if any subject is blocked."""
+        wait = await self._limiter.check(*self._subjects)
+        if wait is not None:
+            raise too_many_failures(wait)
+
+    async def failed(self) -> None:
+        """Count a failed authentication; raise the 429 if the subjects are now blocked."""
+        wait = await self._limiter.failed(*self._subjects)
+        if wait is not None:
+            raise too_many_failures(wait)
+
+
+@asynccontextmanager
+async def guarded(
+    services: Services, request: Request, client: str | None = None
+) -> AsyncIterator[AuthAttempt]:
+    """Run a route's authentication under the brute-force guard.
+
+    The sender's address, and ``client`` (an :func:`app.guard.client_subject` of the identity
+    the request claims, if it names one) are checked first: while either is blocked the body
+    is not even read, so a right guess is refused like a wrong one. A 401 raised inside
+    counts as a failure of both and becomes the 429 when it completes a block. A route that
+    answers 401 without raising calls :meth:`AuthAttempt.failed` itself.
+    """
+    address = address_subject(client_address(request))
+    attempt = AuthAttempt(services.guard, (address, client) if client else (address,))
+    await attempt.check()
+    try:
+        yield attempt
+    except AppError as exc:
+        if exc.status == 401:
+            await attempt.failed()
+        raise
 
 
 def answer_response(answer: Answer, *, record_id: Any, duplicate: bool) -> Response:

@@ -12,7 +12,7 @@ from fastapi.responses import Response
 from app.errors import unauthorized
 from app.intake import Deadline, json_answer
 from app.payload import decode_content, parse_json, require_object
-from app.routers.common import DefaultRoute, ServicesDep, read_raw, respond
+from app.routers.common import DefaultRoute, ServicesDep, guarded, read_raw, respond
 from app.schemas import keldair_config
 from app.schemas.keldair import SOURCE, dedupe_key, parse
 from app.verifiers import VerificationError
@@ -29,6 +29,7 @@ _ERRORS: dict[int | str, dict[str, str]] = {
     400: {"description": "Malformed JSON or invalid UTF-8; the body says what."},
     401: {"description": "Missing, wrong or stale signature, or an unknown tenant."},
     413: {"description": "Body or decompressed body too large."},
+    429: {"description": "Too many failed authentications from this address; see Retry-After."},
     503: {"description": "The event could not be committed; retry."},
 }
 
@@ -38,45 +39,51 @@ async def receive_event(tenant: str, request: Request, services: ServicesDep) ->
     """Receive one signed KeldairHR event for ``tenant``."""
     settings = services.settings
     deadline = Deadline(settings.request_deadline_s)
-    wire = await read_raw(request, settings.max_body_bytes, deadline.remaining())
-    # Nothing is inflated or parsed for a request that cannot be authentic: the signature
-    # headers must be there and the tenant known (the signature itself may cover the
-    # inflated body, so it is checked after inflating, under the per-source caps).
-    connection = await services.connections.by_tenant(tenant, SOURCE)
-    config = None
-    if connection is not None:
-        try:
-            config = keldair_config.parse(connection.options, connection.secrets)
-        except ValueError as exc:
-            # Refused when loaded; a connection broken since is answered like an unknown one.
-            log.warning("keldair.connection_invalid", tenant=tenant, detail=str(exc))
-    if (
-        connection is None
-        or config is None
-        or any(name not in request.headers for name in _SIGNATURE_HEADERS)
-    ):
-        with contextlib.suppress(VerificationError):
-            # Costs what a real check costs, so timing does not tell a tenant exists.
-            swh.verify(request.headers, [wire], [_DECOY_KEY], now=time.time())
-        log.info("keldair.unauthenticated", tenant=tenant, reason="unknown tenant or no signature")
-        raise unauthorized()
-    body = decode_content(
-        wire,
-        request.headers.get("content-encoding"),
-        settings.max_decompressed_bytes,
-        settings.max_compression_ratio,
-    )
-    try:
-        swh.verify(
-            request.headers,
-            [body] if body is wire else [body, wire],
-            config.keys,
-            now=time.time(),
-            tolerance_s=config.options.tolerance_s,
+    # Limited by address only. The tenant slug is in a public URL, and a signing secret of 24
+    # or more random bytes cannot be guessed, so a lock per tenant would protect nothing and
+    # would let anyone who knows the URL lock that tenant out. The address limit still caps
+    # what one sender can make us spend on lookups and signature checks.
+    async with guarded(services, request):
+        wire = await read_raw(request, settings.max_body_bytes, deadline.remaining())
+        # Nothing is inflated or parsed for a request that cannot be authentic: the signature
+        # headers must be there and the tenant known (the signature itself may cover the
+        # inflated body, so it is checked after inflating, under the per-source caps).
+        connection = await services.connections.by_tenant(tenant, SOURCE)
+        config = None
+        if connection is not None:
+            try:
+                config = keldair_config.parse(connection.options, connection.secrets)
+            except ValueError as exc:
+                # Refused when loaded; one broken since is answered like an unknown tenant.
+                log.warning("keldair.connection_invalid", tenant=tenant, detail=str(exc))
+        if (
+            connection is None
+            or config is None
+            or any(name not in request.headers for name in _SIGNATURE_HEADERS)
+        ):
+            with contextlib.suppress(VerificationError):
+                # Costs what a real check costs, so timing does not tell a tenant exists.
+                swh.verify(request.headers, [wire], [_DECOY_KEY], now=time.time())
+            reason = "unknown tenant or no signature"
+            log.info("keldair.unauthenticated", tenant=tenant, reason=reason)
+            raise unauthorized()
+        body = decode_content(
+            wire,
+            request.headers.get("content-encoding"),
+            settings.max_decompressed_bytes,
+            settings.max_compression_ratio,
         )
-    except VerificationError as exc:
-        log.info("keldair.unauthenticated", tenant=tenant, reason=str(exc))
-        raise unauthorized() from exc
+        try:
+            swh.verify(
+                request.headers,
+                [body] if body is wire else [body, wire],
+                config.keys,
+                now=time.time(),
+                tolerance_s=config.options.tolerance_s,
+            )
+        except VerificationError as exc:
+            log.info("keldair.unauthenticated", tenant=tenant, reason=str(exc))
+            raise unauthorized() from exc
 
     payload = require_object(parse_json(body))
     # KeldairHR retries anything but a 2xx for 24 hours and then drops it: an authentic event

@@ -12,6 +12,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from app.guard import require_strong_secret
 from app.validation import describe
 
 DEFAULT_HEADER = "Elements-Webhook-Signature"
@@ -52,12 +53,10 @@ class CloudElementsSecrets(BaseModel):
     @classmethod
     def _long_enough(cls, keys: list[str]) -> list[str]:
         for index, key in enumerate(keys):
-            if len(key) < MIN_KEY_CHARS:
-                # The value itself is never echoed: it is a secret.
-                raise ValueError(
-                    f"item {index} is shorter than {MIN_KEY_CHARS} characters; set a longer "
-                    "Callback Notification Signature Key on the element instance"
-                )
+            # The message never contains the key; the instance's key must be changed to match.
+            require_strong_secret(
+                key, what=f"item {index} (the instance's signature key)", min_length=MIN_KEY_CHARS
+            )
         return keys
 
 

@@ -20,6 +20,7 @@ from pydantic import (
     model_validator,
 )
 
+from app.guard import require_strong_secret
 from app.schemas.icims import (
     APPLICATION_COMPLETE,
     EVENT_TYPES,
@@ -285,33 +286,22 @@ class IcimsConfig:
     @property
     def auth(self) -> IcimsAuth:
         """The settings requests are authenticated with."""
-        o, s = self.options, self.secrets
-        return IcimsAuth(
-            basic_username=s.basic_username,
-            basic_password=s.basic_password,
-            hmac_secrets=tuple(s.hmac_secrets),
-            hmac_user=o.hmac_user,
-            hmac_tolerance_s=o.hmac_tolerance_s,
-            hmac_body_hash=o.hmac_body_hash,
-            oauth_client_id=o.oauth_client_id,
-            oauth_client_secrets=tuple(s.oauth_client_secrets),
-            oauth_token_expires_s=o.oauth_token_expires_s,
-        )
+        return IcimsAuth.of(self.options, self.secrets)
 
     @property
     def basic_enabled(self) -> bool:
         """Basic credentials are configured."""
-        return self.secrets.basic_username is not None and self.secrets.basic_password is not None
+        return self.auth.basic_enabled
 
     @property
     def hmac_enabled(self) -> bool:
         """HMAC secrets are configured."""
-        return bool(self.secrets.hmac_secrets)
+        return self.auth.hmac_enabled
 
     @property
     def oauth_enabled(self) -> bool:
         """OAuth client credentials are configured."""
-        return self.options.oauth_client_id is not None and bool(self.secrets.oauth_client_secrets)
+        return self.auth.oauth_enabled
 
     def dedupe_window_s(self, event_type: str) -> int:
         """Seconds within which a repeat is a duplicate; 0 for forever."""
@@ -333,9 +323,27 @@ class IcimsConfig:
 def check(options: dict[str, Any], secrets: dict[str, Any]) -> None:
     """Refuse an unusable configuration when it is loaded; raises ValueError."""
     try:
-        IcimsConfig.parse(options, secrets)
+        config = IcimsConfig.parse(options, secrets)
     except ConfigError as exc:
         raise ValueError(str(exc)) from None
+    # Only when loaded, not in parse(): a connection stored before this rule keeps receiving
+    # until its tenants file is loaded again, rather than refusing every event.
+    for what, value in _named_secrets(config.secrets):
+        require_strong_secret(value, what=what)
+
+
+def _named_secrets(s: IcimsSecrets) -> list[tuple[str, str]]:
+    # The brute-force guard (app/guard.py) only slows guessing down; the length of the
+    # credentials iCIMS presents is what makes it hopeless.
+    named = [("secrets.basic_password", s.basic_password)]
+    named += [(f"secrets.hmac_secrets[{i}]", v) for i, v in enumerate(s.hmac_secrets)]
+    named += [
+        (f"secrets.oauth_client_secrets[{i}]", v) for i, v in enumerate(s.oauth_client_secrets)
+    ]
+    # [I] The API client secret is iCIMS's, not chosen here; assumed to be issued at 32
+    # characters or more like the others (its format is not documented publicly).
+    named.append(("secrets.api_client_secret", s.api_client_secret))
+    return [(what, value) for what, value in named if value is not None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -365,6 +373,11 @@ class IcimsAuth:
             opts = _AuthOptions.model_validate(options)
         except ValidationError:
             return None
+        return cls.of(opts, secs)
+
+    @classmethod
+    def of(cls, opts: _AuthOptions | IcimsOptions, secs: IcimsSecrets) -> IcimsAuth:
+        """From validated models (the full options or just their authentication part)."""
         return cls(
             basic_username=secs.basic_username,
             basic_password=secs.basic_password,

@@ -7,7 +7,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from app.validation import describe
-from app.verifiers.standard_webhooks import decode_secret
+from app.verifiers.standard_webhooks import decode_secret, require_strong
 
 
 class KeldairOptions(BaseModel):
@@ -72,4 +72,8 @@ def parse(options: dict[str, Any], secrets: dict[str, Any]) -> KeldairConfig:
 
 def check(options: dict[str, Any], secrets: dict[str, Any]) -> None:
     """The connection check of :class:`app.sources.base.Source`."""
-    parse(options, secrets)
+    config = parse(options, secrets)
+    # Only when loaded, not in parse(): a connection stored before this rule keeps receiving
+    # until its tenants file is loaded again, rather than answering 401 to every event.
+    for index, secret in enumerate(config.secrets.signing_secrets):
+        require_strong(secret, what=f"secrets.signing_secrets[{index}]")

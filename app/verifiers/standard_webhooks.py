@@ -8,6 +8,7 @@ import hashlib
 import hmac
 from collections.abc import Mapping, Sequence
 
+from app.guard import require_strong_secret
 from app.verifiers import VerificationError
 
 TOLERANCE_S = 300
@@ -21,6 +22,24 @@ def decode_secret(secret: str) -> bytes:
         return base64.b64decode(body, validate=True)
     except (binascii.Error, ValueError) as exc:
         raise ValueError("a Standard Webhooks secret is 'whsec_' followed by base64") from exc
+
+
+# [C] ATS-FACTS section 4: the spec's secrets are "24-64 random bytes"; 24 bytes are 32 base64
+# characters without padding, so a secret with fewer was not made as the spec says.
+MIN_SECRET_CHARS = 32
+GENERATE_CMD = (
+    'python -c "import base64, secrets; '
+    "print('whsec_' + base64.b64encode(secrets.token_bytes(32)).decode())\""
+)
+
+
+def require_strong(secret: str, *, what: str) -> None:
+    """Refuse a decodable secret under 24 bytes, the spec's minimum; the message never
+    contains it."""
+    body = secret.strip().removeprefix(SECRET_PREFIX).rstrip("=")
+    require_strong_secret(
+        body, what=f"the base64 part of {what}", min_length=MIN_SECRET_CHARS, make=GENERATE_CMD
+    )
 
 
 def sign(msg_id: str, timestamp: int, body: bytes, key: bytes) -> str:

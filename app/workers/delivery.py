@@ -1,8 +1,14 @@
 """Delivery of one normalized event per record to the tenant's destination, signed with
-Standard Webhooks (``webhook-id`` = record id, so the vendor can drop a repeat)."""
+Standard Webhooks (``webhook-id`` = record id, so the vendor can drop a repeat).
+
+At least once: a send whose success cannot be written down is sent again by a later run. A
+database error anywhere in a run is an arq ``Retry``, never the end of the job, and marking a
+delivery done is retried for a while first, so a short outage does not cause a repeat.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import random
 import time
 import uuid
@@ -27,6 +33,12 @@ from app.workers.context import Enrichment, RecordRow
 
 log = structlog.get_logger(__name__)
 _jitter = random.Random()  # noqa: S311 - spreads retries; protects nothing
+
+# After a successful send, failing to mark it done means sending it again: a restart or
+# failover of PostgreSQL takes seconds, so keep trying that long (the budget keeps claim +
+# send + this inside the job timeout) before leaving it to the job's retry.
+MARK_DONE_PAUSES_S = (0.2, 0.5, 1.0, 2.0, 4.0)
+MARK_DONE_BUDGET_S = 10.0
 
 
 async def build_event(
@@ -133,8 +145,9 @@ async def deliver_record(ctx: dict[str, Any], record_id: str) -> str:
     else:
         status = response.status_code
         if response.is_success:
-            async with services.engine.begin() as conn:
-                await work.finish(conn, "delivery", rid, status=status)
+            if not await _mark_done(services, rid, status):
+                # Sent but not recorded: the next run sends it again, with the same webhook-id.
+                raise Retry(defer=settings.enrich_retry_base_s)
             log.info("delivery.delivered", record_id=record_id, status=status, attempts=attempts)
             return "delivered"
         error = f"destination answered {status}"
@@ -150,12 +163,41 @@ async def deliver_record(ctx: dict[str, Any], record_id: str) -> str:
         await _give_up(services, rid, attempts, status, kind, reason, error)
         return "dead-letter"
     delay = next_delay(schedule, attempts, retry_after)
-    async with services.engine.begin() as conn:
-        await work.defer(conn, "delivery", rid, delay_s=delay, error=error, status=status)
+    try:
+        async with services.engine.begin() as conn:
+            await work.defer(conn, "delivery", rid, delay_s=delay, error=error, status=status)
+    except DB_ERRORS as exc:
+        # The attempt is counted (by the claim); only its error is not recorded.
+        log.warning("delivery.database_unavailable", record_id=record_id, error=type(exc).__name__)
     log.info(
         "delivery.retrying", record_id=record_id, attempts=attempts, error=error, delay_s=delay
     )
     raise Retry(defer=delay)
+
+
+async def _mark_done(services: Services, rid: uuid.UUID, status: int) -> bool:
+    """Record a successful send; False if the database stayed away (see MARK_DONE_*)."""
+    give_up_at = time.monotonic() + MARK_DONE_BUDGET_S
+    pauses = iter(MARK_DONE_PAUSES_S)
+    while True:
+        try:
+            async with asyncio.timeout(max(0.0, give_up_at - time.monotonic())):
+                async with services.engine.begin() as conn:
+                    # No row updated means an earlier try committed after all: done either way.
+                    await work.finish(conn, "delivery", rid, status=status)
+            return True
+        except DB_ERRORS as exc:
+            pause = next(pauses, None)
+            retrying = pause is not None and time.monotonic() + pause < give_up_at
+            log.warning(
+                "delivery.mark_done_failed",
+                record_id=str(rid),
+                error=type(exc).__name__,
+                retrying=retrying,
+            )
+            if pause is None or not retrying:
+                return False
+            await asyncio.sleep(pause)
 
 
 async def _give_up(
@@ -167,15 +209,20 @@ async def _give_up(
     reason: str,
     detail: str,
 ) -> None:
-    async with services.engine.begin() as conn:
-        if await work.give_up(conn, "delivery", rid, error=detail, status=status):
-            await dead_letters.bury(
-                conn,
-                record_id=rid,
-                stage="delivery",
-                kind=kind,
-                reason=reason,
-                detail=detail,
-                attempts=attempts,
-            )
+    try:
+        async with services.engine.begin() as conn:
+            if await work.give_up(conn, "delivery", rid, error=detail, status=status):
+                await dead_letters.bury(
+                    conn,
+                    record_id=rid,
+                    stage="delivery",
+                    kind=kind,
+                    reason=reason,
+                    detail=detail,
+                    attempts=attempts,
+                )
+    except DB_ERRORS as exc:
+        # Not buried: the next run decides again (and, for a send, sends again).
+        log.warning("delivery.database_unavailable", record_id=str(rid), error=type(exc).__name__)
+        raise Retry(defer=services.settings.enrich_retry_base_s) from exc
     log.warning("delivery.dead_letter", record_id=str(rid), kind=kind, reason=reason, detail=detail)

@@ -19,6 +19,7 @@ from app.settings import Settings
 from app.workers.delivery import deliver_record
 from app.workers.jobs import process_record, sweep_outbox
 from app.workers.poller import POLL_CONNECTION, POLL_TICK_SECONDS, poll_connection, poll_due
+from app.workers.resilient import ResilientWorker
 
 log = structlog.get_logger(__name__)
 
@@ -96,7 +97,8 @@ def worker_options(settings: Settings) -> dict[str, Any]:
 
 def create_worker(settings: Settings, **overrides: Any) -> Worker:
     """A worker for these settings; tests pass ``burst=True``."""
-    worker = Worker(**{**worker_options(settings), **overrides})
+    # Not arq's Worker as is: that one exits when Redis goes away.
+    worker = ResilientWorker(**{**worker_options(settings), **overrides})
     # arq keeps a started job's in-progress key for the longest timeout of any function
     # (the sweeper's included) plus 10 s; a job whose worker died waits that long for another.
     # Jobs are cancelled at job_timeout_s, so the lease can end soon after it.

@@ -1,6 +1,7 @@
 """SmartRecruiters notifications carry ids only (``{"id": ...}``, or ``{"job_id": ...,
 "candidate_id": ...}`` for applications) and the event's name in the ``event-name`` header:
-fetch the candidate and job they name.
+fetch the candidate and job they name. The router derives those ids at intake (the record's
+``subjects``: ``person``, ``job``, ``application``); older records are read from the payload.
 
 An application is read from the candidate's ``primaryAssignment`` / ``secondaryAssignments``
 [C], so an application event costs the same (cached, coalesced) candidate call as any other.
@@ -100,11 +101,9 @@ def job(fetched: Fetched, job_id: str) -> Resource:
     )
 
 
-async def handle(services: Services, record: RecordRow) -> Enrichment:
-    """Fetch what the notification names and describe it as normalized resources."""
-    connection = record.require_connection()
-    name = record.event_type or record.headers.get("event-name", "")
-    payload = record.payload
+def payload_ids(name: str, payload: Any) -> tuple[str | None, str | None]:
+    """(candidate id, job id) read from a raw payload: records stored before subjects were
+    derived at intake (app/schemas/smartrecruiters.py) have only this."""
     candidate_id = first_value(payload, _CANDIDATE_ID)
     job_id = first_value(payload, _JOB_ID)
     plain_id = first_value(payload, ("id",))
@@ -112,6 +111,19 @@ async def handle(services: Services, record: RecordRow) -> Enrichment:
         candidate_id = candidate_id or plain_id
     elif name.startswith("job."):
         job_id = job_id or plain_id
+    return candidate_id, job_id
+
+
+async def handle(services: Services, record: RecordRow) -> Enrichment:
+    """Fetch what the notification names and describe it as normalized resources."""
+    connection = record.require_connection()
+    name = record.event_type or record.headers.get("event-name", "")
+    if record.subjects:
+        # Derived once, from the typed event, when it was received.
+        candidate_id = record.subjects.get("person")
+        job_id = record.subjects.get("job")
+    else:
+        candidate_id, job_id = payload_ids(name, record.payload)
     event_type = normalized_type(name)
     if name == "candidate.deleted":
         if candidate_id is None:

@@ -25,6 +25,7 @@ from app.checks.icims import vendor_error
 from app.connections import ConnectionInfo
 from app.crypto import derive_keys
 from app.errors import AppError, unauthorized
+from app.guard import client_subject
 from app.link_tokens import KEY_PURPOSE as LINK_KEY_PURPOSE
 from app.payload import decode_content
 from app.schemas.icims import ACTORS, SOURCE, Actor
@@ -136,6 +137,24 @@ async def identify(request: Request, services: Services, wire: bytes) -> Identif
         request.state.icims_actor = _peek_actor(request, wire)
         refuse(request, scheme, str(exc))
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+def claimed_client(request: Request) -> str | None:
+    """The guard subject of the identity the request claims: its Basic username or HMAC
+    ``user=``, read from the header alone (never the password or signature). None for a
+    bearer token, which names no guessable identity, and for headers that cannot be read:
+    such requests are limited by their address only."""
+    authorization = request.headers.get("authorization") or ""
+    scheme = icims_auth.scheme(authorization)
+    try:
+        if scheme == "basic":
+            return client_subject(SOURCE, "basic", _basic_user(authorization))
+        if scheme == icims_auth.HMAC_ALGORITHM:
+            user = icims_auth.parse_hmac_authorization(authorization).user
+            return client_subject(SOURCE, "hmac", user)
+    except VerificationError:
+        return None
+    return None
 
 
 # The refusal is worded for whoever pressed the button, which only the body says; a few KB is

@@ -2,7 +2,7 @@
 
 Every refusal on the iCIMS event route, early (body too large, wrong credentials) or late
 (validation, database down), is rendered here through the router's route class, as
-``{"error": {"userMessage", "debugErrorMessage"}}`` with 400, 401, 500 or 503.
+``{"error": {"userMessage", "debugErrorMessage"}}`` with 400, 401, 429, 500 or 503.
 """
 
 from __future__ import annotations
@@ -69,14 +69,17 @@ def render_icims(request: Request, error: AppError) -> Response:
         user = error.user_message
     else:
         user = RECRUITER_MESSAGES.get(status, RECRUITER_MESSAGES[503]).format(ref=ref)
-    log.info(
-        "icims.refused",
-        status=status,
-        actor=actor.value,
-        code=error.code,
-        debug=debug,
-        customer_id=getattr(request.state, "icims_customer", None),
-    )
+    if status != 429:
+        # Not for a blocked sender: under attack that would be a line per request. app.guard
+        # logs each block once, and every refusal is counted in the rejected metric.
+        log.info(
+            "icims.refused",
+            status=status,
+            actor=actor.value,
+            code=error.code,
+            debug=debug,
+            customer_id=getattr(request.state, "icims_customer", None),
+        )
     body = {"error": {"userMessage": user, "debugErrorMessage": debug}}
     headers = {k: v for k, v in error.headers.items() if k.lower() == "retry-after"}
     return Response(orjson.dumps(body), status, headers=headers, media_type="application/json")

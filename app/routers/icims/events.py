@@ -23,7 +23,7 @@ from app.connections import ConnectionInfo
 from app.intake import Answer, Deadline, Event, Outcome, json_answer, replayed
 from app.link_tokens import record_token
 from app.payload import decode_content, parse_json, require_object
-from app.routers.common import ServicesDep, read_raw, respond
+from app.routers.common import ServicesDep, guarded, read_raw, respond
 from app.routers.icims import auth
 from app.routers.icims.errors import RECRUITER_MESSAGES, IcimsRoute
 from app.schemas.icims import (
@@ -53,6 +53,7 @@ _EVENT_ERRORS: dict[int | str, dict[str, Any]] = {
     303: {"description": "Recorded; the link for the user is in `Location` (same on repeats)."},
     400: {"description": "User error, in iCIMS's error standard; the user can fix it."},
     401: {"description": "Unknown customerId or wrong credentials (indistinguishable)."},
+    429: {"description": "Too many failed authentications from this client or address."},
     500: {"description": "Vendor error: the connection is misconfigured."},
     503: {"description": "Temporary: the database or the iCIMS API is unreachable; retry."},
 }
@@ -63,28 +64,31 @@ async def receive_event(request: Request, services: ServicesDep) -> Response:
     """Receive one iCIMS Integration Event for any customer."""
     settings = services.settings
     deadline = Deadline(settings.request_deadline_s)
-    wire = await read_raw(request, settings.max_body_bytes, deadline.remaining())
-    identified = await auth.identify(request, services, wire)
-    body = decode_content(
-        wire,
-        request.headers.get("content-encoding"),
-        settings.max_decompressed_bytes,
-        settings.max_compression_ratio,
-    )
-    payload = require_object(parse_json(body))
-    sent_type = payload.get("eventType")
-    request.state.icims_actor = ACTORS.get(str(sent_type), Actor.RECRUITER)
-    customer_id = _customer_id(payload)
-    request.state.icims_customer = customer_id
-    if identified is not None:
-        auth.verify_pending(request, identified, body)
-        loaded = identified.loaded
-        if loaded.connection.account != customer_id:
-            # Credentials speak for their own customer only: never record under another.
-            auth.refuse(request, "", "the credentials belong to another customerId")
-    else:
-        found = await services.connections.by_account(SOURCE, customer_id)
-        loaded = auth.verify_routed(request, found, body, wire)
+    # Unknown usernames and customerIds fail like wrong passwords: enumerating them costs a
+    # connection lookup each, so they count against the address too.
+    async with guarded(services, request, auth.claimed_client(request)):
+        wire = await read_raw(request, settings.max_body_bytes, deadline.remaining())
+        identified = await auth.identify(request, services, wire)
+        body = decode_content(
+            wire,
+            request.headers.get("content-encoding"),
+            settings.max_decompressed_bytes,
+            settings.max_compression_ratio,
+        )
+        payload = require_object(parse_json(body))
+        sent_type = payload.get("eventType")
+        request.state.icims_actor = ACTORS.get(str(sent_type), Actor.RECRUITER)
+        customer_id = _customer_id(payload)
+        request.state.icims_customer = customer_id
+        if identified is not None:
+            auth.verify_pending(request, identified, body)
+            loaded = identified.loaded
+            if loaded.connection.account != customer_id:
+                # Credentials speak for their own customer only: never record under another.
+                auth.refuse(request, "", "the credentials belong to another customerId")
+        else:
+            found = await services.connections.by_account(SOURCE, customer_id)
+            loaded = auth.verify_routed(request, found, body, wire)
     connection, config = loaded.usable()
 
     if not isinstance(sent_type, str) or not sent_type.strip():

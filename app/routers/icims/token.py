@@ -16,7 +16,8 @@ from fastapi.responses import Response
 
 from app import oauth_server
 from app.errors import AppError
-from app.routers.common import ServicesDep, error_route, read_raw
+from app.guard import client_subject
+from app.routers.common import ServicesDep, error_route, guarded, read_raw
 from app.routers.icims.auth import TOKEN_PATH, load, signing_keys
 from app.schemas.icims import SOURCE
 
@@ -29,12 +30,17 @@ _OAUTH_ERRORS: dict[int | str, dict[str, Any]] = {
     200: {"description": '`{"access_token", "token_type": "Bearer", "expires_in"}`'},
     400: {"description": "RFC 6749 error: invalid_request, unsupported_grant_type, ..."},
     401: {"description": "invalid_client: unknown client id or wrong secret."},
+    429: {"description": "temporarily_unavailable: too many failed client authentications."},
 }
 
 
 def _render_oauth_error(request: Request, error: AppError) -> Response:
     del request
-    code = {503: "temporarily_unavailable"}.get(error.status, "invalid_request")
+    # RFC 6749 has no code for a blocked client; temporarily_unavailable with Retry-After
+    # tells it to come back later, where invalid_client would say its secret is wrong.
+    code = {429: "temporarily_unavailable", 503: "temporarily_unavailable"}.get(
+        error.status, "invalid_request"
+    )
     if error.status >= 500 and error.status != 503:
         code = "server_error"
     body = {"error": code, "error_description": error.user_message}
@@ -89,29 +95,35 @@ async def issue_token(request: Request, services: ServicesDep) -> Response:
         client_id = oauth_server.basic_client_id(request.headers) or form.get("client_id")
     except ValueError:
         client_id = None  # token_reply answers invalid_client for an undecodable header
-    client: oauth_server.OAuthClient | None = None
-    if client_id:
-        connection = await services.connections.by_option(SOURCE, "oauth_client_id", client_id)
-        loaded = load(connection)
-        if loaded is not None and loaded.auth.oauth_enabled:
-            client = oauth_server.OAuthClient(
-                connection_id=loaded.connection.id,
-                client_id=client_id,
-                secrets=list(loaded.auth.oauth_client_secrets),
-                expires_s=loaded.auth.oauth_token_expires_s,
-            )
-    status, body, headers = oauth_server.token_reply(
-        uri=settings.public_base_url.rstrip("/") + TOKEN_PATH,
-        headers=request.headers,
-        form=form,
-        client=client,
-        keys=signing_keys(settings),
-    )
-    if body.get("error") == "insecure_transport":
-        log.warning("icims.token_insecure_public_url")
-        raise AppError(500, "HIREHOOK_PUBLIC_BASE_URL must be an https URL.", code="config")
-    if status == 200:
-        log.info("icims.token_issued", client_id=client_id, expires_in=body.get("expires_in"))
-    else:
-        log.info("icims.token_refused", client_id=client_id, error=body.get("error"))
+    subject = client_subject(SOURCE, "oauth", client_id) if client_id else None
+    async with guarded(services, request, subject) as attempt:
+        client: oauth_server.OAuthClient | None = None
+        if client_id:
+            connection = await services.connections.by_option(SOURCE, "oauth_client_id", client_id)
+            loaded = load(connection)
+            if loaded is not None and loaded.auth.oauth_enabled:
+                client = oauth_server.OAuthClient(
+                    connection_id=loaded.connection.id,
+                    client_id=client_id,
+                    secrets=list(loaded.auth.oauth_client_secrets),
+                    expires_s=loaded.auth.oauth_token_expires_s,
+                )
+        status, body, headers = oauth_server.token_reply(
+            uri=settings.public_base_url.rstrip("/") + TOKEN_PATH,
+            headers=request.headers,
+            form=form,
+            client=client,
+            keys=signing_keys(settings),
+        )
+        if body.get("error") == "insecure_transport":
+            log.warning("icims.token_insecure_public_url")
+            raise AppError(500, "HIREHOOK_PUBLIC_BASE_URL must be an https URL.", code="config")
+        if status == 200:
+            log.info("icims.token_issued", client_id=client_id, expires_in=body.get("expires_in"))
+        else:
+            log.info("icims.token_refused", client_id=client_id, error=body.get("error"))
+        if status == 401:
+            # invalid_client is answered, not raised, so the guard is told here; the failure
+            # that starts a block is answered with the 429 instead.
+            await attempt.failed()
     return _reply((status, body, headers))

@@ -1,0 +1,242 @@
+"""SmartRecruiters native webhooks, one URL per tenant: the activation handshake and the
+signed notifications (ATS-FACTS section 3). The seed
+(seeds/smartrecruiters-polling-cloud-elements.txt) covers the other way in, Cloud Elements
+polling SmartRecruiters and calling back; these are SmartRecruiters's own webhooks, with no
+intermediary.
+
+Everything here runs under the SmartRecruiters deadline (``ACK_DEADLINE_S`` in
+app/schemas/smartrecruiters_config.py, 4 s): SmartRecruiters wants a 202 within 5 s and retries
+after 1, 3, 10, 45, 120 minutes..., so a request that cannot be committed in time is answered
+503 at once, never with a late or uncommitted 2xx.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from typing import Any
+
+import structlog
+from cachetools import TTLCache
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.responses import Response
+
+from app.connections import ConnectionInfo
+from app.db import DB_ERRORS
+from app.errors import AppError, unauthorized, unavailable
+from app.intake import Deadline, json_answer
+from app.payload import decode_content, parse_json
+from app.routers.common import DefaultRoute, ServicesDep, guarded, read_raw, respond
+from app.schemas import smartrecruiters_config as sr_config
+from app.schemas.parsed import Parsed
+from app.schemas.smartrecruiters import SOURCE, dedupe_key, parse
+from app.services import Services
+from app.store import subscriptions
+from app.verifiers import VerificationError
+from app.verifiers import smartrecruiters as srv
+
+log = structlog.get_logger(__name__)
+router = APIRouter(prefix="/v1/smartrecruiters", tags=["SmartRecruiters"], route_class=DefaultRoute)
+
+HOOK_SECRET_HEADER = "x-hook-secret"  # noqa: S105 - a header name, not a secret
+# [I] The reference's example secret is 13 characters; anything this long is not one.
+_MAX_HOOK_SECRET_CHARS = 1024
+# A handshake carries no body worth reading.
+_MAX_HANDSHAKE_BODY = 64 * 1024
+# Verifying against a key nobody holds keeps an unknown tenant as slow as a bad signature.
+_DECOY_KEYS = [srv.SigningKey(b"\x00" * 32)]
+_KEY_CACHE_SIZE = 10_000
+
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    200: {"description": "Activation handshake accepted; `X-Hook-Secret` is echoed."},
+    401: {
+        "description": "Missing, wrong or stale signature, an unknown tenant, or a handshake "
+        "no activation is waiting for."
+    },
+    413: {"description": "Body or decompressed body too large."},
+    503: {"description": "The event could not be committed within the deadline; retry."},
+}
+
+
+@router.post("/{tenant}/events", status_code=202, responses=_ERRORS)
+async def receive_event(tenant: str, request: Request, services: ServicesDep) -> Response:
+    """Receive one SmartRecruiters notification (202), or the activation handshake (200)."""
+    deadline = Deadline(min(services.settings.request_deadline_s, sr_config.ACK_DEADLINE_S))
+    try:
+        # Bounds every wait, the tenant lookup included, not only the intake's own statement.
+        # Limited by address only, as KeldairHR: the tenant is in a public URL and the keys
+        # are SmartRecruiters-generated, so a per-tenant lock would only lock tenants out.
+        async with deadline.timeout(), guarded(services, request):
+            if HOOK_SECRET_HEADER in request.headers:
+                return await _handshake(tenant, request, services, deadline)
+            return await _notification(tenant, request, services, deadline)
+    except TimeoutError as exc:
+        log.warning("smartrecruiters.deadline", tenant=tenant)
+        raise unavailable("the SmartRecruiters deadline passed") from exc
+
+
+async def _handshake(
+    tenant: str, request: Request, services: Services, deadline: Deadline
+) -> Response:
+    """Echo ``X-Hook-Secret`` for the activation `hirehook smartrecruiters subscribe` started.
+
+    Only a handshake that is expected is accepted: the connection must have a pending
+    activation whose window is open (the CLI opens it just before asking SmartRecruiters to
+    activate, and one at a time). Anything else is answered like a bad signature, so nobody
+    can register a secret for a tenant, nor learn whether the tenant exists.
+    """
+    secret = request.headers[HOOK_SECRET_HEADER]
+    await read_raw(request, _MAX_HANDSHAKE_BODY, deadline.remaining())
+    connection = await services.connections.by_tenant(tenant, SOURCE)
+    if connection is None or not 0 < len(secret) <= _MAX_HOOK_SECRET_CHARS:
+        log.info("smartrecruiters.handshake_refused", tenant=tenant, reason="tenant or secret")
+        raise unauthorized()
+    try:
+        async with services.engine.begin() as conn:
+            pending = await subscriptions.pending_for_update(conn, connection.id)
+            if pending is None:
+                activated = None
+            else:
+                stored = services.cipher.decrypt_json(pending.secrets)
+                stored["hook_secret"] = secret
+                await subscriptions.activate(conn, pending.id, services.cipher.encrypt_json(stored))
+                activated = str(pending.external_id)
+    except DB_ERRORS as exc:
+        raise unavailable(f"database: {type(exc).__name__}") from exc
+    if activated is None:
+        log.info("smartrecruiters.handshake_refused", tenant=tenant, reason="no activation")
+        raise unauthorized()
+    _forget_keys(request.app, connection.id)
+    log.info("smartrecruiters.subscription_activated", tenant=tenant, subscription=activated)
+    return Response(
+        b'{"status":"activated"}',
+        200,
+        headers={"X-Hook-Secret": secret},
+        media_type="application/json",
+    )
+
+
+async def _notification(
+    tenant: str, request: Request, services: Services, deadline: Deadline
+) -> Response:
+    settings = services.settings
+    wire = await read_raw(request, settings.max_body_bytes, deadline.remaining())
+    # Nothing is looked up beyond the tenant, nor inflated or parsed, for a request that cannot
+    # be authentic: the tenant must be known, the signature headers there and a key live.
+    connection = await services.connections.by_tenant(tenant, SOURCE)
+    signed = srv.SIGNATURE_HEADER in request.headers and srv.TIMESTAMP_HEADER in request.headers
+    config = None
+    keys: list[srv.SigningKey] = []
+    if connection is not None and signed:
+        try:
+            config = sr_config.parse(connection.options, connection.secrets)
+        except ValueError as exc:
+            # Refused when loaded; a connection broken since is answered like an unknown one.
+            log.warning("smartrecruiters.connection_invalid", tenant=tenant, detail=str(exc))
+        else:
+            keys = config.secrets.verification_keys() + await _subscription_keys(
+                request.app, services, connection
+            )
+    now = time.time()
+    if connection is None or config is None or not any(key.live(now) for key in keys):
+        with contextlib.suppress(VerificationError):
+            # Costs what a real check costs, so timing does not tell a tenant exists.
+            srv.verify(request.headers, [wire], _DECOY_KEYS, now=now)
+        log.info("smartrecruiters.unauthenticated", tenant=tenant, reason="tenant, key or header")
+        raise unauthorized()
+    body = decode_content(
+        wire,
+        request.headers.get("content-encoding"),
+        settings.max_decompressed_bytes,
+        settings.max_compression_ratio,
+    )
+    try:
+        srv.verify(
+            request.headers,
+            [body] if body is wire else [body, wire],
+            keys,
+            now=now,
+            tolerance_s=config.options.tolerance_s,
+        )
+    except VerificationError as exc:
+        log.info("smartrecruiters.unauthenticated", tenant=tenant, reason=str(exc))
+        raise unauthorized() from exc
+
+    # SmartRecruiters retries a refusal ten times and then drops the event: an authentic
+    # notification whose body does not fit is recorded and quarantined, never refused
+    # (`hirehook dead-letters retry` parses it again once the model is fixed).
+    payload: Any
+    try:
+        payload = parse_json(body)
+    except AppError as exc:
+        if exc.status != 400:
+            raise
+        payload = None
+        parsed = Parsed(
+            request.headers.get("event-name", "").strip() or "unknown",
+            known=False,
+            problems=(exc.user_message,),
+        )
+    else:
+        parsed = parse(payload, request.headers.get("event-name", ""))
+    event_id = dedupe_key(request.headers, body)
+    outcome = await services.intake.record(
+        services.intake.event(
+            connection,
+            parsed,
+            dedupe_key=event_id,
+            payload=payload,
+            raw_body=body,
+            headers=request.headers,
+        ),
+        answer_for=lambda rid: json_answer(
+            202, {"status": "accepted", "record_id": str(rid), "event_id": event_id}
+        ),
+        deadline=deadline,
+    )
+    await services.intake.publish(outcome, known=parsed.known and not parsed.problems)
+    return respond(outcome)
+
+
+def _key_cache(app: FastAPI, ttl_s: float) -> TTLCache[int, list[srv.SigningKey]] | None:
+    """This app's short cache of subscription keys, per connection (none when TTL is 0)."""
+    if ttl_s <= 0:
+        return None
+    cache: TTLCache[int, list[srv.SigningKey]] | None = getattr(
+        app.state, "smartrecruiters_keys", None
+    )
+    if cache is None:
+        cache = TTLCache(_KEY_CACHE_SIZE, ttl_s)
+        app.state.smartrecruiters_keys = cache
+    return cache
+
+
+def _forget_keys(app: FastAPI, connection_id: int) -> None:
+    cache = getattr(app.state, "smartrecruiters_keys", None)
+    if cache is not None:
+        cache.pop(connection_id, None)
+
+
+async def _subscription_keys(
+    app: FastAPI, services: Services, connection: ConnectionInfo
+) -> list[srv.SigningKey]:
+    """The keys generated for the connection's active subscriptions (cached as briefly as the
+    connection itself, so a rotated key is accepted within seconds on every replica)."""
+    cache = _key_cache(app, services.settings.connection_cache_ttl_s)
+    if cache is not None and connection.id in cache:
+        return cache[connection.id]
+    try:
+        async with services.autocommit.connect() as conn:
+            blobs = await subscriptions.active_secrets(conn, connection.id)
+    except DB_ERRORS as exc:
+        raise unavailable(f"database: {type(exc).__name__}") from exc
+    keys: list[srv.SigningKey] = []
+    for blob in blobs:
+        try:
+            keys += sr_config.subscription_keys(services.cipher.decrypt_json(blob))
+        except (ValueError, KeyError, TypeError) as exc:
+            # Encrypted with a key no longer configured: the other subscriptions still count.
+            log.warning("smartrecruiters.subscription_keys_unreadable", error=type(exc).__name__)
+    if cache is not None:
+        cache[connection.id] = keys
+    return keys

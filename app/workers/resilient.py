@@ -1,0 +1,114 @@
+"""An arq worker that waits for Redis instead of dying when it goes away.
+
+arq 0.28 lets a Redis error escape ``Worker.main()`` (from its poll loop, or re-raised from a
+job's bookkeeping), and ``hirehook worker`` then exits. Redis only speeds things up here: the
+outbox in PostgreSQL is the truth. So this worker keeps the jobs it is running, retries Redis
+with capped backoff, and logs once that Redis is gone (``worker.redis_unavailable``) and once
+that it is back (``worker.redis_restored``); what Redis lost meanwhile the sweeper republishes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import time
+from typing import Any
+
+import structlog
+from arq.connections import ArqRedis, create_pool
+from arq.worker import Worker
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+log = structlog.get_logger(__name__)
+
+# Refused, reset, timed out, or still loading its data after a restart (BusyLoadingError is
+# a ConnectionError). Anything else from Redis is a bug and still ends the worker.
+REDIS_DOWN: tuple[type[BaseException], ...] = (
+    RedisConnectionError,
+    RedisTimeoutError,
+    OSError,
+    TimeoutError,
+)
+BACKOFF_BASE_S = 0.2
+BACKOFF_CAP_S = 5.0
+
+
+class ResilientWorker(Worker):
+    """``arq.worker.Worker`` that rides out Redis outages, at start-up and while polling."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # Monotonic time Redis was first found unreachable; None while it answers.
+        self.redis_down_since: float | None = None
+        self._failures = 0
+
+    async def main(self) -> None:
+        """Wait for Redis, then run arq's loop."""
+        if self._pool is None:
+            self._pool = await self._connect()
+        await super().main()
+
+    async def _connect(self) -> ArqRedis:
+        assert self.redis_settings is not None  # set whenever no pool was given
+        # No retries inside arq: the backoff here replaces them.
+        once = dataclasses.replace(self.redis_settings, conn_retries=0)
+        while True:
+            try:
+                pool = await create_pool(
+                    once,
+                    job_serializer=self.job_serializer,
+                    job_deserializer=self.job_deserializer,
+                    default_queue_name=self.queue_name,
+                    expires_extra_ms=self.expires_extra_ms,
+                )
+            except REDIS_DOWN as exc:
+                await self._redis_down(exc)
+            else:
+                self._redis_up()
+                return pool
+
+    async def _poll_iteration(self) -> None:
+        try:
+            await super()._poll_iteration()
+        except REDIS_DOWN as exc:
+            # Nothing is started while Redis is away; running jobs go on (PostgreSQL only).
+            await self._redis_down(exc)
+        else:
+            self._redis_up()
+
+    async def run_job(self, job_id: str, score: int) -> None:
+        """arq's run, whose Redis bookkeeping may fail without ending the worker."""
+        try:
+            await super().run_job(job_id, score)
+        except REDIS_DOWN as exc:
+            # Before the function ran, the job waits in Redis (or, if Redis lost it, in the
+            # outbox for the sweeper); after, its effects are committed and a rerun is a no-op.
+            log.warning("worker.job_bookkeeping_failed", job_id=job_id, error=type(exc).__name__)
+
+    async def close(self) -> None:
+        """arq's close; with Redis away, still run on_shutdown and release the pool."""
+        try:
+            await super().close()
+        except REDIS_DOWN:
+            # arq failed deleting its health key (it expires on its own).
+            if self.on_shutdown:
+                await self.on_shutdown(self.ctx)
+            if self._pool is not None:
+                await self._pool.close(close_connection_pool=True)
+                self._pool = None
+
+    async def _redis_down(self, exc: BaseException) -> None:
+        if self.redis_down_since is None:
+            self.redis_down_since = time.monotonic()
+            log.warning("worker.redis_unavailable", error=type(exc).__name__, detail=str(exc))
+        delay = min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2.0 ** min(self._failures, 16))
+        self._failures += 1
+        await asyncio.sleep(delay)
+
+    def _redis_up(self) -> None:
+        if self.redis_down_since is not None:
+            outage_s = time.monotonic() - self.redis_down_since
+            log.info("worker.redis_restored", outage_s=round(outage_s, 1))
+        self.redis_down_since = None
+        self._failures = 0

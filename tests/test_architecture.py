@@ -1,0 +1,52 @@
+"""The shape of the code: no import cycle anywhere in ``app``, and the import-linter contracts of
+pyproject.toml (the core knows no FastAPI, only ``app.main`` mounts routers, ATSs do not import
+each other) hold, so ``make test`` enforces them and not only ``make lint``."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import grimp
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_no_module_of_app_imports_itself_through_others() -> None:
+    # TYPE_CHECKING imports count too: a cycle hidden behind one is a cycle the day the
+    # annotation is needed at run time. No cache: the test reads the tree as it is.
+    graph = grimp.build_graph("app", cache_dir=None)
+    assert len(graph.modules) > 50  # the real package, not an empty one
+    cycles: list[tuple[str, ...]] = []
+    # Every cycle has an edge whose target leads back to its source.
+    for module in sorted(graph.modules):
+        for imported in sorted(graph.find_modules_directly_imported_by(module)):
+            if imported == module:
+                cycles.append((module,))
+                continue
+            back = graph.find_shortest_chain(importer=imported, imported=module)
+            if back is not None:
+                cycles.append((module, *back))
+    assert cycles == [], "\n".join(" -> ".join(chain) for chain in cycles)
+
+
+def test_import_linter_contracts_are_kept() -> None:
+    lint_imports = Path(sys.executable).with_name("lint-imports")
+    # This checkout's app, whatever else is installed in the environment.
+    path = os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])
+    env = {**os.environ, "PYTHONPATH": path}
+    result = subprocess.run(
+        [str(lint_imports), "--no-cache"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    # The contracts ran (a config that failed to load would not say this).
+    assert "0 broken" in result.stdout
+    assert result.stdout.count(" KEPT") >= 6

@@ -1,0 +1,443 @@
+"""The brute-force guard wired into the routes, and weak secrets refused at load.
+
+Every test runs the whole app over the session's real PostgreSQL and Redis, with limits small
+enough to reach: 3 failures per client and 5 per address are tolerated, the next one blocks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import secrets
+import time
+from collections.abc import AsyncIterator, MutableMapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+from fastapi import FastAPI
+from sqlalchemy import text
+from typer.testing import CliRunner
+
+from app.cli import cli
+from app.main import create_app
+from app.services import Services
+from app.settings import Settings
+from app.tenants import ConnectionSpec, DestinationSpec, TenantsFile, TenantSpec, apply_tenants
+from tests.conftest import TEST_SECRET_KEY, add_connection, make_settings, run_app
+from tests.test_icims_events import (
+    BASIC_PASSWORD,
+    BASIC_USER,
+    CLIENT_ID,
+    CLIENT_SECRET,
+    URL,
+    add_icims,
+    basic_header,
+    error_of,
+    icims_options,
+    icims_secrets,
+    payload,
+)
+from tests.test_keldair import SECRET as KELDAIR_SECRET
+from tests.test_keldair import URL as KELDAIR_URL
+from tests.test_keldair import event, signed
+
+PER_CLIENT, PER_ADDRESS, BLOCK_S = 3, 5, 2.0
+OTHER_ADDRESS = ("10.0.0.7", 1234)
+# A secret one character short of the minimum.
+SHORT = "q7Zr" * 7 + "abc"
+# 23 bytes: 31 base64 characters and one "=", a byte short of the spec's 24.
+SHORT_WHSEC = "whsec_" + base64.b64encode(b"k" * 23).decode()
+
+
+@dataclass
+class Guarded:
+    """The app under small limits: a client at the default test address and one elsewhere."""
+
+    app: FastAPI
+    client: httpx.AsyncClient
+    other: httpx.AsyncClient
+
+    @property
+    def services(self) -> Services:
+        services: Services = self.app.state.services
+        return services
+
+
+@asynccontextmanager
+async def serve(settings: Settings) -> AsyncIterator[Guarded]:
+    """The app with its lifespan running, reachable from two addresses."""
+    app = create_app(settings)
+    async for client in run_app(app):
+        transport = httpx.ASGITransport(app=app, client=OTHER_ADDRESS)
+        async with httpx.AsyncClient(transport=transport, base_url=client.base_url) as other:
+            yield Guarded(app, client, other)
+
+
+def limits(servers: tuple[str, str], **overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "auth_failure_limit_per_client": PER_CLIENT,
+        "auth_failure_limit_per_address": PER_ADDRESS,
+        "auth_block_s": BLOCK_S,
+        **overrides,
+    }
+    return make_settings(*servers, **values)
+
+
+@pytest.fixture
+async def guarded(services: Services, servers: tuple[str, str]) -> AsyncIterator[Guarded]:
+    """Acme on iCIMS and KeldairHR, served under small limits."""
+    await add_icims(services)
+    await add_connection(
+        services, tenant="acme", source="keldair", secrets={"signing_secrets": [KELDAIR_SECRET]}
+    )
+    async with serve(limits(servers)) as served:
+        yield served
+
+
+async def post_basic(
+    client: httpx.AsyncClient, user: str = BASIC_USER, password: str = BASIC_PASSWORD
+) -> httpx.Response:
+    body = orjson.dumps(payload("WorkFlowStatusChangeEvent"))
+    headers = {"content-type": "application/json"} | basic_header(user, password)
+    return await client.post(URL, content=body, headers=headers)
+
+
+def assert_blocked(response: httpx.Response) -> None:
+    assert response.status_code == 429, response.text
+    wait = int(response.headers["retry-after"])
+    assert 1 <= wait <= BLOCK_S
+
+
+# --- iCIMS events ----------------------------------------------------------------------------
+
+
+async def test_a_guessed_basic_password_is_blocked_then_the_block_ends(guarded: Guarded) -> None:
+    for attempt in range(PER_CLIENT):
+        response = await post_basic(guarded.client, password=f"guess-{attempt}")
+        assert response.status_code == 401, response.text
+    tipping = await post_basic(guarded.client, password="guess-last")
+    assert_blocked(tipping)
+    # iCIMS's error shape, and nothing of what was presented.
+    error = error_of(tipping)
+    assert "guess-last" not in tipping.text and BASIC_PASSWORD not in tipping.text
+    assert "too many failed authentication" in error["debugErrorMessage"].lower()
+
+    # While blocked the right password is refused too, unverified, from any address: the
+    # username is what is blocked.
+    for client in (guarded.client, guarded.other):
+        right = await post_basic(client)
+        assert_blocked(right)
+        assert BASIC_PASSWORD not in right.text
+
+    await asyncio.sleep(int(right.headers["retry-after"]) + 0.2)
+    after = await post_basic(guarded.client)
+    assert after.status_code == 200, after.text
+
+
+async def test_wrong_oauth_client_secrets_are_blocked_in_the_oauth_shape(
+    guarded: Guarded,
+) -> None:
+    async def token(secret: str) -> httpx.Response:
+        return await guarded.client.post(
+            "/oauth/token",
+            data={"grant_type": "client_credentials"},
+            auth=(CLIENT_ID, secret),
+        )
+
+    for attempt in range(PER_CLIENT):
+        response = await token(f"guess-{attempt}")
+        assert response.status_code == 401, response.text
+        assert response.json()["error"] == "invalid_client"
+    for secret in ("guess-last", CLIENT_SECRET):
+        blocked = await token(secret)
+        assert_blocked(blocked)
+        body = blocked.json()
+        assert set(body) == {"error", "error_description"}
+        assert body["error"] == "temporarily_unavailable"
+        assert blocked.headers["cache-control"] == "no-store"
+        assert secret not in blocked.text and "access_token" not in blocked.text
+
+
+async def test_bogus_usernames_block_their_address_before_any_more_lookups(
+    guarded: Guarded,
+) -> None:
+    store = guarded.services.connections
+    before = store.queries
+    statuses = [
+        (await post_basic(guarded.client, user=f"nobody-{i}", password="x")).status_code
+        for i in range(30)
+    ]
+    # Each username is new, so only the address limit can stop this.
+    assert statuses == [401] * PER_ADDRESS + [429] * (30 - PER_ADDRESS)
+    # One lookup per request that was let in: the tolerated ones and the one that tipped.
+    assert store.queries - before == PER_ADDRESS + 1
+
+    # A blocked address is refused even with the right credentials ...
+    assert_blocked(await post_basic(guarded.client))
+    # ... and a good sender elsewhere is not affected.
+    response = await post_basic(guarded.other)
+    assert response.status_code == 200, response.text
+
+
+async def test_a_bearer_token_cannot_be_guessed_past_the_address_limit(
+    guarded: Guarded,
+) -> None:
+    body = orjson.dumps(payload("WorkFlowStatusChangeEvent"))
+    statuses = []
+    for i in range(PER_ADDRESS + 2):
+        headers = {"content-type": "application/json", "authorization": f"Bearer forged.{i}.x"}
+        statuses.append((await guarded.client.post(URL, content=body, headers=headers)).status_code)
+    assert statuses == [401] * PER_ADDRESS + [429, 429]
+
+
+# --- KeldairHR -------------------------------------------------------------------------------
+
+
+async def test_bad_keldair_signatures_block_the_address_not_the_tenant(guarded: Guarded) -> None:
+    wrong = "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
+    statuses = []
+    for i in range(PER_ADDRESS + 1):
+        body = orjson.dumps(event())
+        response = await guarded.client.post(
+            KELDAIR_URL, content=body, headers=signed(body, secret=wrong, msg_id=f"msg_{i}")
+        )
+        statuses.append(response.status_code)
+    assert statuses == [401] * PER_ADDRESS + [429]
+    blocked = response.json()
+    assert blocked["error"]["code"] == "too_many_failures"
+    assert 1 <= int(response.headers["retry-after"]) <= BLOCK_S
+
+    # The blocked address is refused even when it signs correctly ...
+    body = orjson.dumps(event())
+    good = signed(body, msg_id="msg_good")
+    assert (await guarded.client.post(KELDAIR_URL, content=body, headers=good)).status_code == 429
+    # ... while the tenant itself is not locked: its real sender elsewhere still gets through.
+    response = await guarded.other.post(KELDAIR_URL, content=body, headers=good)
+    assert response.status_code == 200, response.text
+
+
+# --- Defect 5: a flood of unknown customerIds ------------------------------------------------
+
+FLOOD = 20_000
+# Requests in flight at once. Each one let in before the address is blocked costs two lookups
+# (its HMAC user, then its customerId); the block then stops them all.
+CONCURRENCY = 25
+LOOKUPS_PER_ATTEMPT = 2
+
+
+async def asgi_post(app: FastAPI, path: str, headers: dict[str, str], body: bytes) -> int:
+    """POST straight to the ASGI app from 127.0.0.1; the status it answers.
+
+    For the flood only: httpx's ASGITransport costs about what the app does per request
+    (half of it a failed import it retries every time), which would double the test's time.
+    """
+    sent = headers | {"host": "hirehook.test", "content-length": str(len(body))}
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "root_path": "",
+        "client": ("127.0.0.1", 123),
+        "server": ("hirehook.test", 80),
+        "headers": [(k.encode(), v.encode()) for k, v in sent.items()],
+    }
+    messages: list[dict[str, Any]] = [{"type": "http.request", "body": body, "more_body": False}]
+    status = 0
+
+    async def receive() -> dict[str, Any]:
+        return messages.pop() if messages else {"type": "http.disconnect"}
+
+    async def send(message: MutableMapping[str, Any]) -> None:
+        nonlocal status
+        if message["type"] == "http.response.start":
+            status = message["status"]
+
+    await app(scope, receive, send)
+    return status
+
+
+def routed_hmac_headers(i: int) -> dict[str, str]:
+    """HMAC from a user no connection knows, so the request is routed by its customerId."""
+    return {
+        "content-type": "application/json",
+        "x-icims-date": time.strftime("%Y-%m-%dT%H:%M:%S+0000", time.gmtime()),
+        "x-icims-content-sha256": hashlib.sha256(str(i).encode()).hexdigest(),
+        "authorization": (
+            f"x-icims-v1-hmac-sha256 user=intruder-{i},"
+            "signedheaders=content-type;host;x-icims-content-sha256;x-icims-date,"
+            f"signature={'0' * 64}"
+        ),
+    }
+
+
+async def test_a_flood_of_unknown_customer_ids_neither_reaches_the_database_nor_evicts(
+    services: Services, servers: tuple[str, str]
+) -> None:
+    await add_icims(services)
+    # The connection cache on, as in production; the block outlasts the flood; and a test
+    # machine busy with the flood must not look like a Redis outage (the guard fails open).
+    settings = limits(servers, connection_cache_ttl_s=600, auth_block_s=600, redis_timeout_s=5.0)
+    real_answers: list[int] = []
+    answers: dict[int, int] = {}
+    async with serve(settings) as served:
+        store = served.services.connections
+
+        async def real(n: int) -> int:
+            body = payload("WorkFlowStatusChangeEvent", newStatus=f"C{n}")
+            response = await served.other.post(
+                URL,
+                content=orjson.dumps(body),
+                headers={"content-type": "application/json"} | basic_header(),
+            )
+            return response.status_code
+
+        async def bogus(i: int) -> None:
+            body = orjson.dumps(payload("WorkFlowStatusChangeEvent", customer=f"bogus-{i}"))
+            status = await asgi_post(served.app, URL, routed_hmac_headers(i), body)
+            answers[status] = answers.get(status, 0) + 1
+
+        async def flood() -> None:
+            for start in range(0, FLOOD, CONCURRENCY):
+                await asyncio.gather(*(bogus(i) for i in range(start, start + CONCURRENCY)))
+
+        assert await real(0) == 200
+        real_lookups = store.queries
+        # The real sender keeps posting, one event after another, while the flood lasts.
+        flooding = asyncio.create_task(flood())
+        while not flooding.done():
+            real_answers.append(await real(len(real_answers) + 1))
+            await asyncio.sleep(0.05)
+        await flooding
+
+        assert len(real_answers) > 1 and set(real_answers) == {200}
+        assert sum(answers.values()) == FLOOD and set(answers) == {401, 429}
+        assert answers[401] <= PER_ADDRESS + CONCURRENCY
+        # The flood's lookups stopped with its block ...
+        flood_lookups = store.queries - real_lookups
+        assert flood_lookups <= LOOKUPS_PER_ATTEMPT * (PER_ADDRESS + CONCURRENCY)
+        # ... and the real sender cost none: answered from the cache all along, and still,
+        # so its connection was never evicted.
+        assert await real(len(real_answers) + 1) == 200
+        assert store.queries - real_lookups == flood_lookups
+    async with services.engine.connect() as conn:
+        recorded = (await conn.execute(text("SELECT count(*) FROM record"))).scalar_one()
+    assert recorded == len(real_answers) + 2
+
+
+# --- Weak secrets ----------------------------------------------------------------------------
+
+
+def icims_with(**secrets_: Any) -> ConnectionSpec:
+    options = icims_options()
+    if "api_client_secret" in secrets_:
+        options["api"] = {"client_id": "vendor", "token_url": "https://login.example/token"}
+    return ConnectionSpec(
+        source="icims", account="1234", options=options, secrets=icims_secrets(**secrets_)
+    )
+
+
+@pytest.mark.parametrize(
+    ("connection", "field"),
+    [
+        (icims_with(basic_password=SHORT), "secrets.basic_password"),
+        (icims_with(hmac_secrets=["h" * 40, SHORT]), "secrets.hmac_secrets[1]"),
+        (icims_with(oauth_client_secrets=[SHORT]), "secrets.oauth_client_secrets[0]"),
+        (icims_with(api_client_secret=SHORT), "secrets.api_client_secret"),
+        (
+            ConnectionSpec(source="keldair", secrets={"signing_secrets": [SHORT_WHSEC]}),
+            "secrets.signing_secrets[0]",
+        ),
+    ],
+    ids=["basic", "hmac", "oauth", "api", "keldair"],
+)
+async def test_a_secret_under_32_characters_is_refused_at_load(
+    services: Services, connection: ConnectionSpec, field: str
+) -> None:
+    spec = TenantsFile(tenant=[TenantSpec(slug="acme", name="Acme", connection=[connection])])
+    with pytest.raises(ValueError, match="at least 32 characters") as caught:
+        await apply_tenants(spec, engine=services.engine, cipher=services.cipher)
+    message = str(caught.value)
+    assert field in message and "tenant 'acme'" in message
+    assert SHORT not in message and SHORT_WHSEC[6:].rstrip("=") not in message
+    async with services.engine.connect() as conn:
+        assert (await conn.execute(text("SELECT count(*) FROM connection"))).scalar_one() == 0
+
+
+async def test_a_short_destination_secret_is_refused_at_load(services: Services) -> None:
+    spec = TenantSpec(
+        slug="acme",
+        name="Acme",
+        destination=DestinationSpec(url="https://hooks.vendor.example/x", secret=SHORT_WHSEC),
+    )
+    with pytest.raises(ValueError, match=r"destination\.secret must be at least 32") as caught:
+        await apply_tenants(
+            TenantsFile(tenant=[spec]), engine=services.engine, cipher=services.cipher
+        )
+    assert SHORT_WHSEC[6:].rstrip("=") not in str(caught.value)
+
+
+def test_a_whsec_secret_of_24_bytes_is_enough() -> None:
+    from app.schemas import keldair_config
+
+    enough = "whsec_" + base64.b64encode(b"k" * 24).decode()
+    keldair_config.check({}, {"signing_secrets": [enough]})
+    with pytest.raises(ValueError, match=r"base64 part of secrets\.signing_secrets\[1\]"):
+        keldair_config.check({}, {"signing_secrets": [enough, SHORT_WHSEC]})
+
+
+async def test_tenants_load_refuses_a_31_character_password_naming_the_field(
+    services: Services, servers: tuple[str, str], tmp_path: Path
+) -> None:
+    path = tmp_path / "tenants.toml"
+    path.write_text(
+        f"""
+[[tenant]]
+slug = "acme"
+name = "Acme"
+
+[[tenant.connection]]
+source = "icims"
+account = "1234"
+secrets = {{ basic_username = "icims-acme", basic_password = "{SHORT}" }}
+"""
+    )
+    env = {
+        "HIREHOOK_ENVIRONMENT": "test",
+        "HIREHOOK_DATABASE_URL": servers[0],
+        "HIREHOOK_REDIS_URL": servers[1],
+        "HIREHOOK_SECRET_KEY": TEST_SECRET_KEY,
+        "HIREHOOK_LOG_FORMAT": "console",
+    }
+    result = await asyncio.to_thread(
+        CliRunner().invoke, cli, ["tenants", "load", str(path)], env=env
+    )
+    assert result.exit_code == 1, result.output
+    assert "secrets.basic_password must be at least 32 characters" in result.output
+    assert "secrets.token_urlsafe(32)" in result.output
+    assert SHORT not in result.output
+    async with services.engine.connect() as conn:
+        assert (await conn.execute(text("SELECT count(*) FROM connection"))).scalar_one() == 0
+
+
+def test_the_demo_tenants_file_has_strong_secrets() -> None:
+    from app.demo import DEMO_TENANTS
+    from app.tenants import check_connection, read_tenants_file
+
+    spec = read_tenants_file(DEMO_TENANTS)
+    checked = [
+        check_connection(tenant.slug, conn, conn.secrets)
+        for tenant in spec.tenant
+        for conn in tenant.connection
+    ]
+    assert len(checked) == 2
