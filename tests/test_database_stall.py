@@ -143,10 +143,10 @@ async def test_icims_answers_503_in_its_error_standard_within_the_bound(
         customer="5678",
         options=icims_options(oauth_client_id="globex-client", hmac_user="icims-globex"),
         secrets=icims_secrets(
-            basic_username="icims-globex", basic_password="basic-password-globex"
+            basic_username="icims-globex", basic_password="basic-password-globex-Hs5wQ2mC9rLd7"
         ),
     )
-    globex = basic_header("icims-globex", "basic-password-globex")
+    globex = basic_header("icims-globex", "basic-password-globex-Hs5wQ2mC9rLd7")
     send: Callable[..., Awaitable[httpx.Response]] = send_icims
 
     async for client in run_app(create_app(production_timeouts(settings, pg_proxy))):

@@ -400,3 +400,60 @@ async def test_metrics_count_outcomes(client: httpx.AsyncClient, acme: Services)
     after = (await client.get("/metrics")).text
     assert value(after, recorded) - value(before, recorded) == 1
     assert value(after, duplicate) - value(before, duplicate) == 1
+
+
+TOKEN = "tok_" + "Zq8wR2nV5yK1mB7cX4pL9sT3" * 2
+
+
+@pytest.fixture
+async def by_token(services: Services) -> Services:
+    await add_connection(
+        services,
+        tenant="tokened",
+        source="keldair",
+        secrets={"url_tokens": ["retired-" + TOKEN, TOKEN]},
+        options={"auth": "url_token"},
+    )
+    return services
+
+
+async def test_a_secret_url_token_authenticates_a_sender_that_cannot_sign(
+    client: httpx.AsyncClient, by_token: Services
+) -> None:
+    body = orjson.dumps(event("evt_tok"))
+    first = await client.post(f"/v1/keldair/tokened/events/{TOKEN}", content=body)
+    repeat = await client.post(f"/v1/keldair/tokened/events/{TOKEN}", content=body)
+    assert first.status_code == repeat.status_code == 200
+    assert repeat.headers["hirehook-duplicate"] == "true"
+    assert await counts(by_token) == (1, 1)
+    wrong = await client.post(f"/v1/keldair/tokened/events/{TOKEN[:-1]}x", content=body)
+    unknown = await client.post(f"/v1/keldair/nobody/events/{TOKEN}", content=body)
+    # Signatures are not accepted instead of the token, nor the token on the signed URL.
+    signed_instead = await client.post(
+        "/v1/keldair/tokened/events", content=body, headers=signed(body)
+    )
+    assert wrong.status_code == unknown.status_code == signed_instead.status_code == 401
+    assert wrong.json() == unknown.json() == signed_instead.json()
+    assert TOKEN not in wrong.text
+    assert await counts(by_token) == (1, 1)
+
+
+async def test_a_signing_connection_refuses_the_token_url(
+    client: httpx.AsyncClient, acme: Services
+) -> None:
+    body = orjson.dumps(event())
+    response = await client.post(f"/v1/keldair/acme/events/{TOKEN}", content=body)
+    assert response.status_code == 401
+    assert await counts(acme) == (0, 0)
+
+
+async def test_a_short_url_token_is_refused_when_loaded(services: Services) -> None:
+    with pytest.raises(ValueError, match=r"url_tokens\[0\] must be at least 32") as refused:
+        await add_connection(
+            services,
+            tenant="weak",
+            source="keldair",
+            secrets={"url_tokens": ["short-token"]},
+            options={"auth": "url_token"},
+        )
+    assert "short-token" not in str(refused.value)

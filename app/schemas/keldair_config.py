@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any
+import re
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from app.guard import require_strong_secret
 from app.validation import describe
 from app.verifiers.standard_webhooks import decode_secret, require_strong
+
+_URL_SAFE = re.compile(r"[A-Za-z0-9_-]+")
 
 
 class KeldairOptions(BaseModel):
@@ -21,6 +25,10 @@ class KeldairOptions(BaseModel):
     # app/schemas/keldair.py): {"id": "applicantId"}.
     data_aliases: dict[str, str] = Field(default_factory=dict)
     tolerance_s: int = Field(default=300, ge=1, le=3600)
+    # The seed says the endpoint "can accept unauthenticated webhook requests" and calls
+    # signatures "recommended": a tenant whose sender cannot sign may instead authenticate by
+    # a secret token in the URL path. Signatures stay the default.
+    auth: Literal["signature", "url_token"] = "signature"
 
 
 class KeldairSecrets(BaseModel):
@@ -29,7 +37,9 @@ class KeldairSecrets(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     # Several while a secret is rotated; any of them verifies.
-    signing_secrets: list[str] = Field(min_length=1, repr=False)
+    signing_secrets: list[str] = Field(default_factory=list, repr=False)
+    # With auth = "url_token": the path tokens accepted (several while one is rotated).
+    url_tokens: list[str] = Field(default_factory=list, repr=False)
 
     @field_validator("signing_secrets")
     @classmethod
@@ -67,6 +77,10 @@ def parse(options: dict[str, Any], secrets: dict[str, Any]) -> KeldairConfig:
     except ValidationError as exc:
         # describe() reports locations and messages only, so no secret value can leak.
         raise ValueError(f"secrets: {describe(exc)}") from None
+    if opts.auth == "signature" and not secs.signing_secrets:
+        raise ValueError("secrets.signing_secrets: at least one is required (auth = signature)")
+    if opts.auth == "url_token" and not secs.url_tokens:
+        raise ValueError("secrets.url_tokens: at least one is required (auth = url_token)")
     return KeldairConfig(opts, secs)
 
 
@@ -77,3 +91,8 @@ def check(options: dict[str, Any], secrets: dict[str, Any]) -> None:
     # until its tenants file is loaded again, rather than answering 401 to every event.
     for index, secret in enumerate(config.secrets.signing_secrets):
         require_strong(secret, what=f"secrets.signing_secrets[{index}]")
+    for index, token in enumerate(config.secrets.url_tokens):
+        # Random URL-safe characters: a token is only as good as its length.
+        require_strong_secret(token, what=f"secrets.url_tokens[{index}]")
+        if not _URL_SAFE.fullmatch(token):
+            raise ValueError(f"secrets.url_tokens[{index}]: use only A-Z a-z 0-9 - _")
