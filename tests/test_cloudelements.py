@@ -34,7 +34,7 @@ from app.tenants import (
 )
 from app.verifiers import VerificationError
 from app.verifiers import cloudelements as signatures
-from tests.conftest import add_connection, arq_queue
+from tests.conftest import add_connection, arq_queue, make_settings, run_app
 from tests.workers_support import rows
 
 KEY = "cloud-elements-signature-key-for-acme-0001"
@@ -341,3 +341,24 @@ async def test_hirehook_send_cloudelements_against_the_demo_tenant(
     refused = await asyncio.to_thread(runner.invoke, cli, [*args, "--key", OTHER_KEY])
     assert refused.exit_code == 1
     assert any(line.startswith("401 {") for line in refused.output.splitlines())
+
+
+async def test_bad_signatures_block_the_address_then_even_a_good_one(
+    services: Services, settings: Settings
+) -> None:
+    await add_connection(
+        services, tenant="acme", source="cloudelements", secrets={"signature_keys": [KEY]}
+    )
+    strict = make_settings(
+        str(settings.database_url),
+        str(settings.redis_url),
+        auth_failure_limit_per_address=3,
+        auth_block_s=60,
+    )
+    body = orjson.dumps(notification(event("c-1")))
+    async for client in run_app(create_app(strict)):
+        statuses = [(await post(client, body, key=OTHER_KEY)).status_code for _ in range(4)]
+        blocked = await post(client, body)
+        assert statuses == [401, 401, 401, 429]
+        assert blocked.status_code == 429 and int(blocked.headers["retry-after"]) >= 1
+    assert await records(services) == []
