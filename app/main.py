@@ -11,7 +11,7 @@ from fastapi.responses import Response
 
 from app import sources
 from app.errors import AppError
-from app.routers import health, hrmanager, icims, keldair, smartrecruiters
+from app.routers import cloudelements, health, hrmanager, icims, keldair, smartrecruiters
 from app.routers.common import render, render_default, request_invalid
 from app.settings import Settings, get_settings
 
@@ -50,6 +50,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(keldair.router)
     app.include_router(smartrecruiters.router)
     app.include_router(hrmanager.router)
+    app.include_router(cloudelements.router)
     for router in icims.ROUTERS:
         app.include_router(router)
     return app

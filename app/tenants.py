@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from app.crypto import Cipher
+from app.schemas import polling
 from app.sources import REGISTRY
 from app.store import tenants as sql
 from app.verifiers.standard_webhooks import decode_secret, require_strong
@@ -97,6 +98,8 @@ def check_connection(tenant: str, conn: ConnectionSpec, secrets: dict[str, Any])
         raise ValueError(f"{where}: unknown source {conn.source!r} (one of: {known})")
     try:
         source.check(conn.options, secrets)
+        # Polling is configured the same way whatever the source (app/schemas/polling.py).
+        polling.check(conn.options, secrets)
         return source.credential_ids(conn.options, secrets) if source.credential_ids else []
     except ValueError as exc:
         raise ValueError(f"{where}: {exc}") from None

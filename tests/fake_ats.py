@@ -4,8 +4,10 @@ on loopback by uvicorn in a thread of its own (so worker subprocesses can reach 
 Shapes follow ATS-FACTS sections 2 and 3: HR Manager under
 ``/restful.svc/v2/{alias}/Candidates/{id}`` with an ``apikey`` header; SmartRecruiters
 ``GET /candidates/{id}`` and ``GET /jobs/{id}`` with ``X-SmartToken``, rate-limit headers,
-and a 429 when more than one ``GET /candidates`` runs at once. A script of :class:`Step`
-makes the next matching requests slow, hang, or answer 429 + Retry-After, 5xx or 401.
+and a 429 when more than one ``GET /candidates`` runs at once; the lists ``GET /candidates`` and
+``GET /jobs`` with ``updatedAfter``, ``limit`` (1-100) and ``pageId``/``nextPageId`` paging,
+answering ``{limit, offset, totalFound, content[]}``. A script of :class:`Step` makes the next
+matching requests slow, hang, or answer 429 + Retry-After, 5xx or 401.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from collections import Counter, deque
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import orjson
@@ -45,6 +48,8 @@ class Step:
     patch: dict[str, Any] = field(default_factory=dict)
     # Wait until released (or the server stops); the caller is expected to give up first.
     hang: bool = False
+    # Let this many matching requests through before the step applies.
+    after: int = 0
 
 
 @dataclass
@@ -58,6 +63,7 @@ class Call:
     finished: float = 0.0
     status: int = 0
     body: bytes = b""
+    query: str = ""
 
 
 class FakeATS:
@@ -158,13 +164,18 @@ class FakeATS:
         with self._lock:
             for step in self.script:
                 if path.startswith(step.match):
+                    if step.after > 0:
+                        step.after -= 1
+                        continue
                     self.script.remove(step)
                     return step
         return None
 
     async def _handle(self, request: Request) -> Response:
         path = request.url.path
-        call = Call(request.method, path, dict(request.headers), time.monotonic())
+        call = Call(
+            request.method, path, dict(request.headers), time.monotonic(), query=request.url.query
+        )
         call.body = await request.body()
         with self._lock:
             self.calls.append(call)
@@ -224,6 +235,8 @@ class FakeATS:
             return _json(401, {"message": "Invalid token", "errors": [{"code": "UNAUTHORIZED"}]})
         parts = path.split("/")  # ['', 'sr', 'candidates' | 'jobs', id]
         store = {"candidates": self.sr_candidates, "jobs": self.sr_jobs}.get(parts[2])
+        if store is not None and len(parts) == 3:
+            return _sr_list(request, store)
         document = (store or {}).get(parts[3]) if len(parts) == 4 else None
         if document is None:
             return _json(404, {"message": "Not found"})
@@ -239,6 +252,45 @@ class FakeATS:
         """The ASGI app answering every path."""
         methods = ["GET", "POST"]
         return Starlette(routes=[Route("/{path:path}", self._handle, methods=methods)])
+
+
+def _sr_list(request: Request, store: dict[str, dict[str, Any]]) -> Response:
+    """A SmartRecruiters list: items updated after ``updatedAfter`` (their ``updatedOn``, else
+    ``createdOn``), oldest first, ``limit`` per page, the next page's id in ``nextPageId``."""
+    query = request.query_params
+    try:
+        limit = int(query.get("limit", "10"))
+        after = _instant(query["updatedAfter"]) if "updatedAfter" in query else None
+        offset = int(query["pageId"].removeprefix("pg-")) if "pageId" in query else 0
+    except ValueError as exc:
+        return _json(400, {"message": f"invalid parameter: {exc}"})
+    if not 1 <= limit <= 100:
+        return _json(400, {"message": "limit must be between 1 and 100"})
+    listed = sorted(
+        (
+            (_instant(d.get("updatedOn") or d["createdOn"]), key, d)
+            for key, d in store.items()
+            if after is None or _instant(d.get("updatedOn") or d["createdOn"]) > after
+        ),
+        key=lambda entry: (entry[0], entry[1]),
+    )
+    content = [copy.deepcopy(d) for _, _, d in listed[offset : offset + limit]]
+    body: dict[str, Any] = {
+        "limit": limit,
+        "offset": offset,
+        "totalFound": len(listed),
+        "content": content,
+    }
+    if offset + limit < len(listed):
+        body["nextPageId"] = f"pg-{offset + limit}"
+    return _json(200, body)
+
+
+def _instant(value: str) -> datetime:
+    moment = datetime.fromisoformat(value)
+    if moment.tzinfo is None:
+        raise ValueError(f"{value!r} has no time zone")
+    return moment
 
 
 def _json(status: int, body: Any, headers: dict[str, str] | None = None) -> Response:

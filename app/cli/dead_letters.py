@@ -13,10 +13,11 @@ from app.schemas.parsed import Reparse
 
 
 def reparsers() -> dict[str, Reparse]:
-    """Each source's parser, for quarantined events."""
+    """Each source's parser, for quarantined events (polled records of any source included)."""
+    from app.poller.items import with_polled
     from app.sources import REGISTRY
 
-    return {name: s.reparse for name, s in REGISTRY.items() if s.reparse is not None}
+    return {name: with_polled(s.reparse) for name, s in REGISTRY.items()}
 
 
 dead_cli = typer.Typer(

@@ -11,13 +11,16 @@ from app.clients.budget import Limits
 from app.services import Services
 from app.settings import Settings
 from app.sources.base import Source
+from app.sources.cloudelements import CLOUDELEMENTS
 from app.sources.hrmanager import HRMANAGER
 from app.sources.icims import ICIMS
 from app.sources.keldair import KELDAIR
 from app.sources.smartrecruiters import SMARTRECRUITERS
 from app.workers.context import RecordHandler
 
-REGISTRY: dict[str, Source] = {s.name: s for s in (KELDAIR, ICIMS, HRMANAGER, SMARTRECRUITERS)}
+REGISTRY: dict[str, Source] = {
+    s.name: s for s in (KELDAIR, ICIMS, HRMANAGER, SMARTRECRUITERS, CLOUDELEMENTS)
+}
 
 
 def limits() -> dict[str, Limits]:

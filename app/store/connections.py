@@ -75,3 +75,12 @@ async def enabled(conn: AsyncConnection, source: str) -> list[Row[Any]]:
         Connection.id
     )
     return list((await conn.execute(query)).all())
+
+
+async def polled(conn: AsyncConnection, connection_id: int | None = None) -> list[Row[Any]]:
+    """Every enabled connection, of any source, configured for polling (``options.polling``);
+    only ``connection_id`` when given."""
+    query = _SELECT.where(Connection.enabled.is_(True), Connection.options.has_key("polling"))
+    if connection_id is not None:
+        query = query.where(Connection.id == connection_id)
+    return list((await conn.execute(query.order_by(Connection.id))).all())

@@ -18,6 +18,7 @@ from app.services import Services
 from app.settings import Settings
 from app.workers.delivery import deliver_record
 from app.workers.jobs import process_record, sweep_outbox
+from app.workers.poller import POLL_CONNECTION, POLL_TICK_SECONDS, poll_connection, poll_due
 from app.workers.resilient import ResilientWorker
 
 log = structlog.get_logger(__name__)
@@ -56,6 +57,8 @@ def worker_options(settings: Settings) -> dict[str, Any]:
             # stop the sweeper from republishing the same job id.
             func(process_record, name=PROCESS_RECORD, keep_result=0, max_tries=1000),
             func(deliver_record, name=DELIVER_RECORD, keep_result=0, max_tries=1000),
+            # A long sweep continues through Retry, one job run after another.
+            func(poll_connection, name=POLL_CONNECTION, keep_result=0, max_tries=10_000),
         ],
         "cron_jobs": [
             cron(
@@ -65,7 +68,16 @@ def worker_options(settings: Settings) -> dict[str, Any]:
                 keep_result=0,
                 unique=True,
                 timeout=max(interval * 2, 30),
-            )
+            ),
+            # Polling of ATS APIs without webhooks (app/workers/poller.py, docs/polling.md).
+            cron(
+                poll_due,
+                second=set(POLL_TICK_SECONDS),
+                run_at_startup=True,
+                keep_result=0,
+                unique=True,
+                timeout=30,
+            ),
         ],
         "redis_settings": redis_settings(settings.redis_dsn),
         # Never arq's default (pickle): see app.queue.serialize.

@@ -1,0 +1,135 @@
+"""Cloud Elements event notifications, one URL per tenant.
+
+For vendors whose customers already poll SmartRecruiters (or any element) through Cloud
+Elements: set the element instance's ``event.notification.callback.url`` to
+``https://<host>/v1/cloud-elements/<tenant>/events`` and its ``event.notification.signature.key``
+to the connection's ``secrets.signature_keys[0]``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+import structlog
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+
+from app.db import DB_ERRORS
+from app.errors import unauthorized, unavailable
+from app.intake import Deadline, Outcome, json_answer
+from app.payload import decode_content
+from app.routers.common import (
+    DefaultRoute,
+    ServicesDep,
+    answer_response,
+    guarded,
+    read_raw,
+)
+from app.schemas import cloudelements_config
+from app.schemas.cloudelements import SOURCE, parse_notification
+from app.verifiers import VerificationError
+from app.verifiers import cloudelements as signatures
+
+log = structlog.get_logger(__name__)
+router = APIRouter(prefix="/v1/cloud-elements", tags=["Cloud Elements"], route_class=DefaultRoute)
+
+# Verifying against a key nobody holds keeps an unknown tenant as slow as a bad signature.
+_DECOY_KEY = b"\x00" * 32
+
+_ERRORS: dict[int | str, dict[str, str]] = {
+    401: {"description": "Missing or wrong signature, or an unknown tenant."},
+    429: {"description": "Too many failed authentications from this address; see Retry-After."},
+    413: {"description": "Body or decompressed body too large."},
+    503: {"description": "The notification could not be committed; retry."},
+}
+
+
+@router.post("/{tenant}/events", status_code=200, responses=_ERRORS)
+async def receive_notification(tenant: str, request: Request, services: ServicesDep) -> Response:
+    """Receive one signed Cloud Elements event notification for ``tenant``: one record per
+    event object in it."""
+    settings = services.settings
+    deadline = Deadline(settings.request_deadline_s)
+    # Limited by address only, as KeldairHR: the tenant slug is in a public URL and a key of 32
+    # or more characters is not guessed, so a per-tenant lock would only let anyone lock a
+    # tenant out; the address limit caps what one sender can make us spend on checks.
+    async with guarded(services, request):
+        wire = await read_raw(request, settings.max_body_bytes, deadline.remaining())
+        connection = await services.connections.by_tenant(tenant, SOURCE)
+        config = None
+        if connection is not None:
+            try:
+                config = cloudelements_config.parse(connection.options, connection.secrets)
+            except ValueError as exc:
+                # Refused when loaded; one broken since is answered like an unknown tenant.
+                log.warning("cloudelements.connection_invalid", tenant=tenant, detail=str(exc))
+        header = config.options.signature_header if config else cloudelements_config.DEFAULT_HEADER
+        presented = request.headers.get(header)
+        # Nothing is inflated or parsed before the request can be authentic.
+        if connection is None or config is None or not presented:
+            with contextlib.suppress(VerificationError):
+                # Costs what a real check costs, so timing does not tell a tenant exists.
+                signatures.verify(presented or "sha256=", [wire], [_DECOY_KEY])
+            reason = "unknown tenant or no signature"
+            log.info("cloudelements.unauthenticated", tenant=tenant, reason=reason)
+            raise unauthorized()
+        body = decode_content(
+            wire,
+            request.headers.get("content-encoding"),
+            settings.max_decompressed_bytes,
+            settings.max_compression_ratio,
+        )
+        try:
+            signatures.verify(
+                presented,
+                [body] if body is wire else [body, wire],
+                config.keys,
+                prefix=config.options.signature_prefix,
+                encoding=config.options.signature_encoding,
+            )
+        except VerificationError as exc:
+            log.info("cloudelements.unauthenticated", tenant=tenant, reason=str(exc))
+            raise unauthorized() from exc
+
+    # Cloud Elements retries a refused notification and then stops the subscription: an
+    # authentic notification is always recorded, an unexpected shape quarantined.
+    events = parse_notification(body, request.headers, config.options)
+    intake = services.intake
+    prepared = [
+        intake.event(
+            connection,
+            e.parsed,
+            dedupe_key=e.dedupe_key,
+            payload=e.payload,
+            raw_body=body,
+            headers=request.headers,
+        )
+        for e in events
+    ]
+    try:
+        # All event objects of a notification or none: a retry after a 503 finds all or none.
+        async with asyncio.timeout(deadline.remaining()), services.engine.begin() as conn:
+            outcomes: list[Outcome] = [
+                await intake.record(event, answer_for=None, conn=conn) for event in prepared
+            ]
+    except DB_ERRORS as exc:
+        log.warning("cloudelements.unavailable", error=type(exc).__name__)
+        raise unavailable(f"database: {type(exc).__name__}") from exc
+    for event, outcome in zip(prepared, outcomes, strict=True):
+        await intake.publish(outcome, known=event.known)
+    answer = json_answer(
+        200,
+        {
+            "status": "accepted",
+            "records": [
+                {"record_id": str(o.record_id), "duplicate": o.duplicate} for o in outcomes
+            ],
+            "quarantined": sum(1 for e in events if e.parsed.problems),
+        },
+    )
+    return answer_response(
+        answer,
+        record_id=",".join(str(o.record_id) for o in outcomes),
+        duplicate=all(o.duplicate for o in outcomes),
+    )

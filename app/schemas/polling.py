@@ -1,0 +1,469 @@
+"""Polling configuration, the Cloud Elements way (seeds/smartrecruiters-polling-cloud-elements.txt).
+
+A connection to an ATS without webhooks carries ``options.polling``::
+
+    refresh_interval_min = 15
+    [resources.candidates]
+    url = "/candidates?updatedAfter=${gmtDate:yyyy-MM-dd'T'HH:mm:ss.SSS'Z'}"
+    idField = "id"
+    datesConfiguration = { updatedDateField = "updatedOn", createdDateField = "createdOn" }
+    pagination = { type = "page_id", limit = 100 }
+
+[C] The shape mirrors Cloud Elements' ``event.poller.configuration`` (url, idField,
+datesConfiguration with updated/created field, format and time zone) and its
+``event.poller.refresh_interval`` in minutes; polling runs in UTC unless a time zone is given
+(seed; ATS-FACTS section 3b). [C] The URL placeholders ``${gmtDate:<Java date format>}``,
+``${epoch}`` and ``${epoch:s}`` are Cloud Elements' (ATS-FACTS 3b); ``${isoDate}`` is ours, the
+plain ISO-8601 form SmartRecruiters documents for ``updatedAfter`` (``2013-10-20T19:20:30+01:00``,
+ATS-FACTS section 3). ``pagination``, ``objectType``, ``subject``, ``overlap_s``, ``auth`` and
+``base_url`` are ours: Cloud Elements pages through its own hub, we call the ATS directly.
+
+Another ATS without webhooks is a new configuration of this model, not new code.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta, timezone, tzinfo
+from typing import Any, Literal
+from urllib.parse import quote, urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic.alias_generators import to_camel
+
+from app.validation import describe
+
+# The format of the seed's example and of SmartRecruiters' createdOn/updatedOn values.
+DEFAULT_DATE_FORMAT = "yyyy-MM-dd'T'HH:mm:ss.SSS'Z'"
+_LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
+# Event-type prefixes whose subject kind is the house's, not the resource's own name.
+_SUBJECT_KINDS = {
+    "candidate": "person",
+    "applicant": "person",
+    "person": "person",
+    "job": "job",
+    "position": "job",
+}
+
+
+def subject_kind(object_type: str) -> str:
+    """The house's subject kind for an object type ("candidates" -> "person", "job" -> "job");
+    an unknown type is its own kind."""
+    name = object_type.lower()
+    singular = name[:-1] if name.endswith("s") and len(name) > 1 else name
+    return _SUBJECT_KINDS.get(singular, object_type)
+
+
+# --- Java date patterns ---------------------------------------------------------------------
+
+# [C] Cloud Elements writes date formats as Java SimpleDateFormat patterns (seed). The letters
+# below cover every numeric ISO-like form; names of months or days are refused at load time.
+_LETTERS = re.compile(r"'(?:[^']|'')*'|([A-Za-z])\1*|.", re.DOTALL)
+_ZONE_RE = r"Z|[+-]\d{2}(?::?\d{2})?"
+
+
+class JavaDateFormat:
+    """A Java ``SimpleDateFormat`` pattern (numeric fields only), to format and parse dates."""
+
+    def __init__(self, pattern: str) -> None:
+        if not pattern:
+            raise ValueError("a date format may not be empty")
+        self.pattern = pattern
+        self._parts: list[tuple[str, str]] = []  # (kind, text): kind "lit" or the letter run
+        regex = []
+        for match in _LETTERS.finditer(pattern):
+            chunk = match.group(0)
+            if chunk.startswith("'") and len(chunk) >= 2:
+                # 'text' is literal text; '' is one quote, inside or outside quotes.
+                literal = "'" if chunk == "''" else chunk[1:-1].replace("''", "'")
+                self._parts.append(("lit", literal))
+                regex.append(re.escape(literal))
+            elif match.group(1):
+                regex.append(self._field(chunk))
+                self._parts.append((chunk, chunk))
+            else:
+                self._parts.append(("lit", chunk))
+                regex.append(re.escape(chunk))
+        self._regex = re.compile("".join(regex) + r"\Z")
+        self.has_zone = any(kind[0] in "XZ" for kind, _ in self._parts if kind != "lit")
+
+    @staticmethod
+    def _field(token: str) -> str:
+        letter, width = token[0], len(token)
+        if letter == "y" and width in (2, 4):
+            return rf"(?P<y>\d{{{width}}})"
+        if letter in "MdHms" and width <= 2:
+            name = {"M": "mo", "d": "d", "H": "h", "m": "mi", "s": "s"}[letter]
+            return rf"(?P<{name}>\d{{{width},2}})"
+        if letter == "S" and width <= 9:
+            return rf"(?P<f>\d{{{width}}})"
+        if letter in "XZ" and width <= 3:
+            return rf"(?P<z>{_ZONE_RE})"
+        raise ValueError(
+            f"date format letter {token!r} is not supported (use y, M, d, H, m, s, S, X or Z)"
+        )
+
+    def format(self, moment: datetime) -> str:
+        """``moment`` written in this pattern (in its own time zone)."""
+        out = []
+        for kind, text in self._parts:
+            if kind == "lit":
+                out.append(text)
+                continue
+            letter, width = kind[0], len(kind)
+            if letter == "y":
+                out.append(f"{moment.year % 100:02d}" if width == 2 else f"{moment.year:04d}")
+            elif letter == "S":
+                # Fractions are truncated, never rounded up: a cursor must not move forward.
+                out.append(f"{moment.microsecond:06d}".ljust(9, "0")[:width])
+            elif letter in "XZ":
+                out.append(_zone_text(moment, letter, width))
+            else:
+                value = {
+                    "M": moment.month,
+                    "d": moment.day,
+                    "H": moment.hour,
+                    "m": moment.minute,
+                    "s": moment.second,
+                }[letter]
+                out.append(f"{value:0{width}d}")
+        return "".join(out)
+
+    def parse(self, text: str, zone: tzinfo) -> datetime:
+        """The moment ``text`` names; ``zone`` applies when the pattern has no zone field."""
+        match = self._regex.match(text)
+        if match is None:
+            raise ValueError(f"does not match {self.pattern!r}")
+        found = match.groupdict()
+        year = int(found["y"]) if found.get("y") else 1970
+        if found.get("y") and len(found["y"]) == 2:
+            year += 2000
+        fraction = (found.get("f") or "").ljust(6, "0")[:6]
+        moment = datetime(
+            year,
+            int(found.get("mo") or 1),
+            int(found.get("d") or 1),
+            int(found.get("h") or 0),
+            int(found.get("mi") or 0),
+            int(found.get("s") or 0),
+            int(fraction or 0),
+            tzinfo=zone,
+        )
+        offset = found.get("z")
+        # A zone written in the value wins over the configured one.
+        return moment.replace(tzinfo=_parse_offset(offset)) if offset else moment
+
+
+def _zone_text(moment: datetime, letter: str, width: int) -> str:
+    offset = moment.utcoffset() or timedelta(0)
+    minutes = int(offset.total_seconds() // 60)
+    if letter == "X" and minutes == 0:
+        return "Z"
+    sign = "+" if minutes >= 0 else "-"
+    hours, mins = divmod(abs(minutes), 60)
+    if letter == "X" and width == 1:
+        return f"{sign}{hours:02d}"
+    if letter == "X" and width == 3:
+        return f"{sign}{hours:02d}:{mins:02d}"
+    return f"{sign}{hours:02d}{mins:02d}"
+
+
+def _parse_offset(text: str) -> tzinfo:
+    if text == "Z":
+        return UTC
+    sign = -1 if text[0] == "-" else 1
+    digits = text[1:].replace(":", "")
+    minutes = int(digits[:2]) * 60 + (int(digits[2:4]) if len(digits) >= 4 else 0)
+    return timezone(sign * timedelta(minutes=minutes))
+
+
+def zone_named(name: str) -> tzinfo:
+    """A time zone by name; ``GMT`` and ``UTC`` (the seed's and the default) are UTC."""
+    if name.upper() in ("GMT", "UTC", "Z"):
+        return UTC
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"unknown time zone {name!r}") from None
+
+
+class DateReader:
+    """Reads one date field of an item: a Java pattern in a zone, or epoch milliseconds/seconds."""
+
+    def __init__(self, fmt: str, zone_name: str) -> None:
+        self.zone = zone_named(zone_name)
+        self._epoch_scale: float | None = None
+        self._java: JavaDateFormat | None = None
+        if fmt in ("epoch", "epoch:ms"):
+            self._epoch_scale = 1000.0
+        elif fmt == "epoch:s":
+            self._epoch_scale = 1.0
+        else:
+            self._java = JavaDateFormat(fmt)
+
+    def read(self, value: Any) -> datetime:
+        """The moment ``value`` names, in UTC; ValueError if it cannot be read."""
+        if self._epoch_scale is not None:
+            if isinstance(value, bool) or not isinstance(value, int | float | str):
+                raise ValueError("not an epoch number")
+            return datetime.fromtimestamp(float(value) / self._epoch_scale, UTC)
+        if not isinstance(value, str):
+            raise ValueError("not a string")
+        assert self._java is not None
+        try:
+            return self._java.parse(value, self.zone).astimezone(UTC)
+        except ValueError:
+            # [I] An ATS that writes another ISO-8601 variant than configured (no fraction, an
+            # offset instead of Z) still names an unambiguous moment: accept it.
+            moment = datetime.fromisoformat(value)
+            return (moment if moment.tzinfo else moment.replace(tzinfo=self.zone)).astimezone(UTC)
+
+
+# --- URL templates --------------------------------------------------------------------------
+
+_PLACEHOLDER = re.compile(r"\$\{(gmtDate|epoch|isoDate)(?::([^}]*))?\}")
+
+
+def _renderer(name: str, argument: str | None) -> Callable[[datetime], str]:
+    if name == "gmtDate":
+        java = JavaDateFormat(argument or DEFAULT_DATE_FORMAT)
+        return lambda since: java.format(since.astimezone(UTC))
+    if name == "epoch":
+        if argument not in (None, "s", "ms"):
+            raise ValueError(f"${{epoch:{argument}}}: use ${{epoch}} (ms) or ${{epoch:s}}")
+        scale = 1 if argument == "s" else 1000
+        # Floor, never round up: a cursor must not skip the millisecond it names.
+        return lambda since: str(int(since.timestamp() * scale))
+    if argument is not None:
+        raise ValueError("${isoDate} takes no format")
+    return lambda since: since.astimezone(UTC).isoformat(timespec="milliseconds")
+
+
+def check_template(url: str) -> None:
+    """Refuse a template with an unknown placeholder or date format."""
+    for match in _PLACEHOLDER.finditer(url):
+        _renderer(match.group(1), match.group(2))
+    leftover = _PLACEHOLDER.sub("", url)
+    if "${" in leftover:
+        raise ValueError("unknown placeholder (use ${gmtDate:<format>}, ${epoch} or ${isoDate})")
+
+
+def render_template(url: str, since: datetime) -> str:
+    """``url`` with every placeholder replaced by ``since``, percent-encoded (an offset's ``+``
+    would otherwise reach the ATS as a space)."""
+    return _PLACEHOLDER.sub(lambda m: quote(_renderer(m.group(1), m.group(2))(since), safe=""), url)
+
+
+# --- the configuration ----------------------------------------------------------------------
+
+
+class _Model(BaseModel):
+    # Cloud Elements' names are camelCase (idField, datesConfiguration); ours are accepted
+    # in either spelling so a pasted Cloud Elements block loads as it is.
+    model_config = ConfigDict(
+        extra="forbid", alias_generator=to_camel, populate_by_name=True, frozen=True
+    )
+
+
+class DatesConfiguration(_Model):
+    """[C] Cloud Elements' ``datesConfiguration``; the defaults are SmartRecruiters' fields."""
+
+    updated_date_field: str | None = "updatedOn"
+    updated_date_format: str = DEFAULT_DATE_FORMAT
+    updated_date_timezone: str = "UTC"
+    created_date_field: str | None = "createdOn"
+    created_date_format: str = DEFAULT_DATE_FORMAT
+    created_date_timezone: str = "UTC"
+
+    @model_validator(mode="after")
+    def _readable(self) -> DatesConfiguration:
+        if self.updated_date_field is None and self.created_date_field is None:
+            raise ValueError("name an updatedDateField or a createdDateField")
+        self.updated_reader()
+        self.created_reader()
+        return self
+
+    def updated_reader(self) -> DateReader:
+        """Reads the updated date."""
+        return DateReader(self.updated_date_format, self.updated_date_timezone)
+
+    def created_reader(self) -> DateReader:
+        """Reads the created date."""
+        return DateReader(self.created_date_format, self.created_date_timezone)
+
+
+class Pagination(_Model):
+    """How a list is paged. ``page_id``: [C] SmartRecruiters' ``pageId`` cursor, the next one in
+    ``nextPageId`` (or a ``Link: rel="next"`` header); ``offset``: ``offset`` + ``limit``;
+    ``none``: one request returns everything."""
+
+    type: Literal["page_id", "offset", "none"] = "page_id"
+    # [C] SmartRecruiters lists take limit 1-100 (ATS-FACTS section 3).
+    limit: int = Field(default=100, ge=1, le=100)
+    limit_param: str = Field(default="limit", min_length=1)
+    page_param: str = Field(default="pageId", min_length=1)
+    next_field: str = Field(default="nextPageId", min_length=1)
+    offset_param: str = Field(default="offset", min_length=1)
+    # [C] SmartRecruiters' list result is {limit, offset, totalFound, content[]}.
+    items_field: str = Field(default="content", min_length=1)
+    total_field: str = Field(default="totalFound", min_length=1)
+
+
+class ResourceConfig(_Model):
+    """One polled resource: where to list it and how to read its items."""
+
+    url: str = Field(min_length=2)
+    id_field: str = Field(default="id", min_length=1)
+    dates_configuration: DatesConfiguration = Field(default_factory=DatesConfiguration)
+    pagination: Pagination = Field(default_factory=Pagination)
+    # The event type is "<objectType>.created|updated"; default: the resource name without a
+    # trailing "s" ("candidates" -> "candidate.updated").
+    object_type: str | None = Field(default=None, min_length=1)
+    # The subject kind the item's id is recorded under ({"person": id}); default from the
+    # object type (candidate -> person, job -> job), else the object type itself.
+    subject: str | None = Field(default=None, min_length=1)
+    # How far before the newest date seen the next poll starts again: items sharing the
+    # boundary timestamp, or written while a poll ran, are read twice rather than missed
+    # (the dedupe key makes the second reading a no-op). Must exceed the clock skew between
+    # the ATS and this host.
+    overlap_s: float = Field(default=60.0, ge=0, le=86400)
+    # The rate-budget route the list calls spend; default "GET <path>" ("GET /candidates" is
+    # SmartRecruiters' one-at-a-time route).
+    route: str | None = Field(default=None, min_length=1)
+
+    @field_validator("url")
+    @classmethod
+    def _template(cls, url: str) -> str:
+        if not url.startswith("/") or url.startswith("//"):
+            raise ValueError("must be a path on the API (starting with /), e.g. /candidates?...")
+        check_template(url)
+        return url
+
+    def event_prefix(self, name: str) -> str:
+        """The event type's prefix for resource ``name``."""
+        if self.object_type:
+            return self.object_type
+        return name[:-1] if name.endswith("s") and len(name) > 1 else name
+
+    def subject_kind(self, name: str) -> str:
+        """The subject kind the item's id is recorded under."""
+        return self.subject or subject_kind(self.event_prefix(name))
+
+    def budget_route(self) -> str:
+        """The rate-budget route of this resource's list calls."""
+        return self.route or f"GET {urlsplit(self.url).path}"
+
+
+class Auth(_Model):
+    """How the poller authenticates: one header carrying one of the connection's secrets.
+    The default is SmartRecruiters' ``X-SmartToken: <secrets.api_key>`` [C]."""
+
+    header: str = Field(default="X-SmartToken", min_length=1)
+    secret: str = Field(default="api_key", min_length=1)
+    # e.g. "Bearer " for an OAuth access token in ``Authorization``.
+    prefix: str = ""
+
+
+class PollingOptions(_Model):
+    """``options.polling`` of a connection."""
+
+    # [C] Cloud Elements' event.poller.refresh_interval, in minutes.
+    refresh_interval_min: float = Field(default=15, gt=0, le=1440)
+    # Defaults to the connection's options.base_url.
+    base_url: str | None = None
+    auth: Auth = Field(default_factory=Auth)
+    resources: dict[str, ResourceConfig] = Field(min_length=1)
+    # The first poll of a resource (no cursor yet) starts this far back; older history is a
+    # back-fill (`hirehook poll --since`). Default: one refresh interval.
+    initial_lookback_min: float | None = Field(default=None, ge=0)
+
+    @field_validator("resources")
+    @classmethod
+    def _names(cls, resources: dict[str, ResourceConfig]) -> dict[str, ResourceConfig]:
+        for name in resources:
+            if not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", name):
+                raise ValueError(f"resource name {name!r}: use letters, digits, _ . -")
+        return resources
+
+    @property
+    def refresh_interval(self) -> timedelta:
+        """How often each resource is polled."""
+        return timedelta(minutes=self.refresh_interval_min)
+
+    @property
+    def initial_lookback(self) -> timedelta:
+        """How far back a resource's first poll starts."""
+        if self.initial_lookback_min is None:
+            return self.refresh_interval
+        return timedelta(minutes=self.initial_lookback_min)
+
+
+def _base_url(url: str) -> str:
+    parts = urlsplit(url)
+    # Polled documents carry personal data: TLS everywhere except to this machine.
+    if parts.scheme == "https" and parts.hostname:
+        return url.rstrip("/")
+    if parts.scheme == "http" and parts.hostname in _LOOPBACK:
+        return url.rstrip("/")
+    raise ValueError("must be an https:// URL (http:// only for loopback)")
+
+
+class PollingConfig:
+    """A connection's polling options with its base URL and credential resolved."""
+
+    def __init__(self, options: PollingOptions, base_url: str, credential: str) -> None:
+        self.options = options
+        self.base_url = base_url
+        self._credential = credential
+
+    def __repr__(self) -> str:
+        return f"PollingConfig(base_url={self.base_url!r}, resources={list(self.resources)})"
+
+    @property
+    def resources(self) -> dict[str, ResourceConfig]:
+        """The polled resources by name."""
+        return self.options.resources
+
+    def headers(self) -> dict[str, str]:
+        """The headers of every poll request (the credential included: never log them)."""
+        auth = self.options.auth
+        return {auth.header: f"{auth.prefix}{self._credential}", "accept": "application/json"}
+
+
+def parse(options: dict[str, Any], secrets: dict[str, Any]) -> PollingConfig:
+    """Validate a connection's ``options.polling``; ValueError naming the setting at fault
+    (never a secret's value)."""
+    raw = options.get("polling")
+    try:
+        polling = PollingOptions.model_validate(raw)
+    except ValidationError as exc:
+        raise ValueError(f"options.polling: {describe(exc)}") from None
+    base = polling.base_url or options.get("base_url")
+    if not isinstance(base, str) or not base:
+        raise ValueError("options.polling.base_url (or options.base_url) is required")
+    try:
+        base = _base_url(base)
+    except ValueError as exc:
+        where = "options.polling.base_url" if polling.base_url else "options.base_url"
+        raise ValueError(f"{where}: {exc}") from None
+    credential = secrets.get(polling.auth.secret)
+    if not isinstance(credential, str) or not credential:
+        raise ValueError(
+            f"secrets.{polling.auth.secret}: required by options.polling.auth (a string)"
+        )
+    return PollingConfig(polling, base, credential)
+
+
+def check(options: dict[str, Any], secrets: dict[str, Any]) -> None:
+    """The tenants-file check of a polled connection (any source)."""
+    if "polling" in options:
+        parse(options, secrets)
