@@ -9,6 +9,7 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from app.db import DB_ERRORS
+from app.metrics import refresh_backlog
 from app.routers.common import ServicesDep
 from app.store import health as health_sql
 
@@ -42,6 +43,7 @@ async def ready(services: ServicesDep) -> JSONResponse:
 
 
 @router.get("/metrics", include_in_schema=False)
-async def metrics() -> Response:
-    """Prometheus exposition of this process's counters."""
+async def metrics(services: ServicesDep) -> Response:
+    """Prometheus exposition of this process's counters and the cluster's backlog."""
+    await refresh_backlog(services.engine, services.settings.db_request_timeout_s)
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
