@@ -36,6 +36,15 @@ OUTBOX_BACKLOG = Gauge(
     "delivery (table=delivery) rows, whether queued, running or waiting for a retry.",
     ["table"],
 )
+# What workers could start now: a running job's row is leased past now and a deferred one waits
+# for its retry, so neither counts. Scale workers on this, not on the backlog, which a
+# destination that is down for hours fills with rows no number of workers can deliver sooner.
+OUTBOX_DUE = Gauge(
+    "hirehook_outbox_due",
+    "Rows not yet done whose job is due now (neither running nor waiting for a retry), "
+    "cluster-wide, read at scrape time.",
+    ["table"],
+)
 OUTBOX_OLDEST_SECONDS = Gauge(
     "hirehook_outbox_oldest_seconds",
     "Age of the oldest row not yet done, read at scrape time (0 when there is none).",
@@ -53,12 +62,13 @@ async def refresh_backlog(engine: AsyncEngine, timeout_s: float) -> None:
         async with asyncio.timeout(timeout_s), engine.connect() as conn:
             rows = {table: await work.backlog(conn, table) for table in work.TABLES}
     except DB_ERRORS as exc:
-        OUTBOX_BACKLOG.clear()
-        OUTBOX_OLDEST_SECONDS.clear()
+        for gauge in (OUTBOX_BACKLOG, OUTBOX_DUE, OUTBOX_OLDEST_SECONDS):
+            gauge.clear()
         log.warning("metrics.backlog_unavailable", error=type(exc).__name__)
         return
     now = datetime.now(UTC)
     for table, row in rows.items():
         OUTBOX_BACKLOG.labels(table=table).set(row.pending)
+        OUTBOX_DUE.labels(table=table).set(row.due)
         age = (now - row.oldest).total_seconds() if row.oldest is not None else 0.0
         OUTBOX_OLDEST_SECONDS.labels(table=table).set(max(age, 0.0))

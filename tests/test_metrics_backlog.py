@@ -36,10 +36,18 @@ async def test_metrics_report_rows_not_done_in_each_work_table(
         await db.execute(
             text("UPDATE outbox SET done_at = now() WHERE record_id = :id"), {"id": ids[0]}
         )
-        await db.execute(text("UPDATE outbox SET created_at = now() - interval '90 seconds'"))
+        await db.execute(
+            text("UPDATE outbox SET created_at = now() - interval '90 s', available_at = now()")
+        )
+        # One row waits for a retry: still owed, not yet work a worker could start.
+        await db.execute(
+            text("UPDATE outbox SET available_at = now() + interval '1 h' WHERE record_id = :id"),
+            {"id": ids[1]},
+        )
 
     body = (await client.get("/metrics")).text
     assert sample(body, "hirehook_outbox_backlog", "outbox") == 2
+    assert sample(body, "hirehook_outbox_due", "outbox") == 1
     assert sample(body, "hirehook_outbox_backlog", "delivery") == 0
     oldest = sample(body, "hirehook_outbox_oldest_seconds", "outbox")
     assert oldest is not None
@@ -53,4 +61,6 @@ async def test_backlog_is_dropped_not_left_stale_when_postgresql_fails(
     assert sample(generate_latest().decode(), "hirehook_outbox_backlog", "outbox") == 0
     # A timeout too short for any round trip stands in for an unreachable database.
     await refresh_backlog(services.engine, 1e-9)
-    assert "hirehook_outbox_backlog{" not in generate_latest().decode()
+    exposition = generate_latest().decode()
+    assert "hirehook_outbox_backlog{" not in exposition
+    assert "hirehook_outbox_due{" not in exposition

@@ -76,8 +76,11 @@ def _statements(table: Table) -> dict[str, TextClause]:
             """  # noqa: S608
         ),
         "backlog": text(
-            f"SELECT count(*) AS pending, min(created_at) AS oldest FROM {table} "  # noqa: S608
-            "WHERE done_at IS NULL"
+            f"""
+            SELECT count(*) AS pending, count(*) FILTER (WHERE available_at <= now()) AS due,
+                   min(created_at) AS oldest
+            FROM {table} WHERE done_at IS NULL
+            """  # noqa: S608
         ),
     }
 
@@ -157,5 +160,6 @@ async def sweep(
 
 
 async def backlog(conn: AsyncConnection, table: Table) -> Row[Any]:
-    """``pending`` rows and the ``oldest`` one's creation time."""
+    """``pending`` rows, how many of them are ``due`` (not running, not waiting for a retry) and
+    the ``oldest`` one's creation time."""
     return (await conn.execute(_SQL[table]["backlog"])).one()
