@@ -88,7 +88,8 @@ def parse_event(
     if isinstance(event_type, str) and aliases and event_type in aliases:
         payload = {**payload, "type": aliases[event_type]}
         event_type = payload["type"]
-    if event_type in KNOWN_TYPES:
+    # A list or object under "type" is unhashable: testing it against the set raised TypeError.
+    if isinstance(event_type, str) and event_type in KNOWN_TYPES:
         return known_event_adapter.validate_python(payload)
     return UnknownEvent.model_validate(payload)
 

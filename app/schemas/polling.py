@@ -93,7 +93,11 @@ class JavaDateFormat:
             else:
                 self._parts.append(("lit", chunk))
                 regex.append(re.escape(chunk))
-        self._regex = re.compile("".join(regex) + r"\Z")
+        try:
+            self._regex = re.compile("".join(regex) + r"\Z")
+        except re.error:
+            # re.error is no ValueError: a repeated field ("yyyy-yyyy") escaped validation.
+            raise ValueError(f"date format {pattern!r} names a field twice") from None
         self.has_zone = any(kind[0] in "XZ" for kind, _ in self._parts if kind != "lit")
 
     @staticmethod
@@ -212,6 +216,13 @@ class DateReader:
 
     def read(self, value: Any) -> datetime:
         """The moment ``value`` names, in UTC; ValueError if it cannot be read."""
+        try:
+            return self._read(value)
+        except (OverflowError, OSError) as exc:
+            # An epoch past time_t or float range, or a year-1/9999 date moved across UTC.
+            raise ValueError(f"out of range ({exc})") from None
+
+    def _read(self, value: Any) -> datetime:
         if self._epoch_scale is not None:
             if isinstance(value, bool) or not isinstance(value, int | float | str):
                 raise ValueError("not an epoch number")

@@ -26,9 +26,9 @@ _MUST_SIGN = frozenset({CONTENT_HASH_HEADER, DATE_HEADER})
 
 def scheme(authorization: str | None) -> str:
     """The lower-cased scheme of an ``Authorization`` header, or ``""``."""
-    if not authorization:
-        return ""
-    return authorization.strip().split(None, 1)[0].lower()
+    # A value of only whitespace (" ", or "\x85", which servers do not strip) has no words.
+    words = (authorization or "").split(None, 1)
+    return words[0].lower() if words else ""
 
 
 def verify_basic(authorization: str | None, username: str, password: str) -> None:
