@@ -127,7 +127,7 @@ def test_api_probes_and_graceful_shutdown(docs: dict[tuple[str, str], Doc]) -> N
     spec = pod_spec(docs["Deployment", "hirehook-api"])
     assert spec is not None
     [api] = spec["containers"]
-    assert api["readinessProbe"]["httpGet"]["path"] == "/health/ready"
+    assert api["readinessProbe"]["httpGet"]["path"] == "/health/intake"
     assert api["livenessProbe"]["httpGet"]["path"] == "/health/live"
     env = {e["name"]: e.get("value") for e in api["env"]}
     assert int(env["HIREHOOK_API_WORKERS"]) >= 1

@@ -184,3 +184,17 @@ async def test_body_trickling_past_the_deadline_is_408(
         assert response.status_code == 408
         assert time.monotonic() - started < 1.5
     assert await record_count(services) == 0
+
+
+async def test_intake_readiness_needs_postgres_only(
+    services: Services, settings: Settings, pg_proxy: FaultProxy
+) -> None:
+    no_redis = make_settings(str(settings.database_url), "redis://127.0.0.1:1/0")
+    async for client in run_app(create_app(no_redis)):
+        ready = await client.get("/health/intake")
+        assert ready.status_code == 200
+        assert ready.json() == {"status": "ok", "postgres": True, "redis": False}
+    pg_proxy.set_mode("refuse")
+    async for client in run_app(create_app(via_proxy(settings, pg_proxy))):
+        down = await client.get("/health/intake")
+        assert down.status_code == 503 and down.json()["postgres"] is False

@@ -11,6 +11,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from app.db import DB_ERRORS
 from app.metrics import refresh_backlog
 from app.routers.common import ServicesDep
+from app.services import Services
 from app.store import health as health_sql
 
 router = APIRouter(tags=["health"])
@@ -22,23 +23,40 @@ async def live() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get(
-    "/health/ready", responses={503: {"description": "PostgreSQL or Redis is unreachable."}}
-)
-async def ready(services: ServicesDep) -> JSONResponse:
-    """PostgreSQL and Redis both answer."""
-    database = True
+async def _database_answers(services: Services) -> bool:
     try:
         async with asyncio.timeout(services.settings.db_connect_timeout_s):
             async with services.engine.connect() as conn:
                 await health_sql.ping(conn)
     except DB_ERRORS:
-        database = False
+        return False
+    return True
+
+
+@router.get(
+    "/health/ready", responses={503: {"description": "PostgreSQL or Redis is unreachable."}}
+)
+async def ready(services: ServicesDep) -> JSONResponse:
+    """PostgreSQL and Redis both answer."""
+    database = await _database_answers(services)
     redis = await services.queue.ping()
     ok = database and redis
     return JSONResponse(
         {"status": "ok" if ok else "unavailable", "postgres": database, "redis": redis},
         status_code=200 if ok else 503,
+    )
+
+
+@router.get("/health/intake", responses={503: {"description": "PostgreSQL is unreachable."}})
+async def intake(services: ServicesDep) -> JSONResponse:
+    """This process can record events: PostgreSQL answers. Redis is reported, not required:
+    without it events are still committed and acknowledged (the sweeper publishes them later),
+    so a load balancer's readiness check belongs here, not on ``/health/ready``."""
+    database = await _database_answers(services)
+    redis = await services.queue.ping()
+    return JSONResponse(
+        {"status": "ok" if database else "unavailable", "postgres": database, "redis": redis},
+        status_code=200 if database else 503,
     )
 
 
