@@ -28,6 +28,20 @@ DEFAULT_LIMITS = Limits(
 )
 
 
+def auth_headers(connection: ConnectionInfo) -> dict[str, str] | None:
+    """The headers that carry the connection's credential ([C] ``X-SmartToken``, or an OAuth
+    bearer token), with ``accept``; None when it has neither."""
+    secrets = connection.secrets
+    if secrets.get("api_key"):
+        headers = {"X-SmartToken": str(secrets["api_key"])}
+    elif secrets.get("access_token"):
+        headers = {"Authorization": f"Bearer {secrets['access_token']}"}
+    else:
+        return None
+    headers["accept"] = "application/json"
+    return headers
+
+
 class SmartRecruitersClient(ApiClient):
     """One tenant's SmartRecruiters API, spending that tenant's budget."""
 
@@ -35,18 +49,14 @@ class SmartRecruitersClient(ApiClient):
         self, http: httpx.AsyncClient, budget: RateBudget, connection: ConnectionInfo
     ) -> None:
         super().__init__(http, budget, BudgetKey(connection.tenant_id, SOURCE))
-        secrets = connection.secrets
-        if secrets.get("api_key"):
-            self._headers = {"X-SmartToken": str(secrets["api_key"])}
-        elif secrets.get("access_token"):
-            self._headers = {"Authorization": f"Bearer {secrets['access_token']}"}
-        else:
+        headers = auth_headers(connection)
+        if headers is None:
             raise ApiError(
                 "smartrecruiters: no credentials (secrets.api_key or secrets.access_token)",
                 transient=False,
                 config_problem=True,
             )
-        self._headers["accept"] = "application/json"
+        self._headers = headers
         self._base = str(connection.options.get("base_url") or DEFAULT_BASE_URL).rstrip("/")
 
     async def candidate(self, candidate_id: str) -> Document:

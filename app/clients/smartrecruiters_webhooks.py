@@ -19,7 +19,7 @@ from urllib.parse import quote
 
 import httpx
 
-from app.clients.smartrecruiters import DEFAULT_BASE_URL
+from app.clients.smartrecruiters import DEFAULT_BASE_URL, auth_headers
 from app.connections import ConnectionInfo
 
 API_PATH = "/webhooks-api/v201907/subscriptions"
@@ -37,17 +37,13 @@ class SubscriptionsApi:
     """One connection's view of the Webhooks Subscriptions API."""
 
     def __init__(self, http: httpx.AsyncClient, connection: ConnectionInfo) -> None:
-        secrets = connection.secrets
-        if secrets.get("api_key"):
-            self._headers = {"X-SmartToken": str(secrets["api_key"])}
-        elif secrets.get("access_token"):
-            self._headers = {"Authorization": f"Bearer {secrets['access_token']}"}
-        else:
+        headers = auth_headers(connection)
+        if headers is None:
             raise SubscriptionApiError(
                 "the connection has no SmartRecruiters credential (secrets.api_key or "
                 "secrets.access_token, with the webhooks_manage scope)"
             )
-        self._headers["accept"] = "application/json"
+        self._headers = headers
         base = str(connection.options.get("base_url") or DEFAULT_BASE_URL).rstrip("/")
         self._url = base + API_PATH
         self._http = http
