@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Literal
 
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel
 
 from app.db import DB_ERRORS
 from app.routers.common import ServicesDep
 from app.store import health as health_sql
 
-router = APIRouter(tags=["health"])
+# Tagged apart from the event routes: these are for load balancers, not for senders.
+router = APIRouter(tags=["Operations"])
 
 
 @router.get("/health/live")
@@ -21,8 +24,18 @@ async def live() -> dict[str, str]:
     return {"status": "ok"}
 
 
+class Readiness(BaseModel):
+    status: Literal["ok", "unavailable"]
+    postgres: bool
+    redis: bool
+
+
 @router.get(
-    "/health/ready", responses={503: {"description": "PostgreSQL or Redis is unreachable."}}
+    "/health/ready",
+    responses={
+        200: {"model": Readiness, "description": "PostgreSQL and Redis both answer."},
+        503: {"model": Readiness, "description": "PostgreSQL or Redis is unreachable."},
+    },
 )
 async def ready(services: ServicesDep) -> JSONResponse:
     """PostgreSQL and Redis both answer."""
