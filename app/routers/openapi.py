@@ -65,12 +65,16 @@ def component(name: str, schema: dict[str, Any]) -> dict[str, Any]:
 
 
 def json_body(
-    schema: Mapping[str, Any], examples: Mapping[str, Any], description: str
+    schema: Mapping[str, Any],
+    examples: Mapping[str, Any],
+    description: str,
+    *,
+    required: bool = True,
 ) -> dict[str, Any]:
     """``openapi_extra`` for a JSON request body with one named example per event type."""
     return {
         "requestBody": {
-            "required": True,
+            "required": required,
             "description": description,
             "content": {
                 "application/json": {
@@ -393,6 +397,8 @@ def smartrecruiters_body() -> dict[str, Any]:
         "A notification names its event in the `event-name` header; the body holds ids only: "
         "`{id}` for candidate and job events, `{job_id, candidate_id}` for application events. "
         "The activation handshake (`X-Hook-Secret` header) carries no body worth reading.",
+        # The handshake may come without one.
+        required=False,
     )
 
 
