@@ -8,10 +8,19 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
+from fastapi_offline import FastAPIOffline
 
 from app import sources
 from app.errors import AppError
-from app.routers import cloudelements, health, hrmanager, icims, keldair, smartrecruiters
+from app.routers import (
+    cloudelements,
+    health,
+    hrmanager,
+    icims,
+    keldair,
+    openapi,
+    smartrecruiters,
+)
 from app.routers.common import render, render_default, request_invalid
 from app.settings import Settings, get_settings
 
@@ -29,11 +38,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         finally:
             await services.close()
 
-    app = FastAPI(
+    # /docs and /redoc load Swagger UI and ReDoc from files installed with fastapi-offline,
+    # not from a CDN: the page must work where the API host has no internet access.
+    app = FastAPIOffline(
         title="Hirehook",
         summary="Receive, verify, deduplicate and enrich events from Applicant Tracking Systems.",
+        description="Point your ATS at the event URL of its section. Each operation documents "
+        "its request body with one example per event type, every answer the sender can get "
+        "and the authentication it needs.",
         version="0.1.0",
         lifespan=lifespan,
+        static_url="/docs-assets",
     )
 
     # Routes render their own refusals (app.routers.common.error_route); these catch what
@@ -53,4 +68,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(cloudelements.router)
     for router in icims.ROUTERS:
         app.include_router(router)
+    app.openapi = lambda: openapi.build(app)  # type: ignore[method-assign]
     return app

@@ -19,6 +19,7 @@ from app.db import DB_ERRORS
 from app.errors import unauthorized, unavailable
 from app.intake import Deadline, Outcome, json_answer
 from app.payload import decode_content
+from app.routers import openapi
 from app.routers.common import (
     DefaultRoute,
     ServicesDep,
@@ -37,15 +38,30 @@ router = APIRouter(prefix="/v1/cloud-elements", tags=["Cloud Elements"], route_c
 # Verifying against a key nobody holds keeps an unknown tenant as slow as a bad signature.
 _DECOY_KEY = b"\x00" * 32
 
-_ERRORS: dict[int | str, dict[str, str]] = {
-    401: {"description": "Missing or wrong signature, or an unknown tenant."},
-    429: {"description": "Too many failed authentications from this address; see Retry-After."},
-    413: {"description": "Body or decompressed body too large."},
-    503: {"description": "The notification could not be committed; retry."},
+_ANSWERS = {
+    **openapi.accepted(
+        200,
+        openapi.CloudElementsAccepted,
+        "Every event object recorded (or a repeat); unexpected shapes quarantined.",
+    ),
+    **openapi.refusals(
+        (400, 401, 408, 413, 415, 429, 503),
+        meanings={
+            # Malformed JSON is recorded and quarantined; only the encoding is refused.
+            400: "A corrupt or truncated gzip/deflate body.",
+            401: "Missing or wrong signature, or an unknown tenant.",
+            503: "The notification could not be committed (all its events or none); retry.",
+        },
+    ),
 }
 
 
-@router.post("/{tenant}/events", status_code=200, responses=_ERRORS)
+@router.post(
+    "/{tenant}/events",
+    status_code=200,
+    responses=_ANSWERS,
+    openapi_extra={**openapi.cloudelements_body(), **openapi.security(("cloudElementsSignature",))},
+)
 async def receive_notification(tenant: str, request: Request, services: ServicesDep) -> Response:
     """Receive one signed Cloud Elements event notification for ``tenant``: one record per
     event object in it."""

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Literal
 
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel
 
 from app.db import DB_ERRORS
 from app.metrics import refresh_backlog
@@ -14,13 +16,20 @@ from app.routers.common import ServicesDep
 from app.services import Services
 from app.store import health as health_sql
 
-router = APIRouter(tags=["health"])
+# Tagged apart from the event routes: these are for load balancers, not for senders.
+router = APIRouter(tags=["Operations"])
 
 
 @router.get("/health/live")
 async def live() -> dict[str, str]:
     """The process is up."""
     return {"status": "ok"}
+
+
+class Readiness(BaseModel):
+    status: Literal["ok", "unavailable"]
+    postgres: bool
+    redis: bool
 
 
 async def _database_answers(services: Services) -> bool:
@@ -34,7 +43,11 @@ async def _database_answers(services: Services) -> bool:
 
 
 @router.get(
-    "/health/ready", responses={503: {"description": "PostgreSQL or Redis is unreachable."}}
+    "/health/ready",
+    responses={
+        200: {"model": Readiness, "description": "PostgreSQL and Redis both answer."},
+        503: {"model": Readiness, "description": "PostgreSQL or Redis is unreachable."},
+    },
 )
 async def ready(services: ServicesDep) -> JSONResponse:
     """PostgreSQL and Redis both answer."""
@@ -47,7 +60,13 @@ async def ready(services: ServicesDep) -> JSONResponse:
     )
 
 
-@router.get("/health/intake", responses={503: {"description": "PostgreSQL is unreachable."}})
+@router.get(
+    "/health/intake",
+    responses={
+        200: {"model": Readiness, "description": "PostgreSQL answers: events can be recorded."},
+        503: {"model": Readiness, "description": "PostgreSQL is unreachable."},
+    },
+)
 async def intake(services: ServicesDep) -> JSONResponse:
     """This process can record events: PostgreSQL answers. Redis is reported, not required:
     without it events are still committed and acknowledged (the sweeper publishes them later),

@@ -18,6 +18,7 @@ from fastapi.responses import Response
 from app.errors import AppError, unauthorized
 from app.intake import Deadline, json_answer
 from app.payload import decode_content, is_compressed, parse_json, require_object
+from app.routers import openapi
 from app.routers.common import DefaultRoute, ServicesDep, guarded, read_raw, respond
 from app.schemas import hrmanager_config
 from app.schemas.hrmanager import SOURCE, URL_EVENT_HEADER, dedupe_key, lookup, parse, redact
@@ -31,11 +32,20 @@ router = APIRouter(prefix="/v1/hrmanager", tags=["HR Manager"], route_class=Defa
 # Verifying against a key nobody holds keeps an unknown tenant as slow as a bad signature.
 _DECOY_KEY = b"\x00" * 32
 
-_ERRORS: dict[int | str, dict[str, str]] = {
-    400: {"description": "No signature header, malformed JSON or invalid UTF-8."},
-    401: {"description": "Wrong signature or User Data key, or an unknown tenant."},
-    413: {"description": "Body or decompressed body too large."},
-    503: {"description": "The event could not be committed; retry."},
+_ANSWERS = {
+    **openapi.accepted(
+        200,
+        openapi.HRManagerAccepted,
+        "Recorded, a repeat of a recorded event, or recorded and quarantined (unexpected shape).",
+    ),
+    **openapi.refusals(
+        (400, 401, 408, 413, 415, 429, 503),
+        meanings={
+            400: "No X-Signature-Base64HmacSha256 header, malformed JSON, invalid UTF-8, not a "
+            "JSON object, a corrupt gzip/deflate body, or an `event` query over 255 characters.",
+            401: "Wrong signature or User Data key, or an unknown tenant.",
+        },
+    ),
 }
 
 
@@ -49,7 +59,12 @@ def missing_signature() -> AppError:
     )
 
 
-@router.post("/{tenant}/events", status_code=200, responses=_ERRORS)
+@router.post(
+    "/{tenant}/events",
+    status_code=200,
+    responses=_ANSWERS,
+    openapi_extra={**openapi.hrmanager_body(), **openapi.security(("hrmanagerSignature",))},
+)
 async def receive_event(
     tenant: str,
     request: Request,

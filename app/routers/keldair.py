@@ -15,6 +15,7 @@ from app.connections import ConnectionInfo
 from app.errors import unauthorized
 from app.intake import Deadline, json_answer
 from app.payload import decode_content, parse_json, require_object
+from app.routers import openapi
 from app.routers.common import DefaultRoute, ServicesDep, guarded, read_raw, respond
 from app.schemas import keldair_config
 from app.schemas.keldair import SOURCE, dedupe_key, parse
@@ -31,16 +32,26 @@ _DECOY_KEY = b"\x00" * 32
 _DECOY_TOKEN = secrets.token_urlsafe(32)
 _SIGNATURE_HEADERS = ("webhook-id", "webhook-timestamp", "webhook-signature")
 
-_ERRORS: dict[int | str, dict[str, str]] = {
-    400: {"description": "Malformed JSON or invalid UTF-8; the body says what."},
-    401: {"description": "Missing, wrong or stale signature, or an unknown tenant."},
-    413: {"description": "Body or decompressed body too large."},
-    429: {"description": "Too many failed authentications from this address; see Retry-After."},
-    503: {"description": "The event could not be committed; retry."},
+_ANSWERS = {
+    **openapi.accepted(
+        200,
+        openapi.KeldairAccepted,
+        "Recorded, a repeat of a recorded event, or recorded and quarantined (unexpected shape).",
+    ),
+    **openapi.refusals((400, 401, 408, 413, 415, 429, 503)),
 }
+_BODY = openapi.keldair_body()
 
 
-@router.post("/{tenant}/events", status_code=200, responses=_ERRORS)
+@router.post(
+    "/{tenant}/events",
+    status_code=200,
+    responses=_ANSWERS,
+    openapi_extra={
+        **_BODY,
+        **openapi.security(("webhookId", "webhookTimestamp", "webhookSignature")),
+    },
+)
 async def receive_event(tenant: str, request: Request, services: ServicesDep) -> Response:
     """Receive one signed KeldairHR event for ``tenant``."""
     deadline = Deadline(services.settings.request_deadline_s)
@@ -53,7 +64,13 @@ async def receive_event(tenant: str, request: Request, services: ServicesDep) ->
     return await _record(request, services, connection, config, body, deadline)
 
 
-@router.post("/{tenant}/events/{token}", status_code=200, responses=_ERRORS)
+@router.post(
+    "/{tenant}/events/{token}",
+    status_code=200,
+    responses=_ANSWERS,
+    # The token in the path is the credential: no header to document.
+    openapi_extra={**_BODY, "security": []},
+)
 async def receive_event_by_token(
     tenant: str, token: str, request: Request, services: ServicesDep
 ) -> Response:

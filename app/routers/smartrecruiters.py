@@ -26,6 +26,7 @@ from app.db import DB_ERRORS
 from app.errors import AppError, unauthorized, unavailable
 from app.intake import Deadline, json_answer
 from app.payload import decode_content, parse_json
+from app.routers import openapi
 from app.routers.common import DefaultRoute, ServicesDep, guarded, read_raw, respond
 from app.schemas import smartrecruiters_config as sr_config
 from app.schemas.parsed import Parsed
@@ -47,18 +48,63 @@ _MAX_HANDSHAKE_BODY = 64 * 1024
 _DECOY_KEYS = [srv.SigningKey(b"\x00" * 32)]
 _KEY_CACHE_SIZE = 10_000
 
-_ERRORS: dict[int | str, dict[str, Any]] = {
-    200: {"description": "Activation handshake accepted; `X-Hook-Secret` is echoed."},
-    401: {
-        "description": "Missing, wrong or stale signature, an unknown tenant, or a handshake "
-        "no activation is waiting for."
+_ANSWERS: openapi.Responses = {
+    200: {
+        "model": openapi.SmartRecruitersActivated,
+        "description": "Activation handshake accepted; `X-Hook-Secret` is echoed.",
+        "headers": {
+            "X-Hook-Secret": {
+                "description": "The request's X-Hook-Secret, echoed.",
+                "schema": {"type": "string"},
+            }
+        },
     },
-    413: {"description": "Body or decompressed body too large."},
-    503: {"description": "The event could not be committed within the deadline; retry."},
+    **openapi.accepted(
+        202,
+        openapi.SmartRecruitersAccepted,
+        "Notification recorded, a repeat, or recorded and quarantined (unexpected shape).",
+    ),
+    **openapi.refusals(
+        (400, 401, 408, 413, 415, 429, 503),
+        meanings={
+            # Malformed JSON is recorded and quarantined; only the encoding is refused.
+            400: "A corrupt or truncated gzip/deflate body.",
+            401: "Missing, wrong or stale signature, an unknown tenant, or a handshake no "
+            "activation is waiting for.",
+            503: "The event could not be committed within SmartRecruiters's deadline; retry.",
+        },
+    ),
 }
+_HEADERS = [
+    {
+        "name": name,
+        "in": "header",
+        "required": False,
+        "description": description,
+        "schema": {"type": "string"},
+    }
+    for name, description in (
+        ("event-name", "The notification's event, e.g. application.created."),
+        ("event-id", "The notification's id: the dedupe key."),
+        ("event-version", "The event's version, e.g. v201910."),
+        (
+            "X-Hook-Secret",
+            "Present only on the activation handshake, which it makes one (echoed in the 200).",
+        ),
+    )
+]
 
 
-@router.post("/{tenant}/events", status_code=202, responses=_ERRORS)
+@router.post(
+    "/{tenant}/events",
+    status_code=202,
+    responses=_ANSWERS,
+    openapi_extra={
+        **openapi.smartrecruiters_body(),
+        **openapi.security(("smartrecruitersSignature", "smartrecruitersTimestamp")),
+        "parameters": _HEADERS,
+    },
+)
 async def receive_event(tenant: str, request: Request, services: ServicesDep) -> Response:
     """Receive one SmartRecruiters notification (202), or the activation handshake (200)."""
     deadline = Deadline(min(services.settings.request_deadline_s, sr_config.ACK_DEADLINE_S))

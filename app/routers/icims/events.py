@@ -23,6 +23,7 @@ from app.connections import ConnectionInfo
 from app.intake import Answer, Deadline, Event, Outcome, json_answer, replayed
 from app.link_tokens import record_token
 from app.payload import decode_content, parse_json, require_object
+from app.routers import openapi
 from app.routers.common import ServicesDep, guarded, read_raw, respond
 from app.routers.icims import auth
 from app.routers.icims.errors import RECRUITER_MESSAGES, IcimsRoute
@@ -49,17 +50,49 @@ EVENTS_PATH = "/v1/icims/events"
 log = structlog.get_logger(__name__)
 router = APIRouter(tags=["iCIMS"], route_class=IcimsRoute)
 
-_EVENT_ERRORS: dict[int | str, dict[str, Any]] = {
-    303: {"description": "Recorded; the link for the user is in `Location` (same on repeats)."},
-    400: {"description": "User error, in iCIMS's error standard; the user can fix it."},
-    401: {"description": "Unknown customerId or wrong credentials (indistinguishable)."},
-    429: {"description": "Too many failed authentications from this client or address."},
-    500: {"description": "Vendor error: the connection is misconfigured."},
-    503: {"description": "Temporary: the database or the iCIMS API is unreachable; retry."},
+# Every refusal is rendered by errors.render_icims, which folds 408, 413 and 415 into 400.
+_ANSWERS: openapi.Responses = {
+    **openapi.accepted(
+        200,
+        openapi.IcimsAccepted,
+        "Recorded: Status Flow Update and Job Unposting (and their repeats).",
+    ),
+    303: {
+        "model": openapi.IcimsLinkAccepted,
+        "description": "Recorded: Application Complete, Job Posting, Job Edit and Onboard "
+        "Portal Task; the user's link is in `Location` (the same link on repeats).",
+        "headers": {
+            "Location": {"description": "The link for the user.", "schema": {"type": "string"}},
+            **openapi.RECORD_HEADERS,
+        },
+    },
+    **openapi.refusals(
+        (400, 401, 429, 500, 503),
+        openapi.IcimsError,
+        meanings={
+            400: "User error the user can fix (event not configured, validation failed), or an "
+            "unreadable request: malformed JSON, no customerId or eventType, a body too large, "
+            "too slow or in an unsupported encoding.",
+            401: "Unknown customerId or wrong credentials (indistinguishable).",
+            429: "Too many failed authentications from this client or address.",
+            500: "Vendor error: the connection is misconfigured; the message has a reference.",
+            503: "Temporary: the database or the iCIMS API is unreachable; retry.",
+        },
+    ),
 }
 
 
-@router.post(EVENTS_PATH, status_code=200, responses=_EVENT_ERRORS)
+@router.post(
+    EVENTS_PATH,
+    status_code=200,
+    responses=_ANSWERS,
+    openapi_extra={
+        **openapi.icims_body(),
+        **openapi.security(
+            ("icimsHmac", "icimsDate", "icimsContentSha256"), ("icimsBasic",), ("icimsOAuth",)
+        ),
+    },
+)
 async def receive_event(request: Request, services: ServicesDep) -> Response:
     """Receive one iCIMS Integration Event for any customer."""
     settings = services.settings

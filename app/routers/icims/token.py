@@ -5,7 +5,6 @@ Errors follow RFC 6749 (``{"error", "error_description"}``), never iCIMS's event
 
 from __future__ import annotations
 
-from typing import Any
 from urllib.parse import parse_qsl
 
 import orjson
@@ -17,6 +16,7 @@ from fastapi.responses import Response
 from app import oauth_server
 from app.errors import AppError
 from app.guard import client_subject
+from app.routers import openapi
 from app.routers.common import ServicesDep, error_route, guarded, read_raw
 from app.routers.icims.auth import TOKEN_PATH, load, signing_keys
 from app.schemas.icims import SOURCE
@@ -26,11 +26,23 @@ MAX_TOKEN_REQUEST_BYTES = 16 * 1024
 log = structlog.get_logger(__name__)
 
 
-_OAUTH_ERRORS: dict[int | str, dict[str, Any]] = {
-    200: {"description": '`{"access_token", "token_type": "Bearer", "expires_in"}`'},
-    400: {"description": "RFC 6749 error: invalid_request, unsupported_grant_type, ..."},
-    401: {"description": "invalid_client: unknown client id or wrong secret."},
-    429: {"description": "temporarily_unavailable: too many failed client authentications."},
+_NO_STORE = {"Cache-Control": {"description": "no-store", "schema": {"type": "string"}}}
+_OAUTH_ANSWERS: openapi.Responses = {
+    200: {"model": openapi.TokenAnswer, "description": "A Bearer token.", "headers": _NO_STORE},
+    **openapi.refusals(
+        (400, 401, 408, 413, 429, 500, 503),
+        openapi.OAuthError,
+        meanings={
+            400: "invalid_request, unsupported_grant_type, ... (not a form, a repeated "
+            "parameter, no grant_type).",
+            401: "invalid_client: unknown client id or wrong secret.",
+            408: "invalid_request: the body did not arrive within the request budget.",
+            413: "invalid_request: the body is over 16 KiB.",
+            429: "temporarily_unavailable: too many failed client authentications.",
+            500: "server_error: HIREHOOK_PUBLIC_BASE_URL is not https.",
+            503: "temporarily_unavailable: the database is unreachable; retry.",
+        },
+    ),
 }
 
 
@@ -79,7 +91,11 @@ def _parse_form(raw: bytes) -> dict[str, str]:
 router = APIRouter(tags=["OAuth"], route_class=error_route(_render_oauth_error))
 
 
-@router.post(TOKEN_PATH, responses=_OAUTH_ERRORS)
+@router.post(
+    TOKEN_PATH,
+    responses=_OAUTH_ANSWERS,
+    openapi_extra={**openapi.token_body(), **openapi.security(("oauthClientBasic",), ())},
+)
 async def issue_token(request: Request, services: ServicesDep) -> Response:
     """OAuth 2.0 client-credentials token for iCIMS (client auth by HTTP Basic or form)."""
     settings = services.settings
