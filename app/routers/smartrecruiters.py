@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import contextlib
 import time
-from typing import Any
+from collections.abc import Awaitable
+from typing import Any, TypeVar
 
 import structlog
 from cachetools import TTLCache
@@ -22,7 +23,7 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import Response
 
 from app.connections import ConnectionInfo
-from app.db import DB_ERRORS
+from app.db import DB_ERRORS, run_bounded
 from app.errors import AppError, unauthorized, unavailable
 from app.intake import Deadline, json_answer
 from app.payload import decode_content, parse_json
@@ -37,6 +38,7 @@ from app.verifiers import VerificationError
 from app.verifiers import smartrecruiters as srv
 
 log = structlog.get_logger(__name__)
+T = TypeVar("T")
 router = APIRouter(prefix="/v1/smartrecruiters", tags=["SmartRecruiters"], route_class=DefaultRoute)
 
 HOOK_SECRET_HEADER = "x-hook-secret"  # noqa: S105 - a header name, not a secret
@@ -133,7 +135,7 @@ async def _handshake(
     """
     secret = request.headers[HOOK_SECRET_HEADER]
     await read_raw(request, _MAX_HANDSHAKE_BODY, deadline.remaining())
-    connection = await services.connections.by_tenant(tenant, SOURCE)
+    connection = await _bounded(deadline, services.connections.by_tenant(tenant, SOURCE))
     if connection is None or not 0 < len(secret) <= _MAX_HOOK_SECRET_CHARS:
         log.info("smartrecruiters.handshake_refused", tenant=tenant, reason="tenant or secret")
         raise unauthorized()
@@ -169,7 +171,7 @@ async def _notification(
     wire = await read_raw(request, settings.max_body_bytes, deadline.remaining())
     # Nothing is looked up beyond the tenant, nor inflated or parsed, for a request that cannot
     # be authentic: the tenant must be known, the signature headers there and a key live.
-    connection = await services.connections.by_tenant(tenant, SOURCE)
+    connection = await _bounded(deadline, services.connections.by_tenant(tenant, SOURCE))
     signed = srv.SIGNATURE_HEADER in request.headers and srv.TIMESTAMP_HEADER in request.headers
     config = None
     keys: list[srv.SigningKey] = []
@@ -180,8 +182,8 @@ async def _notification(
             # Refused when loaded; a connection broken since is answered like an unknown one.
             log.warning("smartrecruiters.connection_invalid", tenant=tenant, detail=str(exc))
         else:
-            keys = config.secrets.verification_keys() + await _subscription_keys(
-                request.app, services, connection
+            keys = config.secrets.verification_keys() + await _bounded(
+                deadline, _subscription_keys(request.app, services, connection)
             )
     now = time.time()
     if connection is None or config is None or not any(key.live(now) for key in keys):
@@ -261,6 +263,16 @@ def _forget_keys(app: FastAPI, connection_id: int) -> None:
     cache = getattr(app.state, "smartrecruiters_keys", None)
     if cache is not None:
         cache.pop(connection_id, None)
+
+
+async def _bounded(deadline: Deadline, work: Awaitable[T]) -> T:
+    """``work`` within what is left of the deadline, answered on time even when cancelling a
+    stalled database call takes longer (see app.db.run_bounded)."""
+
+    async def run() -> T:
+        return await work
+
+    return await run_bounded(run, deadline.remaining())
 
 
 async def _subscription_keys(
