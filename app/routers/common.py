@@ -7,7 +7,8 @@ This is the only place (with the routers themselves and ``app.main``) that knows
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Coroutine
+import uuid
+from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
@@ -18,11 +19,13 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from fastapi.routing import APIRoute
 
+from app.connections import ConnectionInfo
 from app.errors import AppError
 from app.guard import FailureLimiter, address_subject, retry_after
-from app.intake import Answer, Outcome
+from app.intake import Answer, Deadline, Outcome
 from app.metrics import REJECTED
 from app.payload import too_large
+from app.schemas.parsed import Parsed
 from app.services import Services
 
 log = structlog.get_logger(__name__)
@@ -134,6 +137,36 @@ def respond(outcome: Outcome, *, fallback: Answer | None = None) -> Response:
     such as one that arrived by polling and is now delivered again as a webhook)."""
     answer = outcome.answer or fallback or Answer(200, b'{"status":"accepted"}')
     return answer_response(answer, record_id=outcome.record_id, duplicate=outcome.duplicate)
+
+
+async def accept(
+    services: Services,
+    connection: ConnectionInfo,
+    parsed: Parsed,
+    *,
+    dedupe_key: str,
+    payload: Any,
+    raw_body: bytes,
+    headers: Mapping[str, str],
+    deadline: Deadline,
+    answer: Callable[[uuid.UUID], Answer],
+) -> Response:
+    """Record one parsed event (quarantined if it did not fit), publish its job after the
+    commit, and answer: the tail every single-event route shares."""
+    outcome = await services.intake.record(
+        services.intake.event(
+            connection,
+            parsed,
+            dedupe_key=dedupe_key,
+            payload=payload,
+            raw_body=raw_body,
+            headers=headers,
+        ),
+        answer_for=answer,
+        deadline=deadline,
+    )
+    await services.intake.publish(outcome, known=parsed.known and not parsed.problems)
+    return respond(outcome)
 
 
 def render_default(request: Request, error: AppError) -> Response:

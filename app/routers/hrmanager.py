@@ -19,7 +19,7 @@ from app.errors import AppError, unauthorized
 from app.intake import Deadline, json_answer
 from app.payload import decode_content, is_compressed, parse_json, require_object
 from app.routers import openapi
-from app.routers.common import DefaultRoute, ServicesDep, guarded, read_raw, respond
+from app.routers.common import DefaultRoute, ServicesDep, accept, guarded, read_raw
 from app.schemas import hrmanager_config
 from app.schemas.hrmanager import SOURCE, URL_EVENT_HEADER, dedupe_key, lookup, parse, redact
 from app.settings import Settings
@@ -133,17 +133,19 @@ async def receive_event(
     headers = {k: v for k, v in request.headers.items() if k.lower() != URL_EVENT_HEADER}
     if event is not None:
         headers[URL_EVENT_HEADER] = event
-    outcome = await services.intake.record(
-        services.intake.event(
-            connection, parsed, dedupe_key=key, payload=payload, raw_body=body, headers=headers
-        ),
-        answer_for=lambda rid: json_answer(
+    return await accept(
+        services,
+        connection,
+        parsed,
+        dedupe_key=key,
+        payload=payload,
+        raw_body=body,
+        headers=headers,
+        deadline=deadline,
+        answer=lambda rid: json_answer(
             200, {"status": "accepted", "record_id": str(rid), "event": parsed.event_type}
         ),
-        deadline=deadline,
     )
-    await services.intake.publish(outcome, known=parsed.known and not parsed.problems)
-    return respond(outcome)
 
 
 def _signed_body(

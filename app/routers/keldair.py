@@ -16,7 +16,7 @@ from app.errors import unauthorized
 from app.intake import Deadline, json_answer
 from app.payload import decode_content, parse_json, require_object
 from app.routers import openapi
-from app.routers.common import DefaultRoute, ServicesDep, guarded, read_raw, respond
+from app.routers.common import DefaultRoute, ServicesDep, accept, guarded, read_raw
 from app.schemas import keldair_config
 from app.schemas.keldair import SOURCE, dedupe_key, parse
 from app.schemas.keldair_config import KeldairConfig
@@ -170,19 +170,16 @@ async def _record(
         data_aliases=config.options.data_aliases,
     )
     event_id = dedupe_key(payload, request.headers)
-    outcome = await services.intake.record(
-        services.intake.event(
-            connection,
-            parsed,
-            dedupe_key=event_id,
-            payload=payload,
-            raw_body=body,
-            headers=request.headers,
-        ),
-        answer_for=lambda rid: json_answer(
+    return await accept(
+        services,
+        connection,
+        parsed,
+        dedupe_key=event_id,
+        payload=payload,
+        raw_body=body,
+        headers=request.headers,
+        deadline=deadline,
+        answer=lambda rid: json_answer(
             200, {"status": "accepted", "record_id": str(rid), "event_id": event_id}
         ),
-        deadline=deadline,
     )
-    await services.intake.publish(outcome, known=parsed.known and not parsed.problems)
-    return respond(outcome)

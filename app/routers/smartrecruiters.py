@@ -28,7 +28,7 @@ from app.errors import AppError, unauthorized, unavailable
 from app.intake import Deadline, json_answer
 from app.payload import decode_content, parse_json
 from app.routers import openapi
-from app.routers.common import DefaultRoute, ServicesDep, guarded, read_raw, respond
+from app.routers.common import DefaultRoute, ServicesDep, accept, guarded, read_raw
 from app.schemas import smartrecruiters_config as sr_config
 from app.schemas.parsed import Parsed
 from app.schemas.smartrecruiters import SOURCE, dedupe_key, parse
@@ -228,22 +228,19 @@ async def _notification(
     else:
         parsed = parse(payload, request.headers.get("event-name", ""))
     event_id = dedupe_key(request.headers, body)
-    outcome = await services.intake.record(
-        services.intake.event(
-            connection,
-            parsed,
-            dedupe_key=event_id,
-            payload=payload,
-            raw_body=body,
-            headers=request.headers,
-        ),
-        answer_for=lambda rid: json_answer(
+    return await accept(
+        services,
+        connection,
+        parsed,
+        dedupe_key=event_id,
+        payload=payload,
+        raw_body=body,
+        headers=request.headers,
+        deadline=deadline,
+        answer=lambda rid: json_answer(
             202, {"status": "accepted", "record_id": str(rid), "event_id": event_id}
         ),
-        deadline=deadline,
     )
-    await services.intake.publish(outcome, known=parsed.known and not parsed.problems)
-    return respond(outcome)
 
 
 def _key_cache(app: FastAPI, ttl_s: float) -> TTLCache[int, list[srv.SigningKey]] | None:
