@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -55,6 +56,7 @@ class ConnectionStore:
         self._hits: TTLCache[CacheKey, ConnectionInfo] = TTLCache(_CACHE_SIZE, max(ttl_s, 1e-9))
         self._misses: TTLCache[CacheKey, bool] = TTLCache(_CACHE_SIZE, max(ttl_s, 1e-9))
         self.queries = 0
+        self._inflight: dict[CacheKey, asyncio.Future[Row[Any] | None]] = {}
 
     def invalidate(self) -> None:
         """Forget everything cached (after configuration changes)."""
@@ -111,14 +113,15 @@ class ConnectionStore:
             if key in self._misses:
                 return None
 
-        async def find() -> Row[Any] | None:
-            async with self._engine.connect() as conn:
-                self.queries += 1
-                return await sql.find_enabled(conn, key[2], condition)
-
+        # Concurrent misses of one key share one query (a burst of copies of one delivery, a
+        # cold cache after start-up): one pooled connection for all of them, not one each.
+        pending = self._inflight.get(key)
+        if pending is None:
+            pending = asyncio.ensure_future(self._find(key, condition))
+            self._inflight[key] = pending
+            pending.add_done_callback(lambda done: self._settled(key, done))
         try:
-            # On the request path: bounded like the recording (Intake), cleanup left behind.
-            row = await run_bounded(find, self._timeout_s)
+            row = await asyncio.shield(pending)
         except DB_ERRORS as exc:
             raise unavailable(f"database: {type(exc).__name__}") from exc
         info = None
@@ -136,6 +139,22 @@ class ConnectionStore:
             else:
                 self._hits[key] = info
         return info
+
+    async def _find(self, key: CacheKey, condition: ColumnElement[bool]) -> Row[Any] | None:
+        async def find() -> Row[Any] | None:
+            async with self._engine.connect() as conn:
+                self.queries += 1
+                return await sql.find_enabled(conn, key[2], condition)
+
+        # On the request path: bounded like the recording (Intake), cleanup left behind.
+        return await run_bounded(find, self._timeout_s)
+
+    def _settled(self, key: CacheKey, done: asyncio.Future[Row[Any] | None]) -> None:
+        if self._inflight.get(key) is done:
+            del self._inflight[key]
+        if not done.cancelled():
+            # Retrieved here too: every caller may have gone (their requests cancelled).
+            done.exception()
 
     def info(self, row: Row[Any]) -> ConnectionInfo:
         """A row of :mod:`app.store.connections` with its secrets decrypted."""
