@@ -54,3 +54,10 @@ def configure(level: str = "INFO", fmt: str = "json") -> None:
     root.setLevel(level.upper())
     # httpx logs every request's full URL at INFO, and a destination URL may carry a token.
     logging.getLogger("httpx").setLevel(max(logging.WARNING, root.level))
+    # arq writes two lines per job and per cron run (the sweeper every 10 s, the poll cron every
+    # 15 s), which drowns what matters; the jobs log their own outcome. Its warnings and errors
+    # (a failed job, a lost connection) still come through, and DEBUG shows everything.
+    quiet = root.level > logging.DEBUG
+    logging.getLogger("arq.worker").setLevel(
+        max(logging.WARNING, root.level) if quiet else logging.DEBUG
+    )

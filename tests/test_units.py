@@ -126,3 +126,20 @@ def test_printed_urls_hide_passwords() -> None:
     assert mask_password("postgresql://u:s3cret@db:5432/x") == "postgresql://u:***@db:5432/x"
     assert mask_password("redis://:s3cret@cache:6379/0") == "redis://:***@cache:6379/0"
     assert mask_password("redis://127.0.0.1:6379/0") == "redis://127.0.0.1:6379/0"
+
+
+def test_arq_job_lines_are_kept_for_debug_only() -> None:
+    import logging
+
+    from app.logs import configure
+
+    arq_log = logging.getLogger("arq.worker")
+    before = arq_log.level
+    try:
+        configure("INFO", "console")
+        assert not arq_log.isEnabledFor(logging.INFO)
+        assert arq_log.isEnabledFor(logging.WARNING)
+        configure("DEBUG", "console")
+        assert arq_log.isEnabledFor(logging.INFO)
+    finally:
+        arq_log.setLevel(before)
