@@ -32,7 +32,7 @@ from app.migrate import upgrade
 from app.settings import Settings
 
 SECRET = "whsec_YmVuY2gtc2lnbmluZy1zZWNyZXQtMDAwMDAwMDA="
-ICIMS_SECRET = "bench-icims-hmac-secret"
+ICIMS_SECRET = "bench-icims-hmac-secret-Vq7rT2mX9kLp4wZ8"
 TENANTS = f"""
 [[tenant]]
 slug = "bench"
