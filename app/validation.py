@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-from pydantic import ValidationError
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
 
 from app.errors import AppError
+
+M = TypeVar("M", bound=BaseModel)
 
 
 def describe(exc: ValidationError, limit: int = 5) -> str:
@@ -22,3 +26,12 @@ def describe(exc: ValidationError, limit: int = 5) -> str:
 def invalid_event(exc: ValidationError) -> AppError:
     """A 400 naming what is wrong with the event."""
     return AppError(400, f"The event is not valid: {describe(exc)}.", code="invalid_event")
+
+
+def validated(model: type[M], value: Any, where: str) -> M:
+    """``value`` as ``model``, or a ValueError naming the settings at fault under ``where``
+    (``options``, ``secrets``): locations and messages only, so no secret value can leak."""
+    try:
+        return model.model_validate(value)
+    except ValidationError as exc:
+        raise ValueError(f"{where}: {describe(exc)}") from None

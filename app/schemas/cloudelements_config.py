@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from app.guard import require_strong_secret
-from app.validation import describe
+from app.validation import validated
 
 DEFAULT_HEADER = "Elements-Webhook-Signature"
 # The project's floor for shared secrets: a shorter HMAC key can be searched offline from one
@@ -75,20 +75,13 @@ class CloudElementsConfig:
 
 def parse_options(options: dict[str, Any]) -> CloudElementsOptions:
     """Validate ``options``; ValueError naming the setting at fault."""
-    try:
-        return CloudElementsOptions.model_validate(options)
-    except ValidationError as exc:
-        raise ValueError(f"options: {describe(exc)}") from None
+    return validated(CloudElementsOptions, options, "options")
 
 
 def parse(options: dict[str, Any], secrets: dict[str, Any]) -> CloudElementsConfig:
     """Validate; raises ValueError naming the settings at fault, never their values."""
     opts = parse_options(options)
-    try:
-        secs = CloudElementsSecrets.model_validate(secrets)
-    except ValidationError as exc:
-        # describe() reports locations and messages only, so no secret value can leak.
-        raise ValueError(f"secrets: {describe(exc)}") from None
+    secs = validated(CloudElementsSecrets, secrets, "secrets")
     return CloudElementsConfig(opts, secs)
 
 

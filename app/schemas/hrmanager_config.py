@@ -23,7 +23,7 @@ from pydantic import (
 
 from app.clients.budget import Limits
 from app.schemas.hrmanager import MODELS, WIRE_NAMES, canonical_name
-from app.validation import describe
+from app.validation import describe, validated
 from app.verifiers.hrmanager import SecretEncoding, decode_secret
 
 # Shared secrets and User Data keys are guessable below this length.
@@ -136,20 +136,13 @@ class HRManagerConfig:
 
 def parse_options(options: dict[str, Any]) -> HRManagerOptions:
     """Validate ``options``; raises ValueError naming the settings at fault."""
-    try:
-        return HRManagerOptions.model_validate(options)
-    except ValidationError as exc:
-        raise ValueError(f"options: {describe(exc)}") from None
+    return validated(HRManagerOptions, options, "options")
 
 
 def parse(options: dict[str, Any], secrets: dict[str, Any]) -> HRManagerConfig:
     """Validate; raises ValueError naming the settings at fault, never their values."""
     opts = parse_options(options)
-    try:
-        secs = HRManagerSecrets.model_validate(secrets)
-    except ValidationError as exc:
-        # describe() reports locations and messages only, so no secret value can leak.
-        raise ValueError(f"secrets: {describe(exc)}") from None
+    secs = validated(HRManagerSecrets, secrets, "secrets")
     if opts.require_signature and not secs.signing_secrets:
         raise ValueError(
             "secrets.signing_secrets: required while options.require_signature is true "

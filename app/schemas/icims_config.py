@@ -31,7 +31,7 @@ from app.schemas.icims import (
     IcimsEvent,
 )
 from app.schemas.keys import credential_id
-from app.validation import describe
+from app.validation import validated
 
 ProfileKind = Literal["people", "jobs", "applicantworkflows"]
 PROFILE_KINDS: tuple[ProfileKind, ...] = ("people", "jobs", "applicantworkflows")
@@ -215,14 +215,10 @@ class IcimsConfig:
     def parse(cls, options: dict[str, Any], secrets: dict[str, Any]) -> IcimsConfig:
         """Validate; raises :class:`ConfigError` whose message names settings, never values."""
         try:
-            opts = IcimsOptions.model_validate(options)
-        except ValidationError as exc:
-            raise ConfigError(f"options: {describe(exc)}") from None
-        try:
-            secs = IcimsSecrets.model_validate(secrets)
-        except ValidationError as exc:
-            # describe() reports locations and messages only, so no secret value can leak.
-            raise ConfigError(f"secrets: {describe(exc)}") from None
+            opts = validated(IcimsOptions, options, "options")
+            secs = validated(IcimsSecrets, secrets, "secrets")
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
         config = cls(opts, secs)
         config._check()
         return config

@@ -5,10 +5,10 @@ from __future__ import annotations
 import re
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from app.guard import require_strong_secret
-from app.validation import describe
+from app.validation import validated
 from app.verifiers.standard_webhooks import decode_secret, require_strong
 
 _URL_SAFE = re.compile(r"[A-Za-z0-9_-]+")
@@ -68,15 +68,8 @@ class KeldairConfig:
 
 def parse(options: dict[str, Any], secrets: dict[str, Any]) -> KeldairConfig:
     """Validate; raises ValueError naming the settings at fault, never their values."""
-    try:
-        opts = KeldairOptions.model_validate(options)
-    except ValidationError as exc:
-        raise ValueError(f"options: {describe(exc)}") from None
-    try:
-        secs = KeldairSecrets.model_validate(secrets)
-    except ValidationError as exc:
-        # describe() reports locations and messages only, so no secret value can leak.
-        raise ValueError(f"secrets: {describe(exc)}") from None
+    opts = validated(KeldairOptions, options, "options")
+    secs = validated(KeldairSecrets, secrets, "secrets")
     if opts.auth == "signature" and not secs.signing_secrets:
         raise ValueError("secrets.signing_secrets: at least one is required (auth = signature)")
     if opts.auth == "url_token" and not secs.url_tokens:

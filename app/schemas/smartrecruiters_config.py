@@ -10,9 +10,9 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-from app.validation import describe
+from app.validation import validated
 from app.verifiers.smartrecruiters import ROTATION_GRACE_S, TOLERANCE_S, SigningKey
 
 # SmartRecruiters wants its 202 within 5 s ([C] ATS-FACTS section 3): the route's whole budget,
@@ -77,15 +77,8 @@ class SmartRecruitersConfig:
 
 def parse(options: dict[str, Any], secrets: dict[str, Any]) -> SmartRecruitersConfig:
     """Validate; raises ValueError naming the settings at fault, never their values."""
-    try:
-        opts = SmartRecruitersOptions.model_validate(options)
-    except ValidationError as exc:
-        raise ValueError(f"options: {describe(exc)}") from None
-    try:
-        secs = SmartRecruitersSecrets.model_validate(secrets)
-    except ValidationError as exc:
-        # describe() reports locations and messages only, so no secret value can leak.
-        raise ValueError(f"secrets: {describe(exc)}") from None
+    opts = validated(SmartRecruitersOptions, options, "options")
+    secs = validated(SmartRecruitersSecrets, secrets, "secrets")
     for index, item in enumerate(secs.signing_keys):
         if isinstance(item, str) and not item:
             raise ValueError(f"secrets: signing_keys.{index}: must not be empty")
