@@ -57,7 +57,9 @@ def stack(settings: Settings, services: Services, tmp_path: Path) -> Iterator[St
     multiproc.mkdir()
     # A file left by an earlier run must not be counted: the API empties the directory.
     (multiproc / "counter_999999.db").write_bytes(b"stale")
-    env = worker_env(settings)
+    # With the default grace the sweeper never republishes a job before the API publishes
+    # it, so every job carries its request id.
+    env = worker_env(settings, outbox_grace_s="15")
     cli = [sys.executable, "-m", "app.cli"]
     api_log, worker_log = tmp_path / "api.log", tmp_path / "worker.log"
     with api_log.open("wb") as out:
