@@ -67,10 +67,13 @@ def configured_secrets(tenants: dict[str, Any]) -> list[str]:
 
 
 class Processes:
-    def __init__(self, base: str, env: dict[str, str], logs: list[Path]) -> None:
+    def __init__(
+        self, base: str, env: dict[str, str], logs: list[Path], tenants: dict[str, Any]
+    ) -> None:
         self.base = base
         self.env = env
         self.logs = logs
+        self.tenants = tenants
 
     def output(self) -> str:
         return "".join(p.read_text(errors="replace") for p in self.logs)
@@ -123,7 +126,7 @@ def running(
             )
     try:
         wait_up(f"http://127.0.0.1:{port}/health/ready")
-        yield Processes(f"http://127.0.0.1:{port}", env, logs)
+        yield Processes(f"http://127.0.0.1:{port}", env, logs, tomllib.loads(tenants.read_text()))
     finally:
         for proc in procs:
             proc.terminate()
@@ -154,7 +157,7 @@ async def test_a_full_flow_logs_no_secret_token_or_payload(
     running: Processes, services: Services, settings: Settings, fake_ats: FakeATS
 ) -> None:
     base, env = running.base, running.env
-    tenants = tomllib.loads(Path(env["HIREHOOK_TENANTS_FILE"]).read_text())
+    tenants = running.tenants
     demo = tenants["tenant"][0]
     by_source = {c["source"]: c for c in reversed(demo["connection"])}
     icims = by_source["icims"]
