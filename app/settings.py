@@ -117,6 +117,13 @@ class Settings(BaseSettings):
     log_format: Literal["console", "json"] = "json"
 
     @model_validator(mode="after")
+    def _console_logs_in_development(self) -> Settings:
+        # JSON is for log collectors; a developer reads the console form unless told otherwise.
+        if self.environment == "development" and "log_format" not in self.model_fields_set:
+            self.log_format = "console"
+        return self
+
+    @model_validator(mode="after")
     def _require_real_key_outside_development(self) -> Settings:
         if self.environment != "development" and self.secret_key is None:
             raise ValueError(
