@@ -18,9 +18,11 @@ rather than pass on a machine that happens to have it.
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import httpx
@@ -48,6 +50,7 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 LOOPBACK = "127.0.0.1"
+SCREENSHOTS = Path(__file__).resolve().parent.parent / "docs" / "screenshots"
 
 
 @dataclass
@@ -134,3 +137,15 @@ async def page(browser: Browser, live_server: LiveServer) -> AsyncIterator[Page]
         yield opened
     finally:
         await context.close()
+
+
+async def screenshot(page: Page, name: str, scratch: Path) -> Path:
+    """Save a screenshot of ``page`` as ``<name>.png``: into docs/screenshots/ when
+    ``HIREHOOK_UPDATE_SCREENSHOTS`` is set (to refresh the committed ones), else into
+    ``scratch``, so an ordinary test run leaves the working tree untouched."""
+    folder = SCREENSHOTS if os.environ.get("HIREHOOK_UPDATE_SCREENSHOTS") else scratch
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}.png"
+    await page.screenshot(path=str(path))
+    assert path.stat().st_size > 1000
+    return path

@@ -11,14 +11,14 @@ from pathlib import Path
 
 from playwright.async_api import Page
 
-from tests.browser import LiveServer, browser, live_server, page
+from tests.browser import LiveServer, browser, live_server, page, screenshot
 
 __all__ = ["browser", "live_server", "page"]
 
-SCREENSHOTS = Path(__file__).resolve().parent.parent / "docs" / "screenshots"
 
-
-async def test_swagger_ui_lists_the_operations_offline(page: Page, live_server: LiveServer) -> None:
+async def test_swagger_ui_lists_the_operations_offline(
+    page: Page, live_server: LiveServer, tmp_path: Path
+) -> None:
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
     await page.goto("/docs")
@@ -39,11 +39,10 @@ async def test_swagger_ui_lists_the_operations_offline(page: Page, live_server: 
     )
     assert live_server.blocked == [], f"the page reached off the host: {live_server.blocked}"
     assert errors == []
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    await page.screenshot(path=str(SCREENSHOTS / "docs.png"))
+    await screenshot(page, "docs", tmp_path)
 
 
-async def test_redoc_renders_offline(page: Page, live_server: LiveServer) -> None:
+async def test_redoc_renders_offline(page: Page, live_server: LiveServer, tmp_path: Path) -> None:
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
     await page.goto("/redoc")
@@ -60,8 +59,7 @@ async def test_redoc_renders_offline(page: Page, live_server: LiveServer) -> Non
     assert [url for kind, url in live_server.blocked if kind != "image"] == []
     assert {url for _, url in live_server.blocked} <= {"https://cdn.redoc.ly/redoc/logo-mini.svg"}
     assert errors == []
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    await page.screenshot(path=str(SCREENSHOTS / "redoc.png"))
+    await screenshot(page, "redoc", tmp_path)
 
 
 async def test_a_cdn_reference_would_be_caught(page: Page, live_server: LiveServer) -> None:

@@ -189,7 +189,7 @@ def request_invalid(exc: RequestValidationError) -> AppError:
 
 def render(request: Request, error: AppError, renderer: ErrorRenderer) -> Response:
     """Count, log and render one refusal."""
-    source = source_of(request.url.path)
+    source = source_of(request.scope["path"])
     REFUSED.labels(source, str(error.status), error.code).inc()
     if error.status == 401:
         AUTH_FAILURES.labels(source).inc()
