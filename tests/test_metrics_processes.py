@@ -78,6 +78,14 @@ def stack(settings: Settings, services: Services, tmp_path: Path) -> Iterator[St
         )
     try:
         wait_until_up(f"http://127.0.0.1:{port}/health/ready", "the API")
+        # The first process to start answers the readiness probe; wait for the second too,
+        # or on a loaded machine it may take no request at all.
+        for _ in range(600):
+            if api_log.read_text(errors="replace").count("Application startup complete") >= 2:
+                break
+            time.sleep(0.1)
+        else:
+            pytest.fail("the second uvicorn process did not start")
         wait_until_up(f"http://127.0.0.1:{metrics_port}/metrics", "the worker's metrics")
         yield Stack(
             f"http://127.0.0.1:{port}", f"http://127.0.0.1:{metrics_port}", multiproc, worker_log
@@ -131,6 +139,8 @@ async def scrape(url: str) -> str:
 RECORDED = {"source": "keldair", "event_type": "applicant.hired", "outcome": "recorded"}
 
 
+# Processes to start and a worker to drain: slow on a loaded machine.
+@pytest.mark.timeout(300)
 async def test_counters_sum_over_api_processes_and_workers_report_their_own(
     services: Services, stack: Stack
 ) -> None:
@@ -199,6 +209,8 @@ async def test_counters_sum_over_api_processes_and_workers_report_their_own(
     assert sample(await scrape(stack.api), "hirehook_events_total", **RECORDED) == len(sent) + 5
 
 
+# Processes to start and a worker to drain: slow on a loaded machine.
+@pytest.mark.timeout(300)
 async def test_request_id_is_echoed_and_carried_into_the_job(
     services: Services, stack: Stack
 ) -> None:

@@ -153,6 +153,8 @@ async def hirehook_send(env: dict[str, str], *argv: str) -> str:
     return out.decode()
 
 
+# Processes to start and a worker to drain: slow on a loaded machine.
+@pytest.mark.timeout(300)
 async def test_a_full_flow_logs_no_secret_token_or_payload(
     running: Processes, services: Services, settings: Settings, fake_ats: FakeATS
 ) -> None:
