@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import uuid
+from pathlib import Path
 
 import httpx
 import pytest
@@ -90,3 +92,25 @@ async def test_an_unknown_event_type_is_counted_as_other(
     body = (await client.get("/metrics")).text
     assert chosen not in body
     assert 'event_type="other",outcome="recorded",source="keldair"' in body
+
+
+def test_the_multiprocess_directory_is_emptied_and_exported(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from app.metrics import MULTIPROC_ENV, prepare_multiprocess_dir, remove_multiprocess_dir
+
+    monkeypatch.delenv(MULTIPROC_ENV, raising=False)
+    given = tmp_path / "given"
+    given.mkdir()
+    (given / "counter_1.db").write_bytes(b"stale")
+    (given / "keep.txt").write_text("not ours")
+    assert prepare_multiprocess_dir(str(given)) == str(given)
+    assert os.environ[MULTIPROC_ENV] == str(given)
+    assert sorted(p.name for p in given.iterdir()) == ["keep.txt"]
+
+    # Without one, a fresh temporary directory, removed when the API stops.
+    monkeypatch.delenv(MULTIPROC_ENV)
+    fresh = Path(prepare_multiprocess_dir())
+    assert fresh.is_dir() and fresh.name.startswith("hirehook-metrics-")
+    remove_multiprocess_dir(str(fresh))
+    assert not fresh.exists()
