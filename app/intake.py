@@ -11,17 +11,19 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import orjson
 import structlog
+from sqlalchemy.exc import DataError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from app.connections import ConnectionInfo
 from app.db import DB_ERRORS, run_bounded
 from app.errors import AppError, unavailable
+from app.group_commit import GroupCommit
 from app.ids import uuid7
 from app.metrics import INTAKE, INTAKE_SECONDS
 from app.queue import PROCESS_RECORD, Queue
@@ -105,6 +107,8 @@ class Outcome:
     record_id: uuid.UUID
     answer: Answer | None
     duplicate: bool
+    # Its job was already published with the rest of its batch (the request path).
+    queued: bool = False
 
 
 AnswerFor = Callable[[uuid.UUID], Answer]
@@ -113,6 +117,10 @@ AnswerFor = Callable[[uuid.UUID], Answer]
 def storable_headers(headers: Mapping[str, str]) -> dict[str, str]:
     """The request headers worth keeping with a record, credentials removed."""
     return {k.lower(): v for k, v in headers.items() if k.lower() not in _SECRET_HEADERS}
+
+
+def _key(record: NewRecord) -> records.Key:
+    return (record.tenant_id, record.source, record.dedupe_key)
 
 
 def replayed(stored: StoredAnswer) -> Outcome:
@@ -124,12 +132,23 @@ def replayed(stored: StoredAnswer) -> Outcome:
 class Intake:
     """Records events exactly once and publishes their jobs after commit."""
 
-    def __init__(self, engine: AsyncEngine, queue: Queue, *, db_timeout_s: float) -> None:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        queue: Queue,
+        *,
+        db_timeout_s: float,
+        writers: int = 2,
+        max_batch: int = 256,
+    ) -> None:
         # ``engine`` runs in autocommit: one statement is a single ACID transaction, and
         # BEGIN/COMMIT round trips would buy nothing on the request path.
         self._engine = engine
         self._queue = queue
         self._db_timeout_s = db_timeout_s
+        self._batches: GroupCommit[NewRecord, Outcome] = GroupCommit(
+            self._write, writers=writers, max_batch=max_batch
+        )
 
     async def _run(
         self,
@@ -229,22 +248,16 @@ class Intake:
             problem="; ".join(event.problems) if event.problems else None,
         )
 
-        async def insert(db: AsyncConnection) -> tuple[bool, StoredAnswer | None]:
-            if await records.insert(db, new, task=PROCESS_RECORD):
-                return True, None
-            return False, await records.find(
-                db, tenant_id=info.tenant_id, source=info.source, dedupe_key=event.dedupe_key
-            )
-
         started = time.monotonic()
-        inserted, stored = await self._run(conn, deadline, insert)
+        if conn is None:
+            outcome = await self._submit(new, deadline)
+        else:
+            outcome = await self._insert_one(conn, new)
         INTAKE_SECONDS.labels(info.source).observe(time.monotonic() - started)
-        if not inserted:
+        if outcome.duplicate:
             INTAKE.labels(info.source, "duplicate").inc()
-            if stored is None:  # pragma: no cover - the conflicting row is visible after the wait
-                raise AppError(503, "Please retry.", "conflicting record vanished")
-            log.info("intake.duplicate", source=info.source, record_id=str(stored.record_id))
-            return replayed(stored)
+            log.info("intake.duplicate", source=info.source, record_id=str(outcome.record_id))
+            return outcome
         INTAKE.labels(info.source, "quarantined" if event.problems else "recorded").inc()
         log.info(
             "intake.recorded",
@@ -253,7 +266,72 @@ class Intake:
             event_type=event.event_type,
             record_id=str(record_id),
         )
-        return Outcome(record_id, answer, duplicate=False)
+        return Outcome(record_id, answer, duplicate=False, queued=outcome.queued)
+
+    @staticmethod
+    async def _insert_one(db: AsyncConnection, new: NewRecord) -> Outcome:
+        if await records.insert(db, new, task=PROCESS_RECORD):
+            return Outcome(new.id, None, duplicate=False)
+        stored = await records.find(
+            db, tenant_id=new.tenant_id, source=new.source, dedupe_key=new.dedupe_key
+        )
+        if stored is None:  # pragma: no cover - the conflicting row is visible after the wait
+            raise AppError(503, "Please retry.", "conflicting record vanished")
+        return replayed(stored)
+
+    async def _submit(self, new: NewRecord, deadline: Deadline | None) -> Outcome:
+        """``new`` written by the next batch, within the request's database window."""
+        timeout_s = deadline.database(self._db_timeout_s) if deadline else self._db_timeout_s
+        started = time.monotonic()
+        try:
+            return await self._batches.submit(new, timeout_s)
+        except DB_ERRORS as exc:
+            # Whether or not the batch committed, the sender retries and a committed record
+            # then answers as a duplicate: no 2xx is ever given for an unknown state.
+            log.warning("intake.unavailable", error=type(exc).__name__)
+            raise unavailable(f"database: {type(exc).__name__}") from exc
+        finally:
+            if deadline is not None:
+                deadline.database_s += time.monotonic() - started
+
+    async def _write(self, batch: Sequence[NewRecord]) -> list[Outcome | BaseException]:
+        """One batch: one statement for all its records (plus one read if some were
+        duplicates), then one Redis round trip for the new records' jobs."""
+
+        async def work() -> tuple[set[uuid.UUID], dict[records.Key, StoredAnswer]]:
+            async with self._engine.connect() as db:
+                inserted = await records.insert_many(db, batch, task=PROCESS_RECORD)
+                missing = [_key(r) for r in batch if r.id not in inserted]
+                return inserted, await records.find_many(db, missing)
+
+        try:
+            inserted, stored = await run_bounded(work, self._db_timeout_s)
+        except (IntegrityError, DataError):
+            if len(batch) == 1:
+                raise
+            # One record the database refuses (a connection deleted meanwhile, ...) must not
+            # fail the others: each is written on its own and only the culprit fails.
+            log.warning("intake.batch_split", size=len(batch))
+            results = await asyncio.gather(
+                *(self._write([r]) for r in batch), return_exceptions=True
+            )
+            return [r[0] if isinstance(r, list) else r for r in results]
+        await self._queue.enqueue_batch(
+            [r.id for r in batch if r.id in inserted and r.known and r.problem is None]
+        )
+        outcomes: list[Outcome | BaseException] = []
+        for new in batch:
+            if new.id in inserted:
+                outcomes.append(Outcome(new.id, None, duplicate=False, queued=True))
+            elif (answer := stored.get(_key(new))) is not None:
+                outcomes.append(replayed(answer))
+            else:  # pragma: no cover - the conflicting row is visible after the wait
+                outcomes.append(AppError(503, "Please retry.", "conflicting record vanished"))
+        return outcomes
+
+    async def drain(self) -> None:
+        """Let batches in flight finish (on shutdown)."""
+        await self._batches.drain()
 
     @staticmethod
     def event(
@@ -286,5 +364,5 @@ class Intake:
         Awaited before answering rather than run as a background task: a background task
         holds the keep-alive connection's cycle open and, under load, starved the enqueues.
         """
-        if known and not outcome.duplicate:
+        if known and not outcome.duplicate and not outcome.queued:
             await self._queue.enqueue_record(outcome.record_id)

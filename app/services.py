@@ -69,7 +69,13 @@ class Services:
             cipher=cipher,
             connections=connections,
             queue=queue,
-            intake=Intake(autocommit, queue, db_timeout_s=settings.db_request_timeout_s),
+            intake=Intake(
+                autocommit,
+                queue,
+                db_timeout_s=settings.db_request_timeout_s,
+                writers=settings.intake_batch_writers,
+                max_batch=settings.intake_batch_max,
+            ),
             http=httpx.AsyncClient(
                 timeout=httpx.Timeout(settings.api_call_timeout_s, connect=3.0),
                 limits=httpx.Limits(max_connections=100, max_keepalive_connections=20),
@@ -90,6 +96,7 @@ class Services:
 
     async def close(self) -> None:
         """Release pools."""
+        await self.intake.drain()
         await self.http.aclose()
         await self.queue.close()
         # Requests answered 503 may have left connections closing; let them finish first.

@@ -57,6 +57,11 @@ class Settings(BaseSettings):
     db_pool_size: int = Field(default=20, ge=1)
     db_pool_timeout_s: float = Field(default=3.0, gt=0)
     redis_timeout_s: float = Field(default=0.5, gt=0)
+    # Group commit (app/group_commit.py): how many batches of records may be in flight at once
+    # (each on its own pooled connection) and how many records one batch may hold. Requests
+    # queue only while every writer is busy, so these bound the work, not the latency.
+    intake_batch_writers: int = Field(default=2, ge=1)
+    intake_batch_max: int = Field(default=256, ge=1, le=5000)
 
     # Brute-force guard on inbound credentials (app/guard.py), shared by replicas via Redis: a
     # client id or address failing more often than its limit within the window is refused,

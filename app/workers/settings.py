@@ -13,11 +13,11 @@ from arq.connections import RedisSettings
 from arq.worker import Worker, func
 
 from app import sources
-from app.queue import DELIVER_RECORD, PROCESS_RECORD, deserialize, serialize
+from app.queue import DELIVER_RECORD, PROCESS_RECORD, PROCESS_RECORDS, deserialize, serialize
 from app.services import Services
 from app.settings import Settings
 from app.workers.delivery import deliver_record
-from app.workers.jobs import process_record, sweep_outbox
+from app.workers.jobs import process_record, process_records, sweep_outbox
 from app.workers.poller import POLL_CONNECTION, POLL_TICK_SECONDS, poll_connection, poll_due
 from app.workers.resilient import ResilientWorker
 
@@ -56,6 +56,7 @@ def worker_options(settings: Settings) -> dict[str, Any]:
             # No results are kept: the outbox row is the result, and a kept result would
             # stop the sweeper from republishing the same job id.
             func(process_record, name=PROCESS_RECORD, keep_result=0, max_tries=1000),
+            func(process_records, name=PROCESS_RECORDS, keep_result=0, max_tries=1000),
             func(deliver_record, name=DELIVER_RECORD, keep_result=0, max_tries=1000),
             # A long sweep continues through Retry, one job run after another.
             func(poll_connection, name=POLL_CONNECTION, keep_result=0, max_tries=10_000),
