@@ -15,6 +15,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 import structlog
 from arq import Retry
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -25,7 +26,7 @@ from app.db import DB_ERRORS
 from app.errors import AppError
 from app.queue import record_job_id
 from app.services import Services
-from app.store import dead_letters, records, work
+from app.store import dead_letters, deliveries, records, work
 from app.store.dead_letters import FailureKind
 from app.store.normalized import upsert
 from app.workers import delivery
@@ -257,12 +258,11 @@ async def _fail(services: Services, record: RecordRow, failure: Failure) -> str:
     return "dead-letter"
 
 
-async def _apply(
-    conn: AsyncConnection, record: RecordRow, enrichment: Enrichment | None
-) -> tuple[int, bool]:
-    """A finished record's effects, in the caller's transaction: rows written, delivery owed."""
-    if enrichment is None:
-        return 0, False
+async def _effects(
+    conn: AsyncConnection, record: RecordRow, enrichment: Enrichment
+) -> tuple[int, dict[str, Any]]:
+    """A finished record's writes, in the caller's transaction: rows written, and the
+    normalized event it owes its tenant's destination."""
     written = 0
     for resource in enrichment.resources:
         written += await upsert(
@@ -271,7 +271,16 @@ async def _apply(
     if enrichment.effects is not None:
         await enrichment.effects(conn)
     slug = record.connection.tenant_slug if record.connection else ""
-    event = await delivery.build_event(conn, record, enrichment, slug)
+    return written, await delivery.build_event(conn, record, enrichment, slug)
+
+
+async def _apply(
+    conn: AsyncConnection, record: RecordRow, enrichment: Enrichment | None
+) -> tuple[int, bool]:
+    """:func:`_effects` and the delivery row: rows written, delivery owed."""
+    if enrichment is None:
+        return 0, False
+    written, event = await _effects(conn, record, enrichment)
     return written, await delivery.create(conn, record, event)
 
 
@@ -308,18 +317,18 @@ async def _finish_many(
         async with services.engine.begin() as conn:
             # Rows another run finished first keep that run's effects; ours are skipped.
             won = await work.finish_many(conn, "outbox", [record.id for record, _ in finished])
+            events: list[tuple[uuid.UUID, int, str, bytes]] = []
             for record, enrichment in finished:
-                if record.id in won:
-                    written, due = await _apply(conn, record, enrichment)
-                    if due:
-                        owed.append(record.id)
+                if record.id in won and enrichment is not None:
+                    written, event = await _effects(conn, record, enrichment)
+                    events.append((record.id, record.tenant_id, event["type"], orjson.dumps(event)))
                     log.info(
                         "job.record_processed",
                         record_id=str(record.id),
                         source=record.source,
                         written=written,
-                        delivery=due,
                     )
+            owed = await deliveries.create_many(conn, events)
             await records.set_states(conn, sorted(won), "processed")
     except DB_ERRORS as exc:
         # Nothing of the batch committed: each record retries as a job of its own.
