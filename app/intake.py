@@ -112,6 +112,9 @@ class Outcome:
 
 
 AnswerFor = Callable[[uuid.UUID], Answer]
+# A batch's result for one record: its outcome, and the publishing of the batch's new jobs
+# (None when it made no job: a duplicate, an unknown type, a quarantined event).
+Written = tuple[Outcome, "asyncio.Future[int] | None"]
 
 
 def storable_headers(headers: Mapping[str, str]) -> dict[str, str]:
@@ -146,9 +149,10 @@ class Intake:
         self._engine = engine
         self._queue = queue
         self._db_timeout_s = db_timeout_s
-        self._batches: GroupCommit[NewRecord, Outcome] = GroupCommit(
+        self._batches: GroupCommit[NewRecord, Written] = GroupCommit(
             self._write, writers=writers, max_batch=max_batch
         )
+        self._publishing: set[asyncio.Task[int]] = set()
 
     async def _run(
         self,
@@ -280,11 +284,12 @@ class Intake:
         return replayed(stored)
 
     async def _submit(self, new: NewRecord, deadline: Deadline | None) -> Outcome:
-        """``new`` written by the next batch, within the request's database window."""
+        """``new`` written by the next batch, within the request's database window, and its
+        job published (Redis waits do not count against the database window)."""
         timeout_s = deadline.database(self._db_timeout_s) if deadline else self._db_timeout_s
         started = time.monotonic()
         try:
-            return await self._batches.submit(new, timeout_s)
+            outcome, published = await self._batches.submit(new, timeout_s)
         except DB_ERRORS as exc:
             # Whether or not the batch committed, the sender retries and a committed record
             # then answers as a duplicate: no 2xx is ever given for an unknown state.
@@ -293,10 +298,16 @@ class Intake:
         finally:
             if deadline is not None:
                 deadline.database_s += time.monotonic() - started
+        if published is not None:
+            # Answered once the job is queued, so a 2xx also means a worker has been told.
+            # Shared by the whole batch: one request going away must not cancel it.
+            await asyncio.shield(published)
+        return outcome
 
-    async def _write(self, batch: Sequence[NewRecord]) -> list[Outcome | BaseException]:
+    async def _write(self, batch: Sequence[NewRecord]) -> list[Written | BaseException]:
         """One batch: one statement for all its records (plus one read if some were
-        duplicates), then one Redis round trip for the new records' jobs."""
+        duplicates); the new records' jobs are then published in one Redis round trip by a
+        task of their own, so a slow Redis never holds a writer (nor the next batch) back."""
 
         async def work() -> tuple[set[uuid.UUID], dict[records.Key, StoredAnswer]]:
             async with self._engine.connect() as db:
@@ -316,22 +327,31 @@ class Intake:
                 *(self._write([r]) for r in batch), return_exceptions=True
             )
             return [r[0] if isinstance(r, list) else r for r in results]
-        await self._queue.enqueue_batch(
-            [r.id for r in batch if r.id in inserted and r.known and r.problem is None]
-        )
-        outcomes: list[Outcome | BaseException] = []
+        jobs = [r.id for r in batch if r.id in inserted and r.known and r.problem is None]
+        published = self._publish(jobs) if jobs else None
+        outcomes: list[Written | BaseException] = []
         for new in batch:
             if new.id in inserted:
-                outcomes.append(Outcome(new.id, None, duplicate=False, queued=True))
+                outcomes.append((Outcome(new.id, None, duplicate=False, queued=True), published))
             elif (answer := stored.get(_key(new))) is not None:
-                outcomes.append(replayed(answer))
+                outcomes.append((replayed(answer), None))
             else:  # pragma: no cover - the conflicting row is visible after the wait
                 outcomes.append(AppError(503, "Please retry.", "conflicting record vanished"))
         return outcomes
 
+    def _publish(self, record_ids: list[uuid.UUID]) -> asyncio.Task[int]:
+        # enqueue_batch never raises (a failure is logged; the sweeper republishes), and its
+        # Redis wait is bounded, so the task always ends soon.
+        task = asyncio.get_running_loop().create_task(self._queue.enqueue_batch(record_ids))
+        self._publishing.add(task)
+        task.add_done_callback(self._publishing.discard)
+        return task
+
     async def drain(self) -> None:
         """Let batches in flight finish (on shutdown)."""
         await self._batches.drain()
+        if self._publishing:
+            await asyncio.gather(*self._publishing, return_exceptions=True)
 
     @staticmethod
     def event(

@@ -115,7 +115,7 @@ class Queue:
             return 0
         now_ms = int(time.time() * 1000)
         try:
-            async with asyncio.timeout(self._timeout_s * 4):
+            async with asyncio.timeout(self._timeout_s * 2):
                 async with self.redis.pipeline(transaction=False) as pipe:
                     for start in range(0, len(record_ids), JOB_BATCH):
                         chunk = [str(r) for r in record_ids[start : start + JOB_BATCH]]
