@@ -11,19 +11,27 @@ import orjson
 from sqlalchemy import Row, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-# Record and outbox row in one statement, which PostgreSQL runs as one transaction when the
-# caller is in autocommit; inside a caller's transaction it simply joins it.
+# Key, record and outbox row in one statement, which PostgreSQL runs as one transaction when
+# the caller is in autocommit; inside a caller's transaction it simply joins it. The key row
+# decides: the record, its outbox row and its dead letter are written only if the key is new
+# (docs/privacy.md). The key and the record share ``received_at`` (one ``now()`` per statement).
 _INSERT = text(
     """
-    WITH new AS (
-        INSERT INTO record (id, tenant_id, connection_id, source, dedupe_key, event_type, known,
-                            state, subjects, thread, headers, payload, raw_body,
-                            answer_status, answer_headers, answer_body)
-        VALUES (:id, :tenant_id, :connection_id, :source, :dedupe_key, :event_type, :known,
-                :state, CAST(:subjects AS jsonb), :thread, CAST(:headers AS jsonb),
-                CAST(:payload AS jsonb), :raw_body,
+    WITH key AS (
+        INSERT INTO record_key (id, tenant_id, connection_id, source, dedupe_key,
+                                answer_status, answer_headers, answer_body)
+        VALUES (:id, :tenant_id, :connection_id, :source, :dedupe_key,
                 :answer_status, CAST(:answer_headers AS jsonb), :answer_body)
         ON CONFLICT (tenant_id, source, dedupe_key) DO NOTHING
+        RETURNING id, received_at
+    ), new AS (
+        INSERT INTO record (id, received_at, tenant_id, connection_id, source, dedupe_key,
+                            event_type, known, state, subjects, thread, headers, payload,
+                            raw_body)
+        SELECT key.id, key.received_at, :tenant_id, :connection_id, :source, :dedupe_key,
+               :event_type, :known, :state, CAST(:subjects AS jsonb), :thread,
+               CAST(:headers AS jsonb), CAST(:payload AS jsonb), :raw_body
+        FROM key
         RETURNING id, known, tenant_id, source
     ), box AS (
         INSERT INTO outbox (record_id, task) SELECT id, :task FROM new WHERE known
@@ -37,19 +45,21 @@ _INSERT = text(
     SELECT id FROM new
     """
 )
+# From the key table: a record whose bodies are gone (or whose partition was dropped) is still
+# a duplicate, and its first answer is replayed.
 _FIND = text(
     """
-    SELECT id, answer_status, answer_headers, answer_body FROM record
+    SELECT id, answer_status, answer_headers, answer_body FROM record_key
     WHERE tenant_id = :tenant_id AND source = :source AND dedupe_key = :dedupe_key
     """
 )
 _LATEST_IN_THREAD = text(
     """
-    SELECT id, dedupe_key, EXTRACT(EPOCH FROM now() - received_at)::float8 AS age_s,
-           answer_status, answer_headers, answer_body
-    FROM record
-    WHERE tenant_id = :tenant_id AND source = :source AND thread = :thread
-    ORDER BY received_at DESC, id DESC
+    SELECT r.id, r.dedupe_key, EXTRACT(EPOCH FROM now() - r.received_at)::float8 AS age_s,
+           k.answer_status, k.answer_headers, k.answer_body
+    FROM record r JOIN record_key k ON k.id = r.id
+    WHERE r.tenant_id = :tenant_id AND r.source = :source AND r.thread = :thread
+    ORDER BY r.received_at DESC, r.id DESC
     LIMIT 1
     """
 )
@@ -168,7 +178,7 @@ async def latest_in_thread(
 
 _FOR_REPARSE = text(
     """
-    SELECT r.id, r.source, r.payload, r.headers, c.options
+    SELECT r.id, r.source, r.payload, COALESCE(r.headers, '{}'::jsonb) AS headers, c.options
     FROM record r JOIN connection c ON c.id = r.connection_id
     WHERE r.id = ANY(:ids) AND r.state = 'quarantined'
     FOR UPDATE OF r
