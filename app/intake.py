@@ -32,9 +32,12 @@ from app.store.records import NewRecord, StoredAnswer, ThreadHead
 log = structlog.get_logger(__name__)
 T = TypeVar("T")
 
-# Never stored: credentials must not outlive the request that carried them.
-_SECRET_HEADERS = frozenset(
-    {"authorization", "proxy-authorization", "cookie", "apikey", "x-api-key", "x-hook-secret"}
+# The request headers kept with every record, as evidence of what arrived; each source adds
+# its own (``Source.stored_headers``: event ids, timestamps). Everything else is dropped:
+# credentials, signatures (useless without the secret, and bound to the body they sign),
+# cookies and the client addresses proxies add (x-forwarded-for, x-real-ip).
+STORED_HEADERS = frozenset(
+    {"content-type", "content-encoding", "content-length", "user-agent", "x-request-id"}
 )
 
 
@@ -110,9 +113,16 @@ class Outcome:
 AnswerFor = Callable[[uuid.UUID], Answer]
 
 
-def storable_headers(headers: Mapping[str, str]) -> dict[str, str]:
-    """The request headers worth keeping with a record, credentials removed."""
-    return {k.lower(): v for k, v in headers.items() if k.lower() not in _SECRET_HEADERS}
+def storable_headers(
+    headers: Mapping[str, str], allowed: frozenset[str] = frozenset()
+) -> dict[str, str]:
+    """The request headers kept with a record: :data:`STORED_HEADERS` and ``allowed``
+    (lower-case names), nothing else."""
+    return {
+        k.lower(): v
+        for k, v in headers.items()
+        if k.lower() in STORED_HEADERS or k.lower() in allowed
+    }
 
 
 def replayed(stored: StoredAnswer) -> Outcome:
@@ -124,12 +134,21 @@ def replayed(stored: StoredAnswer) -> Outcome:
 class Intake:
     """Records events exactly once and publishes their jobs after commit."""
 
-    def __init__(self, engine: AsyncEngine, queue: Queue, *, db_timeout_s: float) -> None:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        queue: Queue,
+        *,
+        db_timeout_s: float,
+        stored_headers: Mapping[str, frozenset[str]] | None = None,
+    ) -> None:
         # ``engine`` runs in autocommit: one statement is a single ACID transaction, and
         # BEGIN/COMMIT round trips would buy nothing on the request path.
         self._engine = engine
         self._queue = queue
         self._db_timeout_s = db_timeout_s
+        # Per source, the headers it keeps beside the common ones (see app.sources).
+        self._stored_headers = dict(stored_headers or {})
 
     async def _run(
         self,
@@ -220,7 +239,9 @@ class Intake:
             known=event.known,
             subjects=event.subjects,
             thread=event.thread,
-            headers=storable_headers(event.headers),
+            headers=storable_headers(
+                event.headers, self._stored_headers.get(info.source, frozenset())
+            ),
             payload=event.payload,
             raw_body=event.raw_body,
             answer_status=None if answer is None else answer.status,

@@ -199,6 +199,8 @@ class Outbox(Base):
     __tablename__ = "outbox"
     __table_args__ = (
         Index("ix_outbox_pending", "available_at", postgresql_where=text("done_at IS NULL")),
+        # The clean-up job deletes finished rows oldest first (app/privacy.py).
+        Index("ix_outbox_done", "done_at", postgresql_where=text("done_at IS NOT NULL")),
     )
 
     record_id: Mapped[uuid.UUID] = mapped_column(
@@ -290,6 +292,7 @@ class Delivery(Base):
     __tablename__ = "delivery"
     __table_args__ = (
         Index("ix_delivery_pending", "available_at", postgresql_where=text("done_at IS NULL")),
+        Index("ix_delivery_done", "done_at", postgresql_where=text("done_at IS NOT NULL")),
         # Deleting a tenant cascades here; without an index that is a sequential scan.
         Index("ix_delivery_tenant_id", "tenant_id"),
     )

@@ -20,8 +20,8 @@ async def test_migrated_schema_matches_the_models(settings: Settings, migrated: 
             opts={
                 "compare_server_default": False,
                 # Partitions of ``record`` are made at run time, not by the models.
-                "include_name": lambda name, kind, _parent: not (
-                    kind == "table" and RECORD_PARTITION.match(name or "")
+                "include_name": lambda name, kind, _parent: (
+                    not (kind == "table" and RECORD_PARTITION.match(name or ""))
                 ),
             },
         )

@@ -126,8 +126,7 @@ def upgrade() -> None:
         "WHERE thread IS NOT NULL"
     )
     op.execute(
-        "CREATE INDEX ix_record_unpurged ON record (tenant_id, received_at) "
-        "WHERE purged_at IS NULL"
+        "CREATE INDEX ix_record_unpurged ON record (tenant_id, received_at) WHERE purged_at IS NULL"
     )
     now = datetime.now(UTC)
     oldest = op.get_bind().execute(sa.text("SELECT min(received_at) FROM record_flat")).scalar()
@@ -159,9 +158,12 @@ def upgrade() -> None:
         """
     )
     op.execute("CREATE INDEX ix_erasure_subject ON erasure (tenant, source, candidate_id)")
+    for table in ("outbox", "delivery"):
+        op.execute(f"CREATE INDEX ix_{table}_done ON {table} (done_at) WHERE done_at IS NOT NULL")
 
 
 def downgrade() -> None:
+    op.execute("DROP INDEX ix_outbox_done, ix_delivery_done")
     op.execute("DROP TABLE erasure")
     for table in _WORK_TABLES:
         op.execute(f"ALTER TABLE {table} DROP CONSTRAINT fk_{table}_record_id_record_key")
