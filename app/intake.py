@@ -37,7 +37,15 @@ T = TypeVar("T")
 # credentials, signatures (useless without the secret, and bound to the body they sign),
 # cookies and the client addresses proxies add (x-forwarded-for, x-real-ip).
 STORED_HEADERS = frozenset(
-    {"content-type", "content-encoding", "content-length", "user-agent", "x-request-id"}
+    {
+        "content-type",
+        "content-encoding",
+        "content-length",
+        "user-agent",
+        "x-request-id",
+        # Written by the poller (app/poller/items.py RESOURCE_HEADER) and read to re-parse.
+        "hirehook-poll-resource",
+    }
 )
 
 

@@ -195,6 +195,22 @@ async def test_the_purge_drops_a_month_every_retention_has_passed(
     assert again.content == first.content
 
 
+async def test_a_partition_in_use_is_dropped_by_a_later_run(
+    client: httpx.AsyncClient, acme: Services, settings: Settings
+) -> None:
+    await sql(acme, "UPDATE tenant SET retention_days = 30")
+    await post(client, event("evt-busy"))
+    await _age(acme, 130)
+    [old] = await rows(acme, "SELECT tableoid::regclass::text AS part FROM record")
+    async with acme.engine.connect() as reader:
+        # An open transaction that read the table holds a lock the drop must wait for.
+        await reader.execute(text("SELECT count(*) FROM record"))
+        report = await maintain(acme.engine, settings)
+        assert old.part not in report.partitions_dropped and not report.finished
+        await reader.rollback()
+    assert old.part in (await maintain(acme.engine, settings)).partitions_dropped
+
+
 def test_one_tenant_keeping_its_data_keeps_every_partition() -> None:
     now = datetime(2026, 11, 28, tzinfo=UTC)
     parts = [partitions.partition_for(datetime(2026, m, 1, tzinfo=UTC)) for m in range(1, 12)]
