@@ -116,7 +116,7 @@ async def _migration(url: str, rows: int) -> float:
                             headers, payload, raw_body, answer_status, answer_headers,
                             answer_body, received_at)
         SELECT gen_random_uuid(), 1, 1, 'keldair', 'evt-' || i, 'applicant.hired', true, '{}',
-               CAST($1 AS jsonb), convert_to($1, 'UTF8'), 200, '{}', '{}',
+               CAST($1::text AS jsonb), convert_to($1::text, 'UTF8'), 200, '{}', '{}',
                now() - make_interval(secs => i * 120.0 * 86400 / $2)
         FROM generate_series(1, $2) AS i
         """,
@@ -152,7 +152,7 @@ async def main(inserts: int, rows: int) -> None:
         pg = EmbeddedPostgres(Path(tmp) / "pg")
         admin = pg.start()
         try:
-            for revision in ("0005", "head", "0005", "head"):
+            for revision in ("0005", "head", "0005", "head") if inserts else ():
                 name = f"bench_{revision}_{uuid.uuid4().hex[:6]}"
                 timings = await _inserts(await _database(admin, name), revision, inserts)
                 print(

@@ -317,48 +317,44 @@ async def test_erasure_leaves_nothing_about_the_candidate_and_is_audited(
     assert again.content == first.content
 
 
-async def test_the_erase_command(
-    client: httpx.AsyncClient, services: Services, settings: Settings, fake_ats: FakeATS
-) -> None:
-    await _enriched_candidate(client, services, settings, fake_ats)
+async def _erase_cli(settings: Settings, *args: str) -> tuple[int, bytes, bytes]:
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
         "app.cli",
         "erase",
-        "--tenant",
-        "acme",
-        "--source",
-        "smartrecruiters",
-        "--candidate",
-        "c-1",
+        *args,
         env=worker_env(settings),
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
     out, err = await proc.communicate()
-    assert proc.returncode == 0, err.decode()
+    assert proc.returncode is not None
+    return proc.returncode, out, err
+
+
+async def test_the_erase_command(
+    client: httpx.AsyncClient, services: Services, settings: Settings, fake_ats: FakeATS
+) -> None:
+    await _enriched_candidate(client, services, settings, fake_ats)
+    code, out, err = await _erase_cli(
+        settings, "--tenant", "acme", "--source", "smartrecruiters", "--candidate", "c-1"
+    )
+    assert code == 0, err.decode()
     printed = orjson.loads(out)
     assert printed["counts"]["candidate"] == 1 and printed["actor"].startswith("cli:")
     assert await _traces(services) == []
 
-    unknown = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "app.cli",
-        "erase",
-        "--tenant",
-        "nobody",
-        "--source",
-        "smartrecruiters",
-        "--candidate",
-        "c-1",
-        env=worker_env(settings),
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
+    code, _, err = await _erase_cli(
+        settings, "--tenant", "nobody", "--source", "smartrecruiters", "--candidate", "c-1"
     )
-    _, err = await unknown.communicate()
-    assert unknown.returncode == 1 and b"no tenant 'nobody'" in err
+    assert code == 1 and b"no tenant 'nobody'" in err
+    # A misspelt source would erase nothing and audit it as done: refused instead.
+    code, _, err = await _erase_cli(
+        settings, "--tenant", "acme", "--source", "smartrecruiter", "--candidate", "c-2"
+    )
+    assert code == 2 and b"--source" in err
+    assert len(await rows(services, "SELECT id FROM erasure")) == 1
 
 
 async def test_a_smartrecruiters_deletion_erases_the_candidate(

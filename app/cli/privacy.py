@@ -24,7 +24,11 @@ def erase(
 
     from app.privacy import UnknownTenantError
     from app.privacy import erase as erase_candidate
+    from app.sources import REGISTRY
 
+    if source not in REGISTRY:
+        # A misspelt source would erase nothing and audit that as done.
+        raise typer.BadParameter(f"one of {', '.join(sorted(REGISTRY))}", param_hint="--source")
     who = actor or f"cli:{getpass.getuser()}"
     try:
         report = asyncio.run(
