@@ -109,3 +109,15 @@ async def test_records_survive_the_partitioning_and_its_downgrade(settings: Sett
     )
     assert back == [("evt-new", b"new", b"second"), ("evt-old", b"old", b"first")]
     assert await _run(dsn, "SELECT count(*) FROM outbox") == [(1,)]
+
+    # A key whose month was dropped comes back down as an empty record that still dedupes.
+    await upgrade_async(dsn, "0007")
+    await _run(dsn, f"DROP TABLE {records[1][2]}")
+    await downgrade_async(dsn, "0005")
+    back = await _run(
+        dsn, "SELECT dedupe_key, state, raw_body, answer_body FROM record ORDER BY dedupe_key"
+    )
+    assert back == [
+        ("evt-new", "received", b"new", b"second"),
+        ("evt-old", "purged", b"", b"first"),
+    ]
