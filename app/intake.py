@@ -34,9 +34,20 @@ from app.store.records import NewRecord, StoredAnswer, ThreadHead
 log = structlog.get_logger(__name__)
 T = TypeVar("T")
 
-# Never stored: credentials must not outlive the request that carried them.
-_SECRET_HEADERS = frozenset(
-    {"authorization", "proxy-authorization", "cookie", "apikey", "x-api-key", "x-hook-secret"}
+# The request headers kept with every record, as evidence of what arrived; each source adds
+# its own (``Source.stored_headers``: event ids, timestamps). Everything else is dropped:
+# credentials, signatures (useless without the secret, and bound to the body they sign),
+# cookies and the client addresses proxies add (x-forwarded-for, x-real-ip).
+STORED_HEADERS = frozenset(
+    {
+        "content-type",
+        "content-encoding",
+        "content-length",
+        "user-agent",
+        "x-request-id",
+        # Written by the poller (app/poller/items.py RESOURCE_HEADER) and read to re-parse.
+        "hirehook-poll-resource",
+    }
 )
 
 
@@ -117,9 +128,16 @@ AnswerFor = Callable[[uuid.UUID], Answer]
 Written = tuple[Outcome, "asyncio.Future[int] | None"]
 
 
-def storable_headers(headers: Mapping[str, str]) -> dict[str, str]:
-    """The request headers worth keeping with a record, credentials removed."""
-    return {k.lower(): v for k, v in headers.items() if k.lower() not in _SECRET_HEADERS}
+def storable_headers(
+    headers: Mapping[str, str], allowed: frozenset[str] = frozenset()
+) -> dict[str, str]:
+    """The request headers kept with a record: :data:`STORED_HEADERS` and ``allowed``
+    (lower-case names), nothing else."""
+    return {
+        k.lower(): v
+        for k, v in headers.items()
+        if k.lower() in STORED_HEADERS or k.lower() in allowed
+    }
 
 
 def _key(record: NewRecord) -> records.Key:
@@ -143,6 +161,7 @@ class Intake:
         db_timeout_s: float,
         writers: int = 2,
         max_batch: int = 256,
+        stored_headers: Mapping[str, frozenset[str]] | None = None,
     ) -> None:
         # ``engine`` runs in autocommit: one statement is a single ACID transaction, and
         # BEGIN/COMMIT round trips would buy nothing on the request path.
@@ -153,6 +172,8 @@ class Intake:
             self._write, writers=writers, max_batch=max_batch
         )
         self._publishing: set[asyncio.Task[int]] = set()
+        # Per source, the headers it keeps beside the common ones (see app.sources).
+        self._stored_headers = dict(stored_headers or {})
 
     async def _run(
         self,
@@ -243,7 +264,9 @@ class Intake:
             known=event.known,
             subjects=event.subjects,
             thread=event.thread,
-            headers=storable_headers(event.headers),
+            headers=storable_headers(
+                event.headers, self._stored_headers.get(info.source, frozenset())
+            ),
             payload=event.payload,
             raw_body=event.raw_body,
             answer_status=None if answer is None else answer.status,

@@ -88,6 +88,17 @@ class Settings(BaseSettings):
     outbox_grace_s: float = Field(default=15.0, ge=0)
     connection_cache_ttl_s: float = Field(default=5.0, ge=0)
 
+    # Personal data (docs/privacy.md). Days a record's bodies, the normalized documents and
+    # the delivery bodies are kept, for tenants that set no retention_days; unset: kept.
+    retention_days: int | None = Field(default=None, ge=1)
+    # Finished work rows are deleted this long after they were done.
+    outbox_keep_hours: float = Field(default=24.0, ge=0)
+    delivery_keep_days: float = Field(default=7.0, ge=0)
+    # Rows per statement of the purge and clean-up jobs: short transactions, short locks.
+    purge_batch_size: int = Field(default=1000, ge=1, le=100_000)
+    # Minutes of the hour at which the privacy maintenance job runs (comma-separated).
+    maintenance_minutes: str = Field(default="17,47", pattern=r"^\d{1,2}(,\d{1,2})*$")
+
     # Outbound ATS API calls.
     api_call_timeout_s: float = Field(default=10.0, gt=0)
     document_cache_ttl_s: float = Field(default=300.0, gt=0)

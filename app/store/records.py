@@ -11,12 +11,15 @@ import orjson
 from sqlalchemy import Row, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-# Records and their outbox rows in one statement, which PostgreSQL runs as one transaction
-# when the caller is in autocommit (inside a caller's transaction it simply joins it). The
-# rows arrive as parallel arrays, so a batch of any size is one statement, one round trip and
-# one WAL flush. They are inserted in key order: two batches holding the same keys then wait
-# for each other in the same order instead of deadlocking; within a batch, the first of two
-# deliveries of one key wins and the second is answered as its duplicate.
+# Keys, records, outbox rows (and quarantine letters) of a whole batch in one statement, which
+# PostgreSQL runs as one transaction when the caller is in autocommit; inside a caller's
+# transaction it simply joins it. The key row decides: a record, its outbox row and its dead
+# letter are written only for a key that is new (docs/privacy.md). The rows arrive as
+# parallel arrays, so a batch of any size is one statement, one round trip and one WAL flush.
+# Keys are inserted in key order: two batches holding the same keys then wait for each other
+# in the same order instead of deadlocking; within a batch, the first of two deliveries of
+# one key wins and the second is answered as its duplicate. Keys and records share
+# ``received_at`` (one ``now()`` per statement).
 _INSERT = text(
     """
     WITH input AS (
@@ -31,17 +34,24 @@ _INSERT = text(
         ) WITH ORDINALITY AS t(id, tenant_id, connection_id, source, dedupe_key, event_type,
                                known, state, subjects, thread, headers, payload, raw_body,
                                answer_status, answer_headers, answer_body, problem, ord)
-    ), new AS (
-        INSERT INTO record (id, tenant_id, connection_id, source, dedupe_key, event_type, known,
-                            state, subjects, thread, headers, payload, raw_body,
-                            answer_status, answer_headers, answer_body)
-        SELECT id, tenant_id, connection_id, source, dedupe_key, event_type, known,
-               state, CAST(subjects AS jsonb), thread, CAST(headers AS jsonb),
-               CAST(payload AS jsonb), raw_body,
+    ), key AS (
+        INSERT INTO record_key (id, tenant_id, connection_id, source, dedupe_key,
+                                answer_status, answer_headers, answer_body)
+        SELECT id, tenant_id, connection_id, source, dedupe_key,
                answer_status, CAST(answer_headers AS jsonb), answer_body
         FROM input
         ORDER BY tenant_id, source, dedupe_key, ord
         ON CONFLICT (tenant_id, source, dedupe_key) DO NOTHING
+        RETURNING id, received_at
+    ), new AS (
+        INSERT INTO record (id, received_at, tenant_id, connection_id, source, dedupe_key,
+                            event_type, known, state, subjects, thread, headers, payload,
+                            raw_body)
+        SELECT key.id, key.received_at, input.tenant_id, input.connection_id, input.source,
+               input.dedupe_key, input.event_type, input.known, input.state,
+               CAST(input.subjects AS jsonb), input.thread, CAST(input.headers AS jsonb),
+               CAST(input.payload AS jsonb), input.raw_body
+        FROM key JOIN input ON input.id = key.id
         RETURNING id, known, tenant_id, source
     ), box AS (
         INSERT INTO outbox (record_id, task) SELECT id, :task FROM new WHERE known
@@ -57,28 +67,30 @@ _INSERT = text(
     SELECT id FROM new
     """
 )
+# From the key table: a record whose bodies are gone (or whose partition was dropped) is still
+# a duplicate, and its first answer is replayed.
 _FIND_MANY = text(
     """
     SELECT r.id, r.tenant_id, r.source, r.dedupe_key,
            r.answer_status, r.answer_headers, r.answer_body
     FROM unnest(CAST(:tenant_id AS bigint[]), CAST(:source AS text[]),
                 CAST(:dedupe_key AS text[])) AS k(tenant_id, source, dedupe_key)
-    JOIN record r USING (tenant_id, source, dedupe_key)
+    JOIN record_key r USING (tenant_id, source, dedupe_key)
     """
 )
 _FIND = text(
     """
-    SELECT id, answer_status, answer_headers, answer_body FROM record
+    SELECT id, answer_status, answer_headers, answer_body FROM record_key
     WHERE tenant_id = :tenant_id AND source = :source AND dedupe_key = :dedupe_key
     """
 )
 _LATEST_IN_THREAD = text(
     """
-    SELECT id, dedupe_key, EXTRACT(EPOCH FROM now() - received_at)::float8 AS age_s,
-           answer_status, answer_headers, answer_body
-    FROM record
-    WHERE tenant_id = :tenant_id AND source = :source AND thread = :thread
-    ORDER BY received_at DESC, id DESC
+    SELECT r.id, r.dedupe_key, EXTRACT(EPOCH FROM now() - r.received_at)::float8 AS age_s,
+           k.answer_status, k.answer_headers, k.answer_body
+    FROM record r JOIN record_key k ON k.id = r.id
+    WHERE r.tenant_id = :tenant_id AND r.source = :source AND r.thread = :thread
+    ORDER BY r.received_at DESC, r.id DESC
     LIMIT 1
     """
 )
@@ -263,7 +275,7 @@ async def latest_in_thread(
 
 _FOR_REPARSE = text(
     """
-    SELECT r.id, r.source, r.payload, r.headers, c.options
+    SELECT r.id, r.source, r.payload, COALESCE(r.headers, '{}'::jsonb) AS headers, c.options
     FROM record r JOIN connection c ON c.id = r.connection_id
     WHERE r.id = ANY(:ids) AND r.state = 'quarantined'
     FOR UPDATE OF r

@@ -21,7 +21,7 @@ TABLES: tuple[Table, ...] = ("outbox", "delivery")
 # What a job needs of its record, loaded by the claim itself: one round trip per claim.
 _RECORD_COLUMNS = (
     "r.id, r.tenant_id, r.connection_id, r.source, r.event_type, r.known, r.subjects, "
-    "r.payload, r.headers, r.received_at"
+    "r.payload, COALESCE(r.headers, '{}'::jsonb) AS headers, r.received_at"
 )
 
 

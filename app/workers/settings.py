@@ -18,6 +18,7 @@ from app.services import Services
 from app.settings import Settings
 from app.workers.delivery import deliver_record
 from app.workers.jobs import process_record, process_records, sweep_outbox
+from app.workers.maintenance import privacy_maintenance
 from app.workers.poller import POLL_CONNECTION, POLL_TICK_SECONDS, poll_connection, poll_due
 from app.workers.resilient import ResilientWorker
 
@@ -78,6 +79,17 @@ def worker_options(settings: Settings) -> dict[str, Any]:
                 keep_result=0,
                 unique=True,
                 timeout=30,
+            ),
+            # Partitions ahead, retention purge, finished work rows (docs/privacy.md). At
+            # startup too, so a fresh deployment has its partitions before the first event.
+            cron(
+                privacy_maintenance,
+                minute={int(m) for m in settings.maintenance_minutes.split(",")},
+                second=0,
+                run_at_startup=True,
+                keep_result=0,
+                unique=True,
+                timeout=300,
             ),
         ],
         "redis_settings": redis_settings(settings.redis_dsn),
