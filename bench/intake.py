@@ -310,7 +310,8 @@ class Bench:
                                 t.thread, t.headers, t.payload, t.raw_body, t.answer_status,
                                 t.answer_headers, t.answer_body,
                                 now() - interval '1 day', now() - interval '1 day'
-                            FROM template t, generate_series(:lo, :hi) AS g
+                            FROM template t,
+                                generate_series(CAST(:lo AS bigint), CAST(:hi AS bigint)) AS g
                             RETURNING id
                         )
                         INSERT INTO outbox (record_id, task, created_at, available_at,
