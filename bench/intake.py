@@ -20,6 +20,7 @@ import argparse
 import asyncio
 import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -198,7 +199,7 @@ class Bench:
             await asyncio.to_thread(
                 spool.configure, self.args.hookspool_threads or self.args.concurrency
             )
-        except (hookspool.UnavailableError, OSError) as exc:
+        except (hookspool.UnavailableError, OSError, subprocess.TimeoutExpired) as exc:
             return f"unavailable: {exc}"
         # It logs a line per event at INFO and has no setting to lower that; a file takes
         # them, as a deployment's journal would.
