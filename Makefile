@@ -30,8 +30,8 @@ typecheck: $(STAMP)
 pytest: $(STAMP)
 	$(BIN)/pytest
 
-## Every benchmark of issue 9 and one table of its targets (see bench/README.md); takes an hour
-## or more. Results go to bench/results/. Exits non-zero only when a ledger does not balance.
+## Every benchmark of issue 9 and one table of its targets (see bench/README.md); takes half an
+## hour or more. Results go to bench/results/. Exits non-zero only when a ledger does not balance.
 BENCH_EVENTS ?= 10000
 BENCH_ROUNDS ?= 3
 BENCH_SLOW_ROUNDS ?= 1

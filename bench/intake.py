@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -121,6 +122,7 @@ class Bench:
         self.servers: list[Any] = []
         self.engine: AsyncEngine | None = None
         self.api_pids: list[int] = []
+        self.api_ports: list[int] = []
         self.worker_pids: list[int] = []
         self.notes: list[str] = []
         self.spool: hookspool.Hookspool | None = None
@@ -168,6 +170,7 @@ class Bench:
             )
             self.processes.append(api)
             self.api_pids.append(api.pid)
+            self.api_ports.append(port)
             ports.append(port)
         for _ in range(self.args.workers):
             worker = await asyncio.create_subprocess_exec(
@@ -331,6 +334,76 @@ class Bench:
             await conn.execute(text("ANALYZE outbox"))
         return time.monotonic() - started
 
+    async def crash(self, target: Target, failures: list[str]) -> dict[str, Any]:
+        """kill -9 every API process ``--kill-api-after`` seconds into a load whose senders
+        resend until acknowledged, restart them on the same ports, and look up every
+        acknowledged event: an acknowledged event missing from PostgreSQL is a lost one."""
+        start = await self.counts()
+        proc = await asyncio.create_subprocess_exec(
+            *self.loadgen_argv(target, self.args.events, 0),
+            "--retry",
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            limit=1 << 26,
+        )
+        assert proc.stdin is not None and proc.stdout is not None
+        if not await proc.stdout.readline():
+            raise SystemExit("the load generator failed before the crash run")
+        proc.stdin.write(b"go\n")
+        await proc.stdin.drain()
+        await asyncio.sleep(self.args.kill_api_after)
+        for pid in procstat.tree(self.api_pids):
+            os.kill(pid, signal.SIGKILL)
+        killed = time.monotonic()
+        old = [p for p in self.processes if p.pid in self.api_pids]
+        for dead in old:
+            await dead.wait()
+            self.processes.remove(dead)
+        self.api_pids.clear()
+        for port in self.api_ports:
+            api = await _start(
+                [sys.executable, "-m", "app.cli", "api", "--port", str(port)], self.env, port
+            )
+            self.processes.append(api)
+            self.api_pids.append(api.pid)
+        restarted = time.monotonic() - killed
+        line = await proc.stdout.readline()
+        await proc.wait()
+        if proc.returncode != 0 or not line:
+            raise SystemExit("the load generator failed during the crash run")
+        result: dict[str, Any] = orjson.loads(line)
+        await self.drain()
+        ids: list[str] = result.pop("acknowledged_ids")
+        assert self.engine is not None
+        async with self.engine.connect() as conn:
+            found = (
+                await conn.execute(
+                    text("SELECT count(*) FROM record WHERE dedupe_key = ANY(:ids)"),
+                    {"ids": ids},
+                )
+            ).scalar_one()
+        end = await self.counts()
+        out = {
+            "killed_after_s": self.args.kill_api_after,
+            "api_back_after_s": round(restarted, 1),
+            "sent": self.args.events,
+            "acknowledged": len(ids),
+            "acknowledged_and_recorded": int(found),
+            "lost": len(ids) - int(found),
+            "recorded": end["records"] - start["records"],
+            "processed": end["processed"] - start["processed"],
+            "connection_errors": result["connection_errors"],
+            "resent_after_non_2xx": result["retried"],
+            "statuses": result["statuses"],
+        }
+        if not out["connection_errors"]:
+            self.notes.append("crash: the kill hit no request in flight; lower --kill-api-after")
+        if out["lost"]:
+            failures.append(f"crash: {out['lost']} acknowledged events were not recorded")
+        if out["recorded"] != out["sent"] or len(ids) != out["sent"]:
+            failures.append("crash: sent, acknowledged and recorded differ")
+        return out
+
     # ---- load -----------------------------------------------------------------------------
 
     def loadgen_argv(self, target: Target, events: int, warmup: int) -> list[str]:
@@ -433,6 +506,8 @@ async def amain(args: argparse.Namespace) -> dict[str, Any]:
             summary["rss"] = await _rss(bench, targets[1], args)
         await bench.drain()
         end_counts = await bench.counts()
+        if args.kill_api_after:
+            summary["crash"] = await bench.crash(targets[1], failures)
     finally:
         for proc in reversed(bench.processes):
             await _stop(proc)
@@ -581,6 +656,13 @@ def main() -> None:
         type=int,
         default=0,
         help="hookspool intake threads (default: one per sender)",
+    )
+    parser.add_argument(
+        "--kill-api-after",
+        type=float,
+        default=0,
+        help="then kill -9 the API this many seconds into one more load of --events "
+        "(KeldairHR; senders resend until acknowledged) and check no acknowledged event is lost",
     )
     parser.add_argument("--drain-timeout", type=float, default=180, help="seconds")
     parser.add_argument("--json", type=Path, help="also write the results here")

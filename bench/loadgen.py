@@ -91,6 +91,9 @@ class _Tally:
         self.statuses: dict[int, int] = {}
         self.same_answer = 0
         self.different_answer = 0
+        self.connection_errors = 0
+        self.retried = 0
+        self.acknowledged: list[bytes] = []
 
 
 async def _exchange(
@@ -111,14 +114,45 @@ async def _exchange(
     return status, body
 
 
+async def _connect(
+    host: str, port: int, retry: bool
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            return await asyncio.open_connection(host, port)
+        except OSError:
+            if not retry or time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.1)
+
+
 async def _sender(
-    host: str, port: int, queue: list[bytes], tally: _Tally, duplicates: bool
+    host: str, port: int, queue: list[bytes], tally: _Tally, duplicates: bool, retry: bool
 ) -> None:
-    reader, writer = await asyncio.open_connection(host, port)
+    reader, writer = await _connect(host, port, retry)
     try:
         while queue:
             request = queue.pop()
-            first = await _exchange(reader, writer, request, tally)
+            while True:
+                try:
+                    first = await _exchange(reader, writer, request, tally)
+                except (OSError, asyncio.IncompleteReadError, IndexError, ValueError):
+                    # The server went away mid-request: a sender retries on a new connection,
+                    # since an unanswered delivery was never acknowledged.
+                    if not retry:
+                        raise
+                    tally.connection_errors += 1
+                    writer.close()
+                    reader, writer = await _connect(host, port, retry)
+                    continue
+                if retry and not 200 <= first[0] < 300:
+                    tally.retried += 1
+                    await asyncio.sleep(0.05)
+                    continue
+                break
+            if retry:
+                tally.acknowledged.append(request)
             if duplicates:
                 # A redelivery: the same bytes again once the first copy was answered.
                 second = await _exchange(reader, writer, request, tally)
@@ -136,6 +170,7 @@ async def run(
     requests: list[bytes],
     concurrency: int,
     duplicates: bool = False,
+    retry: bool = False,
 ) -> dict[str, Any]:
     """Send every request over ``concurrency`` connections spread over ``ports``; summarize."""
     tally = _Tally()
@@ -144,7 +179,7 @@ async def run(
     cpu_started = time.process_time()
     await asyncio.gather(
         *(
-            _sender(host, ports[i % len(ports)], queue, tally, duplicates)
+            _sender(host, ports[i % len(ports)], queue, tally, duplicates, retry)
             for i in range(concurrency)
         )
     )
@@ -167,7 +202,16 @@ async def run(
     if duplicates:
         result["same_answer"] = tally.same_answer
         result["different_answer"] = tally.different_answer
+    if retry:
+        result["connection_errors"] = tally.connection_errors
+        result["retried"] = tally.retried
+        result["acknowledged_ids"] = [_event_id(r) for r in tally.acknowledged]
     return result
+
+
+def _event_id(request: bytes) -> str:
+    body = orjson.loads(request.split(b"\r\n\r\n", 1)[1])
+    return str(body["id"])
 
 
 def main() -> None:
@@ -195,6 +239,12 @@ def main() -> None:
     parser.add_argument("--pad", type=int, default=1500, help="bytes of padding: ~2 KB bodies")
     parser.add_argument("--duplicates", action="store_true", help="send every event twice")
     parser.add_argument(
+        "--retry",
+        action="store_true",
+        help="KeldairHR: resend on a lost connection or a non-2xx answer until acknowledged, "
+        "and list the acknowledged event ids",
+    )
+    parser.add_argument(
         "--sync",
         action="store_true",
         help="after the warm-up print a 'ready' line and wait for one line on stdin",
@@ -221,7 +271,9 @@ def main() -> None:
         sys.stdout.write('{"ready": true}\n')
         sys.stdout.flush()
         sys.stdin.readline()
-    result = asyncio.run(run("127.0.0.1", args.port, timed, args.concurrency, args.duplicates))
+    result = asyncio.run(
+        run("127.0.0.1", args.port, timed, args.concurrency, args.duplicates, args.retry)
+    )
     result["warmup"] = args.warmup
     result["warmup_sent"] = warmup["sent"]
     result["warmup_acknowledged"] = warmup["acknowledged"]
