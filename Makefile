@@ -37,6 +37,7 @@ BENCH_ROUNDS ?= 3
 BENCH_SLOW_ROUNDS ?= 1
 BENCH_PREFILL ?= 1000000
 BENCH_RSS_EVENTS ?= 100000
+BENCH_KILL_AFTER ?= 3
 BENCH_ENRICH_EVENTS ?= 600
 BENCH_ENRICH_STORM ?= 500
 BENCH_ENRICH_REPEATS ?= 3
@@ -44,14 +45,14 @@ BENCH_RESULTS ?= bench/results
 bench: $(STAMP)
 	$(BIN)/python -m bench.suite --events $(BENCH_EVENTS) --rounds $(BENCH_ROUNDS) \
 		--slow-rounds $(BENCH_SLOW_ROUNDS) --prefill $(BENCH_PREFILL) \
-		--rss-events $(BENCH_RSS_EVENTS) --enrich-events $(BENCH_ENRICH_EVENTS) \
+		--rss-events $(BENCH_RSS_EVENTS) --kill-after $(BENCH_KILL_AFTER) --enrich-events $(BENCH_ENRICH_EVENTS) \
 		--enrich-storm $(BENCH_ENRICH_STORM) --enrich-repeats $(BENCH_ENRICH_REPEATS) \
 		--results $(BENCH_RESULTS)
 
 ## A smoke run of the same set in a few minutes: small counts, figures not comparable.
 bench-quick: $(STAMP)
 	$(BIN)/python -m bench.suite --events 500 --warmup 100 --rounds 1 --slow-rounds 1 \
-		--prefill 20000 --rss-events 2000 --enrich-events 60 --enrich-storm 50 \
+		--prefill 20000 --rss-events 2000 --kill-after 2 --enrich-events 60 --enrich-storm 50 \
 		--enrich-repeats 1 --results bench/results/quick
 
 ## Enrichment throughput (1 and 2 worker processes) and API calls per event; see bench/README.md.

@@ -11,7 +11,9 @@ Runs, each its own process with its own PostgreSQL and Redis (see bench/README.m
    to its own same-run baseline)
 4. RSS: ``--rss-events`` events, API RSS after a tenth of them and after all
 5. scale-out: 2 API processes (connections spread over both) + 2 workers
-6. enrichment: ``bench.enrichment`` (1 and 2 worker processes against a 50 ms fake API)
+6. crash: ``kill -9`` of the API ``--kill-after`` seconds into a load whose senders resend
+   until acknowledged; every acknowledged event must be in PostgreSQL
+7. enrichment: ``bench.enrichment`` (1 and 2 worker processes against a 50 ms fake API)
 
 Writes each run's JSON and ``summary.json`` (with the table) under ``--results``. Exits
 non-zero if a ledger does not balance or a run could not finish; a missed target is reported,
@@ -194,6 +196,26 @@ def _scale_row(scale: dict[str, Any] | str, main: dict[str, Any] | str) -> list[
     ]
 
 
+def _crash_row(crash: dict[str, Any] | str) -> list[Row]:
+    name = "kill -9 of the API mid-load loses no acknowledged event"
+    if isinstance(crash, str):
+        return [(name, crash, "", "", "—")]
+    c = crash["crash"]
+    hit = c["connection_errors"] > 0
+    return [
+        (
+            name,
+            f"{c['lost']} lost of {c['acknowledged']:,} acknowledged "
+            f"({c['acknowledged_and_recorded']:,} found recorded)",
+            f"killed {c['killed_after_s']} s in, API back after {c['api_back_after_s']} s; "
+            f"{c['connection_errors']} requests cut off and resent"
+            + ("" if hit else " (the kill hit nothing in flight)"),
+            "",
+            _met(c["lost"] == 0 and hit),
+        )
+    ]
+
+
 def _enrichment_rows(enrich: dict[str, Any] | str) -> list[Row]:
     if isinstance(enrich, str):
         return [
@@ -251,6 +273,7 @@ def table(runs: dict[str, dict[str, Any] | str]) -> tuple[str, bool]:
     rows += _growth_rows(main, runs.get("prefilled", "not run"), runs.get("rss", "not run"))
     rows += _enrichment_rows(runs.get("enrichment", "not run"))
     rows += _scale_row(runs.get("scale-out", "not run"), main)
+    rows += _crash_row(runs.get("crash", "not run"))
     intake_runs = {k: v for k, v in runs.items() if k != "enrichment"}
     ledger, balanced = _ledger_row(intake_runs)
     rows.append(ledger)
@@ -272,6 +295,9 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=500)
     parser.add_argument("--prefill", type=int, default=1_000_000)
     parser.add_argument("--rss-events", type=int, default=100_000)
+    parser.add_argument(
+        "--kill-after", type=float, default=3, help="seconds into the crash run's load"
+    )
     parser.add_argument("--enrich-events", type=int, default=600)
     parser.add_argument("--enrich-storm", type=int, default=500)
     parser.add_argument("--enrich-repeats", type=int, default=3)
@@ -304,6 +330,18 @@ def main() -> None:
         (
             "scale-out",
             ["bench.intake", *slow, "--api-processes", "2", "--workers", "2", "--no-hookspool"],
+        ),
+        (
+            "crash",
+            [
+                "bench.intake",
+                *common,
+                "--rounds",
+                "0",
+                "--kill-api-after",
+                str(args.kill_after),
+                "--no-hookspool",
+            ],
         ),
         (
             "enrichment",
