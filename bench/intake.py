@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import shutil
 import signal
 import statistics
 import subprocess
@@ -214,7 +215,7 @@ class Bench:
         try:
             await _wait(f"http://127.0.0.1:{spool.port}/")
         except SystemExit:
-            return f"unavailable: its intake did not answer (see {spool.home}/intake.log)"
+            return "unavailable: its intake did not answer (--keep-workdir keeps its log)"
         self.spool = spool
         return Target(
             "hookspool",
@@ -260,6 +261,18 @@ class Bench:
             if isinstance(peer, Target):
                 targets.append(peer)
         return targets, peer
+
+    async def close(self) -> None:
+        """Stop everything started, and remove the temporary directory unless kept."""
+        for proc in reversed(self.processes):
+            await _stop(proc)
+        if self.engine is not None:
+            await self.engine.dispose()
+        for server in reversed(self.servers):
+            server.stop()
+        # A prefilled database takes gigabytes; keep it only when asked to.
+        if not self.args.keep_workdir:
+            shutil.rmtree(self.workdir, ignore_errors=True)
 
     # ---- the database ---------------------------------------------------------------------
 
@@ -517,13 +530,9 @@ async def amain(args: argparse.Namespace) -> dict[str, Any]:
         end_counts = await bench.counts()
         if args.kill_api_after:
             summary["crash"] = await bench.crash(targets[1], failures)
+        spooled = bench.spool.events() if bench.spool is not None else 0
     finally:
-        for proc in reversed(bench.processes):
-            await _stop(proc)
-        if bench.engine is not None:
-            await bench.engine.dispose()
-        for server in reversed(bench.servers):
-            server.stop()
+        await bench.close()
 
     summary["ledger"] = _hirehook_ledger(
         targets[1].rounds + summary.get("rss", {}).get("loads", []),
@@ -539,8 +548,7 @@ async def amain(args: argparse.Namespace) -> dict[str, Any]:
             summary["hirehook"]["events_per_s"] / summary["baseline"]["events_per_s"], 3
         )
     if isinstance(peer, Target):
-        assert bench.spool is not None
-        summary["hookspool"] = _peer_summary(peer, bench.spool, summary["baseline"], args, failures)
+        summary["hookspool"] = _peer_summary(peer, spooled, summary["baseline"], args, failures)
     else:
         summary["hookspool"] = peer
     if bench.notes:
@@ -580,7 +588,7 @@ def _hirehook_ledger(
 
 def _peer_summary(
     peer: Target,
-    spool: hookspool.Hookspool,
+    spooled: int,
     baseline: dict[str, Any],
     args: argparse.Namespace,
     failures: list[str],
@@ -591,7 +599,7 @@ def _peer_summary(
         "sent": sum(r["events"] + r["warmup"] for r in peer.rounds),
         "deliveries": sum(r["sent"] + r["warmup_sent"] for r in peer.rounds),
         "acknowledged": sum(r["acknowledged"] + r["warmup_acknowledged"] for r in peer.rounds),
-        "spooled": spool.events(),
+        "spooled": spooled,
     }
     if args.duplicates:
         # hookspool answers a redelivery {"status":"duplicate"}, its first copy "queued":
@@ -672,6 +680,11 @@ def main() -> None:
         default=0,
         help="then kill -9 the API this many seconds into one more load of --events "
         "(KeldairHR; senders resend until acknowledged) and check no acknowledged event is lost",
+    )
+    parser.add_argument(
+        "--keep-workdir",
+        action="store_true",
+        help="keep the temporary directory (databases, hookspool's spool and log)",
     )
     parser.add_argument("--drain-timeout", type=float, default=180, help="seconds")
     parser.add_argument("--json", type=Path, help="also write the results here")
