@@ -691,6 +691,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.no_worker:
         args.workers = 0
+    if args.kill_api_after and args.source != "keldair":
+        parser.error("--kill-api-after reads event ids from KeldairHR bodies; use --source keldair")
 
     summary = asyncio.run(amain(args))
     rendered = orjson.dumps(summary, option=orjson.OPT_INDENT_2).decode()
