@@ -322,26 +322,38 @@ class Bench:
                     text(
                         """
                         WITH template AS (
-                            SELECT r.*, o.task FROM record r JOIN outbox o ON o.record_id = r.id
+                            SELECT r.*, o.task, k.answer_status, k.answer_headers,
+                                   k.answer_body
+                            FROM record r JOIN record_key k ON k.id = r.id
+                            JOIN outbox o ON o.record_id = r.id
                             ORDER BY r.received_at LIMIT 1
+                        ), rows AS (
+                            -- Within this month: partitions exist from this month on.
+                            SELECT gen_random_uuid() AS id, 'prefill-' || g AS dedupe_key,
+                                   greatest(date_trunc('month', now()),
+                                            now() - interval '1 day') AS at
+                            FROM generate_series(CAST(:lo AS bigint), CAST(:hi AS bigint)) AS g
+                        ), keys AS (
+                            INSERT INTO record_key (id, tenant_id, connection_id, source,
+                                dedupe_key, answer_status, answer_headers, answer_body,
+                                received_at)
+                            SELECT x.id, t.tenant_id, t.connection_id, t.source, x.dedupe_key,
+                                t.answer_status, t.answer_headers, t.answer_body, x.at
+                            FROM rows x, template t
+                            RETURNING id
                         ), copied AS (
                             INSERT INTO record (id, tenant_id, connection_id, source, dedupe_key,
                                 event_type, known, state, subjects, thread, headers, payload,
-                                raw_body, answer_status, answer_headers, answer_body,
-                                received_at, processed_at)
-                            SELECT gen_random_uuid(), t.tenant_id, t.connection_id, t.source,
-                                'prefill-' || g, t.event_type, t.known, t.state, t.subjects,
-                                t.thread, t.headers, t.payload, t.raw_body, t.answer_status,
-                                t.answer_headers, t.answer_body,
-                                now() - interval '1 day', now() - interval '1 day'
-                            FROM template t,
-                                generate_series(CAST(:lo AS bigint), CAST(:hi AS bigint)) AS g
-                            RETURNING id
+                                raw_body, received_at, processed_at)
+                            SELECT x.id, t.tenant_id, t.connection_id, t.source,
+                                x.dedupe_key, t.event_type, t.known, t.state, t.subjects,
+                                t.thread, t.headers, t.payload, t.raw_body, x.at, x.at
+                            FROM rows x JOIN keys USING (id), template t
+                            RETURNING id, received_at
                         )
                         INSERT INTO outbox (record_id, task, created_at, available_at,
                             attempts, done_at)
-                        SELECT c.id, t.task, now() - interval '1 day', now() - interval '1 day',
-                            1, now() - interval '1 day'
+                        SELECT c.id, t.task, c.received_at, c.received_at, 1, c.received_at
                         FROM copied c, template t
                         """
                     ),
@@ -353,7 +365,7 @@ class Bench:
         # this, autovacuum would reach the new rows during the timed rounds.
         async with self.engine.connect() as conn:
             auto = await conn.execution_options(isolation_level="AUTOCOMMIT")
-            await auto.execute(text("VACUUM ANALYZE record, outbox"))
+            await auto.execute(text("VACUUM ANALYZE record_key, record, outbox"))
         return time.monotonic() - started
 
     async def crash(self, target: Target, failures: list[str]) -> dict[str, Any]:
