@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import structlog
 from cachetools import TTLCache
@@ -17,6 +18,7 @@ from app.errors import unavailable
 from app.store import connections as sql
 
 log = structlog.get_logger(__name__)
+T = TypeVar("T")
 
 # Per process; a connection's configuration is a few KB.
 _CACHE_SIZE = 10_000
@@ -34,6 +36,18 @@ class ConnectionInfo:
     account: str | None
     secrets: dict[str, Any] = field(repr=False)
     options: dict[str, Any]
+    # Configurations parsed from this connection's options and secrets, by kind: the object
+    # is cached by ConnectionStore, so a request reuses the parse instead of validating again.
+    _parsed: dict[Callable[..., Any], Any] = field(default_factory=dict, repr=False, compare=False)
+
+    def parsed(self, parse: Callable[[dict[str, Any], dict[str, Any]], T]) -> T:
+        """``parse(options, secrets)``, computed once per cached connection; a ValueError (a
+        configuration broken since it was loaded) is raised again on every call."""
+        try:
+            cached: T = self._parsed[parse]
+        except KeyError:
+            cached = self._parsed[parse] = parse(self.options, self.secrets)
+        return cached
 
 
 CacheKey = tuple[str, str, str]
@@ -55,6 +69,9 @@ class ConnectionStore:
         self._ttl_s = ttl_s
         self._hits: TTLCache[CacheKey, ConnectionInfo] = TTLCache(_CACHE_SIZE, max(ttl_s, 1e-9))
         self._misses: TTLCache[CacheKey, bool] = TTLCache(_CACHE_SIZE, max(ttl_s, 1e-9))
+        # Workers look a connection up for every record they take: a query and a decryption
+        # each, a quarter of a busy worker's time, for a row that rarely changes.
+        self._by_id: TTLCache[int, ConnectionInfo] = TTLCache(_CACHE_SIZE, max(ttl_s, 1e-9))
         self.queries = 0
         self._inflight: dict[CacheKey, asyncio.Future[Row[Any] | None]] = {}
 
@@ -62,42 +79,52 @@ class ConnectionStore:
         """Forget everything cached (after configuration changes)."""
         self._hits.clear()
         self._misses.clear()
+        self._by_id.clear()
 
     async def by_tenant(self, tenant_slug: str, source: str) -> ConnectionInfo | None:
         """The enabled connection of ``tenant_slug`` to ``source`` (its first, by name)."""
-        return await self._cached(("tenant", tenant_slug, source), sql.by_tenant(tenant_slug))
+        return await self._cached(
+            ("tenant", tenant_slug, source), lambda: sql.by_tenant(tenant_slug)
+        )
 
     async def by_account(self, source: str, account: str) -> ConnectionInfo | None:
         """The enabled connection whose ATS account id is ``account`` (shared endpoints)."""
-        return await self._cached(("account", account, source), sql.by_account(account))
+        return await self._cached(("account", account, source), lambda: sql.by_account(account))
 
     async def by_option(self, source: str, name: str, value: str) -> ConnectionInfo | None:
         """The enabled connection whose option ``name`` equals ``value`` (an OAuth client id)."""
-        return await self._cached((f"option:{name}", value, source), sql.by_option(name, value))
+        return await self._cached(
+            (f"option:{name}", value, source), lambda: sql.by_option(name, value)
+        )
 
     async def by_credential(self, source: str, credential_id: str) -> ConnectionInfo | None:
         """The enabled connection whose sender presents this identity (a Basic username...)."""
         return await self._cached(
-            ("credential", credential_id, source), sql.by_credential(credential_id)
+            ("credential", credential_id, source), lambda: sql.by_credential(credential_id)
         )
 
     async def by_enabled_id(self, source: str, connection_id: int) -> ConnectionInfo | None:
         """The enabled connection with this id (a bearer token names it)."""
         return await self._cached(
-            ("id", str(connection_id), source), sql.by_id_condition(connection_id)
+            ("id", str(connection_id), source), lambda: sql.by_id_condition(connection_id)
         )
 
     async def by_tenant_id(self, tenant_id: int, source: str) -> ConnectionInfo | None:
         """The enabled connection of tenant ``tenant_id`` to ``source`` (its first, by name)."""
         return await self._cached(
-            ("tenant_id", str(tenant_id), source), sql.by_tenant_id(tenant_id)
+            ("tenant_id", str(tenant_id), source), lambda: sql.by_tenant_id(tenant_id)
         )
 
     async def by_id(self, connection_id: int) -> ConnectionInfo | None:
         """A connection by its id, enabled or not (workers finishing old records)."""
+        if self._ttl_s > 0 and (hit := self._by_id.get(connection_id)) is not None:
+            return hit
         async with self._engine.connect() as conn:
             row = await sql.by_id(conn, connection_id)
-        return None if row is None else self.info(row)
+        info = None if row is None else self.info(row)
+        if info is not None and self._ttl_s > 0:
+            self._by_id[connection_id] = info
+        return info
 
     async def enabled(self, source: str) -> list[ConnectionInfo]:
         """Every enabled connection to ``source``."""
@@ -105,7 +132,10 @@ class ConnectionStore:
             rows = await sql.enabled(conn, source)
         return [self.info(row) for row in rows]
 
-    async def _cached(self, key: CacheKey, condition: ColumnElement[bool]) -> ConnectionInfo | None:
+    async def _cached(
+        self, key: CacheKey, condition: Callable[[], ColumnElement[bool]]
+    ) -> ConnectionInfo | None:
+        # The condition is built only on a miss: a SQL expression costs more than the hit.
         if self._ttl_s > 0:
             hit = self._hits.get(key)
             if hit is not None:
@@ -140,11 +170,13 @@ class ConnectionStore:
                 self._hits[key] = info
         return info
 
-    async def _find(self, key: CacheKey, condition: ColumnElement[bool]) -> Row[Any] | None:
+    async def _find(
+        self, key: CacheKey, condition: Callable[[], ColumnElement[bool]]
+    ) -> Row[Any] | None:
         async def find() -> Row[Any] | None:
             async with self._engine.connect() as conn:
                 self.queries += 1
-                return await sql.find_enabled(conn, key[2], condition)
+                return await sql.find_enabled(conn, key[2], condition())
 
         # On the request path: bounded like the recording (Intake), cleanup left behind.
         return await run_bounded(find, self._timeout_s)

@@ -11,17 +11,19 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import orjson
 import structlog
+from sqlalchemy.exc import DataError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from app.connections import ConnectionInfo
 from app.db import DB_ERRORS, run_bounded
 from app.errors import AppError, unavailable
+from app.group_commit import GroupCommit
 from app.ids import uuid7
 from app.metrics import EVENTS, INTAKE_SECONDS, OTHER
 from app.queue import PROCESS_RECORD, Queue
@@ -32,9 +34,20 @@ from app.store.records import NewRecord, StoredAnswer, ThreadHead
 log = structlog.get_logger(__name__)
 T = TypeVar("T")
 
-# Never stored: credentials must not outlive the request that carried them.
-_SECRET_HEADERS = frozenset(
-    {"authorization", "proxy-authorization", "cookie", "apikey", "x-api-key", "x-hook-secret"}
+# The request headers kept with every record, as evidence of what arrived; each source adds
+# its own (``Source.stored_headers``: event ids, timestamps). Everything else is dropped:
+# credentials, signatures (useless without the secret, and bound to the body they sign),
+# cookies and the client addresses proxies add (x-forwarded-for, x-real-ip).
+STORED_HEADERS = frozenset(
+    {
+        "content-type",
+        "content-encoding",
+        "content-length",
+        "user-agent",
+        "x-request-id",
+        # Written by the poller (app/poller/items.py RESOURCE_HEADER) and read to re-parse.
+        "hirehook-poll-resource",
+    }
 )
 
 
@@ -105,14 +118,30 @@ class Outcome:
     record_id: uuid.UUID
     answer: Answer | None
     duplicate: bool
+    # Its job was already published with the rest of its batch (the request path).
+    queued: bool = False
 
 
 AnswerFor = Callable[[uuid.UUID], Answer]
+# A batch's result for one record: its outcome, and the publishing of the batch's new jobs
+# (None when it made no job: a duplicate, an unknown type, a quarantined event).
+Written = tuple[Outcome, "asyncio.Future[int] | None"]
 
 
-def storable_headers(headers: Mapping[str, str]) -> dict[str, str]:
-    """The request headers worth keeping with a record, credentials removed."""
-    return {k.lower(): v for k, v in headers.items() if k.lower() not in _SECRET_HEADERS}
+def storable_headers(
+    headers: Mapping[str, str], allowed: frozenset[str] = frozenset()
+) -> dict[str, str]:
+    """The request headers kept with a record: :data:`STORED_HEADERS` and ``allowed``
+    (lower-case names), nothing else."""
+    return {
+        k.lower(): v
+        for k, v in headers.items()
+        if k.lower() in STORED_HEADERS or k.lower() in allowed
+    }
+
+
+def _key(record: NewRecord) -> records.Key:
+    return (record.tenant_id, record.source, record.dedupe_key)
 
 
 def replayed(stored: StoredAnswer) -> Outcome:
@@ -124,12 +153,27 @@ def replayed(stored: StoredAnswer) -> Outcome:
 class Intake:
     """Records events exactly once and publishes their jobs after commit."""
 
-    def __init__(self, engine: AsyncEngine, queue: Queue, *, db_timeout_s: float) -> None:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        queue: Queue,
+        *,
+        db_timeout_s: float,
+        writers: int = 2,
+        max_batch: int = 256,
+        stored_headers: Mapping[str, frozenset[str]] | None = None,
+    ) -> None:
         # ``engine`` runs in autocommit: one statement is a single ACID transaction, and
         # BEGIN/COMMIT round trips would buy nothing on the request path.
         self._engine = engine
         self._queue = queue
         self._db_timeout_s = db_timeout_s
+        self._batches: GroupCommit[NewRecord, Written] = GroupCommit(
+            self._write, writers=writers, max_batch=max_batch
+        )
+        self._publishing: set[asyncio.Task[int]] = set()
+        # Per source, the headers it keeps beside the common ones (see app.sources).
+        self._stored_headers = dict(stored_headers or {})
 
     async def _run(
         self,
@@ -220,7 +264,9 @@ class Intake:
             known=event.known,
             subjects=event.subjects,
             thread=event.thread,
-            headers=storable_headers(event.headers),
+            headers=storable_headers(
+                event.headers, self._stored_headers.get(info.source, frozenset())
+            ),
             payload=event.payload,
             raw_body=event.raw_body,
             answer_status=None if answer is None else answer.status,
@@ -229,31 +275,25 @@ class Intake:
             problem="; ".join(event.problems) if event.problems else None,
         )
 
-        async def insert(db: AsyncConnection) -> tuple[bool, StoredAnswer | None]:
-            if await records.insert(db, new, task=PROCESS_RECORD):
-                return True, None
-            return False, await records.find(
-                db, tenant_id=info.tenant_id, source=info.source, dedupe_key=event.dedupe_key
-            )
-
         started = time.monotonic()
-        inserted, stored = await self._run(conn, deadline, insert)
+        if conn is None:
+            outcome = await self._submit(new, deadline)
+        else:
+            outcome = await self._insert_one(conn, new)
         INTAKE_SECONDS.labels(info.source).observe(time.monotonic() - started)
         # Only modelled types name a series: the sender chooses the type string.
         event_type = event.event_type if event.known else OTHER
-        if not inserted:
+        if outcome.duplicate:
             EVENTS.labels(info.source, event_type, "duplicate").inc()
-            if stored is None:  # pragma: no cover - the conflicting row is visible after the wait
-                raise AppError(503, "Please retry.", "conflicting record vanished")
             log.info(
                 "intake.duplicate",
                 source=info.source,
                 tenant=info.tenant_slug,
-                record_id=str(stored.record_id),
+                record_id=str(outcome.record_id),
             )
-            return replayed(stored)
-        outcome = "quarantined" if event.problems else "recorded"
-        EVENTS.labels(info.source, event_type, outcome).inc()
+            return outcome
+        recorded = "quarantined" if event.problems else "recorded"
+        EVENTS.labels(info.source, event_type, recorded).inc()
         log.info(
             "intake.recorded",
             source=info.source,
@@ -261,7 +301,88 @@ class Intake:
             event_type=event.event_type,
             record_id=str(record_id),
         )
-        return Outcome(record_id, answer, duplicate=False)
+        return Outcome(record_id, answer, duplicate=False, queued=outcome.queued)
+
+    @staticmethod
+    async def _insert_one(db: AsyncConnection, new: NewRecord) -> Outcome:
+        if await records.insert(db, new, task=PROCESS_RECORD):
+            return Outcome(new.id, None, duplicate=False)
+        stored = await records.find(
+            db, tenant_id=new.tenant_id, source=new.source, dedupe_key=new.dedupe_key
+        )
+        if stored is None:  # pragma: no cover - the conflicting row is visible after the wait
+            raise AppError(503, "Please retry.", "conflicting record vanished")
+        return replayed(stored)
+
+    async def _submit(self, new: NewRecord, deadline: Deadline | None) -> Outcome:
+        """``new`` written by the next batch, within the request's database window, and its
+        job published (Redis waits do not count against the database window)."""
+        timeout_s = deadline.database(self._db_timeout_s) if deadline else self._db_timeout_s
+        started = time.monotonic()
+        try:
+            outcome, published = await self._batches.submit(new, timeout_s)
+        except DB_ERRORS as exc:
+            # Whether or not the batch committed, the sender retries and a committed record
+            # then answers as a duplicate: no 2xx is ever given for an unknown state.
+            log.warning("intake.unavailable", error=type(exc).__name__)
+            raise unavailable(f"database: {type(exc).__name__}") from exc
+        finally:
+            if deadline is not None:
+                deadline.database_s += time.monotonic() - started
+        if published is not None:
+            # Answered once the job is queued, so a 2xx also means a worker has been told.
+            # Shared by the whole batch: one request going away must not cancel it.
+            await asyncio.shield(published)
+        return outcome
+
+    async def _write(self, batch: Sequence[NewRecord]) -> list[Written | BaseException]:
+        """One batch: one statement for all its records (plus one read if some were
+        duplicates); the new records' jobs are then published in one Redis round trip by a
+        task of their own, so a slow Redis never holds a writer (nor the next batch) back."""
+
+        async def work() -> tuple[set[uuid.UUID], dict[records.Key, StoredAnswer]]:
+            async with self._engine.connect() as db:
+                inserted = await records.insert_many(db, batch, task=PROCESS_RECORD)
+                missing = [_key(r) for r in batch if r.id not in inserted]
+                return inserted, await records.find_many(db, missing)
+
+        try:
+            inserted, stored = await run_bounded(work, self._db_timeout_s)
+        except (IntegrityError, DataError):
+            if len(batch) == 1:
+                raise
+            # One record the database refuses (a connection deleted meanwhile, ...) must not
+            # fail the others: each is written on its own and only the culprit fails.
+            log.warning("intake.batch_split", size=len(batch))
+            results = await asyncio.gather(
+                *(self._write([r]) for r in batch), return_exceptions=True
+            )
+            return [r[0] if isinstance(r, list) else r for r in results]
+        jobs = [r.id for r in batch if r.id in inserted and r.known and r.problem is None]
+        published = self._publish(jobs) if jobs else None
+        outcomes: list[Written | BaseException] = []
+        for new in batch:
+            if new.id in inserted:
+                outcomes.append((Outcome(new.id, None, duplicate=False, queued=True), published))
+            elif (answer := stored.get(_key(new))) is not None:
+                outcomes.append((replayed(answer), None))
+            else:  # pragma: no cover - the conflicting row is visible after the wait
+                outcomes.append(AppError(503, "Please retry.", "conflicting record vanished"))
+        return outcomes
+
+    def _publish(self, record_ids: list[uuid.UUID]) -> asyncio.Task[int]:
+        # enqueue_batch never raises (a failure is logged; the sweeper republishes), and its
+        # Redis wait is bounded, so the task always ends soon.
+        task = asyncio.get_running_loop().create_task(self._queue.enqueue_batch(record_ids))
+        self._publishing.add(task)
+        task.add_done_callback(self._publishing.discard)
+        return task
+
+    async def drain(self) -> None:
+        """Let batches in flight finish (on shutdown)."""
+        await self._batches.drain()
+        if self._publishing:
+            await asyncio.gather(*self._publishing, return_exceptions=True)
 
     @staticmethod
     def event(
@@ -294,5 +415,5 @@ class Intake:
         Awaited before answering rather than run as a background task: a background task
         holds the keep-alive connection's cycle open and, under load, starved the enqueues.
         """
-        if known and not outcome.duplicate:
+        if known and not outcome.duplicate and not outcome.queued:
             await self._queue.enqueue_record(outcome.record_id)

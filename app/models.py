@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from datetime import datetime
 from typing import Any, ClassVar
@@ -56,6 +57,9 @@ class Tenant(Base):
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
     slug: Mapped[str] = mapped_column(Text, unique=True)
     name: Mapped[str] = mapped_column(Text)
+    # Days a record's bodies and the normalized documents are kept (docs/privacy.md); NULL
+    # falls back to HIREHOOK_RETENTION_DAYS, and with that unset they are kept.
+    retention_days: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[datetime] = _now()
     updated_at: Mapped[datetime] = _now()
 
@@ -95,14 +99,54 @@ class Connection(Base):
     updated_at: Mapped[datetime] = _now()
 
 
-class Record(Base):
-    """One received event; the unique key makes every redelivery harmless."""
+# Partitions of ``record`` are named by the month they hold (record_p2026_11); they are made
+# and dropped at run time (app/store/partitions.py), so the models do not list them.
+RECORD_PARTITION = re.compile(r"^record_p\d{4}_\d{2}$")
 
-    __tablename__ = "record"
+
+class RecordKey(Base):
+    """The dedupe authority: one slim row per (tenant, source, key) with the first answer.
+
+    It outlives its record's bodies (retention, erasure, a dropped partition), so a re-delivery
+    is a duplicate forever and replays its first answer. Work rows reference it, not ``record``:
+    a foreign key to a partitioned table would have to carry its partition key.
+    """
+
+    __tablename__ = "record_key"
     __table_args__ = (
         UniqueConstraint("tenant_id", "source", "dedupe_key"),
         # Deleting a connection cascades here; without an index that is a sequential scan.
-        Index("ix_record_connection_id", "connection_id"),
+        Index("ix_record_key_connection_id", "connection_id"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenant.id", ondelete="CASCADE"))
+    connection_id: Mapped[int] = mapped_column(ForeignKey("connection.id", ondelete="CASCADE"))
+    source: Mapped[str] = mapped_column(Text)
+    dedupe_key: Mapped[str] = mapped_column(Text)
+    # NULL for a record nobody was answered for (it arrived by polling).
+    answer_status: Mapped[int | None] = mapped_column(SmallInteger)
+    answer_headers: Mapped[dict[str, Any] | None]
+    answer_body: Mapped[bytes | None] = mapped_column(LargeBinary)
+    received_at: Mapped[datetime] = _now()
+
+
+class Record(Base):
+    """One received event, partitioned by the month it was received in.
+
+    Its key row (``record_key``, same id and ``received_at``) is written by the same statement.
+    ``headers``, ``payload`` and ``raw_body`` are NULL once purged by retention or erased.
+    """
+
+    __tablename__ = "record"
+    __table_args__ = (
+        # Erasure finds a candidate's records by the id the event named (docs/privacy.md).
+        Index(
+            "ix_record_subject",
+            "tenant_id",
+            "source",
+            text("(COALESCE(subjects ->> 'person', subjects ->> 'candidate'))"),
+        ),
         # The newest record of one thread (an iCIMS workflow, ...) decides whether a repeat is
         # the same delivery again or a new event (see app/schemas/icims.py).
         Index(
@@ -113,11 +157,24 @@ class Record(Base):
             "received_at",
             postgresql_where=text("thread IS NOT NULL"),
         ),
+        # What the retention purge still has to empty, oldest first, per tenant.
+        Index(
+            "ix_record_unpurged",
+            "tenant_id",
+            "received_at",
+            postgresql_where=text("purged_at IS NULL"),
+        ),
+        {"postgresql_partition_by": "RANGE (received_at)"},
     )
 
-    id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
-    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenant.id", ondelete="CASCADE"))
-    connection_id: Mapped[int] = mapped_column(ForeignKey("connection.id", ondelete="CASCADE"))
+    # The key row's id; (id, received_at) is the primary key, as a partitioned table's must
+    # include the partition key. Ids are uuid7, so they are time-ordered too.
+    id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("record_key.id", ondelete="CASCADE"), primary_key=True
+    )
+    received_at: Mapped[datetime] = mapped_column(primary_key=True, server_default=func.now())
+    tenant_id: Mapped[int] = mapped_column(BigInteger)
+    connection_id: Mapped[int] = mapped_column(BigInteger)
     source: Mapped[str] = mapped_column(Text)
     dedupe_key: Mapped[str] = mapped_column(Text)
     event_type: Mapped[str] = mapped_column(Text)
@@ -128,15 +185,12 @@ class Record(Base):
     # from the typed event at intake so workers never re-read them from the raw payload.
     subjects: Mapped[dict[str, Any]] = mapped_column(server_default=text("'{}'::jsonb"))
     thread: Mapped[str | None] = mapped_column(Text)
-    headers: Mapped[dict[str, Any]]
-    payload: Mapped[dict[str, Any]]
-    raw_body: Mapped[bytes] = mapped_column(LargeBinary)
-    # NULL for a record nobody was answered for (it arrived by polling).
-    answer_status: Mapped[int | None] = mapped_column(SmallInteger)
-    answer_headers: Mapped[dict[str, Any] | None]
-    answer_body: Mapped[bytes | None] = mapped_column(LargeBinary)
-    received_at: Mapped[datetime] = _now()
+    headers: Mapped[dict[str, Any] | None]
+    payload: Mapped[dict[str, Any] | None]
+    raw_body: Mapped[bytes | None] = mapped_column(LargeBinary)
     processed_at: Mapped[datetime | None]
+    # When retention or an erasure emptied the bodies.
+    purged_at: Mapped[datetime | None]
 
 
 class Outbox(Base):
@@ -145,10 +199,12 @@ class Outbox(Base):
     __tablename__ = "outbox"
     __table_args__ = (
         Index("ix_outbox_pending", "available_at", postgresql_where=text("done_at IS NULL")),
+        # The clean-up job deletes finished rows oldest first (app/privacy.py).
+        Index("ix_outbox_done", "done_at", postgresql_where=text("done_at IS NOT NULL")),
     )
 
     record_id: Mapped[uuid.UUID] = mapped_column(
-        ForeignKey("record.id", ondelete="CASCADE"), primary_key=True
+        ForeignKey("record_key.id", ondelete="CASCADE"), primary_key=True
     )
     task: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = _now()
@@ -236,12 +292,13 @@ class Delivery(Base):
     __tablename__ = "delivery"
     __table_args__ = (
         Index("ix_delivery_pending", "available_at", postgresql_where=text("done_at IS NULL")),
+        Index("ix_delivery_done", "done_at", postgresql_where=text("done_at IS NOT NULL")),
         # Deleting a tenant cascades here; without an index that is a sequential scan.
         Index("ix_delivery_tenant_id", "tenant_id"),
     )
 
     record_id: Mapped[uuid.UUID] = mapped_column(
-        ForeignKey("record.id", ondelete="CASCADE"), primary_key=True
+        ForeignKey("record_key.id", ondelete="CASCADE"), primary_key=True
     )
     tenant_id: Mapped[int] = mapped_column(ForeignKey("tenant.id", ondelete="CASCADE"))
     event_type: Mapped[str] = mapped_column(Text)
@@ -276,7 +333,7 @@ class DeadLetter(Base):
     )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
-    record_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("record.id", ondelete="CASCADE"))
+    record_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("record_key.id", ondelete="CASCADE"))
     tenant_id: Mapped[int] = mapped_column(ForeignKey("tenant.id", ondelete="CASCADE"))
     source: Mapped[str] = mapped_column(Text)
     stage: Mapped[str] = mapped_column(Text)
@@ -343,3 +400,24 @@ class WebhookSubscription(Base):
     activated_at: Mapped[datetime | None]
     created_at: Mapped[datetime] = _now()
     updated_at: Mapped[datetime] = _now()
+
+
+class Erasure(Base):
+    """The audit of one erasure: whose data, on whose request, and how much was erased.
+
+    The candidate id is kept in clear so the request can be shown to be fulfilled; the tenant
+    by slug, so the audit outlives a deleted tenant.
+    """
+
+    __tablename__ = "erasure"
+    __table_args__ = (Index("ix_erasure_subject", "tenant", "source", "candidate_id"),)
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    tenant: Mapped[str] = mapped_column(Text)
+    source: Mapped[str] = mapped_column(Text)
+    candidate_id: Mapped[str] = mapped_column(Text)
+    # Who asked: "cli:<user>", "smartrecruiters:candidate.deleted", an admin's name, ...
+    actor: Mapped[str] = mapped_column(Text)
+    # Rows touched per table ({"record": 3, "candidate": 1, ...}) and Redis keys deleted.
+    counts: Mapped[dict[str, Any]]
+    erased_at: Mapped[datetime] = _now()

@@ -19,6 +19,10 @@ from redis.exceptions import RedisError
 log = structlog.get_logger(__name__)
 
 PROCESS_RECORD = "process_record"
+# Several committed records in one job: what the API publishes for a group-committed batch.
+PROCESS_RECORDS = "process_records"
+# Records per batch job: small enough that one job stays far inside its timeout.
+JOB_BATCH = 64
 DELIVER_RECORD = "deliver_record"
 
 # arq's enqueue_job (WATCH, EXISTS, MULTI, PSETEX, ZADD, EXEC: four round trips) as one
@@ -95,12 +99,53 @@ class Queue:
         self._timeout_s = timeout_s
         self._script = redis.register_script(_ENQUEUE)
 
-    async def enqueue_record(self, record_id: uuid.UUID | str) -> Published:
-        """Ask a worker to process a committed record.
+    async def enqueue_record(
+        self, record_id: uuid.UUID | str, *, defer_s: float = 0.0
+    ) -> Published:
+        """Ask a worker to process a committed record (not before ``defer_s`` from now).
 
         ``exists`` means the job is already queued or running under the same id.
         """
-        return await self._enqueue(PROCESS_RECORD, record_id, record_job_id(record_id))
+        return await self._enqueue(
+            PROCESS_RECORD, record_id, record_job_id(record_id), defer_s=defer_s
+        )
+
+    async def enqueue_batch(self, record_ids: Sequence[uuid.UUID]) -> int:
+        """Publish newly committed records: a lone record as its own job (``record:<id>``),
+        more as jobs of up to :data:`JOB_BATCH` records each, all in one round trip.
+
+        A batch job's id names its first record; the sweeper republishes any record of it
+        that is not done in time as a job of its own.
+        """
+        if len(record_ids) == 1:
+            return int(await self.enqueue_record(record_ids[0]) == "queued")
+        if not record_ids:
+            return 0
+        now_ms = int(time.time() * 1000)
+        try:
+            async with asyncio.timeout(self._timeout_s * 2):
+                async with self.redis.pipeline(transaction=False) as pipe:
+                    for start in range(0, len(record_ids), JOB_BATCH):
+                        chunk = [str(r) for r in record_ids[start : start + JOB_BATCH]]
+                        job_id = f"records:{chunk[0]}:{len(chunk)}"
+                        job = serialize_job(
+                            PROCESS_RECORDS, (chunk,), {}, None, now_ms, serializer=serialize
+                        )
+                        await self._script(
+                            keys=[
+                                job_key_prefix + job_id,
+                                result_key_prefix + job_id,
+                                default_queue_name,
+                            ],
+                            args=[expires_extra_ms, job, now_ms, job_id],
+                            client=pipe,
+                        )
+                    results = await pipe.execute()
+        except (RedisError, OSError, TimeoutError) as exc:
+            # Still in the outbox: the next sweep publishes them.
+            log.warning("queue.enqueue_failed", function=PROCESS_RECORDS, error=type(exc).__name__)
+            return 0
+        return sum(1 for created in results if created)
 
     async def enqueue_delivery(self, record_id: uuid.UUID | str) -> Published:
         """Ask a worker to deliver a committed record's normalized event."""
@@ -147,16 +192,20 @@ class Queue:
             return 0
         return sum(1 for created in results if created)
 
-    async def _enqueue(self, function: str, record_id: uuid.UUID | str, job_id: str) -> Published:
+    async def _enqueue(
+        self, function: str, record_id: uuid.UUID | str, job_id: str, *, defer_s: float = 0.0
+    ) -> Published:
         now_ms = int(time.time() * 1000)
+        score = now_ms + int(defer_s * 1000)
         job = serialize_job(
-            function, (str(record_id),), carried_context(), None, now_ms, serializer=serialize
+            function, (str(record_id),), carried_context(), None, score, serializer=serialize
         )
         try:
             async with asyncio.timeout(self._timeout_s * 2):
                 created = await self._script(
                     keys=[job_key_prefix + job_id, result_key_prefix + job_id, default_queue_name],
-                    args=[expires_extra_ms, job, now_ms, job_id],
+                    # A deferred job must outlive its wait: arq expires it with the same margin.
+                    args=[expires_extra_ms + score - now_ms, job, score, job_id],
                 )
         except (RedisError, OSError, TimeoutError) as exc:
             # The sweeper will publish it from the outbox once Redis answers again.

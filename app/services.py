@@ -39,11 +39,17 @@ class Services:
     guard: FailureLimiter
 
     @classmethod
-    def create(cls, settings: Settings, limits: Mapping[str, Limits] | None = None) -> Services:
+    def create(
+        cls,
+        settings: Settings,
+        limits: Mapping[str, Limits] | None = None,
+        stored_headers: Mapping[str, frozenset[str]] | None = None,
+    ) -> Services:
         """Build every service; nothing connects until first used.
 
-        ``limits`` are the published API limits per source (see :mod:`app.sources`); the
-        caller passes them so this module depends on no source.
+        ``limits`` are the published API limits per source and ``stored_headers`` the request
+        headers each source keeps with its records (see :mod:`app.sources`); the caller passes
+        them so this module depends on no source.
         """
         engine = create_engine(settings)
         autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
@@ -69,7 +75,14 @@ class Services:
             cipher=cipher,
             connections=connections,
             queue=queue,
-            intake=Intake(autocommit, queue, db_timeout_s=settings.db_request_timeout_s),
+            intake=Intake(
+                autocommit,
+                queue,
+                db_timeout_s=settings.db_request_timeout_s,
+                writers=settings.intake_batch_writers,
+                max_batch=settings.intake_batch_max,
+                stored_headers=stored_headers,
+            ),
             http=httpx.AsyncClient(
                 timeout=httpx.Timeout(settings.api_call_timeout_s, connect=3.0),
                 limits=httpx.Limits(max_connections=100, max_keepalive_connections=20),
@@ -90,6 +103,7 @@ class Services:
 
     async def close(self) -> None:
         """Release pools."""
+        await self.intake.drain()
         await self.http.aclose()
         await self.queue.close()
         # Requests answered 503 may have left connections closing; let them finish first.

@@ -57,6 +57,11 @@ class Settings(BaseSettings):
     db_pool_size: int = Field(default=20, ge=1)
     db_pool_timeout_s: float = Field(default=3.0, gt=0)
     redis_timeout_s: float = Field(default=0.5, gt=0)
+    # Group commit (app/group_commit.py): how many batches of records may be in flight at once
+    # (each on its own pooled connection) and how many records one batch may hold. Requests
+    # queue only while every writer is busy, so these bound the work, not the latency.
+    intake_batch_writers: int = Field(default=2, ge=1)
+    intake_batch_max: int = Field(default=256, ge=1, le=5000)
 
     # Brute-force guard on inbound credentials (app/guard.py), shared by replicas via Redis: a
     # client id or address failing more often than its limit within the window is refused,
@@ -86,6 +91,17 @@ class Settings(BaseSettings):
     sweep_interval_s: int = Field(default=10, ge=1, le=60)
     outbox_grace_s: float = Field(default=15.0, ge=0)
     connection_cache_ttl_s: float = Field(default=5.0, ge=0)
+
+    # Personal data (docs/privacy.md). Days a record's bodies, the normalized documents and
+    # the delivery bodies are kept, for tenants that set no retention_days; unset: kept.
+    retention_days: int | None = Field(default=None, ge=1)
+    # Finished work rows are deleted this long after they were done.
+    outbox_keep_hours: float = Field(default=24.0, ge=0)
+    delivery_keep_days: float = Field(default=7.0, ge=0)
+    # Rows per statement of the purge and clean-up jobs: short transactions, short locks.
+    purge_batch_size: int = Field(default=1000, ge=1, le=100_000)
+    # Minutes of the hour at which the privacy maintenance job runs (comma-separated).
+    maintenance_minutes: str = Field(default="17,47", pattern=r"^\d{1,2}(,\d{1,2})*$")
 
     # Outbound ATS API calls.
     api_call_timeout_s: float = Field(default=10.0, gt=0)

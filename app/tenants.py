@@ -62,6 +62,9 @@ class TenantSpec(BaseModel):
 
     slug: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")
     name: str
+    # Days a record's bodies and the normalized documents are kept (docs/privacy.md); unset
+    # falls back to HIREHOOK_RETENTION_DAYS.
+    retention_days: int | None = Field(default=None, ge=1)
     connection: list[ConnectionSpec] = Field(default_factory=list)
     destination: DestinationSpec | None = None
 
@@ -117,7 +120,9 @@ async def apply_tenants(spec: TenantsFile, *, engine: AsyncEngine, cipher: Ciphe
     written = 0
     async with engine.begin() as conn:
         for tenant in spec.tenant:
-            tenant_id = await sql.upsert_tenant(conn, slug=tenant.slug, name=tenant.name)
+            tenant_id = await sql.upsert_tenant(
+                conn, slug=tenant.slug, name=tenant.name, retention_days=tenant.retention_days
+            )
             if tenant.destination is not None:
                 await _apply_destination(conn, tenant.slug, tenant_id, tenant.destination, cipher)
             for connection in tenant.connection:

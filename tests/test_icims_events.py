@@ -205,7 +205,13 @@ async def send(
 
 async def records(services: Services) -> list[Any]:
     async with services.engine.connect() as conn:
-        result = await conn.execute(text("SELECT * FROM record ORDER BY received_at, id"))
+        # The first answer lives with the key (record_key), the rest in record.
+        result = await conn.execute(
+            text(
+                "SELECT r.*, k.answer_status, k.answer_headers, k.answer_body "
+                "FROM record r JOIN record_key k ON k.id = r.id ORDER BY r.received_at, r.id"
+            )
+        )
         return list(result.all())
 
 

@@ -12,10 +12,10 @@ from app.workers.jobs import sweep_outbox
 from tests.conftest import add_connection, arq_queue
 from tests.test_keldair import SECRET
 
-# The indexes migration 0004 adds so that deleting a tenant (or a connection) does not scan
-# every record, delivery and dead letter of every tenant.
+# The indexes migrations 0004 and 0007 add so that deleting a tenant (or a connection) does not
+# scan every record key, delivery and dead letter of every tenant (records go with their keys).
 ADDED_INDEXES = {
-    "ix_record_connection_id": ("record", ["connection_id"]),
+    "ix_record_key_connection_id": ("record_key", ["connection_id"]),
     "ix_delivery_tenant_id": ("delivery", ["tenant_id"]),
     "ix_dead_letter_tenant_id": ("dead_letter", ["tenant_id"]),
 }
@@ -86,12 +86,18 @@ async def commit_records(services: Services, count: int) -> list[str]:
         rows = await conn.execute(
             text(
                 """
-                WITH new AS (
-                    INSERT INTO record (id, tenant_id, connection_id, source, dedupe_key,
-                                        event_type, known, headers, payload, raw_body)
-                    SELECT gen_random_uuid(), c.tenant_id, c.id, c.source, 'evt_' || n,
-                           'applicant.hired', true, '{}'::jsonb, '{}'::jsonb, '\\x7b7d'::bytea
+                WITH key AS (
+                    INSERT INTO record_key (id, tenant_id, connection_id, source, dedupe_key)
+                    SELECT gen_random_uuid(), c.tenant_id, c.id, c.source, 'evt_' || n
                     FROM connection c, generate_series(1, :count) AS n
+                    RETURNING id, tenant_id, connection_id, source, dedupe_key, received_at
+                ), new AS (
+                    INSERT INTO record (id, received_at, tenant_id, connection_id, source,
+                                        dedupe_key, event_type, known, headers, payload,
+                                        raw_body)
+                    SELECT id, received_at, tenant_id, connection_id, source, dedupe_key,
+                           'applicant.hired', true, '{}'::jsonb, '{}'::jsonb, '\\x7b7d'::bytea
+                    FROM key
                     RETURNING id
                 )
                 INSERT INTO outbox (record_id, task)

@@ -7,6 +7,7 @@ import typer
 from app.cli.dead_letters import dead_cli
 from app.cli.dev import dev
 from app.cli.poll import poll
+from app.cli.privacy import erase, maintain
 from app.cli.send import send_cli
 from app.cli.server import api, keygen, migrate, worker
 from app.cli.smartrecruiters import smartrecruiters_cli
@@ -15,7 +16,7 @@ from app.cli.tenants import tenants_cli
 cli = typer.Typer(
     help="Hirehook: receive, verify, deduplicate and enrich ATS events.", no_args_is_help=True
 )
-for command in (api, worker, migrate, keygen, dev, poll):
+for command in (api, worker, migrate, keygen, dev, poll, erase, maintain):
     cli.command()(command)
 cli.add_typer(tenants_cli, name="tenants")
 cli.add_typer(send_cli, name="send")

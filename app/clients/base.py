@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import email.utils
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Collection
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -103,6 +103,10 @@ return redis.error_reply('unknown cache operation')
 _REDIS_ERRORS = (RedisError, OSError, TimeoutError)
 
 
+def _glob_escape(value: str) -> str:
+    return "".join(f"\\{c}" if c in "*?[]\\" else c for c in value)
+
+
 class DocumentCache:
     """Fetched documents in Redis with a TTL, as ``{"v": version, "doc": document}``.
 
@@ -124,6 +128,31 @@ class DocumentCache:
     @staticmethod
     def _keys(key: str) -> list[str]:
         return [key, f"{key}:error", f"{key}:lock"]
+
+    async def forget(self, tenant_id: int, source: str, external_ids: Collection[str]) -> int:
+        """Delete the cached documents (with their errors and locks) of these external ids,
+        whatever their kind; the number of keys deleted. Raises on a Redis fault: an erasure
+        must know whether it happened.
+
+        Scans the tenant's keys of this source: a cached id may be a reference that wraps the
+        external id (iCIMS ``customer/id?fields=...``), and erasures are rare.
+        """
+        wanted = set(external_ids)
+        if not wanted:
+            return 0
+        head = f"{self._prefix}{source}:{tenant_id}:"
+        doomed = []
+        async for raw in self._redis.scan_iter(match=_glob_escape(head) + "*", count=1000):
+            key = raw.decode() if isinstance(raw, bytes) else str(raw)
+            # {kind}:{reference}[:error|:lock]
+            reference = key[len(head) :].split(":", 1)[-1]
+            for suffix in (":error", ":lock"):
+                reference = reference.removesuffix(suffix)
+            if reference in wanted or reference.split("?", 1)[0].rsplit("/", 1)[-1] in wanted:
+                doomed.append(key)
+        for start in range(0, len(doomed), 500):
+            await self._redis.delete(*doomed[start : start + 500])
+        return len(doomed)
 
     async def get(self, key: str) -> Any | None:
         """The cached envelope ``{"v", "doc"}``, or None."""

@@ -162,7 +162,7 @@ class IcimsClient(ApiClient):
         tokens: TokenCache = DEFAULT_TOKENS,
     ) -> IcimsClient:
         """The client for an iCIMS connection; raises :class:`ConfigError` without API setup."""
-        config = config or IcimsConfig.parse(connection.options, connection.secrets)
+        config = config or connection.parsed(IcimsConfig.parse)
         api, secret = config.options.api, config.secrets.api_client_secret
         if api is None or secret is None:
             raise ConfigError("options.api and secrets.api_client_secret are required")

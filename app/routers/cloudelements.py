@@ -76,7 +76,7 @@ async def receive_notification(tenant: str, request: Request, services: Services
         config = None
         if connection is not None:
             try:
-                config = cloudelements_config.parse(connection.options, connection.secrets)
+                config = connection.parsed(cloudelements_config.parse)
             except ValueError as exc:
                 # Refused when loaded; one broken since is answered like an unknown tenant.
                 log.warning("cloudelements.connection_invalid", tenant=tenant, detail=str(exc))

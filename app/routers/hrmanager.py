@@ -92,7 +92,7 @@ async def receive_event(
         config = None
         if connection is not None:
             try:
-                config = hrmanager_config.parse(connection.options, connection.secrets)
+                config = connection.parsed(hrmanager_config.parse)
             except ValueError as exc:
                 # Refused when loaded; a connection broken since is answered like an unknown one.
                 log.warning("hrmanager.connection_invalid", tenant=tenant, detail=str(exc))

@@ -101,7 +101,7 @@ async def _connection(
     if connection is None:
         return None, None
     try:
-        return connection, keldair_config.parse(connection.options, connection.secrets)
+        return connection, connection.parsed(keldair_config.parse)
     except ValueError as exc:
         # Refused when loaded; one broken since is answered like an unknown tenant.
         log.warning("keldair.connection_invalid", tenant=tenant, detail=str(exc))

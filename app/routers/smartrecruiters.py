@@ -177,7 +177,7 @@ async def _notification(
     keys: list[srv.SigningKey] = []
     if connection is not None and signed:
         try:
-            config = sr_config.parse(connection.options, connection.secrets)
+            config = connection.parsed(sr_config.parse)
         except ValueError as exc:
             # Refused when loaded; a connection broken since is answered like an unknown one.
             log.warning("smartrecruiters.connection_invalid", tenant=tenant, detail=str(exc))

@@ -30,6 +30,9 @@ class SmartRecruitersOptions(BaseModel):
     # signed with the time it is sent ("timestamp (seconds) of request"), so a retry hours
     # later is not stale; a sender that kept the first timestamp would need this raised.
     tolerance_s: int = Field(default=TOLERANCE_S, ge=1, le=86400)
+    # A candidate.deleted erases what is stored about the candidate (app/privacy.py), rather
+    # than only marking the normalized candidate deleted.
+    erase_on_delete: bool = True
 
 
 class KeySpec(BaseModel):

@@ -33,9 +33,14 @@ def handlers() -> dict[str, RecordHandler]:
     return {name: s.handler for name, s in REGISTRY.items() if s.handler is not None}
 
 
+def stored_headers() -> dict[str, frozenset[str]]:
+    """Each source's request headers kept with its records (beside the common ones)."""
+    return {name: s.stored_headers for name, s in REGISTRY.items()}
+
+
 def create_services(settings: Settings) -> Services:
-    """A process's services, with every source's API limits."""
-    return Services.create(settings, limits())
+    """A process's services, with every source's API limits and stored headers."""
+    return Services.create(settings, limits(), stored_headers())
 
 
-__all__ = ["REGISTRY", "Source", "create_services", "handlers", "limits"]
+__all__ = ["REGISTRY", "Source", "create_services", "handlers", "limits", "stored_headers"]

@@ -37,3 +37,6 @@ class Source:
     reparse: Reparse | None = None
     # A typer command that posts signed sample events (``hirehook send <name>``).
     send: Callable[..., None] | None = None
+    # Request headers kept with a record beside app.intake.STORED_HEADERS (lower case): the
+    # event's id and time as the sender states them, never a credential or a signature.
+    stored_headers: frozenset[str] = frozenset()

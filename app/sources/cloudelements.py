@@ -107,4 +107,5 @@ CLOUDELEMENTS = Source(
     check=cloudelements_config.check,
     reparse=reparse,
     send=send,
+    stored_headers=frozenset({"elements-webhook-id"}),
 )

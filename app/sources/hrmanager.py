@@ -224,4 +224,5 @@ HRMANAGER = Source(
     limits=DEFAULT_LIMITS,
     reparse=reparse,
     send=send,
+    stored_headers=frozenset({URL_EVENT_HEADER}),
 )

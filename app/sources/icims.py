@@ -306,4 +306,5 @@ ICIMS = Source(
     handler=worker.handle,
     limits=DEFAULT_LIMITS,
     send=send,
+    stored_headers=frozenset({"x-icims-date", "link"}),
 )

@@ -116,4 +116,5 @@ KELDAIR = Source(
     handler=worker.handle,
     reparse=reparse,
     send=send,
+    stored_headers=frozenset({"webhook-id", "webhook-timestamp"}),
 )

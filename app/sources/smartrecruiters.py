@@ -107,4 +107,7 @@ SMARTRECRUITERS = Source(
     limits=DEFAULT_LIMITS,
     reparse=reparse,
     send=send,
+    stored_headers=frozenset(
+        {"event-id", "event-name", "event-version", "link", "smartrecruiters-timestamp"}
+    ),
 )

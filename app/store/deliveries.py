@@ -17,6 +17,19 @@ _CREATE = text(
     RETURNING record_id
     """
 )
+_CREATE_MANY = text(
+    """
+    INSERT INTO delivery (record_id, tenant_id, event_type, body)
+    SELECT d.record_id, d.tenant_id, d.event_type, d.body
+    FROM unnest(CAST(:ids AS uuid[]), CAST(:tenant_ids AS bigint[]),
+                CAST(:event_types AS text[]), CAST(:bodies AS bytea[]))
+         AS d(record_id, tenant_id, event_type, body)
+    WHERE EXISTS (SELECT 1 FROM destination WHERE tenant_id = d.tenant_id AND enabled)
+    ORDER BY d.record_id
+    ON CONFLICT (record_id) DO NOTHING
+    RETURNING record_id
+    """
+)
 _DESTINATION = text("SELECT url, secret FROM destination WHERE tenant_id = :tenant_id AND enabled")
 
 
@@ -29,6 +42,24 @@ async def create(
         {"id": record_id, "tenant_id": tenant_id, "event_type": event_type, "body": body},
     )
     return created.first() is not None
+
+
+async def create_many(
+    conn: AsyncConnection, owed: list[tuple[uuid.UUID, int, str, bytes]]
+) -> list[uuid.UUID]:
+    """:func:`create` for many (record id, tenant id, event type, body); the ids owed now."""
+    if not owed:
+        return []
+    created = await conn.execute(
+        _CREATE_MANY,
+        {
+            "ids": [o[0] for o in owed],
+            "tenant_ids": [o[1] for o in owed],
+            "event_types": [o[2] for o in owed],
+            "bodies": [o[3] for o in owed],
+        },
+    )
+    return list(created.scalars().all())
 
 
 async def destination(conn: AsyncConnection, tenant_id: int) -> Row[Any] | None:

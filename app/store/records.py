@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -11,19 +11,47 @@ import orjson
 from sqlalchemy import Row, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-# Record and outbox row in one statement, which PostgreSQL runs as one transaction when the
-# caller is in autocommit; inside a caller's transaction it simply joins it.
+# Keys, records, outbox rows (and quarantine letters) of a whole batch in one statement, which
+# PostgreSQL runs as one transaction when the caller is in autocommit; inside a caller's
+# transaction it simply joins it. The key row decides: a record, its outbox row and its dead
+# letter are written only for a key that is new (docs/privacy.md). The rows arrive as
+# parallel arrays, so a batch of any size is one statement, one round trip and one WAL flush.
+# Keys are inserted in key order: two batches holding the same keys then wait for each other
+# in the same order instead of deadlocking; within a batch, the first of two deliveries of
+# one key wins and the second is answered as its duplicate. Keys and records share
+# ``received_at`` (one ``now()`` per statement).
 _INSERT = text(
     """
-    WITH new AS (
-        INSERT INTO record (id, tenant_id, connection_id, source, dedupe_key, event_type, known,
-                            state, subjects, thread, headers, payload, raw_body,
-                            answer_status, answer_headers, answer_body)
-        VALUES (:id, :tenant_id, :connection_id, :source, :dedupe_key, :event_type, :known,
-                :state, CAST(:subjects AS jsonb), :thread, CAST(:headers AS jsonb),
-                CAST(:payload AS jsonb), :raw_body,
-                :answer_status, CAST(:answer_headers AS jsonb), :answer_body)
+    WITH input AS (
+        SELECT * FROM unnest(
+            CAST(:id AS uuid[]), CAST(:tenant_id AS bigint[]), CAST(:connection_id AS bigint[]),
+            CAST(:source AS text[]), CAST(:dedupe_key AS text[]), CAST(:event_type AS text[]),
+            CAST(:known AS boolean[]), CAST(:state AS text[]), CAST(:subjects AS text[]),
+            CAST(:thread AS text[]), CAST(:headers AS text[]), CAST(:payload AS text[]),
+            CAST(:raw_body AS bytea[]), CAST(:answer_status AS int[]),
+            CAST(:answer_headers AS text[]), CAST(:answer_body AS bytea[]),
+            CAST(:problem AS text[])
+        ) WITH ORDINALITY AS t(id, tenant_id, connection_id, source, dedupe_key, event_type,
+                               known, state, subjects, thread, headers, payload, raw_body,
+                               answer_status, answer_headers, answer_body, problem, ord)
+    ), key AS (
+        INSERT INTO record_key (id, tenant_id, connection_id, source, dedupe_key,
+                                answer_status, answer_headers, answer_body)
+        SELECT id, tenant_id, connection_id, source, dedupe_key,
+               answer_status, CAST(answer_headers AS jsonb), answer_body
+        FROM input
+        ORDER BY tenant_id, source, dedupe_key, ord
         ON CONFLICT (tenant_id, source, dedupe_key) DO NOTHING
+        RETURNING id, received_at
+    ), new AS (
+        INSERT INTO record (id, received_at, tenant_id, connection_id, source, dedupe_key,
+                            event_type, known, state, subjects, thread, headers, payload,
+                            raw_body)
+        SELECT key.id, key.received_at, input.tenant_id, input.connection_id, input.source,
+               input.dedupe_key, input.event_type, input.known, input.state,
+               CAST(input.subjects AS jsonb), input.thread, CAST(input.headers AS jsonb),
+               CAST(input.payload AS jsonb), input.raw_body
+        FROM key JOIN input ON input.id = key.id
         RETURNING id, known, tenant_id, source
     ), box AS (
         INSERT INTO outbox (record_id, task) SELECT id, :task FROM new WHERE known
@@ -31,25 +59,38 @@ _INSERT = text(
         -- An authentic event that did not fit its model: kept, and listed for the tenant.
         INSERT INTO dead_letter (record_id, tenant_id, source, stage, kind, reason, detail,
                                  attempts)
-        SELECT id, tenant_id, source, 'intake', 'configuration', 'unexpected_shape', :problem, 0
-        FROM new WHERE CAST(:problem AS text) IS NOT NULL
+        SELECT new.id, new.tenant_id, new.source, 'intake', 'configuration', 'unexpected_shape',
+               input.problem, 0
+        FROM new JOIN input ON input.id = new.id
+        WHERE input.problem IS NOT NULL
     )
     SELECT id FROM new
     """
 )
+# From the key table: a record whose bodies are gone (or whose partition was dropped) is still
+# a duplicate, and its first answer is replayed.
+_FIND_MANY = text(
+    """
+    SELECT r.id, r.tenant_id, r.source, r.dedupe_key,
+           r.answer_status, r.answer_headers, r.answer_body
+    FROM unnest(CAST(:tenant_id AS bigint[]), CAST(:source AS text[]),
+                CAST(:dedupe_key AS text[])) AS k(tenant_id, source, dedupe_key)
+    JOIN record_key r USING (tenant_id, source, dedupe_key)
+    """
+)
 _FIND = text(
     """
-    SELECT id, answer_status, answer_headers, answer_body FROM record
+    SELECT id, answer_status, answer_headers, answer_body FROM record_key
     WHERE tenant_id = :tenant_id AND source = :source AND dedupe_key = :dedupe_key
     """
 )
 _LATEST_IN_THREAD = text(
     """
-    SELECT id, dedupe_key, EXTRACT(EPOCH FROM now() - received_at)::float8 AS age_s,
-           answer_status, answer_headers, answer_body
-    FROM record
-    WHERE tenant_id = :tenant_id AND source = :source AND thread = :thread
-    ORDER BY received_at DESC, id DESC
+    SELECT r.id, r.dedupe_key, EXTRACT(EPOCH FROM now() - r.received_at)::float8 AS age_s,
+           k.answer_status, k.answer_headers, k.answer_body
+    FROM record r JOIN record_key k ON k.id = r.id
+    WHERE r.tenant_id = :tenant_id AND r.source = :source AND r.thread = :thread
+    ORDER BY r.received_at DESC, r.id DESC
     LIMIT 1
     """
 )
@@ -57,6 +98,11 @@ _SET_STATE = text(
     "UPDATE record SET state = :state, "
     "processed_at = CASE WHEN :state = 'processed' THEN now() ELSE processed_at END "
     "WHERE id = :id"
+)
+_SET_STATES = text(
+    "UPDATE record SET state = :state, "
+    "processed_at = CASE WHEN :state = 'processed' THEN now() ELSE processed_at END "
+    "WHERE id = ANY(:ids)"
 )
 _RESET = text("UPDATE record SET state = 'received', processed_at = NULL WHERE id = ANY(:ids)")
 
@@ -103,33 +149,94 @@ def _answer(row: Row[Any]) -> StoredAnswer:
     )
 
 
+def _json(value: Any) -> str:
+    return orjson.dumps(value).decode()
+
+
+async def insert_many(
+    conn: AsyncConnection, batch: Sequence[NewRecord], *, task: str
+) -> set[uuid.UUID]:
+    """Insert the records (and the known ones' outbox rows); the ids actually inserted.
+
+    A record missing from the result hit an existing key (or an earlier one of the batch).
+    """
+    if not batch:
+        return set()
+    params: dict[str, list[Any]] = {name: [] for name in _COLUMNS}
+    for record in batch:
+        for name, value in _row(record).items():
+            params[name].append(value)
+    rows = await conn.execute(_INSERT, {**params, "task": task})
+    return set(rows.scalars().all())
+
+
 async def insert(conn: AsyncConnection, record: NewRecord, *, task: str) -> bool:
     """Insert the record (and, if known, its outbox row); False if the key already exists."""
-    params = {
+    return bool(await insert_many(conn, [record], task=task))
+
+
+_COLUMNS = (
+    "id",
+    "tenant_id",
+    "connection_id",
+    "source",
+    "dedupe_key",
+    "event_type",
+    "known",
+    "state",
+    "subjects",
+    "thread",
+    "headers",
+    "payload",
+    "raw_body",
+    "answer_status",
+    "answer_headers",
+    "answer_body",
+    "problem",
+)
+
+
+def _row(record: NewRecord) -> dict[str, Any]:
+    quarantined = record.problem is not None
+    return {
         "id": record.id,
         "tenant_id": record.tenant_id,
         "connection_id": record.connection_id,
         "source": record.source,
         "dedupe_key": record.dedupe_key,
         "event_type": record.event_type,
-        "known": record.known and record.problem is None,
-        "state": "received" if record.problem is None else "quarantined",
-        "problem": None if record.problem is None else record.problem[:2000],
-        "subjects": orjson.dumps(dict(record.subjects)).decode(),
+        "known": record.known and not quarantined,
+        "state": "quarantined" if quarantined else "received",
+        "subjects": _json(dict(record.subjects)),
         "thread": record.thread,
-        "headers": orjson.dumps(dict(record.headers)).decode(),
-        "payload": orjson.dumps(record.payload).decode(),
+        "headers": _json(dict(record.headers)),
+        "payload": _json(record.payload),
         "raw_body": record.raw_body,
         "answer_status": record.answer_status,
         "answer_headers": (
-            None
-            if record.answer_headers is None
-            else orjson.dumps(dict(record.answer_headers)).decode()
+            None if record.answer_headers is None else _json(dict(record.answer_headers))
         ),
         "answer_body": record.answer_body,
-        "task": task,
+        "problem": None if record.problem is None else record.problem[:2000],
     }
-    return (await conn.execute(_INSERT, params)).first() is not None
+
+
+Key = tuple[int, str, str]
+
+
+async def find_many(conn: AsyncConnection, keys: Sequence[Key]) -> dict[Key, StoredAnswer]:
+    """The records with these (tenant, source, dedupe key) keys and their answers."""
+    if not keys:
+        return {}
+    rows = await conn.execute(
+        _FIND_MANY,
+        {
+            "tenant_id": [k[0] for k in keys],
+            "source": [k[1] for k in keys],
+            "dedupe_key": [k[2] for k in keys],
+        },
+    )
+    return {(row.tenant_id, row.source, row.dedupe_key): _answer(row) for row in rows}
 
 
 async def find(
@@ -168,7 +275,7 @@ async def latest_in_thread(
 
 _FOR_REPARSE = text(
     """
-    SELECT r.id, r.source, r.payload, r.headers, c.options
+    SELECT r.id, r.source, r.payload, COALESCE(r.headers, '{}'::jsonb) AS headers, c.options
     FROM record r JOIN connection c ON c.id = r.connection_id
     WHERE r.id = ANY(:ids) AND r.state = 'quarantined'
     FOR UPDATE OF r
@@ -219,6 +326,11 @@ async def reparsed(
 async def set_state(conn: AsyncConnection, record_id: uuid.UUID, state: str) -> None:
     """``processed``, ``dead_letter``, ``discarded``, ... (``processed`` stamps the time)."""
     await conn.execute(_SET_STATE, {"id": record_id, "state": state})
+
+
+async def set_states(conn: AsyncConnection, record_ids: list[uuid.UUID], state: str) -> None:
+    """:func:`set_state` for many records in one statement."""
+    await conn.execute(_SET_STATES, {"ids": record_ids, "state": state})
 
 
 async def reset(conn: AsyncConnection, record_ids: list[uuid.UUID]) -> None:

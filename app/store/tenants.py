@@ -11,13 +11,16 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from app.models import Connection, Destination, Tenant
 
 
-async def upsert_tenant(conn: AsyncConnection, *, slug: str, name: str) -> int:
-    """The tenant's id, created or renamed."""
+async def upsert_tenant(
+    conn: AsyncConnection, *, slug: str, name: str, retention_days: int | None = None
+) -> int:
+    """The tenant's id, created or updated (name, retention)."""
     result = await conn.execute(
         insert(Tenant)
-        .values(slug=slug, name=name)
+        .values(slug=slug, name=name, retention_days=retention_days)
         .on_conflict_do_update(
-            index_elements=[Tenant.slug], set_={"name": name, "updated_at": func.now()}
+            index_elements=[Tenant.slug],
+            set_={"name": name, "retention_days": retention_days, "updated_at": func.now()},
         )
         .returning(Tenant.id)
     )

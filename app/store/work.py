@@ -21,7 +21,7 @@ TABLES: tuple[Table, ...] = ("outbox", "delivery")
 # What a job needs of its record, loaded by the claim itself: one round trip per claim.
 _RECORD_COLUMNS = (
     "r.id, r.tenant_id, r.connection_id, r.source, r.event_type, r.known, r.subjects, "
-    "r.payload, r.headers, r.received_at"
+    "r.payload, COALESCE(r.headers, '{}'::jsonb) AS headers, r.received_at"
 )
 
 
@@ -40,6 +40,23 @@ def _statements(table: Table) -> dict[str, TextClause]:
             SELECT claimed.*, {_RECORD_COLUMNS}
             FROM claimed JOIN record r ON r.id = claimed.record_id
             """  # noqa: S608 - the table name is one of two constants
+        ),
+        "claim_many": text(
+            f"""
+            WITH claimed AS (
+                UPDATE {table} SET attempts = attempts + 1,
+                                   available_at = now() + make_interval(secs => :lease)
+                WHERE record_id = ANY(:ids) AND done_at IS NULL
+                RETURNING *
+            )
+            SELECT claimed.*, {_RECORD_COLUMNS}
+            FROM claimed JOIN record r ON r.id = claimed.record_id
+            ORDER BY r.id
+            """  # noqa: S608
+        ),
+        "finish_many": text(
+            f"UPDATE {table} SET done_at = now(), last_error = NULL "  # noqa: S608
+            "WHERE record_id = ANY(:ids) AND done_at IS NULL RETURNING record_id"
         ),
         # ``refund`` gives back the attempt of a run that only waited for the rate budget.
         "defer": text(
@@ -93,6 +110,22 @@ async def claim(
 ) -> Row[Any] | None:
     """Take the row for one run (``attempts`` + 1) with its record's columns; None if done."""
     return (await conn.execute(_SQL[table]["claim"], {"id": record_id, "lease": lease_s})).first()
+
+
+async def claim_many(
+    conn: AsyncConnection, table: Table, record_ids: list[uuid.UUID], *, lease_s: float
+) -> list[Row[Any]]:
+    """:func:`claim` for many rows in one statement; the rows already done are left out."""
+    rows = await conn.execute(_SQL[table]["claim_many"], {"ids": record_ids, "lease": lease_s})
+    return list(rows.all())
+
+
+async def finish_many(
+    conn: AsyncConnection, table: Table, record_ids: list[uuid.UUID]
+) -> set[uuid.UUID]:
+    """:func:`finish` for many rows; the ids this call finished (not those done before)."""
+    rows = await conn.execute(_SQL[table]["finish_many"], {"ids": record_ids})
+    return set(rows.scalars().all())
 
 
 async def defer(

@@ -130,7 +130,7 @@ async def handle(services: Services, record: RecordRow) -> Enrichment:
     event_type = EVENT_TYPES.get(record.event_type, f"icims.{record.event_type}")
     data = {"source_data": record.payload}
     try:
-        config = IcimsConfig.parse(connection.options, connection.secrets)
+        config = connection.parsed(IcimsConfig.parse)
     except ConfigError as exc:
         raise EnrichmentError("invalid_configuration", str(exc), kind="configuration") from exc
     if config.options.api is None or config.secrets.api_client_secret is None:

@@ -9,13 +9,16 @@ after pushing ``available_at`` forward so the sweeper does not publish the job a
 
 from __future__ import annotations
 
+import asyncio
 import random
 import uuid
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 import structlog
 from arq import Retry
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.clients.base import ApiError, BudgetExhaustedError
 from app.connections import ConnectionInfo
@@ -24,7 +27,7 @@ from app.errors import AppError
 from app.metrics import DEAD_LETTERS
 from app.queue import record_job_id
 from app.services import Services
-from app.store import dead_letters, records, work
+from app.store import dead_letters, deliveries, records, work
 from app.store.dead_letters import FailureKind
 from app.store.normalized import upsert
 from app.workers import delivery
@@ -88,6 +91,71 @@ def _handlers(ctx: dict[str, Any]) -> dict[str, RecordHandler]:
     return handlers
 
 
+@dataclass(frozen=True, slots=True)
+class _Waiting:
+    """The run only waited for the rate budget: deferred with its attempt given back."""
+
+    delay_s: float
+    error: str
+
+
+def _tenant(record: RecordRow) -> str | None:
+    """The slug of the record's tenant, for its log lines (None if its connection is gone)."""
+    return record.connection.tenant_slug if record.connection is not None else None
+
+
+def _record(row: Any, connection: ConnectionInfo | None) -> RecordRow:
+    return RecordRow(
+        id=row.id,
+        tenant_id=row.tenant_id,
+        connection_id=row.connection_id,
+        source=row.source,
+        event_type=row.event_type,
+        payload=row.payload,
+        subjects=dict(row.subjects or {}),
+        headers=dict(row.headers),
+        attempts=row.attempts,
+        received_at=row.received_at,
+        connection=connection,
+    )
+
+
+async def _enrich(  # noqa: PLR0911 - one return per kind of failure
+    ctx: dict[str, Any], record: RecordRow
+) -> Enrichment | Failure | _Waiting | None:
+    """Run the source's handler; every failure becomes a value, nothing escapes."""
+    # The handler's and the clients' lines name the record and its tenant. In a batch each
+    # record's run is a task of its own (asyncio.gather), so the binding stays with it.
+    structlog.contextvars.bind_contextvars(
+        record_id=str(record.id), tenant=_tenant(record), source=record.source
+    )
+    services = _services(ctx)
+    handler = _handlers(ctx).get(record.source)
+    try:
+        return await handler(services, record) if handler is not None else None
+    except BudgetExhaustedError as exc:
+        return _Waiting(exc.retry_after_s or services.settings.enrich_retry_base_s, str(exc))
+    except ApiError as exc:
+        return classify_api_error(exc)
+    except EnrichmentError as exc:
+        return Failure(exc.kind, exc.reason, exc.detail, transient=False)
+    except DB_ERRORS as exc:
+        return Failure("pipeline", "database_error", type(exc).__name__, transient=True)
+    except AppError as exc:
+        # Raised by shared lookups (connections) when the database is away.
+        return Failure("pipeline", "unavailable", exc.debug_message, transient=exc.status >= 500)
+    except Exception as exc:
+        # A bug must not wedge the queue: it is retried with backoff, then dead-lettered.
+        log.exception(
+            "job.handler_crashed",
+            record_id=str(record.id),
+            tenant=_tenant(record),
+            source=record.source,
+            attempts=record.attempts,
+        )
+        return Failure("pipeline", "internal_error", type(exc).__name__, transient=True)
+
+
 async def process_record(ctx: dict[str, Any], record_id: str) -> str:
     """Enrich one record and mark it done, at most once in effect."""
     services = _services(ctx)
@@ -99,55 +167,64 @@ async def process_record(ctx: dict[str, Any], record_id: str) -> str:
             row = await work.claim(conn, "outbox", rid, lease_s=settings.worker_lease_s)
         if row is None:
             return "already-done"
-        attempts: int = row.attempts
-        connection: ConnectionInfo | None = await services.connections.by_id(row.connection_id)
+        record = _record(row, await services.connections.by_id(row.connection_id))
     except DB_ERRORS as exc:
         log.warning("job.database_unavailable", record_id=record_id, error=type(exc).__name__)
         raise Retry(defer=settings.enrich_retry_base_s) from exc
-    record = RecordRow(
-        id=row.id,
-        tenant_id=row.tenant_id,
-        connection_id=row.connection_id,
-        source=row.source,
-        event_type=row.event_type,
-        payload=row.payload,
-        subjects=dict(row.subjects or {}),
-        headers=dict(row.headers),
-        attempts=attempts,
-        received_at=row.received_at,
-        connection=connection,
-    )
-    # Every line of this run, the handler's and the clients' included, names the tenant.
-    structlog.contextvars.bind_contextvars(
-        tenant=connection.tenant_slug if connection else None, source=record.source
-    )
-    log_ctx = {"record_id": record_id, "source": record.source, "attempts": attempts}
-    handler = _handlers(ctx).get(record.source)
-    failure: Failure | None = None
-    enrichment: Enrichment | None = None
+    result = await _enrich(ctx, record)
+    if isinstance(result, _Waiting):
+        await _defer(services, rid, result.delay_s, result.error, refund=True)
+        log.info(
+            "job.budget_deferred",
+            record_id=record_id,
+            tenant=_tenant(record),
+            source=record.source,
+            attempts=record.attempts,
+            delay_s=round(result.delay_s, 3),
+        )
+        raise Retry(defer=result.delay_s)
+    if isinstance(result, Failure):
+        return await _fail(services, record, result)
+    return await _finish(services, record, result)
+
+
+async def process_records(ctx: dict[str, Any], record_ids: list[str]) -> str:
+    """Enrich a batch of records (one group-committed intake batch) with one claim and one
+    finishing transaction for all of them, at most once in effect, like :func:`process_record`.
+
+    A record that cannot finish with the others (a retry, a rate-budget wait, a database
+    error while finishing) continues as a job of its own, so one record never holds back or
+    repeats the rest.
+    """
+    services = _services(ctx)
+    settings = services.settings
     try:
-        enrichment = await handler(services, record) if handler is not None else None
-    except BudgetExhaustedError as exc:
-        delay = exc.retry_after_s or settings.enrich_retry_base_s
-        await _defer(services, rid, delay, str(exc), refund=True)
-        log.info("job.budget_deferred", delay_s=round(delay, 3), **log_ctx)
-        raise Retry(defer=delay) from exc
-    except ApiError as exc:
-        failure = classify_api_error(exc)
-    except EnrichmentError as exc:
-        failure = Failure(exc.kind, exc.reason, exc.detail, transient=False)
+        async with services.autocommit.connect() as conn:
+            rows = await work.claim_many(
+                conn, "outbox", [uuid.UUID(i) for i in record_ids], lease_s=settings.worker_lease_s
+            )
+        batch = [_record(row, await services.connections.by_id(row.connection_id)) for row in rows]
     except DB_ERRORS as exc:
-        failure = Failure("pipeline", "database_error", type(exc).__name__, transient=True)
-    except AppError as exc:
-        # Raised by shared lookups (connections) when the database is away.
-        failure = Failure("pipeline", "unavailable", exc.debug_message, transient=exc.status >= 500)
-    except Exception as exc:
-        # A bug must not wedge the queue: it is retried with backoff, then dead-lettered.
-        log.exception("job.handler_crashed", **log_ctx)
-        failure = Failure("pipeline", "internal_error", type(exc).__name__, transient=True)
-    if failure is not None:
-        return await _fail(services, record, failure)
-    return await _finish(services, record, enrichment)
+        log.warning("job.database_unavailable", records=len(record_ids), error=type(exc).__name__)
+        raise Retry(defer=settings.enrich_retry_base_s) from exc
+    results = await asyncio.gather(*(_enrich(ctx, record) for record in batch))
+    finished: list[tuple[RecordRow, Enrichment | None]] = []
+    for record, result in zip(batch, results, strict=True):
+        if isinstance(result, _Waiting):
+            await _defer(services, record.id, result.delay_s, result.error, refund=True)
+            await services.queue.enqueue_record(record.id, defer_s=result.delay_s)
+        elif isinstance(result, Failure):
+            try:
+                await _fail(services, record, result)
+            except Retry as retry:
+                await services.queue.enqueue_record(
+                    record.id, defer_s=(retry.defer_score or 0) / 1000
+                )
+        else:
+            finished.append((record, result))
+    if finished:
+        await _finish_many(services, finished)
+    return f"processed {len(finished)} of {len(record_ids)}"
 
 
 async def _defer(
@@ -162,6 +239,7 @@ async def _fail(services: Services, record: RecordRow, failure: Failure) -> str:
     settings = services.settings
     log_ctx = {
         "record_id": str(record.id),
+        "tenant": _tenant(record),
         "source": record.source,
         "attempts": record.attempts,
         "reason": failure.reason,
@@ -195,39 +273,93 @@ async def _fail(services: Services, record: RecordRow, failure: Failure) -> str:
     return "dead-letter"
 
 
-async def _finish(services: Services, record: RecordRow, enrichment: Enrichment | None) -> str:
-    owed = False
+async def _effects(
+    conn: AsyncConnection, record: RecordRow, enrichment: Enrichment
+) -> tuple[int, dict[str, Any]]:
+    """A finished record's writes, in the caller's transaction: rows written, and the
+    normalized event it owes its tenant's destination."""
     written = 0
+    for resource in enrichment.resources:
+        written += await upsert(
+            conn, tenant_id=record.tenant_id, source=record.source, resource=resource
+        )
+    if enrichment.effects is not None:
+        await enrichment.effects(conn)
+    slug = record.connection.tenant_slug if record.connection else ""
+    return written, await delivery.build_event(conn, record, enrichment, slug)
+
+
+async def _apply(
+    conn: AsyncConnection, record: RecordRow, enrichment: Enrichment | None
+) -> tuple[int, bool]:
+    """:func:`_effects` and the delivery row: rows written, delivery owed."""
+    if enrichment is None:
+        return 0, False
+    written, event = await _effects(conn, record, enrichment)
+    return written, await delivery.create(conn, record, event)
+
+
+async def _finish(services: Services, record: RecordRow, enrichment: Enrichment | None) -> str:
     try:
         async with services.engine.begin() as conn:
             if not await work.finish(conn, "outbox", record.id):
                 # Another run completed first; its effects stand and ours are discarded.
                 await conn.rollback()
                 return "already-done"
-            if enrichment is not None:
-                for resource in enrichment.resources:
-                    written += await upsert(
-                        conn, tenant_id=record.tenant_id, source=record.source, resource=resource
-                    )
-                if enrichment.effects is not None:
-                    await enrichment.effects(conn)
-                slug = record.connection.tenant_slug if record.connection else ""
-                event = await delivery.build_event(conn, record, enrichment, slug)
-                owed = await delivery.create(conn, record, event)
+            written, owed = await _apply(conn, record, enrichment)
             await records.set_state(conn, record.id, "processed")
     except DB_ERRORS as exc:
-        log.warning("job.database_unavailable", record_id=str(record.id), error=type(exc).__name__)
+        log.warning(
+            "job.database_unavailable",
+            record_id=str(record.id),
+            tenant=_tenant(record),
+            error=type(exc).__name__,
+        )
         raise Retry(defer=services.settings.enrich_retry_base_s) from exc
     if owed:
         await services.queue.enqueue_delivery(record.id)
     log.info(
         "job.record_processed",
         record_id=str(record.id),
+        tenant=_tenant(record),
         source=record.source,
         written=written,
         delivery=owed,
     )
     return "processed"
+
+
+async def _finish_many(
+    services: Services, finished: list[tuple[RecordRow, Enrichment | None]]
+) -> None:
+    """Mark a batch done and apply the effects of the runs that won, in one transaction."""
+    owed: list[uuid.UUID] = []
+    try:
+        async with services.engine.begin() as conn:
+            # Rows another run finished first keep that run's effects; ours are skipped.
+            won = await work.finish_many(conn, "outbox", [record.id for record, _ in finished])
+            events: list[tuple[uuid.UUID, int, str, bytes]] = []
+            for record, enrichment in finished:
+                if record.id in won and enrichment is not None:
+                    written, event = await _effects(conn, record, enrichment)
+                    events.append((record.id, record.tenant_id, event["type"], orjson.dumps(event)))
+                    log.info(
+                        "job.record_processed",
+                        record_id=str(record.id),
+                        tenant=_tenant(record),
+                        source=record.source,
+                        written=written,
+                    )
+            owed = await deliveries.create_many(conn, events)
+            await records.set_states(conn, sorted(won), "processed")
+    except DB_ERRORS as exc:
+        # Nothing of the batch committed: each record retries as a job of its own.
+        delay = services.settings.enrich_retry_base_s
+        log.warning("job.database_unavailable", records=len(finished), error=type(exc).__name__)
+        for record, _ in finished:
+            await services.queue.enqueue_record(record.id, defer_s=delay)
+        return
+    await services.queue.enqueue_deliveries(owed)
 
 
 async def sweep_outbox(ctx: dict[str, Any], *, batch: int = 500, max_batches: int = 200) -> int:
@@ -260,4 +392,4 @@ async def sweep_outbox(ctx: dict[str, Any], *, batch: int = 500, max_batches: in
     return published
 
 
-__all__ = ["process_record", "record_job_id", "sweep_outbox"]
+__all__ = ["process_record", "process_records", "record_job_id", "sweep_outbox"]

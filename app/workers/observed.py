@@ -23,7 +23,7 @@ _OUTCOMES = frozenset(
 )
 
 
-def observed(name: str, job: Job, *, subject: str = "record_id") -> WorkerCoroutine:
+def observed(name: str, job: Job, *, subject: str | None = "record_id") -> WorkerCoroutine:
     """``job`` with its first argument bound to the log context as ``subject``, the request id
     it was enqueued with (app.queue.carried_context) bound as ``request_id``, and its run
     timed and counted by outcome."""
@@ -32,7 +32,7 @@ def observed(name: str, job: Job, *, subject: str = "record_id") -> WorkerCorout
     async def run(ctx: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
         request_id = kwargs.pop("request_id", None)
         context: dict[str, Any] = {"job": name}
-        if args:
+        if subject is not None and args:
             context[subject] = args[0]
         if request_id is not None:
             context["request_id"] = request_id

@@ -13,11 +13,12 @@ from arq.connections import RedisSettings
 from arq.worker import Worker, func
 
 from app import sources
-from app.queue import DELIVER_RECORD, PROCESS_RECORD, deserialize, serialize
+from app.queue import DELIVER_RECORD, PROCESS_RECORD, PROCESS_RECORDS, deserialize, serialize
 from app.services import Services
 from app.settings import Settings
 from app.workers.delivery import deliver_record
-from app.workers.jobs import process_record, sweep_outbox
+from app.workers.jobs import process_record, process_records, sweep_outbox
+from app.workers.maintenance import privacy_maintenance
 from app.workers.observed import observed
 from app.workers.poller import POLL_CONNECTION, POLL_TICK_SECONDS, poll_connection, poll_due
 from app.workers.resilient import ResilientWorker
@@ -62,6 +63,13 @@ def worker_options(settings: Settings) -> dict[str, Any]:
                 keep_result=0,
                 max_tries=1000,
             ),
+            # A batch names many records: each record's run binds its own (app.workers.jobs).
+            func(
+                observed(PROCESS_RECORDS, process_records, subject=None),
+                name=PROCESS_RECORDS,
+                keep_result=0,
+                max_tries=1000,
+            ),
             func(
                 observed(DELIVER_RECORD, deliver_record),
                 name=DELIVER_RECORD,
@@ -93,6 +101,17 @@ def worker_options(settings: Settings) -> dict[str, Any]:
                 keep_result=0,
                 unique=True,
                 timeout=30,
+            ),
+            # Partitions ahead, retention purge, finished work rows (docs/privacy.md). At
+            # startup too, so a fresh deployment has its partitions before the first event.
+            cron(
+                privacy_maintenance,
+                minute={int(m) for m in settings.maintenance_minutes.split(",")},
+                second=0,
+                run_at_startup=True,
+                keep_result=0,
+                unique=True,
+                timeout=300,
             ),
         ],
         "redis_settings": redis_settings(settings.redis_dsn),

@@ -13,6 +13,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from app.clients.smartrecruiters import SmartRecruitersClient
+from app.privacy import erase
+from app.schemas.smartrecruiters_config import SmartRecruitersOptions
 from app.services import Services
 from app.store.normalized import Resource
 from app.workers.context import Enrichment, EnrichmentError, RecordRow
@@ -128,6 +130,17 @@ async def handle(services: Services, record: RecordRow) -> Enrichment:
     if name == "candidate.deleted":
         if candidate_id is None:
             raise EnrichmentError("invalid_event", "candidate.deleted without an id")
+        if SmartRecruitersOptions.model_validate(connection.options).erase_on_delete:
+            # The ATS forgot the candidate: so do we, this event's own record included. The
+            # tombstone that follows names the id only; the destination is told of the deletion.
+            await erase(
+                services.engine,
+                services.queue.redis,
+                tenant=connection.tenant_slug,
+                source=record.source,
+                candidate_id=candidate_id,
+                actor="smartrecruiters:candidate.deleted",
+            )
         return Enrichment(event_type, [tombstone("candidate", candidate_id)])
     if candidate_id is None and job_id is None:
         raise EnrichmentError("invalid_event", f"{name or 'the event'} names no candidate or job")

@@ -89,7 +89,7 @@ def load(connection: ConnectionInfo | None) -> Loaded | None:
     if connection is None:
         return None
     try:
-        config = IcimsConfig.parse(connection.options, connection.secrets)
+        config = connection.parsed(IcimsConfig.parse)
     except ConfigError as exc:
         log.warning("icims.connection_invalid", connection_id=connection.id, detail=str(exc))
         auth = IcimsAuth.read(connection.options, connection.secrets)

@@ -1,0 +1,73 @@
+"""``hirehook erase`` and ``hirehook maintain``: personal data (docs/privacy.md)."""
+
+from __future__ import annotations
+
+import asyncio
+import getpass
+from typing import Annotated
+
+import typer
+
+from app.cli.common import load_settings, with_services
+
+
+def erase(
+    tenant: Annotated[str, typer.Option(help="Tenant slug.")],
+    source: Annotated[str, typer.Option(help="ATS source (smartrecruiters, icims, ...).")],
+    candidate: Annotated[str, typer.Option(help="The ATS's person/candidate id.")],
+    actor: Annotated[
+        str | None, typer.Option(help="Who asks, for the audit (default: cli:<user>).")
+    ] = None,
+) -> None:
+    """Erase everything stored about one candidate and write the audit row."""
+    import orjson
+
+    from app.privacy import UnknownTenantError
+    from app.privacy import erase as erase_candidate
+    from app.sources import REGISTRY
+
+    if source not in REGISTRY:
+        # A misspelt source would erase nothing and audit that as done.
+        raise typer.BadParameter(f"one of {', '.join(sorted(REGISTRY))}", param_hint="--source")
+    who = actor or f"cli:{getpass.getuser()}"
+    try:
+        report = asyncio.run(
+            with_services(
+                load_settings(),
+                lambda s: erase_candidate(
+                    s.engine,
+                    s.queue.redis,
+                    tenant=tenant,
+                    source=source,
+                    candidate_id=candidate,
+                    actor=who,
+                ),
+            )
+        )
+    except UnknownTenantError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(1) from exc
+    typer.echo(
+        orjson.dumps(
+            {
+                "audit_id": report.audit_id,
+                "erased_at": report.erased_at.isoformat(),
+                "actor": report.actor,
+                "counts": report.counts,
+            }
+        ).decode()
+    )
+
+
+def maintain() -> None:
+    """Run the privacy maintenance once (partitions, retention purge, clean-up), as the
+    worker's cron job does."""
+    import dataclasses
+
+    import orjson
+
+    from app.privacy import maintain as run
+
+    settings = load_settings()
+    report = asyncio.run(with_services(settings, lambda s: run(s.engine, settings)))
+    typer.echo(orjson.dumps(dataclasses.asdict(report)).decode())

@@ -1,0 +1,210 @@
+"""Retention, erasure and clean-up statements (docs/privacy.md); every one bounded or narrow.
+
+Purges empty bodies and keep rows: a record's key and first answer (``record_key``) are never
+touched here, so a re-delivery after a purge or an erasure is still a duplicate.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import orjson
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+_TENANTS = text("SELECT id, slug, retention_days FROM tenant ORDER BY id")
+_TENANT_ID = text("SELECT id FROM tenant WHERE slug = :slug")
+
+_PURGE_RECORDS = text(
+    """
+    UPDATE record SET headers = NULL, payload = NULL, raw_body = NULL, purged_at = now()
+    WHERE (id, received_at) IN (
+        SELECT id, received_at FROM record
+        WHERE tenant_id = :tenant_id AND received_at < :before AND purged_at IS NULL
+        ORDER BY received_at
+        LIMIT :limit
+    )
+    """
+)
+_PURGE_NORMALIZED = {
+    kind: text(
+        f"""
+        DELETE FROM {kind} WHERE id IN (
+            SELECT id FROM {kind} WHERE tenant_id = :tenant_id AND updated_at < :before
+            LIMIT :limit
+        )
+        """  # noqa: S608 - the table name is one of three constants
+    )
+    for kind in ("candidate", "application", "job")
+}
+# A delivery still owed when its body expires is given up: an empty body is no event.
+_EMPTY_DELIVERY = (
+    "body = ''::bytea, done_at = COALESCE(done_at, now()), "
+    "last_error = CASE WHEN done_at IS NULL THEN :why ELSE last_error END"
+)
+_PURGE_DELIVERIES = text(
+    f"""
+    UPDATE delivery SET {_EMPTY_DELIVERY}
+    WHERE record_id IN (
+        SELECT record_id FROM delivery
+        WHERE tenant_id = :tenant_id AND created_at < :before AND octet_length(body) > 0
+        LIMIT :limit
+    )
+    """  # noqa: S608 - constant SQL
+)
+_CLEAN = {
+    table: text(
+        f"""
+        DELETE FROM {table} WHERE record_id IN (
+            SELECT record_id FROM {table} WHERE done_at < :before LIMIT :limit
+        )
+        """  # noqa: S608 - the table name is one of two constants
+    )
+    for table in ("outbox", "delivery")
+}
+
+_ERASE_RECORDS = text(
+    """
+    UPDATE record SET headers = NULL, payload = NULL, raw_body = NULL,
+                      subjects = '{}'::jsonb, purged_at = COALESCE(purged_at, now())
+    WHERE tenant_id = :tenant_id AND source = :source
+      AND COALESCE(subjects ->> 'person', subjects ->> 'candidate') = :candidate_id
+    RETURNING id
+    """
+)
+_ERASE_DEAD_LETTERS = text(
+    "UPDATE dead_letter SET detail = '(erased)' WHERE record_id = ANY(:ids) RETURNING id"
+)
+_ERASE_DELIVERIES = text(
+    f"UPDATE delivery SET {_EMPTY_DELIVERY} WHERE record_id = ANY(:ids) "  # noqa: S608
+    "RETURNING record_id"
+)
+_ERASE_APPLICATIONS = text(
+    """
+    DELETE FROM application
+    WHERE tenant_id = :tenant_id AND source = :source AND candidate_external_id = :candidate_id
+    RETURNING external_id
+    """
+)
+_ERASE_CANDIDATES = text(
+    """
+    DELETE FROM candidate
+    WHERE tenant_id = :tenant_id AND source = :source AND external_id = :candidate_id
+    RETURNING id
+    """
+)
+_AUDIT = text(
+    """
+    INSERT INTO erasure (tenant, source, candidate_id, actor, counts)
+    VALUES (:tenant, :source, :candidate_id, :actor, CAST(:counts AS jsonb))
+    RETURNING id, erased_at
+    """
+)
+
+
+@dataclass(frozen=True, slots=True)
+class TenantRetention:
+    """A tenant and the days its data is kept (None: its own setting is unset)."""
+
+    id: int
+    slug: str
+    retention_days: int | None
+
+
+async def tenants(conn: AsyncConnection) -> list[TenantRetention]:
+    """Every tenant with its own retention."""
+    rows = (await conn.execute(_TENANTS)).all()
+    return [TenantRetention(r.id, r.slug, r.retention_days) for r in rows]
+
+
+async def tenant_id(conn: AsyncConnection, slug: str) -> int | None:
+    """The id of the tenant ``slug``, if it exists."""
+    found: int | None = (await conn.execute(_TENANT_ID, {"slug": slug})).scalar()
+    return found
+
+
+async def purge_records(
+    conn: AsyncConnection, *, tenant_id: int, before: datetime, limit: int
+) -> int:
+    """Empty the bodies of up to ``limit`` of the tenant's records received before ``before``."""
+    params = {"tenant_id": tenant_id, "before": before, "limit": limit}
+    return (await conn.execute(_PURGE_RECORDS, params)).rowcount
+
+
+async def purge_normalized(
+    conn: AsyncConnection, *, tenant_id: int, before: datetime, limit: int
+) -> int:
+    """Delete up to ``limit`` per table of the tenant's normalized rows last written before
+    ``before`` (a later event fetches them again)."""
+    params = {"tenant_id": tenant_id, "before": before, "limit": limit}
+    return sum([(await conn.execute(sql, params)).rowcount for sql in _PURGE_NORMALIZED.values()])
+
+
+async def purge_deliveries(
+    conn: AsyncConnection, *, tenant_id: int, before: datetime, limit: int
+) -> int:
+    """Empty the bodies of up to ``limit`` of the tenant's deliveries made before ``before``."""
+    params = {"tenant_id": tenant_id, "before": before, "limit": limit, "why": "purged"}
+    return (await conn.execute(_PURGE_DELIVERIES, params)).rowcount
+
+
+async def clean(conn: AsyncConnection, *, table: str, before: datetime, limit: int) -> int:
+    """Delete up to ``limit`` rows of ``outbox`` or ``delivery`` done before ``before``."""
+    return (await conn.execute(_CLEAN[table], {"before": before, "limit": limit})).rowcount
+
+
+@dataclass(frozen=True, slots=True)
+class Erased:
+    """What one erasure changed in PostgreSQL."""
+
+    record_ids: list[uuid.UUID]
+    dead_letters: int
+    deliveries: int
+    candidates: int
+    application_ids: list[str]
+
+
+async def erase(conn: AsyncConnection, *, tenant_id: int, source: str, candidate_id: str) -> Erased:
+    """Erase what is stored about one candidate of one tenant and source (docs/privacy.md)."""
+    named = {"tenant_id": tenant_id, "source": source, "candidate_id": candidate_id}
+    record_ids = list((await conn.execute(_ERASE_RECORDS, named)).scalars())
+    letters = len((await conn.execute(_ERASE_DEAD_LETTERS, {"ids": record_ids})).all())
+    deliveries = len(
+        (await conn.execute(_ERASE_DELIVERIES, {"ids": record_ids, "why": "erased"})).all()
+    )
+    applications = list((await conn.execute(_ERASE_APPLICATIONS, named)).scalars())
+    candidates = len((await conn.execute(_ERASE_CANDIDATES, named)).all())
+    return Erased(record_ids, letters, deliveries, candidates, applications)
+
+
+async def audit(
+    conn: AsyncConnection,
+    *,
+    tenant: str,
+    source: str,
+    candidate_id: str,
+    actor: str,
+    counts: Mapping[str, Any],
+) -> tuple[int, datetime]:
+    """Write the audit row of one erasure; its id and time."""
+    row = (
+        await conn.execute(
+            _AUDIT,
+            {
+                "tenant": tenant,
+                "source": source,
+                "candidate_id": candidate_id,
+                "actor": actor,
+                "counts": orjson.dumps(dict(counts)).decode(),
+            },
+        )
+    ).one()
+    return row.id, row.erased_at
+
+
+# One bounded statement of a purge or clean-up: rows touched, at most ``limit``.
+Step = Callable[..., Awaitable[int]]

@@ -1,0 +1,378 @@
+"""The benchmark set behind ``make bench``: every run, then one table of issue 9's targets.
+
+    .venv/bin/python -m bench.suite [--events 10000] [--rounds 3] [--slow-rounds 1]
+                                    [--prefill 1000000] [--rss-events 100000] [--results DIR]
+
+Runs, each its own process with its own PostgreSQL and Redis (see bench/README.md):
+
+1. new events, API + worker: bare FastAPI, Hirehook and hookspool 0.2.0 in alternating rounds
+2. duplicates: the same, every event sent twice
+3. prefilled: ``--prefill`` records in the table first (compared with run 1, each as a ratio
+   to its own same-run baseline)
+4. RSS: ``--rss-events`` events, API RSS after a tenth of them and after all
+5. scale-out: 2 API processes (connections spread over both) + 2 workers
+6. crash: ``kill -9`` of the API ``--kill-after`` seconds into a load whose senders resend
+   until acknowledged; every acknowledged event must be in PostgreSQL
+7. enrichment: ``bench.enrichment`` (1 and 2 worker processes against a 50 ms fake API)
+
+Writes each run's JSON and ``summary.json`` (with the table) under ``--results``. Exits
+non-zero if a ledger does not balance or a run could not finish; a missed target is reported,
+not fatal.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def _run(name: str, argv: list[str], out: Path) -> dict[str, Any] | str:
+    """Run one benchmark; its JSON, or why there is none."""
+    print(f"\n=== {name}: {' '.join(argv)}", flush=True)
+    started = time.monotonic()
+    # A file left by an earlier run must not stand in for a run that failed.
+    out.unlink(missing_ok=True)
+    done = subprocess.run([sys.executable, "-m", *argv, "--json", str(out)], check=False)
+    print(
+        f"=== {name}: exit {done.returncode} after {time.monotonic() - started:.0f} s", flush=True
+    )
+    if not out.exists():
+        return f"failed (exit {done.returncode}, no results)"
+    result: dict[str, Any] = orjson.loads(out.read_bytes())
+    if done.returncode != 0 and not result.get("ledger_failures"):
+        return f"failed (exit {done.returncode})"
+    return result
+
+
+def _rate(side: dict[str, Any]) -> str:
+    return f"{side['events_per_s']:,.0f}/s (p50 {side['p50_ms']:.0f} / p99 {side['p99_ms']:.0f} ms)"
+
+
+def _cpu(side: dict[str, Any]) -> str:
+    cpu = side["cpu_ms_per_event"]
+    parts = ", ".join(f"{k} {v:.2f}" for k, v in cpu.items() if k != "total")
+    return f"**{cpu['total']:.2f}** ({parts})"
+
+
+def _met(ok: bool) -> str:
+    return "met" if ok else "**missed**"
+
+
+Row = tuple[str, str, str, str, str]
+
+
+def _intake_rows(main: dict[str, Any] | str, dup: dict[str, Any] | str) -> list[Row]:
+    rows: list[Row] = []
+    if isinstance(main, str):
+        rows.append(
+            ("new events ≥ 0.4x bare FastAPI, p99 ≤ 50 ms, ≥ 3x hookspool", main, "", "", "—")
+        )
+    else:
+        base, hh = main["baseline"], main["hirehook"]
+        ratio = main["ratio_events_per_s"]
+        rows.append(
+            (
+                "new events, API + worker: ≥ 0.4x bare FastAPI",
+                f"{ratio:.3f}x — Hirehook {_rate(hh)}",
+                f"bare {_rate(base)}; CPU {_cpu(base)}",
+                _cpu(hh),
+                _met(ratio >= 0.4),
+            )
+        )
+        p99 = hh["p99_ms"]
+        rows.append(
+            (
+                "p99 ack ≤ 50 ms at 32 senders (stretch ≤ 30)",
+                f"{p99:.1f} ms",
+                "",
+                "",
+                _met(p99 <= 50) + (" (stretch met)" if p99 <= 30 else ""),
+            )
+        )
+        peer = main["hookspool"]
+        if isinstance(peer, str):
+            rows.append(("≥ 3x hookspool 0.2.0", peer, "", "", "—"))
+        else:
+            times = hh["events_per_s"] / peer["events_per_s"]
+            rows.append(
+                (
+                    "≥ 3x hookspool 0.2.0 (same run)",
+                    f"{times:.2f}x",
+                    f"hookspool {_rate(peer)} = {peer['ratio_events_per_s']:.3f}x bare; "
+                    f"CPU {_cpu(peer)}",
+                    "",
+                    _met(times >= 3),
+                )
+            )
+    if isinstance(dup, str):
+        rows.append(("duplicates ≥ 0.6x bare FastAPI", dup, "", "", "—"))
+    else:
+        ratio = dup["ratio_events_per_s"]
+        peer = dup["hookspool"]
+        reference = f"bare {_rate(dup['baseline'])}"
+        if not isinstance(peer, str):
+            reference += f"; hookspool {_rate(peer)}"
+        ledger = dup["ledger"]
+        answered = ledger["same_answer"] + ledger["different_answer"]
+        same = f"{ledger['same_answer']:,} of {answered:,} redeliveries answered alike"
+        rows.append(
+            (
+                "duplicates (every event twice): ≥ 0.6x bare FastAPI",
+                f"{ratio:.3f}x — Hirehook {_rate(dup['hirehook'])}; {same}",
+                reference,
+                _cpu(dup["hirehook"]),
+                _met(ratio >= 0.6),
+            )
+        )
+    return rows
+
+
+def _growth_rows(
+    main: dict[str, Any] | str, prefill: dict[str, Any] | str, rss: dict[str, Any] | str
+) -> list[Row]:
+    rows: list[Row] = []
+    if isinstance(prefill, str) or isinstance(main, str):
+        rows.append(("1 M records in the table: ≥ 0.8x empty", str(prefill), "", "", "—"))
+    else:
+        # Each run is a ratio to its own same-run baseline, so machine drift between the runs
+        # cancels out.
+        ratio = prefill["ratio_events_per_s"] / main["ratio_events_per_s"]
+        rows.append(
+            (
+                f"{prefill['prefill']:,} records in the table: ≥ 0.8x empty",
+                f"{ratio:.2f}x — {prefill['ratio_events_per_s']:.3f}x bare prefilled vs "
+                f"{main['ratio_events_per_s']:.3f}x empty",
+                f"prefilled Hirehook {_rate(prefill['hirehook'])}",
+                _cpu(prefill["hirehook"]),
+                _met(ratio >= 0.8),
+            )
+        )
+    if isinstance(rss, str):
+        rows.append(("API RSS flat (±10 %) from 10 k to 100 k events", rss, "", "", "—"))
+    else:
+        points = rss["rss"]["rss_mb_at"]
+        growth = rss["rss"]["growth"]
+        rows.append(
+            (
+                "API RSS flat (±10 %) over the run",
+                f"{growth * 100:+.1f} % ("
+                + " → ".join(f"{v} MB at {int(k):,}" for k, v in points.items())
+                + ")",
+                "",
+                "",
+                _met(abs(growth) <= 0.10),
+            )
+        )
+    return rows
+
+
+def _scale_row(scale: dict[str, Any] | str, main: dict[str, Any] | str) -> list[Row]:
+    if isinstance(scale, str):
+        return [("scale-out: 2 API processes + 2 workers (documented)", scale, "", "", "—")]
+    versus = ""
+    if not isinstance(main, str):
+        versus = (
+            f"; {scale['hirehook']['events_per_s'] / main['hirehook']['events_per_s']:.2f}x "
+            "1 API + 1 worker"
+        )
+    return [
+        (
+            "scale-out: 2 API processes + 2 workers (documented)",
+            f"Hirehook {_rate(scale['hirehook'])} = "
+            f"{scale['ratio_events_per_s']:.3f}x bare{versus}",
+            f"bare, 2 uvicorn workers {_rate(scale['baseline'])}",
+            _cpu(scale["hirehook"]),
+            "—",
+        )
+    ]
+
+
+def _crash_row(crash: dict[str, Any] | str) -> list[Row]:
+    name = "kill -9 of the API mid-load loses no acknowledged event"
+    if isinstance(crash, str):
+        return [(name, crash, "", "", "—")]
+    c = crash["crash"]
+    hit = c["connection_errors"] > 0
+    return [
+        (
+            name,
+            f"{c['lost']} lost of {c['acknowledged']:,} acknowledged "
+            f"({c['acknowledged_and_recorded']:,} found recorded)",
+            f"killed {c['killed_after_s']} s in, API back after {c['api_back_after_s']} s; "
+            f"{c['connection_errors']} requests cut off and resent"
+            + ("" if hit else " (the kill hit nothing in flight)"),
+            "",
+            _met(c["lost"] == 0 and hit),
+        )
+    ]
+
+
+def _enrichment_rows(enrich: dict[str, Any] | str) -> list[Row]:
+    if isinstance(enrich, str):
+        return [
+            ("enrichment ≥ 400 jobs/s, 2 processes ≥ 1.8x, ≤ 2 ms CPU/job", enrich, "", "", "—")
+        ]
+    by = {s["scenario"]: s for s in enrich["scenarios"]}
+    one, two = by["throughput, 1 process"], by["throughput, 2 processes"]
+    return [
+        (
+            "enrichment, 1 worker process: ≥ 400 jobs/s (50 ms fake API)",
+            f"{one['jobs_per_s']:,.0f} jobs/s",
+            "",
+            f"{one['cpu_ms_per_job']:.2f} ms/job (worker)",
+            _met(one["jobs_per_s"] >= 400),
+        ),
+        (
+            "enrichment, 2 processes ≥ 1.8x one",
+            f"{two['jobs_per_s_ratio']:.2f}x ({two['jobs_per_s']:,.0f} jobs/s)",
+            "",
+            f"{two['cpu_ms_per_job']:.2f} ms/job (workers)",
+            _met(two["jobs_per_s_ratio"] >= 1.8),
+        ),
+        (
+            "enrichment ≤ 2 ms worker CPU per job",
+            f"{one['cpu_ms_per_job']:.2f} ms",
+            "",
+            "",
+            _met(one["cpu_ms_per_job"] <= 2),
+        ),
+    ]
+
+
+def _ledger_row(runs: dict[str, dict[str, Any] | str]) -> tuple[Row, bool]:
+    bad = []
+    for name, result in runs.items():
+        if isinstance(result, str):
+            bad.append(f"{name}: {result}")
+        else:
+            bad += [f"{name}: {f}" for f in result.get("ledger_failures", [])]
+    measured = "; ".join(bad) if bad else "every run: sent = acknowledged = recorded = processed"
+    main = runs.get("new events")
+    if isinstance(main, dict):
+        ledger = main["ledger"]
+        measured += (
+            f" (new events: {ledger['sent']:,} / {ledger['acknowledged']:,} / "
+            f"{ledger['recorded']:,} / {ledger['processed']:,})"
+        )
+    return ("ledgers balance", measured, "", "", _met(not bad)), not bad
+
+
+def table(runs: dict[str, dict[str, Any] | str]) -> tuple[str, bool]:
+    """The markdown table of targets, and whether every ledger balanced."""
+    main, dup = runs.get("new events", "not run"), runs.get("duplicates", "not run")
+    rows = _intake_rows(main, dup)
+    rows += _growth_rows(main, runs.get("prefilled", "not run"), runs.get("rss", "not run"))
+    rows += _enrichment_rows(runs.get("enrichment", "not run"))
+    rows += _scale_row(runs.get("scale-out", "not run"), main)
+    rows += _crash_row(runs.get("crash", "not run"))
+    intake_runs = {k: v for k, v in runs.items() if k != "enrichment"}
+    ledger, balanced = _ledger_row(intake_runs)
+    rows.append(ledger)
+    lines = [
+        "| target (issue 9) | measured | reference, same run | Hirehook CPU ms per delivery "
+        "(per job for enrichment) | |",
+        "|---|---|---|---|---|",
+    ]
+    lines += ["| " + " | ".join(cell.replace("|", "/") for cell in row) + " |" for row in rows]
+    return "\n".join(lines), balanced
+
+
+def main() -> None:
+    """Run the set and print the table."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=10000, help="timed events per round")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of the main comparison")
+    parser.add_argument("--slow-rounds", type=int, default=1, help="rounds of the other runs")
+    parser.add_argument("--warmup", type=int, default=500)
+    parser.add_argument("--prefill", type=int, default=1_000_000)
+    parser.add_argument("--rss-events", type=int, default=100_000)
+    parser.add_argument(
+        "--kill-after", type=float, default=3, help="seconds into the crash run's load"
+    )
+    parser.add_argument("--enrich-events", type=int, default=600)
+    parser.add_argument("--enrich-storm", type=int, default=500)
+    parser.add_argument("--enrich-repeats", type=int, default=3)
+    parser.add_argument(
+        "--only", action="append", help="run only these (new-events, duplicates, ...)"
+    )
+    parser.add_argument("--results", type=Path, default=RESULTS)
+    args = parser.parse_args()
+    args.results.mkdir(parents=True, exist_ok=True)
+
+    common = ["--events", str(args.events), "--warmup", str(args.warmup)]
+    slow = [*common, "--rounds", str(args.slow_rounds)]
+    plan: list[tuple[str, list[str]]] = [
+        ("new events", ["bench.intake", *common, "--rounds", str(args.rounds)]),
+        ("duplicates", ["bench.intake", *slow, "--duplicates"]),
+        ("prefilled", ["bench.intake", *slow, "--prefill", str(args.prefill), "--no-hookspool"]),
+        (
+            "rss",
+            [
+                "bench.intake",
+                *common,
+                "--rounds",
+                "0",
+                "--rss",
+                "--rss-events",
+                str(args.rss_events),
+                "--no-hookspool",
+            ],
+        ),
+        (
+            "scale-out",
+            ["bench.intake", *slow, "--api-processes", "2", "--workers", "2", "--no-hookspool"],
+        ),
+        (
+            "crash",
+            [
+                "bench.intake",
+                *common,
+                "--rounds",
+                "0",
+                "--kill-api-after",
+                str(args.kill_after),
+                "--no-hookspool",
+            ],
+        ),
+        (
+            "enrichment",
+            [
+                "bench.enrichment",
+                "--events",
+                str(args.enrich_events),
+                "--storm",
+                str(args.enrich_storm),
+                "--repeats",
+                str(args.enrich_repeats),
+            ],
+        ),
+    ]
+    wanted: Callable[[str], bool] = lambda name: (  # noqa: E731
+        not args.only or name.replace(" ", "-") in args.only
+    )
+    runs: dict[str, dict[str, Any] | str] = {}
+    for name, argv in plan:
+        if wanted(name):
+            runs[name] = _run(name, argv, args.results / f"{name.replace(' ', '-')}.json")
+    rendered, balanced = table(runs)
+    print("\n" + rendered)
+    summary = {"arguments": {k: str(v) for k, v in vars(args).items()}, "table": rendered}
+    summary["runs"] = runs
+    (args.results / "summary.json").write_text(
+        orjson.dumps(summary, option=orjson.OPT_INDENT_2).decode()
+    )
+    if not balanced:
+        raise SystemExit("a ledger does not balance or a run did not finish: see the table")
+
+
+if __name__ == "__main__":
+    main()
