@@ -9,6 +9,7 @@ a transaction the caller holds (a poll page, whose cursor commits with its recor
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -172,6 +173,9 @@ class Intake:
             self._write, writers=writers, max_batch=max_batch
         )
         self._publishing: set[asyncio.Task[int]] = set()
+        # The request id of each record waiting for its batch (app.request_context): a batch's
+        # writer runs in whichever request's context started it, so ids travel explicitly.
+        self._request_ids: dict[uuid.UUID, str] = {}
         # Per source, the headers it keeps beside the common ones (see app.sources).
         self._stored_headers = dict(stored_headers or {})
 
@@ -318,6 +322,9 @@ class Intake:
         """``new`` written by the next batch, within the request's database window, and its
         job published (Redis waits do not count against the database window)."""
         timeout_s = deadline.database(self._db_timeout_s) if deadline else self._db_timeout_s
+        request_id = structlog.contextvars.get_contextvars().get("request_id")
+        if isinstance(request_id, str):
+            self._request_ids[new.id] = request_id
         started = time.monotonic()
         try:
             outcome, published = await self._batches.submit(new, timeout_s)
@@ -327,6 +334,7 @@ class Intake:
             log.warning("intake.unavailable", error=type(exc).__name__)
             raise unavailable(f"database: {type(exc).__name__}") from exc
         finally:
+            self._request_ids.pop(new.id, None)
             if deadline is not None:
                 deadline.database_s += time.monotonic() - started
         if published is not None:
@@ -373,7 +381,15 @@ class Intake:
     def _publish(self, record_ids: list[uuid.UUID]) -> asyncio.Task[int]:
         # enqueue_batch never raises (a failure is logged; the sweeper republishes), and its
         # Redis wait is bounded, so the task always ends soon.
-        task = asyncio.get_running_loop().create_task(self._queue.enqueue_batch(record_ids))
+        # A job of one record carries its request's id; a batch job serves many requests and
+        # carries none. Never the id of the request whose context this writer happens to run in.
+        context = contextvars.Context()
+        request_id = self._request_ids.get(record_ids[0]) if len(record_ids) == 1 else None
+        if request_id is not None:
+            context.run(structlog.contextvars.bind_contextvars, request_id=request_id)
+        task = asyncio.get_running_loop().create_task(
+            self._queue.enqueue_batch(record_ids), context=context
+        )
         self._publishing.add(task)
         task.add_done_callback(self._publishing.discard)
         return task

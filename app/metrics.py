@@ -90,6 +90,11 @@ JOB_SECONDS = Histogram(
     ["job", "outcome"],
     buckets=_JOB_BUCKETS,
 )
+RECORDS_PROCESSED = Counter(
+    "hirehook_records_processed_total",
+    "Records enriched and marked done, by source, whether by a job of one record or of a batch.",
+    ["source"],
+)
 JOB_RETRIES = Counter(
     "hirehook_job_retries_total", "Job runs that ended in a deferred retry, by job.", ["job"]
 )

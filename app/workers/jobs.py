@@ -24,7 +24,7 @@ from app.clients.base import ApiError, BudgetExhaustedError
 from app.connections import ConnectionInfo
 from app.db import DB_ERRORS
 from app.errors import AppError
-from app.metrics import DEAD_LETTERS
+from app.metrics import DEAD_LETTERS, RECORDS_PROCESSED
 from app.queue import record_job_id
 from app.services import Services
 from app.store import dead_letters, deliveries, records, work
@@ -318,6 +318,7 @@ async def _finish(services: Services, record: RecordRow, enrichment: Enrichment 
         raise Retry(defer=services.settings.enrich_retry_base_s) from exc
     if owed:
         await services.queue.enqueue_delivery(record.id)
+    RECORDS_PROCESSED.labels(record.source).inc()
     log.info(
         "job.record_processed",
         record_id=str(record.id),
@@ -359,6 +360,9 @@ async def _finish_many(
         for record, _ in finished:
             await services.queue.enqueue_record(record.id, defer_s=delay)
         return
+    for record, _ in finished:
+        if record.id in won:
+            RECORDS_PROCESSED.labels(record.source).inc()
     await services.queue.enqueue_deliveries(owed)
 
 
