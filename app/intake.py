@@ -42,7 +42,8 @@ class Deadline:
     """The time left of the sender's budget for one request."""
 
     def __init__(self, budget_s: float) -> None:
-        self.expires = time.monotonic() + budget_s
+        self.started = time.monotonic()
+        self.expires = self.started + budget_s
         # Time spent waiting for the database so far (Intake adds each wait).
         self.database_s = 0.0
 
@@ -227,12 +228,13 @@ class Intake:
             answer_headers=None if answer is None else answer.headers,
             answer_body=None if answer is None else answer.body,
             problem="; ".join(event.problems) if event.problems else None,
+            ack_ms=None if deadline is None else int((time.monotonic() - deadline.started) * 1000),
         )
 
         async def insert(db: AsyncConnection) -> tuple[bool, StoredAnswer | None]:
             if await records.insert(db, new, task=PROCESS_RECORD):
                 return True, None
-            return False, await records.find(
+            return False, await records.find_duplicate(
                 db, tenant_id=info.tenant_id, source=info.source, dedupe_key=event.dedupe_key
             )
 

@@ -18,11 +18,11 @@ _INSERT = text(
     WITH new AS (
         INSERT INTO record (id, tenant_id, connection_id, source, dedupe_key, event_type, known,
                             state, subjects, thread, headers, payload, raw_body,
-                            answer_status, answer_headers, answer_body)
+                            answer_status, answer_headers, answer_body, ack_ms)
         VALUES (:id, :tenant_id, :connection_id, :source, :dedupe_key, :event_type, :known,
                 :state, CAST(:subjects AS jsonb), :thread, CAST(:headers AS jsonb),
                 CAST(:payload AS jsonb), :raw_body,
-                :answer_status, CAST(:answer_headers AS jsonb), :answer_body)
+                :answer_status, CAST(:answer_headers AS jsonb), :answer_body, :ack_ms)
         ON CONFLICT (tenant_id, source, dedupe_key) DO NOTHING
         RETURNING id, known, tenant_id, source
     ), box AS (
@@ -41,6 +41,14 @@ _FIND = text(
     """
     SELECT id, answer_status, answer_headers, answer_body FROM record
     WHERE tenant_id = :tenant_id AND source = :source AND dedupe_key = :dedupe_key
+    """
+)
+# The duplicate path's lookup, counting the copy in the same round trip (admin stats).
+_FIND_DUPLICATE = text(
+    """
+    UPDATE record SET duplicates = duplicates + 1
+    WHERE tenant_id = :tenant_id AND source = :source AND dedupe_key = :dedupe_key
+    RETURNING id, answer_status, answer_headers, answer_body
     """
 )
 _LATEST_IN_THREAD = text(
@@ -82,6 +90,8 @@ class NewRecord:
     answer_body: bytes | None
     # Why an authentic event did not fit its model; it is then stored but quarantined.
     problem: str | None = None
+    # Milliseconds since the request arrived (None for a polled record).
+    ack_ms: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,6 +137,7 @@ async def insert(conn: AsyncConnection, record: NewRecord, *, task: str) -> bool
             else orjson.dumps(dict(record.answer_headers)).decode()
         ),
         "answer_body": record.answer_body,
+        "ack_ms": record.ack_ms,
         "task": task,
     }
     return (await conn.execute(_INSERT, params)).first() is not None
@@ -139,6 +150,18 @@ async def find(
     row = (
         await conn.execute(
             _FIND, {"tenant_id": tenant_id, "source": source, "dedupe_key": dedupe_key}
+        )
+    ).first()
+    return None if row is None else _answer(row)
+
+
+async def find_duplicate(
+    conn: AsyncConnection, *, tenant_id: int, source: str, dedupe_key: str
+) -> StoredAnswer | None:
+    """Like :func:`find`, for a copy that lost the insert: also counts it on the record."""
+    row = (
+        await conn.execute(
+            _FIND_DUPLICATE, {"tenant_id": tenant_id, "source": source, "dedupe_key": dedupe_key}
         )
     ).first()
     return None if row is None else _answer(row)
