@@ -230,8 +230,6 @@ class RecordDetail(RecordSummary):
 class RecordQuery(BaseModel):
     """Record filters, as the API's query string and the CLI's options give them."""
 
-    model_config = ConfigDict(extra="forbid")
-
     tenant: str | None = None
     source: str | None = None
     event_type: str | None = None
@@ -243,13 +241,20 @@ class RecordQuery(BaseModel):
     application: str | None = None
 
 
+class ReplayFilters(RecordQuery):
+    """Record filters in a replay's body: a misspelt one is refused, not ignored (ignoring it
+    would replay more than was meant)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
 class ReplayRequest(BaseModel):
     """Replay these records, or every record matching ``filters`` (one of the two)."""
 
     model_config = ConfigDict(extra="forbid")
 
     record_ids: list[uuid.UUID] = Field(default_factory=list, max_length=10_000)
-    filters: RecordQuery | None = None
+    filters: ReplayFilters | None = None
 
 
 class ReplayResult(_Out):

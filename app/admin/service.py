@@ -379,7 +379,7 @@ async def show_record(services: Services, *, record_id: uuid.UUID) -> s.RecordDe
         delivery = await query.delivery_of(conn, record_id)
         letters = await query.dead_letters_of(conn, record_id)
         replays = await sql.replays_of(conn, record_id)
-    record = found.Record
+    record = found
     return s.RecordDetail(
         id=record.id,
         tenant=found.tenant,
@@ -419,9 +419,8 @@ async def show_record(services: Services, *, record_id: uuid.UUID) -> s.RecordDe
 
 
 def _letter_fields(row: Row[Any]) -> dict[str, Any]:
-    letter = row.DeadLetter
     return {
-        name: getattr(letter, name) for name in s.DeadLetterView.model_fields if name != "tenant"
+        name: getattr(row, name) for name in s.DeadLetterView.model_fields if name != "tenant"
     }
 
 

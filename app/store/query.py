@@ -101,7 +101,7 @@ async def record_ids(
 async def get_record(conn: AsyncConnection, record_id: uuid.UUID) -> Row[Any] | None:
     """Every column of one record, with its tenant's slug."""
     query = (
-        select(Record, Tenant.slug.label("tenant"))
+        select(*Record.__table__.c, Tenant.slug.label("tenant"))
         .join(Tenant, Tenant.id == Record.tenant_id)
         .where(Record.id == record_id)
     )
