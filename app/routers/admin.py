@@ -29,7 +29,8 @@ _MEANINGS = {
 
 def _answers(ok: int, model: Any, description: str, *refused: int) -> dict[str, Any]:
     responses: Responses = {ok: {"model": model, "description": description}}
-    responses.update(refusals(sorted({400, 401, 429, *refused}), meanings=_MEANINGS))
+    # Only what the route can send: a 400 needs a parameter or body to be wrong.
+    responses.update(refusals(sorted({401, 429, *refused}), meanings=_MEANINGS))
     return {"responses": responses, "openapi_extra": security(["adminKey"])}
 
 
@@ -56,7 +57,7 @@ async def list_tenants(services: ServicesDep, caller: CallerDep) -> list[s.Tenan
     return await service.list_tenants(services)
 
 
-@router.post("/tenants", status_code=201, **_answers(201, s.TenantDetail, "Created.", 409))
+@router.post("/tenants", status_code=201, **_answers(201, s.TenantDetail, "Created.", 400, 409))
 async def create_tenant(
     spec: s.TenantCreate, services: ServicesDep, caller: CallerDep
 ) -> s.TenantDetail:
@@ -70,7 +71,7 @@ async def show_tenant(slug: str, services: ServicesDep, caller: CallerDep) -> s.
     return await service.show_tenant(services, slug=slug)
 
 
-@router.patch("/tenants/{slug}", **_answers(200, s.TenantDetail, "Updated.", 404))
+@router.patch("/tenants/{slug}", **_answers(200, s.TenantDetail, "Updated.", 400, 404))
 async def update_tenant(
     slug: str, spec: s.TenantUpdate, services: ServicesDep, caller: CallerDep
 ) -> s.TenantDetail:
@@ -78,7 +79,7 @@ async def update_tenant(
     return await service.update_tenant(services, slug=slug, spec=spec)
 
 
-@router.post("/tenants/{slug}/{action}", **_answers(200, s.TenantDetail, "Done.", 404))
+@router.post("/tenants/{slug}/{action}", **_answers(200, s.TenantDetail, "Done.", 400, 404))
 async def enable_tenant(
     slug: str,
     action: Literal["enable", "disable"],
@@ -104,7 +105,9 @@ async def list_connections(
 
 
 @router.post(
-    "/connections", status_code=201, **_answers(201, s.ConnectionView, "Created.", 404, 409)
+    "/connections",
+    status_code=201,
+    **_answers(201, s.ConnectionView, "Created.", 400, 404, 409),
 )
 async def create_connection(
     spec: s.ConnectionCreate, services: ServicesDep, caller: CallerDep
@@ -113,7 +116,9 @@ async def create_connection(
     return await service.create_connection(services, spec=spec)
 
 
-@router.get("/connections/{connection_id}", **_answers(200, s.ConnectionView, "It.", 404))
+@router.get(
+    "/connections/{connection_id}", **_answers(200, s.ConnectionView, "The connection.", 400, 404)
+)
 async def show_connection(
     connection_id: int, services: ServicesDep, caller: CallerDep
 ) -> s.ConnectionView:
@@ -122,7 +127,7 @@ async def show_connection(
 
 
 @router.patch(
-    "/connections/{connection_id}", **_answers(200, s.ConnectionView, "Updated.", 404, 409)
+    "/connections/{connection_id}", **_answers(200, s.ConnectionView, "Updated.", 400, 404, 409)
 )
 async def update_connection(
     connection_id: int, spec: s.ConnectionUpdate, services: ServicesDep, caller: CallerDep
@@ -133,7 +138,7 @@ async def update_connection(
 
 @router.post(
     "/connections/{connection_id}/{action}",
-    **_answers(200, s.ConnectionView, "Done.", 404, 409),
+    **_answers(200, s.ConnectionView, "Done.", 400, 404),
 )
 async def enable_connection(
     connection_id: int,
@@ -149,7 +154,7 @@ async def enable_connection(
 
 @router.put(
     "/connections/{connection_id}/secrets",
-    **_answers(200, s.ConnectionView, "Rotated.", 404, 409),
+    **_answers(200, s.ConnectionView, "Rotated.", 400, 404),
 )
 async def rotate_secrets(
     connection_id: int, spec: s.SecretsRotate, services: ServicesDep, caller: CallerDep
@@ -161,7 +166,7 @@ async def rotate_secrets(
 # --- records and replay -----------------------------------------------------------------------
 
 
-@router.get("/records", **_answers(200, s.RecordPage, "A page of records, newest first."))
+@router.get("/records", **_answers(200, s.RecordPage, "A page of records, newest first.", 400))
 async def list_records(
     services: ServicesDep,
     caller: CallerDep,
@@ -173,7 +178,7 @@ async def list_records(
     return await service.list_records(services, q=q, limit=limit, cursor=cursor)
 
 
-@router.get("/records/{record_id}", **_answers(200, s.RecordDetail, "The record.", 404))
+@router.get("/records/{record_id}", **_answers(200, s.RecordDetail, "The record.", 400, 404))
 async def show_record(
     record_id: uuid.UUID, services: ServicesDep, caller: CallerDep
 ) -> s.RecordDetail:
@@ -182,7 +187,7 @@ async def show_record(
     return await service.show_record(services, record_id=record_id)
 
 
-@router.post("/records/{record_id}/replay", **_answers(200, s.ReplayResult, "Replayed.", 404))
+@router.post("/records/{record_id}/replay", **_answers(200, s.ReplayResult, "Replayed.", 400, 404))
 async def replay_record(
     record_id: uuid.UUID, services: ServicesDep, caller: CallerDep
 ) -> s.ReplayResult:
@@ -192,7 +197,7 @@ async def replay_record(
     )
 
 
-@router.post("/replays", **_answers(200, s.ReplayResult, "Replayed.", 404))
+@router.post("/replays", **_answers(200, s.ReplayResult, "Replayed.", 400, 404))
 async def replay(
     request: s.ReplayRequest, services: ServicesDep, caller: CallerDep
 ) -> s.ReplayResult:
@@ -203,7 +208,7 @@ async def replay(
 # --- dead letters -----------------------------------------------------------------------------
 
 
-@router.get("/dead-letters", **_answers(200, list[s.DeadLetterView], "Dead letters."))
+@router.get("/dead-letters", **_answers(200, list[s.DeadLetterView], "Dead letters.", 400))
 async def list_dead_letters(
     services: ServicesDep,
     caller: CallerDep,
@@ -226,7 +231,7 @@ async def list_dead_letters(
     )
 
 
-@router.post("/dead-letters/retry", **_answers(200, s.ActionResult, "Retried."))
+@router.post("/dead-letters/retry", **_answers(200, s.ActionResult, "Retried.", 400))
 async def retry_dead_letters(
     action: s.DeadLetterAction, services: ServicesDep, caller: CallerDep
 ) -> s.ActionResult:
@@ -234,7 +239,7 @@ async def retry_dead_letters(
     return await service.retry_dead_letters(services, action=action)
 
 
-@router.post("/dead-letters/discard", **_answers(200, s.ActionResult, "Discarded."))
+@router.post("/dead-letters/discard", **_answers(200, s.ActionResult, "Discarded.", 400))
 async def discard_dead_letters(
     action: s.DeadLetterAction, services: ServicesDep, caller: CallerDep
 ) -> s.ActionResult:
@@ -245,7 +250,7 @@ async def discard_dead_letters(
 # --- statistics -------------------------------------------------------------------------------
 
 
-@router.get("/stats", **_answers(200, s.Stats, "Statistics per tenant and source."))
+@router.get("/stats", **_answers(200, s.Stats, "Statistics per tenant and source.", 400))
 async def stats(
     services: ServicesDep,
     caller: CallerDep,
