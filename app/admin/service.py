@@ -419,9 +419,7 @@ async def show_record(services: Services, *, record_id: uuid.UUID) -> s.RecordDe
 
 
 def _letter_fields(row: Row[Any]) -> dict[str, Any]:
-    return {
-        name: getattr(row, name) for name in s.DeadLetterView.model_fields if name != "tenant"
-    }
+    return {name: getattr(row, name) for name in s.DeadLetterView.model_fields if name != "tenant"}
 
 
 # --- replay -----------------------------------------------------------------------------------
