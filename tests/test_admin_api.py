@@ -16,7 +16,7 @@ from app.admin import keys
 from app.main import create_app
 from app.services import Services
 from app.settings import Settings
-from tests.conftest import add_connection, run_app
+from tests.conftest import add_connection, make_settings, run_app
 from tests.fake_ats import SR_TOKEN, FakeATS, Step
 from tests.test_keldair import OTHER, SECRET, URL, signed
 from tests.test_keldair import event as keldair_event
@@ -74,7 +74,8 @@ async def post_keldair(client: httpx.AsyncClient, body: dict[str, Any]) -> httpx
 
 
 def _admin_routes() -> list[tuple[str, str]]:
-    app = create_app(Settings(_env_file=None, environment="test", secret_key="x" * 32))
+    # Never connected to: only the OpenAPI document is read.
+    app = create_app(make_settings("postgresql+asyncpg://u@127.0.0.1:1/x", "redis://127.0.0.1:1"))
     fill = {
         "{slug}": "acme",
         "{connection_id}": "1",
@@ -325,6 +326,9 @@ async def test_replaying_twice_makes_no_second_row_and_no_second_delivery(
 
     assert (await admin.call("POST", "/replays", json={})).status_code == 400
     assert (await admin.call("POST", "/replays", json={"filters": {}})).status_code == 400
+    # A misspelt filter is refused rather than ignored (which would replay everything).
+    typo = await admin.call("POST", "/replays", json={"filters": {"tennant": "acme"}})
+    assert typo.status_code == 400 and "tennant" in typo.text
     missing = await admin.call("POST", f"/records/{uuid.uuid4()}/replay")
     assert missing.status_code == 404
     admin.assert_never_shown(HRM_SECRET, VENDOR_SECRET)

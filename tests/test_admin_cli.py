@@ -177,8 +177,8 @@ async def test_records_are_listed_shown_and_replayed_idempotently(
     assert len(fake_ats.deliveries()) == 3
     for table in ("candidate", "job", "application"):
         assert len(await rows(services, f"SELECT 1 FROM {table}")) == 1, table  # noqa: S608
-    log = await rows(services, "SELECT actor, count FROM replay ORDER BY id")
-    assert [r.count for r in log] == [3, 3, 1] and all(r.actor.startswith("cli:") for r in log)
+    log = await rows(services, "SELECT actor, count AS n FROM replay ORDER BY id")
+    assert [r.n for r in log] == [3, 3, 1] and all(r.actor.startswith("cli:") for r in log)
     nothing = await hirehook(settings, "records", "replay")
     assert nothing.returncode == 1 and "Name the records" in nothing.stderr
     for text in (human.stdout, replayed.stdout, replayed.stderr):
