@@ -97,7 +97,7 @@ ROUTES = _admin_routes()
 
 def test_the_admin_routes_are_all_here() -> None:
     # If a route is added, it is covered by the 401 test below through this list.
-    assert len(ROUTES) == 19
+    assert len(ROUTES) == 20
 
 
 @pytest.fixture
@@ -163,7 +163,7 @@ async def test_keys_are_stored_only_as_digests(services: Services, key: str) -> 
 
 
 async def test_tenants_and_connections_are_managed_and_secrets_never_shown(
-    admin: Recorder, client: httpx.AsyncClient
+    admin: Recorder, client: httpx.AsyncClient, capfd: pytest.CaptureFixture[str]
 ) -> None:
     created = await admin.call("POST", "/tenants", json={"slug": "acme", "name": "Acme"})
     assert created.status_code == 201 and created.json()["connection_list"] == []
@@ -226,7 +226,27 @@ async def test_tenants_and_connections_are_managed_and_secrets_never_shown(
     tenants = (await admin.call("GET", "/tenants")).json()
     assert [(t["slug"], t["connections"]) for t in tenants] == [("acme", 1)]
     assert (await admin.call("GET", "/tenants/acme")).json()["destination"] is None
-    admin.assert_never_shown(SECRET, OTHER, SECRET[6:], OTHER[6:])
+    hook = {"url": "https://hooks.vendor.example/in", "secret": VENDOR_SECRET}
+    destination = await admin.call("PUT", "/tenants/acme/destination", json=hook)
+    assert destination.json()["destination"] == {
+        "url": hook["url"],
+        "enabled": True,
+        "secret_set": True,
+    }
+    plain_http = await admin.call(
+        "PUT", "/tenants/acme/destination", json={**hook, "url": "http://example.com/in"}
+    )
+    assert plain_http.status_code == 400
+    short = await admin.call(
+        "PUT", "/tenants/acme/destination", json={**hook, "secret": "whsec_c2hvcnQ="}
+    )
+    assert short.status_code == 400 and "c2hvcnQ" not in short.text
+    admin.assert_never_shown(SECRET, OTHER, SECRET[6:], OTHER[6:], VENDOR_SECRET[6:])
+    # Nor logged: the whole test's log output, every line of it.
+    logged = capfd.readouterr()
+    assert "admin.connection_updated" in logged.out + logged.err
+    for secret in (SECRET, OTHER, SECRET[6:], OTHER[6:]):
+        assert secret not in logged.out + logged.err
 
 
 async def test_records_are_filtered_and_paged_and_shown_in_full(

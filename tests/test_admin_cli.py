@@ -126,10 +126,23 @@ async def test_tenants_and_connections_from_the_cli_never_print_a_secret(
     listed = await run("connections", "list", "--tenant", "acme")
     assert listed.stdout.startswith(cid + "\t")
     assert ok(await run("connections", "show", cid, "--json"))["id"] == int(cid)
+    hook = ok(
+        await run(
+            "tenants", "destination", "acme", "https://hooks.vendor.example/in",
+            "--secret-file", "-", "--json", stdin=VENDOR_SECRET + "\n",
+        )
+    )  # fmt: skip
+    assert hook["destination"] == {
+        "url": "https://hooks.vendor.example/in",
+        "enabled": True,
+        "secret_set": True,
+    }
+    [stored] = await rows(services, "SELECT secret FROM destination")
+    assert services.cipher.decrypt_json(stored.secret) == {"secret": VENDOR_SECRET}
     unknown = await run("tenants", "show", "nobody")
     assert unknown.returncode == 1 and "nobody" in unknown.stderr
     for text in outputs:
-        for secret in (SECRET, OTHER, SECRET[6:], OTHER[6:]):
+        for secret in (SECRET, OTHER, SECRET[6:], OTHER[6:], VENDOR_SECRET[6:]):
             assert secret not in text
 
 

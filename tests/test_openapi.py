@@ -56,6 +56,7 @@ ANSWERS: dict[tuple[str, str], set[str]] = {
     ("get", "/v1/admin/tenants/{slug}"): {"200", "401", "404", "429"},
     ("patch", "/v1/admin/tenants/{slug}"): {"200", "400", "401", "404", "429"},
     ("post", "/v1/admin/tenants/{slug}/{action}"): {"200", "400", "401", "404", "429"},
+    ("put", "/v1/admin/tenants/{slug}/destination"): {"200", "400", "401", "404", "429"},
     ("get", "/v1/admin/connections"): {"200", "401", "429"},
     ("post", "/v1/admin/connections"): {"201", "400", "401", "404", "409", "429"},
     ("get", "/v1/admin/connections/{connection_id}"): {"200", "400", "401", "404", "429"},
@@ -233,7 +234,7 @@ def test_admin_routes_are_tagged_apart_and_need_an_admin_key(doc: dict[str, Any]
     scheme = doc["components"]["securitySchemes"]["adminKey"]
     assert (scheme["type"], scheme["scheme"]) == ("http", "bearer")
     admin = {k: op for k, op in _operations(doc).items() if k[1].startswith("/v1/admin/")}
-    assert len(admin) == 19
+    assert len(admin) == 20
     for key, operation in _operations(doc).items():
         assert (operation["tags"] == ["admin"]) == (key in admin), key
     for key, operation in admin.items():

@@ -99,6 +99,17 @@ class TenantUpdate(BaseModel):
     name: str = Field(min_length=1)
 
 
+class DestinationSet(BaseModel):
+    """Where the tenant's normalized events go, and the ``whsec_`` secret they are signed with
+    (write-only, like every secret here)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    url: str
+    secret: str = Field(min_length=1, repr=False)
+    enabled: bool = True
+
+
 class ConnectionCreate(BaseModel):
     """A new connection; ``secrets`` are checked by the source and stored encrypted."""
 

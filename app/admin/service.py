@@ -18,6 +18,7 @@ from typing import Any
 
 import orjson
 import structlog
+from pydantic import ValidationError
 from sqlalchemy import Row
 from sqlalchemy.exc import IntegrityError
 
@@ -31,7 +32,9 @@ from app.sources import REGISTRY
 from app.store import admin as sql
 from app.store import dead_letters as dead_sql
 from app.store import query
-from app.tenants import ConnectionSpec, check_connection
+from app.store import tenants as tenant_sql
+from app.tenants import ConnectionSpec, DestinationSpec, check_connection
+from app.verifiers.standard_webhooks import decode_secret, require_strong
 from app.workers import dead_letters
 
 log = structlog.get_logger(__name__)
@@ -119,6 +122,38 @@ async def set_tenant_enabled(services: Services, *, slug: str, enabled: bool) ->
         changed = await sql.set_tenant_enabled(conn, tenant.id, enabled)
     services.connections.invalidate()
     log.info("admin.tenant_enabled", tenant=slug, enabled=enabled, connections=changed)
+    return await show_tenant(services, slug=slug)
+
+
+async def set_destination(
+    services: Services, *, slug: str, spec: s.DestinationSet
+) -> s.TenantDetail:
+    """Create or replace the tenant's destination, checked as the tenants file checks it (an
+    https URL, a strong ``whsec_`` secret); the secret is never shown again."""
+    try:
+        checked = DestinationSpec(url=spec.url, secret=spec.secret, enabled=spec.enabled)
+    except ValidationError:
+        raise invalid(
+            "The destination must be an https:// URL (http:// only for loopback)."
+        ) from None
+    try:
+        decode_secret(checked.secret)
+        require_strong(checked.secret, what="secret")
+    except ValueError as exc:
+        # These messages never quote the secret.
+        raise invalid(f"secret: {exc}") from None
+    async with services.engine.begin() as conn:
+        tenant = await sql.get_tenant(conn, slug)
+        if tenant is None:
+            raise not_found(f"Tenant {slug!r}")
+        await tenant_sql.upsert_destination(
+            conn,
+            tenant_id=tenant.id,
+            url=checked.url,
+            secret=services.cipher.encrypt_json({"secret": checked.secret}),
+            enabled=checked.enabled,
+        )
+    log.info("admin.destination_set", tenant=slug, enabled=checked.enabled)
     return await show_tenant(services, slug=slug)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import typer
 
@@ -106,3 +106,24 @@ def tenants_enable(slug: str, as_json: JsonOption = False) -> None:
     from app.admin import service
 
     _tenant_detail(run(lambda s: service.set_tenant_enabled(s, slug=slug, enabled=True)), as_json)
+
+
+@tenants_cli.command("destination")
+def tenants_destination(
+    slug: str,
+    url: str,
+    secret_file: Annotated[
+        Path,
+        typer.Option("--secret-file", help="A file holding the whsec_ signing secret; '-': stdin."),
+    ],
+    disabled: Annotated[bool, typer.Option("--disabled", help="Set it disabled.")] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Create or replace where a tenant's normalized events are delivered."""
+    import sys
+
+    from app.admin import schemas, service
+
+    secret = (sys.stdin.read() if str(secret_file) == "-" else secret_file.read_text()).strip()
+    spec = schemas.DestinationSet(url=url, secret=secret, enabled=not disabled)
+    _tenant_detail(run(lambda s: service.set_destination(s, slug=slug, spec=spec)), as_json)

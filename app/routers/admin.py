@@ -90,6 +90,15 @@ async def enable_tenant(
     return await service.set_tenant_enabled(services, slug=slug, enabled=action == "enable")
 
 
+@router.put("/tenants/{slug}/destination", **_answers(200, s.TenantDetail, "Set.", 400, 404))
+async def set_destination(
+    slug: str, spec: s.DestinationSet, services: ServicesDep, caller: CallerDep
+) -> s.TenantDetail:
+    """Create or replace where the tenant's normalized events are delivered (the secret is
+    write-only)."""
+    return await service.set_destination(services, slug=slug, spec=spec)
+
+
 # --- connections ------------------------------------------------------------------------------
 
 
