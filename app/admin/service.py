@@ -477,21 +477,19 @@ async def replay(
     """
     if bool(request.record_ids) == (request.filters is not None):
         raise invalid("Name the records to replay: record_ids, or filters (not both).")
+    described: dict[str, Any]
     if request.filters is not None:
         filters = record_filters(request.filters)
         if filters == query.RecordFilters():
             raise invalid("Replaying every record needs at least one filter.")
+        described = request.filters.model_dump(mode="json", exclude_none=True)
     else:
         filters = query.RecordFilters(ids=tuple(request.record_ids))
+        described = {"record_ids": [str(i) for i in request.record_ids]}
     async with services.engine.connect() as conn:
         ids = await query.record_ids(conn, filters, limit=REPLAY_MAX)
     if request.record_ids and not ids:
         raise not_found("None of the records named")
-    described: dict[str, Any] = (
-        {"record_ids": [str(i) for i in request.record_ids]}
-        if request.record_ids
-        else request.filters.model_dump(mode="json", exclude_none=True)  # type: ignore[union-attr]
-    )
     async with services.engine.begin() as conn:
         replay_id = await sql.start_replay(conn, actor=actor, filters=described)
     enrichments = deliveries = 0
@@ -543,8 +541,8 @@ def _dead_filters(action: s.DeadLetterAction, verb: str) -> dead_sql.Filters:
 async def list_dead_letters(
     services: Services,
     *,
-    kind: str | None = None,
-    stage: str | None = None,
+    kind: dead_sql.FailureKind | None = None,
+    stage: dead_sql.Stage | None = None,
     tenant: str | None = None,
     source: str | None = None,
     include_resolved: bool = False,
@@ -553,8 +551,8 @@ async def list_dead_letters(
     """Dead letters by cause (``configuration``: the tenant must fix something; ``pipeline``:
     the ATS or Hirehook failed past every retry), oldest first."""
     filters = dead_sql.Filters(
-        kind=kind,  # type: ignore[arg-type]
-        stage=stage,  # type: ignore[arg-type]
+        kind=kind,
+        stage=stage,
         tenant=tenant,
         source=source,
     )
