@@ -1,6 +1,6 @@
-"""The admin operations from the command line against the session's PostgreSQL and Redis: the
-keys as an operator would run them (``python -m app.cli`` in its own process), the rest in
-process through Click's runner (in a thread, as each command runs its own event loop), which
+"""The admin operations from the command line against the session's PostgreSQL and Redis: one
+as an operator would run it (``python -m app.cli`` in its own process), the rest in process
+through Click's runner (in a thread, as each command runs its own event loop), which
 spares a 2-core machine an interpreter start per command."""
 
 from __future__ import annotations
@@ -68,6 +68,7 @@ def ok(result: subprocess.CompletedProcess[str]) -> Any:
 async def test_admin_keys_are_created_once_listed_without_the_key_and_revoked(
     settings: Settings, services: Services, client: httpx.AsyncClient
 ) -> None:
+    # The one command run as its own process: the entry point works as an operator runs it.
     created = await hirehook_process(settings, "admin-keys", "create", "ops")
     assert created.returncode == 0, created.stderr
     key = created.stdout.strip()
@@ -75,21 +76,19 @@ async def test_admin_keys_are_created_once_listed_without_the_key_and_revoked(
     headers = {"authorization": f"Bearer {key}"}
     assert (await client.get("/v1/admin/tenants", headers=headers)).status_code == 200
 
-    listed = await hirehook_process(settings, "admin-keys", "list", "--json")
+    listed = await hirehook(settings, "admin-keys", "list", "--json")
     [entry] = ok(listed)
     assert entry["name"] == "ops" and entry["last_used_at"] is not None
     assert key not in listed.stdout and "key" not in entry
-    plain = await hirehook_process(settings, "admin-keys", "list")
+    plain = await hirehook(settings, "admin-keys", "list")
     assert "ops" in plain.stdout and key not in plain.stdout
 
-    taken = await hirehook_process(settings, "admin-keys", "create", "ops")
+    taken = await hirehook(settings, "admin-keys", "create", "ops")
     assert taken.returncode == 1 and "exists" in taken.stderr
-    revoked = ok(
-        await hirehook_process(settings, "admin-keys", "revoke", str(entry["id"]), "--json")
-    )
+    revoked = ok(await hirehook(settings, "admin-keys", "revoke", str(entry["id"]), "--json"))
     assert revoked["revoked_at"] is not None
     assert (await client.get("/v1/admin/tenants", headers=headers)).status_code == 401
-    missing = await hirehook_process(settings, "admin-keys", "revoke", "999")
+    missing = await hirehook(settings, "admin-keys", "revoke", "999")
     assert missing.returncode == 1 and "999" in missing.stderr
 
 
