@@ -234,7 +234,7 @@ class Intake:
         async def insert(db: AsyncConnection) -> tuple[bool, StoredAnswer | None]:
             if await records.insert(db, new, task=PROCESS_RECORD):
                 return True, None
-            return False, await records.find_duplicate(
+            return False, await records.find(
                 db, tenant_id=info.tenant_id, source=info.source, dedupe_key=event.dedupe_key
             )
 
@@ -243,6 +243,7 @@ class Intake:
         INTAKE_SECONDS.labels(info.source).observe(time.monotonic() - started)
         if not inserted:
             INTAKE.labels(info.source, "duplicate").inc()
+            await self._queue.count_duplicate(info.tenant_id, info.source)
             if stored is None:  # pragma: no cover - the conflicting row is visible after the wait
                 raise AppError(503, "Please retry.", "conflicting record vanished")
             log.info("intake.duplicate", source=info.source, record_id=str(stored.record_id))

@@ -139,8 +139,6 @@ class Record(Base):
     answer_body: Mapped[bytes | None] = mapped_column(LargeBinary)
     received_at: Mapped[datetime] = _now()
     processed_at: Mapped[datetime | None]
-    # Copies of this event that arrived after it (each answered with the stored answer).
-    duplicates: Mapped[int] = mapped_column(Integer, server_default="0")
     # Milliseconds from the request's arrival to the row being written: the sender's wait,
     # less the commit and the answer's send. NULL for a polled record.
     ack_ms: Mapped[int | None] = mapped_column(Integer)

@@ -157,7 +157,6 @@ class RecordSummary(_Out):
     received_at: datetime
     processed_at: datetime | None
     answer_status: int | None
-    duplicates: int
 
 
 class RecordPage(_Out):
@@ -312,11 +311,11 @@ class SourceStats(_Out):
     source: str
     records: int
     states: dict[str, int]
-    duplicates: int
-    duplicate_ratio: float = Field(
-        description="Copies answered from the stored answer / all deliveries of events "
-        "(records + copies)."
+    duplicates: int | None = Field(
+        description="Copies answered with a record's stored answer, counted per hour: every "
+        "hour the window touches counts whole (kept 8 days; null if Redis did not answer)."
     )
+    duplicate_ratio: float | None = Field(description="duplicates / (records + duplicates).")
     ack_p50_ms: float | None
     ack_p99_ms: float | None
     enrichment_backlog: BacklogView

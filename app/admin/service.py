@@ -26,6 +26,7 @@ from app.admin import schemas as s
 from app.crypto import derive_keys
 from app.errors import AppError
 from app.poller.items import with_polled
+from app.queue import DUPLICATES_TTL_S
 from app.schemas.parsed import Reparse
 from app.services import Services
 from app.sources import REGISTRY
@@ -426,7 +427,6 @@ async def show_record(services: Services, *, record_id: uuid.UUID) -> s.RecordDe
         received_at=record.received_at,
         processed_at=record.processed_at,
         answer_status=record.answer_status,
-        duplicates=record.duplicates,
         dedupe_key=record.dedupe_key,
         thread=record.thread,
         headers=dict(record.headers or {}),
@@ -596,7 +596,8 @@ async def stats(
     source: str | None = None,
 ) -> s.Stats:
     """Per tenant and source over ``[since, until)`` (default: the last 24 hours): records by
-    state, duplicate ratio, ack latency percentiles; and the backlog now."""
+    state, duplicates (counted per hour in Redis, see :meth:`app.queue.Queue.count_duplicate`),
+    ack latency percentiles; and the backlog now."""
     until = until or datetime.now(UTC)
     since = since or until - timedelta(days=1)
     if since >= until:
@@ -616,13 +617,15 @@ async def stats(
     }
     keys = sorted({(r.tenant, r.source) for r in totals} | {(t, src) for t, src, _ in work})
     totals_by = {(r.tenant, r.source): r for r in totals}
+    tenant_ids = {(r.tenant, r.source): r.tenant_id for r in [*totals, *backlog]}
+    hours = _hours(since, until)
     empty = s.BacklogView(pending=0, oldest_age_s=None)
     out: list[s.SourceStats] = []
     for key in keys:
         total = totals_by.get(key)
         records = int(total.records) if total else 0
-        duplicates = int(total.duplicates) if total else 0
-        seen = records + duplicates
+        duplicates = await services.queue.duplicates(tenant_ids[key], key[1], hours)
+        seen = records + (duplicates or 0)
         out.append(
             s.SourceStats(
                 tenant=key[0],
@@ -630,7 +633,9 @@ async def stats(
                 records=records,
                 states=by_state.get(key, {}),
                 duplicates=duplicates,
-                duplicate_ratio=duplicates / seen if seen else 0.0,
+                duplicate_ratio=(
+                    None if duplicates is None else duplicates / seen if seen else 0.0
+                ),
                 ack_p50_ms=total.ack_p50_ms if total else None,
                 ack_p99_ms=total.ack_p99_ms if total else None,
                 enrichment_backlog=work.get((*key, "outbox"), empty),
@@ -638,3 +643,11 @@ async def stats(
             )
         )
     return s.Stats(since=since, until=until, sources=out)
+
+
+def _hours(since: datetime, until: datetime) -> list[int]:
+    """The Unix hours ``[since, until)`` touches that the duplicate counters still keep."""
+    now_hour = int(datetime.now(UTC).timestamp()) // 3600
+    first = max(int(since.timestamp()) // 3600, now_hour - DUPLICATES_TTL_S // 3600)
+    last = min(int((until.timestamp() - 1e-6) // 3600), now_hour)
+    return list(range(first, last + 1))

@@ -322,7 +322,7 @@ def record_line(r: Any) -> str:
     subjects = ",".join(f"{k}={v}" for k, v in sorted(r.subjects.items())) or "-"
     return (
         f"{r.id}\t{r.received_at:%Y-%m-%d %H:%M:%S}\t{r.tenant}\t{r.source}\t{r.event_type}\t"
-        f"{r.state}\t{subjects}\tduplicates={r.duplicates}"
+        f"{r.state}\t{subjects}"
     )
 
 

@@ -60,7 +60,6 @@ _SUMMARY = (
     Record.received_at,
     Record.processed_at,
     Record.answer_status,
-    Record.duplicates,
 )
 
 
@@ -128,13 +127,13 @@ async def dead_letters_of(conn: AsyncConnection, record_id: uuid.UUID) -> list[R
     return list((await conn.execute(query)).all())
 
 
-# Per tenant and source over a window: records by state, copies that arrived after them, and
-# the sender's wait (ack_ms, NULL for polled records, which percentile_cont skips).
+# Per tenant and source over a window: records, and the sender's wait (ack_ms, NULL for
+# polled records, which percentile_cont skips).
 _STATS = text(
     """
     SELECT t.slug AS tenant, r.source,
            count(*) AS records,
-           coalesce(sum(r.duplicates), 0) AS duplicates,
+           t.id AS tenant_id,
            percentile_cont(0.5) WITHIN GROUP (ORDER BY r.ack_ms) AS ack_p50_ms,
            percentile_cont(0.99) WITHIN GROUP (ORDER BY r.ack_ms) AS ack_p99_ms
     FROM record r
@@ -142,7 +141,7 @@ _STATS = text(
     WHERE r.received_at >= :since AND r.received_at < :until
       AND (CAST(:tenant AS text) IS NULL OR t.slug = :tenant)
       AND (CAST(:source AS text) IS NULL OR r.source = :source)
-    GROUP BY t.slug, r.source
+    GROUP BY t.id, t.slug, r.source
     ORDER BY t.slug, r.source
     """
 )
@@ -159,7 +158,7 @@ _STATES = text(
 # The backlog is now, whatever the window: work not done, and how long the oldest has waited.
 _BACKLOG = text(
     """
-    SELECT t.slug AS tenant, r.source, :table AS work,
+    SELECT t.slug AS tenant, t.id AS tenant_id, r.source, :table AS work,
            count(*) AS pending,
            EXTRACT(EPOCH FROM now() - min(w.created_at))::float8 AS oldest_age_s
     FROM {table} w
@@ -168,7 +167,7 @@ _BACKLOG = text(
     WHERE w.done_at IS NULL
       AND (CAST(:tenant AS text) IS NULL OR t.slug = :tenant)
       AND (CAST(:source AS text) IS NULL OR r.source = :source)
-    GROUP BY t.slug, r.source
+    GROUP BY t.id, t.slug, r.source
     """
 )
 

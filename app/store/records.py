@@ -43,14 +43,6 @@ _FIND = text(
     WHERE tenant_id = :tenant_id AND source = :source AND dedupe_key = :dedupe_key
     """
 )
-# The duplicate path's lookup, counting the copy in the same round trip (admin stats).
-_FIND_DUPLICATE = text(
-    """
-    UPDATE record SET duplicates = duplicates + 1
-    WHERE tenant_id = :tenant_id AND source = :source AND dedupe_key = :dedupe_key
-    RETURNING id, answer_status, answer_headers, answer_body
-    """
-)
 _LATEST_IN_THREAD = text(
     """
     SELECT id, dedupe_key, EXTRACT(EPOCH FROM now() - received_at)::float8 AS age_s,
@@ -150,18 +142,6 @@ async def find(
     row = (
         await conn.execute(
             _FIND, {"tenant_id": tenant_id, "source": source, "dedupe_key": dedupe_key}
-        )
-    ).first()
-    return None if row is None else _answer(row)
-
-
-async def find_duplicate(
-    conn: AsyncConnection, *, tenant_id: int, source: str, dedupe_key: str
-) -> StoredAnswer | None:
-    """Like :func:`find`, for a copy that lost the insert: also counts it on the record."""
-    row = (
-        await conn.execute(
-            _FIND_DUPLICATE, {"tenant_id": tenant_id, "source": source, "dedupe_key": dedupe_key}
         )
     ).first()
     return None if row is None else _answer(row)

@@ -1,4 +1,4 @@
-"""admin: admin API keys, the replay log, dead-letter notes, per-record duplicates and ack time
+"""admin: admin API keys, the replay log, dead-letter notes, each record's ack time
 
 Revision ID: 0006
 Revises: 0005
@@ -61,9 +61,6 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_replay")),
     )
     op.add_column("dead_letter", sa.Column("note", sa.Text(), nullable=True))
-    op.add_column(
-        "record", sa.Column("duplicates", sa.Integer(), server_default="0", nullable=False)
-    )
     op.add_column("record", sa.Column("ack_ms", sa.Integer(), nullable=True))
     op.create_index("ix_record_received", "record", ["received_at", "id"])
 
@@ -71,7 +68,6 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_index("ix_record_received", table_name="record")
     op.drop_column("record", "ack_ms")
-    op.drop_column("record", "duplicates")
     op.drop_column("dead_letter", "note")
     op.drop_table("replay")
     op.drop_table("admin_key")
