@@ -55,7 +55,8 @@ class Deadline:
     """The time left of the sender's budget for one request."""
 
     def __init__(self, budget_s: float) -> None:
-        self.expires = time.monotonic() + budget_s
+        self.started = time.monotonic()
+        self.expires = self.started + budget_s
         # Time spent waiting for the database so far (Intake adds each wait).
         self.database_s = 0.0
 
@@ -273,6 +274,7 @@ class Intake:
             answer_headers=None if answer is None else answer.headers,
             answer_body=None if answer is None else answer.body,
             problem="; ".join(event.problems) if event.problems else None,
+            ack_ms=None if deadline is None else int((time.monotonic() - deadline.started) * 1000),
         )
 
         started = time.monotonic()
@@ -283,6 +285,7 @@ class Intake:
         INTAKE_SECONDS.labels(info.source).observe(time.monotonic() - started)
         if outcome.duplicate:
             INTAKE.labels(info.source, "duplicate").inc()
+            await self._queue.count_duplicate(info.tenant_id, info.source)
             log.info("intake.duplicate", source=info.source, record_id=str(outcome.record_id))
             return outcome
         INTAKE.labels(info.source, "quarantined" if event.problems else "recorded").inc()

@@ -13,6 +13,7 @@ from fastapi_offline import FastAPIOffline
 from app import sources
 from app.errors import AppError
 from app.routers import (
+    admin,
     cloudelements,
     health,
     hrmanager,
@@ -62,6 +63,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return render(request, request_invalid(exc), render_default)
 
     app.include_router(health.router)
+    app.include_router(admin.router)
     app.include_router(keldair.router)
     app.include_router(smartrecruiters.router)
     app.include_router(hrmanager.router)
