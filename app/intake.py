@@ -56,7 +56,8 @@ class Deadline:
     """The time left of the sender's budget for one request."""
 
     def __init__(self, budget_s: float) -> None:
-        self.expires = time.monotonic() + budget_s
+        self.started = time.monotonic()
+        self.expires = self.started + budget_s
         # Time spent waiting for the database so far (Intake adds each wait).
         self.database_s = 0.0
 
@@ -277,6 +278,7 @@ class Intake:
             answer_headers=None if answer is None else answer.headers,
             answer_body=None if answer is None else answer.body,
             problem="; ".join(event.problems) if event.problems else None,
+            ack_ms=None if deadline is None else int((time.monotonic() - deadline.started) * 1000),
         )
 
         started = time.monotonic()
@@ -289,6 +291,7 @@ class Intake:
         event_type = event.event_type if event.known else OTHER
         if outcome.duplicate:
             EVENTS.labels(info.source, event_type, "duplicate").inc()
+            await self._queue.count_duplicate(info.tenant_id, info.source)
             log.info(
                 "intake.duplicate",
                 source=info.source,

@@ -14,6 +14,7 @@ from app import sources
 from app.errors import AppError
 from app.request_context import RequestContext
 from app.routers import (
+    admin,
     cloudelements,
     health,
     hrmanager,
@@ -64,6 +65,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app.add_middleware(RequestContext)
     app.include_router(health.router)
+    app.include_router(admin.router)
     app.include_router(keldair.router)
     app.include_router(smartrecruiters.router)
     app.include_router(hrmanager.router)

@@ -149,6 +149,8 @@ class Record(Base):
         ),
         # The newest record of one thread (an iCIMS workflow, ...) decides whether a repeat is
         # the same delivery again or a new event (see app/schemas/icims.py).
+        # The admin API's record listing pages by (received_at, id), newest first.
+        Index("ix_record_received", "received_at", "id"),
         Index(
             "ix_record_thread",
             "tenant_id",
@@ -191,6 +193,9 @@ class Record(Base):
     processed_at: Mapped[datetime | None]
     # When retention or an erasure emptied the bodies.
     purged_at: Mapped[datetime | None]
+    # Milliseconds from the request's arrival to the row being written: the sender's wait,
+    # less the commit and the answer's send. NULL for a polled record.
+    ack_ms: Mapped[int | None] = mapped_column(Integer)
 
 
 class Outbox(Base):
@@ -345,6 +350,8 @@ class DeadLetter(Base):
     resolved_at: Mapped[datetime | None]
     # "retried" or "discarded".
     resolution: Mapped[str | None] = mapped_column(Text)
+    # Why it was discarded (or retried), as the operator wrote it.
+    note: Mapped[str | None] = mapped_column(Text)
 
 
 class PollCursor(Base):
@@ -421,3 +428,34 @@ class Erasure(Base):
     # Rows touched per table ({"record": 3, "candidate": 1, ...}) and Redis keys deleted.
     counts: Mapped[dict[str, Any]]
     erased_at: Mapped[datetime] = _now()
+
+
+class AdminKey(Base):
+    """A key to the admin API; only its SHA-256 digest is stored, the key is shown once."""
+
+    __tablename__ = "admin_key"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(Text, unique=True)
+    digest: Mapped[bytes] = mapped_column(LargeBinary, unique=True)
+    # The first characters of the key, so an operator can tell keys apart in a listing.
+    prefix: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = _now()
+    last_used_at: Mapped[datetime | None]
+    revoked_at: Mapped[datetime | None]
+
+
+class Replay(Base):
+    """One replay asked for through the admin API or CLI: who, when, what, how many."""
+
+    __tablename__ = "replay"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    # The admin key's name, or "cli:<user>" for the command line.
+    actor: Mapped[str] = mapped_column(Text)
+    filters: Mapped[dict[str, Any]] = mapped_column(server_default=text("'{}'::jsonb"))
+    record_ids: Mapped[list[uuid.UUID]] = mapped_column(
+        ARRAY(UUID(as_uuid=True)), server_default=text("'{}'::uuid[]")
+    )
+    count: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = _now()

@@ -35,6 +35,16 @@ return 1
 """
 Published = Literal["queued", "exists", "failed"]
 
+# Duplicates are counted per tenant, source and hour in Redis, not on the record: a write to
+# the record would add a commit (a WAL flush) to the duplicate path, which is otherwise a
+# read, and a retry storm is all duplicates. Kept eight days.
+DUPLICATES_TTL_S = 8 * 24 * 3600
+
+
+def duplicates_key(tenant_id: int, source: str, hour: int) -> str:
+    """The counter of duplicates of one tenant and source in one hour (Unix hours)."""
+    return f"hirehook:duplicates:{tenant_id}:{source}:{hour}"
+
 
 # arq pickles jobs unless told otherwise, and unpickling runs code: anyone who can write to
 # Redis would run code in every worker. Jobs are JSON instead, and every ArqRedis and Worker
@@ -217,6 +227,31 @@ class Queue:
             )
             return "failed"
         return "queued" if created else "exists"
+
+    async def count_duplicate(self, tenant_id: int, source: str) -> None:
+        """Count one duplicate (best effort: a lost count, never a delayed answer for long)."""
+        key = duplicates_key(tenant_id, source, int(time.time()) // 3600)
+        try:
+            async with asyncio.timeout(self._timeout_s):
+                async with self.redis.pipeline(transaction=False) as pipe:
+                    pipe.incr(key)
+                    pipe.expire(key, DUPLICATES_TTL_S)
+                    await pipe.execute()
+        except (RedisError, OSError, TimeoutError) as exc:
+            log.debug("queue.duplicate_not_counted", error=type(exc).__name__)
+
+    async def duplicates(self, tenant_id: int, source: str, hours: Sequence[int]) -> int | None:
+        """Duplicates counted in these hours; None if Redis does not answer."""
+        if not hours:
+            return 0
+        try:
+            async with asyncio.timeout(self._timeout_s * 2):
+                counts = await self.redis.mget(
+                    [duplicates_key(tenant_id, source, h) for h in hours]
+                )
+        except (RedisError, OSError, TimeoutError):
+            return None
+        return sum(int(c) for c in counts if c is not None)
 
     async def ping(self) -> bool:
         """Whether Redis answers now."""

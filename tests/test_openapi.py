@@ -49,6 +49,34 @@ ANSWERS: dict[tuple[str, str], set[str]] = {
     ("get", "/health/live"): {"200"},
     ("get", "/health/ready"): {"200", "503"},
     ("get", "/health/intake"): {"200", "503"},
+    # Admin routes: 401 and 429 from the key check on each; 400 where a parameter or body can
+    # be wrong; 404 where something is named; 409 where a unique name can collide.
+    ("get", "/v1/admin/tenants"): {"200", "401", "429"},
+    ("post", "/v1/admin/tenants"): {"201", "400", "401", "409", "429"},
+    ("get", "/v1/admin/tenants/{slug}"): {"200", "401", "404", "429"},
+    ("patch", "/v1/admin/tenants/{slug}"): {"200", "400", "401", "404", "429"},
+    ("post", "/v1/admin/tenants/{slug}/{action}"): {"200", "400", "401", "404", "429"},
+    ("put", "/v1/admin/tenants/{slug}/destination"): {"200", "400", "401", "404", "429"},
+    ("get", "/v1/admin/connections"): {"200", "401", "429"},
+    ("post", "/v1/admin/connections"): {"201", "400", "401", "404", "409", "429"},
+    ("get", "/v1/admin/connections/{connection_id}"): {"200", "400", "401", "404", "429"},
+    ("patch", "/v1/admin/connections/{connection_id}"): {
+        "200", "400", "401", "404", "409", "429",
+    },
+    ("post", "/v1/admin/connections/{connection_id}/{action}"): {
+        "200", "400", "401", "404", "429",
+    },
+    ("put", "/v1/admin/connections/{connection_id}/secrets"): {
+        "200", "400", "401", "404", "429",
+    },
+    ("get", "/v1/admin/records"): {"200", "400", "401", "429"},
+    ("get", "/v1/admin/records/{record_id}"): {"200", "400", "401", "404", "429"},
+    ("post", "/v1/admin/records/{record_id}/replay"): {"200", "400", "401", "404", "429"},
+    ("post", "/v1/admin/replays"): {"200", "400", "401", "404", "429"},
+    ("get", "/v1/admin/dead-letters"): {"200", "400", "401", "429"},
+    ("post", "/v1/admin/dead-letters/retry"): {"200", "400", "401", "429"},
+    ("post", "/v1/admin/dead-letters/discard"): {"200", "400", "401", "429"},
+    ("get", "/v1/admin/stats"): {"200", "400", "401", "429"},
 }  # fmt: skip
 
 
@@ -200,6 +228,29 @@ def test_operations_routes_are_tagged_apart(doc: dict[str, Any]) -> None:
     for (_, path), operation in _operations(doc).items():
         is_ops = path.startswith("/health/")
         assert (operation["tags"] == ["Operations"]) == is_ops, path
+
+
+def test_admin_routes_are_tagged_apart_and_need_an_admin_key(doc: dict[str, Any]) -> None:
+    scheme = doc["components"]["securitySchemes"]["adminKey"]
+    assert (scheme["type"], scheme["scheme"]) == ("http", "bearer")
+    admin = {k: op for k, op in _operations(doc).items() if k[1].startswith("/v1/admin/")}
+    assert len(admin) == 20
+    for key, operation in _operations(doc).items():
+        assert (operation["tags"] == ["admin"]) == (key in admin), key
+    for key, operation in admin.items():
+        assert operation["security"] == [{"adminKey": []}], key
+        ok = "201" if "201" in operation["responses"] else "200"
+        schema = operation["responses"][ok]["content"]["application/json"]["schema"]
+        assert "$ref" in schema or schema.get("type") == "array", key
+        error = operation["responses"]["401"]["content"]["application/json"]["schema"]
+        assert error["$ref"].endswith("/DefaultError"), key
+    # Secrets go in, never out: no admin answer's schema has a field for their values.
+    connection = doc["components"]["schemas"]["ConnectionView"]["properties"]
+    assert connection["secrets"]["$ref"].endswith("/SecretsView")
+    assert set(doc["components"]["schemas"]["SecretsView"]["properties"]) == {
+        "names",
+        "fingerprint",
+    }
 
 
 _ASSET = re.compile(r"""(?:src|href|url)\s*[=:]\s*['"]([^'"]+)['"]""")

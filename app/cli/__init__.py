@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import typer
 
+from app.cli.admin import connections_cli, keys_cli, records_cli
 from app.cli.dead_letters import dead_cli
 from app.cli.dev import dev
 from app.cli.poll import poll
@@ -22,6 +23,9 @@ cli.add_typer(tenants_cli, name="tenants")
 cli.add_typer(send_cli, name="send")
 cli.add_typer(dead_cli, name="dead-letters")
 cli.add_typer(smartrecruiters_cli, name="smartrecruiters")
+cli.add_typer(keys_cli, name="admin-keys")
+cli.add_typer(records_cli, name="records")
+cli.add_typer(connections_cli, name="connections")
 
 
 def main() -> None:

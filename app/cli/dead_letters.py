@@ -46,6 +46,9 @@ TenantOption = Annotated[str | None, typer.Option(help="Tenant slug.")]
 SourceOption = Annotated[str | None, typer.Option(help="ATS source (hrmanager, ...).")]
 IdsArgument = Annotated[list[int] | None, typer.Argument(help="Dead-letter ids.")]
 AllOption = Annotated[bool, typer.Option("--all", help="Every open letter matching the filters.")]
+NoteOption = Annotated[
+    str | None, typer.Option(help="Why (kept with the letter, shown by list --resolved).")
+]
 
 
 def _filters(
@@ -108,6 +111,8 @@ def dead_letters_list(
             typer.echo(orjson.dumps(dataclasses.asdict(letter)).decode())
             continue
         state = f" [{letter.resolution}]" if letter.resolution else ""
+        if letter.note:
+            state += f" ({letter.note})"
         typer.echo(
             f"{letter.id}\t{letter.created_at:%Y-%m-%d %H:%M:%S}\t{letter.tenant}\t"
             f"{letter.source}\t{letter.stage}\t{letter.kind}\t{letter.reason}\t"
@@ -125,6 +130,7 @@ def dead_letters_retry(
     tenant: TenantOption = None,
     source: SourceOption = None,
     everything: AllOption = False,
+    note: NoteOption = None,
 ) -> None:
     """Start the stage over for these letters, once their cause is fixed."""
     from app.workers import dead_letters
@@ -133,7 +139,7 @@ def dead_letters_retry(
     count = asyncio.run(
         with_services(
             load_settings(),
-            lambda s: dead_letters.retry(s.engine, s.queue, filters, reparsers()),
+            lambda s: dead_letters.retry(s.engine, s.queue, filters, reparsers(), note=note),
         )
     )
     typer.echo(f"{count} dead letter(s) retried")
@@ -147,12 +153,13 @@ def dead_letters_discard(
     tenant: TenantOption = None,
     source: SourceOption = None,
     everything: AllOption = False,
+    note: NoteOption = None,
 ) -> None:
-    """Give up on these letters for good."""
+    """Give up on these letters for good (--note says why)."""
     from app.workers import dead_letters
 
     filters = _filters(ids, kind, stage, tenant, source, everything, action="discard")
     count = asyncio.run(
-        with_services(load_settings(), lambda s: dead_letters.discard(s.engine, filters))
+        with_services(load_settings(), lambda s: dead_letters.discard(s.engine, filters, note=note))
     )
     typer.echo(f"{count} dead letter(s) discarded")

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import Annotated, Any
 
 import typer
 
+from app.cli.admin import JsonOption, connection_line, emit, run
 from app.cli.common import load_settings
 from app.settings import Settings
 
@@ -38,3 +40,90 @@ def tenants_load(path: Path) -> None:
         typer.echo(f"{path}: {exc}", err=True)
         raise typer.Exit(1) from exc
     typer.echo(f"{written} connection(s) written from {path}")
+
+
+def _tenant_line(t: Any) -> str:
+    return (
+        f"{t.id}\t{t.slug}\t{t.name}\tconnections={t.connections} enabled={t.enabled_connections}"
+    )
+
+
+def _tenant_detail(t: Any, as_json: bool) -> None:
+    emit(t, as_json=as_json, line=_tenant_line)
+    if not as_json:
+        for connection in t.connection_list:
+            typer.echo("  " + connection_line(connection))
+        if t.destination is not None:
+            state = "enabled" if t.destination.enabled else "disabled"
+            typer.echo(f"  destination {t.destination.url} ({state})")
+
+
+@tenants_cli.command("list")
+def tenants_list(as_json: JsonOption = False) -> None:
+    """List tenants."""
+    from app.admin import service
+
+    emit(run(service.list_tenants), as_json=as_json, line=_tenant_line)
+
+
+@tenants_cli.command("show")
+def tenants_show(slug: str, as_json: JsonOption = False) -> None:
+    """Show a tenant, its connections and destination."""
+    from app.admin import service
+
+    _tenant_detail(run(lambda s: service.show_tenant(s, slug=slug)), as_json)
+
+
+@tenants_cli.command("create")
+def tenants_create(slug: str, name: str, as_json: JsonOption = False) -> None:
+    """Create a tenant (add connections with `hirehook connections create`)."""
+    from app.admin import schemas, service
+
+    spec = schemas.TenantCreate(slug=slug, name=name)
+    _tenant_detail(run(lambda s: service.create_tenant(s, spec=spec)), as_json)
+
+
+@tenants_cli.command("update")
+def tenants_update(slug: str, name: str, as_json: JsonOption = False) -> None:
+    """Rename a tenant."""
+    from app.admin import schemas, service
+
+    spec = schemas.TenantUpdate(name=name)
+    _tenant_detail(run(lambda s: service.update_tenant(s, slug=slug, spec=spec)), as_json)
+
+
+@tenants_cli.command("disable")
+def tenants_disable(slug: str, as_json: JsonOption = False) -> None:
+    """Disable every connection of a tenant: its senders are refused (401)."""
+    from app.admin import service
+
+    _tenant_detail(run(lambda s: service.set_tenant_enabled(s, slug=slug, enabled=False)), as_json)
+
+
+@tenants_cli.command("enable")
+def tenants_enable(slug: str, as_json: JsonOption = False) -> None:
+    """Enable every connection of a tenant."""
+    from app.admin import service
+
+    _tenant_detail(run(lambda s: service.set_tenant_enabled(s, slug=slug, enabled=True)), as_json)
+
+
+@tenants_cli.command("destination")
+def tenants_destination(
+    slug: str,
+    url: str,
+    secret_file: Annotated[
+        Path,
+        typer.Option("--secret-file", help="A file holding the whsec_ signing secret; '-': stdin."),
+    ],
+    disabled: Annotated[bool, typer.Option("--disabled", help="Set it disabled.")] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Create or replace where a tenant's normalized events are delivered."""
+    import sys
+
+    from app.admin import schemas, service
+
+    secret = (sys.stdin.read() if str(secret_file) == "-" else secret_file.read_text()).strip()
+    spec = schemas.DestinationSet(url=url, secret=secret, enabled=not disabled)
+    _tenant_detail(run(lambda s: service.set_destination(s, slug=slug, spec=spec)), as_json)

@@ -300,6 +300,11 @@ SECURITY_SCHEMES: dict[str, dict[str, Any]] = {
     "smartrecruitersTimestamp": _header(
         "smartrecruiters-timestamp", "SmartRecruiters: Unix seconds of the signature."
     ),
+    "adminKey": {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "An admin API key (`hh_admin_...`), made with `hirehook admin-keys create`.",
+    },
     "cloudElementsSignature": _header(
         "Elements-Webhook-Signature",
         "Cloud Elements: HMAC-SHA256 of the body with the element instance's "
@@ -498,6 +503,11 @@ TAGS: list[dict[str, str]] = [
     {"name": "SmartRecruiters", "description": "SmartRecruiters webhooks, one URL per tenant."},
     {"name": "Cloud Elements", "description": "Cloud Elements event notifications."},
     {"name": "Operations", "description": "Health checks for load balancers; not for senders."},
+    {
+        "name": "admin",
+        "description": "Operators: tenants, connections, records, replay, dead "
+        "letters and statistics, behind admin API keys.",
+    },
 ]
 
 

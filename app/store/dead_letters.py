@@ -77,6 +77,7 @@ class DeadLetterView:
     created_at: datetime
     resolved_at: datetime | None
     resolution: str | None
+    note: str | None = None
 
 
 def _where(filters: Filters, *, open_only: bool) -> list[ColumnElement[bool]]:
@@ -126,19 +127,21 @@ async def list_letters(
             created_at=row.created_at,
             resolved_at=row.resolved_at,
             resolution=row.resolution,
+            note=row.note,
         )
         for row in rows
     ]
 
 
 async def resolve(
-    conn: AsyncConnection, filters: Filters, resolution: str
+    conn: AsyncConnection, filters: Filters, resolution: str, note: str | None = None
 ) -> list[tuple[uuid.UUID, Stage]]:
-    """Close every matching open letter; the (record id, stage) of each."""
+    """Close every matching open letter (with the operator's ``note``); the (record id, stage)
+    of each."""
     resolved = await conn.execute(
         update(DeadLetter)
         .where(*_where(filters, open_only=True))
-        .values(resolved_at=text("now()"), resolution=resolution)
+        .values(resolved_at=text("now()"), resolution=resolution, note=note)
         .returning(DeadLetter.record_id, DeadLetter.stage)
     )
     return [(row.record_id, row.stage) for row in resolved]

@@ -30,10 +30,11 @@ _INSERT = text(
             CAST(:thread AS text[]), CAST(:headers AS text[]), CAST(:payload AS text[]),
             CAST(:raw_body AS bytea[]), CAST(:answer_status AS int[]),
             CAST(:answer_headers AS text[]), CAST(:answer_body AS bytea[]),
-            CAST(:problem AS text[])
+            CAST(:problem AS text[]), CAST(:ack_ms AS int[])
         ) WITH ORDINALITY AS t(id, tenant_id, connection_id, source, dedupe_key, event_type,
                                known, state, subjects, thread, headers, payload, raw_body,
-                               answer_status, answer_headers, answer_body, problem, ord)
+                               answer_status, answer_headers, answer_body, problem, ack_ms,
+                               ord)
     ), key AS (
         INSERT INTO record_key (id, tenant_id, connection_id, source, dedupe_key,
                                 answer_status, answer_headers, answer_body)
@@ -46,11 +47,11 @@ _INSERT = text(
     ), new AS (
         INSERT INTO record (id, received_at, tenant_id, connection_id, source, dedupe_key,
                             event_type, known, state, subjects, thread, headers, payload,
-                            raw_body)
+                            raw_body, ack_ms)
         SELECT key.id, key.received_at, input.tenant_id, input.connection_id, input.source,
                input.dedupe_key, input.event_type, input.known, input.state,
                CAST(input.subjects AS jsonb), input.thread, CAST(input.headers AS jsonb),
-               CAST(input.payload AS jsonb), input.raw_body
+               CAST(input.payload AS jsonb), input.raw_body, input.ack_ms
         FROM key JOIN input ON input.id = key.id
         RETURNING id, known, tenant_id, source
     ), box AS (
@@ -128,6 +129,8 @@ class NewRecord:
     answer_body: bytes | None
     # Why an authentic event did not fit its model; it is then stored but quarantined.
     problem: str | None = None
+    # Milliseconds since the request arrived (None for a polled record).
+    ack_ms: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,6 +196,7 @@ _COLUMNS = (
     "answer_headers",
     "answer_body",
     "problem",
+    "ack_ms",
 )
 
 
@@ -218,6 +222,7 @@ def _row(record: NewRecord) -> dict[str, Any]:
         ),
         "answer_body": record.answer_body,
         "problem": None if record.problem is None else record.problem[:2000],
+        "ack_ms": record.ack_ms,
     }
 
 

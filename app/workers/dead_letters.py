@@ -38,6 +38,8 @@ async def retry(
     queue: Queue,
     filters: Filters,
     reparsers: Mapping[str, Reparse] | None = None,
+    *,
+    note: str | None = None,
 ) -> int:
     """Start the stage over for each matching open letter (after the cause was fixed).
 
@@ -45,7 +47,7 @@ async def retry(
     a new letter with the current problems takes the old one's place.
     """
     async with engine.begin() as conn:
-        letters = await dead_letters.resolve(conn, filters, "retried")
+        letters = await dead_letters.resolve(conn, filters, "retried", note)
         enrich = [rid for rid, stage in letters if stage == "enrichment"]
         deliver = [rid for rid, stage in letters if stage == "delivery"]
         quarantined = [rid for rid, stage in letters if stage == "intake"]
@@ -97,10 +99,10 @@ async def _reparse(
     return released
 
 
-async def discard(engine: AsyncEngine, filters: Filters) -> int:
-    """Give up for good on each matching open letter."""
+async def discard(engine: AsyncEngine, filters: Filters, *, note: str | None = None) -> int:
+    """Give up for good on each matching open letter (``note``: why, for the next reader)."""
     async with engine.begin() as conn:
-        letters = await dead_letters.resolve(conn, filters, "discarded")
+        letters = await dead_letters.resolve(conn, filters, "discarded", note)
         for record_id, stage in letters:
             if stage == "enrichment":
                 await records.set_state(conn, record_id, "discarded")

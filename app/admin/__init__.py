@@ -1,0 +1,2 @@
+"""Operator actions (tenants, connections, records, replay, dead letters, statistics, admin
+keys), free of HTTP: the admin API, the CLI and the console all call these."""

@@ -1,0 +1,330 @@
+"""What the admin operations take and return; the admin API documents these, the CLI prints
+them as JSON. No model here ever carries a secret value: only which secrets are set."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class _Out(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+
+class AdminKeyView(_Out):
+    """An admin key as listed: never the key, only its first characters."""
+
+    id: int
+    name: str
+    prefix: str
+    created_at: datetime
+    last_used_at: datetime | None
+    revoked_at: datetime | None
+
+
+class CreatedAdminKey(AdminKeyView):
+    """A key just created: the only time the key itself is shown."""
+
+    key: str
+
+
+class SecretsView(_Out):
+    """What can be said of a connection's secrets without revealing them."""
+
+    names: list[str] = Field(description="The secret settings that are set (names only).")
+    fingerprint: str = Field(
+        description="A keyed hash of all the secrets: it changes when any of them changes."
+    )
+
+
+class ConnectionView(_Out):
+    """One connection, its secrets reduced to names and a fingerprint."""
+
+    id: int
+    tenant: str
+    source: str
+    name: str
+    account: str | None
+    enabled: bool
+    options: dict[str, Any]
+    secrets: SecretsView
+    created_at: datetime
+    updated_at: datetime
+
+
+class DestinationView(_Out):
+    """Where the tenant's normalized events go (its signing secret is never shown)."""
+
+    url: str
+    enabled: bool
+    secret_set: bool
+
+
+class TenantView(_Out):
+    """One tenant and how many of its connections are enabled."""
+
+    id: int
+    slug: str
+    name: str
+    connections: int
+    enabled_connections: int
+    created_at: datetime
+    updated_at: datetime
+
+
+class TenantDetail(TenantView):
+    """A tenant with its connections and destination."""
+
+    connection_list: list[ConnectionView]
+    destination: DestinationView | None
+
+
+class TenantCreate(BaseModel):
+    """A new tenant."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    slug: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")
+    name: str = Field(min_length=1)
+
+
+class TenantUpdate(BaseModel):
+    """A tenant's new name."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1)
+
+
+class DestinationSet(BaseModel):
+    """Where the tenant's normalized events go, and the ``whsec_`` secret they are signed with
+    (write-only, like every secret here)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    url: str
+    secret: str = Field(min_length=1, repr=False)
+    enabled: bool = True
+
+
+class ConnectionCreate(BaseModel):
+    """A new connection; ``secrets`` are checked by the source and stored encrypted."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    tenant: str
+    source: str = Field(min_length=1)
+    name: str = "default"
+    account: str | None = None
+    enabled: bool = True
+    options: dict[str, Any] = Field(default_factory=dict)
+    secrets: dict[str, Any] = Field(default_factory=dict, repr=False)
+
+
+class ConnectionUpdate(BaseModel):
+    """Changes to a connection; absent fields stay as they are (secrets: see rotate)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str | None = None
+    account: str | None = None
+    enabled: bool | None = None
+    options: dict[str, Any] | None = None
+
+
+class SecretsRotate(BaseModel):
+    """New secrets for a connection: replace them all, or (``merge``) only those given."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    secrets: dict[str, Any] = Field(repr=False)
+    merge: bool = False
+
+
+class RecordSummary(_Out):
+    """A record as listed."""
+
+    id: uuid.UUID
+    tenant: str
+    source: str
+    event_type: str
+    known: bool
+    state: str
+    subjects: dict[str, Any]
+    received_at: datetime
+    processed_at: datetime | None
+    answer_status: int | None
+
+
+class RecordPage(_Out):
+    """One page of records; pass ``next_cursor`` back for the next (None: no more)."""
+
+    records: list[RecordSummary]
+    next_cursor: str | None
+
+
+class Body(_Out):
+    """Bytes as stored: base64 always, and the text when they are UTF-8."""
+
+    base64: str
+    text: str | None
+    size: int
+
+
+class AnswerView(_Out):
+    """The answer the sender was given (and every duplicate after it)."""
+
+    status: int | None
+    headers: dict[str, Any]
+    body: Body
+
+
+class WorkView(_Out):
+    """An outbox or delivery row: how far the stage got."""
+
+    created_at: datetime
+    available_at: datetime
+    attempts: int
+    done_at: datetime | None
+    last_error: str | None
+    last_status: int | None = None
+    task: str | None = None
+
+
+class DeadLetterView(_Out):
+    """A dead letter."""
+
+    id: int
+    record_id: uuid.UUID
+    tenant: str
+    source: str
+    stage: str
+    kind: str
+    reason: str
+    detail: str
+    attempts: int
+    created_at: datetime
+    resolved_at: datetime | None
+    resolution: str | None
+    note: str | None
+
+
+class ReplayRef(_Out):
+    """A replay that included a record."""
+
+    id: int
+    actor: str
+    created_at: datetime
+    count: int
+
+
+class RecordDetail(RecordSummary):
+    """One record's whole story."""
+
+    dedupe_key: str
+    thread: str | None
+    headers: dict[str, Any]
+    raw_body: Body
+    payload: Any
+    answer: AnswerView | None
+    ack_ms: int | None
+    outbox: WorkView | None
+    delivery: WorkView | None
+    dead_letters: list[DeadLetterView]
+    replays: list[ReplayRef]
+
+
+class RecordQuery(BaseModel):
+    """Record filters, as the API's query string and the CLI's options give them."""
+
+    tenant: str | None = None
+    source: str | None = None
+    event_type: str | None = None
+    state: str | None = None
+    received_from: datetime | None = None
+    received_to: datetime | None = None
+    person: str | None = None
+    job: str | None = None
+    application: str | None = None
+
+
+class ReplayFilters(RecordQuery):
+    """Record filters in a replay's body: a misspelt one is refused, not ignored (ignoring it
+    would replay more than was meant)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class ReplayRequest(BaseModel):
+    """Replay these records, or every record matching ``filters`` (one of the two)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    record_ids: list[uuid.UUID] = Field(default_factory=list, max_length=10_000)
+    filters: ReplayFilters | None = None
+
+
+class ReplayResult(_Out):
+    """What a replay did: records whose enrichment runs again, deliveries that failed and are
+    tried again (one the destination acknowledged is never sent twice)."""
+
+    id: int
+    matched: int
+    enrichments: int
+    deliveries: int
+
+
+class DeadLetterAction(BaseModel):
+    """Dead letters to retry or discard: by id, or every open one matching the filters."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    ids: list[int] = Field(default_factory=list)
+    kind: Literal["configuration", "pipeline"] | None = None
+    stage: Literal["intake", "enrichment", "delivery"] | None = None
+    tenant: str | None = None
+    source: str | None = None
+    all: bool = Field(False, description="Required to act on every open letter (no filter).")
+    note: str | None = Field(None, max_length=2000)
+
+
+class ActionResult(_Out):
+    """How many things an action changed."""
+
+    count: int
+
+
+class BacklogView(_Out):
+    """Work not done now for one tenant and source."""
+
+    pending: int
+    oldest_age_s: float | None
+
+
+class SourceStats(_Out):
+    """One tenant's records of one source over the window."""
+
+    tenant: str
+    source: str
+    records: int
+    states: dict[str, int]
+    duplicates: int | None = Field(
+        description="Copies answered with a record's stored answer, counted per hour: every "
+        "hour the window touches counts whole (kept 8 days; null if Redis did not answer)."
+    )
+    duplicate_ratio: float | None = Field(description="duplicates / (records + duplicates).")
+    ack_p50_ms: float | None
+    ack_p99_ms: float | None
+    enrichment_backlog: BacklogView
+    delivery_backlog: BacklogView
+
+
+class Stats(_Out):
+    """Statistics per tenant and source over ``[since, until)``."""
+
+    since: datetime
+    until: datetime
+    sources: list[SourceStats]

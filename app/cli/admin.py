@@ -1,0 +1,443 @@
+"""``hirehook admin-keys``, ``records`` and ``connections``: the admin API's operations from the
+command line, through the same service layer (:mod:`app.admin`). ``--json`` prints what the
+API would answer, for scripts; secrets are read from a file or stdin, never from arguments
+(which other users of the machine can see in the process list and shell history)."""
+
+from __future__ import annotations
+
+import asyncio
+import getpass
+import sys
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import orjson
+import typer
+
+from app.cli.common import load_settings, with_services
+
+T = TypeVar("T")
+
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON, for scripts.")]
+
+
+def run(action: Callable[[Any], Awaitable[T]]) -> T:
+    """Run ``action(services)``; an operator's mistake (AppError) is printed, exit status 1."""
+    from app.errors import AppError
+
+    try:
+        result: T = asyncio.run(with_services(load_settings(), action))
+    except AppError as exc:
+        typer.echo(f"error: {exc.user_message}", err=True)
+        raise typer.Exit(1) from exc
+    return result
+
+
+def emit(value: Any, *, as_json: bool, line: Callable[[Any], str]) -> None:
+    """Print one model or a list of them: JSON, or one line each."""
+    items = value if isinstance(value, list) else [value]
+    if as_json:
+        payload = [v.model_dump(mode="json") for v in items]
+        data = payload if isinstance(value, list) else payload[0]
+        typer.echo(orjson.dumps(data, option=orjson.OPT_INDENT_2).decode())
+        return
+    for item in items:
+        typer.echo(line(item))
+
+
+def json_object(text: str, what: str) -> dict[str, Any]:
+    """A JSON object given on the command line or in a file."""
+    try:
+        value = orjson.loads(text)
+    except orjson.JSONDecodeError as exc:
+        raise typer.BadParameter(f"{what} is not valid JSON: {exc}") from exc
+    if not isinstance(value, dict):
+        raise typer.BadParameter(f"{what} must be a JSON object")
+    return value
+
+
+def read_secrets(path: Path | None) -> dict[str, Any]:
+    """Secrets as a JSON object from ``path``, or from stdin when it is ``-``."""
+    if path is None:
+        return {}
+    text = sys.stdin.read() if str(path) == "-" else path.read_text()
+    return json_object(text, "the secrets")
+
+
+SecretsOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--secrets-file",
+        help="A JSON object of secrets; '-' reads it from stdin. Never put secrets in arguments.",
+    ),
+]
+OptionsOption = Annotated[str | None, typer.Option("--options", help="Options, a JSON object.")]
+
+
+# --- admin keys -------------------------------------------------------------------------------
+
+keys_cli = typer.Typer(help="Keys to the admin API (/v1/admin).", no_args_is_help=True)
+
+
+def _key_line(key: Any) -> str:
+    state = f"revoked {key.revoked_at:%Y-%m-%d %H:%M}" if key.revoked_at else "active"
+    used = f"{key.last_used_at:%Y-%m-%d %H:%M}" if key.last_used_at else "never used"
+    return f"{key.id}\t{key.name}\t{key.prefix}...\t{state}\t{used}"
+
+
+@keys_cli.command("create")
+def keys_create(name: str, as_json: JsonOption = False) -> None:
+    """Create a key; it is shown once, now, and only its hash is kept."""
+    from app.admin import keys
+
+    created = run(lambda s: keys.create(s.engine, name))
+    if as_json:
+        emit(created, as_json=True, line=str)
+        return
+    typer.echo(created.key)
+    typer.echo(
+        f"admin key {created.id} ({name}) created; store it now, it cannot be shown again",
+        err=True,
+    )
+
+
+@keys_cli.command("list")
+def keys_list(as_json: JsonOption = False) -> None:
+    """List keys (never the keys themselves)."""
+    from app.admin import keys
+
+    emit(run(lambda s: keys.list_keys(s.engine)), as_json=as_json, line=_key_line)
+
+
+@keys_cli.command("revoke")
+def keys_revoke(key_id: int, as_json: JsonOption = False) -> None:
+    """Revoke a key: requests carrying it are refused from now on."""
+    from app.admin import keys
+
+    emit(run(lambda s: keys.revoke(s.engine, key_id)), as_json=as_json, line=_key_line)
+
+
+# --- connections ------------------------------------------------------------------------------
+
+connections_cli = typer.Typer(
+    help="Connections of tenants to ATSs (secrets are write-only).", no_args_is_help=True
+)
+
+
+def connection_line(c: Any) -> str:
+    """One connection on one line (secret names and fingerprint only)."""
+    state = "enabled" if c.enabled else "disabled"
+    names = ",".join(c.secrets.names) or "-"
+    return (
+        f"{c.id}\t{c.tenant}\t{c.source}\t{c.name}\t{c.account or '-'}\t{state}\t"
+        f"secrets={names}\tfingerprint={c.secrets.fingerprint}"
+    )
+
+
+@connections_cli.command("list")
+def connections_list(
+    tenant: Annotated[str | None, typer.Option(help="Tenant slug.")] = None,
+    source: Annotated[str | None, typer.Option(help="ATS source.")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """List connections."""
+    from app.admin import service
+
+    found = run(lambda s: service.list_connections(s, tenant=tenant, source=source))
+    emit(found, as_json=as_json, line=connection_line)
+
+
+@connections_cli.command("show")
+def connections_show(connection_id: int, as_json: JsonOption = False) -> None:
+    """Show one connection."""
+    from app.admin import service
+
+    found = run(lambda s: service.show_connection(s, connection_id=connection_id))
+    emit(found, as_json=as_json, line=connection_line)
+
+
+@connections_cli.command("create")
+def connections_create(
+    tenant: str,
+    source: str,
+    name: Annotated[str, typer.Option(help="Name among the tenant's connections.")] = "default",
+    account: Annotated[str | None, typer.Option(help="The ATS's account id.")] = None,
+    options: OptionsOption = None,
+    secrets_file: SecretsOption = None,
+    disabled: Annotated[bool, typer.Option("--disabled", help="Create it disabled.")] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Create a connection; its source checks options and secrets first."""
+    from app.admin import schemas, service
+
+    spec = schemas.ConnectionCreate(
+        tenant=tenant,
+        source=source,
+        name=name,
+        account=account,
+        enabled=not disabled,
+        options=json_object(options, "--options") if options else {},
+        secrets=read_secrets(secrets_file),
+    )
+    emit(
+        run(lambda s: service.create_connection(s, spec=spec)),
+        as_json=as_json,
+        line=connection_line,
+    )
+
+
+@connections_cli.command("update")
+def connections_update(
+    connection_id: int,
+    name: Annotated[str | None, typer.Option(help="A new name.")] = None,
+    account: Annotated[str | None, typer.Option(help="A new ATS account id.")] = None,
+    options: Annotated[
+        str | None, typer.Option("--options", help="New options (replace all), a JSON object.")
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Change a connection's name, account or options."""
+    from app.admin import schemas, service
+
+    changes: dict[str, Any] = {}
+    if name is not None:
+        changes["name"] = name
+    if account is not None:
+        changes["account"] = account
+    if options is not None:
+        changes["options"] = json_object(options, "--options")
+    spec = schemas.ConnectionUpdate(**changes)
+    emit(
+        run(lambda s: service.update_connection(s, connection_id=connection_id, spec=spec)),
+        as_json=as_json,
+        line=connection_line,
+    )
+
+
+def _set_connection(connection_id: int, enabled: bool, as_json: bool) -> None:
+    from app.admin import service
+
+    emit(
+        run(
+            lambda s: service.set_connection_enabled(
+                s, connection_id=connection_id, enabled=enabled
+            )
+        ),
+        as_json=as_json,
+        line=connection_line,
+    )
+
+
+@connections_cli.command("disable")
+def connections_disable(connection_id: int, as_json: JsonOption = False) -> None:
+    """Disable a connection: its senders are refused (401)."""
+    _set_connection(connection_id, False, as_json)
+
+
+@connections_cli.command("enable")
+def connections_enable(connection_id: int, as_json: JsonOption = False) -> None:
+    """Enable a connection."""
+    _set_connection(connection_id, True, as_json)
+
+
+@connections_cli.command("rotate")
+def connections_rotate(
+    connection_id: int,
+    secrets_file: Annotated[
+        Path, typer.Option("--secrets-file", help="The new secrets, a JSON object; '-': stdin.")
+    ],
+    merge: Annotated[
+        bool, typer.Option("--merge", help="Replace only the secrets given, keep the others.")
+    ] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Replace a connection's secrets."""
+    from app.admin import schemas, service
+
+    spec = schemas.SecretsRotate(secrets=read_secrets(secrets_file), merge=merge)
+    emit(
+        run(lambda s: service.rotate_secrets(s, connection_id=connection_id, spec=spec)),
+        as_json=as_json,
+        line=connection_line,
+    )
+
+
+# --- records ----------------------------------------------------------------------------------
+
+records_cli = typer.Typer(help="Received records: find, inspect, replay.", no_args_is_help=True)
+
+TenantOption = Annotated[str | None, typer.Option(help="Tenant slug.")]
+SourceOption = Annotated[str | None, typer.Option(help="ATS source.")]
+TypeOption = Annotated[str | None, typer.Option("--event-type", help="The event's type.")]
+StateOption = Annotated[
+    str | None, typer.Option(help="received, processed, dead_letter, quarantined, discarded.")
+]
+FromOption = Annotated[
+    datetime | None, typer.Option("--from", help="Received at or after (ISO 8601).")
+]
+ToOption = Annotated[datetime | None, typer.Option("--to", help="Received before (ISO 8601).")]
+PersonOption = Annotated[str | None, typer.Option(help="The person (candidate) id it names.")]
+JobOption = Annotated[str | None, typer.Option(help="The job id it names.")]
+ApplicationOption = Annotated[str | None, typer.Option(help="The application id it names.")]
+
+
+def _query(
+    tenant: str | None,
+    source: str | None,
+    event_type: str | None,
+    state: str | None,
+    received_from: datetime | None,
+    received_to: datetime | None,
+    person: str | None,
+    job: str | None,
+    application: str | None,
+) -> dict[str, Any]:
+    return {
+        "tenant": tenant,
+        "source": source,
+        "event_type": event_type,
+        "state": state,
+        # A time without a zone is read as UTC, as everything here is stored.
+        "received_from": _utc(received_from),
+        "received_to": _utc(received_to),
+        "person": person,
+        "job": job,
+        "application": application,
+    }
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    from datetime import UTC
+
+    if value is None or value.tzinfo is not None:
+        return value
+    return value.replace(tzinfo=UTC)
+
+
+def record_line(r: Any) -> str:
+    """One record on one line."""
+    subjects = ",".join(f"{k}={v}" for k, v in sorted(r.subjects.items())) or "-"
+    return (
+        f"{r.id}\t{r.received_at:%Y-%m-%d %H:%M:%S}\t{r.tenant}\t{r.source}\t{r.event_type}\t"
+        f"{r.state}\t{subjects}"
+    )
+
+
+@records_cli.command("list")
+def records_list(
+    tenant: TenantOption = None,
+    source: SourceOption = None,
+    event_type: TypeOption = None,
+    state: StateOption = None,
+    received_from: FromOption = None,
+    received_to: ToOption = None,
+    person: PersonOption = None,
+    job: JobOption = None,
+    application: ApplicationOption = None,
+    limit: Annotated[int, typer.Option(min=1, max=500, help="Records per page.")] = 50,
+    cursor: Annotated[str | None, typer.Option(help="Where the previous page ended.")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """List records, newest first (one page; --json includes the next page's cursor)."""
+    from app.admin import schemas, service
+
+    q = schemas.RecordQuery(
+        **_query(
+            tenant, source, event_type, state, received_from, received_to, person, job,
+            application,
+        )
+    )  # fmt: skip
+    page = run(lambda s: service.list_records(s, q=q, limit=limit, cursor=cursor))
+    if as_json:
+        emit(page, as_json=True, line=str)
+        return
+    for record in page.records:
+        typer.echo(record_line(record))
+    if page.next_cursor:
+        typer.echo(f"more: --cursor {page.next_cursor}", err=True)
+
+
+@records_cli.command("show")
+def records_show(record_id: uuid.UUID, as_json: JsonOption = False) -> None:
+    """Show one record's whole story."""
+    from app.admin import service
+
+    detail = run(lambda s: service.show_record(s, record_id=record_id))
+    if as_json:
+        emit(detail, as_json=True, line=str)
+        return
+    typer.echo(record_line(detail))
+    typer.echo(f"dedupe key: {detail.dedupe_key}   ack: {detail.ack_ms} ms")
+    for name, value in sorted(detail.headers.items()):
+        typer.echo(f"  {name}: {value}")
+    body = detail.raw_body.text if detail.raw_body.text is not None else detail.raw_body.base64
+    typer.echo(f"body ({detail.raw_body.size} bytes): {body}")
+    if detail.answer is not None:
+        typer.echo(f"answered {detail.answer.status}: {detail.answer.body.text}")
+    for name, work in (("enrichment", detail.outbox), ("delivery", detail.delivery)):
+        if work is not None:
+            done = f"done {work.done_at:%Y-%m-%d %H:%M:%S}" if work.done_at else "pending"
+            typer.echo(f"{name}: {done}, attempts={work.attempts}, error={work.last_error}")
+    for letter in detail.dead_letters:
+        typer.echo(
+            f"dead letter {letter.id}: {letter.stage} {letter.kind} {letter.reason}: "
+            f"{letter.detail} [{letter.resolution or 'open'}] {letter.note or ''}"
+        )
+    for replay in detail.replays:
+        typer.echo(f"replayed by {replay.actor} at {replay.created_at:%Y-%m-%d %H:%M:%S}")
+
+
+@records_cli.command("replay")
+def records_replay(
+    record_ids: Annotated[list[uuid.UUID] | None, typer.Argument(help="Record ids.")] = None,
+    tenant: TenantOption = None,
+    source: SourceOption = None,
+    event_type: TypeOption = None,
+    state: StateOption = None,
+    received_from: FromOption = None,
+    received_to: ToOption = None,
+    person: PersonOption = None,
+    job: JobOption = None,
+    application: ApplicationOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Run enrichment (and failed deliveries) again for these records or every match of the
+    filters; an acknowledged delivery is never sent twice."""
+    from rich.progress import Progress
+
+    from app.admin import schemas, service
+
+    query = _query(
+        tenant, source, event_type, state, received_from, received_to, person, job, application
+    )
+    filters = {k: v for k, v in query.items() if v is not None}
+    request = schemas.ReplayRequest(
+        record_ids=list(record_ids or []),
+        filters=schemas.ReplayFilters(**filters) if filters else None,
+    )
+    actor = f"cli:{getpass.getuser()}"
+    # On stderr, so --json output stays clean for a script.
+    with Progress(console=_stderr_console(), transient=True) as progress:
+        task = progress.add_task("replaying", total=None)
+
+        def advance(done: int, total: int) -> None:
+            progress.update(task, completed=done, total=total)
+
+        result = run(lambda s: service.replay(s, actor=actor, request=request, progress=advance))
+    emit(
+        result,
+        as_json=as_json,
+        line=lambda r: (
+            f"replay {r.id}: {r.matched} record(s) matched, {r.enrichments} enrichment(s) and "
+            f"{r.deliveries} failed deliveries run again"
+        ),
+    )
+
+
+def _stderr_console() -> Any:
+    from rich.console import Console
+
+    return Console(stderr=True)

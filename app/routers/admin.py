@@ -1,0 +1,273 @@
+"""The admin API, ``/v1/admin/...``: thin HTTP over :mod:`app.admin.service`.
+
+Every route needs an admin key (``Authorization: Bearer hh_admin_...``); failures count
+against the caller's address in the brute-force guard, so keys cannot be guessed at speed.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Query, Request
+
+from app.admin import keys, service
+from app.admin import schemas as s
+from app.routers.common import DefaultRoute, ServicesDep, guarded
+from app.routers.openapi import Responses, refusals, security
+
+_MEANINGS = {
+    400: "The request is not valid (a parameter, the body, or a cursor); the message says why.",
+    401: "No admin key, or one that is unknown or revoked.",
+    404: "The tenant, connection or record named does not exist.",
+    409: "It exists already (a tenant slug, a connection's tenant, source and name, or its "
+    "source and account).",
+    429: "Too many failed authentications from this address; retry after Retry-After.",
+}
+
+
+def _answers(ok: int, model: Any, description: str, *refused: int) -> dict[str, Any]:
+    responses: Responses = {ok: {"model": model, "description": description}}
+    # Only what the route can send: a 400 needs a parameter or body to be wrong.
+    responses.update(refusals(sorted({401, 429, *refused}), meanings=_MEANINGS))
+    return {"responses": responses, "openapi_extra": security(["adminKey"])}
+
+
+async def admin_caller(request: Request, services: ServicesDep) -> keys.Caller:
+    """The admin key's owner, or the 401 (counted by the guard)."""
+    scheme, _, key = request.headers.get("authorization", "").partition(" ")
+    async with guarded(services, request):
+        if scheme.lower() != "bearer":
+            raise keys.unauthorized()
+        return await keys.authenticate(services.engine, key.strip())
+
+
+CallerDep = Annotated[keys.Caller, Depends(admin_caller)]
+
+router = APIRouter(prefix="/v1/admin", tags=["admin"], route_class=DefaultRoute)
+
+
+# --- tenants ----------------------------------------------------------------------------------
+
+
+@router.get("/tenants", **_answers(200, list[s.TenantView], "Every tenant."))
+async def list_tenants(services: ServicesDep, caller: CallerDep) -> list[s.TenantView]:
+    """List tenants."""
+    return await service.list_tenants(services)
+
+
+@router.post("/tenants", status_code=201, **_answers(201, s.TenantDetail, "Created.", 400, 409))
+async def create_tenant(
+    spec: s.TenantCreate, services: ServicesDep, caller: CallerDep
+) -> s.TenantDetail:
+    """Create a tenant (then add its connections)."""
+    return await service.create_tenant(services, spec=spec)
+
+
+@router.get("/tenants/{slug}", **_answers(200, s.TenantDetail, "The tenant.", 404))
+async def show_tenant(slug: str, services: ServicesDep, caller: CallerDep) -> s.TenantDetail:
+    """A tenant with its connections (secrets as names and a fingerprint) and destination."""
+    return await service.show_tenant(services, slug=slug)
+
+
+@router.patch("/tenants/{slug}", **_answers(200, s.TenantDetail, "Updated.", 400, 404))
+async def update_tenant(
+    slug: str, spec: s.TenantUpdate, services: ServicesDep, caller: CallerDep
+) -> s.TenantDetail:
+    """Rename a tenant."""
+    return await service.update_tenant(services, slug=slug, spec=spec)
+
+
+@router.post("/tenants/{slug}/{action}", **_answers(200, s.TenantDetail, "Done.", 400, 404))
+async def enable_tenant(
+    slug: str,
+    action: Literal["enable", "disable"],
+    services: ServicesDep,
+    caller: CallerDep,
+) -> s.TenantDetail:
+    """Enable or disable all of a tenant's connections (a disabled one authenticates nobody)."""
+    return await service.set_tenant_enabled(services, slug=slug, enabled=action == "enable")
+
+
+@router.put("/tenants/{slug}/destination", **_answers(200, s.TenantDetail, "Set.", 400, 404))
+async def set_destination(
+    slug: str, spec: s.DestinationSet, services: ServicesDep, caller: CallerDep
+) -> s.TenantDetail:
+    """Create or replace where the tenant's normalized events are delivered (the secret is
+    write-only)."""
+    return await service.set_destination(services, slug=slug, spec=spec)
+
+
+# --- connections ------------------------------------------------------------------------------
+
+
+@router.get("/connections", **_answers(200, list[s.ConnectionView], "Connections."))
+async def list_connections(
+    services: ServicesDep,
+    caller: CallerDep,
+    tenant: str | None = None,
+    source: str | None = None,
+) -> list[s.ConnectionView]:
+    """List connections, optionally of one tenant or source."""
+    return await service.list_connections(services, tenant=tenant, source=source)
+
+
+@router.post(
+    "/connections",
+    status_code=201,
+    **_answers(201, s.ConnectionView, "Created.", 400, 404, 409),
+)
+async def create_connection(
+    spec: s.ConnectionCreate, services: ServicesDep, caller: CallerDep
+) -> s.ConnectionView:
+    """Create a connection; its source checks the options and secrets first."""
+    return await service.create_connection(services, spec=spec)
+
+
+@router.get(
+    "/connections/{connection_id}", **_answers(200, s.ConnectionView, "The connection.", 400, 404)
+)
+async def show_connection(
+    connection_id: int, services: ServicesDep, caller: CallerDep
+) -> s.ConnectionView:
+    """One connection (secrets as names and a fingerprint, never their values)."""
+    return await service.show_connection(services, connection_id=connection_id)
+
+
+@router.patch(
+    "/connections/{connection_id}", **_answers(200, s.ConnectionView, "Updated.", 400, 404, 409)
+)
+async def update_connection(
+    connection_id: int, spec: s.ConnectionUpdate, services: ServicesDep, caller: CallerDep
+) -> s.ConnectionView:
+    """Change a connection's name, account, options or enabled flag."""
+    return await service.update_connection(services, connection_id=connection_id, spec=spec)
+
+
+@router.post(
+    "/connections/{connection_id}/{action}",
+    **_answers(200, s.ConnectionView, "Done.", 400, 404),
+)
+async def enable_connection(
+    connection_id: int,
+    action: Literal["enable", "disable"],
+    services: ServicesDep,
+    caller: CallerDep,
+) -> s.ConnectionView:
+    """Enable or disable one connection."""
+    return await service.set_connection_enabled(
+        services, connection_id=connection_id, enabled=action == "enable"
+    )
+
+
+@router.put(
+    "/connections/{connection_id}/secrets",
+    **_answers(200, s.ConnectionView, "Rotated.", 400, 404),
+)
+async def rotate_secrets(
+    connection_id: int, spec: s.SecretsRotate, services: ServicesDep, caller: CallerDep
+) -> s.ConnectionView:
+    """Replace a connection's secrets (write-only: the answer names them, never shows them)."""
+    return await service.rotate_secrets(services, connection_id=connection_id, spec=spec)
+
+
+# --- records and replay -----------------------------------------------------------------------
+
+
+@router.get("/records", **_answers(200, s.RecordPage, "A page of records, newest first.", 400))
+async def list_records(
+    services: ServicesDep,
+    caller: CallerDep,
+    q: Annotated[s.RecordQuery, Query()],
+    limit: Annotated[int, Query(ge=1, le=service.PAGE_MAX)] = 50,
+    cursor: str | None = None,
+) -> s.RecordPage:
+    """Records by tenant, source, event type, state, time received and subject ids."""
+    return await service.list_records(services, q=q, limit=limit, cursor=cursor)
+
+
+@router.get("/records/{record_id}", **_answers(200, s.RecordDetail, "The record.", 400, 404))
+async def show_record(
+    record_id: uuid.UUID, services: ServicesDep, caller: CallerDep
+) -> s.RecordDetail:
+    """One record: headers, raw body, payload, the answer given, enrichment, delivery, dead
+    letters and replays."""
+    return await service.show_record(services, record_id=record_id)
+
+
+@router.post("/records/{record_id}/replay", **_answers(200, s.ReplayResult, "Replayed.", 400, 404))
+async def replay_record(
+    record_id: uuid.UUID, services: ServicesDep, caller: CallerDep
+) -> s.ReplayResult:
+    """Run one record's enrichment (and a failed delivery) again."""
+    return await service.replay(
+        services, actor=caller.name, request=s.ReplayRequest(record_ids=[record_id])
+    )
+
+
+@router.post("/replays", **_answers(200, s.ReplayResult, "Replayed.", 400, 404))
+async def replay(
+    request: s.ReplayRequest, services: ServicesDep, caller: CallerDep
+) -> s.ReplayResult:
+    """Run enrichment (and failed deliveries) again for named records or a filtered set."""
+    return await service.replay(services, actor=caller.name, request=request)
+
+
+# --- dead letters -----------------------------------------------------------------------------
+
+
+@router.get("/dead-letters", **_answers(200, list[s.DeadLetterView], "Dead letters.", 400))
+async def list_dead_letters(
+    services: ServicesDep,
+    caller: CallerDep,
+    kind: Literal["configuration", "pipeline"] | None = None,
+    stage: Literal["intake", "enrichment", "delivery"] | None = None,
+    tenant: str | None = None,
+    source: str | None = None,
+    resolved: bool = False,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 200,
+) -> list[s.DeadLetterView]:
+    """Dead letters by cause (configuration or pipeline), oldest first."""
+    return await service.list_dead_letters(
+        services,
+        kind=kind,
+        stage=stage,
+        tenant=tenant,
+        source=source,
+        include_resolved=resolved,
+        limit=limit,
+    )
+
+
+@router.post("/dead-letters/retry", **_answers(200, s.ActionResult, "Retried.", 400))
+async def retry_dead_letters(
+    action: s.DeadLetterAction, services: ServicesDep, caller: CallerDep
+) -> s.ActionResult:
+    """Start the stage over for these letters, once their cause is fixed."""
+    return await service.retry_dead_letters(services, action=action)
+
+
+@router.post("/dead-letters/discard", **_answers(200, s.ActionResult, "Discarded.", 400))
+async def discard_dead_letters(
+    action: s.DeadLetterAction, services: ServicesDep, caller: CallerDep
+) -> s.ActionResult:
+    """Give up on these letters for good, with a note saying why."""
+    return await service.discard_dead_letters(services, action=action)
+
+
+# --- statistics -------------------------------------------------------------------------------
+
+
+@router.get("/stats", **_answers(200, s.Stats, "Statistics per tenant and source.", 400))
+async def stats(
+    services: ServicesDep,
+    caller: CallerDep,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    tenant: str | None = None,
+    source: str | None = None,
+) -> s.Stats:
+    """Records by state, duplicate ratio and ack latency over a window (default: the last
+    24 hours), and the enrichment and delivery backlog now."""
+    return await service.stats(services, since=since, until=until, tenant=tenant, source=source)

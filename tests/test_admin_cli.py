@@ -1,0 +1,215 @@
+"""The admin operations from the command line against the session's PostgreSQL and Redis: one
+as an operator would run it (``python -m app.cli`` in its own process), the rest in process
+through Click's runner (in a thread, as each command runs its own event loop), which
+spares a 2-core machine an interpreter start per command."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+from typing import Any
+
+import httpx
+import orjson
+from typer.testing import CliRunner
+
+from app.cli import cli
+from app.services import Services
+from app.settings import Settings
+from tests.fake_ats import FakeATS
+from tests.test_keldair import OTHER, SECRET
+from tests.workers_support import (
+    HRM_SECRET,
+    VENDOR_SECRET,
+    add_source,
+    fast_settings,
+    record_event,
+    rows,
+    run_worker,
+    worker_env,
+)
+
+
+async def hirehook_process(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run the CLI in its own process against the session's servers."""
+    return await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "app.cli", *args],
+        env=worker_env(settings, log_format="console"),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+async def hirehook(
+    settings: Settings, *args: str, stdin: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run one CLI command in process, with the environment a process would get."""
+    env = {
+        k: v
+        for k, v in worker_env(settings, log_format="console").items()
+        if k.startswith("HIREHOOK_")
+    }
+    result = await asyncio.to_thread(
+        CliRunner().invoke, cli, list(args), input=stdin, env=env, catch_exceptions=False
+    )
+    return subprocess.CompletedProcess(list(args), result.exit_code, result.stdout, result.stderr)
+
+
+def ok(result: subprocess.CompletedProcess[str]) -> Any:
+    """The JSON a successful ``--json`` command printed."""
+    assert result.returncode == 0, result.stderr
+    return orjson.loads(result.stdout)
+
+
+async def test_admin_keys_are_created_once_listed_without_the_key_and_revoked(
+    settings: Settings, services: Services, client: httpx.AsyncClient
+) -> None:
+    # The one command run as its own process: the entry point works as an operator runs it.
+    created = await hirehook_process(settings, "admin-keys", "create", "ops")
+    assert created.returncode == 0, created.stderr
+    key = created.stdout.strip()
+    assert key.startswith("hh_admin_") and "cannot be shown again" in created.stderr
+    headers = {"authorization": f"Bearer {key}"}
+    assert (await client.get("/v1/admin/tenants", headers=headers)).status_code == 200
+
+    listed = await hirehook(settings, "admin-keys", "list", "--json")
+    [entry] = ok(listed)
+    assert entry["name"] == "ops" and entry["last_used_at"] is not None
+    assert key not in listed.stdout and "key" not in entry
+    plain = await hirehook(settings, "admin-keys", "list")
+    assert "ops" in plain.stdout and key not in plain.stdout
+
+    taken = await hirehook(settings, "admin-keys", "create", "ops")
+    assert taken.returncode == 1 and "exists" in taken.stderr
+    revoked = ok(await hirehook(settings, "admin-keys", "revoke", str(entry["id"]), "--json"))
+    assert revoked["revoked_at"] is not None
+    assert (await client.get("/v1/admin/tenants", headers=headers)).status_code == 401
+    missing = await hirehook(settings, "admin-keys", "revoke", "999")
+    assert missing.returncode == 1 and "999" in missing.stderr
+
+
+async def test_tenants_and_connections_from_the_cli_never_print_a_secret(
+    settings: Settings, services: Services
+) -> None:
+    outputs: list[str] = []
+
+    async def run(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+        result = await hirehook(settings, *args, stdin=stdin)
+        outputs.append(result.stdout + result.stderr)
+        return result
+
+    assert ok(await run("tenants", "create", "acme", "Acme", "--json"))["slug"] == "acme"
+    secrets = orjson.dumps({"signing_secrets": [SECRET]}).decode()
+    made = ok(
+        await run(
+            "connections", "create", "acme", "keldair", "--secrets-file", "-", "--json",
+            stdin=secrets,
+        )
+    )  # fmt: skip
+    assert made["secrets"]["names"] == ["signing_secrets"]
+    cid = str(made["id"])
+    bad = await run(
+        "connections", "create", "acme", "keldair", "--name", "b", "--secrets-file", "-",
+        stdin='{"signing_secrets": ["whsec_!!notbase64"]}',
+    )  # fmt: skip
+    assert bad.returncode == 1 and "signing_secrets" in bad.stderr
+
+    disabled = ok(await run("connections", "disable", cid, "--json"))
+    assert disabled["enabled"] is False
+    assert ok(await run("connections", "enable", cid, "--json"))["enabled"] is True
+    rotated = ok(
+        await run(
+            "connections", "rotate", cid, "--secrets-file", "-", "--json",
+            stdin=orjson.dumps({"signing_secrets": [OTHER]}).decode(),
+        )
+    )  # fmt: skip
+    assert rotated["secrets"]["fingerprint"] != made["secrets"]["fingerprint"]
+    [row] = await rows(services, "SELECT secrets FROM connection")
+    assert services.cipher.decrypt_json(row.secrets) == {"signing_secrets": [OTHER]}
+    updated = ok(await run("connections", "update", cid, "--account", "acct-1", "--json"))
+    assert updated["account"] == "acct-1"
+
+    assert ok(await run("tenants", "update", "acme", "Acme Corp", "--json"))["name"] == "Acme Corp"
+    assert ok(await run("tenants", "disable", "acme", "--json"))["enabled_connections"] == 0
+    assert ok(await run("tenants", "enable", "acme", "--json"))["enabled_connections"] == 1
+    [tenant] = ok(await run("tenants", "list", "--json"))
+    assert (tenant["slug"], tenant["connections"]) == ("acme", 1)
+    shown = await run("tenants", "show", "acme")
+    assert "keldair" in shown.stdout and "signing_secrets" in shown.stdout
+    listed = await run("connections", "list", "--tenant", "acme")
+    assert listed.stdout.startswith(cid + "\t")
+    assert ok(await run("connections", "show", cid, "--json"))["id"] == int(cid)
+    hook = ok(
+        await run(
+            "tenants", "destination", "acme", "https://hooks.vendor.example/in",
+            "--secret-file", "-", "--json", stdin=VENDOR_SECRET + "\n",
+        )
+    )  # fmt: skip
+    assert hook["destination"] == {
+        "url": "https://hooks.vendor.example/in",
+        "enabled": True,
+        "secret_set": True,
+    }
+    [stored] = await rows(services, "SELECT secret FROM destination")
+    assert services.cipher.decrypt_json(stored.secret) == {"secret": VENDOR_SECRET}
+    unknown = await run("tenants", "show", "nobody")
+    assert unknown.returncode == 1 and "nobody" in unknown.stderr
+    for text in outputs:
+        for secret in (SECRET, OTHER, SECRET[6:], OTHER[6:], VENDOR_SECRET[6:]):
+            assert secret not in text
+
+
+async def test_records_are_listed_shown_and_replayed_idempotently(
+    settings: Settings, services: Services, fake_ats: FakeATS
+) -> None:
+    fake_ats.add_hrm_candidate("1001", positions=["77"])
+    fake_ats.add_hrm_position("77")
+    conn = await add_source(services, fake_ats, "hrmanager", destination=True)
+    ids = [
+        await record_event(
+            services, conn, "CandidateStatusUpdated", {"CandidateId": "1001", "PositionId": "77"}
+        )
+        for _ in range(3)
+    ]
+    fast = fast_settings(settings)
+    await run_worker(fast)
+    assert len(fake_ats.deliveries()) == 3
+
+    page = ok(
+        await hirehook(settings, "records", "list", "--tenant", "acme", "--limit", "2", "--json")
+    )
+    assert [r["id"] for r in page["records"]] == [str(ids[2]), str(ids[1])]
+    rest = ok(
+        await hirehook(settings, "records", "list", "--cursor", page["next_cursor"], "--json")
+    )
+    assert [r["id"] for r in rest["records"]] == [str(ids[0])] and rest["next_cursor"] is None
+    plain = await hirehook(settings, "records", "list", "--state", "processed")
+    assert len(plain.stdout.splitlines()) == 3
+
+    shown = ok(await hirehook(settings, "records", "show", str(ids[0]), "--json"))
+    assert shown["state"] == "processed" and shown["delivery"]["last_status"] == 200
+    human = await hirehook(settings, "records", "show", str(ids[0]))
+    assert "delivery: done" in human.stdout
+
+    for _ in range(2):
+        replayed = await hirehook(settings, "records", "replay", "--source", "hrmanager", "--json")
+        result = ok(replayed)
+        assert (result["matched"], result["enrichments"], result["deliveries"]) == (3, 3, 0)
+        await run_worker(fast)
+    one = ok(await hirehook(settings, "records", "replay", str(ids[1]), "--json"))
+    assert one["enrichments"] == 1
+    await run_worker(fast)
+
+    assert len(fake_ats.deliveries()) == 3
+    for table in ("candidate", "job", "application"):
+        assert len(await rows(services, f"SELECT 1 FROM {table}")) == 1, table  # noqa: S608
+    log = await rows(services, "SELECT actor, count AS n FROM replay ORDER BY id")
+    assert [r.n for r in log] == [3, 3, 1] and all(r.actor.startswith("cli:") for r in log)
+    nothing = await hirehook(settings, "records", "replay")
+    assert nothing.returncode == 1 and "Name the records" in nothing.stderr
+    for text in (human.stdout, replayed.stdout, replayed.stderr):
+        assert HRM_SECRET not in text and VENDOR_SECRET not in text
