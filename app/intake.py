@@ -12,6 +12,7 @@ import asyncio
 import contextvars
 import time
 import uuid
+from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -173,7 +174,7 @@ class Intake:
         self._batches: GroupCommit[NewRecord, Written] = GroupCommit(
             self._write, writers=writers, max_batch=max_batch
         )
-        self._publishing: set[asyncio.Task[int]] = set()
+        self._publishing: set[asyncio.Task[Any]] = set()
         # The request id of each record waiting for its batch (app.request_context): a batch's
         # writer runs in whichever request's context started it, so ids travel explicitly.
         self._request_ids: dict[uuid.UUID, str] = {}
@@ -291,7 +292,9 @@ class Intake:
         event_type = event.event_type if event.known else OTHER
         if outcome.duplicate:
             EVENTS.labels(info.source, event_type, "duplicate").inc()
-            await self._queue.count_duplicate(info.tenant_id, info.source)
+            if conn is not None:
+                # On the request path the batch counted it (Intake._write).
+                await self._queue.count_duplicate(info.tenant_id, info.source)
             log.info(
                 "intake.duplicate",
                 source=info.source,
@@ -371,6 +374,12 @@ class Intake:
             return [r[0] if isinstance(r, list) else r for r in results]
         jobs = [r.id for r in batch if r.id in inserted and r.known and r.problem is None]
         published = self._publish(jobs) if jobs else None
+        duplicates = Counter((r.tenant_id, r.source) for r in batch if r.id not in inserted)
+        if duplicates:
+            # For the operators' duplicate ratio; nobody waits for it.
+            self._track(
+                asyncio.get_running_loop().create_task(self._queue.count_duplicates(duplicates))
+            )
         outcomes: list[Written | BaseException] = []
         for new in batch:
             if new.id in inserted:
@@ -393,9 +402,13 @@ class Intake:
         task = asyncio.get_running_loop().create_task(
             self._queue.enqueue_batch(record_ids), context=context
         )
+        self._track(task)
+        return task
+
+    def _track(self, task: asyncio.Task[Any]) -> None:
+        # Held until done (asyncio keeps only weak references) and awaited by drain().
         self._publishing.add(task)
         task.add_done_callback(self._publishing.discard)
-        return task
 
     async def drain(self) -> None:
         """Let batches in flight finish (on shutdown)."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal
 
 import orjson
@@ -230,12 +230,20 @@ class Queue:
 
     async def count_duplicate(self, tenant_id: int, source: str) -> None:
         """Count one duplicate (best effort: a lost count, never a delayed answer for long)."""
-        key = duplicates_key(tenant_id, source, int(time.time()) // 3600)
+        await self.count_duplicates({(tenant_id, source): 1})
+
+    async def count_duplicates(self, counts: Mapping[tuple[int, str], int]) -> None:
+        """Count a batch's duplicates per (tenant id, source) in one round trip (best effort)."""
+        if not counts:
+            return
+        hour = int(time.time()) // 3600
         try:
             async with asyncio.timeout(self._timeout_s):
                 async with self.redis.pipeline(transaction=False) as pipe:
-                    pipe.incr(key)
-                    pipe.expire(key, DUPLICATES_TTL_S)
+                    for (tenant_id, source), count in counts.items():
+                        key = duplicates_key(tenant_id, source, hour)
+                        pipe.incrby(key, count)
+                        pipe.expire(key, DUPLICATES_TTL_S)
                     await pipe.execute()
         except (RedisError, OSError, TimeoutError) as exc:
             log.debug("queue.duplicate_not_counted", error=type(exc).__name__)
