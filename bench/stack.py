@@ -185,14 +185,15 @@ class Senders:
             except asyncio.QueueEmpty:
                 return
             paced = time.monotonic() + interval
-            if not await self._attempt(client, event):
+            if not await self.attempt(client, event):
                 # Not acknowledged: back in the queue, retried after a pause, like an ATS.
                 await asyncio.sleep(self.retry_s)
                 queue.put_nowait(event)
             elif interval:
                 await asyncio.sleep(max(0.0, paced - time.monotonic()))
 
-    async def _attempt(self, client: httpx.AsyncClient, event: Event) -> bool:
+    async def attempt(self, client: httpx.AsyncClient, event: Event) -> bool:
+        """Send ``event`` once; True if it was acknowledged."""
         body = orjson.dumps(event.payload)
         headers = swh.signed_headers(event.event_id, body, SECRET, time.time())
         event.attempts += 1
