@@ -118,7 +118,7 @@ async def run(args: argparse.Namespace) -> tuple[list[Check], dict[str, Any]]:
         rate = args.rate or round(measured / 2, 1)
         # The burst leaves a backlog; the soak starts from an idle pipeline.
         drain_end = time.monotonic() + 180
-        while (await stack.query(_BACKLOG))[0]["n"] > 0 and time.monotonic() < drain_end:
+        while (await stack.query(_BACKLOG))[0]["n"] > 0 and time.monotonic() < drain_end:  # noqa: ASYNC110 - polls the database
             await asyncio.sleep(1)
         print(
             f"peak {measured:.0f} events/s; soaking at {rate}/s for {args.minutes} min", flush=True
