@@ -129,6 +129,13 @@ async def api_kill(stack: Stack, p: Params) -> tuple[list[Check], dict[str, Any]
     return _ledger_checks("api-kill", ledger), {"ledger": ledger, "refused_while_down": refused}
 
 
+def _last_delivery(stack: Stack, events: list[Event], since: float) -> float | None:
+    """Seconds from ``since`` to the first delivery of the last of ``events`` delivered."""
+    seen = [stack.receiver.first_at.get(e.record_id or "") for e in events]
+    times = [t for t in seen if t is not None]
+    return round(max(times) - since, 1) if times else None
+
+
 def _fault_checks(
     name: str, senders: Senders, start: float, end: float, bound_s: float
 ) -> tuple[list[Check], dict[str, Any]]:
@@ -174,6 +181,7 @@ async def pg_pause(stack: Stack, p: Params) -> tuple[list[Check], dict[str, Any]
     checks, figures = _fault_checks("pg-pause", senders, start, end, 2.5)
     ledger = await stack.wait_done(events, p.drain_s)
     figures["ledger"] = ledger
+    figures["last_delivery_after_resume_s"] = _last_delivery(stack, events, end)
     return checks + _ledger_checks("pg-pause", ledger, resend_limit=_in_flight(stack)), figures
 
 
@@ -206,7 +214,11 @@ async def pg_stop(stack: Stack, p: Params) -> tuple[list[Check], dict[str, Any]]
         and stack.worker.poll() is None
     )
     recovery = round(first_ok - restarted, 2) if first_ok else None
-    figures |= {"ledger": ledger, "first_2xx_after_restart_s": recovery}
+    figures |= {
+        "ledger": ledger,
+        "first_2xx_after_restart_s": recovery,
+        "last_delivery_after_restart_s": _last_delivery(stack, events, restarted),
+    }
     checks.append(
         Check(
             "pg-stop",
