@@ -85,6 +85,9 @@ async def _one(
             if conn is None:
                 conn = await asyncio.open_connection("127.0.0.1", port, local_addr=(address, 0))
             status, close = await _exchange(*conn, raw)
+            # The declared body of an oversized request was never sent: the connection cannot
+            # carry another request.
+            close = close or status == "413"
             statuses[status] += 1
         except (OSError, asyncio.IncompleteReadError) as exc:
             statuses[type(exc).__name__] += 1
