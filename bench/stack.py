@@ -448,18 +448,25 @@ def print_table(title: str, checks: list[Check]) -> None:
         print(f"  {mark}  {c.scenario:<{width}}  {c.check:<{check_w}}  {c.figure}")
 
 
-def write_result(name: str, payload: dict[str, Any]) -> Path:
-    """Write ``bench/results/<name>.json`` and return its path."""
-    RESULTS.mkdir(exist_ok=True)
-    commit = subprocess.run(
+def _commit() -> str:
+    return subprocess.run(
         ["git", "rev-parse", "--short", "HEAD"],  # noqa: S607 - git from PATH, as make runs it
         capture_output=True,
         text=True,
         check=False,
     ).stdout.strip()
+
+
+# Taken when the run starts: commits made while it runs do not describe the code that ran.
+COMMIT = _commit()
+
+
+def write_result(name: str, payload: dict[str, Any]) -> Path:
+    """Write ``bench/results/<name>.json`` and return its path."""
+    RESULTS.mkdir(exist_ok=True)
     path = RESULTS / f"{name}.json"
     payload = {
-        "commit": commit,
+        "commit": COMMIT,
         "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         **payload,
     }
