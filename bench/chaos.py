@@ -486,7 +486,7 @@ async def run(params: Params, names: list[str]) -> tuple[list[Check], dict[str, 
             checks += found
             print_table(name, found)
     finally:
-        await stack.close()
+        await stack.close(keep_logs="chaos" if any(not c.ok for c in checks) else None)
     return checks, figures
 
 

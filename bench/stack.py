@@ -410,8 +410,9 @@ secret = "{DESTINATION_SECRET}"
                 return ledger
             await asyncio.sleep(0.5)
 
-    async def close(self) -> None:
-        """Stop everything this stack started, in reverse order."""
+    async def close(self, *, keep_logs: str | None = None) -> None:
+        """Stop everything this stack started, in reverse order; with ``keep_logs``, copy the
+        API's and worker's logs to ``bench/results/logs/<keep_logs>-*.log`` first."""
         if self._db is not None:
             with contextlib.suppress(Exception):
                 await self._db.close()
@@ -425,6 +426,13 @@ secret = "{DESTINATION_SECRET}"
         self.redis.stop()
         self.pg.stop()
         await self.receiver.close()
+        if keep_logs:
+            kept = RESULTS / "logs"
+            kept.mkdir(parents=True, exist_ok=True)
+            for name in ("api", "worker"):
+                log_file = self.workdir / f"{name}.log"
+                if log_file.exists():
+                    shutil.copy(log_file, kept / f"{keep_logs}-{name}.log")
         shutil.rmtree(self.workdir, ignore_errors=True)
 
 
