@@ -95,8 +95,14 @@ async def run(args: argparse.Namespace) -> tuple[list[Check], dict[str, Any]]:
             str(report),
             "--no-color",
         ]
+        # Run where its cache (.schemathesis/) is thrown away with the report.
         done = await asyncio.to_thread(
-            subprocess.run, command, capture_output=True, text=True, check=False
+            subprocess.run,
+            command,
+            capture_output=True,
+            text=True,
+            check=False,
+            cwd=report.parent,
         )
         elapsed = round(time.monotonic() - started, 1)
     finally:
