@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: dev test lint typecheck pytest bench bench-quick bench-enrichment clean
+.PHONY: dev test lint typecheck pytest bench bench-quick bench-enrichment chaos fuzz soak clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -58,6 +58,19 @@ bench-quick: $(STAMP)
 ## Enrichment throughput (1 and 2 worker processes) and API calls per event; see bench/README.md.
 bench-enrichment: $(STAMP)
 	$(BIN)/python -m bench.enrichment
+
+## Faults under load (API/worker SIGKILL, PostgreSQL paused and stopped, Redis lost, poison
+## record, bad-request flood); see docs/reliability.md. QUICK=1 for a short run.
+chaos: $(STAMP)
+	$(BIN)/python -m bench.chaos $(if $(QUICK),--quick)
+
+## Schemathesis against /openapi.json of the running app: no 5xx, nothing undocumented.
+fuzz: $(STAMP)
+	$(BIN)/python -m bench.fuzz $(if $(QUICK),--quick)
+
+## 10 minutes at half the measured peak rate: no errors, flat memory and connections.
+soak: $(STAMP)
+	$(BIN)/python -m bench.soak $(if $(QUICK),--quick)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -136,7 +136,8 @@ class OAuthError(BaseModel):
         "temporarily_unavailable",
         "server_error",
     ]
-    error_description: str
+    # OPTIONAL in RFC 6749: the library's own refusals (an unsupported grant type) carry none.
+    error_description: str = ""
 
 
 class TokenAnswer(BaseModel):
