@@ -121,8 +121,9 @@ class Queue:
         )
 
     async def enqueue_batch(self, record_ids: Sequence[uuid.UUID]) -> int:
-        """Publish newly committed records: a lone record as its own job (``record:<id>``),
-        more as jobs of up to :data:`JOB_BATCH` records each, all in one round trip.
+        """Publish committed records: a lone record as its own job (``record:<id>``), more as
+        jobs of up to :data:`JOB_BATCH` records each, all in one round trip; how many of the
+        records were newly published.
 
         A batch job's id names its first record; the sweeper republishes any record of it
         that is not done in time as a job of its own.
@@ -132,11 +133,14 @@ class Queue:
         if not record_ids:
             return 0
         now_ms = int(time.time() * 1000)
+        chunks = [
+            [str(r) for r in record_ids[start : start + JOB_BATCH]]
+            for start in range(0, len(record_ids), JOB_BATCH)
+        ]
         try:
             async with asyncio.timeout(self._timeout_s * 2):
                 async with self.redis.pipeline(transaction=False) as pipe:
-                    for start in range(0, len(record_ids), JOB_BATCH):
-                        chunk = [str(r) for r in record_ids[start : start + JOB_BATCH]]
+                    for chunk in chunks:
                         job_id = f"records:{chunk[0]}:{len(chunk)}"
                         job = serialize_job(
                             PROCESS_RECORDS, (chunk,), {}, None, now_ms, serializer=serialize
@@ -155,7 +159,7 @@ class Queue:
             # Still in the outbox: the next sweep publishes them.
             log.warning("queue.enqueue_failed", function=PROCESS_RECORDS, error=type(exc).__name__)
             return 0
-        return sum(1 for created in results if created)
+        return sum(len(chunk) for chunk, created in zip(chunks, results, strict=True) if created)
 
     async def enqueue_delivery(self, record_id: uuid.UUID | str) -> Published:
         """Ask a worker to deliver a committed record's normalized event."""

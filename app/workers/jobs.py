@@ -386,7 +386,8 @@ async def sweep_outbox(ctx: dict[str, Any], *, batch: int = 500, max_batches: in
                 break
             swept += len(ids)
             if table == "outbox":
-                published += await services.queue.enqueue_records(ids)
+                # Batch jobs, as the API publishes: a backlog drains at batch speed.
+                published += await services.queue.enqueue_batch(ids)
             else:
                 published += await services.queue.enqueue_deliveries(ids)
             if len(ids) < batch:
