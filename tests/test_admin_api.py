@@ -97,7 +97,7 @@ ROUTES = _admin_routes()
 
 def test_the_admin_routes_are_all_here() -> None:
     # If a route is added, it is covered by the 401 test below through this list.
-    assert len(ROUTES) == 20
+    assert len(ROUTES) == 21
 
 
 @pytest.fixture
@@ -465,3 +465,35 @@ async def test_stats_count_states_duplicates_latency_and_backlog(
         "GET", "/stats", params={"since": "2020-01-02T00:00:00Z", "until": "2020-01-01T00:00:00Z"}
     )
     assert wrong.status_code == 400
+
+
+async def test_a_candidate_is_erased_and_the_erasure_audited_under_the_key(
+    admin: Recorder, client: httpx.AsyncClient, services: Services
+) -> None:
+    await add_connection(
+        services, tenant="acme", source="keldair", secrets={"signing_secrets": [SECRET]}
+    )
+    forget = keldair_event(data={"id": "ap_forget", "firstName": "Grace", "jobId": "job_1"})
+    keep = keldair_event(data={"id": "ap_keep", "firstName": "Alan", "jobId": "job_1"})
+    for body in (forget, keep):
+        assert (await post_keldair(client, body)).status_code == 200
+
+    request = {"tenant": "acme", "source": "keldair", "candidate_id": "ap_forget"}
+    response = await admin.call("POST", "/erasures", json=request)
+    assert response.status_code == 201, response.text
+    audit = response.json()
+    assert audit["actor"] == "admin:ops" and audit["candidate_id"] == "ap_forget"
+    assert audit["counts"]["record"] == 1
+
+    page = (await admin.call("GET", "/records", params={"tenant": "acme"})).json()
+    bodies = [(await admin.call("GET", f"/records/{r['id']}")).text for r in page["records"]]
+    assert not any("Grace" in b for b in bodies)
+    assert any("Alan" in b for b in bodies)
+    # A re-delivery of the erased event is still a duplicate, with its first answer.
+    again = await post_keldair(client, forget)
+    assert again.status_code == 200 and again.headers["hirehook-duplicate"] == "true"
+
+    unknown = await admin.call("POST", "/erasures", json={**request, "tenant": "nobody"})
+    assert unknown.status_code == 404
+    bad = await admin.call("POST", "/erasures", json={**request, "source": "nowhere"})
+    assert bad.status_code == 400

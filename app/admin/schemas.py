@@ -291,6 +291,28 @@ class DeadLetterAction(BaseModel):
     note: str | None = Field(None, max_length=2000)
 
 
+class ErasureRequest(BaseModel):
+    """Forget one candidate of one tenant and source (the ATS's person/candidate id)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    tenant: str = Field(min_length=1, max_length=200)
+    source: str = Field(min_length=1, max_length=100)
+    candidate_id: str = Field(min_length=1, max_length=500)
+
+
+class ErasureView(_Out):
+    """The audit of an erasure: what was erased (rows per table, Redis keys), when, by whom."""
+
+    audit_id: int
+    tenant: str
+    source: str
+    candidate_id: str
+    actor: str
+    erased_at: datetime
+    counts: dict[str, int]
+
+
 class ActionResult(_Out):
     """How many things an action changed."""
 

@@ -19,9 +19,11 @@ from typing import Any
 import orjson
 import structlog
 from pydantic import ValidationError
+from redis.exceptions import RedisError
 from sqlalchemy import Row
 from sqlalchemy.exc import IntegrityError
 
+from app import privacy
 from app.admin import schemas as s
 from app.crypto import derive_keys
 from app.errors import AppError
@@ -582,6 +584,45 @@ async def discard_dead_letters(services: Services, *, action: s.DeadLetterAction
     )
     log.info("admin.dead_letters_discarded", count=count)
     return s.ActionResult(count=count)
+
+
+# --- erasure ----------------------------------------------------------------------------------
+
+
+async def erase_candidate(
+    services: Services, *, request: s.ErasureRequest, actor: str
+) -> s.ErasureView:
+    """Erase everything stored about one candidate (app.privacy), audited under ``actor``."""
+    if request.source not in REGISTRY:
+        raise AppError(
+            400, f"Unknown source; one of {', '.join(sorted(REGISTRY))}.", code="invalid_request"
+        )
+    try:
+        report = await privacy.erase(
+            services.engine,
+            services.queue.redis,
+            tenant=request.tenant,
+            source=request.source,
+            candidate_id=request.candidate_id,
+            actor=actor,
+        )
+    except privacy.UnknownTenantError:
+        raise not_found("The tenant") from None
+    except (RedisError, OSError, TimeoutError) as exc:
+        # Nothing was erased: the cached documents go before the transaction commits.
+        raise AppError(
+            503, "Redis did not answer; nothing was erased. Please retry.", type(exc).__name__
+        ) from exc
+    log.info("admin.candidate_erased", tenant=request.tenant, source=request.source)
+    return s.ErasureView(
+        audit_id=report.audit_id,
+        tenant=report.tenant,
+        source=report.source,
+        candidate_id=report.candidate_id,
+        actor=report.actor,
+        erased_at=report.erased_at,
+        counts=report.counts,
+    )
 
 
 # --- statistics -------------------------------------------------------------------------------

@@ -24,6 +24,7 @@ _MEANINGS = {
     409: "It exists already (a tenant slug, a connection's tenant, source and name, or its "
     "source and account).",
     429: "Too many failed authentications from this address; retry after Retry-After.",
+    503: "A store Hirehook needs did not answer; nothing was changed. Retry later.",
 }
 
 
@@ -254,6 +255,23 @@ async def discard_dead_letters(
 ) -> s.ActionResult:
     """Give up on these letters for good, with a note saying why."""
     return await service.discard_dead_letters(services, action=action)
+
+
+# --- erasure ----------------------------------------------------------------------------------
+
+
+@router.post(
+    "/erasures",
+    status_code=201,
+    **_answers(201, s.ErasureView, "Erased and audited.", 400, 404, 503),
+)
+async def erase_candidate(
+    request: s.ErasureRequest, services: ServicesDep, caller: CallerDep
+) -> s.ErasureView:
+    """Forget one candidate: records' bodies, normalized rows, deliveries' bodies, dead-letter
+    details and cached documents (dedupe keys and first answers stay); audited under this
+    key's name (docs/privacy.md)."""
+    return await service.erase_candidate(services, request=request, actor=f"admin:{caller.name}")
 
 
 # --- statistics -------------------------------------------------------------------------------
