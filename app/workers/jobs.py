@@ -86,6 +86,23 @@ def _services(ctx: dict[str, Any]) -> Services:
     return services
 
 
+def _slots(ctx: dict[str, Any]) -> asyncio.Semaphore:
+    # One per worker process: a batch job runs its records' handlers concurrently, and without
+    # a shared bound twenty batch jobs of 64 would put 1,280 ATS calls in flight at once. With
+    # it, a process runs at most worker_concurrency handlers, as with one record per job.
+    slots: asyncio.Semaphore | None = ctx.get("handler_slots")
+    if slots is None:
+        slots = ctx["handler_slots"] = asyncio.Semaphore(_services(ctx).settings.worker_concurrency)
+    return slots
+
+
+async def _enrich_bounded(
+    ctx: dict[str, Any], record: RecordRow
+) -> Enrichment | Failure | _Waiting | None:
+    async with _slots(ctx):
+        return await _enrich(ctx, record)
+
+
 def _handlers(ctx: dict[str, Any]) -> dict[str, RecordHandler]:
     handlers: dict[str, RecordHandler] = ctx.get("handlers", {})
     return handlers
@@ -171,7 +188,7 @@ async def process_record(ctx: dict[str, Any], record_id: str) -> str:
     except DB_ERRORS as exc:
         log.warning("job.database_unavailable", record_id=record_id, error=type(exc).__name__)
         raise Retry(defer=settings.enrich_retry_base_s) from exc
-    result = await _enrich(ctx, record)
+    result = await _enrich_bounded(ctx, record)
     if isinstance(result, _Waiting):
         await _defer(services, rid, result.delay_s, result.error, refund=True)
         log.info(
@@ -207,7 +224,7 @@ async def process_records(ctx: dict[str, Any], record_ids: list[str]) -> str:
     except DB_ERRORS as exc:
         log.warning("job.database_unavailable", records=len(record_ids), error=type(exc).__name__)
         raise Retry(defer=settings.enrich_retry_base_s) from exc
-    results = await asyncio.gather(*(_enrich(ctx, record) for record in batch))
+    results = await asyncio.gather(*(_enrich_bounded(ctx, record) for record in batch))
     finished: list[tuple[RecordRow, Enrichment | None]] = []
     for record, result in zip(batch, results, strict=True):
         if isinstance(result, _Waiting):
