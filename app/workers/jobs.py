@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import random
 import uuid
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
@@ -300,10 +301,17 @@ async def _effects(
         written += await upsert(
             conn, tenant_id=record.tenant_id, source=record.source, resource=resource
         )
+    return written, await _event(conn, record, enrichment)
+
+
+async def _event(
+    conn: AsyncConnection, record: RecordRow, enrichment: Enrichment
+) -> dict[str, Any]:
+    """The source's own effects, then the normalized event built from the stored state."""
     if enrichment.effects is not None:
         await enrichment.effects(conn)
     slug = record.connection.tenant_slug if record.connection else ""
-    return written, await delivery.build_event(conn, record, enrichment, slug)
+    return await delivery.build_event(conn, record, enrichment, slug)
 
 
 async def _apply(
@@ -356,18 +364,29 @@ async def _finish_many(
         async with services.engine.begin() as conn:
             # Rows another run finished first keep that run's effects; ours are skipped.
             won = await work.finish_many(conn, "outbox", [record.id for record, _ in finished])
+            todo = [(r, e) for r, e in finished if r.id in won and e is not None]
+            # Every resource of the batch upserted in one global order: two batch jobs that
+            # name the same candidates (a storm of events about a few people) then lock their
+            # rows in the same order instead of deadlocking, which would fail both batches.
+            written: Counter[uuid.UUID] = Counter()
+            for record, resource in sorted(
+                ((r, res) for r, e in todo for res in e.resources),
+                key=lambda pair: (pair[1].kind, pair[1].external_id, pair[1].version),
+            ):
+                written[record.id] += await upsert(
+                    conn, tenant_id=record.tenant_id, source=record.source, resource=resource
+                )
             events: list[tuple[uuid.UUID, int, str, bytes]] = []
-            for record, enrichment in finished:
-                if record.id in won and enrichment is not None:
-                    written, event = await _effects(conn, record, enrichment)
-                    events.append((record.id, record.tenant_id, event["type"], orjson.dumps(event)))
-                    log.info(
-                        "job.record_processed",
-                        record_id=str(record.id),
-                        tenant=_tenant(record),
-                        source=record.source,
-                        written=written,
-                    )
+            for record, enrichment in todo:
+                event = await _event(conn, record, enrichment)
+                events.append((record.id, record.tenant_id, event["type"], orjson.dumps(event)))
+                log.info(
+                    "job.record_processed",
+                    record_id=str(record.id),
+                    tenant=_tenant(record),
+                    source=record.source,
+                    written=written[record.id],
+                )
             owed = await deliveries.create_many(conn, events)
             await records.set_states(conn, sorted(won), "processed")
     except DB_ERRORS as exc:
