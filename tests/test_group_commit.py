@@ -7,6 +7,7 @@ import asyncio
 import dataclasses
 import time
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -17,6 +18,8 @@ from app.group_commit import GroupCommit
 from app.intake import Deadline, Event, Outcome, json_answer
 from app.services import Services
 from app.store import records
+from app.store.normalized import Resource
+from app.workers.context import Enrichment
 from app.workers.jobs import process_record, process_records
 from tests.conftest import add_connection, arq_queue
 from tests.test_keldair import SECRET
@@ -260,3 +263,44 @@ async def test_a_record_that_fails_in_a_batch_continues_alone_and_spares_the_res
     assert await arq_queue(services.queue.redis) == [f"record:{flaky}"]
     score = await services.queue.redis.zscore("arq:queue", f"record:{flaky}")
     assert score is not None and score > time.time() * 1000
+
+
+async def test_concurrent_batch_jobs_naming_the_same_candidates_both_finish(
+    services: Services, acme: Any
+) -> None:
+    # A storm: two batches about the same five candidates, named in opposite orders, finish
+    # at once. Their transactions upsert the same rows (in one global order, so they wait for
+    # each other rather than deadlock); both finish, nothing is sent back to run alone.
+    people = [f"cand_{i}" for i in range(5)]
+    first = [await _record(services, _event(acme, f"storm_a_{i}")) for i in range(5)]
+    second = [await _record(services, _event(acme, f"storm_b_{i}")) for i in range(5)]
+    named = {o.record_id: people[i] for i, o in enumerate(first)}
+    named |= {o.record_id: people[4 - i] for i, o in enumerate(second)}
+    await services.queue.redis.flushdb()
+
+    async def handler(_: Services, record: Any) -> Enrichment:
+        # Every record names all five, its own first: each batch locks them in another order.
+        own = named[record.id]
+        order = [own, *(p for p in people if p != own)]
+        if record.id in {o.record_id for o in second}:
+            order.reverse()
+        now = datetime.now(UTC)
+        return Enrichment(
+            "candidate.updated",
+            resources=[
+                Resource("candidate", p, {"first_name": p}, {"id": p}, now, version=1)
+                for p in order
+            ],
+        )
+
+    ctx: dict[str, Any] = {"services": services, "handlers": {"keldair": handler}}
+    results = await asyncio.gather(
+        process_records(ctx, [str(o.record_id) for o in first]),
+        process_records(ctx, [str(o.record_id) for o in second]),
+    )
+    assert list(results) == ["processed 5 of 5", "processed 5 of 5"]
+    # Nothing was sent back to run on its own.
+    assert await arq_queue(services.queue.redis) == []
+    async with services.engine.connect() as conn:
+        candidates = (await conn.execute(text("SELECT count(*) FROM candidate"))).scalar_one()
+    assert candidates == 5
