@@ -23,7 +23,7 @@ from app.connections import ConnectionInfo
 from app.db import DB_ERRORS, run_bounded
 from app.errors import AppError, unavailable
 from app.ids import uuid7
-from app.metrics import INTAKE, INTAKE_SECONDS
+from app.metrics import EVENTS, INTAKE_SECONDS, OTHER
 from app.queue import PROCESS_RECORD, Queue
 from app.schemas.parsed import Parsed
 from app.store import records
@@ -241,14 +241,22 @@ class Intake:
         started = time.monotonic()
         inserted, stored = await self._run(conn, deadline, insert)
         INTAKE_SECONDS.labels(info.source).observe(time.monotonic() - started)
+        # Only modelled types name a series: the sender chooses the type string.
+        event_type = event.event_type if event.known else OTHER
         if not inserted:
-            INTAKE.labels(info.source, "duplicate").inc()
+            EVENTS.labels(info.source, event_type, "duplicate").inc()
             await self._queue.count_duplicate(info.tenant_id, info.source)
             if stored is None:  # pragma: no cover - the conflicting row is visible after the wait
                 raise AppError(503, "Please retry.", "conflicting record vanished")
-            log.info("intake.duplicate", source=info.source, record_id=str(stored.record_id))
+            log.info(
+                "intake.duplicate",
+                source=info.source,
+                tenant=info.tenant_slug,
+                record_id=str(stored.record_id),
+            )
             return replayed(stored)
-        INTAKE.labels(info.source, "quarantined" if event.problems else "recorded").inc()
+        outcome = "quarantined" if event.problems else "recorded"
+        EVENTS.labels(info.source, event_type, outcome).inc()
         log.info(
             "intake.recorded",
             source=info.source,

@@ -12,6 +12,7 @@ from fastapi_offline import FastAPIOffline
 
 from app import sources
 from app.errors import AppError
+from app.request_context import RequestContext
 from app.routers import (
     admin,
     cloudelements,
@@ -62,6 +63,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def _request_invalid(request: Request, exc: RequestValidationError) -> Response:
         return render(request, request_invalid(exc), render_default)
 
+    app.add_middleware(RequestContext)
     app.include_router(health.router)
     app.include_router(admin.router)
     app.include_router(keldair.router)

@@ -1,18 +1,39 @@
-"""Prometheus metrics. Per process: with several uvicorn workers, scrape each or aggregate.
+"""Prometheus metrics, right with several API processes and for every worker process.
 
-The counters and the histogram count what this process did. The backlog gauges are the
-exception: they are read from PostgreSQL when ``/metrics`` is scraped, so every API process
-reports the same cluster-wide figure (aggregate them with ``max``, not ``sum``). Workers have
-no HTTP port, which is why the API, not the sweeper, reports them.
+Counters and histograms count what a process did. ``hirehook api`` with more than one uvicorn
+worker runs prometheus-client's multiprocess mode (``PROMETHEUS_MULTIPROC_DIR``, set up by
+:func:`prepare_multiprocess_dir`): each process writes its values to files there and
+``/metrics``, whichever process answers, sums them all (:func:`exposition`). A worker
+process serves its own ``/metrics`` (``hirehook worker --metrics-port``).
+
+The backlog is the exception: it is read from PostgreSQL when ``/metrics`` is scraped, so it
+is a cluster-wide figure that every API process reports alike (aggregate it with ``max``, not
+``sum``). It lives in a collector of the scraping process, never in the multiprocess files,
+so a failed read drops it instead of leaving another process's stale value behind.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
+import shutil
+import tempfile
+from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 
 import structlog
-from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client import (
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.db import DB_ERRORS
@@ -20,40 +41,143 @@ from app.store import work
 
 log = structlog.get_logger(__name__)
 
-INTAKE = Counter(
-    "hirehook_intake_total", "Events handed to the intake core, by outcome.", ["source", "outcome"]
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+# A label value outside a known, small set is folded into this one: an attacker choosing
+# event types or paths must not mint a time series per request.
+OTHER = "other"
+
+# Answers are fast (one statement) unless the database is slow; the top buckets show a
+# sender's 25 s budget being eaten.
+_LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 25)
+_JOB_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+
+# API side.
+ACK_SECONDS = Histogram(
+    "hirehook_ack_seconds",
+    "Time from a sender's request to the answer, by source and HTTP status.",
+    ["source", "status"],
+    buckets=_LATENCY_BUCKETS,
 )
-REJECTED = Counter("hirehook_rejected_total", "Requests refused, by HTTP status.", ["status"])
+EVENTS = Counter(
+    "hirehook_events_total",
+    "Events handed to the intake core, by source, event type (known types only, else "
+    "'other') and outcome: recorded, quarantined (authentic, did not fit its model) or "
+    "duplicate.",
+    ["source", "event_type", "outcome"],
+)
+REFUSED = Counter(
+    "hirehook_refused_total",
+    "Requests refused before anything was recorded, by source, HTTP status and reason.",
+    ["source", "status", "reason"],
+)
+AUTH_FAILURES = Counter(
+    "hirehook_auth_failures_total",
+    "Requests whose credentials were missing, wrong or stale (answered 401), by source.",
+    ["source"],
+)
 INTAKE_SECONDS = Histogram(
     "hirehook_intake_seconds",
     "Time to record an event (one database statement).",
     ["source"],
-    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 25),
+    buckets=_LATENCY_BUCKETS,
 )
-OUTBOX_BACKLOG = Gauge(
-    "hirehook_outbox_backlog",
-    "Work not yet done, cluster-wide, read at scrape time: enrichment (table=outbox) and "
-    "delivery (table=delivery) rows, whether queued, running or waiting for a retry.",
-    ["table"],
+
+# Worker side.
+JOB_SECONDS = Histogram(
+    "hirehook_job_seconds",
+    "Duration of one job run, by job and outcome (processed, delivered, dead-letter, "
+    "already-done, retry, error, ...).",
+    ["job", "outcome"],
+    buckets=_JOB_BUCKETS,
 )
-# What workers could start now: a running job's row is leased past now and a deferred one waits
-# for its retry, so neither counts. Scale workers on this, not on the backlog, which a
-# destination that is down for hours fills with rows no number of workers can deliver sooner.
-OUTBOX_DUE = Gauge(
-    "hirehook_outbox_due",
-    "Rows not yet done whose job is due now (neither running nor waiting for a retry), "
-    "cluster-wide, read at scrape time.",
-    ["table"],
+JOB_RETRIES = Counter(
+    "hirehook_job_retries_total", "Job runs that ended in a deferred retry, by job.", ["job"]
 )
-OUTBOX_OLDEST_SECONDS = Gauge(
-    "hirehook_outbox_oldest_seconds",
-    "Age of the oldest row not yet done, read at scrape time (0 when there is none).",
-    ["table"],
+DEAD_LETTERS = Counter(
+    "hirehook_dead_letters_total",
+    "Records given up on, by stage (enrichment, delivery), cause (configuration: the tenant "
+    "must fix something; pipeline) and reason.",
+    ["stage", "kind", "reason"],
 )
+ATS_CALLS = Counter(
+    "hirehook_ats_calls_total",
+    "Calls to ATS APIs, by source, tenant id and result (2xx, 3xx, 4xx, 429, 5xx, error).",
+    ["source", "tenant", "result"],
+)
+ATS_RATE_LIMITED = Counter(
+    "hirehook_ats_rate_limited_total",
+    "ATS API answers 429 Too Many Requests, by source and tenant id.",
+    ["source", "tenant"],
+)
+BUDGET_WAITS = Counter(
+    "hirehook_rate_budget_waits_total",
+    "Times a call waited for the shared rate budget, by source, tenant id and result "
+    "(waited: slept then called; deferred: the wait was too long, the job was retried later).",
+    ["source", "tenant", "result"],
+)
+BUDGET_WAIT_SECONDS = Counter(
+    "hirehook_rate_budget_wait_seconds_total",
+    "Seconds spent sleeping for the shared rate budget, by source and tenant id.",
+    ["source", "tenant"],
+)
+DELIVERIES = Counter(
+    "hirehook_deliveries_total",
+    "Delivery attempts to tenants' destinations, by outcome (delivered, retrying, dead_letter).",
+    ["outcome"],
+)
+
+
+@dataclass(frozen=True, slots=True)
+class _Backlog:
+    pending: int
+    due: int
+    oldest_s: float
+
+
+class BacklogCollector(Collector):
+    """The last backlog this process read from PostgreSQL, or nothing if the read failed."""
+
+    def __init__(self) -> None:
+        self.tables: dict[str, _Backlog] | None = None
+
+    def collect(self) -> Iterable[Metric]:
+        """The three backlog gauges, one series per work table."""
+        if self.tables is None:
+            return
+        backlog = GaugeMetricFamily(
+            "hirehook_outbox_backlog",
+            "Work not yet done, cluster-wide, read at scrape time: enrichment (table=outbox) "
+            "and delivery (table=delivery) rows, whether queued, running or waiting for a retry.",
+            labels=["table"],
+        )
+        # What workers could start now: a running job's row is leased past now and a deferred
+        # one waits for its retry, so neither counts. Scale workers on this, not on the
+        # backlog, which a destination that is down for hours fills with rows no number of
+        # workers can deliver sooner.
+        due = GaugeMetricFamily(
+            "hirehook_outbox_due",
+            "Rows not yet done whose job is due now (neither running nor waiting for a retry), "
+            "cluster-wide, read at scrape time.",
+            labels=["table"],
+        )
+        oldest = GaugeMetricFamily(
+            "hirehook_outbox_oldest_seconds",
+            "Age of the oldest row not yet done, read at scrape time (0 when there is none).",
+            labels=["table"],
+        )
+        for table, row in self.tables.items():
+            backlog.add_metric([table], row.pending)
+            due.add_metric([table], row.due)
+            oldest.add_metric([table], row.oldest_s)
+        yield from (backlog, due, oldest)
+
+
+BACKLOG = BacklogCollector()
+REGISTRY.register(BACKLOG)
 
 
 async def refresh_backlog(engine: AsyncEngine, timeout_s: float) -> None:
-    """Read both work tables' backlog into the gauges, or drop the gauges if PostgreSQL fails.
+    """Read both work tables' backlog for the next exposition, or drop it if PostgreSQL fails.
 
     A stale figure would keep an autoscaler acting on work that may be long done; an absent
     one makes it fall back to its other metrics (CPU).
@@ -62,13 +186,50 @@ async def refresh_backlog(engine: AsyncEngine, timeout_s: float) -> None:
         async with asyncio.timeout(timeout_s), engine.connect() as conn:
             rows = {table: await work.backlog(conn, table) for table in work.TABLES}
     except DB_ERRORS as exc:
-        for gauge in (OUTBOX_BACKLOG, OUTBOX_DUE, OUTBOX_OLDEST_SECONDS):
-            gauge.clear()
+        BACKLOG.tables = None
         log.warning("metrics.backlog_unavailable", error=type(exc).__name__)
         return
     now = datetime.now(UTC)
-    for table, row in rows.items():
-        OUTBOX_BACKLOG.labels(table=table).set(row.pending)
-        OUTBOX_DUE.labels(table=table).set(row.due)
-        age = (now - row.oldest).total_seconds() if row.oldest is not None else 0.0
-        OUTBOX_OLDEST_SECONDS.labels(table=table).set(max(age, 0.0))
+    BACKLOG.tables = {
+        table: _Backlog(
+            pending=row.pending,
+            due=row.due,
+            oldest_s=max((now - row.oldest).total_seconds(), 0.0) if row.oldest else 0.0,
+        )
+        for table, row in rows.items()
+    }
+
+
+def multiprocess_dir() -> str | None:
+    """The directory of prometheus-client's multiprocess mode, if this process runs in it."""
+    return os.environ.get(MULTIPROC_ENV) or None
+
+
+def prepare_multiprocess_dir(path: str | None = None) -> str:
+    """Create (or empty) the multiprocess directory and export it to the processes to come.
+
+    Called once by the parent before uvicorn starts its workers: files left by an earlier run
+    would add that run's counts to this one's.
+    """
+    chosen = path or multiprocess_dir() or tempfile.mkdtemp(prefix="hirehook-metrics-")
+    directory = Path(chosen)
+    directory.mkdir(parents=True, exist_ok=True)
+    for stale in directory.glob("*.db"):
+        stale.unlink()
+    os.environ[MULTIPROC_ENV] = str(directory)
+    return str(directory)
+
+
+def remove_multiprocess_dir(path: str) -> None:
+    """Remove a directory :func:`prepare_multiprocess_dir` created (best effort)."""
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def exposition() -> bytes:
+    """The text exposition: every process's counters in multiprocess mode, plus the backlog."""
+    if multiprocess_dir() is None:
+        return generate_latest(REGISTRY)
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+    registry.register(BACKLOG)
+    return generate_latest(registry)

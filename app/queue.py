@@ -71,6 +71,14 @@ def _describe(value: object) -> str:
     raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
 
+def carried_context() -> dict[str, str]:
+    """What a job inherits from the code that enqueues it: the request id bound to the log
+    context (app.logs), so a job's lines name the request that recorded its record. Jobs
+    republished by the sweeper carry none."""
+    request_id = structlog.contextvars.get_contextvars().get("request_id")
+    return {"request_id": request_id} if isinstance(request_id, str) else {}
+
+
 def record_job_id(record_id: uuid.UUID | str) -> str:
     """One arq job id per record, so a second enqueue of a queued job is a no-op."""
     return f"record:{record_id}"
@@ -151,7 +159,9 @@ class Queue:
 
     async def _enqueue(self, function: str, record_id: uuid.UUID | str, job_id: str) -> Published:
         now_ms = int(time.time() * 1000)
-        job = serialize_job(function, (str(record_id),), {}, None, now_ms, serializer=serialize)
+        job = serialize_job(
+            function, (str(record_id),), carried_context(), None, now_ms, serializer=serialize
+        )
         try:
             async with asyncio.timeout(self._timeout_s * 2):
                 created = await self._script(

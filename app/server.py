@@ -7,9 +7,11 @@ from functools import partial
 from typing import Any
 
 import uvicorn
+from fastapi import FastAPI
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from app.settings import Settings
+from app.metrics import multiprocess_dir, prepare_multiprocess_dir, remove_multiprocess_dir
+from app.settings import Settings, get_settings
 
 _TIMED_OUT = b"HTTP/1.1 408 Request Timeout\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
 _TOO_LARGE = (
@@ -97,10 +99,21 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self.transport.abort()
 
 
+def served_app() -> FastAPI:
+    """The app as each uvicorn process builds it: logging configured first, because a worker
+    process uvicorn spawns inherits nothing of the parent's configuration."""
+    from app.logs import configure
+    from app.main import create_app
+
+    settings = get_settings()
+    configure(settings.log_level, settings.log_format)
+    return create_app(settings)
+
+
 def uvicorn_config_kwargs(settings: Settings) -> dict[str, Any]:
     """Keyword arguments for ``uvicorn.run`` (or ``uvicorn.Config``) serving the API."""
     return {
-        "app": "app.main:create_app",
+        "app": "app.server:served_app",
         "factory": True,
         "host": settings.api_host,
         "port": settings.api_port,
@@ -132,7 +145,11 @@ def run_api(
     port: int | None = None,
     workers: int | None = None,
 ) -> None:
-    """Serve the API until stopped; ``host``, ``port`` and ``workers`` override settings."""
+    """Serve the API until stopped; ``host``, ``port`` and ``workers`` override settings.
+
+    With more than one worker process, metrics run in prometheus-client's multiprocess mode
+    (app.metrics): the directory is emptied here, before any process writes to it.
+    """
     kwargs = uvicorn_config_kwargs(settings)
     if host is not None:
         kwargs["host"] = host
@@ -140,4 +157,13 @@ def run_api(
         kwargs["port"] = port
     if workers is not None:
         kwargs["workers"] = workers
-    uvicorn.run(**kwargs)
+    created = None
+    if kwargs["workers"] > 1 or multiprocess_dir() is not None:
+        given = multiprocess_dir()
+        path = prepare_multiprocess_dir()
+        created = None if given else path
+    try:
+        uvicorn.run(**kwargs)
+    finally:
+        if created is not None:
+            remove_multiprocess_dir(created)

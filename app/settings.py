@@ -75,6 +75,10 @@ class Settings(BaseSettings):
     max_compression_ratio: int = Field(default=100, ge=2)
 
     # Worker side.
+    # A worker process serves its Prometheus metrics on this port (none when unset); every
+    # worker process is its own scrape target (README "Observability").
+    worker_metrics_port: int | None = Field(default=None, ge=1, le=65535)
+    worker_metrics_host: str = "0.0.0.0"  # noqa: S104 - scraped from other pods
     worker_concurrency: int = Field(default=20, ge=1)
     # A worker starts queued jobs only when it polls: at most worker_concurrency per poll.
     worker_poll_delay_s: float = Field(default=0.05, gt=0)
@@ -111,6 +115,13 @@ class Settings(BaseSettings):
 
     log_level: str = "INFO"
     log_format: Literal["console", "json"] = "json"
+
+    @model_validator(mode="after")
+    def _console_logs_in_development(self) -> Settings:
+        # JSON is for log collectors; a developer reads the console form unless told otherwise.
+        if self.environment == "development" and "log_format" not in self.model_fields_set:
+            self.log_format = "console"
+        return self
 
     @model_validator(mode="after")
     def _require_real_key_outside_development(self) -> Settings:

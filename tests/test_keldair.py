@@ -392,8 +392,12 @@ async def test_metrics_count_outcomes(client: httpx.AsyncClient, acme: Services)
         found = [ln for ln in text_.splitlines() if ln.startswith(line)]
         return float(found[0].rsplit(" ", 1)[1]) if found else 0.0
 
-    recorded = 'hirehook_intake_total{outcome="recorded",source="keldair"}'
-    duplicate = 'hirehook_intake_total{outcome="duplicate",source="keldair"}'
+    recorded = (
+        'hirehook_events_total{event_type="applicant.hired",outcome="recorded",source="keldair"}'
+    )
+    duplicate = (
+        'hirehook_events_total{event_type="applicant.hired",outcome="duplicate",source="keldair"}'
+    )
     before = (await client.get("/metrics")).text
     await post(client, event("evt_m"))
     await post(client, event("evt_m"))

@@ -156,3 +156,18 @@ def test_workers_scale_on_due_work_with_cpu_as_fallback(
     assert pdb["spec"]["selector"]["matchLabels"] == api["spec"]["selector"]["matchLabels"]
     service = docs["Service", "hirehook-api"]
     assert service["spec"]["selector"] == api["spec"]["selector"]["matchLabels"]
+
+
+def test_workers_serve_metrics_where_prometheus_scrapes(
+    docs: dict[tuple[str, str], Doc],
+) -> None:
+    deployment = docs["Deployment", "hirehook-worker"]
+    annotations = deployment["spec"]["template"]["metadata"]["annotations"]
+    spec = pod_spec(deployment)
+    assert spec is not None
+    [worker] = spec["containers"]
+    env = {e["name"]: e.get("value") for e in worker["env"]}
+    [port] = [p["containerPort"] for p in worker["ports"] if p["name"] == "metrics"]
+    assert env["HIREHOOK_WORKER_METRICS_PORT"] == str(port) == annotations["prometheus.io/port"]
+    assert annotations["prometheus.io/scrape"] == "true"
+    assert annotations["prometheus.io/path"] == "/metrics"

@@ -29,6 +29,10 @@ def api(
 
 def worker(
     burst: Annotated[bool, typer.Option(help="Exit when the queue is empty.")] = False,
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(help="Serve Prometheus metrics on this port (HIREHOOK_WORKER_METRICS_PORT)."),
+    ] = None,
 ) -> None:
     """Run an arq worker (any number may run against one Redis and one PostgreSQL)."""
     import uvloop
@@ -36,6 +40,14 @@ def worker(
     from app.workers.settings import create_worker
 
     settings = load_settings()
+    port = metrics_port if metrics_port is not None else settings.worker_metrics_port
+    if port is not None:
+        import structlog
+        from prometheus_client import start_http_server
+
+        # A thread of this process: the worker's counters, nobody else's.
+        start_http_server(port, addr=settings.worker_metrics_host)
+        structlog.get_logger(__name__).info("worker.metrics_serving", port=port)
     # arq runs on the loop current when the worker is built; uvloop (as the API uses) cuts
     # the per-call cost of the many small Redis, PostgreSQL and HTTP exchanges a job makes.
     asyncio.set_event_loop(uvloop.new_event_loop())

@@ -19,6 +19,8 @@ import orjson
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from app.metrics import ATS_CALLS, ATS_RATE_LIMITED
+
 
 @dataclass(frozen=True, slots=True)
 class BudgetKey:
@@ -265,14 +267,20 @@ class ApiClient:
             if route is None
             else BudgetKey(self.budget_key.tenant_id, self.budget_key.source, route)
         )
+        tenant = str(key.tenant_id)
         try:
             async with self.budget.slot(key):
                 response = await self.http.request(method, url, **kwargs)
         except httpx.TimeoutException as exc:
+            ATS_CALLS.labels(key.source, tenant, "error").inc()
             raise ApiError(f"{what}: timed out", transient=True) from exc
         except httpx.TransportError as exc:
+            ATS_CALLS.labels(key.source, tenant, "error").inc()
             raise ApiError(f"{what}: {type(exc).__name__}", transient=True) from exc
+        status = response.status_code
+        ATS_CALLS.labels(key.source, tenant, "429" if status == 429 else f"{status // 100}xx").inc()
         if response.status_code == 429:
+            ATS_RATE_LIMITED.labels(key.source, tenant).inc()
             await self.budget.penalize(
                 key, parse_retry_after(response.headers.get("retry-after")) or 1.0
             )

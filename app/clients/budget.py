@@ -27,6 +27,7 @@ from redis.exceptions import RedisError
 
 from app.clients.base import ApiError, BudgetExhaustedError, BudgetKey
 from app.connections import ConnectionStore
+from app.metrics import BUDGET_WAIT_SECONDS, BUDGET_WAITS
 
 log = structlog.get_logger(__name__)
 
@@ -216,9 +217,13 @@ class RedisBudget:
             if wait_ms == 0:
                 return True
             wait_s = seconds_to_utc_midnight() if wait_ms < 0 else wait_ms / 1000
+            tenant = str(key.tenant_id)
             if waited + wait_s > self._max_wait_s:
+                BUDGET_WAITS.labels(key.source, tenant, "deferred").inc()
                 raise BudgetExhaustedError(key, wait_s)
             wait_s *= 1 + 0.2 * _jitter.random()
+            BUDGET_WAITS.labels(key.source, tenant, "waited").inc()
+            BUDGET_WAIT_SECONDS.labels(key.source, tenant).inc(wait_s)
             await asyncio.sleep(wait_s)
             waited += wait_s
 

@@ -23,8 +23,9 @@ from app.connections import ConnectionInfo
 from app.errors import AppError
 from app.guard import FailureLimiter, address_subject, retry_after
 from app.intake import Answer, Deadline, Outcome
-from app.metrics import REJECTED
+from app.metrics import AUTH_FAILURES, REFUSED
 from app.payload import too_large
+from app.request_context import source_of
 from app.schemas.parsed import Parsed
 from app.services import Services
 
@@ -188,11 +189,14 @@ def request_invalid(exc: RequestValidationError) -> AppError:
 
 def render(request: Request, error: AppError, renderer: ErrorRenderer) -> Response:
     """Count, log and render one refusal."""
-    REJECTED.labels(str(error.status)).inc()
+    source = source_of(request.scope["path"])
+    REFUSED.labels(source, str(error.status), error.code).inc()
+    if error.status == 401:
+        AUTH_FAILURES.labels(source).inc()
     if error.status >= 500:
-        log.warning(
-            "request.failed", path=request.url.path, status=error.status, detail=error.debug_message
-        )
+        # The route's template, not the path: a path may carry a token (KeldairHR's token URL).
+        route = getattr(request.scope.get("route"), "path", None)
+        log.warning("request.failed", route=route, status=error.status, detail=error.debug_message)
     return renderer(request, error)
 
 

@@ -7,11 +7,11 @@ from typing import Literal
 
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse, Response
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import BaseModel
 
 from app.db import DB_ERRORS
-from app.metrics import refresh_backlog
+from app.metrics import exposition, refresh_backlog
 from app.routers.common import ServicesDep
 from app.services import Services
 from app.store import health as health_sql
@@ -81,6 +81,7 @@ async def intake(services: ServicesDep) -> JSONResponse:
 
 @router.get("/metrics", include_in_schema=False)
 async def metrics(services: ServicesDep) -> Response:
-    """Prometheus exposition of this process's counters and the cluster's backlog."""
+    """Prometheus exposition of the API's counters (every process's, with several uvicorn
+    workers) and the cluster's backlog."""
     await refresh_backlog(services.engine, services.settings.db_request_timeout_s)
-    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+    return Response(exposition(), media_type=CONTENT_TYPE_LATEST)

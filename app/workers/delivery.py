@@ -24,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.clients.base import parse_retry_after
 from app.db import DB_ERRORS
+from app.metrics import DEAD_LETTERS, DELIVERIES
 from app.services import Services
 from app.store import dead_letters, deliveries, work
 from app.store.dead_letters import FailureKind
@@ -120,6 +121,7 @@ async def deliver_record(ctx: dict[str, Any], record_id: str) -> str:
         raise Retry(defer=settings.enrich_retry_base_s) from exc
     if claimed is None:
         return "already-done"
+    structlog.contextvars.bind_contextvars(tenant_id=claimed.tenant_id)
     attempts: int = claimed.attempts
     body = bytes(claimed.body)
     if destination is None:
@@ -148,6 +150,7 @@ async def deliver_record(ctx: dict[str, Any], record_id: str) -> str:
             if not await _mark_done(services, rid, status):
                 # Sent but not recorded: the next run sends it again, with the same webhook-id.
                 raise Retry(defer=settings.enrich_retry_base_s)
+            DELIVERIES.labels("delivered").inc()
             log.info("delivery.delivered", record_id=record_id, status=status, attempts=attempts)
             return "delivered"
         error = f"destination answered {status}"
@@ -169,6 +172,7 @@ async def deliver_record(ctx: dict[str, Any], record_id: str) -> str:
     except DB_ERRORS as exc:
         # The attempt is counted (by the claim); only its error is not recorded.
         log.warning("delivery.database_unavailable", record_id=record_id, error=type(exc).__name__)
+    DELIVERIES.labels("retrying").inc()
     log.info(
         "delivery.retrying", record_id=record_id, attempts=attempts, error=error, delay_s=delay
     )
@@ -225,4 +229,6 @@ async def _give_up(
         # Not buried: the next run decides again (and, for a send, sends again).
         log.warning("delivery.database_unavailable", record_id=str(rid), error=type(exc).__name__)
         raise Retry(defer=services.settings.enrich_retry_base_s) from exc
+    DELIVERIES.labels("dead_letter").inc()
+    DEAD_LETTERS.labels("delivery", kind, reason).inc()
     log.warning("delivery.dead_letter", record_id=str(rid), kind=kind, reason=reason, detail=detail)

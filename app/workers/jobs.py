@@ -21,6 +21,7 @@ from app.clients.base import ApiError, BudgetExhaustedError
 from app.connections import ConnectionInfo
 from app.db import DB_ERRORS
 from app.errors import AppError
+from app.metrics import DEAD_LETTERS
 from app.queue import record_job_id
 from app.services import Services
 from app.store import dead_letters, records, work
@@ -116,6 +117,10 @@ async def process_record(ctx: dict[str, Any], record_id: str) -> str:
         received_at=row.received_at,
         connection=connection,
     )
+    # Every line of this run, the handler's and the clients' included, names the tenant.
+    structlog.contextvars.bind_contextvars(
+        tenant=connection.tenant_slug if connection else None, source=record.source
+    )
     log_ctx = {"record_id": record_id, "source": record.source, "attempts": attempts}
     handler = _handlers(ctx).get(record.source)
     failure: Failure | None = None
@@ -185,6 +190,7 @@ async def _fail(services: Services, record: RecordRow, failure: Failure) -> str:
             detail=failure.detail,
             attempts=record.attempts,
         )
+    DEAD_LETTERS.labels("enrichment", failure.kind, failure.reason).inc()
     log.warning("job.dead_letter", kind=failure.kind, **log_ctx)
     return "dead-letter"
 

@@ -18,6 +18,7 @@ from app.services import Services
 from app.settings import Settings
 from app.workers.delivery import deliver_record
 from app.workers.jobs import process_record, sweep_outbox
+from app.workers.observed import observed
 from app.workers.poller import POLL_CONNECTION, POLL_TICK_SECONDS, poll_connection, poll_due
 from app.workers.resilient import ResilientWorker
 
@@ -55,10 +56,25 @@ def worker_options(settings: Settings) -> dict[str, Any]:
         "functions": [
             # No results are kept: the outbox row is the result, and a kept result would
             # stop the sweeper from republishing the same job id.
-            func(process_record, name=PROCESS_RECORD, keep_result=0, max_tries=1000),
-            func(deliver_record, name=DELIVER_RECORD, keep_result=0, max_tries=1000),
+            func(
+                observed(PROCESS_RECORD, process_record),
+                name=PROCESS_RECORD,
+                keep_result=0,
+                max_tries=1000,
+            ),
+            func(
+                observed(DELIVER_RECORD, deliver_record),
+                name=DELIVER_RECORD,
+                keep_result=0,
+                max_tries=1000,
+            ),
             # A long sweep continues through Retry, one job run after another.
-            func(poll_connection, name=POLL_CONNECTION, keep_result=0, max_tries=10_000),
+            func(
+                observed(POLL_CONNECTION, poll_connection, subject="connection_id"),
+                name=POLL_CONNECTION,
+                keep_result=0,
+                max_tries=10_000,
+            ),
         ],
         "cron_jobs": [
             cron(

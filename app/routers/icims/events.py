@@ -123,6 +123,8 @@ async def receive_event(request: Request, services: ServicesDep) -> Response:
             found = await services.connections.by_account(SOURCE, customer_id)
             loaded = auth.verify_routed(request, found, body, wire)
     connection, config = loaded.usable()
+    # iCIMS names its customer in the body, not the path: from here on, lines name the tenant.
+    structlog.contextvars.bind_contextvars(tenant=connection.tenant_slug)
 
     if not isinstance(sent_type, str) or not sent_type.strip():
         raise user_error(RECRUITER_MESSAGES[400], "The notification has no eventType.")

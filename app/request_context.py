@@ -1,0 +1,94 @@
+"""Each HTTP request's id, log context and answer latency, as plain ASGI middleware.
+
+A request id the caller sends in ``X-Request-Id`` is kept if it is short and plain, so a
+sender's or a proxy's id can be followed through; otherwise one is generated. It is bound to
+the log context of everything the request does (app.logs), returned in the answer's
+``X-Request-Id`` header, and carried into the jobs the request enqueues
+(app.queue.carried_context). Plain ASGI rather than Starlette's ``BaseHTTPMiddleware``: that
+one runs the app in another task, which costs time on every event and loses the context.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+
+import structlog
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from app.metrics import ACK_SECONDS, OTHER
+
+REQUEST_ID_HEADER = "x-request-id"
+_SANE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
+_SLUG = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
+
+# The event routes, by path prefix; what the sender sees as latency is measured for these.
+_SOURCES = {
+    "/v1/keldair/": "keldair",
+    "/v1/hrmanager/": "hrmanager",
+    "/v1/smartrecruiters/": "smartrecruiters",
+    "/v1/cloud-elements/": "cloudelements",
+    "/v1/icims/": "icims",
+    "/oauth/token": "oauth",
+}
+# Routes of the form /v1/<source>/<tenant>/events name the tenant in their path.
+_TENANT_IN_PATH = frozenset({"keldair", "hrmanager", "smartrecruiters", "cloudelements"})
+
+
+def source_of(path: str) -> str:
+    """The source an event route serves, ``"oauth"`` for the token endpoint, else ``"other"``."""
+    for prefix, source in _SOURCES.items():
+        if path.startswith(prefix):
+            return source
+    return OTHER
+
+
+def request_id_from(headers: list[tuple[bytes, bytes]]) -> str:
+    """The caller's ``X-Request-Id`` if it is plain and at most 128 characters, else a new one."""
+    for name, value in headers:
+        if name.lower() == b"x-request-id":
+            sent = value.decode("latin-1")
+            if _SANE_ID.fullmatch(sent):
+                return sent
+            break
+    return uuid.uuid4().hex
+
+
+class RequestContext:
+    """Binds ``request_id`` (and the tenant an event route's path names) to the log context,
+    answers with ``X-Request-Id`` and times event routes' answers by source and status."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request_id = request_id_from(scope["headers"])
+        path: str = scope["path"]
+        source = source_of(path)
+        context: dict[str, str] = {"request_id": request_id}
+        if source in _TENANT_IN_PATH:
+            parts = path.split("/")
+            # Unverified here: the slug is logged as the sender claimed it, never trusted.
+            if len(parts) > 3 and _SLUG.fullmatch(parts[3]):
+                context["tenant"] = parts[3]
+        status = 500
+        header = (REQUEST_ID_HEADER.encode(), request_id.encode())
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message = {**message, "headers": [*message.get("headers", ()), header]}
+            await send(message)
+
+        started = time.monotonic()
+        with structlog.contextvars.bound_contextvars(**context):
+            try:
+                await self.app(scope, receive, send_with_id)
+            finally:
+                if source != OTHER:
+                    ACK_SECONDS.labels(source, str(status)).observe(time.monotonic() - started)
