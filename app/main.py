@@ -16,6 +16,7 @@ from app.request_context import RequestContext
 from app.routers import (
     admin,
     cloudelements,
+    console,
     health,
     hrmanager,
     icims,
@@ -66,6 +67,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(RequestContext)
     app.include_router(health.router)
     app.include_router(admin.router)
+    # Not in the OpenAPI document: pages for people, not an API.
+    app.include_router(console.router)
     app.include_router(keldair.router)
     app.include_router(smartrecruiters.router)
     app.include_router(hrmanager.router)
