@@ -52,11 +52,13 @@ templates = Jinja2Templates(env=_env)
 def _pretty(value: Any) -> str:
     """JSON indented for reading; text that is not JSON as it is."""
     if isinstance(value, str):
+        text = value
         try:
-            value = orjson.loads(value)
+            value = orjson.loads(text)
         except orjson.JSONDecodeError:
-            return value
-    return orjson.dumps(value, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS).decode()
+            return text
+    pretty: bytes = orjson.dumps(value, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS)
+    return pretty.decode()
 
 
 _env.filters["pretty"] = _pretty
@@ -281,9 +283,11 @@ def _query(values: dict[str, str]) -> s.ReplayFilters:
 def _form_values(q: s.ReplayFilters) -> dict[str, str]:
     values = {}
     for name, value in q.model_dump(exclude_none=True).items():
-        if isinstance(value, datetime):
-            value = value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M")
-        values[name] = str(value)
+        values[name] = (
+            value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M")
+            if isinstance(value, datetime)
+            else str(value)
+        )
     return values
 
 
@@ -422,7 +426,9 @@ async def act_on_dead_letters(
             }
         )
     except ValidationError as exc:
-        raise AppError(400, "Name a dead letter or a cause; a note is at most 2000 characters.") from exc
+        raise AppError(
+            400, "Name a dead letter or a cause; a note is at most 2000 characters."
+        ) from exc
     act = service.retry_dead_letters if action == "retry" else service.discard_dead_letters
     result = await act(services, action=chosen)
     done = "retried" if action == "retry" else "discarded"
