@@ -17,6 +17,7 @@ from tests.conftest import add_connection, make_settings, run_app
 from tests.test_admin_api import post_keldair
 from tests.test_keldair import SECRET
 from tests.test_keldair import event as keldair_event
+from tests.workers_support import fast_settings
 
 PAGES = ("/console/records", "/console/dead-letters", "/console/stats")
 
@@ -176,3 +177,17 @@ async def test_a_session_token_is_not_valid_for_another_session(
     assert mine != theirs
     refused = await client.post("/console/logout", data={"csrf": theirs})
     assert refused.status_code == 403
+
+
+async def test_wrong_keys_at_the_login_form_count_in_the_brute_force_guard(
+    services: Services, settings: Settings, key: str
+) -> None:
+    strict = fast_settings(settings, auth_failure_limit_per_address=3)
+    async for client in run_app(create_app(strict)):
+        answers = [(await log_in(client, keys.new_key())).status_code for _ in range(4)]
+        assert answers[:2] == [401, 401] and answers[-1] == 429
+        # Blocked: the right key is refused too until the cool-off ends, and no session starts.
+        blocked = await log_in(client, key)
+        assert blocked.status_code == 429 and "too many" in blocked.text.lower()
+        assert "retry-after" in blocked.headers
+        assert (await client.get("/console/records")).status_code == 303

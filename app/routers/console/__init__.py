@@ -149,7 +149,10 @@ class ConsoleRoute(APIRoute):
             try:
                 return await handler(request)
             except AppError as exc:
-                return _page(request, "error.html", None, exc.status, message=exc.user_message)
+                page = _page(request, "error.html", None, exc.status, message=exc.user_message)
+                if "Retry-After" in exc.headers:
+                    page.headers["retry-after"] = exc.headers["Retry-After"]
+                return page
             except HTTPException as exc:
                 if exc.status_code != 403:
                     raise
