@@ -73,6 +73,8 @@ async def test_a_wrong_key_is_refused_and_a_right_one_sets_a_strict_httponly_coo
     assert key not in cookie and key[len(keys.PREFIX) :] not in cookie
     page = await client.get("/console/records")
     assert page.status_code == 200 and "Signed in as" in page.text and ">ops<" in page.text
+    again = await client.get("/console/login", follow_redirects=False)
+    assert again.status_code == 303 and again.headers["location"] == "/console/records"
     assert page.headers["cache-control"] == "no-store"
     assert key not in page.text
 

@@ -197,8 +197,14 @@ async def home(session: SessionDep) -> RedirectResponse:
 
 
 @router.get("/login")
-async def login_form(request: Request) -> HTMLResponse:
+async def login_form(request: Request, services: ServicesDep) -> Response:
     """The login form, with a CSRF token of its own (a pre-session cookie)."""
+    try:
+        await _session(request, services)
+    except HTTPException:
+        pass
+    else:
+        return RedirectResponse("/console/records", 303)
     token = _read_cookie(request).get("c") or secrets.token_urlsafe(32)
     response = _page(request, "login.html", None, csrf_login=token, error=None)
     _set_cookie(request, response, {"c": token})
