@@ -99,7 +99,9 @@ def test_the_multiprocess_directory_is_emptied_and_exported(
 ) -> None:
     from app.metrics import MULTIPROC_ENV, prepare_multiprocess_dir, remove_multiprocess_dir
 
-    monkeypatch.delenv(MULTIPROC_ENV, raising=False)
+    # Set (empty, which means unset) rather than deleted, so the test's end removes what
+    # prepare_multiprocess_dir exports: later tests must not run in multiprocess mode.
+    monkeypatch.setenv(MULTIPROC_ENV, "")
     given = tmp_path / "given"
     given.mkdir()
     (given / "counter_1.db").write_bytes(b"stale")
@@ -109,8 +111,13 @@ def test_the_multiprocess_directory_is_emptied_and_exported(
     assert sorted(p.name for p in given.iterdir()) == ["keep.txt"]
 
     # Without one, a fresh temporary directory, removed when the API stops.
-    monkeypatch.delenv(MULTIPROC_ENV)
+    monkeypatch.setenv(MULTIPROC_ENV, "")
     fresh = Path(prepare_multiprocess_dir())
     assert fresh.is_dir() and fresh.name.startswith("hirehook-metrics-")
     remove_multiprocess_dir(str(fresh))
     assert not fresh.exists()
+
+
+def test_no_test_leaves_multiprocess_mode_behind() -> None:
+    # Runs after the one above (file order): the session's /metrics must stay this process's.
+    assert not os.environ.get("PROMETHEUS_MULTIPROC_DIR")
