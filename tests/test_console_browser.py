@@ -96,6 +96,9 @@ async def test_find_a_sent_record_replay_it_and_see_the_replays(
         assert sent.status_code == 200, sent.text
         sent_ids.append(uuid.UUID(sent.headers["hirehook-record-id"]))
     record_id = sent_ids[0]
+    # The sender retries the last one: answered from the record, counted as a duplicate.
+    again = await asyncio.to_thread(keldair_sender.post, url, body, SECRET)
+    assert again.headers["hirehook-duplicate"] == "true"
     fast = fast_settings(settings)
     await run_worker(fast)
     assert len(fake_ats.deliveries()) == 2
@@ -160,6 +163,13 @@ async def test_find_a_sent_record_replay_it_and_see_the_replays(
     await page.goto("/console/stats")
     stats = await page.locator("#stats").inner_text()
     assert "acme" in stats and "keldair" in stats
+    # The filtered replay reopened both records and no worker has run since: both are back
+    # to received and waiting in the enrichment backlog.
+    cells = await page.locator("#stats tr").nth(1).locator("td").all_inner_texts()
+    assert cells[:3] == ["acme", "keldair", "2"]
+    assert cells[3].strip() == "received 2"
+    assert cells[4:6] == ["1", "33.3%"]
+    assert cells[7].startswith("2")
     await browser_pages.keep()
     await screenshot(page, "console-stats", tmp_path)
     browser_pages.assert_never_shown(key, SECRET, SECRET[6:], VENDOR_SECRET, VENDOR_SECRET[6:])
