@@ -193,3 +193,9 @@ async def test_wrong_keys_at_the_login_form_count_in_the_brute_force_guard(
         assert blocked.status_code == 429 and "too many" in blocked.text.lower()
         assert "retry-after" in blocked.headers
         assert (await client.get("/console/records")).status_code == 303
+
+
+async def test_the_console_is_not_in_the_openapi_document(client: httpx.AsyncClient) -> None:
+    paths = (await client.get("/openapi.json")).json()["paths"]
+    assert paths and not [p for p in paths if p.startswith("/console")]
+    assert (await client.get("/console/console.css")).headers["content-type"].startswith("text/css")
