@@ -16,6 +16,7 @@ from app.request_context import RequestContext
 from app.routers import (
     admin,
     cloudelements,
+    console,
     health,
     hrmanager,
     icims,
@@ -74,5 +75,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(cloudelements.router)
     app.include_router(health.router)
     app.include_router(admin.router)
+    # Not in the OpenAPI document: pages for people, not an API.
+    app.include_router(console.router)
     app.openapi = lambda: openapi.build(app)  # type: ignore[method-assign]
     return app

@@ -13,6 +13,7 @@ import orjson
 import pytest
 
 from app.admin import keys
+from app.intake import Deadline, Event, json_answer
 from app.main import create_app
 from app.services import Services
 from app.settings import Settings
@@ -497,3 +498,35 @@ async def test_a_candidate_is_erased_and_the_erasure_audited_under_the_key(
     assert unknown.status_code == 404
     bad = await admin.call("POST", "/erasures", json={**request, "source": "nowhere"})
     assert bad.status_code == 400
+
+
+async def test_subject_search_knows_each_sources_names(admin: Recorder, services: Services) -> None:
+    # HR Manager names a candidate and a position; the filters say person and job.
+    await add_connection(
+        services,
+        tenant="acme",
+        source="hrmanager",
+        secrets={"api_key": "k" * 32, "signing_secrets": ["ab" * 16]},
+        options={"base_url": "https://api.example", "customer_alias": "acme"},
+    )
+    connection = await services.connections.by_tenant("acme", "hrmanager")
+    assert connection is not None
+    await services.intake.record(
+        Event(
+            connection=connection,
+            dedupe_key="hrm-1",
+            event_type="CandidateUpdated",
+            known=True,
+            payload={"CandidateId": 1001},
+            raw_body=b'{"CandidateId": 1001}',
+            headers={},
+            subjects={"candidate": "1001", "position": "77"},
+        ),
+        answer_for=lambda rid: json_answer(200, {"record": str(rid)}),
+        deadline=Deadline(5),
+    )
+    for params in ({"person": "1001"}, {"job": "77"}, {"person": "1001", "job": "77"}):
+        page = (await admin.call("GET", "/records", params={"tenant": "acme", **params})).json()
+        assert [r["source"] for r in page["records"]] == ["hrmanager"], params
+    page = (await admin.call("GET", "/records", params={"tenant": "acme", "person": "9"})).json()
+    assert page["records"] == []

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Row, select, text, tuple_
+from sqlalchemy import ColumnElement, Row, or_, select, text, tuple_
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.models import DeadLetter, Delivery, Outbox, Record, RecordKey, Tenant
@@ -44,9 +44,19 @@ def _where(filters: RecordFilters) -> list[ColumnElement[bool]]:
         conditions.append(Record.received_at >= filters.received_from)
     if filters.received_to is not None:
         conditions.append(Record.received_at < filters.received_to)
-    if filters.subjects:
-        conditions.append(Record.subjects.contains(dict(filters.subjects)))
+    for kind, value in filters.subjects.items():
+        # Sources name the same things differently (HR Manager: candidate, position).
+        conditions.append(
+            or_(*(Record.subjects.contains({name: value}) for name in _SUBJECT_NAMES[kind]))
+        )
     return conditions
+
+
+_SUBJECT_NAMES: dict[str, tuple[str, ...]] = {
+    "person": ("person", "candidate"),
+    "job": ("job", "position"),
+    "application": ("application",),
+}
 
 
 _SUMMARY = (
