@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 import orjson
@@ -132,34 +132,12 @@ class Queue:
             return int(await self.enqueue_record(record_ids[0]) == "queued")
         if not record_ids:
             return 0
-        now_ms = int(time.time() * 1000)
         chunks = [
             [str(r) for r in record_ids[start : start + JOB_BATCH]]
             for start in range(0, len(record_ids), JOB_BATCH)
         ]
-        try:
-            async with asyncio.timeout(self._timeout_s * 2):
-                async with self.redis.pipeline(transaction=False) as pipe:
-                    for chunk in chunks:
-                        job_id = f"records:{chunk[0]}:{len(chunk)}"
-                        job = serialize_job(
-                            PROCESS_RECORDS, (chunk,), {}, None, now_ms, serializer=serialize
-                        )
-                        await self._script(
-                            keys=[
-                                job_key_prefix + job_id,
-                                result_key_prefix + job_id,
-                                default_queue_name,
-                            ],
-                            args=[expires_extra_ms, job, now_ms, job_id],
-                            client=pipe,
-                        )
-                    results = await pipe.execute()
-        except (RedisError, OSError, TimeoutError) as exc:
-            # Still in the outbox: the next sweep publishes them.
-            log.warning("queue.enqueue_failed", function=PROCESS_RECORDS, error=type(exc).__name__)
-            return 0
-        return sum(len(chunk) for chunk, created in zip(chunks, results, strict=True) if created)
+        jobs = [(f"records:{chunk[0]}:{len(chunk)}", (chunk,), len(chunk)) for chunk in chunks]
+        return await self._enqueue_many(PROCESS_RECORDS, jobs, timeout_s=self._timeout_s * 2)
 
     async def enqueue_delivery(self, record_id: uuid.UUID | str) -> Published:
         """Ask a worker to deliver a committed record's normalized event."""
@@ -167,29 +145,27 @@ class Queue:
 
     async def enqueue_records(self, record_ids: Sequence[uuid.UUID | str]) -> int:
         """Publish many records' jobs in one round trip; how many were newly queued."""
-        return await self._enqueue_many(PROCESS_RECORD, record_ids, record_job_id)
+        jobs = [(record_job_id(r), (str(r),), 1) for r in record_ids]
+        return await self._enqueue_many(PROCESS_RECORD, jobs, timeout_s=self._timeout_s * 4)
 
     async def enqueue_deliveries(self, record_ids: Sequence[uuid.UUID | str]) -> int:
         """Publish many deliveries' jobs in one round trip; how many were newly queued."""
-        return await self._enqueue_many(DELIVER_RECORD, record_ids, delivery_job_id)
+        jobs = [(delivery_job_id(r), (str(r),), 1) for r in record_ids]
+        return await self._enqueue_many(DELIVER_RECORD, jobs, timeout_s=self._timeout_s * 4)
 
     async def _enqueue_many(
-        self,
-        function: str,
-        record_ids: Sequence[uuid.UUID | str],
-        job_id_of: Callable[[uuid.UUID | str], str],
+        self, function: str, jobs: Sequence[tuple[str, tuple[Any, ...], int]], *, timeout_s: float
     ) -> int:
-        if not record_ids:
+        """Publish ``(job id, arguments, records it covers)`` jobs in one round trip; how many
+        records were newly queued."""
+        if not jobs:
             return 0
         now_ms = int(time.time() * 1000)
         try:
-            async with asyncio.timeout(self._timeout_s * 4):
+            async with asyncio.timeout(timeout_s):
                 async with self.redis.pipeline(transaction=False) as pipe:
-                    for record_id in record_ids:
-                        job_id = job_id_of(record_id)
-                        job = serialize_job(
-                            function, (str(record_id),), {}, None, now_ms, serializer=serialize
-                        )
+                    for job_id, args, _ in jobs:
+                        job = serialize_job(function, args, {}, None, now_ms, serializer=serialize)
                         await self._script(
                             keys=[
                                 job_key_prefix + job_id,
@@ -204,7 +180,7 @@ class Queue:
             # Still in the outbox: the next sweep publishes them.
             log.warning("queue.enqueue_failed", function=function, error=type(exc).__name__)
             return 0
-        return sum(1 for created in results if created)
+        return sum(n for (_, _, n), created in zip(jobs, results, strict=True) if created)
 
     async def _enqueue(
         self, function: str, record_id: uuid.UUID | str, job_id: str, *, defer_s: float = 0.0
