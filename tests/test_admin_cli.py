@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import subprocess
-import sys
 from typing import Any
 
 import httpx
@@ -19,6 +18,7 @@ from app.services import Services
 from app.settings import Settings
 from tests.fake_ats import FakeATS
 from tests.test_keldair import OTHER, SECRET
+from tests.test_workers_cli import hirehook as hirehook_process
 from tests.workers_support import (
     HRM_SECRET,
     VENDOR_SECRET,
@@ -29,19 +29,6 @@ from tests.workers_support import (
     run_worker,
     worker_env,
 )
-
-
-async def hirehook_process(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
-    """Run the CLI in its own process against the session's servers."""
-    return await asyncio.to_thread(
-        subprocess.run,
-        [sys.executable, "-m", "app.cli", *args],
-        env=worker_env(settings, log_format="console"),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
 
 
 async def hirehook(
