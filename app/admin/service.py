@@ -614,15 +614,7 @@ async def erase_candidate(
             503, "Redis did not answer; nothing was erased. Please retry.", type(exc).__name__
         ) from exc
     log.info("admin.candidate_erased", tenant=request.tenant, source=request.source)
-    return s.ErasureView(
-        audit_id=report.audit_id,
-        tenant=report.tenant,
-        source=report.source,
-        candidate_id=report.candidate_id,
-        actor=report.actor,
-        erased_at=report.erased_at,
-        counts=report.counts,
-    )
+    return s.ErasureView.model_validate(report, from_attributes=True)
 
 
 # --- statistics -------------------------------------------------------------------------------

@@ -13,6 +13,7 @@ import asyncio
 import random
 import uuid
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -291,17 +292,33 @@ async def _fail(services: Services, record: RecordRow, failure: Failure) -> str:
     return "dead-letter"
 
 
+async def _upsert_in_order(
+    conn: AsyncConnection, todo: Sequence[tuple[RecordRow, Enrichment]]
+) -> Counter[uuid.UUID]:
+    """Upsert the resources of every record in ``todo``; rows written per record.
+
+    Always in one global order (kind, id, version), whether one record's job or a batch's:
+    jobs that name the same candidates (a storm of events about a few people) then lock their
+    rows in the same order instead of deadlocking, which would fail and retry them all.
+    """
+    written: Counter[uuid.UUID] = Counter()
+    for record, resource in sorted(
+        ((r, res) for r, e in todo for res in e.resources),
+        key=lambda pair: (pair[1].kind, pair[1].external_id, pair[1].version),
+    ):
+        written[record.id] += await upsert(
+            conn, tenant_id=record.tenant_id, source=record.source, resource=resource
+        )
+    return written
+
+
 async def _effects(
     conn: AsyncConnection, record: RecordRow, enrichment: Enrichment
 ) -> tuple[int, dict[str, Any]]:
     """A finished record's writes, in the caller's transaction: rows written, and the
     normalized event it owes its tenant's destination."""
-    written = 0
-    for resource in enrichment.resources:
-        written += await upsert(
-            conn, tenant_id=record.tenant_id, source=record.source, resource=resource
-        )
-    return written, await _event(conn, record, enrichment)
+    written = await _upsert_in_order(conn, [(record, enrichment)])
+    return written[record.id], await _event(conn, record, enrichment)
 
 
 async def _event(
@@ -365,17 +382,7 @@ async def _finish_many(
             # Rows another run finished first keep that run's effects; ours are skipped.
             won = await work.finish_many(conn, "outbox", [record.id for record, _ in finished])
             todo = [(r, e) for r, e in finished if r.id in won and e is not None]
-            # Every resource of the batch upserted in one global order: two batch jobs that
-            # name the same candidates (a storm of events about a few people) then lock their
-            # rows in the same order instead of deadlocking, which would fail both batches.
-            written: Counter[uuid.UUID] = Counter()
-            for record, resource in sorted(
-                ((r, res) for r, e in todo for res in e.resources),
-                key=lambda pair: (pair[1].kind, pair[1].external_id, pair[1].version),
-            ):
-                written[record.id] += await upsert(
-                    conn, tenant_id=record.tenant_id, source=record.source, resource=resource
-                )
+            written = await _upsert_in_order(conn, todo)
             events: list[tuple[uuid.UUID, int, str, bytes]] = []
             for record, enrichment in todo:
                 event = await _event(conn, record, enrichment)
