@@ -20,7 +20,9 @@ Typical use in a route, with one ``limiter`` per process from
     if (wait := await limiter.check(*subjects)) is not None:
         return 429 with Retry-After: retry_after(wait)      # do not verify at all
     if not verify(credentials):
-        if (wait := await limiter.failed(*subjects)) is not None:
+        wait = await limiter.failed(*subjects)
+        await limiter.hold(*subjects, blocked=wait is not None)   # slows a flood of refusals
+        if wait is not None:
             return 429 with Retry-After: retry_after(wait)
         return 401
     ...authenticated
@@ -175,6 +177,9 @@ class FailureLimiter:
         cache_size: int = 10_000,
         fallback_size: int = 10_000,
         redis_retry_s: float = 1.0,
+        delay_s: float = 0.0,
+        delay_after: int = 0,
+        max_held: int = 0,
     ) -> None:
         self._redis = redis
         self._per_client = per_client
@@ -195,6 +200,14 @@ class FailureLimiter:
         self._redis_retry_s = redis_retry_s
         self._redis_down_until = 0.0
         self._redis_down = False
+        # Failures per subject seen by this process, for holding answers (hold()): a local
+        # count is enough, since it only decides how fast a refusal is sent, never whether.
+        self._delay_s = delay_s
+        self._delay_after = delay_after
+        self._max_held = max_held
+        self._held = 0
+        window = max(limit.window_s for limit in (per_client, per_address) if limit)
+        self._recent: TTLCache[str, int] = TTLCache(maxsize=cache_size, ttl=window)
 
     @classmethod
     def from_settings(cls, redis: Redis, settings: Settings) -> FailureLimiter:
@@ -206,6 +219,9 @@ class FailureLimiter:
             per_client=FailureLimit(settings.auth_failure_limit_per_client, window_s, block_s),
             per_address=FailureLimit(per_address, window_s, block_s) if per_address else None,
             timeout_s=settings.redis_timeout_s,
+            delay_s=settings.auth_failure_delay_s,
+            delay_after=settings.auth_failure_delay_after,
+            max_held=settings.auth_failure_delay_max_held,
         )
 
     async def check(self, *subjects: str) -> float | None:
@@ -253,6 +269,8 @@ class FailureLimiter:
         Returns the seconds to wait if, after this failure, any subject is blocked (this
         failure started the block, or another replica had already), else ``None``.
         """
+        for subject in dict.fromkeys(_normalize(s) for s in subjects):
+            self._recent[subject] = self._recent.get(subject, 0) + 1
         wanted = self._subjects(subjects)
         if not wanted:
             return None
@@ -273,6 +291,26 @@ class FailureLimiter:
                 self._redis_answered()
                 return self._apply(wanted, [int(x) for x in reply])
         return self._count_locally(wanted, time.monotonic())
+
+    async def hold(self, *subjects: str, blocked: bool = False) -> None:
+        """Hold a refusal's answer for the configured delay when the subjects have failed
+        more than ``delay_after`` times lately (or are ``blocked``); return at once otherwise,
+        or when this process already holds ``max_held`` answers.
+
+        Every refusal of one subject is treated alike, whatever its reason, so the delay
+        tells nothing about which credential was wrong or whether a tenant exists.
+        """
+        if self._delay_s <= 0 or self._held >= self._max_held:
+            return
+        if not blocked:
+            seen = max((self._recent.get(_normalize(s), 0) for s in subjects), default=0)
+            if seen <= self._delay_after:
+                return
+        self._held += 1
+        try:
+            await asyncio.sleep(self._delay_s)
+        finally:
+            self._held -= 1
 
     def _apply(self, subjects: list[str], reply: list[int]) -> float | None:
         now = time.monotonic()

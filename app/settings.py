@@ -72,6 +72,15 @@ class Settings(BaseSettings):
     auth_failure_limit_per_address: int = Field(default=60, ge=0)
     auth_failure_window_s: float = Field(default=60.0, gt=0, le=3600)
     auth_block_s: float = Field(default=300.0, gt=0, le=86400)
+    # An address past auth_failure_delay_after failures in the window has each further refusal
+    # (401, or the 429 of a block) held this long before it is sent. A sender that waits for
+    # its answer, as every HTTP client does, then costs one refusal per connection per delay,
+    # whatever rate it could otherwise drive; a misconfigured ATS's first failures are answered
+    # at once. Held answers are capped per process (auth_failure_delay_max_held), past which
+    # refusals are answered at once, so holding never takes all the connection slots.
+    auth_failure_delay_s: float = Field(default=1.0, ge=0, le=30)
+    auth_failure_delay_after: int = Field(default=5, ge=0)
+    auth_failure_delay_max_held: int = Field(default=200, ge=0)
 
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
     # Real events are a few KB: a request may inflate to this much, and no more than this many

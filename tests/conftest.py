@@ -61,6 +61,8 @@ def make_settings(database_url: str, redis_url: str, **overrides: Any) -> Settin
         # Bursts on a cold pool of a loaded machine; the bound's own tests use the default.
         "db_request_timeout_s": 5.0,
         "connection_cache_ttl_s": 0,
+        # Tests send many refusals from one address; the delay's own tests turn it on.
+        "auth_failure_delay_s": 0,
         "log_format": "console",
         **overrides,
     }

@@ -222,6 +222,49 @@ async def test_bad_keldair_signatures_block_the_address_not_the_tenant(guarded: 
     assert response.status_code == 200, response.text
 
 
+async def test_a_failing_address_gets_its_refusals_held_and_its_block_closes_the_connection(
+    services: Services, servers: tuple[str, str]
+) -> None:
+    """Past the first failures an address's refusals are held, whatever was wrong (an unknown
+    tenant and a bad signature alike), so a sender that waits for answers cannot drive them
+    fast; its 429 closes the connection. Another address's good events are not slowed."""
+    await add_connection(
+        services, tenant="acme", source="keldair", secrets={"signing_secrets": [KELDAIR_SECRET]}
+    )
+    delay_s = 0.4
+    settings = limits(
+        servers, auth_failure_delay_s=delay_s, auth_failure_delay_after=2, auth_block_s=5
+    )
+    wrong = "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
+    unknown_url = KELDAIR_URL.replace("/acme/", "/nobody/")
+    async with serve(settings) as served:
+
+        async def refused(url: str, i: int) -> tuple[httpx.Response, float]:
+            body = orjson.dumps(event())
+            started = time.monotonic()
+            response = await served.client.post(
+                url, content=body, headers=signed(body, secret=wrong, msg_id=f"msg_h{i}")
+            )
+            return response, time.monotonic() - started
+
+        answers = [await refused(KELDAIR_URL if i % 2 else unknown_url, i) for i in range(5)]
+        assert [r.status_code for r, _ in answers] == [401] * 5
+        assert all(t < delay_s for _, t in answers[:2])
+        assert all(t >= delay_s for _, t in answers[2:])
+
+        blocked, took = await refused(KELDAIR_URL, 6)
+        assert blocked.status_code == 429 and took >= delay_s
+        assert blocked.headers["connection"] == "close"
+
+        body = orjson.dumps(event())
+        started = time.monotonic()
+        good = await served.other.post(
+            KELDAIR_URL, content=body, headers=signed(body, msg_id="msg_good")
+        )
+        assert good.status_code == 200, good.text
+        assert time.monotonic() - started < delay_s
+
+
 # --- Defect 5: a flood of unknown customerIds ------------------------------------------------
 
 FLOOD = 20_000

@@ -283,3 +283,47 @@ def test_require_strong_secret() -> None:
     assert short not in str(e.value)
     with pytest.raises(ValueError, match="at least 32"):
         require_strong_secret(f"  {short}\n", what="signing secret")
+
+
+# --- Holding refusals ------------------------------------------------------------------------
+
+DELAY_S = 0.3
+
+
+async def timed(call: Any) -> float:
+    started = time.monotonic()
+    await call
+    return time.monotonic() - started
+
+
+async def test_refusals_are_answered_at_once_until_a_subject_keeps_failing(
+    limiter: Limiter,
+) -> None:
+    guard = limiter(client=100, address=100, delay_s=DELAY_S, delay_after=2, max_held=10)
+    address = address_subject("10.0.0.9")
+    elsewhere = address_subject("10.0.0.10")
+    for _ in range(2):
+        await guard.failed(address)
+        assert await timed(guard.hold(address)) < DELAY_S / 2
+    await guard.failed(address)
+    assert await timed(guard.hold(address)) >= DELAY_S
+    # The count is the subject's own: another address's first failure is answered at once.
+    await guard.failed(elsewhere)
+    assert await timed(guard.hold(elsewhere)) < DELAY_S / 2
+    # A blocked subject's refusals are held from the first.
+    assert await timed(guard.hold(address_subject("10.0.0.11"), blocked=True)) >= DELAY_S
+
+
+async def test_held_answers_are_capped_per_process(limiter: Limiter) -> None:
+    guard = limiter(delay_s=DELAY_S, delay_after=0, max_held=2)
+    subject = address_subject("10.0.0.12")
+    await guard.failed(subject)
+    took = await asyncio.gather(*(timed(guard.hold(subject)) for _ in range(5)))
+    assert sorted(t >= DELAY_S for t in took) == [False, False, False, True, True]
+
+
+async def test_no_delay_configured_holds_nothing(limiter: Limiter) -> None:
+    guard = limiter(delay_s=0, delay_after=0, max_held=10)
+    subject = address_subject("10.0.0.13")
+    await guard.failed(subject)
+    assert await timed(guard.hold(subject, blocked=True)) < DELAY_S / 2

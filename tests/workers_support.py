@@ -139,6 +139,8 @@ def worker_env(settings: Settings, **extra: str) -> dict[str, str]:
             "HIREHOOK_LOG_FORMAT": "json",
             "HIREHOOK_OUTBOX_GRACE_S": "0",
             "HIREHOOK_CONNECTION_CACHE_TTL_S": "0",
+            # As in make_settings: tests refuse many requests from one address on purpose.
+            "HIREHOOK_AUTH_FAILURE_DELAY_S": "0",
             **{f"HIREHOOK_{k.upper()}": v for k, v in extra.items()},
         }
     )

@@ -47,7 +47,7 @@ async def read_raw(request: Request, max_bytes: int, timeout_s: float | None = N
     """The body as sent, refused as soon as it passes ``max_bytes`` or takes ``timeout_s``."""
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > max_bytes:
-        raise too_large(max_bytes, "request body")
+        raise _unread(too_large(max_bytes, "request body"))
     chunks: list[bytes] = []
     size = 0
     try:
@@ -55,14 +55,23 @@ async def read_raw(request: Request, max_bytes: int, timeout_s: float | None = N
             async for chunk in request.stream():
                 size += len(chunk)
                 if size > max_bytes:
-                    raise too_large(max_bytes, "request body")
+                    raise _unread(too_large(max_bytes, "request body"))
                 chunks.append(chunk)
     except TimeoutError as exc:
         # A body trickling in must not hold the request past the sender's own budget.
-        raise AppError(
-            408, f"The request body did not arrive within {timeout_s:.0f} s.", code="timeout"
+        raise _unread(
+            AppError(
+                408, f"The request body did not arrive within {timeout_s:.0f} s.", code="timeout"
+            )
         ) from exc
     return b"".join(chunks)
+
+
+def _unread(error: AppError) -> AppError:
+    """``error``, answered on a connection that is then closed: the rest of the body was never
+    read, and the connection cannot carry another request until it has been."""
+    error.headers["Connection"] = "close"
+    return error
 
 
 def client_address(request: Request) -> str:
@@ -77,7 +86,9 @@ def too_many_failures(wait_s: float) -> AppError:
         "Too many failed authentication attempts from this client or address. Check the "
         "credentials configured for this endpoint, then retry after the time in Retry-After.",
         code="too_many_failures",
-        headers={"Retry-After": retry_after(wait_s)},
+        # Closed after the answer: the body may be unread, and a client refused this way has
+        # nothing to send on the connection until Retry-After has passed.
+        headers={"Retry-After": retry_after(wait_s), "Connection": "close"},
     )
 
 
@@ -92,11 +103,14 @@ class AuthAttempt:
         """Raise the 429 if any subject is blocked."""
         wait = await self._limiter.check(*self._subjects)
         if wait is not None:
+            await self._limiter.hold(*self._subjects, blocked=True)
             raise too_many_failures(wait)
 
     async def failed(self) -> None:
-        """Count a failed authentication; raise the 429 if the subjects are now blocked."""
+        """Count a failed authentication, holding the answer if the subjects keep failing;
+        raise the 429 if the subjects are now blocked."""
         wait = await self._limiter.failed(*self._subjects)
+        await self._limiter.hold(*self._subjects, blocked=wait is not None)
         if wait is not None:
             raise too_many_failures(wait)
 
