@@ -23,6 +23,7 @@ not fatal.
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import sys
 import time
@@ -286,6 +287,44 @@ def table(runs: dict[str, dict[str, Any] | str]) -> tuple[str, bool]:
     return "\n".join(lines), balanced
 
 
+def budget(runs: dict[str, dict[str, Any] | str], cores: int) -> str:
+    """For each throughput target, the CPU per event it leaves on ``cores`` cores against what
+    this run measured: the arithmetic behind "cannot be had on this design on this machine".
+
+    Every process of a run (API, worker, PostgreSQL, Redis, the load generator) shares the
+    cores, so a rate of R events/s allows ``cores * 1000 / R`` ms of CPU per event in all. What
+    the API may spend is that less what the rest of the pipeline measured; no endpoint that
+    does more than the bare one can spend less than the bare endpoint's own server CPU.
+    """
+    lines = [
+        f"| target | events/s it needs | CPU ms/event it allows on {cores} cores | "
+        "measured (all processes) | of which not the API | API would need ≤ | "
+        "bare endpoint's server CPU |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+
+    def line(label: str, rate: float, hh: dict[str, Any], bare: dict[str, Any]) -> None:
+        allowed = cores * 1000 / rate
+        cpu = hh["cpu_ms_per_event"]
+        rest = cpu["total"] - cpu["api"]
+        lines.append(
+            f"| {label} | {rate:,.0f} | {allowed:.2f} | {cpu['total']:.2f} | {rest:.2f} | "
+            f"{allowed - rest:.2f} | {bare['cpu_ms_per_event']['server']:.2f} |"
+        )
+
+    main, dup = runs.get("new events"), runs.get("duplicates")
+    if isinstance(main, dict):
+        bare = main["baseline"]
+        line("new events ≥ 0.4x bare", 0.4 * bare["events_per_s"], main["hirehook"], bare)
+        peer = main["hookspool"]
+        if isinstance(peer, dict):
+            line("≥ 3x hookspool", 3 * peer["events_per_s"], main["hirehook"], bare)
+    if isinstance(dup, dict):
+        bare = dup["baseline"]
+        line("duplicates ≥ 0.6x bare", 0.6 * bare["events_per_s"], dup["hirehook"], bare)
+    return "\n".join(lines) if len(lines) > 2 else ""
+
+
 def main() -> None:
     """Run the set and print the table."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -365,7 +404,14 @@ def main() -> None:
             runs[name] = _run(name, argv, args.results / f"{name.replace(' ', '-')}.json")
     rendered, balanced = table(runs)
     print("\n" + rendered)
-    summary = {"arguments": {k: str(v) for k, v in vars(args).items()}, "table": rendered}
+    cpu_budget = budget(runs, os.cpu_count() or 1)
+    if cpu_budget:
+        print("\nCPU budget of the throughput targets (bench/README.md):\n\n" + cpu_budget)
+    summary = {
+        "arguments": {k: str(v) for k, v in vars(args).items()},
+        "table": rendered,
+        "cpu_budget": cpu_budget,
+    }
     summary["runs"] = runs
     (args.results / "summary.json").write_text(
         orjson.dumps(summary, option=orjson.OPT_INDENT_2).decode()
