@@ -157,6 +157,27 @@ async def test_failed_keys_count_against_the_address_in_the_brute_force_guard(
         assert blocked.status_code == 429 and "retry-after" in blocked.headers
 
 
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [("POST", "/connections"), ("POST", "/replays"), ("PATCH", "/tenants/acme")],
+)
+async def test_a_body_that_is_not_json_gets_the_admin_error_shape(
+    admin: Recorder, method: str, path: str
+) -> None:
+    """FastAPI's own 400 for a body it cannot decode (found by make fuzz) is answered in the
+    same shape as every other admin refusal, with a message that says what to send."""
+    response = await admin.client.request(
+        method,
+        ADMIN + path,
+        content=b";T@\xff!",
+        headers={**auth(admin.key), "content-type": "application/json"},
+    )
+    assert response.status_code == 400, response.text
+    error = response.json()["error"]
+    assert error["code"] == "bad_request"
+    assert "JSON" in error["message"]
+
+
 async def test_keys_are_stored_only_as_digests(services: Services, key: str) -> None:
     [row] = await rows(services, "SELECT name, digest, prefix FROM admin_key")
     assert bytes(row.digest) == keys.digest(key) and len(key) > 40

@@ -18,6 +18,7 @@ from fastapi import Depends, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from fastapi.routing import APIRoute
+from starlette.exceptions import HTTPException
 
 from app.connections import ConnectionInfo
 from app.errors import AppError
@@ -201,6 +202,16 @@ def request_invalid(exc: RequestValidationError) -> AppError:
     return AppError(400, "The request is not valid: " + "; ".join(parts) + ".", code="bad_request")
 
 
+def http_refusal(exc: HTTPException) -> AppError:
+    """FastAPI's own refusal (a JSON body it could not decode, ...) as one of ours, so the
+    sender gets the route's error shape with a message that says what to fix."""
+    if exc.status_code == 400 and "pars" in str(exc.detail):
+        message = "The request body could not be read as JSON; send a JSON object in UTF-8."
+    else:
+        message = str(exc.detail)
+    return AppError(exc.status_code, message, code="bad_request", headers=dict(exc.headers or {}))
+
+
 def render(request: Request, error: AppError, renderer: ErrorRenderer) -> Response:
     """Count, log and render one refusal."""
     source = source_of(request.scope["path"])
@@ -233,6 +244,8 @@ def error_route(renderer: ErrorRenderer) -> type[APIRoute]:
                     return render(request, exc, renderer)
                 except RequestValidationError as exc:
                     return render(request, request_invalid(exc), renderer)
+                except HTTPException as exc:
+                    return render(request, http_refusal(exc), renderer)
 
             return handle
 
