@@ -322,7 +322,17 @@ def budget(runs: dict[str, dict[str, Any] | str], cores: int) -> str:
     if isinstance(dup, dict):
         bare = dup["baseline"]
         line("duplicates ≥ 0.6x bare", 0.6 * bare["events_per_s"], dup["hirehook"], bare)
-    return "\n".join(lines) if len(lines) > 2 else ""
+    if len(lines) == 2:
+        return ""
+    if isinstance(main, dict):
+        senders, rate = main["concurrency"], main["hirehook"]["events_per_s"]
+        lines.append(
+            f"\n{senders} senders that each wait for their answer keep {senders} requests in "
+            f"flight, so the mean answer time is {senders} / throughput (Little's law): "
+            f"{1000 * senders / rate:.0f} ms at the measured {rate:,.0f} events/s. A p99 of "
+            f"50 ms needs at least {senders / 0.05:,.0f} events/s for the mean alone."
+        )
+    return "\n".join(lines)
 
 
 def main() -> None:
