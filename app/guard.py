@@ -180,6 +180,7 @@ class FailureLimiter:
         delay_s: float = 0.0,
         delay_after: int = 0,
         max_held: int = 0,
+        delay_above_per_s: int = 0,
     ) -> None:
         self._redis = redis
         self._per_client = per_client
@@ -206,6 +207,10 @@ class FailureLimiter:
         self._delay_after = delay_after
         self._max_held = max_held
         self._held = 0
+        self._delay_above_per_s = delay_above_per_s
+        # Failures in the current whole second of the monotonic clock, every subject together.
+        self._second = 0
+        self._in_second = 0
         window = max(limit.window_s for limit in (per_client, per_address) if limit)
         self._recent: TTLCache[str, int] = TTLCache(maxsize=cache_size, ttl=window)
 
@@ -222,6 +227,7 @@ class FailureLimiter:
             delay_s=settings.auth_failure_delay_s,
             delay_after=settings.auth_failure_delay_after,
             max_held=settings.auth_failure_delay_max_held,
+            delay_above_per_s=settings.auth_failure_delay_above_per_s,
         )
 
     async def check(self, *subjects: str) -> float | None:
@@ -271,6 +277,10 @@ class FailureLimiter:
         """
         for subject in dict.fromkeys(_normalize(s) for s in subjects):
             self._recent[subject] = self._recent.get(subject, 0) + 1
+        second = int(time.monotonic())
+        if second != self._second:
+            self._second, self._in_second = second, 0
+        self._in_second += 1
         wanted = self._subjects(subjects)
         if not wanted:
             return None
@@ -294,15 +304,16 @@ class FailureLimiter:
 
     async def hold(self, *subjects: str, blocked: bool = False) -> None:
         """Hold a refusal's answer for the configured delay when the subjects have failed
-        more than ``delay_after`` times lately (or are ``blocked``); return at once otherwise,
-        or when this process already holds ``max_held`` answers.
+        more than ``delay_after`` times lately, are ``blocked``, or this process has refused
+        more than ``delay_above_per_s`` requests this second (a flood from many addresses);
+        return at once otherwise, or when this process already holds ``max_held`` answers.
 
         Every refusal of one subject is treated alike, whatever its reason, so the delay
         tells nothing about which credential was wrong or whether a tenant exists.
         """
         if self._delay_s <= 0 or self._held >= self._max_held:
             return
-        if not blocked:
+        if not blocked and not self._flooded():
             seen = max((self._recent.get(_normalize(s), 0) for s in subjects), default=0)
             if seen <= self._delay_after:
                 return
@@ -311,6 +322,14 @@ class FailureLimiter:
             await asyncio.sleep(self._delay_s)
         finally:
             self._held -= 1
+
+    def _flooded(self) -> bool:
+        """Whether this process has refused more than ``delay_above_per_s`` this second."""
+        return (
+            self._delay_above_per_s > 0
+            and self._in_second > self._delay_above_per_s
+            and int(time.monotonic()) == self._second
+        )
 
     def _apply(self, subjects: list[str], reply: list[int]) -> float | None:
         now = time.monotonic()

@@ -80,6 +80,10 @@ class Settings(BaseSettings):
     # refusals are answered at once, so holding never takes all the connection slots.
     auth_failure_delay_s: float = Field(default=1.0, ge=0, le=30)
     auth_failure_delay_after: int = Field(default=5, ge=0)
+    # A flood spread over many addresses never makes one address fail often: past this many
+    # refusals a second in one API process, every further refusal that second is held, from
+    # whichever address. 0 turns this off.
+    auth_failure_delay_above_per_s: int = Field(default=50, ge=0)
     auth_failure_delay_max_held: int = Field(default=200, ge=0)
 
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024)

@@ -396,7 +396,11 @@ async def _flood_phase(
         ],
         stdout=asyncio.subprocess.PIPE,
     )
-    await asyncio.sleep(2)
+    assert flooder.stdout is not None
+    # Good traffic starts once the flood is flooding: the flood process's own start (imports,
+    # building a gzip bomb) takes CPU that is not the flood's.
+    await flooder.stdout.readline()
+    await asyncio.sleep(1)
     await loud.send(during, deadline_s=p.drain_s, rate_per_s=good_rate)
     out, _ = await flooder.communicate()
     return loud, during, orjson.loads(out)

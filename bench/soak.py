@@ -22,9 +22,7 @@ from collections import Counter
 from dataclasses import asdict
 from typing import Any
 
-import httpx
-
-from bench.stack import Check, Event, Senders, Stack, new_events, print_table, write_result
+from bench.stack import Check, Conn, Event, Senders, Stack, new_events, print_table, write_result
 
 _BACKLOG = "SELECT count(*) AS n FROM outbox WHERE done_at IS NULL"
 _CONNECTIONS = (
@@ -59,12 +57,13 @@ async def steady(
     end = time.monotonic() + seconds
     interval = concurrency / rate
 
-    async def sender(client: httpx.AsyncClient) -> None:
+    async def sender() -> None:
+        conn = Conn(stack.api_port)
         next_at = time.monotonic()
         while time.monotonic() < end:
             [event] = new_events(1)
             ids.append(event.event_id)
-            while not await senders.attempt(client, event) and time.monotonic() < end + 60:  # noqa: ASYNC110 - a sender retrying
+            while not await senders.attempt(conn, event) and time.monotonic() < end + 60:  # noqa: ASYNC110 - a sender retrying
                 await asyncio.sleep(senders.retry_s)
             # Only the id and the outcome are kept: a long run must not hold every body.
             done.append(Event(event.event_id, {}, acked_at=event.acked_at))
@@ -74,6 +73,7 @@ async def steady(
             senders.answers.clear()
             next_at += interval
             await asyncio.sleep(max(0.0, next_at - time.monotonic()))
+        conn.close()
 
     async def sampler() -> None:
         started = time.monotonic()
@@ -93,11 +93,7 @@ async def steady(
             )
             print(samples[-1], flush=True)
 
-    limits = httpx.Limits(max_connections=concurrency)
-    async with httpx.AsyncClient(
-        base_url=f"http://127.0.0.1:{stack.api_port}", limits=limits, timeout=30
-    ) as client:
-        await asyncio.gather(sampler(), *(sender(client) for _ in range(concurrency)))
+    await asyncio.gather(sampler(), *(sender() for _ in range(concurrency)))
     return done, statuses, latencies
 
 

@@ -327,3 +327,19 @@ async def test_no_delay_configured_holds_nothing(limiter: Limiter) -> None:
     subject = address_subject("10.0.0.13")
     await guard.failed(subject)
     assert await timed(guard.hold(subject, blocked=True)) < DELAY_S / 2
+
+
+async def test_a_flood_from_many_addresses_gets_its_refusals_held(limiter: Limiter) -> None:
+    """Past the process-wide rate, even an address failing for the first time is held."""
+    guard = limiter(
+        client=100, address=100, delay_s=DELAY_S, delay_after=5, max_held=10, delay_above_per_s=3
+    )
+    # Each a new address: no subject alone has failed often. Aligned to a fresh second so all
+    # four failures fall into one.
+    await asyncio.sleep(1 - time.monotonic() % 1)
+    subjects = [address_subject(f"10.1.0.{i}") for i in range(4)]
+    for subject in subjects[:3]:
+        await guard.failed(subject)
+        assert await timed(guard.hold(subject)) < DELAY_S / 2
+    await guard.failed(subjects[3])
+    assert await timed(guard.hold(subjects[3])) >= DELAY_S
