@@ -51,9 +51,14 @@ class AsyncioStream(httpcore.AsyncNetworkStream):
             raise httpcore.WriteError(str(exc)) from exc
 
     async def aclose(self) -> None:
-        """Close without waiting: a TLS peer that never answers the close must not hold up
-        the request whose pool check dropped this connection."""
+        """Close, as anyio does: one pass of the loop to flush, then abort, so a TLS peer that
+        never answers the close does not hold up the request whose pool check dropped it."""
+        transport = self._writer.transport
+        if transport.is_closing():
+            return
         self._writer.close()
+        await asyncio.sleep(0)
+        transport.abort()
 
     async def start_tls(
         self,
@@ -148,16 +153,25 @@ def _with_options(
     return AsyncioStream(reader, writer)
 
 
+class _Pool(httpcore.AsyncConnectionPool):
+    async def _close_connections(self, closing: list[httpcore.AsyncConnectionInterface]) -> None:
+        # httpcore enters an anyio shielded cancel scope to close the connections it dropped,
+        # twice per request and almost always for none; only enter it when there are some.
+        if closing:
+            await super()._close_connections(closing)
+
+
 class AsyncioTransport(httpx.AsyncHTTPTransport):
     """httpx's own transport (exception mapping, streaming, proxies from the client) with its
     direct connection pool on :class:`AsyncioBackend`."""
 
     def __init__(self, *, limits: httpx.Limits, verify: ssl.SSLContext | bool = True) -> None:
-        super().__init__(limits=limits, verify=verify)
+        context = httpx.create_ssl_context(verify=verify)
+        super().__init__(limits=limits, verify=context)
         # httpx builds its pool without a way to name the backend; this is the same pool
         # with the same settings and another backend.
-        self._pool = httpcore.AsyncConnectionPool(
-            ssl_context=httpx.create_ssl_context(verify=verify),
+        self._pool = _Pool(
+            ssl_context=context,
             max_connections=limits.max_connections,
             max_keepalive_connections=limits.max_keepalive_connections,
             keepalive_expiry=limits.keepalive_expiry,
