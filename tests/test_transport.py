@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 import httpx
 import pytest
+import uvloop
 
 from app.clients.transport import AsyncioTransport
 
@@ -90,3 +91,22 @@ async def test_a_connection_cut_mid_response_is_a_transport_error(
     async with server:
         with pytest.raises(httpx.TransportError):
             await client.get(url)
+
+
+def test_works_on_uvloop() -> None:
+    # Workers run on uvloop, whose streams take fewer options than asyncio's.
+    async def round_trip() -> None:
+        async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await _read_request(reader)
+            writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}")
+            await writer.drain()
+            writer.close()
+
+        server, url = await _serve(answer)
+        async with (
+            server,
+            httpx.AsyncClient(mounts={"all://": AsyncioTransport(limits=LIMITS)}) as http,
+        ):
+            assert (await http.get(url)).json() == {}
+
+    uvloop.run(round_trip())

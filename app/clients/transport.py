@@ -112,6 +112,7 @@ class AsyncioBackend(httpcore.AsyncNetworkBackend):
         """A TCP connection (asyncio sets TCP_NODELAY)."""
         try:
             async with asyncio.timeout(timeout):
+                # No happy_eyeballs_delay: uvloop, which workers run on, does not take it.
                 reader, writer = await asyncio.open_connection(
                     host, port, local_addr=(local_address, 0) if local_address else None
                 )
