@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.clients.base import DocumentCache, RateBudget
 from app.clients.budget import ConnectionLimits, Limits, RedisBudget
+from app.clients.transport import AsyncioTransport
 from app.connections import ConnectionStore
 from app.crypto import Cipher
 from app.db import create_engine, settle_abandoned
@@ -17,6 +18,8 @@ from app.guard import FailureLimiter
 from app.intake import Intake
 from app.queue import Queue, create_redis
 from app.settings import Settings
+
+_HTTP_LIMITS = httpx.Limits(max_connections=100, max_keepalive_connections=20)
 
 
 @dataclass(slots=True)
@@ -83,9 +86,12 @@ class Services:
                 max_batch=settings.intake_batch_max,
                 stored_headers=stored_headers,
             ),
+            # One client per process, so calls reuse kept-alive connections. Mounted, not
+            # passed as the transport: proxies from the environment still take precedence.
             http=httpx.AsyncClient(
                 timeout=httpx.Timeout(settings.api_call_timeout_s, connect=3.0),
-                limits=httpx.Limits(max_connections=100, max_keepalive_connections=20),
+                limits=_HTTP_LIMITS,
+                mounts={"all://": AsyncioTransport(limits=_HTTP_LIMITS)},
                 headers={"user-agent": "Hirehook/0.1"},
             ),
             budget=RedisBudget(

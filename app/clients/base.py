@@ -63,8 +63,8 @@ class UnlimitedBudget:
 
 # Every cache operation in one script, registered once per process. KEYS: document, error,
 # lock. ARGV[1] is the operation:
-#   put    ARGV: envelope, version, ttl ms -> 1 if stored (an older version never replaces a
-#          newer one)
+#   put    ARGV: envelope, version, ttl ms[, lock token] -> 1 if stored (an older version
+#          never replaces a newer one); with a token, also releases the lock it holds
 #   probe  ARGV: oldest usable version, wait start, lock token, lock ms -> {1, doc}: use it;
 #          {2, err}: fail with the error of the fetch this job waited for; {3, ''}: fetch it,
 #          holding the lock; {0, ''}: wait
@@ -76,7 +76,11 @@ local function newer_or_equal(raw, version)
   return ok and type(envelope) == 'table' and tonumber(envelope['v'])
          and tonumber(envelope['v']) >= tonumber(version)
 end
+local function unlock(token)
+  if redis.call('GET', KEYS[3]) == token then redis.call('DEL', KEYS[3]) end
+end
 if op == 'put' then
+  if ARGV[5] then unlock(ARGV[5]) end
   local current = redis.call('GET', KEYS[1])
   if current and newer_or_equal(current, ARGV[3]) then return 0 end
   redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[4])
@@ -95,7 +99,7 @@ elseif op == 'probe' then
   if redis.call('SET', KEYS[3], ARGV[4], 'NX', 'PX', ARGV[5]) then return {3, ''} end
   return {0, ''}
 elseif op == 'unlock' then
-  if redis.call('GET', KEYS[3]) == ARGV[2] then redis.call('DEL', KEYS[3]) end
+  unlock(ARGV[2])
   return 0
 end
 return redis.error_reply('unknown cache operation')
@@ -162,14 +166,24 @@ class DocumentCache:
             return None
         return None if raw is None else orjson.loads(raw)
 
-    async def put(self, key: str, document: Any, version: int, ttl_s: float | None = None) -> bool:
-        """Cache ``document`` unless a newer version is cached (best effort)."""
+    async def put(
+        self,
+        key: str,
+        document: Any,
+        version: int,
+        ttl_s: float | None = None,
+        *,
+        unlock: str | None = None,
+    ) -> bool:
+        """Cache ``document`` unless a newer version is cached (best effort); with ``unlock``,
+        also release the fetch lock that token holds (:meth:`unlock`), in the same call."""
         ttl_ms = self._ttl_ms if ttl_s is None else max(1, int(ttl_s * 1000))
         envelope = orjson.dumps({"v": version, "doc": document})
+        args: list[Any] = ["put", envelope, version, ttl_ms]
+        if unlock is not None:
+            args.append(unlock)
         try:
-            stored = await self._script(
-                keys=self._keys(key), args=["put", envelope, version, ttl_ms]
-            )
+            stored = await self._script(keys=self._keys(key), args=args)
         except _REDIS_ERRORS:
             return False
         return bool(stored)

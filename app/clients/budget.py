@@ -228,10 +228,15 @@ class RedisBudget:
             waited += wait_s
 
     async def _release(self, keys: list[str], lease: str) -> None:
+        inflight = keys[3::2]
         try:
+            if len(inflight) == 1:
+                # The usual case (no route limits): a pipeline would only add its own cost.
+                await self._redis.zrem(inflight[0], lease)
+                return
             async with self._redis.pipeline(transaction=False) as pipe:
-                for inflight in keys[3::2]:
-                    pipe.zrem(inflight, lease)
+                for key in inflight:
+                    pipe.zrem(key, lease)
                 await pipe.execute()
         except _REDIS_ERRORS:
             # The lease expires on its own.

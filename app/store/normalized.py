@@ -48,6 +48,14 @@ def _text(value: Any) -> str | None:
     return text or None
 
 
+# What a delivered event shows of a resource (:func:`stored_view`).
+_VIEW_COLUMNS = {
+    kind: f"external_id, {', '.join(FIELDS[kind])}, version, fetched_at, source_updated_at, "
+    "deleted_at"
+    for kind in FIELDS
+}
+
+
 def _upsert_sql(kind: ResourceKind, *, deleted: bool) -> TextClause:
     columns = [
         "tenant_id",
@@ -77,7 +85,7 @@ def _upsert_sql(kind: ResourceKind, *, deleted: bool) -> TextClause:
           -- The ATS's own modification time, where it gives one, must not go back either.
           AND ({kind}.source_updated_at IS NULL OR excluded.source_updated_at IS NULL
                OR excluded.source_updated_at >= {kind}.source_updated_at)
-        RETURNING id
+        RETURNING {_VIEW_COLUMNS[kind]}
         """  # noqa: S608 - table and column names come from the constants above
     )
 
@@ -89,8 +97,7 @@ _UPSERTS = {
 }
 _VIEWS = {
     kind: text(
-        f"SELECT external_id, {', '.join(FIELDS[kind])}, version, fetched_at, "  # noqa: S608
-        f"source_updated_at, deleted_at FROM {kind} "
+        f"SELECT {_VIEW_COLUMNS[kind]} FROM {kind} "  # noqa: S608
         "WHERE tenant_id = :tenant_id AND source = :source AND external_id = :external_id"
     )
     for kind in FIELDS
@@ -99,6 +106,16 @@ _VIEWS = {
 
 async def upsert(conn: AsyncConnection, *, tenant_id: int, source: str, resource: Resource) -> bool:
     """Insert or update one resource unless a newer version is stored; True if it was written."""
+    view = await upsert_view(conn, tenant_id=tenant_id, source=source, resource=resource)
+    return view is not None
+
+
+async def upsert_view(
+    conn: AsyncConnection, *, tenant_id: int, source: str, resource: Resource
+) -> dict[str, Any] | None:
+    """:func:`upsert`, giving the :func:`stored_view` of the row it wrote (None if a newer
+    version was stored). The row stays locked until the caller's transaction ends, so the
+    view holds for that transaction unless it writes the row again."""
     params: dict[str, Any] = {
         "tenant_id": tenant_id,
         "source": source,
@@ -111,7 +128,8 @@ async def upsert(conn: AsyncConnection, *, tenant_id: int, source: str, resource
     }
     params.update({name: _text(resource.fields.get(name)) for name in FIELDS[resource.kind]})
     statement = _UPSERTS[(resource.kind, resource.deleted)]
-    return (await conn.execute(statement, params)).first() is not None
+    row = (await conn.execute(statement, params)).first()
+    return None if row is None else _view(resource.kind, row)
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -127,8 +145,10 @@ async def stored_view(
             _VIEWS[kind], {"tenant_id": tenant_id, "source": source, "external_id": external_id}
         )
     ).first()
-    if row is None:
-        return None
+    return None if row is None else _view(kind, row)
+
+
+def _view(kind: ResourceKind, row: Any) -> dict[str, Any]:
     view: dict[str, Any] = {"id": row.external_id}
     view.update({name: getattr(row, name) for name in FIELDS[kind]})
     view.update(

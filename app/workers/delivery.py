@@ -12,7 +12,7 @@ import asyncio
 import random
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -42,23 +42,36 @@ MARK_DONE_PAUSES_S = (0.2, 0.5, 1.0, 2.0, 4.0)
 MARK_DONE_BUDGET_S = 10.0
 
 
+# The stored views a transaction already knows, by (tenant id, source, kind, external id).
+Views = Mapping[tuple[int, str, str, str], dict[str, Any]]
+
+
 async def build_event(
-    conn: AsyncConnection, record: RecordRow, enrichment: Enrichment, tenant_slug: str
+    conn: AsyncConnection,
+    record: RecordRow,
+    enrichment: Enrichment,
+    tenant_slug: str,
+    known: Views | None = None,
 ) -> dict[str, Any]:
-    """The normalized event for a record, from the stored (newest) state of what it names."""
+    """The normalized event for a record, from the stored (newest) state of what it names;
+    ``known`` holds views of rows this transaction wrote (and still locks), read only once."""
     views: dict[str, list[dict[str, Any]]] = {"candidate": [], "job": [], "application": []}
     seen: set[tuple[str, str]] = set()
     for resource in enrichment.resources:
         if (resource.kind, resource.external_id) in seen:
             continue
         seen.add((resource.kind, resource.external_id))
-        view = await stored_view(
-            conn,
-            tenant_id=record.tenant_id,
-            source=record.source,
-            kind=resource.kind,
-            external_id=resource.external_id,
+        view = (known or {}).get(
+            (record.tenant_id, record.source, resource.kind, resource.external_id)
         )
+        if view is None:
+            view = await stored_view(
+                conn,
+                tenant_id=record.tenant_id,
+                source=record.source,
+                kind=resource.kind,
+                external_id=resource.external_id,
+            )
         if view is not None:
             views[resource.kind].append(view)
     data: dict[str, Any] = {

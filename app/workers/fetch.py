@@ -117,8 +117,12 @@ async def _fetch_and_store(services: Services, key: str, token: str, call: Call)
             await cache.share_error(key, _error_body(exc), services.settings.coalesce_lock_ttl_s)
         await cache.unlock(key, token)
         raise
-    await cache.put(key, fetched.document, fetched.version)
-    await cache.unlock(key, token)
+    # One round trip: the waiters polling the lock find the document as it is released.
+    stored = await cache.put(key, fetched.document, fetched.version, unlock=token)
+    if not stored:
+        # Not stored because a newer version was cached (the lock is already released) or
+        # because Redis failed, in which case the release is tried again (it expires anyway).
+        await cache.unlock(key, token)
     return fetched
 
 

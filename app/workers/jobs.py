@@ -31,11 +31,13 @@ from app.queue import record_job_id
 from app.services import Services
 from app.store import dead_letters, deliveries, records, work
 from app.store.dead_letters import FailureKind
-from app.store.normalized import upsert
+from app.store.normalized import upsert_view
 from app.workers import delivery
 from app.workers.context import Enrichment, EnrichmentError, RecordHandler, RecordRow
 
 log = structlog.get_logger(__name__)
+# Stored views of rows written in the finishing transaction (app.workers.delivery.Views).
+Views = dict[tuple[int, str, str, str], dict[str, Any]]
 _jitter = random.Random()  # noqa: S311 - spreads retries; protects nothing
 
 
@@ -294,22 +296,27 @@ async def _fail(services: Services, record: RecordRow, failure: Failure) -> str:
 
 async def _upsert_in_order(
     conn: AsyncConnection, todo: Sequence[tuple[RecordRow, Enrichment]]
-) -> Counter[uuid.UUID]:
-    """Upsert the resources of every record in ``todo``; rows written per record.
+) -> tuple[Counter[uuid.UUID], Views]:
+    """Upsert the resources of every record in ``todo``; rows written per record, and the
+    stored view of each row written (the last write of a row in this transaction wins).
 
     Always in one global order (kind, id, version), whether one record's job or a batch's:
     jobs that name the same candidates (a storm of events about a few people) then lock their
     rows in the same order instead of deadlocking, which would fail and retry them all.
     """
     written: Counter[uuid.UUID] = Counter()
+    views: Views = {}
     for record, resource in sorted(
         ((r, res) for r, e in todo for res in e.resources),
         key=lambda pair: (pair[1].kind, pair[1].external_id, pair[1].version),
     ):
-        written[record.id] += await upsert(
+        view = await upsert_view(
             conn, tenant_id=record.tenant_id, source=record.source, resource=resource
         )
-    return written
+        if view is not None:
+            written[record.id] += 1
+            views[(record.tenant_id, record.source, resource.kind, resource.external_id)] = view
+    return written, views
 
 
 async def _effects(
@@ -317,18 +324,20 @@ async def _effects(
 ) -> tuple[int, dict[str, Any]]:
     """A finished record's writes, in the caller's transaction: rows written, and the
     normalized event it owes its tenant's destination."""
-    written = await _upsert_in_order(conn, [(record, enrichment)])
-    return written[record.id], await _event(conn, record, enrichment)
+    written, views = await _upsert_in_order(conn, [(record, enrichment)])
+    return written[record.id], await _event(conn, record, enrichment, views)
 
 
 async def _event(
-    conn: AsyncConnection, record: RecordRow, enrichment: Enrichment
+    conn: AsyncConnection, record: RecordRow, enrichment: Enrichment, views: Views
 ) -> dict[str, Any]:
     """The source's own effects, then the normalized event built from the stored state."""
     if enrichment.effects is not None:
         await enrichment.effects(conn)
+        # The source's effects may write the same rows: read what they left.
+        views = {}
     slug = record.connection.tenant_slug if record.connection else ""
-    return await delivery.build_event(conn, record, enrichment, slug)
+    return await delivery.build_event(conn, record, enrichment, slug, views)
 
 
 async def _apply(
@@ -382,10 +391,13 @@ async def _finish_many(
             # Rows another run finished first keep that run's effects; ours are skipped.
             won = await work.finish_many(conn, "outbox", [record.id for record, _ in finished])
             todo = [(r, e) for r, e in finished if r.id in won and e is not None]
-            written = await _upsert_in_order(conn, todo)
+            written, views = await _upsert_in_order(conn, todo)
+            if any(enrichment.effects is not None for _, enrichment in todo):
+                # A source's effects may write rows another record's event shows.
+                views = {}
             events: list[tuple[uuid.UUID, int, str, bytes]] = []
             for record, enrichment in todo:
-                event = await _event(conn, record, enrichment)
+                event = await _event(conn, record, enrichment, views)
                 events.append((record.id, record.tenant_id, event["type"], orjson.dumps(event)))
                 log.info(
                     "job.record_processed",

@@ -77,6 +77,23 @@ class ResilientWorker(Worker):
         else:
             self._redis_up()
 
+    async def start_jobs(self, job_ids: list[bytes]) -> None:
+        """arq's start, without the jobs this process is running already.
+
+        A running job stays in the queue until it ends, so arq re-checks it on every poll (a
+        WATCH, EXISTS and ZSCORE round trip each, every ``poll_delay``) only to find its own
+        in-progress key: with twenty batch jobs running, that was most of a worker's Redis
+        traffic. Whoever runs a job elsewhere is still found by arq's own check.
+        """
+        running = self.tasks
+        await super().start_jobs(
+            [
+                job_id
+                for job_id in job_ids
+                if (task := running.get(job_id.decode())) is None or task.done()
+            ]
+        )
+
     async def run_job(self, job_id: str, score: int) -> None:
         """arq's run, whose Redis bookkeeping may fail without ending the worker."""
         try:

@@ -1,0 +1,180 @@
+"""httpx's connection pool on plain asyncio streams instead of anyio's.
+
+httpcore's default backend goes through anyio for every read, write and pool check: a cancel
+scope per read and write, and, on every request, a typed-attribute lookup per pooled
+connection to ask whether its socket became readable. With twenty calls in flight that
+bookkeeping cost more than the rest of the request; on asyncio streams the same questions are
+attribute reads. Everything above the network (httpx's client, httpcore's pool and HTTP/1.1,
+their timeouts and exception classes) is unchanged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from collections.abc import Iterable
+from typing import Any
+
+import httpcore
+import httpx
+
+
+class AsyncioStream(httpcore.AsyncNetworkStream):
+    """One connection as an asyncio reader/writer pair (httpcore's interface names the
+    ``timeout`` parameters)."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._reader = reader
+        self._writer = writer
+
+    async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:  # noqa: ASYNC109
+        """Up to ``max_bytes``; ``b""`` once the server has closed."""
+        try:
+            async with asyncio.timeout(timeout):
+                return await self._reader.read(max_bytes)
+        except TimeoutError as exc:
+            raise httpcore.ReadTimeout(str(exc)) from exc
+        except OSError as exc:
+            raise httpcore.ReadError(str(exc)) from exc
+
+    async def write(self, buffer: bytes, timeout: float | None = None) -> None:  # noqa: ASYNC109
+        """All of ``buffer``, waiting while the socket's send buffer is full."""
+        if not buffer:
+            return
+        try:
+            self._writer.write(buffer)
+            async with asyncio.timeout(timeout):
+                await self._writer.drain()
+        except TimeoutError as exc:
+            raise httpcore.WriteTimeout(str(exc)) from exc
+        except OSError as exc:
+            raise httpcore.WriteError(str(exc)) from exc
+
+    async def aclose(self) -> None:
+        """Close, as anyio does: one pass of the loop to flush, then abort, so a TLS peer that
+        never answers the close does not hold up the request whose pool check dropped it."""
+        transport = self._writer.transport
+        if transport.is_closing():
+            return
+        self._writer.close()
+        await asyncio.sleep(0)
+        transport.abort()
+
+    async def start_tls(
+        self,
+        ssl_context: ssl.SSLContext,
+        server_hostname: str | None = None,
+        timeout: float | None = None,  # noqa: ASYNC109 - httpcore's interface
+    ) -> httpcore.AsyncNetworkStream:
+        """This connection upgraded to TLS, in place."""
+        try:
+            async with asyncio.timeout(timeout):
+                await self._writer.start_tls(ssl_context, server_hostname=server_hostname)
+        except TimeoutError as exc:
+            self._writer.close()
+            raise httpcore.ConnectTimeout(str(exc)) from exc
+        except OSError as exc:  # ssl.SSLError included
+            self._writer.close()
+            raise httpcore.ConnectError(str(exc)) from exc
+        return self
+
+    def get_extra_info(self, info: str) -> Any:
+        """What httpcore and httpx ask of a stream; ``is_readable`` is how the pool finds an
+        idle connection the server has closed (the loop has already read its EOF)."""
+        if info == "is_readable":
+            return (
+                self._reader.at_eof()
+                or self._reader.exception() is not None
+                or self._writer.transport.is_closing()
+            )
+        if info == "ssl_object":
+            return self._writer.get_extra_info("ssl_object")
+        if info == "client_addr":
+            return self._writer.get_extra_info("sockname")
+        if info == "server_addr":
+            return self._writer.get_extra_info("peername")
+        if info == "socket":
+            return self._writer.get_extra_info("socket")
+        return None
+
+
+class AsyncioBackend(httpcore.AsyncNetworkBackend):
+    """Opens :class:`AsyncioStream` connections."""
+
+    async def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,  # noqa: ASYNC109 - httpcore's interface
+        local_address: str | None = None,
+        socket_options: Iterable[Any] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        """A TCP connection (asyncio sets TCP_NODELAY)."""
+        try:
+            async with asyncio.timeout(timeout):
+                # No happy_eyeballs_delay: uvloop, which workers run on, does not take it.
+                reader, writer = await asyncio.open_connection(
+                    host, port, local_addr=(local_address, 0) if local_address else None
+                )
+        except TimeoutError as exc:
+            raise httpcore.ConnectTimeout(str(exc)) from exc
+        except OSError as exc:
+            raise httpcore.ConnectError(str(exc)) from exc
+        return _with_options(reader, writer, socket_options)
+
+    async def connect_unix_socket(
+        self,
+        path: str,
+        timeout: float | None = None,  # noqa: ASYNC109 - httpcore's interface
+        socket_options: Iterable[Any] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        """A connection to a Unix socket."""
+        try:
+            async with asyncio.timeout(timeout):
+                reader, writer = await asyncio.open_unix_connection(path)
+        except TimeoutError as exc:
+            raise httpcore.ConnectTimeout(str(exc)) from exc
+        except OSError as exc:
+            raise httpcore.ConnectError(str(exc)) from exc
+        return _with_options(reader, writer, socket_options)
+
+    async def sleep(self, seconds: float) -> None:
+        """Between connection retries."""
+        await asyncio.sleep(seconds)
+
+
+def _with_options(
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
+    socket_options: Iterable[Any] | None,
+) -> AsyncioStream:
+    sock = writer.get_extra_info("socket")
+    for option in socket_options or ():
+        sock.setsockopt(*option)
+    return AsyncioStream(reader, writer)
+
+
+class _Pool(httpcore.AsyncConnectionPool):
+    async def _close_connections(self, closing: list[httpcore.AsyncConnectionInterface]) -> None:
+        # httpcore enters an anyio shielded cancel scope to close the connections it dropped,
+        # twice per request and almost always for none; only enter it when there are some.
+        if closing:
+            await super()._close_connections(closing)
+
+
+class AsyncioTransport(httpx.AsyncHTTPTransport):
+    """httpx's own transport (exception mapping, streaming, proxies from the client) with its
+    direct connection pool on :class:`AsyncioBackend`."""
+
+    def __init__(self, *, limits: httpx.Limits, verify: ssl.SSLContext | bool = True) -> None:
+        context = httpx.create_ssl_context(verify=verify)
+        super().__init__(limits=limits, verify=context)
+        # httpx builds its pool without a way to name the backend; this is the same pool
+        # with the same settings and another backend.
+        self._pool = _Pool(
+            ssl_context=context,
+            max_connections=limits.max_connections,
+            max_keepalive_connections=limits.max_keepalive_connections,
+            keepalive_expiry=limits.keepalive_expiry,
+            network_backend=AsyncioBackend(),
+        )

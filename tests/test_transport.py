@@ -1,0 +1,112 @@
+"""The HTTP client's asyncio transport (app/clients/transport.py): the errors httpx callers
+classify, and kept-alive connections the server closed while idle."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import httpx
+import pytest
+import uvloop
+
+from app.clients.transport import AsyncioTransport
+
+Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+LIMITS = httpx.Limits(max_connections=10, max_keepalive_connections=5)
+
+
+async def _serve(handler: Handler) -> tuple[asyncio.Server, str]:
+    server = await asyncio.start_server(handler, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    return server, f"http://127.0.0.1:{port}"
+
+
+async def _read_request(reader: asyncio.StreamReader) -> None:
+    await reader.readuntil(b"\r\n\r\n")
+
+
+@pytest.fixture
+async def client() -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(
+        timeout=httpx.Timeout(0.5), mounts={"all://": AsyncioTransport(limits=LIMITS)}
+    ) as http:
+        yield http
+
+
+async def test_keeps_connections_alive_and_replaces_ones_the_server_closed(
+    client: httpx.AsyncClient,
+) -> None:
+    connections = 0
+
+    async def answer_then_close(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal connections
+        connections += 1
+        # Two requests on one connection, then the server closes it while it is idle.
+        for _ in range(2):
+            await _read_request(reader)
+            writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}")
+            await writer.drain()
+        writer.close()
+
+    server, url = await _serve(answer_then_close)
+    async with server:
+        for _ in range(2):
+            assert (await client.get(url)).json() == {}
+        await asyncio.sleep(0.05)  # the close reaches the client while the connection idles
+        assert (await client.get(url)).json() == {}
+    assert connections == 2
+
+
+async def test_a_server_that_never_answers_is_a_read_timeout(client: httpx.AsyncClient) -> None:
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read()
+        writer.close()
+
+    server, url = await _serve(silent)
+    async with server:
+        with pytest.raises(httpx.ReadTimeout):
+            await client.get(url)
+
+
+async def test_a_refused_connection_is_a_connect_error(client: httpx.AsyncClient) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    with pytest.raises(httpx.ConnectError):
+        await client.get(f"http://127.0.0.1:{port}/")
+
+
+async def test_a_connection_cut_mid_response_is_a_transport_error(
+    client: httpx.AsyncClient,
+) -> None:
+    async def cut(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await _read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\n{")
+        await writer.drain()
+        writer.transport.abort()
+
+    server, url = await _serve(cut)
+    async with server:
+        with pytest.raises(httpx.TransportError):
+            await client.get(url)
+
+
+def test_works_on_uvloop() -> None:
+    # Workers run on uvloop, whose streams take fewer options than asyncio's.
+    async def round_trip() -> None:
+        async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await _read_request(reader)
+            writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}")
+            await writer.drain()
+            writer.close()
+
+        server, url = await _serve(answer)
+        async with (
+            server,
+            httpx.AsyncClient(mounts={"all://": AsyncioTransport(limits=LIMITS)}) as http,
+        ):
+            assert (await http.get(url)).json() == {}
+
+    uvloop.run(round_trip())
