@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from http.cookiejar import CookieJar, DefaultCookiePolicy
 
 import httpx
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -89,6 +90,10 @@ class Services:
             # One client per process, so calls reuse kept-alive connections. Mounted, not
             # passed as the transport: proxies from the environment still take precedence.
             http=httpx.AsyncClient(
+                # Shared by every tenant: a cookie one tenant's ATS (or destination) sets must
+                # never ride along on another tenant's call to the same host, and no ATS API
+                # this service calls needs one, so none is kept.
+                cookies=CookieJar(policy=DefaultCookiePolicy(allowed_domains=[])),
                 timeout=httpx.Timeout(settings.api_call_timeout_s, connect=3.0),
                 limits=_HTTP_LIMITS,
                 mounts={"all://": AsyncioTransport(limits=_HTTP_LIMITS)},

@@ -12,6 +12,7 @@ import pytest
 import uvloop
 
 from app.clients.transport import AsyncioTransport
+from app.services import Services
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 LIMITS = httpx.Limits(max_connections=10, max_keepalive_connections=5)
@@ -110,3 +111,39 @@ def test_works_on_uvloop() -> None:
             assert (await http.get(url)).json() == {}
 
     uvloop.run(round_trip())
+
+
+async def test_the_shared_client_keeps_no_cookie_between_calls(services: Services) -> None:
+    """One client serves every tenant: a cookie set by one tenant's ATS host must not be sent
+    on the next call to that host, which may be another tenant's."""
+    seen: list[str] = []
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            try:
+                head = await reader.readuntil(b"\r\n\r\n")
+            except (asyncio.IncompleteReadError, ConnectionError):
+                break
+            cookie = [
+                line.split(b":", 1)[1].strip().decode()
+                for line in head.split(b"\r\n")
+                if line.lower().startswith(b"cookie:")
+            ]
+            seen.append(cookie[0] if cookie else "")
+            writer.write(
+                b"HTTP/1.1 200 OK\r\nSet-Cookie: session=tenant-a; Path=/\r\n"
+                b"Content-Length: 2\r\n\r\n{}"
+            )
+            await writer.drain()
+        writer.close()
+
+    server, base = await _serve(handler)
+    try:
+        for _ in range(2):
+            response = await services.http.get(f"{base}/v1/candidates")
+            assert response.status_code == 200
+    finally:
+        server.close()
+        await server.wait_closed()
+    assert seen == ["", ""]
+    assert not services.http.cookies
