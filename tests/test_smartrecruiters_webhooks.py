@@ -228,6 +228,25 @@ async def test_unexpected_handshake_is_refused(
     assert "active" not in statuses
 
 
+async def test_a_held_refusal_past_the_deadline_is_still_a_401(
+    acme: Services, settings: Settings
+) -> None:
+    """The brute-force guard may hold a refusal longer than SmartRecruiters's deadline; the
+    answer is then late, but it is the 401 it was, never a 503 that invites a retry."""
+    held = settings.model_copy(
+        update={
+            "request_deadline_s": 0.3,
+            "auth_failure_delay_s": 0.5,
+            "auth_failure_delay_after": 0,
+        }
+    )
+    async for client in run_app(create_app(held)):
+        started = time.monotonic()
+        response = await post(client, {"id": "c-1"}, keys=["not-a-key-of-this-tenant-000000"])
+        assert response.status_code == 401, response.text
+        assert time.monotonic() - started >= 0.5
+
+
 # --- signatures ----------------------------------------------------------------------------
 
 

@@ -110,17 +110,19 @@ _HEADERS = [
 async def receive_event(tenant: str, request: Request, services: ServicesDep) -> Response:
     """Receive one SmartRecruiters notification (202), or the activation handshake (200)."""
     deadline = Deadline(min(services.settings.request_deadline_s, sr_config.ACK_DEADLINE_S))
-    try:
-        # Bounds every wait, the tenant lookup included, not only the intake's own statement.
-        # Limited by address only, as KeldairHR: the tenant is in a public URL and the keys
-        # are SmartRecruiters-generated, so a per-tenant lock would only lock tenants out.
-        async with deadline.timeout(), guarded(services, request):
-            if HOOK_SECRET_HEADER in request.headers:
-                return await _handshake(tenant, request, services, deadline)
-            return await _notification(tenant, request, services, deadline)
-    except TimeoutError as exc:
-        log.warning("smartrecruiters.deadline", tenant=tenant)
-        raise unavailable("the SmartRecruiters deadline passed") from exc
+    # Limited by address only, as KeldairHR: the tenant is in a public URL and the keys are
+    # SmartRecruiters-generated, so a per-tenant lock would only lock tenants out. The guard
+    # is outside the deadline: a refusal it holds back (app.guard) is still a 401, not a 503.
+    async with guarded(services, request):
+        try:
+            # Bounds every wait, the tenant lookup included, not only the intake's statement.
+            async with deadline.timeout():
+                if HOOK_SECRET_HEADER in request.headers:
+                    return await _handshake(tenant, request, services, deadline)
+                return await _notification(tenant, request, services, deadline)
+        except TimeoutError as exc:
+            log.warning("smartrecruiters.deadline", tenant=tenant)
+            raise unavailable("the SmartRecruiters deadline passed") from exc
 
 
 async def _handshake(
