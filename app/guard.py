@@ -275,12 +275,7 @@ class FailureLimiter:
         Returns the seconds to wait if, after this failure, any subject is blocked (this
         failure started the block, or another replica had already), else ``None``.
         """
-        for subject in dict.fromkeys(_normalize(s) for s in subjects):
-            self._recent[subject] = self._recent.get(subject, 0) + 1
-        second = int(time.monotonic())
-        if second != self._second:
-            self._second, self._in_second = second, 0
-        self._in_second += 1
+        self.refused(*subjects)
         wanted = self._subjects(subjects)
         if not wanted:
             return None
@@ -301,6 +296,17 @@ class FailureLimiter:
                 self._redis_answered()
                 return self._apply(wanted, [int(x) for x in reply])
         return self._count_locally(wanted, time.monotonic())
+
+    def refused(self, *subjects: str) -> None:
+        """Count a refusal of a request that had not authenticated (a failed credential, or a
+        body refused before its credential could be checked) towards holding answers only:
+        it never counts towards a block, which only failed credentials start."""
+        for subject in dict.fromkeys(_normalize(s) for s in subjects):
+            self._recent[subject] = self._recent.get(subject, 0) + 1
+        second = int(time.monotonic())
+        if second != self._second:
+            self._second, self._in_second = second, 0
+        self._in_second += 1
 
     async def hold(self, *subjects: str, blocked: bool = False) -> None:
         """Hold a refusal's answer for the configured delay when the subjects have failed

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import gzip
 import hashlib
 import secrets
 import time
@@ -29,6 +30,7 @@ from app.main import create_app
 from app.services import Services
 from app.settings import Settings
 from app.tenants import ConnectionSpec, DestinationSpec, TenantsFile, TenantSpec, apply_tenants
+from app.verifiers import standard_webhooks as swh
 from tests.conftest import TEST_SECRET_KEY, add_connection, make_settings, run_app
 from tests.test_icims_events import (
     BASIC_PASSWORD,
@@ -263,6 +265,40 @@ async def test_a_failing_address_gets_its_refusals_held_and_its_block_closes_the
         )
         assert good.status_code == 200, good.text
         assert time.monotonic() - started < delay_s
+
+
+async def test_bodies_refused_before_authentication_are_held_but_never_block(
+    services: Services, servers: tuple[str, str]
+) -> None:
+    """A gzip bomb is inflated to its cap before its signature can be checked (the signature
+    may cover the inflated body) and answered 413; repeated, such refusals are held like
+    failed credentials, so they are no cheaper to flood with, but they never block the
+    address: its correctly signed events still go through."""
+    await add_connection(
+        services, tenant="acme", source="keldair", secrets={"signing_secrets": [KELDAIR_SECRET]}
+    )
+    delay_s = 0.4
+    settings = limits(servers, auth_failure_delay_s=delay_s, auth_failure_delay_after=2)
+    bomb = gzip.compress(b"0" * (8 * 2**20), compresslevel=9)
+    wrong = "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
+    async with serve(settings) as served:
+        took = []
+        for i in range(PER_ADDRESS + 2):
+            headers = swh.signed_headers(f"msg_bomb{i}", bomb, wrong, time.time())
+            started = time.monotonic()
+            response = await served.client.post(
+                KELDAIR_URL, content=bomb, headers={**headers, "content-encoding": "gzip"}
+            )
+            took.append(time.monotonic() - started)
+            assert response.status_code == 413, response.text
+        assert all(t < delay_s for t in took[:2])
+        assert all(t >= delay_s for t in took[2:])
+
+        body = orjson.dumps(event())
+        good = await served.client.post(
+            KELDAIR_URL, content=body, headers=signed(body, msg_id="msg_after_bombs")
+        )
+        assert good.status_code == 200, good.text
 
 
 # --- Defect 5: a flood of unknown customerIds ------------------------------------------------

@@ -107,6 +107,13 @@ class AuthAttempt:
             await self._limiter.hold(*self._subjects, blocked=True)
             raise too_many_failures(wait)
 
+    async def refused(self) -> None:
+        """A refusal of a request not yet authenticated for another reason than its
+        credentials (its body too large, undecodable or too slow): held like a failure when
+        the subjects keep being refused, never counted towards a block."""
+        self._limiter.refused(*self._subjects)
+        await self._limiter.hold(*self._subjects)
+
     async def failed(self) -> None:
         """Count a failed authentication, holding the answer if the subjects keep failing;
         raise the 429 if the subjects are now blocked."""
@@ -125,8 +132,10 @@ async def guarded(
     The sender's address, and ``client`` (an :func:`app.guard.client_subject` of the identity
     the request claims, if it names one) are checked first: while either is blocked the body
     is not even read, so a right guess is refused like a wrong one. A 401 raised inside
-    counts as a failure of both and becomes the 429 when it completes a block. A route that
-    answers 401 without raising calls :meth:`AuthAttempt.failed` itself.
+    counts as a failure of both and becomes the 429 when it completes a block; any other 4xx
+    raised inside (the body refused before authentication) is held like one, but never
+    starts a block. A route that answers 401 without raising calls
+    :meth:`AuthAttempt.failed` itself.
     """
     address = address_subject(client_address(request))
     attempt = AuthAttempt(services.guard, (address, client) if client else (address,))
@@ -136,6 +145,11 @@ async def guarded(
     except AppError as exc:
         if exc.status == 401:
             await attempt.failed()
+        elif 400 <= exc.status < 500 and exc.status != 429:
+            # A body refused before its credentials were checked (a gzip bomb inflated to its
+            # cap, an oversized declared length) costs as much as a wrong credential and
+            # must not be cheaper to repeat.
+            await attempt.refused()
         raise
 
 
