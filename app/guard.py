@@ -33,6 +33,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import math
+import random
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -49,6 +50,7 @@ log = structlog.get_logger(__name__)
 _REDIS_ERRORS = (RedisError, OSError, TimeoutError)
 
 ADDRESS_PREFIX = "addr:"
+_JITTER = random.Random()  # noqa: S311 - spreads delays in time, guards no secret
 # Subjects carry request data (a client id from a header or form); a long one is cut and
 # hashed so neither Redis keys nor the in-process caches grow with what a client sends.
 _MAX_SUBJECT_CHARS = 128
@@ -309,7 +311,7 @@ class FailureLimiter:
         self._in_second += 1
 
     async def hold(self, *subjects: str, blocked: bool = False) -> None:
-        """Hold a refusal's answer for the configured delay when the subjects have failed
+        """Hold a refusal's answer for the configured delay (± 25 %) when the subjects have failed
         more than ``delay_after`` times lately, are ``blocked``, or this process has refused
         more than ``delay_above_per_s`` requests this second (a flood from many addresses);
         return at once otherwise, or when this process already holds ``max_held`` answers.
@@ -325,7 +327,9 @@ class FailureLimiter:
                 return
         self._held += 1
         try:
-            await asyncio.sleep(self._delay_s)
+            # Spread by a quarter either way: held answers released together would bring their
+            # senders back together, and refusals would then arrive in bursts.
+            await asyncio.sleep(self._delay_s * _JITTER.uniform(0.75, 1.25))
         finally:
             self._held -= 1
 

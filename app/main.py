@@ -25,6 +25,7 @@ from app.routers import (
     smartrecruiters,
 )
 from app.routers.common import render, render_default, request_invalid
+from app.runtime import freeze_startup_heap
 from app.settings import Settings, get_settings
 
 
@@ -36,6 +37,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         services = sources.create_services(settings)
         app.state.services = services
+        freeze_startup_heap()
         try:
             yield
         finally:

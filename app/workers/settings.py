@@ -14,6 +14,7 @@ from arq.worker import Worker, func
 
 from app import sources
 from app.queue import DELIVER_RECORD, PROCESS_RECORD, PROCESS_RECORDS, deserialize, serialize
+from app.runtime import freeze_startup_heap
 from app.services import Services
 from app.settings import Settings
 from app.workers.delivery import deliver_record
@@ -45,6 +46,7 @@ def worker_options(settings: Settings) -> dict[str, Any]:
     async def on_startup(ctx: dict[str, Any]) -> None:
         ctx["services"] = sources.create_services(settings)
         ctx["handlers"] = sources.handlers()
+        freeze_startup_heap()
         log.info("worker.started", pid=os.getpid(), sources=sorted(ctx["handlers"]))
 
     async def on_shutdown(ctx: dict[str, Any]) -> None:
