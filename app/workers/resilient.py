@@ -19,6 +19,7 @@ from arq.connections import ArqRedis, create_pool
 from arq.worker import Worker
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.exceptions import WatchError
 
 log = structlog.get_logger(__name__)
 
@@ -30,7 +31,23 @@ REDIS_DOWN: tuple[type[BaseException], ...] = (
     OSError,
     TimeoutError,
 )
+# What the except clauses catch; redis_down() then tells an outage from anything else.
+_CAUGHT: tuple[type[BaseException], ...] = (*REDIS_DOWN, WatchError)
 BACKOFF_BASE_S = 0.2
+
+
+def redis_down(exc: BaseException) -> bool:
+    """Whether ``exc`` means Redis could not be reached.
+
+    redis-py reports a connection lost while a key is watched (arq watches each job it
+    starts) as a ``WatchError`` raised while handling the connection error, not as that
+    error: the outage is then its context.
+    """
+    if isinstance(exc, REDIS_DOWN):
+        return True
+    return isinstance(exc, WatchError) and isinstance(exc.__context__, REDIS_DOWN)
+
+
 BACKOFF_CAP_S = 5.0
 
 
@@ -71,7 +88,9 @@ class ResilientWorker(Worker):
     async def _poll_iteration(self) -> None:
         try:
             await super()._poll_iteration()
-        except REDIS_DOWN as exc:
+        except _CAUGHT as exc:
+            if not redis_down(exc):
+                raise
             # Nothing is started while Redis is away; running jobs go on (PostgreSQL only).
             await self._redis_down(exc)
         else:
@@ -98,7 +117,9 @@ class ResilientWorker(Worker):
         """arq's run, whose Redis bookkeeping may fail without ending the worker."""
         try:
             await super().run_job(job_id, score)
-        except REDIS_DOWN as exc:
+        except _CAUGHT as exc:
+            if not redis_down(exc):
+                raise
             # Before the function ran, the job waits in Redis (or, if Redis lost it, in the
             # outbox for the sweeper); after, its effects are committed and a rerun is a no-op.
             log.warning("worker.job_bookkeeping_failed", job_id=job_id, error=type(exc).__name__)
@@ -107,7 +128,9 @@ class ResilientWorker(Worker):
         """arq's close; with Redis away, still run on_shutdown and release the pool."""
         try:
             await super().close()
-        except REDIS_DOWN:
+        except _CAUGHT as exc:
+            if not redis_down(exc):
+                raise
             # arq failed deleting its health key (it expires on its own).
             if self.on_shutdown:
                 await self.on_shutdown(self.ctx)
