@@ -22,7 +22,7 @@ from collections import Counter
 
 import orjson
 
-from bench.stack import TENANT
+from bench.stack import TENANT, exchange
 
 KINDS = ("unknown-tenant", "wrong-signature", "oversized", "gzip-bomb")
 _WRONG = "whsec_d3JvbmctZmxvb2Qtc2lnbmluZy1zZWNyZXQtMDA="
@@ -59,25 +59,6 @@ def requests(kinds: list[str]) -> list[bytes]:
     return [made[k] for k in kinds]
 
 
-async def _exchange(
-    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, raw: bytes
-) -> tuple[str, bool]:
-    writer.write(raw)
-    status_line = await reader.readline()
-    if not status_line:
-        raise ConnectionError("closed")
-    length, close = 0, False
-    while (line := await reader.readline()) not in (b"\r\n", b""):
-        name, _, value = line.partition(b":")
-        name = name.strip().lower()
-        if name == b"content-length":
-            length = int(value)
-        elif name == b"connection" and b"close" in value.lower():
-            close = True
-    await reader.readexactly(length)
-    return status_line.split()[1].decode(), close
-
-
 async def _one(
     port: int,
     addresses: list[str],
@@ -99,7 +80,8 @@ async def _one(
                 conn = await asyncio.open_connection(
                     "127.0.0.1", port, local_addr=(next(sources), 0)
                 )
-            status, close = await _exchange(*conn, raw)
+            code, _, close = await exchange(*conn, raw)
+            status = str(code)
             # The declared body of an oversized request was never sent: the connection cannot
             # carry another request.
             close = close or status == "413" or roam

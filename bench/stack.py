@@ -160,6 +160,27 @@ _ERROR_NAMES: dict[type[BaseException], str] = {
 }
 
 
+async def exchange(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, raw: bytes
+) -> tuple[int, bytes, bool]:
+    """Send one raw HTTP/1.1 request; the answer's status, body, and whether the server will
+    close the connection. Raises ``ConnectionResetError`` if it closed without answering."""
+    writer.write(raw)
+    status_line = await reader.readline()
+    if not status_line:
+        raise ConnectionResetError("the server closed the connection")
+    length, close = 0, False
+    while (line := await reader.readline()) not in (b"\r\n", b""):
+        name, _, value = line.partition(b":")
+        name = name.strip().lower()
+        if name == b"content-length":
+            length = int(value)
+        elif name == b"connection" and b"close" in value.lower():
+            close = True
+    answer = await reader.readexactly(length)
+    return int(status_line.split()[1]), answer, close
+
+
 class Conn:
     """One sender's keep-alive HTTP/1.1 connection, opened on first use and again after any
     error or ``Connection: close``.
@@ -184,26 +205,13 @@ class Conn:
             async with asyncio.timeout(self.timeout_s):
                 if self._streams is None:
                     self._streams = await asyncio.open_connection("127.0.0.1", self.port)
-                reader, writer = self._streams
-                writer.write(raw)
-                status_line = await reader.readline()
-                if not status_line:
-                    raise ConnectionResetError("the server closed the connection")
-                length, close = 0, False
-                while (line := await reader.readline()) not in (b"\r\n", b""):
-                    name, _, value = line.partition(b":")
-                    name = name.strip().lower()
-                    if name == b"content-length":
-                        length = int(value)
-                    elif name == b"connection" and b"close" in value.lower():
-                        close = True
-                answer = await reader.readexactly(length)
+                status, answer, close = await exchange(*self._streams, raw)
         except BaseException:
             self.close()
             raise
         if close:
             self.close()
-        return int(status_line.split()[1]), answer
+        return status, answer
 
     def close(self) -> None:
         """Drop the connection (the next request opens a new one)."""
