@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import psutil
 from sqlalchemy import text
 
 from app.embedded import EmbeddedPostgres, EmbeddedRedis
@@ -60,6 +61,9 @@ class Run:
     # CPU time of the worker process trees from the moment the jobs are published until the
     # last is done: start-up excluded, so it is what the jobs themselves cost.
     worker_cpu_s: float
+    # Cores the whole machine kept busy meanwhile (workers, PostgreSQL, Redis, the fake API and
+    # this process): what a second worker process has left to take.
+    machine_cores: float = 0.0
 
     @property
     def jobs_per_s(self) -> float:
@@ -183,6 +187,7 @@ async def run_once(
             await asyncio.sleep(0.05)
         pids = [w.pid for w in workers]
         cpu_before = procstat.cpu_seconds(pids)
+        machine_before = _busy_seconds()
         started = time.monotonic()
         if batched:
             # As the API publishes a group-committed burst: jobs of up to 64 records each.
@@ -195,12 +200,20 @@ async def run_once(
             await asyncio.sleep(0.02)
         seconds = time.monotonic() - started
         cpu = procstat.cpu_seconds(pids) - cpu_before
+        machine = (_busy_seconds() - machine_before) / seconds
     finally:
         for worker in workers:
             worker.send_signal(signal.SIGTERM)
         for worker in workers:
             await asyncio.wait_for(worker.wait(), 30)
-    return Run(processes, len(records), seconds, len(fake.calls_to("/hrm")), cpu)
+    return Run(processes, len(records), seconds, len(fake.calls_to("/hrm")), cpu, machine)
+
+
+def _busy_seconds() -> float:
+    """CPU seconds every core of the machine has spent busy since boot (not idle, not waiting
+    for I/O)."""
+    times = psutil.cpu_times()
+    return float(sum(times) - times.idle - getattr(times, "iowait", 0.0))
 
 
 def _storm_ids(events: int, resources: int) -> list[str]:
@@ -290,6 +303,7 @@ def _report(scenarios: dict[str, list[Run]], args: argparse.Namespace) -> None:
                 "jobs_per_s": round(rate, 1),
                 "jobs_per_s_ratio": round(rate / rate_base, 3),
                 "cpu_ms_per_job": round(median(name, "cpu_ms_per_job"), 3),
+                "machine_cores": round(median(name, "machine_cores"), 2),
                 "calls_per_event": round(calls, 3),
                 "calls_ratio": None if calls_base is None else round(calls / calls_base, 3),
             }
@@ -297,20 +311,29 @@ def _report(scenarios: dict[str, list[Run]], args: argparse.Namespace) -> None:
     print()
     print(f"API latency {API_LATENCY_S * 1000:.0f} ms; medians of {args.repeats} runs")
     print(
-        "| scenario | events | jobs/s | jobs/s ratio | worker CPU ms/job | API calls/event "
-        "| calls ratio |"
+        "| scenario | events | jobs/s | jobs/s ratio | worker CPU ms/job | machine cores busy "
+        "| API calls/event | calls ratio |"
     )
-    print("|---|---:|---:|---:|---:|---:|---:|")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for row in rows:
         ratio = "" if row["calls_ratio"] is None else f"{row['calls_ratio']:.3f}"
         print(
             f"| {row['scenario']} | {row['events']} | {row['jobs_per_s']:.0f} "
             f"| {row['jobs_per_s_ratio']:.2f} | {row['cpu_ms_per_job']:.2f} "
-            f"| {row['calls_per_event']:.3f} | {ratio} |"
+            f"| {row['machine_cores']:.2f} | {row['calls_per_event']:.3f} | {ratio} |"
+        )
+    cores = os.cpu_count() or 1
+    busy = rows[0]["machine_cores"]
+    if busy:
+        print(
+            f"\nOne worker process kept {busy:.2f} of this machine's {cores} cores busy (workers, "
+            f"PostgreSQL, Redis, the fake API, this bench), so two can go at most "
+            f"{cores / busy:.2f}x as fast here."
         )
     if args.json:
         summary = {
             "api_latency_ms": API_LATENCY_S * 1000,
+            "cores": cores,
             "repeats": args.repeats,
             "scenarios": rows,
             "runs": {
