@@ -68,7 +68,7 @@ chaos: $(STAMP)
 fuzz: $(STAMP)
 	$(BIN)/python -m bench.fuzz $(if $(QUICK),--quick)
 
-## 10 minutes at half the measured peak rate: no errors, flat memory and connections.
+## 10 minutes at half the measured delivered peak: no errors, flat memory and connections.
 soak: $(STAMP)
 	$(BIN)/python -m bench.soak $(if $(QUICK),--quick)
 
