@@ -28,7 +28,7 @@ from app.metrics import DEAD_LETTERS, DELIVERIES
 from app.services import Services
 from app.store import dead_letters, deliveries, work
 from app.store.dead_letters import FailureKind
-from app.store.normalized import stored_view
+from app.store.normalized import Resource, stored_view
 from app.verifiers import standard_webhooks as swh
 from app.workers.context import Enrichment, RecordRow
 
@@ -43,7 +43,14 @@ MARK_DONE_BUDGET_S = 10.0
 
 
 # The stored views a transaction already knows, by (tenant id, source, kind, external id).
-Views = Mapping[tuple[int, str, str, str], dict[str, Any]]
+ViewKey = tuple[int, str, str, str]
+Views = Mapping[ViewKey, dict[str, Any]]
+
+
+def view_key(record: RecordRow, resource: Resource) -> ViewKey:
+    """The key of ``resource``'s stored view in :data:`Views`: one normalized row per tenant,
+    source, kind and external id."""
+    return (record.tenant_id, record.source, resource.kind, resource.external_id)
 
 
 async def build_event(
@@ -61,9 +68,7 @@ async def build_event(
         if (resource.kind, resource.external_id) in seen:
             continue
         seen.add((resource.kind, resource.external_id))
-        view = (known or {}).get(
-            (record.tenant_id, record.source, resource.kind, resource.external_id)
-        )
+        view = (known or {}).get(view_key(record, resource))
         if view is None:
             view = await stored_view(
                 conn,

@@ -37,7 +37,7 @@ from app.workers.context import Enrichment, EnrichmentError, RecordHandler, Reco
 
 log = structlog.get_logger(__name__)
 # Stored views of rows written in the finishing transaction (app.workers.delivery.Views).
-Views = dict[tuple[int, str, str, str], dict[str, Any]]
+Views = dict[delivery.ViewKey, dict[str, Any]]
 _jitter = random.Random()  # noqa: S311 - spreads retries; protects nothing
 
 
@@ -315,7 +315,7 @@ async def _upsert_in_order(
         )
         if view is not None:
             written[record.id] += 1
-            views[(record.tenant_id, record.source, resource.kind, resource.external_id)] = view
+            views[delivery.view_key(record, resource)] = view
     return written, views
 
 
