@@ -24,6 +24,8 @@ PROCESS_RECORDS = "process_records"
 # Records per batch job: small enough that one job stays far inside its timeout.
 JOB_BATCH = 64
 DELIVER_RECORD = "deliver_record"
+# Several records' deliveries in one job: what one finishing transaction owes.
+DELIVER_RECORDS = "deliver_records"
 
 # arq's enqueue_job (WATCH, EXISTS, MULTI, PSETEX, ZADD, EXEC: four round trips) as one
 # atomic script: same keys, same serialization, so workers see an ordinary arq job.
@@ -139,9 +141,14 @@ class Queue:
         jobs = [(f"records:{chunk[0]}:{len(chunk)}", (chunk,), len(chunk)) for chunk in chunks]
         return await self._enqueue_many(PROCESS_RECORDS, jobs, timeout_s=self._timeout_s * 2)
 
-    async def enqueue_delivery(self, record_id: uuid.UUID | str) -> Published:
-        """Ask a worker to deliver a committed record's normalized event."""
-        return await self._enqueue(DELIVER_RECORD, record_id, delivery_job_id(record_id))
+    async def enqueue_delivery(
+        self, record_id: uuid.UUID | str, *, defer_s: float = 0.0
+    ) -> Published:
+        """Ask a worker to deliver a committed record's normalized event (not before
+        ``defer_s`` from now)."""
+        return await self._enqueue(
+            DELIVER_RECORD, record_id, delivery_job_id(record_id), defer_s=defer_s
+        )
 
     async def enqueue_records(self, record_ids: Sequence[uuid.UUID | str]) -> int:
         """Publish many records' jobs in one round trip; how many were newly queued."""
@@ -149,9 +156,19 @@ class Queue:
         return await self._enqueue_many(PROCESS_RECORD, jobs, timeout_s=self._timeout_s * 4)
 
     async def enqueue_deliveries(self, record_ids: Sequence[uuid.UUID | str]) -> int:
-        """Publish many deliveries' jobs in one round trip; how many were newly queued."""
-        jobs = [(delivery_job_id(r), (str(r),), 1) for r in record_ids]
-        return await self._enqueue_many(DELIVER_RECORD, jobs, timeout_s=self._timeout_s * 4)
+        """Publish owed deliveries as :func:`enqueue_batch` publishes records: a lone one as
+        its own job (``delivery:<id>``), more as jobs of up to :data:`JOB_BATCH` each, in one
+        round trip; how many were newly published."""
+        if len(record_ids) == 1:
+            return int(await self.enqueue_delivery(record_ids[0]) == "queued")
+        if not record_ids:
+            return 0
+        chunks = [
+            [str(r) for r in record_ids[start : start + JOB_BATCH]]
+            for start in range(0, len(record_ids), JOB_BATCH)
+        ]
+        jobs = [(f"deliveries:{chunk[0]}:{len(chunk)}", (chunk,), len(chunk)) for chunk in chunks]
+        return await self._enqueue_many(DELIVER_RECORDS, jobs, timeout_s=self._timeout_s * 4)
 
     async def _enqueue_many(
         self, function: str, jobs: Sequence[tuple[str, tuple[Any, ...], int]], *, timeout_s: float

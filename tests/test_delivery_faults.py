@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any
 
 import pytest
 from starlette.requests import Request
@@ -54,11 +55,11 @@ async def pg_proxy(settings: Settings) -> AsyncIterator[FaultProxy]:
     await proxy.close()
 
 
-def through(settings: Settings, proxy: FaultProxy) -> Settings:
+def through(settings: Settings, proxy: FaultProxy, **overrides: Any) -> Settings:
     """Fast retry schedules, the database behind ``proxy``."""
     port = host_port(str(settings.database_url))[1]
     url = str(settings.database_url).replace(f":{port}/", f":{proxy.port}/")
-    return make_settings(url, str(settings.redis_url), **FAST)
+    return make_settings(url, str(settings.redis_url), **{**FAST, **overrides})
 
 
 def cut_database_on_first_answer(
@@ -161,3 +162,41 @@ async def test_a_longer_outage_sends_again_with_the_same_webhook_id(
     assert first.body == second.body
     [row] = await rows(services, "SELECT attempts, done_at FROM delivery")
     assert row.attempts == 2 and row.done_at is not None
+
+
+async def test_a_batch_whose_success_cannot_be_written_sends_each_again_alike(
+    services: Services,
+    settings: Settings,
+    vendor: CuttingVendor,
+    pg_proxy: FaultProxy,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A batch job (app.workers.delivery.deliver_records) whose marking-done transaction cannot
+    # commit: every delivery it sent is sent again, by a job of its own, with the same
+    # webhook-id and body; none is lost and none is marked done without a send.
+    monkeypatch.setattr(delivery, "MARK_DONE_PAUSES_S", (0.1,))
+    monkeypatch.setattr(delivery, "MARK_DONE_BUDGET_S", 0.5)
+    vendor.sr_candidate_concurrency = 3
+    conn = await add_source(services, vendor, "smartrecruiters", destination=True)
+    ids = []
+    for i in range(3):
+        vendor.add_sr_candidate(f"c-{i}")
+        ids.append(
+            await record_event(services, conn, "candidate.updated", {"id": f"c-{i}"}, publish=False)
+        )
+    # Published together, as a group-committed batch is (the intake published each alone).
+    await services.queue.redis.flushdb()
+    await services.queue.enqueue_batch(ids)
+    cut_database_on_first_answer(vendor, pg_proxy, outage_s=1.5)
+
+    await run_worker(through(settings, pg_proxy, outbox_grace_s=60))
+
+    calls = vendor.calls_to("/vendor", method="POST")
+    by_id: dict[str, list[bytes]] = {}
+    for call in calls:
+        by_id.setdefault(call.headers["webhook-id"], []).append(call.body)
+    assert sorted(by_id) == sorted(str(i) for i in ids)
+    assert all(len(bodies) == 2 and bodies[0] == bodies[1] for bodies in by_id.values())
+    assert all(call.status == 200 for call in calls)
+    done = await rows(services, "SELECT attempts, done_at FROM delivery")
+    assert [(r.attempts, r.done_at is not None) for r in done] == [(2, True)] * 3

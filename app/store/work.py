@@ -55,8 +55,13 @@ def _statements(table: Table) -> dict[str, TextClause]:
             """  # noqa: S608
         ),
         "finish_many": text(
-            f"UPDATE {table} SET done_at = now(), last_error = NULL "  # noqa: S608
+            f"UPDATE {table} SET done_at = now(), last_error = NULL{status} "  # noqa: S608
             "WHERE record_id = ANY(:ids) AND done_at IS NULL RETURNING record_id"
+        ),
+        # A claimed row handed back untried: due again now, its attempt given back.
+        "release_many": text(
+            f"UPDATE {table} SET available_at = now(), attempts = attempts - 1 "  # noqa: S608
+            "WHERE record_id = ANY(:ids) AND done_at IS NULL"
         ),
         # ``refund`` gives back the attempt of a run that only waited for the rate budget.
         "defer": text(
@@ -121,11 +126,23 @@ async def claim_many(
 
 
 async def finish_many(
-    conn: AsyncConnection, table: Table, record_ids: list[uuid.UUID]
+    conn: AsyncConnection,
+    table: Table,
+    record_ids: list[uuid.UUID],
+    *,
+    status: int | None = None,
 ) -> set[uuid.UUID]:
     """:func:`finish` for many rows; the ids this call finished (not those done before)."""
-    rows = await conn.execute(_SQL[table]["finish_many"], {"ids": record_ids})
+    params: dict[str, Any] = {"ids": record_ids}
+    if table == "delivery":
+        params["status"] = status
+    rows = await conn.execute(_SQL[table]["finish_many"], params)
     return set(rows.scalars().all())
+
+
+async def release_many(conn: AsyncConnection, table: Table, record_ids: list[uuid.UUID]) -> None:
+    """Hand back rows claimed but not tried: due now, with the claim's attempt given back."""
+    await conn.execute(_SQL[table]["release_many"], {"ids": record_ids})
 
 
 async def defer(

@@ -13,6 +13,7 @@ import random
 import time
 import uuid
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -40,6 +41,13 @@ _jitter = random.Random()  # noqa: S311 - spreads retries; protects nothing
 # send + this inside the job timeout) before leaving it to the job's retry.
 MARK_DONE_PAUSES_S = (0.2, 0.5, 1.0, 2.0, 4.0)
 MARK_DONE_BUDGET_S = 10.0
+
+
+_NO_DESTINATION: tuple[FailureKind, str, str] = (
+    "configuration",
+    "destination_missing",
+    "the tenant has no enabled destination",
+)
 
 
 # The stored views a transaction already knows, by (tenant id, source, kind, external id).
@@ -120,6 +128,92 @@ def next_delay(schedule: Sequence[float], attempts: int, retry_after_s: float | 
     return max(step * (0.8 + 0.4 * _jitter.random()), retry_after_s or 0.0)
 
 
+@dataclass(frozen=True, slots=True)
+class _Sent:
+    """How one attempt ended: the destination's status (None if unreachable) and, for a
+    failure, what to record and how long the destination asked us to wait."""
+
+    status: int | None
+    error: str | None = None
+    retry_after_s: float | None = None
+    # The tenant has no enabled destination: nothing was sent, and nothing will be.
+    missing: bool = False
+
+    @property
+    def delivered(self) -> bool:
+        return self.error is None
+
+
+_MISSING = _Sent(None, _NO_DESTINATION[2], missing=True)
+
+
+def _slots(ctx: dict[str, Any]) -> asyncio.Semaphore:
+    # One per worker process, as for the record handlers (app.workers.jobs): a batch job sends
+    # its deliveries concurrently, and without a shared bound twenty batch jobs of 64 would
+    # hold 1,280 requests open against one vendor. With it a process has at most
+    # worker_concurrency in flight, as with one delivery per job.
+    slots: asyncio.Semaphore | None = ctx.get("delivery_slots")
+    if slots is None:
+        services: Services = ctx["services"]
+        slots = ctx["delivery_slots"] = asyncio.Semaphore(services.settings.worker_concurrency)
+    return slots
+
+
+async def _send(services: Services, rid: uuid.UUID, body: bytes, destination: Any) -> _Sent:
+    secret = str(services.cipher.decrypt_json(destination.secret)["secret"])
+    try:
+        response = await services.http.post(
+            destination.url,
+            content=body,
+            headers=signed_headers(str(rid), body, secret, time.time()),
+            timeout=services.settings.delivery_timeout_s,
+            follow_redirects=False,
+        )
+    except httpx.HTTPError as exc:
+        # The exception's text may quote the URL, and a URL may carry a token: name only.
+        return _Sent(None, f"destination unreachable: {type(exc).__name__}")
+    if response.is_success:
+        return _Sent(response.status_code)
+    return _Sent(
+        response.status_code,
+        f"destination answered {response.status_code}",
+        parse_retry_after(response.headers.get("retry-after")),
+    )
+
+
+async def _after_failure(
+    services: Services, rid: uuid.UUID, attempts: int, sent: _Sent
+) -> float | None:
+    """Dead-letter a failed attempt that cannot succeed later, or defer it on the schedule;
+    the delay before the next attempt, None once buried. Raises ``Retry`` if the database is
+    away while burying."""
+    error = sent.error or "delivery failed"
+    status = sent.status
+    if sent.missing:
+        await _give_up(services, rid, attempts, None, *_NO_DESTINATION)
+        return None
+    if status == 410:
+        # Standard Webhooks: 410 Gone means the endpoint is retired; retrying cannot help.
+        await _give_up(services, rid, attempts, status, "configuration", "destination_gone", error)
+        return None
+    schedule = services.settings.delivery_retry_schedule_s
+    if attempts > len(schedule):
+        kind: FailureKind = "configuration" if status in (401, 403, 404) else "pipeline"
+        reason = "destination_refused" if kind == "configuration" else "delivery_exhausted"
+        await _give_up(services, rid, attempts, status, kind, reason, error)
+        return None
+    delay = next_delay(schedule, attempts, sent.retry_after_s)
+    try:
+        async with services.engine.begin() as conn:
+            await work.defer(conn, "delivery", rid, delay_s=delay, error=error, status=status)
+    except DB_ERRORS as exc:
+        # The attempt is counted (by the claim); only its error is not recorded.
+        log.warning("delivery.database_unavailable", record_id=str(rid), error=type(exc).__name__)
+    DELIVERIES.labels("retrying").inc()
+    log.info("delivery.retrying", record_id=str(rid), attempts=attempts, error=error, delay_s=delay)
+    return delay
+
+
 async def deliver_record(ctx: dict[str, Any], record_id: str) -> str:
     """POST one record's normalized event; retried on its own schedule, then dead-lettered."""
     services: Services = ctx["services"]
@@ -141,79 +235,145 @@ async def deliver_record(ctx: dict[str, Any], record_id: str) -> str:
         return "already-done"
     structlog.contextvars.bind_contextvars(tenant_id=claimed.tenant_id)
     attempts: int = claimed.attempts
-    body = bytes(claimed.body)
     if destination is None:
-        detail = "the tenant has no enabled destination"
-        await _give_up(
-            services, rid, attempts, None, "configuration", "destination_missing", detail
-        )
-        return "dead-letter"
-    secret = str(services.cipher.decrypt_json(destination.secret)["secret"])
-    status: int | None = None
-    retry_after: float | None = None
-    try:
-        response = await services.http.post(
-            destination.url,
-            content=body,
-            headers=signed_headers(record_id, body, secret, time.time()),
-            timeout=settings.delivery_timeout_s,
-            follow_redirects=False,
-        )
-    except httpx.HTTPError as exc:
-        # The exception's text may quote the URL, and a URL may carry a token: name only.
-        error = f"destination unreachable: {type(exc).__name__}"
+        sent = _MISSING
     else:
-        status = response.status_code
-        if response.is_success:
-            if not await _mark_done(services, rid, status):
-                # Sent but not recorded: the next run sends it again, with the same webhook-id.
-                raise Retry(defer=settings.enrich_retry_base_s)
-            DELIVERIES.labels("delivered").inc()
-            log.info("delivery.delivered", record_id=record_id, status=status, attempts=attempts)
-            return "delivered"
-        error = f"destination answered {status}"
-        retry_after = parse_retry_after(response.headers.get("retry-after"))
-    if status == 410:
-        # Standard Webhooks: 410 Gone means the endpoint is retired; retrying cannot help.
-        await _give_up(services, rid, attempts, status, "configuration", "destination_gone", error)
+        async with _slots(ctx):
+            sent = await _send(services, rid, bytes(claimed.body), destination)
+    if sent.delivered:
+        if not await _mark_done(services, {sent.status or 200: [rid]}):
+            # Sent but not recorded: the next run sends it again, with the same webhook-id.
+            raise Retry(defer=settings.enrich_retry_base_s)
+        DELIVERIES.labels("delivered").inc()
+        log.info("delivery.delivered", record_id=record_id, status=sent.status, attempts=attempts)
+        return "delivered"
+    delay = await _after_failure(services, rid, attempts, sent)
+    if delay is None:
         return "dead-letter"
-    schedule = settings.delivery_retry_schedule_s
-    if attempts > len(schedule):
-        kind: FailureKind = "configuration" if status in (401, 403, 404) else "pipeline"
-        reason = "destination_refused" if kind == "configuration" else "delivery_exhausted"
-        await _give_up(services, rid, attempts, status, kind, reason, error)
-        return "dead-letter"
-    delay = next_delay(schedule, attempts, retry_after)
-    try:
-        async with services.engine.begin() as conn:
-            await work.defer(conn, "delivery", rid, delay_s=delay, error=error, status=status)
-    except DB_ERRORS as exc:
-        # The attempt is counted (by the claim); only its error is not recorded.
-        log.warning("delivery.database_unavailable", record_id=record_id, error=type(exc).__name__)
-    DELIVERIES.labels("retrying").inc()
-    log.info(
-        "delivery.retrying", record_id=record_id, attempts=attempts, error=error, delay_s=delay
-    )
     raise Retry(defer=delay)
 
 
-async def _mark_done(services: Services, rid: uuid.UUID, status: int) -> bool:
-    """Record a successful send; False if the database stayed away (see MARK_DONE_*)."""
+async def deliver_records(ctx: dict[str, Any], record_ids: list[str]) -> str:
+    """POST a batch of records' normalized events (what one finishing transaction owed) with
+    one claim and one marking-done transaction for all of them, at least once like
+    :func:`deliver_record`.
+
+    The sends run concurrently within the process's delivery slots. A delivery that fails
+    continues as a job of its own on the retry schedule, so one slow or refusing event never
+    holds back or repeats the rest. A send starts only while there is time left in the job to
+    finish it and write it down; the rest are handed back untried, as jobs of their own.
+    """
+    services: Services = ctx["services"]
+    settings = services.settings
+    started = time.monotonic()
+    try:
+        async with services.engine.begin() as conn:
+            rows = await work.claim_many(
+                conn,
+                "delivery",
+                [uuid.UUID(i) for i in record_ids],
+                lease_s=settings.worker_lease_s,
+            )
+            destinations = {
+                tenant_id: await deliveries.destination(conn, tenant_id)
+                for tenant_id in sorted({row.tenant_id for row in rows})
+            }
+    except DB_ERRORS as exc:
+        log.warning(
+            "delivery.database_unavailable", records=len(record_ids), error=type(exc).__name__
+        )
+        raise Retry(defer=settings.enrich_retry_base_s) from exc
+    # The last send may start this late and still be answered (delivery_timeout_s) and
+    # written down (MARK_DONE_BUDGET_S) before the job's timeout cancels it.
+    last_start = (
+        started + settings.job_timeout_s - settings.delivery_timeout_s - MARK_DONE_BUDGET_S - 1
+    )
+    begun = False
+
+    async def attempt(row: Any) -> _Sent | None:
+        nonlocal begun
+        destination = destinations[row.tenant_id]
+        if destination is None:
+            return _MISSING
+        async with _slots(ctx):
+            if begun and time.monotonic() > last_start:
+                return None
+            begun = True
+            return await _send(services, row.id, bytes(row.body), destination)
+
+    results = await asyncio.gather(*(attempt(row) for row in rows))
+    delivered: dict[int, list[uuid.UUID]] = {}
+    untried: list[uuid.UUID] = []
+    for row, sent in zip(rows, results, strict=True):
+        if sent is None:
+            untried.append(row.id)
+        elif sent.delivered:
+            delivered.setdefault(sent.status or 200, []).append(row.id)
+    if delivered and not await _mark_done(services, delivered):
+        # Sent but not recorded: each is sent again, with the same webhook-id, by a job of its
+        # own once the database is back.
+        for ids in delivered.values():
+            for rid in ids:
+                await services.queue.enqueue_delivery(rid, defer_s=settings.enrich_retry_base_s)
+        delivered = {}
+    for status, ids in delivered.items():
+        DELIVERIES.labels("delivered").inc(len(ids))
+        for rid in ids:
+            log.info("delivery.delivered", record_id=str(rid), status=status)
+    if untried:
+        await _hand_back(services, untried)
+    for row, sent in zip(rows, results, strict=True):
+        if sent is not None and not sent.delivered:
+            await _retry_alone(services, row, sent)
+    sent_ok = sum(len(ids) for ids in delivered.values())
+    return f"delivered {sent_ok} of {len(record_ids)}"
+
+
+async def _retry_alone(services: Services, row: Any, sent: _Sent) -> None:
+    """A batch's failed delivery: buried, or continued as a job of its own on the schedule."""
+    try:
+        delay = await _after_failure(services, row.id, row.attempts, sent)
+    except Retry as retry:
+        delay = (retry.defer_score or 0) / 1000
+    if delay is not None:
+        await services.queue.enqueue_delivery(row.id, defer_s=delay)
+
+
+async def _hand_back(services: Services, record_ids: list[uuid.UUID]) -> None:
+    """Give back claimed deliveries this run did not try (their attempt refunded), each as a
+    job of its own; if the database is away the sweeper finds them once their lease ends."""
+    try:
+        async with services.engine.begin() as conn:
+            await work.release_many(conn, "delivery", record_ids)
+    except DB_ERRORS as exc:
+        log.warning(
+            "delivery.database_unavailable", records=len(record_ids), error=type(exc).__name__
+        )
+        return
+    for rid in record_ids:
+        await services.queue.enqueue_delivery(rid)
+
+
+async def _mark_done(services: Services, delivered: Mapping[int, Sequence[uuid.UUID]]) -> bool:
+    """Record successful sends (record ids by the status the destination answered) in one
+    transaction; False if the database stayed away (see MARK_DONE_*)."""
     give_up_at = time.monotonic() + MARK_DONE_BUDGET_S
     pauses = iter(MARK_DONE_PAUSES_S)
     while True:
         try:
             async with asyncio.timeout(max(0.0, give_up_at - time.monotonic())):
                 async with services.engine.begin() as conn:
-                    # No row updated means an earlier try committed after all: done either way.
-                    await work.finish(conn, "delivery", rid, status=status)
+                    # Rows not updated were finished by an earlier try that committed after
+                    # all: done either way.
+                    for status, ids in delivered.items():
+                        await work.finish_many(conn, "delivery", list(ids), status=status)
             return True
         except DB_ERRORS as exc:
             pause = next(pauses, None)
             retrying = pause is not None and time.monotonic() + pause < give_up_at
             log.warning(
                 "delivery.mark_done_failed",
-                record_id=str(rid),
+                records=sum(len(ids) for ids in delivered.values()),
                 error=type(exc).__name__,
                 retrying=retrying,
             )

@@ -13,11 +13,18 @@ from arq.connections import RedisSettings
 from arq.worker import Worker, func
 
 from app import sources
-from app.queue import DELIVER_RECORD, PROCESS_RECORD, PROCESS_RECORDS, deserialize, serialize
+from app.queue import (
+    DELIVER_RECORD,
+    DELIVER_RECORDS,
+    PROCESS_RECORD,
+    PROCESS_RECORDS,
+    deserialize,
+    serialize,
+)
 from app.runtime import freeze_startup_heap
 from app.services import Services
 from app.settings import Settings
-from app.workers.delivery import deliver_record
+from app.workers.delivery import deliver_record, deliver_records
 from app.workers.jobs import process_record, process_records, sweep_outbox
 from app.workers.maintenance import privacy_maintenance
 from app.workers.observed import observed
@@ -75,6 +82,12 @@ def worker_options(settings: Settings) -> dict[str, Any]:
             func(
                 observed(DELIVER_RECORD, deliver_record),
                 name=DELIVER_RECORD,
+                keep_result=0,
+                max_tries=1000,
+            ),
+            func(
+                observed(DELIVER_RECORDS, deliver_records, subject=None),
+                name=DELIVER_RECORDS,
                 keep_result=0,
                 max_tries=1000,
             ),
