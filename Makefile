@@ -53,7 +53,8 @@ bench: $(STAMP)
 bench-quick: $(STAMP)
 	$(BIN)/python -m bench.suite --events 500 --warmup 100 --rounds 1 --slow-rounds 1 \
 		--prefill 20000 --rss-events 2000 --kill-after 2 --enrich-events 60 --enrich-storm 50 \
-		--enrich-repeats 1 --results bench/results/quick
+		--enrich-repeats 1 --pipeline-seconds 3 --pipeline-backlog 300 --pipeline-repeats 1 \
+		--results bench/results/quick
 
 ## Enrichment throughput (1 and 2 worker processes) and API calls per event; see bench/README.md.
 bench-enrichment: $(STAMP)

@@ -180,6 +180,12 @@ class Settings(BaseSettings):
         return self.job_timeout_s + self.worker_lease_margin_s
 
     @property
+    def claim_slack_s(self) -> float:
+        """How far ahead a row may be due and still be claimed by a batch job
+        (app.store.work.claim_many): past the sweeper's hold on what it republishes."""
+        return self.sweep_interval_s + 1.0
+
+    @property
     def coalesce_lock_ttl_s(self) -> float:
         """How long one fetch holds a resource; a dead holder blocks others no longer."""
         return self.coalesce_lock_s or self.api_call_timeout_s + 2.0

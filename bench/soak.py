@@ -32,12 +32,12 @@ _CONNECTIONS = (
 )
 
 
-async def peak(stack: Stack, seconds: float, concurrency: int) -> tuple[float, float]:
+async def peak(stack: Stack, seconds: float, concurrency: int) -> tuple[float, float, list[Event]]:
     """The pipeline's peak and the intake's, in events per second, from a flat-out burst of
-    ``seconds``: the first counts events until the last of them was delivered (recorded,
-    processed by the worker and received by the destination), the second until the last was
-    acknowledged. The soak runs at half the first: half of what the API alone can take is more
-    than the worker can process on the same cores."""
+    ``seconds``, and the events sent: the first counts events until the last of them was
+    delivered (recorded, processed by the worker and received by the destination), the second
+    until the last was acknowledged. The soak runs at half the first: half of what the API
+    alone can take is more than the worker can process on the same cores."""
     senders = Senders(stack.api_port, concurrency=concurrency)
     events = new_events(int(seconds * 1500))
     started = time.time()
@@ -46,7 +46,7 @@ async def peak(stack: Stack, seconds: float, concurrency: int) -> tuple[float, f
     intake = len(acked) / (time.time() - started)
     await stack.wait_done(acked, 300)
     last = max(stack.receiver.first_at.get(e.record_id or "", started) for e in acked)
-    return len(acked) / (last - started), intake
+    return len(acked) / (last - started), intake, acked
 
 
 async def steady(
@@ -119,7 +119,7 @@ async def run(args: argparse.Namespace) -> tuple[list[Check], dict[str, Any]]:
     samples: list[dict[str, Any]] = []
     try:
         await stack.start()
-        measured, intake = await peak(stack, 5 if args.quick else 15, 32)
+        measured, intake, _ = await peak(stack, 5 if args.quick else 15, 32)
         rate = args.rate or round(measured / 2, 1)
         # The burst leaves a backlog; the soak starts from an idle pipeline.
         drain_end = time.monotonic() + 180

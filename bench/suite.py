@@ -14,6 +14,8 @@ Runs, each its own process with its own PostgreSQL and Redis (see bench/README.m
 6. crash: ``kill -9`` of the API ``--kill-after`` seconds into a load whose senders resend
    until acknowledged; every acknowledged event must be in PostgreSQL
 7. enrichment: ``bench.enrichment`` (1 and 2 worker processes against a 50 ms fake API)
+8. pipeline: ``bench.pipeline``, events recorded, processed and delivered to a destination,
+   end to end (a burst with the worker running, and a backlog drained by one worker)
 
 Writes each run's JSON and ``summary.json`` (with the table) under ``--results``. Exits
 non-zero if a ledger does not balance or a run could not finish; a missed target is reported,
@@ -255,6 +257,24 @@ def _enrichment_rows(enrich: dict[str, Any] | str) -> list[Row]:
     ]
 
 
+def _pipeline_row(pipeline: dict[str, Any] | str) -> list[Row]:
+    name = "end to end: recorded, processed and delivered (documented)"
+    if isinstance(pipeline, str):
+        return [(name, pipeline, "", "", "—")]
+    burst, drain = pipeline["burst"], pipeline["drain"]
+    return [
+        (
+            name,
+            f"burst: {burst['delivered_per_s']:,.0f} events/s delivered "
+            f"({burst['acknowledged_per_s']:,.0f}/s acknowledged); backlog drained by one "
+            f"worker: {drain['delivered_per_s']:,.0f} events/s",
+            "",
+            f"worker {drain['worker_cpu_ms_per_event']:.2f} ms per event processed and delivered",
+            "—",
+        )
+    ]
+
+
 def _ledger_row(runs: dict[str, dict[str, Any] | str]) -> tuple[Row, bool]:
     bad = []
     for name, result in runs.items():
@@ -281,6 +301,7 @@ def table(runs: dict[str, dict[str, Any] | str]) -> tuple[str, bool]:
     rows += _enrichment_rows(runs.get("enrichment", "not run"))
     rows += _scale_row(runs.get("scale-out", "not run"), main)
     rows += _crash_row(runs.get("crash", "not run"))
+    rows += _pipeline_row(runs.get("pipeline", "not run"))
     intake_runs = {k: v for k, v in runs.items() if k != "enrichment"}
     ledger, balanced = _ledger_row(intake_runs)
     rows.append(ledger)
@@ -356,6 +377,9 @@ def main() -> None:
     parser.add_argument("--enrich-events", type=int, default=600)
     parser.add_argument("--enrich-storm", type=int, default=500)
     parser.add_argument("--enrich-repeats", type=int, default=3)
+    parser.add_argument("--pipeline-seconds", type=float, default=15)
+    parser.add_argument("--pipeline-backlog", type=int, default=4000)
+    parser.add_argument("--pipeline-repeats", type=int, default=2)
     parser.add_argument(
         "--only", action="append", help="run only these (new-events, duplicates, ...)"
     )
@@ -408,6 +432,18 @@ def main() -> None:
                 str(args.enrich_storm),
                 "--repeats",
                 str(args.enrich_repeats),
+            ],
+        ),
+        (
+            "pipeline",
+            [
+                "bench.pipeline",
+                "--seconds",
+                str(args.pipeline_seconds),
+                "--backlog",
+                str(args.pipeline_backlog),
+                "--repeats",
+                str(args.pipeline_repeats),
             ],
         ),
     ]

@@ -17,7 +17,7 @@ from app.errors import AppError
 from app.group_commit import GroupCommit
 from app.intake import Deadline, Event, Outcome, json_answer
 from app.services import Services
-from app.store import records
+from app.store import records, work
 from app.store.normalized import Resource
 from app.workers.context import Enrichment
 from app.workers.jobs import process_record, process_records
@@ -236,6 +236,33 @@ async def test_a_batch_job_finishes_every_record_once_whatever_ran_before(
     assert open_rows == 0
     # The second batch run claimed nothing: every row was run exactly once.
     assert attempts == 5
+
+
+async def test_a_batch_job_leaves_rows_another_run_holds_and_takes_what_the_sweeper_holds(
+    services: Services, acme: Any
+) -> None:
+    # A backlog older than the sweeper's grace is published twice (the API's batch job and
+    # the sweeper's); a row one run has claimed must not be worked by the other as well.
+    outcomes = [await _record(services, _event(acme, f"held_{i}")) for i in range(3)]
+    await services.queue.redis.flushdb()
+    ids = [o.record_id for o in outcomes]
+    settings = services.settings
+    async with services.engine.begin() as conn:
+        assert await work.claim(conn, "outbox", ids[0], lease_s=settings.worker_lease_s)
+    ctx: dict[str, Any] = {"services": services, "handlers": {}}
+    assert await process_records(ctx, [str(i) for i in ids[:2]]) == "processed 1 of 2"
+    # Rows the sweeper republishes are held for a sweep interval: its own jobs take them.
+    async with services.engine.begin() as conn:
+        await conn.execute(text("UPDATE outbox SET available_at = now() - interval '1 hour'"))
+        swept = await work.sweep(
+            conn, "outbox", grace_s=0, batch=10, hold_s=float(settings.sweep_interval_s)
+        )
+    assert sorted(swept) == sorted([ids[0], ids[2]])
+    assert await process_records(ctx, [str(i) for i in swept]) == "processed 2 of 2"
+    async with services.engine.connect() as conn:
+        result = await conn.execute(text("SELECT record_id, attempts FROM outbox"))
+        attempts = {row.record_id: row.attempts for row in result}
+    assert attempts == {ids[0]: 2, ids[1]: 1, ids[2]: 1}
 
 
 async def test_a_record_that_fails_in_a_batch_continues_alone_and_spares_the_rest(

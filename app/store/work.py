@@ -47,6 +47,7 @@ def _statements(table: Table) -> dict[str, TextClause]:
                 UPDATE {table} SET attempts = attempts + 1,
                                    available_at = now() + make_interval(secs => :lease)
                 WHERE record_id = ANY(:ids) AND done_at IS NULL
+                  AND available_at <= now() + make_interval(secs => :slack)
                 RETURNING *
             )
             SELECT claimed.*, {_RECORD_COLUMNS}
@@ -118,10 +119,25 @@ async def claim(
 
 
 async def claim_many(
-    conn: AsyncConnection, table: Table, record_ids: list[uuid.UUID], *, lease_s: float
+    conn: AsyncConnection,
+    table: Table,
+    record_ids: list[uuid.UUID],
+    *,
+    lease_s: float,
+    slack_s: float,
 ) -> list[Row[Any]]:
-    """:func:`claim` for many rows in one statement; the rows already done are left out."""
-    rows = await conn.execute(_SQL[table]["claim_many"], {"ids": record_ids, "lease": lease_s})
+    """:func:`claim` for many rows in one statement, for a batch job; the rows already done
+    are left out, and so are the rows another run holds: those not due within ``slack_s``.
+
+    A backlog older than the sweeper's grace is published twice, once by the API and once by
+    the sweeper, as batch jobs of different ids; without this every batch would be worked by
+    both, doubling the work exactly when the workers are behind. ``slack_s`` covers the hold
+    the sweeper puts on rows it republishes (and clocks a little apart), so its own jobs can
+    claim them. A run's retry of its own row (:func:`claim`) is not held back.
+    """
+    rows = await conn.execute(
+        _SQL[table]["claim_many"], {"ids": record_ids, "lease": lease_s, "slack": slack_s}
+    )
     return list(rows.all())
 
 

@@ -273,6 +273,7 @@ async def deliver_records(ctx: dict[str, Any], record_ids: list[str]) -> str:
                 "delivery",
                 [uuid.UUID(i) for i in record_ids],
                 lease_s=settings.worker_lease_s,
+                slack_s=settings.claim_slack_s,
             )
             destinations = {
                 tenant_id: await deliveries.destination(conn, tenant_id)

@@ -222,7 +222,11 @@ async def process_records(ctx: dict[str, Any], record_ids: list[str]) -> str:
     try:
         async with services.autocommit.connect() as conn:
             rows = await work.claim_many(
-                conn, "outbox", [uuid.UUID(i) for i in record_ids], lease_s=settings.worker_lease_s
+                conn,
+                "outbox",
+                [uuid.UUID(i) for i in record_ids],
+                lease_s=settings.worker_lease_s,
+                slack_s=settings.claim_slack_s,
             )
         batch = [_record(row, await services.connections.by_id(row.connection_id)) for row in rows]
     except DB_ERRORS as exc:

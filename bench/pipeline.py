@@ -1,0 +1,162 @@
+"""End to end: events recorded, processed by the worker and delivered, signed, to a destination.
+
+    .venv/bin/python -m bench.pipeline [--seconds 15] [--backlog 4000] [--repeats 2] [--json F]
+
+Starts its own PostgreSQL, Redis, `hirehook api`, `hirehook worker` and a delivery receiver on
+loopback (bench.stack), with one KeldairHR tenant whose destination is the receiver. Two runs,
+each ``--repeats`` times, medians reported:
+
+1. burst: 32 senders flat out for ``--seconds`` with the worker running. The pipeline's rate
+   counts the acknowledged events until the last of them reached the destination; the
+   intake's until the last was acknowledged. The gap is the backlog the worker leaves.
+2. drain: ``--backlog`` events recorded with the worker stopped (published as the API
+   publishes them), then one worker process started and timed until the destination has every
+   one. CPU per event is the worker's own (from /proc), what one worker process costs per
+   event processed and delivered.
+
+Every run checks its ledger (sent = acknowledged = recorded = processed = delivered, nothing
+doubled); a failed ledger exits 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+from bench.procstat import cpu_seconds
+from bench.soak import peak
+from bench.stack import Senders, Stack, new_events, write_result
+
+_PENDING = (
+    "SELECT (SELECT count(*) FROM outbox WHERE done_at IS NULL) "
+    "+ (SELECT count(*) FROM delivery WHERE done_at IS NULL) AS n"
+)
+
+
+def _ledger_failures(ledger: dict[str, int]) -> list[str]:
+    failures = []
+    if not (
+        ledger["sent"]
+        == ledger["acknowledged"]
+        == ledger["recorded"]
+        == ledger["processed"]
+        == ledger["delivered"]
+        == ledger["received"]
+    ):
+        failures.append(f"ledger does not balance: {ledger}")
+    if ledger["lost"] or ledger["doubled_records"] or ledger["doubled_deliveries"]:
+        failures.append(f"lost or doubled: {ledger}")
+    return failures
+
+
+async def burst(seconds: float) -> dict[str, Any]:
+    """One flat-out burst with the worker running (see the module docstring)."""
+    stack = Stack()
+    try:
+        await stack.start()
+        delivered, acknowledged, acked = await peak(stack, seconds, 32)
+        while (await stack.query(_PENDING))[0]["n"]:  # noqa: ASYNC110 - polls the database
+            await asyncio.sleep(0.2)
+        return {
+            "delivered_per_s": round(delivered, 1),
+            "acknowledged_per_s": round(acknowledged, 1),
+            "ledger": await stack.ledger(acked),
+        }
+    finally:
+        await stack.close()
+
+
+async def drain(backlog: int) -> dict[str, Any]:
+    """``backlog`` events recorded first, then drained by one worker process."""
+    stack = Stack()
+    try:
+        await stack.start(worker=False)
+        events = new_events(backlog)
+        await Senders(stack.api_port, concurrency=32).send(events, deadline_s=300)
+        acked = [e for e in events if e.acked_at is not None]
+        stack.start_worker()
+        assert stack.worker is not None
+        # Timed from the first delivery: the worker's start-up (imports, connections) is not
+        # what a running worker costs per event.
+        while not stack.receiver.first_at:  # noqa: ASYNC110 - polls the receiver
+            await asyncio.sleep(0.005)
+        started = time.time()
+        cpu_before = cpu_seconds([stack.worker.pid])
+        ledger = await stack.wait_done(acked, 600)
+        cpu = cpu_seconds([stack.worker.pid]) - cpu_before
+        last = max(stack.receiver.first_at.values())
+        while (await stack.query(_PENDING))[0]["n"]:  # noqa: ASYNC110 - polls the database
+            await asyncio.sleep(0.2)
+        ledger = await stack.ledger(events)
+        counted = len(acked) - 1
+        return {
+            "events": len(events),
+            "delivered_per_s": round(counted / max(last - started, 1e-6), 1),
+            "worker_cpu_ms_per_event": round(cpu * 1000 / counted, 3),
+            "ledger": ledger,
+        }
+    finally:
+        await stack.close()
+
+
+async def run(args: argparse.Namespace) -> dict[str, Any]:
+    """Alternate burst and drain runs; medians."""
+    bursts: list[dict[str, Any]] = []
+    drains: list[dict[str, Any]] = []
+    failures: list[str] = []
+    for _ in range(args.repeats):
+        for kind, runs in (("burst", bursts), ("drain", drains)):
+            result = await (burst(args.seconds) if kind == "burst" else drain(args.backlog))
+            failures += [f"{kind}: {f}" for f in _ledger_failures(result["ledger"])]
+            runs.append(result)
+            print(f"{kind}: {result}", flush=True)
+
+    def median(runs: list[dict[str, Any]], key: str) -> float:
+        return round(float(statistics.median(r[key] for r in runs)), 3)
+
+    return {
+        "burst": {
+            "delivered_per_s": median(bursts, "delivered_per_s"),
+            "acknowledged_per_s": median(bursts, "acknowledged_per_s"),
+            "runs": bursts,
+        },
+        "drain": {
+            "delivered_per_s": median(drains, "delivered_per_s"),
+            "worker_cpu_ms_per_event": median(drains, "worker_cpu_ms_per_event"),
+            "runs": drains,
+        },
+        "ledger_failures": failures,
+    }
+
+
+def main() -> None:
+    """Run, print, write the JSON."""
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
+    parser.add_argument("--seconds", type=float, default=15.0, help="length of each burst")
+    parser.add_argument("--backlog", type=int, default=4000, help="events per drain run")
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--json", help="write the results here as well")
+    args = parser.parse_args()
+    result = asyncio.run(run(args))
+    print(
+        f"burst: {result['burst']['delivered_per_s']} events/s delivered "
+        f"({result['burst']['acknowledged_per_s']}/s acknowledged); drain: "
+        f"{result['drain']['delivered_per_s']} events/s, "
+        f"{result['drain']['worker_cpu_ms_per_event']} ms worker CPU per event",
+        flush=True,
+    )
+    path = write_result("pipeline", result)
+    if args.json:
+        Path(args.json).write_bytes(path.read_bytes())
+    if result["ledger_failures"]:
+        raise SystemExit("\n".join(result["ledger_failures"]))
+
+
+if __name__ == "__main__":
+    main()
