@@ -95,6 +95,18 @@ def delivery_job_id(record_id: uuid.UUID | str) -> str:
     return f"delivery:{record_id}"
 
 
+def _batch_jobs(
+    prefix: str, record_ids: Sequence[uuid.UUID | str]
+) -> list[tuple[str, tuple[Any, ...], int]]:
+    """``(job id, arguments, records)`` of batch jobs of up to :data:`JOB_BATCH` records; a
+    job's id names its prefix, first record and size."""
+    chunks = [
+        [str(r) for r in record_ids[start : start + JOB_BATCH]]
+        for start in range(0, len(record_ids), JOB_BATCH)
+    ]
+    return [(f"{prefix}:{chunk[0]}:{len(chunk)}", (chunk,), len(chunk)) for chunk in chunks]
+
+
 def create_redis(url: str, timeout_s: float) -> ArqRedis:
     """A lazily connecting client: the API starts, and answers, while Redis is away."""
     pool = ConnectionPool.from_url(
@@ -132,13 +144,7 @@ class Queue:
         """
         if len(record_ids) == 1:
             return int(await self.enqueue_record(record_ids[0]) == "queued")
-        if not record_ids:
-            return 0
-        chunks = [
-            [str(r) for r in record_ids[start : start + JOB_BATCH]]
-            for start in range(0, len(record_ids), JOB_BATCH)
-        ]
-        jobs = [(f"records:{chunk[0]}:{len(chunk)}", (chunk,), len(chunk)) for chunk in chunks]
+        jobs = _batch_jobs("records", record_ids)
         return await self._enqueue_many(PROCESS_RECORDS, jobs, timeout_s=self._timeout_s * 2)
 
     async def enqueue_delivery(
@@ -161,13 +167,7 @@ class Queue:
         round trip; how many were newly published."""
         if len(record_ids) == 1:
             return int(await self.enqueue_delivery(record_ids[0]) == "queued")
-        if not record_ids:
-            return 0
-        chunks = [
-            [str(r) for r in record_ids[start : start + JOB_BATCH]]
-            for start in range(0, len(record_ids), JOB_BATCH)
-        ]
-        jobs = [(f"deliveries:{chunk[0]}:{len(chunk)}", (chunk,), len(chunk)) for chunk in chunks]
+        jobs = _batch_jobs("deliveries", record_ids)
         return await self._enqueue_many(DELIVER_RECORDS, jobs, timeout_s=self._timeout_s * 4)
 
     async def _enqueue_many(
