@@ -258,6 +258,16 @@ class Queue:
             return None
         return sum(int(c) for c in counts if c is not None)
 
+    async def oldest_queued_s(self) -> float | None:
+        """When the oldest job still in the queue (waiting, deferred or running) was queued,
+        in epoch seconds; None if the queue is empty or Redis does not answer."""
+        try:
+            async with asyncio.timeout(self._timeout_s * 2):
+                oldest = await self.redis.zrange(default_queue_name, 0, 0, withscores=True)
+        except (RedisError, OSError, TimeoutError):
+            return None
+        return float(oldest[0][1]) / 1000 if oldest else None
+
     async def ping(self) -> bool:
         """Whether Redis answers now."""
         try:

@@ -3,6 +3,8 @@ that drains a backlog larger than one batch in one run."""
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from sqlalchemy import text
 
@@ -142,3 +144,44 @@ async def published_records(services: Services) -> int:
         job = deserialize(await services.queue.redis.get(f"arq:job:{job_id}"))
         count += len(job["a"][0]) if job_id.startswith("records:") else 1
     return count
+
+
+async def test_sweeper_leaves_a_backlog_waiting_behind_an_older_queued_job(
+    services: Services,
+) -> None:
+    # The workers are behind: the oldest job still queued was published an hour ago, so rows
+    # due since then may be waiting their turn, not lost. Republishing them would only add
+    # to the backlog. A row due before that job has no job left in the queue.
+    ids = await commit_records(services, 3)
+    await services.queue.redis.flushdb()
+    async with services.engine.begin() as conn:
+        await conn.execute(
+            text(
+                "UPDATE outbox SET available_at = now() - interval '2 hours' "
+                "WHERE record_id = CAST(:id AS uuid)"
+            ),
+            {"id": ids[0]},
+        )
+        await conn.execute(
+            text(
+                "UPDATE outbox SET available_at = now() - interval '30 minutes' "
+                "WHERE record_id <> CAST(:id AS uuid)"
+            ),
+            {"id": ids[0]},
+        )
+    assert await services.queue.enqueue_record(ids[1]) == "queued"
+    hour_ago_ms = (time.time() - 3600) * 1000
+    await services.queue.redis.zadd("arq:queue", {f"record:{ids[1]}": hour_ago_ms})
+    assert await services.queue.oldest_queued_s() == pytest.approx(hour_ago_ms / 1000)
+
+    ctx = {"services": services}
+    assert await sweep_outbox(ctx) == 1
+    assert sorted(await arq_queue(services.queue.redis)) == sorted(
+        [f"record:{ids[0]}", f"record:{ids[1]}"]
+    )
+    # Once the queue has drained, what is still not done was lost after all.
+    await services.queue.redis.flushdb()
+    async with services.engine.begin() as conn:
+        await conn.execute(text("UPDATE outbox SET available_at = now() - interval '1 hour'"))
+    assert await services.queue.oldest_queued_s() is None
+    assert await sweep_outbox(ctx) == 3

@@ -18,7 +18,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 Table = Literal["outbox", "delivery"]
 TABLES: tuple[Table, ...] = ("outbox", "delivery")
 
-# What a job needs of its record, loaded by the claim itself: one round trip per claim.
+# What a record job needs of its record, loaded by the claim itself: one round trip per claim.
+# A delivery needs none of it (its row holds the body, the tenant and the attempts), and
+# decoding the record's JSON columns for every delivery cost more than the claim itself.
 _RECORD_COLUMNS = (
     "r.id, r.tenant_id, r.connection_id, r.source, r.event_type, r.known, r.subjects, "
     "r.payload, COALESCE(r.headers, '{}'::jsonb) AS headers, r.received_at"
@@ -28,6 +30,12 @@ _RECORD_COLUMNS = (
 def _statements(table: Table) -> dict[str, TextClause]:
     # ``last_status`` exists on delivery only (the destination's HTTP status).
     status = ", last_status = :status" if table == "delivery" else ""
+    joined = (
+        f"claimed.*, {_RECORD_COLUMNS} FROM claimed JOIN record r ON r.id = claimed.record_id"
+        if table == "outbox"
+        else "claimed.*, claimed.record_id AS id FROM claimed"
+    )
+    order = "r.id" if table == "outbox" else "claimed.record_id"
     return {
         "claim": text(
             f"""
@@ -37,8 +45,7 @@ def _statements(table: Table) -> dict[str, TextClause]:
                 WHERE record_id = :id AND done_at IS NULL
                 RETURNING *
             )
-            SELECT claimed.*, {_RECORD_COLUMNS}
-            FROM claimed JOIN record r ON r.id = claimed.record_id
+            SELECT {joined}
             """  # noqa: S608 - the table name is one of two constants
         ),
         "claim_many": text(
@@ -50,9 +57,8 @@ def _statements(table: Table) -> dict[str, TextClause]:
                   AND available_at <= now() + make_interval(secs => :slack)
                 RETURNING *
             )
-            SELECT claimed.*, {_RECORD_COLUMNS}
-            FROM claimed JOIN record r ON r.id = claimed.record_id
-            ORDER BY r.id
+            SELECT {joined}
+            ORDER BY {order}
             """  # noqa: S608
         ),
         "finish_many": text(
@@ -84,13 +90,17 @@ def _statements(table: Table) -> dict[str, TextClause]:
             f"UPDATE {table} SET done_at = NULL, attempts = 0, available_at = now(), "  # noqa: S608
             f"last_error = NULL{status.replace(':status', 'NULL')} WHERE record_id = ANY(:ids)"
         ),
-        # Rows not done and past their grace, made due now; SKIP LOCKED lets every worker sweep.
+        # Rows not done and past their grace (counted from the oldest job still queued, if
+        # older than now), held; SKIP LOCKED lets every worker sweep.
         "sweep": text(
             f"""
             UPDATE {table} SET available_at = now() + make_interval(secs => :hold)
             WHERE record_id IN (
                 SELECT record_id FROM {table}
-                WHERE done_at IS NULL AND available_at <= now() - make_interval(secs => :grace)
+                WHERE done_at IS NULL
+                  AND available_at <= LEAST(now(), COALESCE(
+                        to_timestamp(CAST(:oldest AS double precision)), now()))
+                      - make_interval(secs => :grace)
                 ORDER BY available_at
                 LIMIT :batch
                 FOR UPDATE SKIP LOCKED
@@ -114,7 +124,8 @@ _SQL: dict[Table, dict[str, TextClause]] = {table: _statements(table) for table 
 async def claim(
     conn: AsyncConnection, table: Table, record_id: uuid.UUID, *, lease_s: float
 ) -> Row[Any] | None:
-    """Take the row for one run (``attempts`` + 1) with its record's columns; None if done."""
+    """Take the row for one run (``attempts`` + 1), with its record's columns for an outbox row
+    (``id`` is the record id either way); None if done."""
     return (await conn.execute(_SQL[table]["claim"], {"id": record_id, "lease": lease_s})).first()
 
 
@@ -216,12 +227,23 @@ async def reopen(conn: AsyncConnection, table: Table, record_ids: list[uuid.UUID
 
 
 async def sweep(
-    conn: AsyncConnection, table: Table, *, grace_s: float, batch: int, hold_s: float
+    conn: AsyncConnection,
+    table: Table,
+    *,
+    grace_s: float,
+    batch: int,
+    hold_s: float,
+    oldest_queued_s: float | None = None,
 ) -> list[uuid.UUID]:
-    """Up to ``batch`` rows not done past their grace, held for ``hold_s`` while republished."""
-    rows = await conn.execute(
-        _SQL[table]["sweep"], {"grace": grace_s, "batch": batch, "hold": hold_s}
-    )
+    """Up to ``batch`` rows not done past their grace, held for ``hold_s`` while republished.
+
+    With ``oldest_queued_s`` (the epoch time of the oldest job still in the queue), the grace
+    counts from then when that is earlier than now: a row due after the oldest queued job may
+    simply be waiting its turn behind it, and republishing a backlog the workers have not
+    reached yet would only add to it. A row due before it has no job left in the queue.
+    """
+    params = {"grace": grace_s, "batch": batch, "hold": hold_s, "oldest": oldest_queued_s}
+    rows = await conn.execute(_SQL[table]["sweep"], params)
     return list(rows.scalars().all())
 
 

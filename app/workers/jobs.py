@@ -437,10 +437,15 @@ async def sweep_outbox(ctx: dict[str, Any], *, batch: int = 500, max_batches: in
     # run's later batches from picking the rows it just republished.
     hold = float(services.settings.sweep_interval_s)
     published = swept = 0
+    # Rows queued after the oldest job still waiting may be waiting behind it: a backlog the
+    # workers have not reached yet is not lost (app.store.work.sweep).
+    oldest = await services.queue.oldest_queued_s()
     for table in work.TABLES:
         for _ in range(max_batches):
             async with services.engine.begin() as conn:
-                ids = await work.sweep(conn, table, grace_s=grace, batch=batch, hold_s=hold)
+                ids = await work.sweep(
+                    conn, table, grace_s=grace, batch=batch, hold_s=hold, oldest_queued_s=oldest
+                )
             if not ids:
                 break
             swept += len(ids)
