@@ -156,42 +156,50 @@ def _with_options(
 
 class _Pool(httpcore.AsyncConnectionPool):
     def _assign_requests_to_connections(self) -> list[httpcore.AsyncConnectionInterface]:
-        """httpcore's assignment in one pass over the pool instead of one per connection.
+        """httpcore's assignment, in one pass over the pool, never handing a connection to a
+        second request before the first has started on it.
 
-        httpcore runs this twice per request (when it is queued and when its response is
-        closed) and, for every connection, counted the whole pool again and built the lists of
-        available and idle connections in full: quadratic in the pool, a tenth of an
-        enrichment job's CPU with twenty calls in flight. The outcome is the same: closed
-        connections dropped, expired ones and idle ones beyond the keep-alive limit closed,
-        each queued request given the first available connection to its origin, else a new
-        one, else an idle one's place. The keep-alive limit counts idle connections, as it is
-        documented to (httpcore counted every connection, so a busy pool closed each
-        connection as soon as it was idle and opened it again for the next request).
+        httpcore runs this whenever a request is queued and whenever a response is closed.
+        An HTTP/1.1 connection stays idle from its assignment until its request starts, so
+        httpcore gave the same idle connection to every request queued meanwhile: all but one
+        then failed with ConnectionNotAvailable and went round the pool again (two and a half
+        extra rounds per request with twenty calls in flight), each round counting the whole
+        pool once per connection. Here a connection held by a request is not offered to
+        another (this pool speaks HTTP/1.1 only, one request per connection at a time), and
+        the keep-alive limit counts idle connections, as documented (httpcore counted all of
+        them, so a busy pool closed each connection as soon as it was idle).
         """
-        closing = self._prune()
+        held = {id(r.connection) for r in self._requests if r.connection is not None}
+        closing = self._prune(held)
         kept = self._connections
         for pool_request in self._requests:
             if not pool_request.is_queued():
                 continue
             origin = pool_request.request.url.origin
             connection = next(
-                (c for c in kept if c.can_handle_request(origin) and c.is_available()), None
+                (
+                    c
+                    for c in kept
+                    if id(c) not in held and c.can_handle_request(origin) and c.is_available()
+                ),
+                None,
             )
             if connection is None:
                 if len(kept) >= self._max_connections:
-                    spare = next((c for c in kept if c.is_idle()), None)
+                    spare = next((c for c in kept if id(c) not in held and c.is_idle()), None)
                     if spare is None:
                         continue
                     kept.remove(spare)
                     closing.append(spare)
                 connection = self.create_connection(origin)
                 kept.append(connection)
+            held.add(id(connection))
             pool_request.assign_to_connection(connection)
         return closing
 
-    def _prune(self) -> list[httpcore.AsyncConnectionInterface]:
+    def _prune(self, held: set[int]) -> list[httpcore.AsyncConnectionInterface]:
         """Drop closed connections; the expired ones and the idle ones beyond the keep-alive
-        limit (oldest first) are returned, to be closed."""
+        limit (oldest first, none a request holds) are returned, to be closed."""
         closing: list[httpcore.AsyncConnectionInterface] = []
         kept: list[httpcore.AsyncConnectionInterface] = []
         surplus = -self._max_keepalive_connections
@@ -206,7 +214,7 @@ class _Pool(httpcore.AsyncConnectionPool):
         if surplus > 0:
             trimmed = []
             for connection in kept:
-                if surplus > 0 and connection.is_idle():
+                if surplus > 0 and id(connection) not in held and connection.is_idle():
                     surplus -= 1
                     closing.append(connection)
                 else:
