@@ -102,12 +102,7 @@ async def fetch_document(
     token = uuid.uuid4().hex
     started = int(time.time() * 1_000_000)
     deadline = time.monotonic() + 2 * lock_ttl
-    budget = services.budget
-    ticket = (
-        await budget.ticket(budget_key)
-        if budget_key is not None and isinstance(budget, RedisBudget)
-        else None
-    )
+    ticket = await _ticket(services, budget_key)
     while True:
         try:
             outcome, payload, grant = await cache.probe(
@@ -167,6 +162,18 @@ async def _fetch_and_store(
         await cache.unlock(key, token)
         await _release(services, granted)
     return fetched
+
+
+async def _ticket(services: Services, key: BudgetKey | None) -> Ticket | None:
+    budget = services.budget
+    if key is None or not isinstance(budget, RedisBudget):
+        return None
+    try:
+        return await budget.ticket(key)
+    except ApiError:
+        # Limits the connection cannot have (options.limits): the call's own slot reports
+        # them, when there is a call to make, as for any fetch.
+        return None
 
 
 async def _release(services: Services, granted: Ticket | None) -> None:
