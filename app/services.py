@@ -4,14 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from http.cookiejar import CookieJar, DefaultCookiePolicy
 
 import httpx
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.clients.base import DocumentCache, RateBudget
 from app.clients.budget import ConnectionLimits, Limits, RedisBudget
-from app.clients.transport import AsyncioTransport
+from app.clients.transport import AsyncioTransport, OutboundClient
 from app.connections import ConnectionStore
 from app.crypto import Cipher
 from app.db import create_engine, settle_abandoned
@@ -89,11 +88,8 @@ class Services:
             ),
             # One client per process, so calls reuse kept-alive connections. Mounted, not
             # passed as the transport: proxies from the environment still take precedence.
-            http=httpx.AsyncClient(
-                # Shared by every tenant: a cookie one tenant's ATS (or destination) sets must
-                # never ride along on another tenant's call to the same host, and no ATS API
-                # this service calls needs one, so none is kept.
-                cookies=CookieJar(policy=DefaultCookiePolicy(allowed_domains=[])),
+            # OutboundClient keeps no cookies: it is shared by every tenant.
+            http=OutboundClient(
                 timeout=httpx.Timeout(settings.api_call_timeout_s, connect=3.0),
                 limits=_HTTP_LIMITS,
                 mounts={"all://": AsyncioTransport(limits=_HTTP_LIMITS)},

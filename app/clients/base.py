@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import email.utils
 import time
-from collections.abc import AsyncIterator, Collection
+from collections.abc import AsyncIterator, Collection, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -19,6 +19,7 @@ import orjson
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from app.clients.scripts import BUDGET_FUNCTIONS
 from app.metrics import ATS_CALLS, ATS_RATE_LIMITED
 
 
@@ -62,14 +63,20 @@ class UnlimitedBudget:
 
 
 # Every cache operation in one script, registered once per process. KEYS: document, error,
-# lock. ARGV[1] is the operation:
-#   put    ARGV: envelope, version, ttl ms[, lock token] -> 1 if stored (an older version
-#          never replaces a newer one); with a token, also releases the lock it holds
-#   probe  ARGV: oldest usable version, wait start, lock token, lock ms -> {1, doc}: use it;
-#          {2, err}: fail with the error of the fetch this job waited for; {3, ''}: fetch it,
-#          holding the lock; {0, ''}: wait
+# lock, then (probe) a rate budget's keys or (put) the in-flight keys of its grant. ARGV[1] is
+# the operation:
+#   put    ARGV: envelope, version, ttl ms[, lock token or ''[, lease]] -> 1 if stored (an
+#          older version never replaces a newer one); with a token, also releases the lock it
+#          holds; with a lease, also gives back the budget slots it holds
+#   probe  ARGV: oldest usable version, wait start, lock token, lock ms[, budget ARGV] ->
+#          {1, doc}: use it; {2, err}: fail with the error of the fetch this job waited for;
+#          {3, '', grant}: fetch it, holding the lock, with grant as ``acquire`` returns it
+#          when a budget was given (0: granted); {0, ''}: wait
 #   unlock ARGV: lock token -> 0 (releases the lock only if this token still holds it)
-_CACHE = """
+# acquire and release: app/clients/scripts.py.
+_CACHE = (
+    BUDGET_FUNCTIONS
+    + """
 local op = ARGV[1]
 local function newer_or_equal(raw, version)
   local ok, envelope = pcall(cjson.decode, raw)
@@ -80,7 +87,8 @@ local function unlock(token)
   if redis.call('GET', KEYS[3]) == token then redis.call('DEL', KEYS[3]) end
 end
 if op == 'put' then
-  if ARGV[5] then unlock(ARGV[5]) end
+  if ARGV[5] and ARGV[5] ~= '' then unlock(ARGV[5]) end
+  if ARGV[6] then release(4, 1, ARGV[6]) end
   local current = redis.call('GET', KEYS[1])
   if current and newer_or_equal(current, ARGV[3]) then return 0 end
   redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[4])
@@ -96,7 +104,10 @@ elseif op == 'probe' then
       return {2, err}
     end
   end
-  if redis.call('SET', KEYS[3], ARGV[4], 'NX', 'PX', ARGV[5]) then return {3, ''} end
+  if redis.call('SET', KEYS[3], ARGV[4], 'NX', 'PX', ARGV[5]) then
+    if #KEYS > 3 then return {3, '', acquire(3, 5)} end
+    return {3, ''}
+  end
   return {0, ''}
 elseif op == 'unlock' then
   unlock(ARGV[2])
@@ -104,6 +115,7 @@ elseif op == 'unlock' then
 end
 return redis.error_reply('unknown cache operation')
 """
+)
 _REDIS_ERRORS = (RedisError, OSError, TimeoutError)
 
 
@@ -174,29 +186,50 @@ class DocumentCache:
         ttl_s: float | None = None,
         *,
         unlock: str | None = None,
+        release: tuple[Sequence[str], str] | None = None,
     ) -> bool:
         """Cache ``document`` unless a newer version is cached (best effort); with ``unlock``,
-        also release the fetch lock that token holds (:meth:`unlock`), in the same call."""
+        also release the fetch lock that token holds (:meth:`unlock`), and with ``release``
+        (in-flight keys, lease), give back the budget slots the fetch's grant holds, in the
+        same call."""
         ttl_ms = self._ttl_ms if ttl_s is None else max(1, int(ttl_s * 1000))
         envelope = orjson.dumps({"v": version, "doc": document})
+        keys = self._keys(key)
         args: list[Any] = ["put", envelope, version, ttl_ms]
-        if unlock is not None:
-            args.append(unlock)
+        if unlock is not None or release is not None:
+            args.append(unlock or "")
+        if release is not None:
+            keys += release[0]
+            args.append(release[1])
         try:
-            stored = await self._script(keys=self._keys(key), args=args)
+            stored = await self._script(keys=keys, args=args)
         except _REDIS_ERRORS:
             return False
         return bool(stored)
 
     async def probe(
-        self, key: str, *, not_before: int, waiting_since: int, token: str, lock_ms: int
-    ) -> tuple[int, bytes]:
-        """One step of a coalesced fetch (see the script): (outcome, payload). Raises Redis
-        errors: without Redis the caller fetches on its own."""
-        outcome, payload = await self._script(
-            keys=self._keys(key), args=["probe", not_before, waiting_since, token, lock_ms]
-        )
-        return int(outcome), bytes(payload)
+        self,
+        key: str,
+        *,
+        not_before: int,
+        waiting_since: int,
+        token: str,
+        lock_ms: int,
+        budget: tuple[Sequence[str], Sequence[Any]] | None = None,
+    ) -> tuple[int, bytes, int | None]:
+        """One step of a coalesced fetch (see the script): (outcome, payload, grant). With
+        ``budget`` (a rate budget's keys and arguments), a fetch outcome also asks it for the
+        call, and grant is its answer (0: granted, else as the budget's script answers);
+        otherwise grant is None. Raises Redis errors: without Redis the caller fetches on its
+        own."""
+        keys = self._keys(key)
+        args: list[Any] = ["probe", not_before, waiting_since, token, lock_ms]
+        if budget is not None:
+            keys += budget[0]
+            args += budget[1]
+        answer = await self._script(keys=keys, args=args)
+        grant = int(answer[2]) if len(answer) > 2 else None
+        return int(answer[0]), bytes(answer[1]), grant
 
     async def unlock(self, key: str, token: str) -> None:
         """Release the fetch lock if ``token`` still holds it (best effort: it expires)."""

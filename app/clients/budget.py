@@ -14,8 +14,10 @@ import asyncio
 import random
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
+from contextlib import asynccontextmanager, contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -26,6 +28,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from app.clients.base import ApiError, BudgetExhaustedError, BudgetKey
+from app.clients.scripts import BUDGET_FUNCTIONS
 from app.connections import ConnectionStore
 from app.metrics import BUDGET_WAIT_SECONDS, BUDGET_WAITS
 
@@ -35,61 +38,8 @@ _REDIS_ERRORS = (RedisError, OSError, TimeoutError)
 # Jitter only spreads waiters apart; it protects nothing.
 _jitter = random.Random()  # noqa: S311
 
-# KEYS: penalty, calls-today, then per level: tokens, in-flight.
-# ARGV: quota (0 = none), lease id, lease ms, calls ttl s, poll ms,
-#       then per level: rate per s (0 = none), burst, concurrency (0 = none).
-# Returns 0 when granted, -1 when the daily quota is spent, else milliseconds to wait.
-_ACQUIRE = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local penalty = redis.call('PTTL', KEYS[1])
-if penalty > 0 then return penalty end
-local quota = tonumber(ARGV[1])
-if quota > 0 and tonumber(redis.call('GET', KEYS[2]) or '0') >= quota then return -1 end
-local lease_ms = tonumber(ARGV[3])
-local poll_ms = tonumber(ARGV[5])
-local levels = (#KEYS - 2) / 2
-local wait = 0
-local tokens = {}
-for i = 0, levels - 1 do
-  local tk, ik = KEYS[3 + 2 * i], KEYS[4 + 2 * i]
-  local rate = tonumber(ARGV[6 + 3 * i])
-  local burst = tonumber(ARGV[7 + 3 * i])
-  local conc = tonumber(ARGV[8 + 3 * i])
-  if conc > 0 then
-    redis.call('ZREMRANGEBYSCORE', ik, '-inf', now)
-    if redis.call('ZCARD', ik) >= conc then wait = math.max(wait, poll_ms) end
-  end
-  if rate > 0 then
-    local state = redis.call('HMGET', tk, 'tokens', 'at')
-    local level = tonumber(state[1]) or burst
-    local at = tonumber(state[2]) or now
-    level = math.min(burst, level + math.max(0, now - at) * rate / 1000)
-    tokens[i] = level
-    if level < 1 then
-      wait = math.max(wait, math.ceil((1 - level) * 1000 / rate))
-    end
-  end
-end
-if wait > 0 then return wait end
-for i = 0, levels - 1 do
-  local tk, ik = KEYS[3 + 2 * i], KEYS[4 + 2 * i]
-  local rate = tonumber(ARGV[6 + 3 * i])
-  local burst = tonumber(ARGV[7 + 3 * i])
-  local conc = tonumber(ARGV[8 + 3 * i])
-  if conc > 0 then
-    redis.call('ZADD', ik, now + lease_ms, ARGV[2])
-    redis.call('PEXPIRE', ik, lease_ms * 2)
-  end
-  if rate > 0 then
-    redis.call('HSET', tk, 'tokens', tostring(tokens[i] - 1), 'at', tostring(now))
-    redis.call('PEXPIRE', tk, math.ceil(burst * 1000 / rate) + 1000)
-  end
-end
-redis.call('INCR', KEYS[2])
-redis.call('EXPIRE', KEYS[2], tonumber(ARGV[4]))
-return 0
-"""
+# KEYS and ARGV as ``acquire`` in app/clients/scripts.py takes them (offsets 0).
+_ACQUIRE = BUDGET_FUNCTIONS + "return acquire(0, 0)\n"
 
 # A shorter Retry-After never shortens a longer one already in force.
 _PENALIZE = """
@@ -144,6 +94,57 @@ def seconds_to_utc_midnight(now: float | None = None) -> float:
     return (midnight - current).total_seconds()
 
 
+@dataclass(frozen=True, slots=True)
+class Ticket:
+    """One call's request to the budget: the script's keys and arguments, with its lease."""
+
+    key: BudgetKey
+    # penalty, calls-today, then per level: tokens, in-flight (see app/clients/scripts.py)
+    keys: list[str]
+    argv: list[float | int | str]
+
+    @property
+    def lease(self) -> str:
+        """The id the call's concurrency slots are held under."""
+        return str(self.argv[1])
+
+    @property
+    def inflight(self) -> list[str]:
+        """The keys holding the call's concurrency slots, one per level."""
+        return self.keys[3::2]
+
+
+class Prepaid:
+    """A grant taken before the call that spends it, for the first slot under its key."""
+
+    def __init__(self, ticket: Ticket) -> None:
+        self.ticket = ticket
+        self.claimed = False
+
+    def claim(self, key: BudgetKey) -> bool:
+        """Whether a slot under ``key`` may use this grant (once)."""
+        if self.claimed or key != self.ticket.key:
+            return False
+        self.claimed = True
+        return True
+
+
+# The grant the running task took for its next call (see RedisBudget.slot and prepaid()).
+_PREPAID: ContextVar[Prepaid | None] = ContextVar("hirehook_budget_prepaid", default=None)
+
+
+@contextmanager
+def prepaid(ticket: Ticket) -> Iterator[Prepaid]:
+    """Within the block, the first slot under ``ticket.key`` taken by this task (or a task it
+    starts) is already granted: the caller took the grant and gives the slot back."""
+    grant = Prepaid(ticket)
+    token = _PREPAID.set(grant)
+    try:
+        yield grant
+    finally:
+        _PREPAID.reset(token)
+
+
 class RedisBudget:
     """The :class:`~app.clients.base.RateBudget` shared by every process through Redis."""
 
@@ -179,9 +180,8 @@ class RedisBudget:
         raw = await self._redis.get(self.calls_key(key))
         return int(raw or 0)
 
-    @asynccontextmanager
-    async def slot(self, key: BudgetKey) -> AsyncIterator[None]:
-        """Wait for permission to make one call, and hold a concurrency slot while it runs."""
+    async def ticket(self, key: BudgetKey) -> Ticket:
+        """What the budget's script needs to grant one call under ``key`` (a fresh lease)."""
         limits = await self._limits(key)
         levels: list[tuple[str, RouteLimits]] = [("*", limits)]
         if key.route != "*" and key.route in limits.routes:
@@ -197,12 +197,24 @@ class RedisBudget:
         for route, level in levels:
             keys += [f"{self._base(key)}:{route}:tokens", f"{self._base(key)}:{route}:inflight"]
             argv += level._argv()
-        granted = await self._wait(key, keys, argv)
+        return Ticket(key, keys, argv)
+
+    @asynccontextmanager
+    async def slot(self, key: BudgetKey) -> AsyncIterator[None]:
+        """Wait for permission to make one call, and hold a concurrency slot while it runs."""
+        grant = _PREPAID.get()
+        if grant is not None and grant.claim(key):
+            # Granted with the cache probe that decided to fetch; whoever took it gives the
+            # slot back (app/workers/fetch.py, with the document's store).
+            yield
+            return
+        ticket = await self.ticket(key)
+        granted = await self._wait(key, ticket.keys, ticket.argv)
         try:
             yield
         finally:
             if granted:
-                await self._release(keys, str(argv[1]))
+                await self.release(ticket)
 
     async def _wait(self, key: BudgetKey, keys: list[str], argv: list[float | int | str]) -> bool:
         waited = 0.0
@@ -227,8 +239,10 @@ class RedisBudget:
             await asyncio.sleep(wait_s)
             waited += wait_s
 
-    async def _release(self, keys: list[str], lease: str) -> None:
-        inflight = keys[3::2]
+    async def release(self, ticket: Ticket) -> None:
+        """Give back the concurrency slot a granted ticket holds (best effort: it expires)."""
+        inflight = ticket.inflight
+        lease = ticket.lease
         try:
             if len(inflight) == 1:
                 # The usual case (no route limits): a pipeline would only add its own cost.

@@ -155,6 +155,74 @@ def _with_options(
 
 
 class _Pool(httpcore.AsyncConnectionPool):
+    def _assign_requests_to_connections(self) -> list[httpcore.AsyncConnectionInterface]:
+        """httpcore's assignment, in one pass over the pool, never handing a connection to a
+        second request before the first has started on it.
+
+        httpcore runs this whenever a request is queued and whenever a response is closed.
+        An HTTP/1.1 connection stays idle from its assignment until its request starts, so
+        httpcore gave the same idle connection to every request queued meanwhile: all but one
+        then failed with ConnectionNotAvailable and went round the pool again (two and a half
+        extra rounds per request with twenty calls in flight), each round counting the whole
+        pool once per connection. Here a connection held by a request is not offered to
+        another (this pool speaks HTTP/1.1 only, one request per connection at a time), and
+        the keep-alive limit counts idle connections, as documented (httpcore counted all of
+        them, so a busy pool closed each connection as soon as it was idle).
+        """
+        held = {id(r.connection) for r in self._requests if r.connection is not None}
+        closing = self._prune(held)
+        kept = self._connections
+        for pool_request in self._requests:
+            if not pool_request.is_queued():
+                continue
+            origin = pool_request.request.url.origin
+            connection = next(
+                (
+                    c
+                    for c in kept
+                    if id(c) not in held and c.can_handle_request(origin) and c.is_available()
+                ),
+                None,
+            )
+            if connection is None:
+                if len(kept) >= self._max_connections:
+                    spare = next((c for c in kept if id(c) not in held and c.is_idle()), None)
+                    if spare is None:
+                        continue
+                    kept.remove(spare)
+                    closing.append(spare)
+                connection = self.create_connection(origin)
+                kept.append(connection)
+            held.add(id(connection))
+            pool_request.assign_to_connection(connection)
+        return closing
+
+    def _prune(self, held: set[int]) -> list[httpcore.AsyncConnectionInterface]:
+        """Drop closed connections; the expired ones and the idle ones beyond the keep-alive
+        limit (oldest first, none a request holds) are returned, to be closed."""
+        closing: list[httpcore.AsyncConnectionInterface] = []
+        kept: list[httpcore.AsyncConnectionInterface] = []
+        surplus = -self._max_keepalive_connections
+        for connection in self._connections:
+            if connection.is_closed():
+                continue
+            if connection.has_expired():
+                closing.append(connection)
+                continue
+            kept.append(connection)
+            surplus += connection.is_idle()
+        if surplus > 0:
+            trimmed = []
+            for connection in kept:
+                if surplus > 0 and id(connection) not in held and connection.is_idle():
+                    surplus -= 1
+                    closing.append(connection)
+                else:
+                    trimmed.append(connection)
+            kept = trimmed
+        self._connections = kept
+        return closing
+
     async def _close_connections(self, closing: list[httpcore.AsyncConnectionInterface]) -> None:
         # httpcore enters an anyio shielded cancel scope to close the connections it dropped,
         # twice per request and almost always for none; only enter it when there are some.
@@ -178,3 +246,25 @@ class AsyncioTransport(httpx.AsyncHTTPTransport):
             keepalive_expiry=limits.keepalive_expiry,
             network_backend=AsyncioBackend(),
         )
+
+
+class _NoCookies(httpx.Cookies):
+    """A cookie store that never keeps one."""
+
+    def extract_cookies(self, response: httpx.Response) -> None:
+        """Nothing is kept, so nothing is parsed (httpx builds a urllib request per response
+        to hand the headers to a cookie jar, even one whose policy refuses everything)."""
+        del response
+
+
+class OutboundClient(httpx.AsyncClient):
+    """httpx's client for calls to other services, keeping no cookies.
+
+    One client is shared by every tenant: a cookie one tenant's ATS (or destination) sets
+    must never ride along on another tenant's call to the same host, and no API this service
+    calls needs one.
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._cookies = _NoCookies()

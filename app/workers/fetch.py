@@ -5,6 +5,10 @@ cached document sent no earlier than ``coalesce_window_s`` before the event was 
 document asked for after the event arrived already reflects it, and the window lets the burst
 of duplicates an ATS sends for one change share a single call. Concurrent misses coalesce on a
 short Redis lock: one job fetches, the others wait for its document (or its error).
+
+When the caller names the rate budget its call will spend, the probe that takes the lock also
+takes the budget's grant, and the store that releases the lock gives the grant's slot back: a
+fetched document costs two Redis round trips instead of four.
 """
 
 from __future__ import annotations
@@ -20,7 +24,8 @@ from typing import Any
 import orjson
 from redis.exceptions import RedisError
 
-from app.clients.base import ApiError, BudgetExhaustedError, Document
+from app.clients.base import ApiError, BudgetExhaustedError, BudgetKey, Document
+from app.clients.budget import RedisBudget, Ticket, prepaid
 from app.services import Services
 from app.workers.context import RecordRow
 
@@ -53,9 +58,16 @@ def not_before_us(services: Services, record: RecordRow) -> int:
 
 
 async def fetch(
-    services: Services, record: RecordRow, kind: str, external_id: str, call: Call
+    services: Services,
+    record: RecordRow,
+    kind: str,
+    external_id: str,
+    call: Call,
+    *,
+    budget_key: BudgetKey | None = None,
 ) -> Fetched:
-    """The record's view of one resource: cached if fresh enough, else fetched once for all."""
+    """The record's view of one resource: cached if fresh enough, else fetched once for all.
+    ``budget_key`` names the budget ``call`` spends, when it spends exactly one call of it."""
     if record.connection is not None and record.connection.options.get("coalesce") is False:
         # A tenant may opt out: every event then costs its own call.
         return await _call(call)
@@ -67,6 +79,7 @@ async def fetch(
         external_id=external_id,
         not_before=not_before_us(services, record),
         call=call,
+        budget_key=budget_key,
     )
 
 
@@ -79,6 +92,7 @@ async def fetch_document(
     external_id: str,
     not_before: int,
     call: Call,
+    budget_key: BudgetKey | None = None,
 ) -> Fetched:
     """Cache, then coalesce, then ``call``; see the module docstring."""
     cache = services.cache
@@ -88,10 +102,16 @@ async def fetch_document(
     token = uuid.uuid4().hex
     started = int(time.time() * 1_000_000)
     deadline = time.monotonic() + 2 * lock_ttl
+    ticket = await _ticket(services, budget_key)
     while True:
         try:
-            outcome, payload = await cache.probe(
-                key, not_before=not_before, waiting_since=started, token=token, lock_ms=lock_ms
+            outcome, payload, grant = await cache.probe(
+                key,
+                not_before=not_before,
+                waiting_since=started,
+                token=token,
+                lock_ms=lock_ms,
+                budget=None if ticket is None else (ticket.keys, ticket.argv),
             )
         except _REDIS_ERRORS:
             # Without Redis there is nothing to share; the budget still holds the ATS back.
@@ -102,28 +122,63 @@ async def fetch_document(
         if outcome == _FAIL:
             raise _shared_error(orjson.loads(payload))
         if outcome == _FETCH:
-            return await _fetch_and_store(services, key, token, call)
+            # Not granted (a wait, a spent quota): the call asks the budget itself, and waits.
+            granted = ticket if grant == 0 else None
+            return await _fetch_and_store(services, key, token, call, granted)
         if time.monotonic() > deadline:
             raise ApiError(f"{source} {kind}: a concurrent fetch did not finish", transient=True)
         await asyncio.sleep(_POLL_S)
 
 
-async def _fetch_and_store(services: Services, key: str, token: str, call: Call) -> Fetched:
+async def _fetch_and_store(
+    services: Services, key: str, token: str, call: Call, granted: Ticket | None
+) -> Fetched:
     cache = services.cache
     try:
-        fetched = await _call(call)
+        if granted is None:
+            fetched = await _call(call)
+        else:
+            with prepaid(granted):
+                fetched = await _call(call)
     except BaseException as exc:
         if isinstance(exc, ApiError) and not isinstance(exc, BudgetExhaustedError):
             await cache.share_error(key, _error_body(exc), services.settings.coalesce_lock_ttl_s)
         await cache.unlock(key, token)
+        await _release(services, granted)
         raise
-    # One round trip: the waiters polling the lock find the document as it is released.
-    stored = await cache.put(key, fetched.document, fetched.version, unlock=token)
+    # One round trip: the waiters polling the lock find the document as it is released, and
+    # the grant's slot is given back with it.
+    stored = await cache.put(
+        key,
+        fetched.document,
+        fetched.version,
+        unlock=token,
+        release=None if granted is None else (granted.inflight, granted.lease),
+    )
     if not stored:
-        # Not stored because a newer version was cached (the lock is already released) or
-        # because Redis failed, in which case the release is tried again (it expires anyway).
+        # Not stored because a newer version was cached (the lock and the slot are already
+        # released) or because Redis failed, in which case both are tried again (they expire
+        # anyway).
         await cache.unlock(key, token)
+        await _release(services, granted)
     return fetched
+
+
+async def _ticket(services: Services, key: BudgetKey | None) -> Ticket | None:
+    budget = services.budget
+    if key is None or not isinstance(budget, RedisBudget):
+        return None
+    try:
+        return await budget.ticket(key)
+    except ApiError:
+        # Limits the connection cannot have (options.limits): the call's own slot reports
+        # them, when there is a call to make, as for any fetch.
+        return None
+
+
+async def _release(services: Services, granted: Ticket | None) -> None:
+    if granted is not None and isinstance(services.budget, RedisBudget):
+        await services.budget.release(granted)
 
 
 async def _call(call: Call) -> Fetched:

@@ -182,15 +182,21 @@ async def handle(services: Services, record: RecordRow) -> Enrichment:
         external_id = subjects[kind]
         if kind == "candidate":
             call = partial(client.candidate, external_id)
-            fetched = await fetch(services, record, "candidate", external_id, call)
+            fetched = await fetch(
+                services, record, "candidate", external_id, call, budget_key=client.budget_key
+            )
             resources += candidate(fetched, external_id)
         elif kind == "position":
             call = partial(client.position, external_id)
-            fetched = await fetch(services, record, "job", external_id, call)
+            fetched = await fetch(
+                services, record, "job", external_id, call, budget_key=client.budget_key
+            )
             resources.append(position(fetched, external_id))
         else:
             # No normalized table for users: the recruiter goes with the delivered event.
             call = partial(client.user, external_id)
-            fetched = await fetch(services, record, "user", external_id, call)
+            fetched = await fetch(
+                services, record, "user", external_id, call, budget_key=client.budget_key
+            )
             data["user"] = fetched.document
     return Enrichment(plan.delivered, resources, data)
