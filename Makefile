@@ -41,13 +41,17 @@ BENCH_KILL_AFTER ?= 3
 BENCH_ENRICH_EVENTS ?= 600
 BENCH_ENRICH_STORM ?= 500
 BENCH_ENRICH_REPEATS ?= 3
+BENCH_PIPELINE_SECONDS ?= 15
+BENCH_PIPELINE_BACKLOG ?= 4000
+BENCH_PIPELINE_REPEATS ?= 2
 BENCH_RESULTS ?= bench/results
 bench: $(STAMP)
 	$(BIN)/python -m bench.suite --events $(BENCH_EVENTS) --rounds $(BENCH_ROUNDS) \
 		--slow-rounds $(BENCH_SLOW_ROUNDS) --prefill $(BENCH_PREFILL) \
 		--rss-events $(BENCH_RSS_EVENTS) --kill-after $(BENCH_KILL_AFTER) --enrich-events $(BENCH_ENRICH_EVENTS) \
 		--enrich-storm $(BENCH_ENRICH_STORM) --enrich-repeats $(BENCH_ENRICH_REPEATS) \
-		--results $(BENCH_RESULTS)
+		--pipeline-seconds $(BENCH_PIPELINE_SECONDS) --pipeline-backlog $(BENCH_PIPELINE_BACKLOG) \
+		--pipeline-repeats $(BENCH_PIPELINE_REPEATS) --results $(BENCH_RESULTS)
 
 ## A smoke run of the same set in a few minutes: small counts, figures not comparable.
 bench-quick: $(STAMP)
