@@ -435,6 +435,10 @@ secret = "{DESTINATION_SECRET}"
     async def ledger(self, events: list[Event]) -> dict[str, int]:
         """Sent, acknowledged, recorded, processed, delivered; lost and doubled."""
         ids = [e.event_id for e in events]
+        # What the receiver has seen is read before the database: an event delivered while the
+        # query runs would otherwise count as received but not yet processed, since the query
+        # sees the database as it was when it started.
+        seen = Counter(self.receiver.seen)
         rows = await self.query(
             """
             SELECT r.dedupe_key, r.id::text AS record_id,
@@ -451,7 +455,7 @@ secret = "{DESTINATION_SECRET}"
         per_key = Counter(row["dedupe_key"] for row in rows)
         acked = [e for e in events if e.acked_at is not None]
         record_ids = {row["record_id"] for row in rows}
-        received = [self.receiver.seen[r] for r in record_ids if self.receiver.seen[r]]
+        received = [seen[r] for r in record_ids if seen[r]]
         return {
             "sent": len(events),
             "acknowledged": len(acked),

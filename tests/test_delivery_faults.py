@@ -200,3 +200,38 @@ async def test_a_batch_whose_success_cannot_be_written_sends_each_again_alike(
     assert all(call.status == 200 for call in calls)
     done = await rows(services, "SELECT attempts, done_at FROM delivery")
     assert [(r.attempts, r.done_at is not None) for r in done] == [(2, True)] * 3
+
+
+async def test_a_batch_starts_no_new_send_while_its_sends_cannot_be_written(
+    services: Services,
+    settings: Settings,
+    vendor: CuttingVendor,
+    pg_proxy: FaultProxy,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # One send at a time: the first is answered as PostgreSQL goes away, so it cannot be
+    # written down. The batch starts none of its other sends meanwhile; they are handed back
+    # and sent once each when the database is back, and only the first is ever sent twice.
+    monkeypatch.setattr(delivery, "MARK_DONE_PAUSES_S", (0.1,))
+    monkeypatch.setattr(delivery, "MARK_DONE_BUDGET_S", 0.5)
+    vendor.sr_candidate_concurrency = 3
+    conn = await add_source(services, vendor, "smartrecruiters", destination=True)
+    ids = []
+    for i in range(3):
+        vendor.add_sr_candidate(f"c-{i}")
+        ids.append(
+            await record_event(services, conn, "candidate.updated", {"id": f"c-{i}"}, publish=False)
+        )
+    await services.queue.redis.flushdb()
+    await services.queue.enqueue_batch(ids)
+    cut_database_on_first_answer(vendor, pg_proxy, outage_s=1.5)
+
+    await run_worker(through(settings, pg_proxy, outbox_grace_s=60, worker_concurrency=1))
+
+    sends: dict[str, int] = {}
+    for call in vendor.calls_to("/vendor", method="POST"):
+        sends[call.headers["webhook-id"]] = sends.get(call.headers["webhook-id"], 0) + 1
+    assert sorted(sends) == sorted(str(i) for i in ids)
+    assert sorted(sends.values()) == [1, 1, 2]
+    done = await rows(services, "SELECT done_at FROM delivery")
+    assert all(r.done_at is not None for r in done) and len(done) == 3

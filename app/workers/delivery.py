@@ -12,7 +12,7 @@ import asyncio
 import random
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -307,6 +307,7 @@ async def deliver_records(ctx: dict[str, Any], record_ids: list[str]) -> str:
     last_start = (
         started + settings.job_timeout_s - settings.delivery_timeout_s - MARK_DONE_BUDGET_S - 1
     )
+    batch = _Batch(services)
     begun = False
 
     async def attempt(row: Any) -> _Sent | None:
@@ -315,37 +316,70 @@ async def deliver_records(ctx: dict[str, Any], record_ids: list[str]) -> str:
         if destination is None:
             return _MISSING
         async with _slots(ctx):
-            if begun and time.monotonic() > last_start:
+            if batch.stalled.is_set() or (begun and time.monotonic() > last_start):
                 return None
             begun = True
-            return await _send(services, row.id, bytes(row.body), destination)
+            sent = await _send(services, row.id, bytes(row.body), destination)
+            if sent.delivered:
+                # Within the slot: the next send starts only once this one is written down
+                # or the database is known to be away.
+                await batch.write_down(row.id, sent.status or 200)
+        return sent
 
     results = await asyncio.gather(*(attempt(row) for row in rows))
-    delivered: dict[int, list[uuid.UUID]] = {}
-    untried: list[uuid.UUID] = []
-    for row, sent in zip(rows, results, strict=True):
-        if sent is None:
-            untried.append(row.id)
-        elif sent.delivered:
-            delivered.setdefault(sent.status or 200, []).append(row.id)
-    if delivered and not await _mark_done(services, delivered):
-        # Sent but not recorded: each is sent again, with the same webhook-id, by a job of its
-        # own once the database is back.
-        for ids in delivered.values():
-            for rid in ids:
-                await services.queue.enqueue_delivery(rid, defer_s=settings.enrich_retry_base_s)
-        delivered = {}
-    for status, ids in delivered.items():
-        DELIVERIES.labels("delivered").inc(len(ids))
-        for rid in ids:
-            log.info("delivery.delivered", record_id=str(rid), status=status)
+    for rid in batch.unwritten:
+        # Sent but not recorded: sent again, with the same webhook-id, by a job of its own
+        # once the database is back.
+        await services.queue.enqueue_delivery(rid, defer_s=settings.enrich_retry_base_s)
+    untried = [row.id for row, sent in zip(rows, results, strict=True) if sent is None]
     if untried:
         await _hand_back(services, untried)
     for row, sent in zip(rows, results, strict=True):
         if sent is not None and not sent.delivered:
             await _retry_alone(services, row, sent)
-    sent_ok = sum(len(ids) for ids in delivered.values())
-    return f"delivered {sent_ok} of {len(record_ids)}"
+    return f"delivered {len(batch.written)} of {len(record_ids)}"
+
+
+class _Batch:
+    """A batch job's successful sends, written down as they come in: whoever finds sends
+    waiting writes them all in one statement, so the batch's statements are about as many as
+    the waves of its sends, and a send is never held unwritten while the rest of the batch is
+    still being sent. While the database does not take a write (``stalled``), no new send
+    starts, so what was sent and cannot be written down, and is therefore sent again later,
+    is at most what was in flight; once a write has failed for its whole budget, the rest is
+    not tried either."""
+
+    def __init__(self, services: Services) -> None:
+        self._services = services
+        self._lock = asyncio.Lock()
+        self._waiting: dict[uuid.UUID, int] = {}
+        self._gave_up = False
+        self.written: list[uuid.UUID] = []
+        self.unwritten: list[uuid.UUID] = []
+        self.stalled = asyncio.Event()
+
+    async def write_down(self, rid: uuid.UUID, status: int) -> None:
+        self._waiting[rid] = status
+        async with self._lock:
+            if not self._waiting:
+                return
+            waiting, self._waiting = self._waiting, {}
+            if self._gave_up:
+                self.unwritten += waiting
+                return
+            by_status: dict[int, list[uuid.UUID]] = {}
+            for done, code in waiting.items():
+                by_status.setdefault(code, []).append(done)
+            if await _mark_done(self._services, by_status, on_failure=self.stalled.set):
+                # A short outage is over: the batch's other sends may start again.
+                self.stalled.clear()
+                self.written += waiting
+                DELIVERIES.labels("delivered").inc(len(waiting))
+                for done, code in waiting.items():
+                    log.info("delivery.delivered", record_id=str(done), status=code)
+            else:
+                self._gave_up = True
+                self.unwritten += waiting
 
 
 async def _retry_alone(services: Services, row: Any, sent: _Sent) -> None:
@@ -359,8 +393,10 @@ async def _retry_alone(services: Services, row: Any, sent: _Sent) -> None:
 
 
 async def _hand_back(services: Services, record_ids: list[uuid.UUID]) -> None:
-    """Give back claimed deliveries this run did not try (their attempt refunded), each as a
-    job of its own; if the database is away the sweeper finds them once their lease ends."""
+    """Give back claimed deliveries this run did not try, each as a job of its own, with
+    their attempt refunded; if the database is away the attempt stays counted and the jobs
+    come back after a pause (a job of its own claims its row whatever its lease)."""
+    defer = 0.0
     try:
         async with services.engine.begin() as conn:
             await work.release_many(conn, "delivery", record_ids)
@@ -368,14 +404,20 @@ async def _hand_back(services: Services, record_ids: list[uuid.UUID]) -> None:
         log.warning(
             "delivery.database_unavailable", records=len(record_ids), error=type(exc).__name__
         )
-        return
+        defer = services.settings.enrich_retry_base_s
     for rid in record_ids:
-        await services.queue.enqueue_delivery(rid)
+        await services.queue.enqueue_delivery(rid, defer_s=defer)
 
 
-async def _mark_done(services: Services, delivered: Mapping[int, Sequence[uuid.UUID]]) -> bool:
+async def _mark_done(
+    services: Services,
+    delivered: Mapping[int, Sequence[uuid.UUID]],
+    *,
+    on_failure: Callable[[], object] | None = None,
+) -> bool:
     """Record successful sends (record ids by the status the destination answered) in one
-    transaction; False if the database stayed away (see MARK_DONE_*)."""
+    transaction; False if the database stayed away (see MARK_DONE_*). ``on_failure`` is
+    called at the first failed try."""
     give_up_at = time.monotonic() + MARK_DONE_BUDGET_S
     pauses = iter(MARK_DONE_PAUSES_S)
     while True:
@@ -392,6 +434,8 @@ async def _mark_done(services: Services, delivered: Mapping[int, Sequence[uuid.U
                         await work.finish_many(conn, "delivery", list(ids), status=status)
             return True
         except DB_ERRORS as exc:
+            if on_failure is not None:
+                on_failure()
             pause = next(pauses, None)
             retrying = pause is not None and time.monotonic() + pause < give_up_at
             log.warning(
