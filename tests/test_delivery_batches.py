@@ -5,7 +5,6 @@ back untried; the rest of the batch is neither held back nor sent twice."""
 
 from __future__ import annotations
 
-import uuid
 from typing import Any
 
 from prometheus_client import REGISTRY
@@ -21,9 +20,8 @@ from app.workers.jobs import process_records
 from tests.fake_ats import FakeATS, Step
 from tests.workers_support import (
     VENDOR_SECRET,
-    add_source,
     fast_settings,
-    record_event,
+    record_batch,
     rows,
     run_worker,
 )
@@ -33,28 +31,6 @@ def runs(job: str, outcome: str) -> float:
     """Runs of ``job`` that ended with ``outcome``, in this process."""
     labels = {"job": job, "outcome": outcome}
     return REGISTRY.get_sample_value("hirehook_job_seconds_count", labels) or 0.0
-
-
-async def batch_of(
-    services: Services, fake_ats: FakeATS, n: int, *, publish: bool = True
-) -> list[uuid.UUID]:
-    """``n`` SmartRecruiters events recorded together and published as one batch job, as
-    the API publishes a group-committed batch."""
-    # The fake refuses concurrent candidate reads by default; a batch reads them together.
-    fake_ats.sr_candidate_concurrency = n
-    conn = await add_source(services, fake_ats, "smartrecruiters", destination=True)
-    ids = []
-    for i in range(n):
-        fake_ats.add_sr_candidate(f"c-{i}")
-        ids.append(
-            await record_event(services, conn, "candidate.updated", {"id": f"c-{i}"}, publish=False)
-        )
-    # The intake published each as a job of its own (recorded one at a time); the same records
-    # arriving together would have been one group-committed batch.
-    await services.queue.redis.flushdb()
-    if publish:
-        assert await services.queue.enqueue_batch(ids) == n
-    return ids
 
 
 def batch_settings(settings: Settings, **overrides: Any) -> Settings:
@@ -76,7 +52,7 @@ async def test_a_batch_is_delivered_by_one_job_each_event_once_and_signed(
 ) -> None:
     # A batch job's outcome is "done" (it names how many of its records it delivered).
     before = (runs("deliver_records", "done"), runs("deliver_record", "delivered"))
-    ids = await batch_of(services, fake_ats, 5)
+    ids = await record_batch(services, fake_ats, 5)
 
     await run_worker(batch_settings(settings))
 
@@ -95,7 +71,7 @@ async def test_a_failed_delivery_in_a_batch_is_retried_alone(
     services: Services, settings: Settings, fake_ats: FakeATS
 ) -> None:
     fake_ats.script.append(Step(match="/vendor", status=503))
-    ids = await batch_of(services, fake_ats, 4)
+    ids = await record_batch(services, fake_ats, 4)
 
     await run_worker(batch_settings(settings))
 
@@ -126,7 +102,7 @@ async def test_sends_the_job_has_no_time_for_are_handed_back_untried(
         delivery_timeout_s=2.0,
         job_timeout_s=2.0 + MARK_DONE_BUDGET_S + 1,
     )
-    ids = await batch_of(services, fake_ats, 4)
+    ids = await record_batch(services, fake_ats, 4)
     before = runs("deliver_record", "delivered")
 
     await run_worker(fast)
@@ -142,7 +118,7 @@ async def test_sends_the_job_has_no_time_for_are_handed_back_untried(
 async def test_a_batch_whose_destination_went_away_is_dead_lettered(
     services: Services, settings: Settings, fake_ats: FakeATS
 ) -> None:
-    ids = await batch_of(services, fake_ats, 3, publish=False)
+    ids = await record_batch(services, fake_ats, 3, publish=False)
     ctx: dict[str, Any] = {"services": services, "handlers": sources.handlers()}
     await process_records(ctx, [str(i) for i in ids])
     async with services.engine.begin() as conn:

@@ -23,7 +23,7 @@ from app.workers.jobs import sweep_outbox
 from tests.conftest import host_port, make_settings
 from tests.fake_ats import FakeATS, Step, serve
 from tests.proxy import FaultProxy
-from tests.workers_support import FAST, add_source, record_event, rows, run_worker
+from tests.workers_support import FAST, add_source, record_batch, record_event, rows, run_worker
 
 
 class CuttingVendor(FakeATS):
@@ -53,6 +53,13 @@ async def pg_proxy(settings: Settings) -> AsyncIterator[FaultProxy]:
     proxy = await FaultProxy(*host_port(str(settings.database_url))).start()
     yield proxy
     await proxy.close()
+
+
+@pytest.fixture
+def short_mark_done(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Marking a delivery done gives up after half a second instead of ten."""
+    monkeypatch.setattr(delivery, "MARK_DONE_PAUSES_S", (0.1,))
+    monkeypatch.setattr(delivery, "MARK_DONE_BUDGET_S", 0.5)
 
 
 def through(settings: Settings, proxy: FaultProxy, **overrides: Any) -> Settings:
@@ -143,12 +150,10 @@ async def test_a_longer_outage_sends_again_with_the_same_webhook_id(
     settings: Settings,
     vendor: CuttingVendor,
     pg_proxy: FaultProxy,
-    monkeypatch: pytest.MonkeyPatch,
+    short_mark_done: None,
 ) -> None:
     # At least once: when the success cannot be written down in time, the job is retried
     # and the event sent again, identical, so the receiver can drop the repeat.
-    monkeypatch.setattr(delivery, "MARK_DONE_PAUSES_S", (0.1,))
-    monkeypatch.setattr(delivery, "MARK_DONE_BUDGET_S", 0.5)
     vendor.add_sr_candidate("c-1")
     conn = await add_source(services, vendor, "smartrecruiters", destination=True)
     rid = await record_event(services, conn, "candidate.updated", {"id": "c-1"})
@@ -169,24 +174,12 @@ async def test_a_batch_whose_success_cannot_be_written_sends_each_again_alike(
     settings: Settings,
     vendor: CuttingVendor,
     pg_proxy: FaultProxy,
-    monkeypatch: pytest.MonkeyPatch,
+    short_mark_done: None,
 ) -> None:
     # A batch job (app.workers.delivery.deliver_records) whose marking-done transaction cannot
     # commit: every delivery it sent is sent again, by a job of its own, with the same
     # webhook-id and body; none is lost and none is marked done without a send.
-    monkeypatch.setattr(delivery, "MARK_DONE_PAUSES_S", (0.1,))
-    monkeypatch.setattr(delivery, "MARK_DONE_BUDGET_S", 0.5)
-    vendor.sr_candidate_concurrency = 3
-    conn = await add_source(services, vendor, "smartrecruiters", destination=True)
-    ids = []
-    for i in range(3):
-        vendor.add_sr_candidate(f"c-{i}")
-        ids.append(
-            await record_event(services, conn, "candidate.updated", {"id": f"c-{i}"}, publish=False)
-        )
-    # Published together, as a group-committed batch is (the intake published each alone).
-    await services.queue.redis.flushdb()
-    await services.queue.enqueue_batch(ids)
+    ids = await record_batch(services, vendor, 3)
     cut_database_on_first_answer(vendor, pg_proxy, outage_s=1.5)
 
     await run_worker(through(settings, pg_proxy, outbox_grace_s=60))
@@ -207,23 +200,12 @@ async def test_a_batch_starts_no_new_send_while_its_sends_cannot_be_written(
     settings: Settings,
     vendor: CuttingVendor,
     pg_proxy: FaultProxy,
-    monkeypatch: pytest.MonkeyPatch,
+    short_mark_done: None,
 ) -> None:
     # One send at a time: the first is answered as PostgreSQL goes away, so it cannot be
     # written down. The batch starts none of its other sends meanwhile; they are handed back
     # and sent once each when the database is back, and only the first is ever sent twice.
-    monkeypatch.setattr(delivery, "MARK_DONE_PAUSES_S", (0.1,))
-    monkeypatch.setattr(delivery, "MARK_DONE_BUDGET_S", 0.5)
-    vendor.sr_candidate_concurrency = 3
-    conn = await add_source(services, vendor, "smartrecruiters", destination=True)
-    ids = []
-    for i in range(3):
-        vendor.add_sr_candidate(f"c-{i}")
-        ids.append(
-            await record_event(services, conn, "candidate.updated", {"id": f"c-{i}"}, publish=False)
-        )
-    await services.queue.redis.flushdb()
-    await services.queue.enqueue_batch(ids)
+    ids = await record_batch(services, vendor, 3)
     cut_database_on_first_answer(vendor, pg_proxy, outage_s=1.5)
 
     await run_worker(through(settings, pg_proxy, outbox_grace_s=60, worker_concurrency=1))

@@ -112,6 +112,28 @@ async def record_event(
     return outcome.record_id
 
 
+async def record_batch(
+    services: Services, fake: FakeATS, n: int, *, publish: bool = True
+) -> list[uuid.UUID]:
+    """``n`` SmartRecruiters events of a tenant with a destination, recorded together and
+    published as one batch job, as the API publishes a group-committed batch."""
+    # The fake refuses concurrent candidate reads by default; a batch reads them together.
+    fake.sr_candidate_concurrency = n
+    conn = await add_source(services, fake, "smartrecruiters", destination=True)
+    ids = []
+    for i in range(n):
+        fake.add_sr_candidate(f"c-{i}")
+        ids.append(
+            await record_event(services, conn, "candidate.updated", {"id": f"c-{i}"}, publish=False)
+        )
+    # The intake published each as a job of its own (recorded one at a time); the same records
+    # arriving together would have been one group-committed batch.
+    await services.queue.redis.flushdb()
+    if publish:
+        assert await services.queue.enqueue_batch(ids) == n
+    return ids
+
+
 async def run_worker(settings: Settings, **overrides: Any) -> None:
     """A real arq worker in burst mode: runs until the queue (retries included) is empty."""
     worker = create_worker(settings, burst=True, poll_delay=0.01, **overrides)

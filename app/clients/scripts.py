@@ -25,42 +25,39 @@ local function acquire(ko, ao)
   if quota > 0 and tonumber(redis.call('GET', KEYS[ko + 2]) or '0') >= quota then return -1 end
   local lease_ms = tonumber(ARGV[ao + 3])
   local poll_ms = tonumber(ARGV[ao + 5])
-  local levels = (#KEYS - ko - 2) / 2
   local wait = 0
-  local tokens = {}
-  for i = 0, levels - 1 do
-    local tk, ik = KEYS[ko + 3 + 2 * i], KEYS[ko + 4 + 2 * i]
-    local rate = tonumber(ARGV[ao + 6 + 3 * i])
-    local burst = tonumber(ARGV[ao + 7 + 3 * i])
-    local conc = tonumber(ARGV[ao + 8 + 3 * i])
-    if conc > 0 then
-      redis.call('ZREMRANGEBYSCORE', ik, '-inf', now)
-      if redis.call('ZCARD', ik) >= conc then wait = math.max(wait, poll_ms) end
+  local levels = {}
+  for i = 0, (#KEYS - ko - 2) / 2 - 1 do
+    local lv = {
+      tk = KEYS[ko + 3 + 2 * i], ik = KEYS[ko + 4 + 2 * i],
+      rate = tonumber(ARGV[ao + 6 + 3 * i]), burst = tonumber(ARGV[ao + 7 + 3 * i]),
+      conc = tonumber(ARGV[ao + 8 + 3 * i]),
+    }
+    levels[#levels + 1] = lv
+    if lv.conc > 0 then
+      redis.call('ZREMRANGEBYSCORE', lv.ik, '-inf', now)
+      if redis.call('ZCARD', lv.ik) >= lv.conc then wait = math.max(wait, poll_ms) end
     end
-    if rate > 0 then
-      local state = redis.call('HMGET', tk, 'tokens', 'at')
-      local level = tonumber(state[1]) or burst
+    if lv.rate > 0 then
+      local state = redis.call('HMGET', lv.tk, 'tokens', 'at')
+      local level = tonumber(state[1]) or lv.burst
       local at = tonumber(state[2]) or now
-      level = math.min(burst, level + math.max(0, now - at) * rate / 1000)
-      tokens[i] = level
-      if level < 1 then
-        wait = math.max(wait, math.ceil((1 - level) * 1000 / rate))
+      lv.tokens = math.min(lv.burst, level + math.max(0, now - at) * lv.rate / 1000)
+      if lv.tokens < 1 then
+        wait = math.max(wait, math.ceil((1 - lv.tokens) * 1000 / lv.rate))
       end
     end
   end
   if wait > 0 then return wait end
-  for i = 0, levels - 1 do
-    local tk, ik = KEYS[ko + 3 + 2 * i], KEYS[ko + 4 + 2 * i]
-    local rate = tonumber(ARGV[ao + 6 + 3 * i])
-    local burst = tonumber(ARGV[ao + 7 + 3 * i])
-    local conc = tonumber(ARGV[ao + 8 + 3 * i])
-    if conc > 0 then
-      redis.call('ZADD', ik, now + lease_ms, ARGV[ao + 2])
-      redis.call('PEXPIRE', ik, lease_ms * 2)
+  -- Granted: take from every level what was checked above.
+  for _, lv in ipairs(levels) do
+    if lv.conc > 0 then
+      redis.call('ZADD', lv.ik, now + lease_ms, ARGV[ao + 2])
+      redis.call('PEXPIRE', lv.ik, lease_ms * 2)
     end
-    if rate > 0 then
-      redis.call('HSET', tk, 'tokens', tostring(tokens[i] - 1), 'at', tostring(now))
-      redis.call('PEXPIRE', tk, math.ceil(burst * 1000 / rate) + 1000)
+    if lv.rate > 0 then
+      redis.call('HSET', lv.tk, 'tokens', tostring(lv.tokens - 1), 'at', tostring(now))
+      redis.call('PEXPIRE', lv.tk, math.ceil(lv.burst * 1000 / lv.rate) + 1000)
     end
   end
   redis.call('INCR', KEYS[ko + 2])

@@ -121,6 +121,11 @@ def _statements(table: Table) -> dict[str, TextClause]:
 _SQL: dict[Table, dict[str, TextClause]] = {table: _statements(table) for table in TABLES}
 
 
+def _with_status(table: Table, status: int | None, **params: Any) -> dict[str, Any]:
+    """``params``, plus the destination's ``status`` for the statements of ``delivery``."""
+    return {**params, "status": status} if table == "delivery" else params
+
+
 async def claim(
     conn: AsyncConnection, table: Table, record_id: uuid.UUID, *, lease_s: float
 ) -> Row[Any] | None:
@@ -160,9 +165,7 @@ async def finish_many(
     status: int | None = None,
 ) -> set[uuid.UUID]:
     """:func:`finish` for many rows; the ids this call finished (not those done before)."""
-    params: dict[str, Any] = {"ids": record_ids}
-    if table == "delivery":
-        params["status"] = status
+    params = _with_status(table, status, ids=record_ids)
     rows = await conn.execute(_SQL[table]["finish_many"], params)
     return set(rows.scalars().all())
 
@@ -183,14 +186,9 @@ async def defer(
     status: int | None = None,
 ) -> None:
     """Not before ``delay_s`` from now; the sweeper leaves it alone until then."""
-    params: dict[str, Any] = {
-        "id": record_id,
-        "delay": delay_s,
-        "error": error,
-        "refund": int(refund),
-    }
-    if table == "delivery":
-        params["status"] = status
+    params = _with_status(
+        table, status, id=record_id, delay=delay_s, error=error, refund=int(refund)
+    )
     await conn.execute(_SQL[table]["defer"], params)
 
 
@@ -198,10 +196,7 @@ async def finish(
     conn: AsyncConnection, table: Table, record_id: uuid.UUID, *, status: int | None = None
 ) -> bool:
     """Mark done; False if another run finished first (its effects stand, not ours)."""
-    params: dict[str, Any] = {"id": record_id}
-    if table == "delivery":
-        params["status"] = status
-    result = await conn.execute(_SQL[table]["finish"], params)
+    result = await conn.execute(_SQL[table]["finish"], _with_status(table, status, id=record_id))
     return bool(result.rowcount)
 
 
@@ -214,9 +209,7 @@ async def give_up(
     status: int | None = None,
 ) -> bool:
     """Mark done with the error that ended it; False if it was already done."""
-    params: dict[str, Any] = {"id": record_id, "error": error}
-    if table == "delivery":
-        params["status"] = status
+    params = _with_status(table, status, id=record_id, error=error)
     result = await conn.execute(_SQL[table]["give_up"], params)
     return bool(result.rowcount)
 

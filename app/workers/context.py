@@ -3,6 +3,7 @@ handler gives back (normalized resources and the event to deliver)."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -15,6 +16,21 @@ from app.connections import ConnectionInfo
 from app.services import Services
 from app.store.dead_letters import FailureKind
 from app.store.normalized import Resource
+
+
+def process_slots(ctx: dict[str, Any], name: str) -> asyncio.Semaphore:
+    """The worker process's semaphore called ``name``, of ``worker_concurrency`` slots.
+
+    A batch job runs its records' handlers (or sends its deliveries) concurrently; without a
+    bound shared by the process, twenty batch jobs of 64 would put 1,280 ATS calls (or
+    requests to one vendor) in flight at once. With it a process has at most
+    worker_concurrency of each in flight, as with one record per job.
+    """
+    slots: asyncio.Semaphore | None = ctx.get(name)
+    if slots is None:
+        services: Services = ctx["services"]
+        slots = ctx[name] = asyncio.Semaphore(services.settings.worker_concurrency)
+    return slots
 
 
 @dataclass(frozen=True, slots=True)

@@ -31,7 +31,7 @@ from app.store import dead_letters, deliveries, work
 from app.store.dead_letters import FailureKind
 from app.store.normalized import Resource, stored_view
 from app.verifiers import standard_webhooks as swh
-from app.workers.context import Enrichment, RecordRow
+from app.workers.context import Enrichment, RecordRow, process_slots
 
 log = structlog.get_logger(__name__)
 _jitter = random.Random()  # noqa: S311 - spreads retries; protects nothing
@@ -147,18 +147,6 @@ class _Sent:
 _MISSING = _Sent(None, _NO_DESTINATION[2], missing=True)
 
 
-def _slots(ctx: dict[str, Any]) -> asyncio.Semaphore:
-    # One per worker process, as for the record handlers (app.workers.jobs): a batch job sends
-    # its deliveries concurrently, and without a shared bound twenty batch jobs of 64 would
-    # hold 1,280 requests open against one vendor. With it a process has at most
-    # worker_concurrency in flight, as with one delivery per job.
-    slots: asyncio.Semaphore | None = ctx.get("delivery_slots")
-    if slots is None:
-        services: Services = ctx["services"]
-        slots = ctx["delivery_slots"] = asyncio.Semaphore(services.settings.worker_concurrency)
-    return slots
-
-
 @dataclass(frozen=True, slots=True)
 class _Destination:
     url: str
@@ -175,12 +163,11 @@ def _destination(services: Services, row: Any) -> _Destination | None:
 async def _send(
     services: Services, rid: uuid.UUID, body: bytes, destination: _Destination
 ) -> _Sent:
-    secret = destination.secret
     try:
         response = await services.http.post(
             destination.url,
             content=body,
-            headers=signed_headers(str(rid), body, secret, time.time()),
+            headers=signed_headers(str(rid), body, destination.secret, time.time()),
             timeout=services.settings.delivery_timeout_s,
             follow_redirects=False,
         )
@@ -254,7 +241,7 @@ async def deliver_record(ctx: dict[str, Any], record_id: str) -> str:
     if destination is None:
         sent = _MISSING
     else:
-        async with _slots(ctx):
+        async with process_slots(ctx, "delivery_slots"):
             sent = await _send(services, rid, bytes(claimed.body), destination)
     if sent.delivered:
         if not await _mark_done(services, {sent.status or 200: [rid]}):
@@ -315,7 +302,7 @@ async def deliver_records(ctx: dict[str, Any], record_ids: list[str]) -> str:
         destination = destinations[row.tenant_id]
         if destination is None:
             return _MISSING
-        async with _slots(ctx):
+        async with process_slots(ctx, "delivery_slots"):
             if batch.stalled.is_set() or (begun and time.monotonic() > last_start):
                 return None
             begun = True

@@ -33,7 +33,13 @@ from app.store import dead_letters, deliveries, records, work
 from app.store.dead_letters import FailureKind
 from app.store.normalized import upsert_view
 from app.workers import delivery
-from app.workers.context import Enrichment, EnrichmentError, RecordHandler, RecordRow
+from app.workers.context import (
+    Enrichment,
+    EnrichmentError,
+    RecordHandler,
+    RecordRow,
+    process_slots,
+)
 
 log = structlog.get_logger(__name__)
 # Stored views of rows written in the finishing transaction (app.workers.delivery.Views).
@@ -90,20 +96,10 @@ def _services(ctx: dict[str, Any]) -> Services:
     return services
 
 
-def _slots(ctx: dict[str, Any]) -> asyncio.Semaphore:
-    # One per worker process: a batch job runs its records' handlers concurrently, and without
-    # a shared bound twenty batch jobs of 64 would put 1,280 ATS calls in flight at once. With
-    # it, a process runs at most worker_concurrency handlers, as with one record per job.
-    slots: asyncio.Semaphore | None = ctx.get("handler_slots")
-    if slots is None:
-        slots = ctx["handler_slots"] = asyncio.Semaphore(_services(ctx).settings.worker_concurrency)
-    return slots
-
-
 async def _enrich_bounded(
     ctx: dict[str, Any], record: RecordRow
 ) -> Enrichment | Failure | _Waiting | None:
-    async with _slots(ctx):
+    async with process_slots(ctx, "handler_slots"):
         return await _enrich(ctx, record)
 
 

@@ -34,6 +34,7 @@ REDIS_DOWN: tuple[type[BaseException], ...] = (
 # What the except clauses catch; redis_down() then tells an outage from anything else.
 _CAUGHT: tuple[type[BaseException], ...] = (*REDIS_DOWN, WatchError)
 BACKOFF_BASE_S = 0.2
+BACKOFF_CAP_S = 5.0
 
 
 def redis_down(exc: BaseException) -> bool:
@@ -46,9 +47,6 @@ def redis_down(exc: BaseException) -> bool:
     if isinstance(exc, REDIS_DOWN):
         return True
     return isinstance(exc, WatchError) and isinstance(exc.__context__, REDIS_DOWN)
-
-
-BACKOFF_CAP_S = 5.0
 
 
 class ResilientWorker(Worker):
