@@ -53,14 +53,21 @@ def _ledger_failures(ledger: dict[str, int]) -> list[str]:
     return failures
 
 
+async def _settle(stack: Stack, timeout_s: float = 300) -> None:
+    """Wait until no outbox or delivery row is left undone (or the time is up: the ledger
+    then shows what is missing)."""
+    end = time.monotonic() + timeout_s
+    while (await stack.query(_PENDING))[0]["n"] and time.monotonic() < end:  # noqa: ASYNC110 - polls the database
+        await asyncio.sleep(0.2)
+
+
 async def burst(seconds: float) -> dict[str, Any]:
     """One flat-out burst with the worker running (see the module docstring)."""
     stack = Stack()
     try:
         await stack.start()
         delivered, acknowledged, acked = await peak(stack, seconds, 32)
-        while (await stack.query(_PENDING))[0]["n"]:  # noqa: ASYNC110 - polls the database
-            await asyncio.sleep(0.2)
+        await _settle(stack)
         return {
             "delivered_per_s": round(delivered, 1),
             "acknowledged_per_s": round(acknowledged, 1),
@@ -86,11 +93,10 @@ async def drain(backlog: int) -> dict[str, Any]:
             await asyncio.sleep(0.005)
         started = time.time()
         cpu_before = cpu_seconds([stack.worker.pid])
-        ledger = await stack.wait_done(acked, 600)
+        await stack.wait_done(acked, 600)
         cpu = cpu_seconds([stack.worker.pid]) - cpu_before
         last = max(stack.receiver.first_at.values())
-        while (await stack.query(_PENDING))[0]["n"]:  # noqa: ASYNC110 - polls the database
-            await asyncio.sleep(0.2)
+        await _settle(stack)
         ledger = await stack.ledger(events)
         counted = len(acked) - 1
         return {
