@@ -139,9 +139,26 @@ def test_configuration_errors_name_the_setting_never_the_value() -> None:
     needs_api = icims_options()
     needs_api["events"]["WorkFlowStatusChangeEvent"] = {"validation": validation}
     assert "options.api" in _config_error(needs_api, secrets)
+    # A job event names a job only; an onboarding task only the new hire.
     not_here = icims_options()
     not_here["events"]["JobUnpostToWebEvent"] = {"validation": validation}
-    assert "not available" in _config_error(not_here, secrets)
+    assert "validation: people not available" in _config_error(not_here, secrets)
+    not_here = icims_options()
+    not_here["events"]["OnboardPortalTaskEvent"]["validation"] = {
+        "package_field": "rcf1",
+        "package_profile": "jobs",
+        "packages": {"p": {}},
+    }
+    assert "validation: jobs not available" in _config_error(not_here, secrets)
+    no_status = icims_options()
+    no_status["events"]["JobPostToWebEvent"]["validation"] = {
+        "status_packages": {"A": "p"},
+        "packages": {"p": {}},
+    }
+    assert "no status here" in _config_error(no_status, secrets)
+    wrong_answer = icims_options()
+    wrong_answer["events"]["AssessmentEvent"]["validation"] = {"on_invalid": "ignore"}
+    assert "on_invalid" in _config_error(wrong_answer, secrets)
     both = {"status_packages": {"A": "p"}, "package_field": "rcf1", "packages": {"p": {}}}
     bad_rules = icims_options()
     bad_rules["events"]["WorkFlowStatusChangeEvent"] = {"validation": both}

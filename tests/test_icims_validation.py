@@ -21,6 +21,7 @@ from tests.test_icims_events import (
     error_of,
     icims_options,
     icims_secrets,
+    outbox_count,
     payload,
     records,
     send,
@@ -164,17 +165,38 @@ async def test_unmapped_status_is_400_before_anything_is_fetched(
         ("platinum", "is not offered"),
     ],
 )
-async def test_package_selection_is_checked_and_candidates_see_a_kind_message(
+async def test_application_complete_is_failsafe_by_default(
     client: httpx.AsyncClient, acme: Services, fake: FakeIcims, package: str, expected: str
 ) -> None:
+    fake.put(CUSTOMER, "applicantworkflows", "13", WORKFLOW | {"rcf3001": {"value": package}})
+    response = await send(client, payload("AssessmentEvent"))
+    # The candidate is sent on to the assessment; the failure travels with the record.
+    assert response.status_code == 303, response.text
+    assert response.headers["location"].startswith("https://assess.example.com/start/")
+    (record,) = await records(acme)
+    note = record.payload["_hirehook"]["validation"]
+    assert note["outcome"] == "invalid" and note["status"] == 400
+    assert expected in note["userMessage"]
+    assert "rcf3001" in note["debugErrorMessage"]
+    assert await outbox_count(acme) == 1
+
+
+@pytest.mark.parametrize("package", ["", "platinum"])
+async def test_application_complete_refuses_only_where_the_connection_says_so(
+    client: httpx.AsyncClient, services: Services, fake: FakeIcims, package: str
+) -> None:
+    options = validated_options(fake)
+    options["events"]["AssessmentEvent"]["validation"] = ASSESSMENT_RULES | {"on_invalid": "refuse"}
+    await add_icims(services, options=options, secrets=icims_secrets(api_client_secret=API_SECRET))
     fake.put(CUSTOMER, "applicantworkflows", "13", WORKFLOW | {"rcf3001": {"value": package}})
     response = await send(client, payload("AssessmentEvent"))
     assert response.status_code == 400
     error = error_of(response)
     # Application Complete is the candidate's click: the detail goes to the log, not to them.
     assert "recruiting team" in error["userMessage"]
+    assert "{{" not in error["userMessage"]
     assert "rcf3001" in error["debugErrorMessage"]
-    assert await records(acme) == []
+    assert await records(services) == []
 
 
 async def test_application_complete_fetches_the_workflows_job_and_answers_303(
@@ -268,3 +290,238 @@ async def test_slow_api_trips_the_request_budget_and_answers_503_in_time(
     assert "budget" in error_of(response)["debugErrorMessage"]
     assert elapsed < 2.0, f"took {elapsed:.2f}s; the budget was 2 s"
     assert await records(services) == []
+
+
+# --- Job Posting, Job Edit, Job Unposting (recruiters) and Onboard Portal Task (new hires) ----
+
+JOB_EVENTS = ("JobPostToWebEvent", "ViewJobWebPostEvent", "JobUnpostToWebEvent")
+JOB_RULES: dict[str, Any] = {"required": {"jobs": ["jobtitle", "rcf2001"]}}
+NEW_HIRE_RULES: dict[str, Any] = {"required": {"people": ["email", "usssn"]}}
+ACCEPTED = {
+    "JobPostToWebEvent": 303,
+    "ViewJobWebPostEvent": 303,
+    "JobUnpostToWebEvent": 200,
+    "OnboardPortalTaskEvent": 303,
+    "AssessmentEvent": 303,
+}
+# Which profile each event's rules read, so a fault there trips its validation.
+CHECKED_PATHS = {
+    "JobPostToWebEvent": "/customers/1234/jobs/1209",
+    "ViewJobWebPostEvent": "/customers/1234/jobs/1209",
+    "JobUnpostToWebEvent": "/customers/1234/jobs/1209",
+    "OnboardPortalTaskEvent": "/customers/1234/people/2468",
+    "AssessmentEvent": "/customers/1234/people/2468",
+}
+
+
+def strict_options(fake: FakeIcims, **rules: Any) -> dict[str, Any]:
+    """Validation on for all six events; ``rules`` are added to every event's rules."""
+    options = validated_options(fake)
+    for event_type in JOB_EVENTS:
+        options["events"][event_type]["validation"] = JOB_RULES | rules
+    options["events"]["OnboardPortalTaskEvent"]["validation"] = NEW_HIRE_RULES | rules
+    options["events"]["AssessmentEvent"]["validation"] = ASSESSMENT_RULES | rules
+    return options
+
+
+async def add_strict(services: Services, fake: FakeIcims, **rules: Any) -> None:
+    await add_icims(
+        services,
+        options=strict_options(fake, **rules),
+        secrets=icims_secrets(api_client_secret=API_SECRET),
+    )
+
+
+async def nothing_recorded(services: Services) -> bool:
+    return await records(services) == [] and await outbox_count(services) == 0
+
+
+@pytest.mark.parametrize("event_type", JOB_EVENTS)
+async def test_job_event_names_the_missing_job_field_and_records_after_the_fix(
+    client: httpx.AsyncClient, services: Services, fake: FakeIcims, event_type: str
+) -> None:
+    await add_strict(services, fake)
+    response = await send(client, payload(event_type))
+    assert response.status_code == 400, response.text
+    error = error_of(response)
+    assert error["userMessage"] == "Fill in {{jobs.rcf2001}}, then try again."
+    assert "jobs.rcf2001" in error["debugErrorMessage"]
+    assert await nothing_recorded(services)
+    # The recruiter fills the field in and presses the button again.
+    fake.put(CUSTOMER, "jobs", "1209", JOB | {"rcf2001": "Full time"})
+    retry = await send(client, payload(event_type))
+    assert retry.status_code == ACCEPTED[event_type], retry.text
+    assert "hirehook-duplicate" not in retry.headers
+    (record,) = await records(services)
+    assert "_hirehook" not in record.payload
+    assert await outbox_count(services) == 1
+    # Fetched fresh each time, with the rules' fields added to the enrichment fields.
+    assert fake.profile_requests() == 2 * [
+        "/customers/1234/jobs/1209?fields=joblocation%2Cjobtitle%2Crcf2001"
+    ]
+
+
+async def test_job_posting_checks_the_package_picked_in_a_job_field(
+    client: httpx.AsyncClient, services: Services, fake: FakeIcims
+) -> None:
+    options = validated_options(fake)
+    options["events"]["JobPostToWebEvent"]["validation"] = {
+        "package_field": "rcf3002",
+        "packages": {"basic": {}, "premium": {"required": {"jobs": ["rcf2001"]}}},
+    }
+    await add_icims(services, options=options, secrets=icims_secrets(api_client_secret=API_SECRET))
+    fake.put(CUSTOMER, "jobs", "1209", JOB | {"rcf3002": {"id": "P9", "value": "gold"}})
+    response = await send(client, payload("JobPostToWebEvent"))
+    assert response.status_code == 400
+    assert error_of(response)["userMessage"] == (
+        "The package selected in {{jobs.rcf3002}} is not offered by this integration. "
+        "Select one of: basic, premium."
+    )
+    fake.put(CUSTOMER, "jobs", "1209", JOB | {"rcf3002": {"id": "P2", "value": "premium"}})
+    response = await send(client, payload("JobPostToWebEvent"))
+    assert error_of(response)["userMessage"] == "Fill in {{jobs.rcf2001}}, then try again."
+    assert await nothing_recorded(services)
+    fake.put(CUSTOMER, "jobs", "1209", JOB | {"rcf3002": "premium", "rcf2001": "Full time"})
+    assert (await send(client, payload("JobPostToWebEvent"))).status_code == 303
+    assert len(await records(services)) == 1
+
+
+async def test_onboard_task_never_asks_the_new_hire_to_fix_it(
+    client: httpx.AsyncClient, services: Services, fake: FakeIcims
+) -> None:
+    await add_strict(services, fake)
+    response = await send(client, payload("OnboardPortalTaskEvent"))
+    # Nobody in front of the screen can fill in the profile: a system error, for support.
+    assert response.status_code == 500, response.text
+    error = error_of(response)
+    assert "HR or onboarding" in error["userMessage"]
+    assert "{{" not in error["userMessage"] and "Fill in" not in error["userMessage"]
+    reference = error["debugErrorMessage"].rsplit("[ref ", 1)[1].rstrip("]")
+    assert f"Reference: {reference}." in error["userMessage"]
+    assert "people.usssn" in error["debugErrorMessage"]
+    assert await nothing_recorded(services)
+    # HR completes the new hire's profile; the new hire opens the task again.
+    fake.put(CUSTOMER, "people", "2468", PERSON | {"usssn": "078-05-1120"})
+    retry = await send(client, payload("OnboardPortalTaskEvent"))
+    assert retry.status_code == 303, retry.text
+    assert retry.headers["location"].startswith("https://onboard.example.com/tasks/")
+    assert len(await records(services)) == 1
+    assert await outbox_count(services) == 1
+
+
+async def test_onboard_task_can_be_accepted_despite_a_failed_rule(
+    client: httpx.AsyncClient, services: Services, fake: FakeIcims
+) -> None:
+    await add_strict(services, fake, on_invalid="accept")
+    response = await send(client, payload("OnboardPortalTaskEvent"))
+    assert response.status_code == 303, response.text
+    (record,) = await records(services)
+    note = record.payload["_hirehook"]["validation"]
+    assert note["outcome"] == "invalid"
+    assert note["userMessage"] == "Fill in {{people.usssn}}, then try again."
+
+
+TEMPORARY = {
+    "JobPostToWebEvent": "temporarily unavailable",
+    "ViewJobWebPostEvent": "temporarily unavailable",
+    "JobUnpostToWebEvent": "temporarily unavailable",
+    "OnboardPortalTaskEvent": "This task is briefly unavailable",
+}
+
+
+@pytest.mark.parametrize("event_type", [*JOB_EVENTS, "OnboardPortalTaskEvent"])
+async def test_slow_api_is_answered_within_the_validation_budget(
+    client: httpx.AsyncClient, services: Services, fake: FakeIcims, event_type: str
+) -> None:
+    await add_strict(services, fake, timeout_s=1.0)
+    fake.put(CUSTOMER, "jobs", "1209", JOB | {"rcf2001": "Full time"})
+    fake.put(CUSTOMER, "people", "2468", PERSON | {"usssn": "078-05-1120"})
+    # Far longer than the validation budget (1 s) and than iCIMS's 30 s.
+    fake.fail(CHECKED_PATHS[event_type], Fault(delay_s=60, times=1))
+    started = time.monotonic()
+    response = await send(client, payload(event_type))
+    elapsed = time.monotonic() - started
+    assert response.status_code == 503, response.text
+    assert response.headers["retry-after"] == "5"
+    error = error_of(response)
+    assert TEMPORARY[event_type] in error["userMessage"]
+    assert "validation budget (1.0 s)" in error["debugErrorMessage"]
+    # Generous for a loaded machine, yet far below the fake's delay and iCIMS's 30 s.
+    assert elapsed < 15, f"took {elapsed:.1f} s"
+    assert await nothing_recorded(services)
+    # The API is quick again: the retry is checked and recorded.
+    retry = await send(client, payload(event_type))
+    assert retry.status_code == ACCEPTED[event_type], retry.text
+    assert len(await records(services)) == 1
+    assert await outbox_count(services) == 1
+
+
+@pytest.mark.parametrize("event_type", [*JOB_EVENTS, "OnboardPortalTaskEvent"])
+@pytest.mark.parametrize(
+    ("fault", "status"),
+    [
+        (Fault(status=502, message="Bad gateway."), 503),
+        (Fault(status=500), 503),
+        (Fault(status=404, error_code=3, message="Access denied."), 500),
+    ],
+    ids=["502", "500", "access-denied"],
+)
+async def test_failing_api_answers_by_who_can_act(
+    client: httpx.AsyncClient,
+    services: Services,
+    fake: FakeIcims,
+    event_type: str,
+    fault: Fault,
+    status: int,
+) -> None:
+    await add_strict(services, fake)
+    fake.put(CUSTOMER, "jobs", "1209", JOB | {"rcf2001": "Full time"})
+    fake.put(CUSTOMER, "people", "2468", PERSON | {"usssn": "078-05-1120"})
+    fake.fail(CHECKED_PATHS[event_type], fault)
+    response = await send(client, payload(event_type))
+    assert response.status_code == status, response.text
+    error = error_of(response)
+    if event_type == "OnboardPortalTaskEvent":
+        assert "HR or onboarding" in error["userMessage"] or "briefly" in error["userMessage"]
+    elif status == 503:
+        assert "temporarily unavailable" in error["userMessage"]
+    else:
+        assert "contact the vendor" in error["userMessage"]
+    assert "{{" not in error["userMessage"]
+    assert await nothing_recorded(services)
+    # iCIMS's API recovers (or its administrator grants access): the retry is recorded.
+    del fake.faults[CHECKED_PATHS[event_type]]
+    retry = await send(client, payload(event_type))
+    assert retry.status_code == ACCEPTED[event_type], retry.text
+    assert len(await records(services)) == 1
+    assert await outbox_count(services) == 1
+
+
+async def test_application_complete_is_recorded_when_the_api_is_slow(
+    client: httpx.AsyncClient, services: Services, fake: FakeIcims
+) -> None:
+    await add_strict(services, fake, timeout_s=1.0)
+    fake.put(CUSTOMER, "applicantworkflows", "13", WORKFLOW | {"rcf3001": {"value": "standard"}})
+    fake.fail(CHECKED_PATHS["AssessmentEvent"], Fault(delay_s=60))
+    started = time.monotonic()
+    response = await send(client, payload("AssessmentEvent"))
+    elapsed = time.monotonic() - started
+    # The candidate is not held up by the customer's API: recorded, sent on, checked later.
+    assert response.status_code == 303, response.text
+    assert elapsed < 15, f"took {elapsed:.1f} s"
+    (record,) = await records(services)
+    note = record.payload["_hirehook"]["validation"]
+    assert note["outcome"] == "unchecked" and note["status"] == 503
+    assert "userMessage" not in note
+    assert await outbox_count(services) == 1
+
+
+async def test_application_complete_may_refuse_when_the_api_fails(
+    client: httpx.AsyncClient, services: Services, fake: FakeIcims
+) -> None:
+    await add_strict(services, fake, on_api_error="refuse")
+    fake.fail(CHECKED_PATHS["AssessmentEvent"], Fault(status=503))
+    response = await send(client, payload("AssessmentEvent"))
+    assert response.status_code == 503
+    assert "This step is briefly unavailable" in error_of(response)["userMessage"]
+    assert await nothing_recorded(services)

@@ -2,8 +2,9 @@
 
 Within what is left of the request's time budget, fetch the person, job and workflow an event
 names from the customer's iCIMS API, check the connection's rules (package selection, required
-fields), and refuse with a message the actor can act on. Fetched documents land in the document
-cache, where the worker enriching the record finds them.
+fields), and refuse with a message the actor can act on, or, where the connection (or
+Application Complete's failsafe default) says so, record the event anyway with a note.
+Fetched documents land in the document cache, where the worker enriching the record finds them.
 """
 
 from __future__ import annotations
@@ -18,7 +19,14 @@ from app.clients.base import ApiError
 from app.clients.icims import IcimsClient
 from app.errors import AppError, unavailable
 from app.intake import Deadline
-from app.schemas.icims import AssessmentEvent, WorkFlowStatusChangeEvent
+from app.schemas.icims import (
+    ACTORS,
+    Actor,
+    AssessmentEvent,
+    IcimsEvent,
+    WorkFlowStatusChangeEvent,
+    subjects,
+)
 from app.schemas.icims_config import (
     PROFILE_KINDS,
     WORKFLOW_JOB_FIELD,
@@ -30,6 +38,12 @@ from app.schemas.icims_config import (
 log = structlog.get_logger(__name__)
 
 Documents = dict[ProfileKind, dict[str, Any]]
+# The subjects an event names (app/schemas/icims.py) and the API profiles they are.
+SUBJECT_PROFILES: dict[str, ProfileKind] = {
+    "person": "people",
+    "job": "jobs",
+    "application": "applicantworkflows",
+}
 
 
 def user_error(user_message: str, debug_message: str) -> AppError:
@@ -44,19 +58,71 @@ def vendor_error(debug_message: str) -> AppError:
     )
 
 
+async def check(
+    *,
+    client: IcimsClient,
+    config: IcimsConfig,
+    rules: ValidationRules,
+    event: IcimsEvent,
+    deadline: Deadline,
+    reserve_s: float,
+    call_timeout_s: float,
+) -> dict[str, Any] | None:
+    """Validate, answering as the event's actor should hear it (docs/icims.md).
+
+    None when the event passed; a note to keep beside the payload when it failed (or could
+    not be checked) and the connection accepts it anyway; raises :class:`AppError` to refuse.
+    """
+    try:
+        await validate(
+            client=client,
+            config=config,
+            rules=rules,
+            event=event,
+            deadline=deadline,
+            reserve_s=reserve_s,
+            call_timeout_s=call_timeout_s,
+        )
+    except AppError as exc:
+        api_error = exc.status != 400
+        if rules.on_failure(event.event_type, api_error=api_error) == "accept":
+            log.warning(
+                "icims.validation_failed_accepted",
+                status=exc.status,
+                code=exc.code,
+                debug=exc.debug_message,
+            )
+            note: dict[str, Any] = {
+                "outcome": "unchecked" if api_error else "invalid",
+                "status": exc.status,
+                "debugErrorMessage": exc.debug_message,
+            }
+            if not api_error:
+                # What a recruiter would have read: the vendor can show it where they can act.
+                note["userMessage"] = exc.user_message
+            return note
+        if exc.status == 400 and ACTORS.get(event.event_type) is Actor.NEW_HIRE:
+            # A new hire can neither fill in a profile field nor pick a package: the
+            # employer's support has to act, and iCIMS's standard calls that a 500.
+            raise vendor_error(exc.debug_message) from exc
+        raise
+    return None
+
+
 async def validate(
     *,
     client: IcimsClient,
     config: IcimsConfig,
     rules: ValidationRules,
-    event: AssessmentEvent | WorkFlowStatusChangeEvent,
+    event: IcimsEvent,
     deadline: Deadline,
     reserve_s: float,
     call_timeout_s: float,
 ) -> Documents:
     """Fetch what ``rules`` need and check it; raises :class:`AppError` (400, 500 or 503)."""
     package = _package_from_status(rules, event)
-    budget_s = deadline.remaining() - reserve_s
+    # The connection's cap, and never beyond the time the commit and the answer still need.
+    budget_s = min(rules.timeout_s, deadline.remaining() - reserve_s)
     if budget_s <= 0:
         raise unavailable("no time left in the request's budget to ask the iCIMS API")
     try:
@@ -64,7 +130,7 @@ async def validate(
             documents = await _fetch(client, config, rules, event, min(budget_s, call_timeout_s))
     except TimeoutError as exc:
         raise unavailable(
-            f"the iCIMS API did not answer within the request's budget ({budget_s:.1f} s)"
+            f"the iCIMS API did not answer within the validation budget ({budget_s:.1f} s)"
         ) from exc
     except ApiError as exc:
         if exc.transient:
@@ -73,14 +139,12 @@ async def validate(
         # profile: nobody in front of the screen can fix these.
         raise vendor_error(f"iCIMS API: {exc}") from exc
     if rules.package_field is not None:
-        package = _package_from_field(rules, config, documents)
+        package = _package_from_field(rules, config, event.event_type, documents)
     _check_required(rules, config, package, documents)
     return documents
 
 
-def _package_from_status(
-    rules: ValidationRules, event: AssessmentEvent | WorkFlowStatusChangeEvent
-) -> str | None:
+def _package_from_status(rules: ValidationRules, event: IcimsEvent) -> str | None:
     if rules.status_packages is None or not isinstance(event, WorkFlowStatusChangeEvent):
         return None
     package = rules.status_packages.get(event.new_status)
@@ -98,25 +162,22 @@ async def _fetch(
     client: IcimsClient,
     config: IcimsConfig,
     rules: ValidationRules,
-    event: AssessmentEvent | WorkFlowStatusChangeEvent,
+    event: IcimsEvent,
     budget_s: float,
 ) -> Documents:
     # The rules decide which profiles are fetched; the connection's field lists decide with
     # which fields, so the worker's enrichment finds these very documents in the cache.
-    needed = rules.fields()
+    needed = rules.fields(event.event_type)
     fields = config.fields_for(event.event_type)
     customer = event.customer_id
-    if isinstance(event, WorkFlowStatusChangeEvent):
-        ids: dict[ProfileKind, str] = {
-            "people": event.person_id,
-            "jobs": event.job_id,
-            "applicantworkflows": event.system_id,
-        }
-    else:
+    ids = {
+        SUBJECT_PROFILES[name]: value
+        for name, value in subjects(event).items()
+        if name in SUBJECT_PROFILES
+    }
+    if isinstance(event, AssessmentEvent) and "jobs" in needed:
         # Application Complete names the candidate and the workflow; the job is the workflow's.
-        ids = {"people": event.user_id, "applicantworkflows": event.system_id}
-        if "jobs" in needed:
-            needed["applicantworkflows"] = []
+        needed.setdefault("applicantworkflows", [])
     wanted = [kind for kind in PROFILE_KINDS if kind in needed and kind in ids]
     calls: list[Awaitable[dict[str, Any]]] = [
         client.get_profile(customer, kind, ids[kind], fields=fields[kind], timeout_s=budget_s)
@@ -150,17 +211,20 @@ async def _all_or_nothing(calls: list[Awaitable[dict[str, Any]]]) -> list[dict[s
         raise
 
 
-def _package_from_field(rules: ValidationRules, config: IcimsConfig, docs: Documents) -> str:
+def _package_from_field(
+    rules: ValidationRules, config: IcimsConfig, event_type: str, docs: Documents
+) -> str:
     assert rules.package_field is not None
-    where = config.placeholder("applicantworkflows", rules.package_field)
-    raw = docs.get("applicantworkflows", {}).get(rules.package_field)
+    profile = rules.package_profile_for(event_type)
+    where = config.placeholder(profile, rules.package_field)
+    raw = docs.get(profile, {}).get(rules.package_field)
     offered = ", ".join(sorted(rules.packages))
     candidates = _texts(raw)
     if not candidates:
         raise user_error(
             f"Select a package in {where}, then try again.",
-            f"applicantworkflows.{rules.package_field} is empty (or hidden from the integration "
-            f"user); packages offered: {offered}.",
+            f"{profile}.{rules.package_field} is empty (or hidden from the integration user); "
+            f"packages offered: {offered}.",
         )
     for text in candidates:
         if text in rules.packages:
@@ -168,7 +232,7 @@ def _package_from_field(rules: ValidationRules, config: IcimsConfig, docs: Docum
     raise user_error(
         f"The package selected in {where} is not offered by this integration. Select one of: "
         f"{offered}.",
-        f"applicantworkflows.{rules.package_field} is {candidates!r}; packages offered: {offered}.",
+        f"{profile}.{rules.package_field} is {candidates!r}; packages offered: {offered}.",
     )
 
 

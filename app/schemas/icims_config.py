@@ -24,9 +24,11 @@ from app.guard import require_strong_secret
 from app.schemas.icims import (
     APPLICATION_COMPLETE,
     EVENT_TYPES,
+    JOB_EDIT,
     JOB_POSTING,
     JOB_UNPOSTING,
     LINK_EVENTS,
+    ONBOARD_PORTAL_TASK,
     STATUS_FLOW_UPDATE,
     IcimsEvent,
 )
@@ -67,7 +69,22 @@ LINK_FIELDS = frozenset(
         "portalUrl",
     }
 )
-VALIDATED_EVENTS = frozenset({APPLICATION_COMPLETE, STATUS_FLOW_UPDATE})
+# The profiles validation can read for each event: those its payload names, by id (ATS-FACTS
+# section 1, event table), or through the recruiting workflow (Application Complete's job).
+# The first is where ``package_field`` is read unless ``package_profile`` says otherwise.
+# [I] Onboard Portal Task names only the new hire; its onboarding workflow has no id there.
+VALIDATION_PROFILES: dict[str, tuple[ProfileKind, ...]] = {
+    APPLICATION_COMPLETE: ("applicantworkflows", "people", "jobs"),
+    STATUS_FLOW_UPDATE: ("applicantworkflows", "people", "jobs"),
+    JOB_POSTING: ("jobs",),
+    JOB_EDIT: ("jobs",),
+    JOB_UNPOSTING: ("jobs",),
+    ONBOARD_PORTAL_TASK: ("people",),
+}
+# iCIMS asks for Application Complete to be "as failsafe as possible": an error there shows
+# the candidate a failure at the end of their application. Unless the connection says
+# otherwise, it is recorded and answered even when validation fails or cannot run.
+FAILSAFE_EVENTS = frozenset({APPLICATION_COMPLETE})
 # A candidate or new hire coming back gets the same link forever. Job and status actions may
 # legitimately repeat later (a job re-posted, a background check re-run), so their repeats
 # count as duplicates only within an hour or two (see the router).
@@ -90,6 +107,11 @@ class PackageRule(_Strict):
     required: dict[ProfileKind, list[FieldId]] = Field(default_factory=dict)
 
 
+# "refuse": the actor's error (docs/icims.md); "accept": recorded and answered as if valid,
+# the failure noted beside the payload.
+OnFailure = Literal["refuse", "accept"]
+
+
 class ValidationRules(_Strict):
     """Checks run against the iCIMS API inside the request, before the event is recorded."""
 
@@ -98,9 +120,17 @@ class ValidationRules(_Strict):
     required: dict[ProfileKind, list[FieldId]] = Field(default_factory=dict)
     # Either the trigger status decides the package (Status Flow Update only) ...
     status_packages: dict[str, str] | None = None
-    # ... or the recruiter picks it in a field of the recruiting workflow.
+    # ... or the user picks it in a field of a profile (default: the event's first profile in
+    # VALIDATION_PROFILES, e.g. the recruiting workflow, or the job for the job events).
     package_field: FieldId | None = None
+    package_profile: ProfileKind | None = None
     packages: dict[str, PackageRule] = Field(default_factory=dict)
+    # What a failed rule answers, and what an iCIMS API that could not be asked (slow,
+    # throttled, failing, refusing) answers; None: the event type's default (FAILSAFE_EVENTS).
+    on_invalid: OnFailure | None = None
+    on_api_error: OnFailure | None = None
+    # The longest validation may take; never more than the request's budget allows.
+    timeout_s: float = Field(default=10.0, gt=0, le=25)
 
     @model_validator(mode="after")
     def _one_package_source(self) -> ValidationRules:
@@ -111,9 +141,22 @@ class ValidationRules(_Strict):
                 raise ValueError(f"status_packages names package {package!r}, not in packages")
         if self.package_field is not None and not self.packages:
             raise ValueError("package_field needs at least one entry in packages")
+        if self.package_profile is not None and self.package_field is None:
+            raise ValueError("package_profile needs package_field")
         return self
 
-    def fields(self) -> dict[ProfileKind, list[str]]:
+    def package_profile_for(self, event_type: str) -> ProfileKind:
+        """The profile ``package_field`` is read from for ``event_type``."""
+        return self.package_profile or VALIDATION_PROFILES[event_type][0]
+
+    def on_failure(self, event_type: str, *, api_error: bool) -> OnFailure:
+        """What a failed rule (or, with ``api_error``, an unreachable API) answers."""
+        chosen = self.on_api_error if api_error else self.on_invalid
+        if chosen is not None:
+            return chosen
+        return "accept" if event_type in FAILSAFE_EVENTS else "refuse"
+
+    def fields(self, event_type: str) -> dict[ProfileKind, list[str]]:
         """Every field any outcome may need, per profile, so one fetch per profile suffices."""
         wanted: dict[ProfileKind, set[str]] = {kind: set() for kind in PROFILE_KINDS}
         for kind, names in self.required.items():
@@ -122,8 +165,15 @@ class ValidationRules(_Strict):
             for kind, names in rule.required.items():
                 wanted[kind].update(names)
         if self.package_field is not None:
-            wanted["applicantworkflows"].add(self.package_field)
+            wanted[self.package_profile_for(event_type)].add(self.package_field)
         return {kind: sorted(names) for kind, names in wanted.items() if names}
+
+    def profiles(self) -> set[ProfileKind]:
+        """The profiles the rules name (not counting the package field's)."""
+        named = {kind for kind, names in self.required.items() if names}
+        for rule in self.packages.values():
+            named.update(kind for kind, names in rule.required.items() if names)
+        return named
 
     def required_for(self, package: str | None) -> dict[ProfileKind, list[str]]:
         """The fields that must be filled for ``package`` (None: no package chosen)."""
@@ -255,8 +305,16 @@ class IcimsConfig:
         rules = settings.validation
         if rules is None or not rules.enabled:
             return
-        if event_type not in VALIDATED_EVENTS:
-            raise ConfigError(f"{where}.validation: not available for this event")
+        readable = VALIDATION_PROFILES[event_type]
+        named = rules.profiles()
+        if rules.package_field is not None:
+            named.add(rules.package_profile_for(event_type))
+        unreadable = sorted(named - set(readable))
+        if unreadable:
+            raise ConfigError(
+                f"{where}.validation: {', '.join(unreadable)} not available for this event "
+                f"(it names {', '.join(readable)})"
+            )
         if rules.status_packages is not None and event_type != STATUS_FLOW_UPDATE:
             raise ConfigError(f"{where}.validation.status_packages: no status here")
         if self.options.api is None or self.secrets.api_client_secret is None:
@@ -275,7 +333,7 @@ class IcimsConfig:
         settings = self.options.events.get(event_type)
         rules = settings.validation if settings is not None else None
         if rules is not None and rules.enabled:
-            for kind, names in rules.fields().items():
+            for kind, names in rules.fields(event_type).items():
                 wanted[kind].update(names)
         return {kind: sorted(names) for kind, names in wanted.items()}
 

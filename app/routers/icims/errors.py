@@ -65,6 +65,9 @@ def render_icims(request: Request, error: AppError) -> Response:
         debug = f"{debug} [ref {ref}]"
     if actor in FRONT_MESSAGES:
         user = FRONT_MESSAGES[actor]["temporary" if status in (429, 503) else "failed"]
+        if status == 500:
+            # Whoever they turn to can find the log line (and the vendor's support) by it.
+            user = f"{user} Reference: {ref}."
     elif authored and status == 400:
         user = error.user_message
     else:

@@ -17,7 +17,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from pydantic import ValidationError
 
-from app.checks.icims import user_error, validate
+from app.checks.icims import check, user_error
 from app.clients.icims import IcimsClient
 from app.connections import ConnectionInfo
 from app.intake import Answer, Deadline, Event, Outcome, json_answer, replayed
@@ -32,9 +32,7 @@ from app.schemas.icims import (
     LINK_EVENTS,
     SOURCE,
     Actor,
-    AssessmentEvent,
     IcimsEvent,
-    WorkFlowStatusChangeEvent,
     dedupe_content,
     parse_event,
     parse_link_header,
@@ -75,7 +73,8 @@ _ANSWERS: openapi.Responses = {
             "too slow or in an unsupported encoding.",
             401: "Unknown customerId or wrong credentials (indistinguishable).",
             429: "Too many failed authentications from this client or address.",
-            500: "Vendor error: the connection is misconfigured; the message has a reference.",
+            500: "Vendor error: the connection is misconfigured, or a new hire's event failed "
+            "validation; the message has a reference.",
             503: "Temporary: the database or the iCIMS API is unreachable; retry.",
         },
     ),
@@ -164,7 +163,10 @@ async def receive_event(request: Request, services: ServicesDep) -> Response:
         )
         if earlier is not None:
             return respond(earlier)
-        await _validate(services, connection, config, event, event_settings, deadline)
+        note = await _validate(services, connection, config, event, event_settings, deadline)
+        if note is not None:
+            # Accepted although validation failed (failsafe): whoever reads the record sees why.
+            stored["_hirehook"] = {**stored.get("_hirehook", {}), "validation": note}
     outcome = await services.intake.record(
         Event(
             connection=connection,
@@ -253,16 +255,14 @@ async def _validate(
     event: IcimsEvent,
     settings: EventSettings,
     deadline: Deadline,
-) -> None:
-    """Validate before commit (docs/icims.md)."""
+) -> dict[str, Any] | None:
+    """Validate before commit (docs/icims.md): None, or the note of an accepted failure."""
     rules = settings.validation
     assert rules is not None
-    if not isinstance(event, AssessmentEvent | WorkFlowStatusChangeEvent):  # pragma: no cover
-        return
     client = IcimsClient.for_connection(
         services.http, services.budget, services.cache, connection, config=config
     )
-    await validate(
+    return await check(
         client=client,
         config=config,
         rules=rules,
