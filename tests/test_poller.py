@@ -752,7 +752,7 @@ async def test_urls_are_rendered_in_the_configured_time_zone(
     }
     iso = {
         "url": "/jobs?updatedAfter=${isoDate}",
-        **{"datesConfiguration": new_york["datesConfiguration"]},
+        "datesConfiguration": new_york["datesConfiguration"],
     }
     conn = await polled(services, fake_ats, candidates=new_york, jobs=iso)
     await Poller(services).run(conn, since=SINCE)

@@ -18,6 +18,10 @@ plain ISO-8601 form SmartRecruiters documents for ``updatedAfter`` (``2013-10-20
 ATS-FACTS section 3). ``pagination``, ``objectType``, ``subject``, ``overlap_s``, ``auth`` and
 ``base_url`` are ours: Cloud Elements pages through its own hub, we call the ATS directly.
 
+The Cloud Elements instance configuration itself (``event.poller.*`` keys, hub URLs with a
+``where`` clause), or the whole ``/instances`` body around it, is accepted as it is pasted and
+mapped onto this model (:func:`from_cloud_elements`, :func:`from_hub_url`).
+
 Another ATS without webhooks is a new configuration of this model, not new code.
 """
 
@@ -344,8 +348,9 @@ def from_cloud_elements(raw: dict[str, Any]) -> dict[str, Any]:
     config = _unwrap(raw)
     if CE_API_KEY in config:
         raise ValueError(
-            f"{CE_API_KEY}: a secret; keep it in secrets.api_key (loading the connection from a "
-            "tenants file or the admin API moves it there, unless secrets.api_key differs)"
+            f"{CE_API_KEY}: a secret, not an option (options are stored and shown in clear); "
+            "put it in secrets.api_key (loading a tenants file or the admin API moves it there "
+            "unless secrets.api_key holds another value)"
         )
     vendor = config.get(_CE_VENDOR_TYPE, "polling")
     if not isinstance(vendor, str) or vendor.lower() != "polling":
