@@ -49,6 +49,7 @@ STORED_HEADERS = frozenset(
         "x-request-id",
         # Written by the poller (app/poller/items.py RESOURCE_HEADER) and read to re-parse.
         "hirehook-poll-resource",
+        "hirehook-poll-created-after",
     }
 )
 

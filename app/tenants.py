@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from app.crypto import Cipher
@@ -31,6 +31,13 @@ class ConnectionSpec(BaseModel):
     enabled: bool = True
     secrets: dict[str, Any] = Field(default_factory=dict)
     options: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _no_secret_in_options(self) -> ConnectionSpec:
+        # A Cloud Elements polling block is pasted with its api.key: options are stored and
+        # shown in clear, so the key moves to the (encrypted) secrets before anything else.
+        self.options, self.secrets = polling.lift_secrets(self.options, self.secrets)
+        return self
 
 
 class DestinationSpec(BaseModel):

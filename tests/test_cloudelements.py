@@ -362,3 +362,88 @@ async def test_bad_signatures_block_the_address_then_even_a_good_one(
         assert statuses == [401, 401, 401, 429]
         assert blocked.status_code == 429 and int(blocked.headers["retry-after"]) >= 1
     assert await records(services) == []
+
+
+TOKEN = "ce_" + "Vb3xQ9kM2rT7wN4pZ8sL1yH6" * 2
+
+
+async def counted(services: Services) -> int:
+    [row] = await rows(services, "SELECT count(*) AS n FROM record")
+    return int(row.n)
+
+
+@pytest.fixture
+async def tokened(services: Services) -> Services:
+    # [C] The seed makes event.notification.signature.key optional: an instance without one.
+    await add_connection(
+        services,
+        tenant="tokened",
+        source="cloudelements",
+        secrets={"url_tokens": ["retired-" + TOKEN, TOKEN]},
+        options={"auth": "url_token"},
+    )
+    return services
+
+
+async def test_an_instance_without_a_signature_key_is_connected_by_a_url_token(
+    client: httpx.AsyncClient, tokened: Services
+) -> None:
+    body = orjson.dumps(notification(event("c-1", updatedDate="2026-06-01T09:00:00.000Z")))
+    url = f"/v1/cloud-elements/tokened/events/{TOKEN}"
+    first = await client.post(url, content=body)
+    repeat = await client.post(url, content=body)
+    assert first.status_code == repeat.status_code == 200, first.text
+    assert repeat.json()["records"][0]["duplicate"] is True
+    assert [r.event_type for r in await records(tokened)] == ["candidates.updated"]
+
+    # A wrong token, an unknown tenant, an unsigned notification on the plain URL, and a
+    # signature instead of the token: all the same 401 as any other authentication failure.
+    wrong = await client.post(f"/v1/cloud-elements/tokened/events/{TOKEN[:-1]}x", content=body)
+    unknown = await client.post(f"/v1/cloud-elements/nobody/events/{TOKEN}", content=body)
+    unsigned = await client.post("/v1/cloud-elements/tokened/events", content=body)
+    signed = await post(client, body, url="/v1/cloud-elements/tokened/events")
+    refusals = (wrong, unknown, unsigned, signed)
+    assert [r.status_code for r in refusals] == [401] * 4
+    assert all(r.json() == wrong.json() for r in refusals)
+    assert TOKEN not in wrong.text
+    assert await counted(tokened) == 1
+
+
+async def test_a_signing_connection_refuses_the_token_url(
+    client: httpx.AsyncClient, acme: Services
+) -> None:
+    body = orjson.dumps(notification(event("c-1")))
+    # Even its own signature key as the token: a signing connection takes no token.
+    for token in (TOKEN, KEY.replace("-", "_")):
+        response = await client.post(f"/v1/cloud-elements/acme/events/{token}", content=body)
+        assert response.status_code == 401
+    assert await counted(acme) == 0
+
+
+async def test_url_tokens_are_checked_when_loaded_and_stored_encrypted(
+    services: Services,
+) -> None:
+    async def load(secrets: dict[str, Any], options: dict[str, Any]) -> None:
+        spec = TenantSpec(
+            slug="acme",
+            name="Acme",
+            connection=[ConnectionSpec(source="cloudelements", secrets=secrets, options=options)],
+        )
+        await apply_tenants(
+            TenantsFile(tenant=[spec]), engine=services.engine, cipher=services.cipher
+        )
+
+    token_auth = {"auth": "url_token"}
+    with pytest.raises(ValueError, match=r"url_tokens\[0\] must be at least 32") as short:
+        await load({"url_tokens": ["short-token"]}, token_auth)
+    assert "short-token" not in str(short.value)
+    with pytest.raises(ValueError, match=r"url_tokens\[0\]: use only"):
+        await load({"url_tokens": ["a/b" + TOKEN]}, token_auth)
+    with pytest.raises(ValueError, match="url_tokens: at least one"):
+        await load({"signature_keys": [KEY]}, token_auth)
+    with pytest.raises(ValueError, match='auth = "url_token"'):
+        await load({}, {})
+    await load({"url_tokens": [TOKEN]}, token_auth)
+    [row] = await rows(services, "SELECT options, secrets FROM connection")
+    assert TOKEN.encode() not in bytes(row.secrets)
+    assert services.cipher.decrypt_json(row.secrets) == {"url_tokens": [TOKEN]}

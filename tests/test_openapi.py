@@ -44,6 +44,9 @@ ANSWERS: dict[tuple[str, str], set[str]] = {
     ("post", "/v1/cloud-elements/{tenant}/events"): {
         "200", "400", "401", "408", "413", "415", "429", "503",
     },
+    ("post", "/v1/cloud-elements/{tenant}/events/{token}"): {
+        "200", "400", "401", "408", "413", "415", "429", "503",
+    },
     ("post", "/v1/icims/events"): {"200", "303", "400", "401", "429", "500", "503"},
     ("post", "/oauth/token"): {"200", "400", "401", "408", "413", "429", "500", "503"},
     ("get", "/health/live"): {"200"},
@@ -116,6 +119,10 @@ EVENT_ROUTES: dict[str, tuple[frozenset[str], Callable[[Any, str], bool]]] = {
         _accepts_smartrecruiters,
     ),
     "/v1/cloud-elements/{tenant}/events": (
+        frozenset({"CREATED", "UPDATED", "DELETED"}),
+        _accepts_cloudelements,
+    ),
+    "/v1/cloud-elements/{tenant}/events/{token}": (
         frozenset({"CREATED", "UPDATED", "DELETED"}),
         _accepts_cloudelements,
     ),
@@ -221,7 +228,7 @@ def test_security_schemes(doc: dict[str, Any]) -> None:
             assert set(requirement) <= set(schemes), key
     operations = _operations(doc)
     for path in EVENT_ROUTES:
-        if path != "/v1/keldair/{tenant}/events/{token}":  # the token in the URL is the secret
+        if not path.endswith("/{token}"):  # the token in the URL is the secret
             assert operations["post", path]["security"], path
 
 

@@ -6,10 +6,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import json
 import signal
 import subprocess
 import sys
 import time
+import tomllib
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -26,7 +28,13 @@ from app.services import Services
 from app.settings import Settings
 from app.sources import create_services
 from app.store import cursors
-from app.tenants import ConnectionSpec, TenantsFile, TenantSpec, apply_tenants
+from app.tenants import (
+    ConnectionSpec,
+    TenantsFile,
+    TenantSpec,
+    apply_tenants,
+    read_tenants_file,
+)
 from app.workers.poller import poll_due
 from tests.conftest import arq_queue
 from tests.fake_ats import SR_TOKEN, Call, FakeATS, Step
@@ -35,6 +43,8 @@ from tests.workers_support import add_source, fast_settings, rows, run_worker, w
 BASE = datetime(2026, 6, 1, 9, 0, tzinfo=UTC)
 SINCE = BASE - timedelta(days=1)
 FORMAT = "yyyy-MM-dd'T'HH:mm:ss.SSS'Z'"
+# Two days before BASE: before every window the tests poll.
+BEFORE = "2026-05-30T09:00:00.000Z"
 # Pasted from the seed's Cloud Elements example, pointed at SmartRecruiters' own API.
 CANDIDATES: dict[str, Any] = {
     "url": "/candidates?updatedAfter=${gmtDate:yyyy-MM-dd'T'HH:mm:ss.SSS'Z'}",
@@ -74,11 +84,12 @@ async def polled(services: Services, fake: FakeATS, **resources: dict[str, Any])
 
 
 def six_candidates(fake: FakeATS) -> None:
-    """c-1..c-6, one updated minute apart; c-1 never updated, c-2 updated at its creation."""
+    """c-1..c-6, one updated minute apart; c-1 never updated, c-2 updated at its creation,
+    c-3..c-6 created before the window (SINCE) and updated in it."""
     fake.add_sr_candidate("c-1", createdOn=stamp(1))
     fake.add_sr_candidate("c-2", createdOn=stamp(2), updatedOn=stamp(2))
     for i in range(3, 7):
-        fake.add_sr_candidate(f"c-{i}", jobs=["j-1"], createdOn=stamp(0), updatedOn=stamp(i))
+        fake.add_sr_candidate(f"c-{i}", jobs=["j-1"], createdOn=BEFORE, updatedOn=stamp(i))
 
 
 def query(call: Call) -> dict[str, str]:
@@ -398,8 +409,8 @@ async def test_the_jobs_resource_is_the_same_code_with_another_configuration(
     services: Services, settings: Settings, fake_ats: FakeATS
 ) -> None:
     fake_ats.add_sr_job("j-1", createdOn=stamp(1), updatedOn=stamp(1))
-    fake_ats.add_sr_job("j-2", createdOn=stamp(1), updatedOn=stamp(5))
-    fake_ats.add_sr_job("j-3", createdOn=stamp(2), updatedOn=stamp(6))
+    fake_ats.add_sr_job("j-2", createdOn=BEFORE, updatedOn=stamp(5))
+    fake_ats.add_sr_job("j-3", createdOn=BEFORE, updatedOn=stamp(6))
     six_candidates(fake_ats)
     conn = await polled(services, fake_ats, candidates=CANDIDATES, jobs=JOBS)
     report = await Poller(services).run(conn, resources=["jobs"], since=SINCE)
@@ -551,7 +562,7 @@ async def test_items_quarantined_by_a_wrong_date_format_are_released_once_it_is_
 
     # This ATS writes day-first dates, which the configured (default) format cannot read.
     for i in (1, 2):
-        fake_ats.add_sr_candidate(f"c-{i}", createdOn=stamp(i))
+        fake_ats.add_sr_candidate(f"c-{i}", createdOn=BEFORE, updatedOn=stamp(i))
         fake_ats.sr_candidates[f"c-{i}"]["modified"] = f"01/06/2026 09:0{i}"
     wrong = {**CANDIDATES, "datesConfiguration": {"updatedDateField": "modified"}}
     conn = await polled(services, fake_ats, candidates=wrong)
@@ -575,3 +586,207 @@ async def test_items_quarantined_by_a_wrong_date_format_are_released_once_it_is_
         ("received", "candidate.updated", True)
     ] * 2
     assert len(await arq_queue(services.queue.redis)) == 2
+
+
+# The seed's "Example cURL with Polling" request body, copied as it is.
+SEED_INSTANCE_BODY = r"""{
+"element": {
+  "key": "smartrecruiters"
+},
+"configuration": {
+    "api.key": "xxxxxxxxxxxxxxxxxxxxxxxxx",
+    "event.notification.enabled": true,
+    "event.vendor.type": "polling",
+      "event.notification.callback.url": "https://api.cloud-elements.com/elements/api-v2/events//",
+    "event.notification.signature.key": "asdfo08e$fd",
+    "event.poller.refresh_interval": "15",
+    "event.poller.configuration":{
+      "candidates":{
+        "url":"/hubs/humancapital/candidates?where=updatedAfter='${gmtDate:yyyy-MM-dd'T'HH:mm:ss.SSS'Z'}'",
+        "idField":"id",
+        "datesConfiguration":{
+          "updatedDateField":"updatedOn",
+          "updatedDateFormat":"yyyy-MM-dd'T'HH:mm:ss.SSS'Z'",
+          "updatedDateTimezone":"GMT",
+          "createdDateField":"createdOn",
+          "createdDateFormat":"yyyy-MM-dd'T'HH:mm:ss.SSS'Z'",
+          "createdDateTimezone":"GMT"
+          }
+        }
+    }
+  },
+  "tags": [
+    "Docs"
+  ],
+  "name": "API Instance with Polling"
+}"""
+SEED_API_KEY = "xxxxxxxxxxxxxxxxxxxxxxxxx"
+
+
+async def stored_connection(services: Services) -> tuple[dict[str, Any], dict[str, Any]]:
+    [row] = await rows(services, "SELECT options, secrets FROM connection")
+    return row.options, services.cipher.decrypt_json(row.secrets)
+
+
+async def test_the_seeds_cloud_elements_block_pasted_in_a_tenants_file_polls_smartrecruiters(
+    services: Services, fake_ats: FakeATS, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The tenants file holds the JSON Cloud Elements shows, pasted between ''' as it is.
+    tenants = tmp_path / "tenants.toml"
+    tenants.write_text(
+        '[[tenant]]\nslug = "acme"\nname = "Acme"\n'
+        '[[tenant.connection]]\nsource = "smartrecruiters"\n'
+        f'[tenant.connection.options]\nbase_url = "{fake_ats.sr_base}"\n'
+        f"polling = '''\n{SEED_INSTANCE_BODY}\n'''\n"
+    )
+    await apply_tenants(read_tenants_file(tenants), engine=services.engine, cipher=services.cipher)
+    options, secrets = await stored_connection(services)
+    # api.key is the poller's credential, stored encrypted; the signature key (callbacks
+    # only) is not stored at all; neither stays in the options, which are shown in clear.
+    assert secrets == {"api_key": SEED_API_KEY}
+    assert SEED_API_KEY not in str(options) and "asdfo08e" not in str(options)
+
+    monkeypatch.setattr("tests.fake_ats.SR_TOKEN", SEED_API_KEY)
+    fake_ats.add_sr_candidate("c-1", createdOn=stamp(1))
+    fake_ats.add_sr_candidate("c-2", createdOn=BEFORE, updatedOn=stamp(2))
+    services.connections.invalidate()
+    conn = await services.connections.by_tenant("acme", "smartrecruiters")
+    assert conn is not None
+    config = polling.parse(conn.options, conn.secrets)
+    assert config.options.refresh_interval_min == 15
+    report = await Poller(services).run(conn, since=SINCE)
+
+    assert report.status == "done" and report.resources[0].recorded == 2
+    # The hub URL and its where clause became SmartRecruiters' own GET /candidates?updatedAfter.
+    [call] = list_calls(fake_ats)
+    assert query(call)["updatedAfter"] == "2026-05-31T09:00:00.000Z"
+    assert call.headers["x-smarttoken"] == SEED_API_KEY
+    assert [(r.event_type, r.subjects) for r in await records(services)] == [
+        ("candidate.created", {"person": "c-1"}),
+        ("candidate.updated", {"person": "c-2"}),
+    ]
+
+
+async def test_the_seeds_block_as_json_through_the_admin_api_and_as_toml_keys(
+    services: Services, fake_ats: FakeATS
+) -> None:
+    from app.admin import schemas as admin_schemas
+    from app.admin import service as admin
+
+    body = json.loads(SEED_INSTANCE_BODY)
+    await apply_tenants(
+        TenantsFile(tenant=[TenantSpec(slug="acme", name="Acme")]),
+        engine=services.engine,
+        cipher=services.cipher,
+    )
+    created = await admin.create_connection(
+        services,
+        spec=admin_schemas.ConnectionCreate(
+            tenant="acme",
+            source="smartrecruiters",
+            options={"base_url": fake_ats.sr_base, "polling": body["configuration"]},
+        ),
+    )
+    assert created.secrets.names == ["api_key"]
+    assert "api.key" not in created.options["polling"]
+    assert created.options["polling"]["event.poller.refresh_interval"] == "15"
+
+    # The same keys written as TOML (quoted dotted names) load the same way.
+    toml_block = tomllib.loads(
+        """
+        "event.vendor.type" = "polling"
+        "event.poller.refresh_interval" = 5
+        ["event.poller.configuration".candidates]
+        url = "/hubs/humancapital/candidates?where=updatedAfter='${isoDate}'"
+        idField = "id"
+        """
+    )
+    config = polling.parse(
+        {"base_url": fake_ats.sr_base, "polling": toml_block}, {"api_key": SR_TOKEN}
+    )
+    assert config.options.refresh_interval_min == 5
+    assert config.resources["candidates"].url == "/candidates?updatedAfter=${isoDate}"
+
+
+def test_cloud_elements_keys_that_mean_nothing_here_or_are_mistyped() -> None:
+    block = json.loads(SEED_INSTANCE_BODY)["configuration"]
+    del block["api.key"]
+    base = {"base_url": "https://api.smartrecruiters.com"}
+    secrets = {"api_key": SR_TOKEN}
+    # The callback URL and signature key are accepted and ignored.
+    polling.parse({**base, "polling": block}, secrets)
+
+    def refused(changes: dict[str, Any], secret: dict[str, Any] = secrets) -> str:
+        with pytest.raises(ValueError) as caught:
+            polling.parse({**base, "polling": {**block, **changes}}, secret)
+        return str(caught.value)
+
+    assert "event.poller.refresh_intervall: Extra inputs are not permitted" in refused(
+        {"event.poller.refresh_intervall": "15"}
+    )
+    resources = block["event.poller.configuration"]
+    typo = {"candidates": {**resources["candidates"], "idFeild": "id"}}
+    assert "candidates.idFeild: Extra inputs are not permitted" in refused(
+        {"event.poller.configuration": typo}
+    )
+    assert "only a polling configuration" in refused({"event.vendor.type": "webhook"})
+    assert "would poll nothing" in refused({"event.notification.enabled": False})
+    assert "a number of minutes" in refused({"event.poller.refresh_interval": "<minutes>"})
+    assert "same setting" in refused({"refresh_interval_min": 5})
+    where = {"candidates": {**resources["candidates"], "url": "/hubs/hr/candidates?where=a>'1'"}}
+    assert "name='value' conditions" in refused({"event.poller.configuration": where})
+    # A key that could not be moved to the secrets (they hold another) is named, never shown.
+    message = refused({"api.key": "k" * 40})
+    assert "api.key: a secret" in message and "k" * 40 not in message
+
+
+async def test_urls_are_rendered_in_the_configured_time_zone(
+    services: Services, fake_ats: FakeATS
+) -> None:
+    new_york = {
+        "url": "/candidates?updatedAfter=${gmtDate:yyyy-MM-dd'T'HH:mm:ss.SSSXXX}",
+        "datesConfiguration": {
+            "updatedDateTimezone": "America/New_York",
+            "createdDateTimezone": "America/New_York",
+        },
+    }
+    iso = {
+        "url": "/jobs?updatedAfter=${isoDate}",
+        "datesConfiguration": new_york["datesConfiguration"],
+    }
+    conn = await polled(services, fake_ats, candidates=new_york, jobs=iso)
+    await Poller(services).run(conn, since=SINCE)
+
+    # [C] "Unless configured for a specific time zone, polling occurs in UTC": configured, the
+    # window's start is written in that zone (09:00 UTC is 05:00 in New York in June).
+    assert query(list_calls(fake_ats)[0])["updatedAfter"] == "2026-05-31T05:00:00.000-04:00"
+    jobs = list_calls(fake_ats, "/sr/jobs")[0]
+    assert query(jobs)["updatedAfter"] == "2026-05-31T05:00:00.000-04:00"
+
+
+async def test_an_item_created_and_updated_between_two_polls_is_reported_as_created(
+    services: Services, fake_ats: FakeATS
+) -> None:
+    fake_ats.add_sr_candidate("c-1", createdOn=stamp(1))
+    conn = await polled(services, fake_ats)
+    await Poller(services).run(conn, since=SINCE)
+
+    # Between the two polls: c-2 created and changed; c-1 (seen created) changed.
+    fake_ats.add_sr_candidate("c-2", createdOn=stamp(2), updatedOn=stamp(3))
+    fake_ats.sr_candidates["c-1"]["updatedOn"] = stamp(4)
+    await Poller(services).run(conn)
+
+    assert [(r.event_type, r.subjects["person"]) for r in await records(services)] == [
+        ("candidate.created", "c-1"),
+        ("candidate.updated", "c-1"),
+        ("candidate.created", "c-2"),
+    ]
+    # A third poll reads c-1 and c-2 again through the overlap: nothing new, and c-2,
+    # though created after the overlapped window's start, is not created twice.
+    fake_ats.sr_candidates["c-2"]["updatedOn"] = stamp(5)
+    third = await Poller(services).run(conn)
+    assert third.resources[0].recorded == 1
+    assert [(r.event_type, r.subjects["person"]) for r in await records(services)][-1] == (
+        "candidate.updated",
+        "c-2",
+    )

@@ -237,8 +237,9 @@ async def create_connection(services: Services, *, spec: s.ConnectionCreate) -> 
         account=spec.account,
         enabled=spec.enabled,
         options=spec.options,
+        secrets=spec.secrets,
     )
-    credential_ids = _checked(spec.tenant, conn_spec, spec.secrets)
+    credential_ids = _checked(spec.tenant, conn_spec, conn_spec.secrets)
     try:
         async with services.engine.begin() as conn:
             tenant = await sql.get_tenant(conn, spec.tenant)
@@ -251,8 +252,8 @@ async def create_connection(services: Services, *, spec: s.ConnectionCreate) -> 
                 name=spec.name,
                 account=spec.account,
                 enabled=spec.enabled,
-                secrets=services.cipher.encrypt_json(spec.secrets),
-                options=spec.options,
+                secrets=services.cipher.encrypt_json(conn_spec.secrets),
+                options=conn_spec.options,
                 credential_ids=credential_ids,
             )
     except IntegrityError as exc:
@@ -305,7 +306,9 @@ async def _rewrite(
                 account=changes.get("account", row.account),
                 enabled=changes.get("enabled", row.enabled),
                 options=changes.get("options", dict(row.options or {})),
+                secrets=secrets,
             )
+            secrets = merged.secrets
             credential_ids = _checked(row.tenant_slug, merged, secrets)
             await sql.update_connection(
                 conn,

@@ -1,11 +1,14 @@
 """One listed item -> one intake event: its type, dedupe key, subjects and problems.
 
-[I] created vs updated: an item whose updated date equals its created date, or that has no
-updated date, has not been changed since it was created, so it is recorded as
-``<object>.created``; otherwise ``<object>.updated``. SmartRecruiters documents ``updatedOn`` as
-optional on a candidate (ATS-FACTS section 3); that it equals ``createdOn`` until the first
-change is assumed. An item created *and* changed between two polls is seen once, as updated:
-polling sees states, not the events between them.
+Created vs updated: [C] an item whose created date (``createdDateField``) is after the cursor
+is new, so it is recorded as ``<object>.created`` whatever its updated date says (seed): an
+item created *and* changed between two polls is reported as created. The cursor here is how
+far the previous sweep saw (:attr:`app.poller.position.Position.created_after`), not the
+window's start, which the overlap moves back to read the boundary again. Otherwise [I] an
+item whose updated date equals its created date, or that has no updated date, has not been
+changed since it was created (``.created``), and any other is ``.updated``. SmartRecruiters
+documents ``updatedOn`` as optional on a candidate (ATS-FACTS section 3); that it equals
+``createdOn`` until the first change is assumed.
 
 The dedupe key is (object type, id, the item's updated date — its created date if it has
 none): reading the same version twice, as the poll overlap does on purpose, records nothing.
@@ -31,6 +34,8 @@ from app.schemas.parsed import Parsed, Reparse
 # Stored with each polled record: which resource of the connection's polling it came from
 # (re-parsing a quarantined record needs it; a webhook record never carries it).
 RESOURCE_HEADER = "hirehook-poll-resource"
+# And the cursor it was read under, which decides created vs updated when it is parsed again.
+CREATED_AFTER_HEADER = "hirehook-poll-created-after"
 _MAX_ID_CHARS = 255
 
 
@@ -70,8 +75,14 @@ def _date(
     return moment, moment.isoformat()
 
 
-def parse_item(name: str, config: polling.ResourceConfig, item: Any) -> tuple[Parsed, str]:
-    """(what the item is, its dedupe key) for an item of resource ``name``."""
+def parse_item(
+    name: str,
+    config: polling.ResourceConfig,
+    item: Any,
+    created_after: datetime | None = None,
+) -> tuple[Parsed, str]:
+    """(what the item is, its dedupe key) for an item of resource ``name``, listed by a poll
+    whose cursor was ``created_after`` (None: unknown, the dates alone decide)."""
     prefix = config.event_prefix(name)
     if not isinstance(item, Mapping):
         blob = hashlib.sha256(orjson.dumps(item)).hexdigest()
@@ -91,6 +102,8 @@ def parse_item(name: str, config: polling.ResourceConfig, item: Any) -> tuple[Pa
     kind = "created" if updated_key is None or updated == created else "updated"
     if updated is None and updated_key is not None:
         kind = "updated"  # an unreadable updated date still says the item changed
+    if created is not None and created_after is not None and created > created_after:
+        kind = "created"
     version = updated_key or created_key
     if item_id is None:
         # No id to key by: the item's whole content keys it, so the same unreadable item
@@ -118,22 +131,27 @@ def newest_date(config: polling.ResourceConfig, item: Any) -> datetime | None:
 
 
 def polled_item(
-    connection: ConnectionInfo, name: str, config: polling.ResourceConfig, item: Any
+    connection: ConnectionInfo,
+    name: str,
+    config: polling.ResourceConfig,
+    item: Any,
+    created_after: datetime,
 ) -> PolledItem:
-    """The intake event of one listed item."""
+    """The intake event of one listed item, listed by a poll whose cursor is
+    ``created_after``."""
     try:
         # PostgreSQL's JSONB refuses U+0000, and nothing an ATS lists is nested this deep.
         item = strip_nul(item, max_depth=MAX_DEPTH)
     except TooDeepError:
         item = {"unreadable": f"nested deeper than {MAX_DEPTH} levels"}
-    parsed, key = parse_item(name, config, item)
+    parsed, key = parse_item(name, config, item, created_after)
     event = Intake.event(
         connection,
         parsed,
         dedupe_key=key,
         payload=item,
         raw_body=orjson.dumps(item),
-        headers={RESOURCE_HEADER: name},
+        headers={RESOURCE_HEADER: name, CREATED_AFTER_HEADER: created_after.isoformat()},
     )
     return PolledItem(event, newest_date(config, item))
 
@@ -151,7 +169,11 @@ def reparse(payload: Any, headers: Mapping[str, str], options: dict[str, Any]) -
     config = resources.get(name)
     if config is None:
         return Parsed("unknown", known=False, problems=(f"resource {name!r} is not polled",))
-    return parse_item(name, config, payload)[0]
+    try:
+        created_after = datetime.fromisoformat(headers.get(CREATED_AFTER_HEADER, ""))
+    except ValueError:
+        created_after = None  # polled before the cursor was kept with the record
+    return parse_item(name, config, payload, created_after)[0]
 
 
 def with_polled(own: Reparse | None) -> Reparse:

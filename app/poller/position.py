@@ -39,6 +39,10 @@ class Position:
     newest: datetime | None = None
     # When the last sweep finished.
     swept_at: datetime | None = None
+    # How far the last sweep saw: its newest date, at most its start, without the overlap. An
+    # item created after it is new ([C] "createdDateField" after the cursor means created);
+    # None before the first sweep, when ``since`` is that boundary.
+    seen_until: datetime | None = None
     # Consecutive failed polls, the last one's time and reason (no secret, no payload).
     failures: int = 0
     failed_at: datetime | None = None
@@ -64,6 +68,7 @@ class Position:
             sweep_started=_time(raw.get("sweep_started")),
             newest=_time(raw.get("newest")),
             swept_at=_time(raw.get("swept_at")),
+            seen_until=_time(raw.get("seen_until")),
             failures=int(raw.get("failures") or 0),
             failed_at=_time(raw.get("failed_at")),
             error=raw.get("error") if isinstance(raw.get("error"), str) else None,
@@ -78,6 +83,7 @@ class Position:
             "sweep_started": _text(self.sweep_started),
             "newest": _text(self.newest),
             "swept_at": _text(self.swept_at),
+            "seen_until": _text(self.seen_until),
             "failures": self.failures,
             "failed_at": _text(self.failed_at),
             "error": self.error,
@@ -103,11 +109,18 @@ class Position:
     def after_sweep(self, newest: datetime | None, overlap: timedelta, now: datetime) -> Position:
         """The position after the sweep's last page: ``since`` moves forward (never back)."""
         seen = newest if self.newest is None or (newest and newest > self.newest) else self.newest
-        since = self.since
+        since, seen_until = self.since, self.seen_until
         if seen is not None:
             started = self.sweep_started or now
-            since = max(since, min(seen, started) - overlap)
-        return Position(since=since, swept_at=now)
+            covered = min(seen, started)
+            since = max(since, covered - overlap)
+            seen_until = covered if seen_until is None else max(seen_until, covered)
+        return Position(since=since, swept_at=now, seen_until=seen_until)
+
+    @property
+    def created_after(self) -> datetime:
+        """An item created after this moment was not seen before: it is reported as created."""
+        return self.since if self.seen_until is None else max(self.seen_until, self.since)
 
     def failed(self, reason: str, now: datetime) -> Position:
         """This position after a failed poll (the sweep resumes where it stood)."""

@@ -317,7 +317,10 @@ class Poller:
         holder: int,
     ) -> Position:
         """Record one page with its cursor, publish its jobs; the position after it."""
-        items = [polled_item(connection, name, resource, item) for item in page.items]
+        items = [
+            polled_item(connection, name, resource, item, position.created_after)
+            for item in page.items
+        ]
         dates = [i.newest for i in items if i.newest is not None]
         newest = max(dates) if dates else None
         if page.next is None:
@@ -367,7 +370,8 @@ class Poller:
             params[pages.offset_param] = str(position.page or 0)
         # The template's own query (updatedAfter=...) is kept; paging parameters are added.
         url = httpx.URL(
-            config.base_url + polling.render_template(resource.url, position.since)
+            config.base_url
+            + polling.render_template(resource.url, position.since, resource.url_zone())
         ).copy_merge_params(params)
         what = f"{client.budget_key.source} {name} list"
         attempt = 0

@@ -4,6 +4,10 @@
 (``event.notification.signature.key``) signs each notification with
 ``Elements-Webhook-Signature: sha256=<Base64(HMAC-SHA256(key as UTF-8, raw body))>``
 (ATS-FACTS section 3b). Header name, prefix and encoding are options, defaulting to that.
+
+[C] That key is optional in Cloud Elements (seed): an instance without one sends unsigned
+notifications. Those are refused; such a connection instead authenticates its instance by a
+secret token in the callback URL (``auth = "url_token"``), as KeldairHR connections may.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from app.guard import require_strong_secret
 from app.validation import validated
+from app.verifiers import url_token
 
 DEFAULT_HEADER = "Elements-Webhook-Signature"
 # The project's floor for shared secrets: a shorter HMAC key can be searched offline from one
@@ -39,6 +44,9 @@ class CloudElementsOptions(BaseModel):
     # objectType -> the subject kind its objectId is recorded under; by default the house
     # vocabulary ("candidates" -> "person", "jobs" -> "job"), else the objectType itself.
     subject_kinds: dict[str, str] = Field(default_factory=dict)
+    # "url_token": the instance has no signature key and calls back
+    # /v1/cloud-elements/<tenant>/events/<token> instead. Signatures stay the default.
+    auth: Literal["signature", "url_token"] = "signature"
 
 
 class CloudElementsSecrets(BaseModel):
@@ -47,7 +55,9 @@ class CloudElementsSecrets(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     # The instance's event.notification.signature.key; several while it is rotated.
-    signature_keys: list[str] = Field(min_length=1, max_length=16, repr=False)
+    signature_keys: list[str] = Field(default_factory=list, max_length=16, repr=False)
+    # With auth = "url_token": the tokens accepted in the callback URL (two while rotating).
+    url_tokens: list[str] = Field(default_factory=list, max_length=16, repr=False)
 
     @field_validator("signature_keys")
     @classmethod
@@ -82,9 +92,17 @@ def parse(options: dict[str, Any], secrets: dict[str, Any]) -> CloudElementsConf
     """Validate; raises ValueError naming the settings at fault, never their values."""
     opts = parse_options(options)
     secs = validated(CloudElementsSecrets, secrets, "secrets")
+    if opts.auth == "signature" and not secs.signature_keys:
+        raise ValueError(
+            "secrets.signature_keys: at least one is required (auth = signature); an instance "
+            'without a signature key is connected with auth = "url_token"'
+        )
+    if opts.auth == "url_token" and not secs.url_tokens:
+        raise ValueError("secrets.url_tokens: at least one is required (auth = url_token)")
     return CloudElementsConfig(opts, secs)
 
 
 def check(options: dict[str, Any], secrets: dict[str, Any]) -> None:
     """The connection check of :class:`app.sources.base.Source`."""
-    parse(options, secrets)
+    config = parse(options, secrets)
+    url_token.check(config.secrets.url_tokens, what="secrets.url_tokens")

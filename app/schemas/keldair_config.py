@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import re
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from app.guard import require_strong_secret
 from app.validation import validated
+from app.verifiers import url_token
 from app.verifiers.standard_webhooks import decode_secret, require_strong
-
-_URL_SAFE = re.compile(r"[A-Za-z0-9_-]+")
 
 
 class KeldairOptions(BaseModel):
@@ -84,8 +81,4 @@ def check(options: dict[str, Any], secrets: dict[str, Any]) -> None:
     # until its tenants file is loaded again, rather than answering 401 to every event.
     for index, secret in enumerate(config.secrets.signing_secrets):
         require_strong(secret, what=f"secrets.signing_secrets[{index}]")
-    for index, token in enumerate(config.secrets.url_tokens):
-        # Random URL-safe characters: a token is only as good as its length.
-        require_strong_secret(token, what=f"secrets.url_tokens[{index}]")
-        if not _URL_SAFE.fullmatch(token):
-            raise ValueError(f"secrets.url_tokens[{index}]: use only A-Z a-z 0-9 - _")
+    url_token.check(config.secrets.url_tokens, what="secrets.url_tokens")

@@ -18,6 +18,10 @@ plain ISO-8601 form SmartRecruiters documents for ``updatedAfter`` (``2013-10-20
 ATS-FACTS section 3). ``pagination``, ``objectType``, ``subject``, ``overlap_s``, ``auth`` and
 ``base_url`` are ours: Cloud Elements pages through its own hub, we call the ATS directly.
 
+The Cloud Elements instance configuration itself (``event.poller.*`` keys, hub URLs with a
+``where`` clause), or the whole ``/instances`` body around it, is accepted as it is pasted and
+mapped onto this model (:func:`from_cloud_elements`, :func:`from_hub_url`).
+
 Another ATS without webhooks is a new configuration of this model, not new code.
 """
 
@@ -27,9 +31,10 @@ import re
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, timezone, tzinfo
 from typing import Any, Literal
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote, unquote_plus, urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+import orjson
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -244,10 +249,10 @@ class DateReader:
 _PLACEHOLDER = re.compile(r"\$\{(gmtDate|epoch|isoDate)(?::([^}]*))?\}")
 
 
-def _renderer(name: str, argument: str | None) -> Callable[[datetime], str]:
+def _renderer(name: str, argument: str | None, zone: tzinfo = UTC) -> Callable[[datetime], str]:
     if name == "gmtDate":
         java = JavaDateFormat(argument or DEFAULT_DATE_FORMAT)
-        return lambda since: java.format(since.astimezone(UTC))
+        return lambda since: java.format(since.astimezone(zone))
     if name == "epoch":
         if argument not in (None, "s", "ms"):
             raise ValueError(f"${{epoch:{argument}}}: use ${{epoch}} (ms) or ${{epoch:s}}")
@@ -256,7 +261,7 @@ def _renderer(name: str, argument: str | None) -> Callable[[datetime], str]:
         return lambda since: str(int(since.timestamp() * scale))
     if argument is not None:
         raise ValueError("${isoDate} takes no format")
-    return lambda since: since.astimezone(UTC).isoformat(timespec="milliseconds")
+    return lambda since: since.astimezone(zone).isoformat(timespec="milliseconds")
 
 
 def check_template(url: str) -> None:
@@ -268,10 +273,181 @@ def check_template(url: str) -> None:
         raise ValueError("unknown placeholder (use ${gmtDate:<format>}, ${epoch} or ${isoDate})")
 
 
-def render_template(url: str, since: datetime) -> str:
+def render_template(url: str, since: datetime, zone: tzinfo = UTC) -> str:
     """``url`` with every placeholder replaced by ``since``, percent-encoded (an offset's ``+``
-    would otherwise reach the ATS as a space)."""
-    return _PLACEHOLDER.sub(lambda m: quote(_renderer(m.group(1), m.group(2))(since), safe=""), url)
+    would otherwise reach the ATS as a space).
+
+    Dates are written in ``zone``: [C] "unless configured for a specific time zone, polling
+    occurs in UTC" (seed), so a resource whose dates are configured in another zone is asked
+    for them in that zone, ``${gmtDate:…}`` included (its name is Cloud Elements' and says GMT,
+    what it renders with the default zone). ``${epoch}`` names the same instant in any zone.
+    """
+    return _PLACEHOLDER.sub(
+        lambda m: quote(_renderer(m.group(1), m.group(2), zone)(since), safe=""), url
+    )
+
+
+# --- Cloud Elements' instance configuration, pasted as it is ---------------------------------
+
+# [C] The keys of a Cloud Elements element instance's polling configuration (seed). A tenant
+# moving from Cloud Elements pastes that block as ``options.polling``; each key is mapped here.
+CE_API_KEY = "api.key"
+CE_SIGNATURE_KEY = "event.notification.signature.key"
+_CE_REFRESH = "event.poller.refresh_interval"
+_CE_RESOURCES = "event.poller.configuration"
+_CE_VENDOR_TYPE = "event.vendor.type"
+_CE_ENABLED = "event.notification.enabled"
+# Meaningless here, accepted and ignored: Hirehook records what it polls itself, so there is no
+# callback to send, nor to sign. The signature key is a secret: it is dropped when the
+# connection is loaded (lift_secrets), never stored.
+CE_IGNORED = frozenset({"event.notification.callback.url", CE_SIGNATURE_KEY})
+_CE_KEYS = frozenset({CE_API_KEY, _CE_REFRESH, _CE_RESOURCES, _CE_VENDOR_TYPE, _CE_ENABLED})
+# The rest of a whole /instances request body, around its "configuration".
+_CE_BODY_IGNORED = frozenset({"element", "tags", "name"})
+_CE_PLACEHOLDER = re.compile(r"\$\{[^}]*\}")
+_CE_HUB = re.compile(r"/hubs/[A-Za-z0-9_-]+(/[^?]+)(?:\?(.*))?", re.DOTALL)
+_CE_CONDITION = re.compile(r"\s*([A-Za-z_][A-Za-z0-9_.]*)\s*=\s*'((?:[^']|'')*)'\s*")
+_CE_AND = re.compile(r"\s+and\s+", re.IGNORECASE)
+
+
+def _is_cloud_elements(raw: dict[str, Any]) -> bool:
+    return "configuration" in raw or any(k == CE_API_KEY or k.startswith("event.") for k in raw)
+
+
+def _json_block(raw: Any) -> Any:
+    # A tenants file (TOML) may hold the block as the JSON Cloud Elements shows, in a string.
+    if isinstance(raw, str) and raw.lstrip().startswith("{"):
+        try:
+            return orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            raise ValueError(f"not a JSON object ({exc})") from None
+    return raw
+
+
+def _unwrap(raw: dict[str, Any]) -> dict[str, Any]:
+    """The ``configuration`` object of a pasted /instances body; anything else as it is."""
+    if isinstance(raw.get("configuration"), dict):
+        unknown = set(raw) - _CE_BODY_IGNORED - {"configuration"}
+        if unknown:
+            raise ValueError(f"{', '.join(sorted(unknown))}: not part of a Cloud Elements body")
+        return dict(raw["configuration"])
+    return raw
+
+
+def from_cloud_elements(raw: dict[str, Any]) -> dict[str, Any]:
+    """A Cloud Elements instance configuration mapped onto this model's names.
+
+    ``event.poller.refresh_interval`` (minutes, a string or a number) is
+    ``refresh_interval_min``, ``event.poller.configuration`` is ``resources`` (its resources'
+    ``url``, ``idField`` and ``datesConfiguration`` are this model's own names);
+    ``event.vendor.type`` must be ``polling`` and ``event.notification.enabled`` true (anything
+    else asks for no polling); :data:`CE_IGNORED` are ignored. ``api.key`` is a secret and does
+    not stay in ``options``: see :func:`lift_secrets`. This model's own keys may sit beside
+    them (``base_url``, ``auth``, ``initial_lookback_min``); other keys are refused.
+    """
+    config = _unwrap(raw)
+    if CE_API_KEY in config:
+        raise ValueError(
+            f"{CE_API_KEY}: a secret, not an option (options are stored and shown in clear); "
+            "put it in secrets.api_key (loading a tenants file or the admin API moves it there "
+            "unless secrets.api_key holds another value)"
+        )
+    vendor = config.get(_CE_VENDOR_TYPE, "polling")
+    if not isinstance(vendor, str) or vendor.lower() != "polling":
+        raise ValueError(
+            f"{_CE_VENDOR_TYPE}: only a polling configuration maps onto the poller; an instance "
+            "with webhooks calls back /v1/cloud-elements/<tenant>/events instead"
+        )
+    enabled = config.get(_CE_ENABLED, True)
+    if enabled not in (True, "true", "True"):
+        raise ValueError(
+            f"{_CE_ENABLED}: false would poll nothing; disable the connection instead "
+            "(enabled = false) or drop the key"
+        )
+    native = {k: v for k, v in config.items() if k not in _CE_KEYS and k not in CE_IGNORED}
+    for ce_name, name in ((_CE_REFRESH, "refresh_interval_min"), (_CE_RESOURCES, "resources")):
+        if ce_name not in config:
+            continue
+        if name in native:
+            raise ValueError(f"{ce_name} and {name} are the same setting; give one")
+        native[name] = config[ce_name]
+    refresh = native.get("refresh_interval_min")
+    if isinstance(refresh, str):
+        try:
+            native["refresh_interval_min"] = float(refresh)
+        except ValueError:
+            raise ValueError(f'{_CE_REFRESH}: a number of minutes, e.g. "15"') from None
+    return native
+
+
+def from_hub_url(url: str) -> str:
+    """A Cloud Elements hub URL as a path on the ATS's own API.
+
+    [C] Cloud Elements polls its hub, e.g.
+    ``/hubs/humancapital/candidates?where=updatedAfter='${gmtDate:…}'`` (seed); Hirehook calls
+    the ATS directly, so the ``/hubs/<hub>`` prefix goes and each ``name='value'`` condition of
+    the ``where`` clause (joined by ``and``) becomes the query parameter ``name=value``. [I] The
+    hub's resource and field names are taken to be the ATS's: SmartRecruiters' ``GET
+    /candidates`` does take ``updatedAfter`` [C]; for another ATS set ``url`` in its own terms.
+    Any other URL is returned as it is.
+    """
+    if not url.startswith("/hubs/"):
+        return url
+    # Placeholders may hold quotes ('T', 'Z'): set aside while the where clause is read.
+    kept: list[str] = []
+
+    def keep(found: re.Match[str]) -> str:
+        kept.append(found.group(0))
+        return f"\x00{len(kept) - 1}\x00"
+
+    match = _CE_HUB.fullmatch(_CE_PLACEHOLDER.sub(keep, url))
+    if match is None:
+        raise ValueError("a Cloud Elements hub URL is /hubs/<hub>/<resource>?where=...")
+    params = []
+    for part in (match.group(2) or "").split("&"):
+        name, _, value = part.partition("=")
+        if name != "where":
+            if part:
+                params.append(part)
+            continue
+        clause = unquote_plus(value)
+        for condition in _CE_AND.split(clause.strip()):
+            found = _CE_CONDITION.fullmatch(condition)
+            if found is None:
+                raise ValueError(
+                    "where: only name='value' conditions joined by and map onto the ATS's "
+                    f"query parameters, not {condition.strip()!r:.60}"
+                )
+            literal = found.group(2).replace("''", "'")
+            params.append(f"{found.group(1)}={quote(literal, safe='')}")
+    rebuilt = match.group(1) + ("?" + "&".join(params) if params else "")
+    return re.sub(r"(?:%00|\x00)(\d+)(?:%00|\x00)", lambda m: kept[int(m.group(1))], rebuilt)
+
+
+def lift_secrets(
+    options: dict[str, Any], secrets: dict[str, Any]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``options`` and ``secrets`` with a pasted Cloud Elements block's secrets out of
+    ``options``, which are stored and shown in clear: ``api.key`` becomes ``secrets.api_key``
+    (the poller's default credential, [C] SmartRecruiters' X-SmartToken), and the callback's
+    signature key, which polling never uses, is dropped. Never raises: what cannot be moved
+    (``secrets.api_key`` already set to another value, a block that does not parse) stays, and
+    the connection's check then names it."""
+    raw = options.get("polling")
+    try:
+        block = _json_block(raw)
+    except ValueError:
+        return options, secrets
+    if not isinstance(block, dict) or not _is_cloud_elements(block):
+        return options, secrets
+    wrapped = isinstance(block.get("configuration"), dict)
+    config = dict(block["configuration"] if wrapped else block)
+    secrets = dict(secrets)
+    config.pop(CE_SIGNATURE_KEY, None)
+    if CE_API_KEY in config and secrets.get("api_key") in (None, config[CE_API_KEY]):
+        secrets["api_key"] = config.pop(CE_API_KEY)
+    body = {**block, "configuration": config} if wrapped else config
+    return {**options, "polling": body}, secrets
 
 
 # --- the configuration ----------------------------------------------------------------------
@@ -351,6 +527,11 @@ class ResourceConfig(_Model):
     # SmartRecruiters' one-at-a-time route).
     route: str | None = Field(default=None, min_length=1)
 
+    @field_validator("url", mode="before")
+    @classmethod
+    def _hub(cls, url: Any) -> Any:
+        return from_hub_url(url) if isinstance(url, str) else url
+
     @field_validator("url")
     @classmethod
     def _template(cls, url: str) -> str:
@@ -368,6 +549,14 @@ class ResourceConfig(_Model):
     def subject_kind(self, name: str) -> str:
         """The subject kind the item's id is recorded under."""
         return self.subject or subject_kind(self.event_prefix(name))
+
+    def url_zone(self) -> tzinfo:
+        """The time zone the URL's dates are written in: the one the dates it filters on are
+        configured in (the updated date's, else the created date's)."""
+        dates = self.dates_configuration
+        if dates.updated_date_field is not None:
+            return zone_named(dates.updated_date_timezone)
+        return zone_named(dates.created_date_timezone)
 
     def budget_route(self) -> str:
         """The rate-budget route of this resource's list calls."""
@@ -396,6 +585,14 @@ class PollingOptions(_Model):
     # The first poll of a resource (no cursor yet) starts this far back; older history is a
     # back-fill (`hirehook poll --since`). Default: one refresh interval.
     initial_lookback_min: float | None = Field(default=None, ge=0)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _cloud_elements(cls, raw: Any) -> Any:
+        raw = _json_block(raw)
+        if isinstance(raw, dict) and _is_cloud_elements(raw):
+            return from_cloud_elements(raw)
+        return raw
 
     @field_validator("resources")
     @classmethod
@@ -454,6 +651,13 @@ def parse(options: dict[str, Any], secrets: dict[str, Any]) -> PollingConfig:
     """Validate a connection's ``options.polling``; ValueError naming the setting at fault
     (never a secret's value)."""
     raw = options.get("polling")
+    try:
+        raw = _json_block(raw)
+        if isinstance(raw, dict) and _is_cloud_elements(raw):
+            raw = from_cloud_elements(raw)
+    except ValueError as exc:
+        # Mapped here rather than only in the model, so the message names no "body".
+        raise ValueError(f"options.polling: {exc}") from None
     try:
         polling = PollingOptions.model_validate(raw)
     except ValidationError as exc:
