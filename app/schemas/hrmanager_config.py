@@ -28,8 +28,12 @@ from app.verifiers.hrmanager import SecretEncoding, decode_secret
 
 # Shared secrets and User Data keys are guessable below this length.
 MIN_SECRET_CHARS = 32
-# A body field name, or a dotted path into nested objects.
-FieldPath = Annotated[str, StringConstraints(pattern=r"^[^.\s]+(\.[^.\s]+)*$", max_length=200)]
+# A body field name, or a dotted path into nested objects. No control characters: options are
+# stored as JSONB, which cannot hold U+0000.
+FieldPath = Annotated[
+    str,
+    StringConstraints(pattern=r"^[^.\s\x00-\x1f]+(\.[^.\s\x00-\x1f]+)*$", max_length=200),
+]
 Secret = Annotated[str, StringConstraints(min_length=MIN_SECRET_CHARS, max_length=1024)]
 # Characters no JSON encoder escapes (System.Text.Json escapes "+", "<", "&", ...), so the key's
 # bytes appear verbatim in the body and can be redacted from what is stored.
