@@ -4,6 +4,8 @@ letters and statistics, driven in-process against real PostgreSQL, Redis and fak
 from __future__ import annotations
 
 import base64
+import hashlib
+import hmac
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -98,7 +100,7 @@ ROUTES = _admin_routes()
 
 def test_the_admin_routes_are_all_here() -> None:
     # If a route is added, it is covered by the 401 test below through this list.
-    assert len(ROUTES) == 21
+    assert len(ROUTES) == 22
 
 
 @pytest.fixture
@@ -551,3 +553,125 @@ async def test_subject_search_knows_each_sources_names(admin: Recorder, services
         assert [r["source"] for r in page["records"]] == ["hrmanager"], params
     page = (await admin.call("GET", "/records", params={"tenant": "acme", "person": "9"})).json()
     assert page["records"] == []
+
+
+async def post_hrmanager(
+    client: httpx.AsyncClient, body: dict[str, Any], tenant: str = "acme"
+) -> uuid.UUID:
+    """One HR Manager event, signed as HR Manager signs it; the record's id."""
+    raw = orjson.dumps(body)
+    mac = hmac.new(bytes.fromhex(HRM_SECRET), raw, hashlib.sha256).digest()
+    response = await client.post(
+        f"/v1/hrmanager/{tenant}/events",
+        content=raw,
+        headers={
+            "content-type": "application/json",
+            "X-Signature-Base64HmacSha256": base64.b64encode(mac).decode(),
+        },
+    )
+    assert response.status_code == 200, response.text
+    return uuid.UUID(response.json()["record_id"])
+
+
+async def test_a_quarantined_record_shows_what_is_missing_and_payload_fields_release_it(
+    admin: Recorder,
+    client: httpx.AsyncClient,
+    services: Services,
+    settings: Settings,
+    fake_ats: FakeATS,
+) -> None:
+    fake_ats.add_hrm_position("77")
+    fake_ats.add_hrm_position("78")
+    hrm = await add_source(services, fake_ats, "hrmanager", destination=True)
+    await add_source(services, fake_ats, "hrmanager", tenant="globex")
+    # Field names HR Manager might really use, none of them guessed.
+    first = await post_hrmanager(client, {"Event": "PositionPublished", "Id": "77"})
+    second = await post_hrmanager(client, {"Event": "PositionPublished", "Id": "78"})
+    other_kind = await post_hrmanager(client, {"Event": "CandidateHired", "Ref": "9"})
+    other_tenant = await post_hrmanager(
+        client, {"Event": "PositionPublished", "Id": "77"}, "globex"
+    )
+
+    detail = (await admin.call("GET", f"/records/{first}")).json()
+    assert detail["state"] == "quarantined"
+    assert detail["quarantine"] == {
+        "connection_id": hrm.id,
+        "problems": [
+            "position_id: missing (looked for PositionId, positionId, position_id, PositionID; "
+            "name the payload's own field in options.payload_fields.position_id)"
+        ],
+        "missing": {"position_id": ["PositionId", "positionId", "position_id", "PositionID"]},
+        "body_fields": ["Event", "Id"],
+    }
+
+    answer = await admin.call(
+        "POST",
+        f"/connections/{hrm.id}/payload-fields",
+        json={"payload_fields": {"event": ["Event"], "position_id": ["Id"]}},
+    )
+    assert answer.status_code == 200, answer.text
+    result = answer.json()
+    assert (result["reparsed"], result["still_quarantined"]) == (2, 1)
+    options = result["connection"]["options"]
+    assert options["payload_fields"] == {"event": ["Event"], "position_id": ["Id"]}
+    assert options["base_url"] == fake_ats.hrm_base  # the other options are kept
+
+    released = (await admin.call("GET", f"/records/{first}")).json()
+    assert (released["state"], released["subjects"]) == ("received", {"position": "77"})
+    assert released["quarantine"] is None
+    assert [(x["resolution"], x["note"]) for x in released["dead_letters"]] == [
+        ("retried", "payload_fields set")
+    ]
+    # Still quarantined: it now names what the new mapping still lacks.
+    stuck = (await admin.call("GET", f"/records/{other_kind}")).json()
+    assert stuck["state"] == "quarantined"
+    assert list(stuck["quarantine"]["missing"]) == ["candidate_id"]
+    # Another connection's quarantined record is left alone.
+    untouched = (await admin.call("GET", f"/records/{other_tenant}")).json()
+    assert untouched["state"] == "quarantined"
+    assert [x["resolution"] for x in untouched["dead_letters"]] == [None]
+
+    # Released records go on to enrichment and delivery.
+    await run_worker(fast_settings(settings))
+    for record_id in (first, second):
+        assert (await admin.call("GET", f"/records/{record_id}")).json()["state"] == "processed"
+    delivered = sorted(
+        orjson.loads(c.body)["data"]["subjects"]["position"] for c in fake_ats.deliveries()
+    )
+    assert delivered == ["77", "78"]
+
+    # An empty list goes back to the guesses; nothing is left to re-parse for the others.
+    reset = await admin.call(
+        "POST", f"/connections/{hrm.id}/payload-fields", json={"payload_fields": {"event": []}}
+    )
+    assert reset.status_code == 200
+    assert reset.json()["connection"]["options"]["payload_fields"] == {"position_id": ["Id"]}
+    assert (reset.json()["reparsed"], reset.json()["still_quarantined"]) == (0, 1)
+
+
+async def test_payload_fields_refuse_what_the_source_refuses(
+    admin: Recorder, services: Services, fake_ats: FakeATS
+) -> None:
+    hrm = await add_source(services, fake_ats, "hrmanager")
+    sr = await add_source(services, fake_ats, "smartrecruiters", tenant="globex")
+    path = f"/connections/{hrm.id}/payload-fields"
+    unknown = await admin.call("POST", path, json={"payload_fields": {"applicant_id": ["X"]}})
+    assert unknown.status_code == 400
+    assert "'applicant_id' is not one of" in unknown.json()["error"]["message"]
+    for name in ("a..b", "Id\u0000", ""):
+        bad = await admin.call("POST", path, json={"payload_fields": {"position_id": [name]}})
+        assert bad.status_code == 400, name
+        assert "payload_fields.position_id" in bad.json()["error"]["message"]
+    empty = await admin.call("POST", path, json={"payload_fields": {}})
+    assert empty.status_code == 400
+    other = await admin.call(
+        "POST", f"/connections/{sr.id}/payload-fields", json={"payload_fields": {"event": ["E"]}}
+    )
+    assert other.status_code == 400 and "payload_fields" in other.json()["error"]["message"]
+    missing = await admin.call(
+        "POST", "/connections/999999/payload-fields", json={"payload_fields": {"event": ["E"]}}
+    )
+    assert missing.status_code == 404
+    # Nothing was changed by a refusal.
+    shown = (await admin.call("GET", f"/connections/{hrm.id}")).json()
+    assert "payload_fields" not in shown["options"]

@@ -17,6 +17,7 @@ from app.cli import cli
 from app.services import Services
 from app.settings import Settings
 from tests.fake_ats import FakeATS
+from tests.test_admin_api import post_hrmanager
 from tests.test_keldair import OTHER, SECRET
 from tests.test_workers_cli import hirehook as hirehook_process
 from tests.workers_support import (
@@ -200,3 +201,54 @@ async def test_records_are_listed_shown_and_replayed_idempotently(
     assert nothing.returncode == 1 and "Name the records" in nothing.stderr
     for text in (human.stdout, replayed.stdout, replayed.stderr):
         assert HRM_SECRET not in text and VENDOR_SECRET not in text
+
+
+async def test_set_payload_fields_reparses_quarantined_records_and_records_show_what_is_missing(
+    settings: Settings, services: Services, client: httpx.AsyncClient, fake_ats: FakeATS
+) -> None:
+    fake_ats.add_hrm_position("77")
+    hrm = await add_source(services, fake_ats, "hrmanager", destination=True)
+    first = await post_hrmanager(client, {"Event": "PositionPublished", "Id": "77"})
+    stuck = await post_hrmanager(client, {"Event": "CandidateHired", "Ref": "9"})
+
+    shown = await hirehook(settings, "records", "show", str(first))
+    assert shown.returncode == 0, shown.stderr
+    assert (
+        "missing position_id; names tried: PositionId, positionId, position_id, PositionID"
+        in shown.stdout
+    )
+    assert "names in the body: Event, Id" in shown.stdout
+    assert f"hirehook connections set-payload-fields {hrm.id} --field position_id=" in shown.stdout
+
+    result = await hirehook(
+        settings,
+        "connections",
+        "set-payload-fields",
+        str(hrm.id),
+        "--field",
+        "event=Event",
+        "--field",
+        "position_id=Id",
+    )
+    assert result.returncode == 0, result.stderr
+    assert "1 quarantined record(s) parsed again and released, 1 still quarantined" in (
+        result.stdout
+    )
+    again = ok(
+        await hirehook(
+            settings, "connections", "set-payload-fields", str(hrm.id), "--field", "event=",
+            "--json",
+        )
+    )  # fmt: skip
+    assert again["connection"]["options"]["payload_fields"] == {"position_id": ["Id"]}
+    assert (again["reparsed"], again["still_quarantined"]) == (0, 1)
+    bad = await hirehook(settings, "connections", "set-payload-fields", str(hrm.id), "--field", "x")
+    assert bad.returncode != 0 and "FIELD=NAME" in bad.stderr
+
+    await run_worker(fast_settings(settings))
+    [row] = await rows(services, "SELECT state FROM record WHERE id = :id", id=first)
+    assert row.state == "processed"
+    [delivery] = fake_ats.deliveries()
+    assert orjson.loads(delivery.body)["data"]["subjects"] == {"position": "77"}
+    still = await hirehook(settings, "records", "show", str(stuck))
+    assert "missing candidate_id" in still.stdout

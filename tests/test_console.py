@@ -14,10 +14,11 @@ from app.main import create_app
 from app.services import Services
 from app.settings import Settings
 from tests.conftest import add_connection, make_settings, run_app
-from tests.test_admin_api import post_keldair
+from tests.fake_ats import FakeATS
+from tests.test_admin_api import post_hrmanager, post_keldair
 from tests.test_keldair import SECRET
 from tests.test_keldair import event as keldair_event
-from tests.workers_support import fast_settings
+from tests.workers_support import add_source, fast_settings
 
 PAGES = ("/console/records", "/console/dead-letters", "/console/stats")
 
@@ -199,3 +200,24 @@ async def test_the_console_is_not_in_the_openapi_document(client: httpx.AsyncCli
     paths = (await client.get("/openapi.json")).json()["paths"]
     assert paths and not [p for p in paths if p.startswith("/console")]
     assert (await client.get("/console/console.css")).headers["content-type"].startswith("text/css")
+
+
+async def test_a_quarantined_record_page_shows_the_missing_ids_and_how_to_map_them(
+    client: httpx.AsyncClient, services: Services, key: str, fake_ats: FakeATS
+) -> None:
+    hrm = await add_source(services, fake_ats, "hrmanager")
+    record_id = await post_hrmanager(client, {"Event": "PositionPublished", "Id": "77"})
+    await log_in(client, key)
+    page = await client.get(f"/console/records/{record_id}")
+    assert page.status_code == 200
+    found = re.search(r'<section id="quarantine">(.*?)</section>', page.text, re.S)
+    assert found, "the page has no quarantine section"
+    section = found.group(1)
+    missing = re.search(r'<table id="missing-fields">(.*?)</table>', section, re.S)
+    assert missing is not None
+    assert "<th>position_id</th>" in missing.group(1)
+    for name in ("PositionId", "positionId", "position_id", "PositionID"):
+        assert f"<code>{name}</code>" in missing.group(1)
+    assert "Names in the body: <code>Event</code>, <code>Id</code>" in section
+    command = f"hirehook connections set-payload-fields {hrm.id} --field position_id=&lt;"
+    assert command in section

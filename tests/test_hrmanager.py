@@ -238,10 +238,10 @@ async def test_the_user_data_key_is_never_stored(
 async def test_a_user_data_key_alone_can_authenticate(
     client: httpx.AsyncClient, services: Services, fake_ats: FakeATS
 ) -> None:
+    # Set up as the seed describes: a User Data key, no shared secret and no option to flip.
     await connect(
         services,
         fake_ats,
-        options={"require_signature": False},
         secrets={"signing_secrets": [], "user_data_key": USER_DATA},
     )
     payload = {"Event": "CandidateHired", "CandidateId": "1001", "UserData": USER_DATA}
@@ -649,8 +649,18 @@ _SIGNED = {"signing_secrets": [HEX_SECRET]}
     [
         ({}, {"signing_secrets": ["0123abcd"]}, "signing_secrets.0: String should have at least"),
         ({}, {"signing_secrets": ["z" * 40]}, "signing_secrets.0: not hexadecimal"),
-        ({}, {}, "secrets.signing_secrets: required"),
-        ({"require_signature": False}, {}, "needs secrets.user_data_key"),
+        ({}, {}, "secrets: set secrets.user_data_key"),
+        ({"require_signature": False}, {}, "secrets: set secrets.user_data_key"),
+        (
+            {"require_signature": False},
+            _SIGNED,
+            "options.require_signature: false needs secrets.user_data_key",
+        ),
+        (
+            {"require_signature": True},
+            {"user_data_key": USER_DATA},
+            "secrets.signing_secrets: required while options.require_signature is true",
+        ),
         (
             {},
             {**_SIGNED, "user_data_key": "a+b" * 20},
@@ -686,7 +696,34 @@ def test_the_demo_connection_passes_its_check() -> None:
     [demo] = [t for t in spec.tenant if t.slug == "demo"]
     [conn] = [c for c in demo.connection if c.source == "hrmanager"]
     config = hrmanager_config.parse(conn.options, conn.secrets)
-    assert config.options.require_signature and config.secrets.user_data_key
+    assert config.signature_required and config.secrets.user_data_key
+
+
+@pytest.mark.parametrize(
+    ("options", "secrets", "required"),
+    [
+        ({}, {"user_data_key": USER_DATA}, False),
+        ({}, {"signing_secrets": [HEX_SECRET]}, True),
+        ({}, {"signing_secrets": [HEX_SECRET], "user_data_key": USER_DATA}, True),
+        ({"require_signature": False}, {**_SIGNED, "user_data_key": USER_DATA}, False),
+        ({"require_signature": True}, _SIGNED, True),
+    ],
+)
+def test_a_signature_is_required_by_default_exactly_when_a_secret_is_configured(
+    options: dict[str, Any], secrets: dict[str, Any], required: bool
+) -> None:
+    assert hrmanager_config.parse(options, secrets).signature_required is required
+
+
+async def test_a_user_data_key_connection_wants_the_key_whatever_signature_comes(
+    client: httpx.AsyncClient, services: Services, fake_ats: FakeATS
+) -> None:
+    """With only a User Data key a signature proves nothing: without the key, 401."""
+    await connect(services, fake_ats, secrets={"signing_secrets": [], "user_data_key": USER_DATA})
+    payload = {"Event": "CandidateHired", "CandidateId": "1001"}
+    response = await post(client, payload)
+    assert response.status_code == 401
+    assert await counts(services) == (0, 0)
 
 
 @pytest.fixture

@@ -72,6 +72,9 @@ ANSWERS: dict[tuple[str, str], set[str]] = {
     ("put", "/v1/admin/connections/{connection_id}/secrets"): {
         "200", "400", "401", "404", "429",
     },
+    ("post", "/v1/admin/connections/{connection_id}/payload-fields"): {
+        "200", "400", "401", "404", "429",
+    },
     ("get", "/v1/admin/records"): {"200", "400", "401", "429"},
     ("get", "/v1/admin/records/{record_id}"): {"200", "400", "401", "404", "429"},
     ("post", "/v1/admin/records/{record_id}/replay"): {"200", "400", "401", "404", "429"},
@@ -242,7 +245,7 @@ def test_admin_routes_are_tagged_apart_and_need_an_admin_key(doc: dict[str, Any]
     scheme = doc["components"]["securitySchemes"]["adminKey"]
     assert (scheme["type"], scheme["scheme"]) == ("http", "bearer")
     admin = {k: op for k, op in _operations(doc).items() if k[1].startswith("/v1/admin/")}
-    assert len(admin) == 21
+    assert len(admin) == 22
     for key, operation in _operations(doc).items():
         assert (operation["tags"] == ["admin"]) == (key in admin), key
     for key, operation in admin.items():

@@ -221,6 +221,20 @@ class ReplayRef(_Out):
     count: int
 
 
+class QuarantineView(_Out):
+    """Why a quarantined record does not fit its model, parsed again with its connection's
+    current options (so it shows what is still missing after a change)."""
+
+    connection_id: int
+    problems: list[str] = Field(description="Each reason, as the dead letter states it.")
+    missing: dict[str, list[str]] = Field(
+        description="Each field the event lacked, with the body names tried for it."
+    )
+    body_fields: list[str] = Field(
+        description="The names in the stored body (dotted for nested objects), to map from."
+    )
+
+
 class RecordDetail(RecordSummary):
     """One record's whole story."""
 
@@ -235,6 +249,7 @@ class RecordDetail(RecordSummary):
     delivery: WorkView | None
     dead_letters: list[DeadLetterView]
     replays: list[ReplayRef]
+    quarantine: QuarantineView | None = None
 
 
 class RecordQuery(BaseModel):
@@ -350,3 +365,23 @@ class Stats(_Out):
     since: datetime
     until: datetime
     sources: list[SourceStats]
+
+
+class PayloadFieldsSet(BaseModel):
+    """Body field names for a connection's ``options.payload_fields``: each key given replaces
+    that field's names (an empty list goes back to the built-in guesses); others are kept."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    payload_fields: dict[str, list[str]] = Field(
+        min_length=1,
+        description='Our field -> the body\'s names for it: {"position_id": ["Id"]}.',
+    )
+
+
+class PayloadFieldsResult(_Out):
+    """The connection as changed, and what became of its quarantined records."""
+
+    connection: ConnectionView
+    reparsed: int = Field(description="Quarantined records that now fit and were released.")
+    still_quarantined: int = Field(description="Those that still do not fit.")

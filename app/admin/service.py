@@ -333,6 +333,61 @@ async def _rewrite(
     return await show_connection(services, connection_id=connection_id)
 
 
+async def set_payload_fields(
+    services: Services, *, connection_id: int, spec: s.PayloadFieldsSet
+) -> s.PayloadFieldsResult:
+    """Name the body's fields in ``options.payload_fields`` (checked by the connection's
+    source), then parse every quarantined record of the connection again, as a dead-letter
+    retry does: those that now fit go on to enrichment and delivery."""
+    current = await show_connection(services, connection_id=connection_id)
+    source = REGISTRY.get(current.source)
+    if source is None or not source.payload_fields:
+        raise invalid(f"A {current.source} connection has no payload_fields to set.")
+    options = dict(current.options)
+    fields = dict(options.get("payload_fields") or {})
+    for name, names in spec.payload_fields.items():
+        if names:
+            fields[name] = names
+        else:
+            fields.pop(name, None)
+    if fields:
+        options["payload_fields"] = fields
+    else:
+        options.pop("payload_fields", None)
+    # A change to other options between the read above and this write is overwritten, as two
+    # concurrent updates overwrite each other; operators do not race on one connection.
+    view = await update_connection(
+        services, connection_id=connection_id, spec=s.ConnectionUpdate(options=options)
+    )
+    async with services.engine.connect() as conn:
+        letters = await dead_sql.open_quarantine_letters(conn, connection_id)
+    if letters:
+        await dead_letters.retry(
+            services.engine,
+            services.queue,
+            dead_sql.Filters(ids=[letter_id for letter_id, _ in letters]),
+            reparsers(),
+            note="payload_fields set",
+        )
+        async with services.engine.connect() as conn:
+            after = await dead_sql.open_quarantine_letters(conn, connection_id)
+        # A record still quarantined has a new open letter in place of the retried one.
+        retried = {record_id for _, record_id in letters}
+        still = len(retried & {record_id for _, record_id in after})
+    else:
+        still = 0
+    log.info(
+        "admin.payload_fields_set",
+        connection_id=connection_id,
+        fields=sorted(spec.payload_fields),
+        reparsed=len(letters) - still,
+        still_quarantined=still,
+    )
+    return s.PayloadFieldsResult(
+        connection=view, reparsed=len(letters) - still, still_quarantined=still
+    )
+
+
 async def set_connection_enabled(
     services: Services, *, connection_id: int, enabled: bool
 ) -> s.ConnectionView:
@@ -455,7 +510,48 @@ async def show_record(services: Services, *, record_id: uuid.UUID) -> s.RecordDe
             s.DeadLetterView(**_letter_fields(row), tenant=found.tenant) for row in letters
         ],
         replays=[s.ReplayRef.model_validate(r, from_attributes=True) for r in replays],
+        quarantine=await _quarantine(services, record),
     )
+
+
+async def _quarantine(services: Services, record: Row[Any]) -> s.QuarantineView | None:
+    """For a quarantined record, what its source makes of it now (the connection's current
+    options), so the operator sees what to map."""
+    if record.state != "quarantined":
+        return None
+    async with services.engine.connect() as conn:
+        connection = await sql.get_connection(conn, record.connection_id)
+    reparse = reparsers().get(record.source)
+    if connection is None or reparse is None:
+        return None
+    parsed = reparse(record.payload, dict(record.headers or {}), dict(connection.options or {}))
+    return s.QuarantineView(
+        connection_id=record.connection_id,
+        problems=list(parsed.problems),
+        missing={name: list(tried) for name, tried in parsed.missing.items()},
+        body_fields=_field_paths(record.payload),
+    )
+
+
+# Enough to map from, not a dump of a large body.
+_FIELD_PATHS_MAX = 100
+
+
+def _field_paths(payload: Any, prefix: str = "", depth: int = 0) -> list[str]:
+    """The dotted paths of a JSON object's values (nested objects entered, three levels), in
+    key order: the stored JSONB does not keep the body's."""
+    if not isinstance(payload, dict):
+        return []
+    paths: list[str] = []
+    for key, value in sorted(payload.items()):
+        path = f"{prefix}{key}"
+        if isinstance(value, dict) and value and depth < 2:
+            paths += _field_paths(value, f"{path}.", depth + 1)
+        else:
+            paths.append(path)
+        if len(paths) >= _FIELD_PATHS_MAX:
+            break
+    return paths[:_FIELD_PATHS_MAX]
 
 
 def _letter_fields(row: Row[Any]) -> dict[str, Any]:

@@ -265,6 +265,48 @@ def connections_rotate(
     )
 
 
+def _payload_fields(pairs: list[str]) -> dict[str, list[str]]:
+    """``field=name`` pairs as ``{field: [name, ...]}``; ``field=`` goes back to the guesses."""
+    fields: dict[str, list[str]] = {}
+    for pair in pairs:
+        name, sep, wire = pair.partition("=")
+        if not sep or not name.strip():
+            raise typer.BadParameter(f"{pair!r}: write FIELD=NAME, e.g. position_id=Id")
+        names = fields.setdefault(name.strip(), [])
+        if wire.strip():
+            names.append(wire.strip())
+    return fields
+
+
+@connections_cli.command("set-payload-fields")
+def connections_set_payload_fields(
+    connection_id: int,
+    field: Annotated[
+        list[str],
+        typer.Option(
+            "--field",
+            help="FIELD=NAME: the body's NAME for our FIELD (event, candidate_id, position_id, "
+            "...); repeat for more names or fields; FIELD= goes back to the built-in guesses.",
+        ),
+    ],
+    as_json: JsonOption = False,
+) -> None:
+    """Name the body's fields (options.payload_fields) and parse the connection's quarantined
+    records again; those that now fit go on to enrichment and delivery."""
+    from app.admin import schemas, service
+
+    spec = schemas.PayloadFieldsSet(payload_fields=_payload_fields(field))
+    emit(
+        run(lambda s: service.set_payload_fields(s, connection_id=connection_id, spec=spec)),
+        as_json=as_json,
+        line=lambda r: (
+            f"{connection_line(r.connection)}\n"
+            f"{r.reparsed} quarantined record(s) parsed again and released, "
+            f"{r.still_quarantined} still quarantined"
+        ),
+    )
+
+
 # --- records ----------------------------------------------------------------------------------
 
 records_cli = typer.Typer(help="Received records: find, inspect, replay.", no_args_is_help=True)
@@ -386,6 +428,8 @@ def records_show(record_id: uuid.UUID, as_json: JsonOption = False) -> None:
             f"dead letter {letter.id}: {letter.stage} {letter.kind} {letter.reason}: "
             f"{letter.detail} [{letter.resolution or 'open'}] {letter.note or ''}"
         )
+    if detail.quarantine is not None:
+        _quarantine_lines(detail.quarantine)
     for replay in detail.replays:
         typer.echo(f"replayed by {replay.actor} at {replay.created_at:%Y-%m-%d %H:%M:%S}")
 
@@ -435,6 +479,21 @@ def records_replay(
             f"{r.deliveries} failed deliveries run again"
         ),
     )
+
+
+def _quarantine_lines(q: Any) -> None:
+    """What a quarantined record lacks and how to map it (``hirehook records show``)."""
+    typer.echo("quarantined, with the connection's current options:")
+    for problem in q.problems:
+        typer.echo(f"  {problem}")
+    for name, tried in q.missing.items():
+        typer.echo(f"  missing {name}; names tried: {', '.join(tried)}")
+    typer.echo(f"  names in the body: {', '.join(q.body_fields) or '-'}")
+    if q.missing:
+        example = " ".join(f"--field {name}=<name in the body>" for name in q.missing)
+        typer.echo(
+            f"  map them: hirehook connections set-payload-fields {q.connection_id} {example}"
+        )
 
 
 def _stderr_console() -> Any:

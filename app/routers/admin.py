@@ -146,6 +146,19 @@ async def update_connection(
     return await service.update_connection(services, connection_id=connection_id, spec=spec)
 
 
+# Before ``/connections/{connection_id}/{action}``, which would otherwise take this path.
+@router.post(
+    "/connections/{connection_id}/payload-fields",
+    **_answers(200, s.PayloadFieldsResult, "Set; quarantined records parsed again.", 400, 404),
+)
+async def set_payload_fields(
+    connection_id: int, spec: s.PayloadFieldsSet, services: ServicesDep, caller: CallerDep
+) -> s.PayloadFieldsResult:
+    """Name the body's fields (``options.payload_fields``) and parse the connection's
+    quarantined records again: those that now fit go on to enrichment and delivery."""
+    return await service.set_payload_fields(services, connection_id=connection_id, spec=spec)
+
+
 @router.post(
     "/connections/{connection_id}/{action}",
     **_answers(200, s.ConnectionView, "Done.", 400, 404),

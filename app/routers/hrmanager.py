@@ -98,8 +98,8 @@ async def receive_event(
                 log.warning("hrmanager.connection_invalid", tenant=tenant, detail=str(exc))
         presented = request.headers.get(hrm.SIGNATURE_HEADER)
         if connection is None or config is None:
-            # Answered as a connection with the default settings (signature required) answers a
-            # wrong signature: the same status and body, after the same HMAC work.
+            # Answered as a connection with a signing secret answers a wrong signature: the
+            # same status and body, after the same HMAC work.
             with contextlib.suppress(VerificationError):
                 hrm.verify_signature(presented, [wire], [_DECOY_KEY])
             log.info("hrmanager.unauthenticated", tenant=tenant, reason="unknown tenant")
@@ -161,7 +161,7 @@ def _signed_body(
     Checked over the bytes as sent before anything is inflated or parsed; only a compressed
     body that fails is inflated (under the caps) and checked again.
     """
-    if not config.options.require_signature:
+    if not config.signature_required:
         return _inflate(wire, request, settings)
     try:
         hrm.verify_signature(presented, [wire], config.keys)

@@ -14,8 +14,9 @@ key with ``options.payload_fields`` (``{"candidate_id": ["CandidateGuid"]}``), a
 may put the event name into the webhook's URL instead (``?event=CandidateUpdated``), which
 then takes precedence over anything in the body.
 
-An authentic event without the id its model needs is recorded *quarantined* (``problems``),
-never refused, and parsed again by ``hirehook dead-letters retry`` once the mapping is fixed;
+An authentic event without the id its model needs is recorded *quarantined* (``problems``,
+and in ``missing`` the names tried), never refused, and parsed again by ``hirehook connections
+set-payload-fields`` (which sets the mapping) or ``hirehook dead-letters retry``;
 an event name this version does not know is recorded with ``known=False`` and not dispatched.
 """
 
@@ -412,14 +413,15 @@ def parse(
     for an event that does not fit its model, why (it is then quarantined)."""
     name = event_name(payload, url_event=url_event, fields=fields, aliases=aliases)
     if name is None:
-        tried = ", ".join(wire_names("event", fields))
+        tried = wire_names("event", fields)
         return Parsed(
             "unknown",
             known=False,
             problems=(
-                f"event: no event name (looked for {tried}; add ?event=<Name> to the webhook's "
-                "URL or name the field in options.payload_fields.event)",
+                f"event: no event name (looked for {', '.join(tried)}; add ?event=<Name> to the "
+                "webhook's URL or name the field in options.payload_fields.event)",
             ),
+            missing={"event": tuple(tried)},
         )
     if len(name) > MAX_NAME_CHARS:
         return Parsed("unknown", known=False, problems=("event: the event name is too long",))
@@ -437,14 +439,16 @@ def parse(
         event = model.model_validate({"event": name, **found})
     except ValidationError as exc:
         problems = []
+        missing: dict[str, tuple[str, ...]] = {}
         for err in exc.errors(include_url=False)[:5]:
             where = ".".join(str(p) for p in err["loc"])
             if err["type"] == "missing":
                 problems.append(_missing_message(where, fields))
+                missing[where] = tuple(wire_names(where, fields))
             else:
                 # The message only, never the value: it came from the sender.
                 problems.append(f"{where}: {err['msg']}")
-        return Parsed(name, known=True, problems=tuple(problems))
+        return Parsed(name, known=True, problems=tuple(problems), missing=missing)
     return Parsed(name, known=True, subjects=subjects(event))
 
 

@@ -28,8 +28,12 @@ from app.verifiers.hrmanager import SecretEncoding, decode_secret
 
 # Shared secrets and User Data keys are guessable below this length.
 MIN_SECRET_CHARS = 32
-# A body field name, or a dotted path into nested objects.
-FieldPath = Annotated[str, StringConstraints(pattern=r"^[^.\s]+(\.[^.\s]+)*$", max_length=200)]
+# A body field name, or a dotted path into nested objects. No control characters: options are
+# stored as JSONB, which cannot hold U+0000.
+FieldPath = Annotated[
+    str,
+    StringConstraints(pattern=r"^[^.\s\x00-\x1f]+(\.[^.\s\x00-\x1f]+)*$", max_length=200),
+]
 Secret = Annotated[str, StringConstraints(min_length=MIN_SECRET_CHARS, max_length=1024)]
 # Characters no JSON encoder escapes (System.Text.Json escapes "+", "<", "&", ...), so the key's
 # bytes appear verbatim in the body and can be redacted from what is stored.
@@ -45,8 +49,10 @@ class HRManagerOptions(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    # Inbound: which credentials a request must carry (at least one; see check()).
-    require_signature: bool = True
+    # Inbound: which credentials a request must carry (at least one; see parse()). Unset, a
+    # signature is required exactly when a signing secret is configured: the seed's only
+    # credential is the User Data key, so a connection holding just that accepts on it alone.
+    require_signature: bool | None = None
     # [I] The Talentech sample hex-decodes the shared secret; its README says only "secret".
     secret_encoding: SecretEncoding = "hex"  # noqa: S105 - an encoding's name, not a secret
     # [I] Where the webhook's User Data key is in the body (only read with secrets.user_data_key).
@@ -128,6 +134,13 @@ class HRManagerConfig:
     secrets: HRManagerSecrets
 
     @property
+    def signature_required(self) -> bool:
+        """Whether a request must carry a valid signature (see ``require_signature``)."""
+        if self.options.require_signature is None:
+            return bool(self.secrets.signing_secrets)
+        return self.options.require_signature
+
+    @property
     def keys(self) -> list[bytes]:
         """The HMAC keys of the shared secrets."""
         encoding = self.options.secret_encoding
@@ -143,12 +156,18 @@ def parse(options: dict[str, Any], secrets: dict[str, Any]) -> HRManagerConfig:
     """Validate; raises ValueError naming the settings at fault, never their values."""
     opts = parse_options(options)
     secs = validated(HRManagerSecrets, secrets, "secrets")
+    if not secs.signing_secrets and secs.user_data_key is None:
+        raise ValueError(
+            "secrets: set secrets.user_data_key (the key entered in the webhook's User Data) "
+            "and/or secrets.signing_secrets (its shared secret), or any sender could post events"
+        )
     if opts.require_signature and not secs.signing_secrets:
         raise ValueError(
             "secrets.signing_secrets: required while options.require_signature is true "
-            "(the webhook's shared secret)"
+            "(the webhook's shared secret); leave require_signature unset to accept on the "
+            "User Data key alone"
         )
-    if not opts.require_signature and secs.user_data_key is None:
+    if opts.require_signature is False and secs.user_data_key is None:
         raise ValueError(
             "options.require_signature: false needs secrets.user_data_key, or any sender "
             "could post events"

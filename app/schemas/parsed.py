@@ -16,6 +16,9 @@ class Parsed:
     known: bool
     subjects: Mapping[str, str] = field(default_factory=dict)
     problems: tuple[str, ...] = ()
+    # For a quarantined event, each field it lacked with the body names tried for it, so the
+    # operator can see what to map (``{"position_id": ("PositionId", ...)}``).
+    missing: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
 
 # A source's parser, run again on a quarantined record's stored payload once its model or the

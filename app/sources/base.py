@@ -40,3 +40,6 @@ class Source:
     # Request headers kept with a record beside app.intake.STORED_HEADERS (lower case): the
     # event's id and time as the sender states them, never a credential or a signature.
     stored_headers: frozenset[str] = frozenset()
+    # Whether ``options.payload_fields`` names the body's fields for the parser (the sender's
+    # field names are guessed): ``hirehook connections set-payload-fields`` sets it.
+    payload_fields: bool = False

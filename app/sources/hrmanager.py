@@ -225,4 +225,5 @@ HRMANAGER = Source(
     reparse=reparse,
     send=send,
     stored_headers=frozenset({URL_EVENT_HEADER}),
+    payload_fields=True,
 )

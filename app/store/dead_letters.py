@@ -11,7 +11,7 @@ from typing import Literal
 from sqlalchemy import ColumnElement, Select, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from app.models import DeadLetter, Tenant
+from app.models import DeadLetter, RecordKey, Tenant
 
 Stage = Literal["intake", "enrichment", "delivery"]
 FailureKind = Literal["configuration", "pipeline"]
@@ -145,3 +145,21 @@ async def resolve(
         .returning(DeadLetter.record_id, DeadLetter.stage)
     )
     return [(row.record_id, row.stage) for row in resolved]
+
+
+async def open_quarantine_letters(
+    conn: AsyncConnection, connection_id: int
+) -> list[tuple[int, uuid.UUID]]:
+    """The open intake letters (quarantined records) of one connection: (letter id, record id),
+    oldest first."""
+    rows = await conn.execute(
+        select(DeadLetter.id, DeadLetter.record_id)
+        .join(RecordKey, RecordKey.id == DeadLetter.record_id)
+        .where(
+            DeadLetter.resolved_at.is_(None),
+            DeadLetter.stage == "intake",
+            RecordKey.connection_id == connection_id,
+        )
+        .order_by(DeadLetter.id)
+    )
+    return [(row.id, row.record_id) for row in rows]
