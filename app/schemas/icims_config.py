@@ -24,9 +24,9 @@ from app.guard import require_strong_secret
 from app.schemas.icims import (
     APPLICATION_COMPLETE,
     EVENT_TYPES,
-    JOB_POSTING,
-    JOB_UNPOSTING,
+    JOB_EDIT,
     LINK_EVENTS,
+    ONCE_EVENTS,
     STATUS_FLOW_UPDATE,
     IcimsEvent,
 )
@@ -68,10 +68,13 @@ LINK_FIELDS = frozenset(
     }
 )
 VALIDATED_EVENTS = frozenset({APPLICATION_COMPLETE, STATUS_FLOW_UPDATE})
-# A candidate or new hire coming back gets the same link forever. Job and status actions may
-# legitimately repeat later (a job re-posted, a background check re-run), so their repeats
-# count as duplicates only within an hour or two (see the router).
-DEFAULT_DEDUPE_WINDOWS_S = {STATUS_FLOW_UPDATE: 3600, JOB_POSTING: 3600, JOB_UNPOSTING: 3600}
+# A repeat of the newest event of its thread is a duplicate however late it comes (a user
+# retrying the next day after calling support, seed scenario 5): a re-run, a re-posting is
+# a new thread head first (A->B, B->A, A->B; post, unpost, post). Only Job Edit keeps a
+# window: it carries customerId, userId and systemId alone, so the same user's retry and
+# next edit look alike. A repeat after 10 minutes costs one more job update delivered,
+# a repeat taken for a retry would lose an edit. docs/icims.md, "Duplicates".
+DEFAULT_DEDUPE_WINDOWS_S = {JOB_EDIT: 600}
 API_HOSTS = {"us": "https://api.icims.com", "eu": "https://api-eu.icims.com"}
 
 
@@ -140,8 +143,8 @@ class EventSettings(_Strict):
     # e.g. "https://assess.example.com/start/{token}"; required for the 303 events.
     link_template: str | None = None
     validation: ValidationRules | None = None
-    # Deliveries of the same action this close together are one event; 0 means forever and
-    # None the event type's default (see DEFAULT_DEDUPE_WINDOWS_S).
+    # How long a repeat of the newest event of its thread stays a duplicate; 0 means forever
+    # and None the event type's default (see DEFAULT_DEDUPE_WINDOWS_S). Not for ONCE_EVENTS.
     dedupe_window_s: int | None = Field(default=None, ge=0)
 
 
@@ -300,7 +303,8 @@ class IcimsConfig:
         return self.auth.oauth_enabled
 
     def dedupe_window_s(self, event_type: str) -> int:
-        """Seconds within which a repeat is a duplicate; 0 for forever."""
+        """Seconds within which a repeat of its thread's newest event is a duplicate; 0 for
+        as long as that record is kept."""
         settings = self.options.events.get(event_type)
         if settings is not None and settings.dedupe_window_s is not None:
             return settings.dedupe_window_s
@@ -326,6 +330,15 @@ def check(options: dict[str, Any], secrets: dict[str, Any]) -> None:
     # until its tenants file is loaded again, rather than refusing every event.
     for what, value in _named_secrets(config.secrets):
         require_strong_secret(value, what=what)
+    # Only when loaded too: a stored connection with such a window keeps receiving, and its
+    # repeats stay duplicates forever (app/routers/icims/events.py).
+    for event_type in ONCE_EVENTS:
+        settings = config.options.events.get(event_type)
+        if settings is not None and settings.dedupe_window_s:
+            raise ValueError(
+                f"options.events.{event_type}.dedupe_window_s: its ids name one action for "
+                "good, so a repeat is a duplicate forever"
+            )
 
 
 def _named_secrets(s: IcimsSecrets) -> list[tuple[str, str]]:
