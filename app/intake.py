@@ -232,16 +232,16 @@ class Intake:
         *,
         tenant_id: int,
         source: str,
-        thread: str,
+        threads: Sequence[str],
         deadline: Deadline | None = None,
         conn: AsyncConnection | None = None,
     ) -> ThreadHead | None:
-        """The newest record of ``thread``, if any."""
+        """The newest record of ``threads`` together, if any."""
         return await self._run(
             conn,
             deadline,
             lambda db: records.latest_in_thread(
-                db, tenant_id=tenant_id, source=source, thread=thread
+                db, tenant_id=tenant_id, source=source, threads=threads
             ),
         )
 

@@ -6,15 +6,27 @@ from collections.abc import Iterator
 from typing import Any
 
 import httpx
+import orjson
 import pytest
 
 from app.clients.icims import DEFAULT_TOKENS
 from app.services import Services
 from app.settings import Settings
+from app.sources.icims import icims_sample
+from app.tenants import ConnectionSpec, DestinationSpec, TenantsFile, TenantSpec, apply_tenants
+from tests.fake_ats import FakeATS
 from tests.fake_icims import FakeIcims, Fault
-from tests.test_icims_events import CUSTOMER, add_icims, icims_options, icims_secrets, payload, send
+from tests.test_icims_events import (
+    CUSTOMER,
+    _age_records,
+    add_icims,
+    icims_options,
+    icims_secrets,
+    payload,
+    send,
+)
 from tests.test_icims_validation import API_CLIENT_ID, API_SECRET, JOB, PERSON, WORKFLOW
-from tests.workers_support import fast_settings, rows, run_worker
+from tests.workers_support import VENDOR_SECRET, fast_settings, rows, run_worker
 
 
 @pytest.fixture
@@ -150,3 +162,93 @@ async def test_server_errors_are_retried_until_the_api_answers(
     assert await rows(acme, "SELECT * FROM dead_letter") == []
     [job] = await rows(acme, "SELECT title FROM job")
     assert job.title == "Analyst"
+
+
+async def _with_destination(services: Services, fake: FakeIcims, fake_ats: FakeATS) -> None:
+    """The iCIMS connection of ``acme``, delivering to the fake vendor endpoint."""
+    spec = TenantSpec(
+        slug="acme",
+        name="Acme",
+        connection=[
+            ConnectionSpec(
+                source="icims",
+                account=CUSTOMER,
+                options=api_options(fake),
+                secrets=icims_secrets(api_client_secret=API_SECRET),
+            )
+        ],
+        destination=DestinationSpec(url=fake_ats.vendor_url, secret=VENDOR_SECRET),
+    )
+    await apply_tenants(TenantsFile(tenant=[spec]), engine=services.engine, cipher=services.cipher)
+    services.connections.invalidate()
+
+
+def _delivered(fake_ats: FakeATS) -> dict[str, dict[str, Any]]:
+    """The delivered events by record id."""
+    events = [orjson.loads(call.body) for call in fake_ats.deliveries()]
+    return {event["data"]["record_id"]: event for event in events}
+
+
+async def test_post_unpost_post_is_delivered_as_posted_unposted_posted(
+    client: httpx.AsyncClient,
+    services: Services,
+    fake: FakeIcims,
+    fake_ats: FakeATS,
+    settings: Settings,
+) -> None:
+    await _with_destination(services, fake, fake_ats)
+    answers = []
+    for event_type in ("JobPostToWebEvent", "JobUnpostToWebEvent", "JobPostToWebEvent"):
+        answers.append(await send(client, icims_sample(event_type)))
+        await _age_records(services, 1)
+    await run_worker(fast_settings(settings))
+    delivered = _delivered(fake_ats)
+    ids = [a.headers["hirehook-record-id"] for a in answers]
+    assert len(set(ids)) == len(delivered) == 3
+    assert [delivered[i]["type"] for i in ids] == ["job.posted", "job.unposted", "job.posted"]
+    assert all(delivered[i]["data"]["job"]["id"] == "1209" for i in ids)
+
+
+async def test_each_job_edit_is_fetched_and_delivered_as_a_job_update(
+    client: httpx.AsyncClient,
+    services: Services,
+    fake: FakeIcims,
+    fake_ats: FakeATS,
+    settings: Settings,
+) -> None:
+    await _with_destination(services, fake, fake_ats)
+    # No coalescing: the second edit must be read after it was made, never from the first.
+    fresh = fast_settings(settings, coalesce_window_s=0)
+    first = await send(client, icims_sample("ViewJobWebPostEvent"))
+    await run_worker(fresh)
+    # Another recruiter changes the title and edits the posting again.
+    fake.put(CUSTOMER, "jobs", "1209", {**JOB, "jobtitle": "Senior Analyst"})
+    second = await send(client, {**icims_sample("ViewJobWebPostEvent"), "userId": "122"})
+    assert first.status_code == second.status_code == 303
+    assert "hirehook-duplicate" not in second.headers
+    await run_worker(fresh)
+    delivered = _delivered(fake_ats)
+    one, two = (delivered[a.headers["hirehook-record-id"]] for a in (first, second))
+    assert one["type"] == two["type"] == "job.updated"
+    assert (one["data"]["job"]["title"], two["data"]["job"]["title"]) == (
+        "Analyst",
+        "Senior Analyst",
+    )
+    assert sum("/jobs/1209" in r for r in fake.profile_requests()) == 2
+
+
+async def test_an_onboard_portal_task_fetches_the_new_hire_and_the_job(
+    client: httpx.AsyncClient, acme: Services, fake: FakeIcims, settings: Settings
+) -> None:
+    body = icims_sample("OnboardPortalTaskEvent")
+    assert any(link["rel"] == "job" for link in body["links"])
+    assert (await send(client, body)).status_code == 303
+    await run_worker(settings)
+    assert sorted(fake.profile_requests()) == [
+        "/customers/1234/jobs/1209?fields=joblocation%2Cjobtitle",
+        "/customers/1234/people/2468?fields=email%2Cfirstname%2Clastname",
+    ]
+    [job] = await rows(acme, "SELECT external_id, title FROM job")
+    assert (job.external_id, job.title) == ("1209", "Analyst")
+    [candidate] = await rows(acme, "SELECT external_id FROM candidate")
+    assert candidate.external_id == "2468"

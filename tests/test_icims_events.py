@@ -11,7 +11,7 @@ import base64
 import gzip
 import hashlib
 import hmac
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -25,8 +25,11 @@ from app.link_tokens import record_from_token
 from app.main import create_app
 from app.routers.icims.auth import link_keys
 from app.schemas.icims import WorkFlowStatusChangeEvent, dedupe_content, thread
+from app.schemas.keys import digest
 from app.services import Services
 from app.settings import Settings
+from app.sources.icims import icims_link_header, icims_sample
+from app.store import partitions
 from app.workers.jobs import process_record
 from tests.conftest import add_connection, arq_queue, host_port, make_settings, run_app
 from tests.proxy import FaultProxy
@@ -564,26 +567,158 @@ def test_dedupe_keys_use_the_documented_identifiers_unambiguously() -> None:
 
 async def _age_records(services: Services, seconds: int) -> None:
     async with services.engine.begin() as conn:
+        oldest = (await conn.execute(text("SELECT min(received_at) FROM record"))).scalar()
+        if oldest is not None:
+            # Aged past the first of the month, a record needs last month's partition.
+            await partitions.ensure(conn, oldest - timedelta(seconds=seconds), ahead=2)
         await conn.execute(
             text("UPDATE record SET received_at = received_at - make_interval(secs => :s)"),
             {"s": seconds},
         )
 
 
-async def test_status_flow_repeats_are_duplicates_only_within_the_window(
+@pytest.mark.parametrize(
+    "event_type", ["WorkFlowStatusChangeEvent", "JobPostToWebEvent", "JobUnpostToWebEvent"]
+)
+async def test_a_repeat_of_the_newest_event_is_a_duplicate_the_next_day(
+    client: httpx.AsyncClient, acme: Services, event_type: str
+) -> None:
+    # Scenario 5: the user retries after contacting support, a day later. The ids tell a retry
+    # from a new action (a new action moves the thread on), so no window is needed.
+    body = icims_sample(event_type)
+    first = await send(client, body)
+    await _age_records(acme, 26 * 3600)
+    retry = await send(client, body, auth="hmac")
+    assert retry.status_code == first.status_code
+    assert retry.headers["hirehook-duplicate"] == "true"
+    assert retry.headers["hirehook-record-id"] == first.headers["hirehook-record-id"]
+    assert retry.headers.get("location") == first.headers.get("location")
+    assert len(await records(acme)) == 1
+
+
+@pytest.mark.parametrize("gap_s", [0, 1, 3 * 86400], ids=["together", "a-second", "days"])
+async def test_post_unpost_post_of_a_job_records_three_events(
+    client: httpx.AsyncClient, acme: Services, gap_s: int
+) -> None:
+    post, unpost = icims_sample("JobPostToWebEvent"), icims_sample("JobUnpostToWebEvent")
+    answers = []
+    for body in (post, unpost, post):
+        answers.append(await send(client, body, extra_headers={"link": icims_link_header(body)}))
+        await _age_records(acme, gap_s)
+    assert [a.status_code for a in answers] == [303, 200, 303]
+    assert all("hirehook-duplicate" not in a.headers for a in answers)
+    assert len({a.headers["hirehook-record-id"] for a in answers}) == 3
+    # The second posting is a record of its own, with a link of its own.
+    assert answers[0].headers["location"] != answers[2].headers["location"]
+    rows = await records(acme)
+    assert [r.event_type for r in rows] == [
+        "JobPostToWebEvent",
+        "JobUnpostToWebEvent",
+        "JobPostToWebEvent",
+    ]
+    # A job's postings and unpostings are one thread.
+    assert len({r.thread for r in rows}) == 1
+    # iCIMS retrying the last posting is still that posting.
+    again = await send(client, post)
+    assert again.headers["hirehook-duplicate"] == "true"
+    assert again.headers["location"] == answers[2].headers["location"]
+    assert len(await records(acme)) == 3
+
+
+async def test_an_unposting_recorded_in_its_own_thread_still_counts(
     client: httpx.AsyncClient, acme: Services
 ) -> None:
-    body = payload("WorkFlowStatusChangeEvent")
+    # Unpostings recorded before a job's postings and unpostings shared a thread.
+    post, unpost = icims_sample("JobPostToWebEvent"), icims_sample("JobUnpostToWebEvent")
+    first = await send(client, post)
+    await send(client, unpost)
+    async with acme.engine.begin() as conn:
+        await conn.execute(
+            text("UPDATE record SET thread = :old WHERE event_type = 'JobUnpostToWebEvent'"),
+            {"old": digest("JobUnpostToWebEvent", CUSTOMER, "1209")},
+        )
+    again = await send(client, post)
+    assert "hirehook-duplicate" not in again.headers
+    assert again.headers["location"] != first.headers["location"]
+    assert len(await records(acme)) == 3
+
+
+async def test_a_job_edit_by_another_user_is_a_new_edit(
+    client: httpx.AsyncClient, acme: Services
+) -> None:
+    first = await send(client, icims_sample("ViewJobWebPostEvent"))
+    other = await send(client, {**icims_sample("ViewJobWebPostEvent"), "userId": "122"})
+    assert first.status_code == other.status_code == 303
+    assert "hirehook-duplicate" not in other.headers
+    assert other.headers["hirehook-record-id"] != first.headers["hirehook-record-id"]
+    assert other.json()["link"] == other.headers["location"]
+    # And every later edit is new information too, not a duplicate forever.
+    third = await send(client, icims_sample("ViewJobWebPostEvent"))
+    assert "hirehook-duplicate" not in third.headers
+    assert len(await records(acme)) == 3
+
+
+async def test_a_job_edit_repeated_by_its_user_is_a_retry_only_for_a_short_while(
+    client: httpx.AsyncClient, acme: Services
+) -> None:
+    # Job Edit carries only customerId, userId and systemId: the same user's retry and their
+    # next edit look alike, so time decides (ten minutes by default).
+    body = icims_sample("ViewJobWebPostEvent")
     first = await send(client, body)
-    await _age_records(acme, 1200)  # twenty minutes later: still the same delivery
-    repeat = await send(client, body)
-    await _age_records(acme, 2 * 3600)  # hours later: the recruiter really re-ran the check
-    rerun = await send(client, body)
-    assert first.status_code == repeat.status_code == rerun.status_code == 200
-    assert repeat.headers["hirehook-duplicate"] == "true"
-    assert repeat.headers["hirehook-record-id"] == first.headers["hirehook-record-id"]
-    assert "hirehook-duplicate" not in rerun.headers
+    await _age_records(acme, 300)
+    retry = await send(client, body, auth="hmac", gzip_body=False)
+    assert retry.headers["hirehook-duplicate"] == "true"
+    assert retry.headers["location"] == first.headers["location"]
+    assert retry.content == first.content
+    await _age_records(acme, 700)
+    edit = await send(client, body)
+    assert edit.status_code == 303
+    assert "hirehook-duplicate" not in edit.headers
+    assert edit.headers["hirehook-record-id"] != first.headers["hirehook-record-id"]
     assert len(await records(acme)) == 2
+
+
+async def test_the_job_edit_retry_window_is_set_per_connection(
+    client: httpx.AsyncClient, services: Services
+) -> None:
+    options = icims_options()
+    options["events"]["ViewJobWebPostEvent"]["dedupe_window_s"] = 60
+    await add_icims(services, options=options)
+    body = icims_sample("ViewJobWebPostEvent")
+    await send(client, body)
+    await _age_records(services, 30)
+    assert (await send(client, body)).headers["hirehook-duplicate"] == "true"
+    await _age_records(services, 60)
+    assert "hirehook-duplicate" not in (await send(client, body)).headers
+    assert len(await records(services)) == 2
+
+
+@pytest.mark.parametrize("where", ["links", "link-header"])
+async def test_an_onboard_portal_task_names_its_job(
+    client: httpx.AsyncClient, acme: Services, where: str
+) -> None:
+    body = icims_sample("OnboardPortalTaskEvent")
+    job = "https://api.icims.com/customers/1234/jobs/1209"
+    body["links"] = [link for link in body["links"] if link["rel"] != "job"]
+    headers = {}
+    if where == "links":
+        body["links"].append({"rel": "job", "title": "Job Profile", "url": job})
+    else:
+        headers["link"] = f'{job};rel="job";title="Job Profile",'
+    response = await send(client, body, extra_headers=headers)
+    assert response.status_code == 303
+    [row] = await records(acme)
+    assert row.subjects == {"person": "2468", "job": "1209"}
+
+
+async def test_an_onboard_portal_task_without_a_job_link_still_records(
+    client: httpx.AsyncClient, acme: Services
+) -> None:
+    body = {**icims_sample("OnboardPortalTaskEvent"), "links": []}
+    response = await send(client, body)
+    assert response.status_code == 303
+    [row] = await records(acme)
+    assert row.subjects == {"person": "2468"}
 
 
 async def test_a_status_flowing_back_and_forth_records_every_change(

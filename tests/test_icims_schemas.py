@@ -8,10 +8,21 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from app.schemas.icims import AssessmentEvent, parse_event, parse_link_header
+from app.schemas.icims import (
+    AssessmentEvent,
+    Link,
+    dedupe_content,
+    earlier_threads,
+    linked_id,
+    parse_event,
+    parse_link_header,
+    subjects,
+    thread,
+)
 from app.schemas.icims_config import (
     ConfigError,
     IcimsConfig,
+    check,
     check_link_template,
     render_link,
 )
@@ -163,6 +174,67 @@ def test_configuration_errors_name_the_setting_never_the_value() -> None:
     bad_rules = icims_options()
     bad_rules["events"]["WorkFlowStatusChangeEvent"] = {"validation": both}
     assert "not both" in _config_error(bad_rules, secrets)
+
+
+def test_a_jobs_postings_and_unpostings_are_one_thread() -> None:
+    post = parse_event(senders.icims_sample("JobPostToWebEvent"))
+    unpost = parse_event(senders.icims_sample("JobUnpostToWebEvent"))
+    other_job = parse_event(senders.icims_sample("JobPostToWebEvent", system_id="7"))
+    edit = parse_event(senders.icims_sample("ViewJobWebPostEvent"))
+    assert thread(post) == thread(unpost) != thread(other_job)
+    assert dedupe_content(post) != dedupe_content(unpost)
+    # Unpostings recorded when they had a thread of their own are still read.
+    assert earlier_threads(post) == earlier_threads(unpost) != (thread(post),)
+    # Edits follow each other in a thread of their own: a posting is no edit.
+    assert thread(edit) not in (thread(post), None)
+    for once in ("AssessmentEvent", "OnboardPortalTaskEvent"):
+        assert thread(parse_event(senders.icims_sample(once))) is None
+
+
+def test_a_job_edit_is_told_apart_by_its_user() -> None:
+    body = senders.icims_sample("ViewJobWebPostEvent")
+    key = dedupe_content(parse_event(body))
+    assert dedupe_content(parse_event({**body, "userId": "122"})) != key
+    assert dedupe_content(parse_event(dict(body))) == key
+    # The user who posts a job is not part of the posting.
+    post = senders.icims_sample("JobPostToWebEvent")
+    assert dedupe_content(parse_event({**post, "userId": "122"})) == dedupe_content(
+        parse_event(post)
+    )
+
+
+def test_only_job_edit_has_a_retry_window_by_default() -> None:
+    config = IcimsConfig.parse(icims_options(), icims_secrets())
+    assert config.dedupe_window_s("ViewJobWebPostEvent") == 600
+    for event_type in ("WorkFlowStatusChangeEvent", "JobPostToWebEvent", "JobUnpostToWebEvent"):
+        assert config.dedupe_window_s(event_type) == 0
+    options = icims_options()
+    options["events"]["ViewJobWebPostEvent"]["dedupe_window_s"] = 120
+    assert IcimsConfig.parse(options, icims_secrets()).dedupe_window_s("ViewJobWebPostEvent") == 120
+
+
+def test_a_window_on_an_event_that_happens_once_is_refused_when_loaded() -> None:
+    options = icims_options()
+    options["events"]["AssessmentEvent"]["dedupe_window_s"] = 3600
+    with pytest.raises(ValueError, match=r"AssessmentEvent\.dedupe_window_s"):
+        check(options, icims_secrets())
+    options["events"]["AssessmentEvent"]["dedupe_window_s"] = 0
+    check(options, icims_secrets())
+
+
+def test_an_onboard_portal_task_reads_its_job_from_a_job_link() -> None:
+    api = "https://api.icims.com/customers/1234"
+    body = {**payload("OnboardPortalTaskEvent"), "links": []}
+    assert subjects(parse_event(body)) == {"person": "2468"}
+    job = {"rel": "Job", "url": f"{api}/jobs/1209/"}
+    assert subjects(parse_event({**body, "links": [job]})) == {"person": "2468", "job": "1209"}
+    header = parse_link_header(f'{api}/jobs/77;rel="job";title="Job Profile",')
+    assert subjects(parse_event(body), header) == {"person": "2468", "job": "77"}
+    # The array wins over the header; a job link that names no job is no job.
+    assert subjects(parse_event({**body, "links": [job]}), header)["job"] == "1209"
+    assert linked_id([Link(rel="job", url=f"{api}/people/2468")], "job", "jobs") is None
+    assert linked_id([Link(rel="person", url=f"{api}/jobs/1")], "job", "jobs") is None
+    assert linked_id([Link(rel="job", url="https://x/jobs/%20")], "job", "jobs") is None
 
 
 async def test_tenants_file_refuses_a_broken_icims_config(services: Services) -> None:

@@ -7,8 +7,10 @@ and kept as strings.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from enum import StrEnum
 from typing import Annotated, Any, Literal
+from urllib.parse import unquote, urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, TypeAdapter, field_validator
 from pydantic.alias_generators import to_camel
@@ -47,6 +49,9 @@ ACTORS: dict[str, Actor] = {
 # Events answered with 303 and a link in ``Location``; the others get 200.
 LINK_EVENTS = frozenset({APPLICATION_COMPLETE, JOB_POSTING, JOB_EDIT, ONBOARD_PORTAL_TASK})
 EVENT_TYPES = frozenset(ACTORS)
+# Their ids name one action for good (a candidate completes one recruiting workflow's
+# application, a new hire opens one task): a repeat is a duplicate forever, without a thread.
+ONCE_EVENTS = frozenset({APPLICATION_COMPLETE, ONBOARD_PORTAL_TASK})
 
 Id = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=128)]
 Url = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=4096)]
@@ -112,7 +117,8 @@ class JobPostToWebEvent(_Event):
 
 
 class ViewJobWebPostEvent(_Event):
-    """Job Edit: a user opened an externally posted job to edit it; answer 303 to the editor."""
+    """Job Edit: a user modified an externally posted job (each edit is updated job
+    information); answer 303 to the editor."""
 
     event_type: Literal["ViewJobWebPostEvent"]
 
@@ -209,21 +215,52 @@ def dedupe_content(event: IcimsEvent) -> str:
     elif isinstance(event, OnboardPortalTaskEvent):
         # Several portal tasks may point at one new hire; the task's return URL tells them apart.
         parts.append(event.return_url)
+    elif isinstance(event, ViewJobWebPostEvent):
+        # Another user's edit is another edit; the user who posts or unposts a job is not part
+        # of the action (a second user posting a posted job changes nothing).
+        parts.append(event.user_id)
     return digest(*parts)
 
 
-def thread(event: IcimsEvent) -> str:
-    """The thing whose events of one type follow each other: a workflow's status flow, a
-    job's postings, a new hire's tasks.
+def thread(event: IcimsEvent) -> str | None:
+    """The thing whose events follow each other: a workflow's status flow, a job's postings
+    and unpostings, a job's edits; None for :data:`ONCE_EVENTS`.
 
     A repeat is the same delivery again only while it is the newest event of its thread: a
-    status flow A->B, B->A, A->B records three events, not two.
+    status flow A->B, B->A, A->B records three events, and so does post, unpost, post.
     """
+    if event.event_type in ONCE_EVENTS:
+        return None
+    if isinstance(event, JobPostToWebEvent | JobUnpostToWebEvent):
+        # One thread per job for both types, under the name Job Posting's thread always had.
+        return digest(JOB_POSTING, event.customer_id, event.system_id)
     return digest(event.event_type, event.customer_id, event.system_id)
 
 
-def subjects(event: IcimsEvent) -> dict[str, str]:
-    """The person, job and workflow the event names (ATS-FACTS section 1, event table)."""
+def earlier_threads(event: IcimsEvent) -> tuple[str, ...]:
+    """Threads that also hold this event's predecessors: Job Unposting records stored while
+    unpostings had a thread of their own (until retention drops them)."""
+    if isinstance(event, JobPostToWebEvent | JobUnpostToWebEvent):
+        return (digest(JOB_UNPOSTING, event.customer_id, event.system_id),)
+    return ()
+
+
+def linked_id(links: Iterable[Link], rel: str, collection: str) -> str | None:
+    """The id in the first link of relation ``rel`` whose URL ends ``/{collection}/{id}``."""
+    for link in links:
+        if (link.rel or "").lower() != rel.lower():
+            continue
+        segments = [s for s in urlsplit(link.url).path.split("/") if s]
+        if len(segments) >= 2 and segments[-2] == collection:
+            found = unquote(segments[-1]).strip()
+            if 0 < len(found) <= 128:
+                return found
+    return None
+
+
+def subjects(event: IcimsEvent, header_links: Sequence[Link] = ()) -> dict[str, str]:
+    """The person, job and workflow the event names (ATS-FACTS section 1, event table);
+    ``header_links`` are the request's ``Link`` header entries."""
     if isinstance(event, WorkFlowStatusChangeEvent):
         return {"person": event.person_id, "job": event.job_id, "application": event.system_id}
     if isinstance(event, AssessmentEvent):
@@ -231,5 +268,13 @@ def subjects(event: IcimsEvent) -> dict[str, str]:
         return {"person": event.user_id, "application": event.system_id}
     if isinstance(event, OnboardPortalTaskEvent):
         # The new hire: systemId (userId names the same person).
-        return {"person": event.system_id or event.user_id}
+        named = {"person": event.system_id or event.user_id}
+        # [I] The event "sends Person and Job data" (seed) but has no job field: the job is
+        # read from a rel="job" link (.../jobs/{id}), of the links array or else the Link
+        # header, the way Job events and Status Flow Update name theirs. A task without one
+        # is recorded with its new hire only.
+        job = linked_id([*event.links, *header_links], "job", "jobs")
+        if job is not None:
+            named["job"] = job
+        return named
     return {"job": event.system_id}

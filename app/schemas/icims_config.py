@@ -29,6 +29,7 @@ from app.schemas.icims import (
     JOB_UNPOSTING,
     LINK_EVENTS,
     ONBOARD_PORTAL_TASK,
+    ONCE_EVENTS,
     STATUS_FLOW_UPDATE,
     IcimsEvent,
 )
@@ -72,23 +73,27 @@ LINK_FIELDS = frozenset(
 # The profiles validation can read for each event: those its payload names, by id (ATS-FACTS
 # section 1, event table), or through the recruiting workflow (Application Complete's job).
 # The first is where ``package_field`` is read unless ``package_profile`` says otherwise.
-# [I] Onboard Portal Task names only the new hire; its onboarding workflow has no id there.
+# [I] Onboard Portal Task names the new hire, and its job where a rel="job" link names one
+# (app/schemas/icims.py); its onboarding workflow has no id there.
 VALIDATION_PROFILES: dict[str, tuple[ProfileKind, ...]] = {
     APPLICATION_COMPLETE: ("applicantworkflows", "people", "jobs"),
     STATUS_FLOW_UPDATE: ("applicantworkflows", "people", "jobs"),
     JOB_POSTING: ("jobs",),
     JOB_EDIT: ("jobs",),
     JOB_UNPOSTING: ("jobs",),
-    ONBOARD_PORTAL_TASK: ("people",),
+    ONBOARD_PORTAL_TASK: ("people", "jobs"),
 }
 # iCIMS asks for Application Complete to be "as failsafe as possible": an error there shows
 # the candidate a failure at the end of their application. Unless the connection says
 # otherwise, it is recorded and answered even when validation fails or cannot run.
 FAILSAFE_EVENTS = frozenset({APPLICATION_COMPLETE})
-# A candidate or new hire coming back gets the same link forever. Job and status actions may
-# legitimately repeat later (a job re-posted, a background check re-run), so their repeats
-# count as duplicates only within an hour or two (see the router).
-DEFAULT_DEDUPE_WINDOWS_S = {STATUS_FLOW_UPDATE: 3600, JOB_POSTING: 3600, JOB_UNPOSTING: 3600}
+# A repeat of the newest event of its thread is a duplicate however late it comes (a user
+# retrying the next day after calling support, seed scenario 5): a re-run, a re-posting is
+# a new thread head first (A->B, B->A, A->B; post, unpost, post). Only Job Edit keeps a
+# window: it carries customerId, userId and systemId alone, so the same user's retry and
+# next edit look alike. A repeat after 10 minutes costs one more job update delivered,
+# a repeat taken for a retry would lose an edit. docs/icims.md, "Duplicates".
+DEFAULT_DEDUPE_WINDOWS_S = {JOB_EDIT: 600}
 API_HOSTS = {"us": "https://api.icims.com", "eu": "https://api-eu.icims.com"}
 
 
@@ -190,8 +195,8 @@ class EventSettings(_Strict):
     # e.g. "https://assess.example.com/start/{token}"; required for the 303 events.
     link_template: str | None = None
     validation: ValidationRules | None = None
-    # Deliveries of the same action this close together are one event; 0 means forever and
-    # None the event type's default (see DEFAULT_DEDUPE_WINDOWS_S).
+    # How long a repeat of the newest event of its thread stays a duplicate; 0 means forever
+    # and None the event type's default (see DEFAULT_DEDUPE_WINDOWS_S). Not for ONCE_EVENTS.
     dedupe_window_s: int | None = Field(default=None, ge=0)
 
 
@@ -358,7 +363,8 @@ class IcimsConfig:
         return self.auth.oauth_enabled
 
     def dedupe_window_s(self, event_type: str) -> int:
-        """Seconds within which a repeat is a duplicate; 0 for forever."""
+        """Seconds within which a repeat of its thread's newest event is a duplicate; 0 for
+        as long as that record is kept."""
         settings = self.options.events.get(event_type)
         if settings is not None and settings.dedupe_window_s is not None:
             return settings.dedupe_window_s
@@ -384,6 +390,15 @@ def check(options: dict[str, Any], secrets: dict[str, Any]) -> None:
     # until its tenants file is loaded again, rather than refusing every event.
     for what, value in _named_secrets(config.secrets):
         require_strong_secret(value, what=what)
+    # Only when loaded too: a stored connection with such a window keeps receiving, and its
+    # repeats stay duplicates forever (app/routers/icims/events.py).
+    for event_type in ONCE_EVENTS:
+        settings = config.options.events.get(event_type)
+        if settings is not None and settings.dedupe_window_s:
+            raise ValueError(
+                f"options.events.{event_type}.dedupe_window_s: its ids name one action for "
+                "good, so a repeat is a duplicate forever"
+            )
 
 
 def _named_secrets(s: IcimsSecrets) -> list[tuple[str, str]]:

@@ -97,7 +97,11 @@ def icims_sample(
             "systemId": person,
             "returnUrl": "https://onboard-demo.icims.com/portal/tasks/complete?task=77",
             "incompleteUrl": "https://onboard-demo.icims.com/portal/tasks",
-            "links": [{"rel": "person", "title": "New Hire", "url": f"{cust}/people/{person}"}],
+            # [I] The job of the hire, as a rel="job" link (docs/icims.md, "Enrichment").
+            "links": [
+                {"rel": "person", "title": "New Hire", "url": f"{cust}/people/{person}"},
+                {"rel": "job", "title": "Job Profile", "url": f"{cust}/jobs/{job}"},
+            ],
         }
     body = base | {"userId": recruiter, "systemId": system_id or job}
     if event_type == "JobPostToWebEvent":

@@ -85,12 +85,19 @@ _FIND = text(
     WHERE tenant_id = :tenant_id AND source = :source AND dedupe_key = :dedupe_key
     """
 )
+# The newest of each thread by its index, then the newest of those.
 _LATEST_IN_THREAD = text(
     """
     SELECT r.id, r.dedupe_key, EXTRACT(EPOCH FROM now() - r.received_at)::float8 AS age_s,
            k.answer_status, k.answer_headers, k.answer_body
-    FROM record r JOIN record_key k ON k.id = r.id
-    WHERE r.tenant_id = :tenant_id AND r.source = :source AND r.thread = :thread
+    FROM unnest(CAST(:threads AS text[])) AS t(thread)
+    CROSS JOIN LATERAL (
+        SELECT id, dedupe_key, received_at FROM record
+        WHERE tenant_id = :tenant_id AND source = :source AND thread = t.thread
+        ORDER BY received_at DESC, id DESC
+        LIMIT 1
+    ) r
+    JOIN record_key k ON k.id = r.id
     ORDER BY r.received_at DESC, r.id DESC
     LIMIT 1
     """
@@ -267,12 +274,13 @@ class ThreadHead:
 
 
 async def latest_in_thread(
-    conn: AsyncConnection, *, tenant_id: int, source: str, thread: str
+    conn: AsyncConnection, *, tenant_id: int, source: str, threads: Sequence[str]
 ) -> ThreadHead | None:
-    """The newest record of ``thread`` (one iCIMS workflow, ...), if any."""
+    """The newest record of ``threads`` together (one iCIMS workflow, ...), if any."""
     row = (
         await conn.execute(
-            _LATEST_IN_THREAD, {"tenant_id": tenant_id, "source": source, "thread": thread}
+            _LATEST_IN_THREAD,
+            {"tenant_id": tenant_id, "source": source, "threads": list(threads)},
         )
     ).first()
     return None if row is None else ThreadHead(row.dedupe_key, row.age_s, _answer(row))

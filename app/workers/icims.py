@@ -19,6 +19,7 @@ from app.schemas.icims import (
     JOB_UNPOSTING,
     ONBOARD_PORTAL_TASK,
     STATUS_FLOW_UPDATE,
+    Link,
     parse_event,
     subjects,
 )
@@ -39,7 +40,8 @@ EVENT_TYPES = {
     APPLICATION_COMPLETE: "application.completed",
     STATUS_FLOW_UPDATE: "application.status_changed",
     JOB_POSTING: "job.posted",
-    JOB_EDIT: "job.edit_requested",
+    # Each edit is updated job information (seed): the job as it is now, like a posting.
+    JOB_EDIT: "job.updated",
     JOB_UNPOSTING: "job.unposted",
     ONBOARD_PORTAL_TASK: "onboarding.task_opened",
 }
@@ -114,8 +116,10 @@ def _ids(record: RecordRow) -> dict[ProfileKind, str | None]:
     named = record.subjects
     if not named:
         try:
-            named = subjects(parse_event({**record.payload, "eventType": record.event_type}))
-        except (ValidationError, TypeError):
+            event = parse_event({**record.payload, "eventType": record.event_type})
+            stored = record.payload.get("_hirehook", {}).get("linkHeader", [])
+            named = subjects(event, [Link.model_validate(link) for link in stored])
+        except (ValidationError, TypeError, AttributeError):
             named = {}
     return {
         "people": named.get("person"),

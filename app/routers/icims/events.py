@@ -34,6 +34,7 @@ from app.schemas.icims import (
     Actor,
     IcimsEvent,
     dedupe_content,
+    earlier_threads,
     parse_event,
     parse_link_header,
     subjects,
@@ -176,7 +177,7 @@ async def receive_event(request: Request, services: ServicesDep) -> Response:
             payload=stored,
             raw_body=body,
             headers=request.headers,
-            subjects=subjects(event),
+            subjects=subjects(event, header_links),
             thread=event_thread,
         ),
         answer_for=functools.partial(
@@ -200,22 +201,27 @@ async def _dedupe(
 ) -> tuple[str, str | None, Outcome | None]:
     """The event's dedupe key and thread, or the outcome of the delivery it repeats.
 
-    iCIMS sends no event id: within the event type's window, a repeat of the newest event of
-    its thread is the same delivery again; anything else (A->B, B->A, A->B) is new. The key
-    names its predecessor, so concurrent copies of one delivery still meet on it.
+    iCIMS sends no event id: a repeat of the newest event of its thread is the same delivery
+    again, however late (seed scenario 5), unless the event type's window has passed; anything
+    else (A->B, B->A, A->B; post, unpost, post) is new. The key names its predecessor, so
+    concurrent copies of one delivery still meet on it. docs/icims.md, "Duplicates".
     """
     content = dedupe_content(event)
-    window = config.dedupe_window_s(event.event_type)
-    if window <= 0:
-        return content, None, None
     event_thread = thread(event)
+    if event_thread is None:
+        # Application Complete, Onboard Portal Task: the ids name the action for good.
+        return content, None, None
     head = await services.intake.thread_head(
-        tenant_id=connection.tenant_id, source=SOURCE, thread=event_thread, deadline=deadline
+        tenant_id=connection.tenant_id,
+        source=SOURCE,
+        threads=(event_thread, *earlier_threads(event)),
+        deadline=deadline,
     )
     if head is None:
         return f"{content}/-", event_thread, None
-    if head.dedupe_key.split("/", 1)[0] == content and head.age_s < window:
-        log.info("icims.duplicate_in_window", record_id=str(head.answer.record_id))
+    window = config.dedupe_window_s(event.event_type)
+    if head.dedupe_key.split("/", 1)[0] == content and (window == 0 or head.age_s < window):
+        log.info("icims.duplicate_of_thread_head", record_id=str(head.answer.record_id))
         return head.dedupe_key, event_thread, replayed(head.answer)
     return f"{content}/{head.answer.record_id}", event_thread, None
 
