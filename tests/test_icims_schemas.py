@@ -150,17 +150,17 @@ def test_configuration_errors_name_the_setting_never_the_value() -> None:
     needs_api = icims_options()
     needs_api["events"]["WorkFlowStatusChangeEvent"] = {"validation": validation}
     assert "options.api" in _config_error(needs_api, secrets)
-    # A job event names a job only; an onboarding task only the new hire.
+    # A job event names a job only; an onboarding task the new hire and its job, no workflow.
     not_here = icims_options()
     not_here["events"]["JobUnpostToWebEvent"] = {"validation": validation}
     assert "validation: people not available" in _config_error(not_here, secrets)
     not_here = icims_options()
     not_here["events"]["OnboardPortalTaskEvent"]["validation"] = {
         "package_field": "rcf1",
-        "package_profile": "jobs",
+        "package_profile": "applicantworkflows",
         "packages": {"p": {}},
     }
-    assert "validation: jobs not available" in _config_error(not_here, secrets)
+    assert "validation: applicantworkflows not available" in _config_error(not_here, secrets)
     no_status = icims_options()
     no_status["events"]["JobPostToWebEvent"]["validation"] = {
         "status_packages": {"A": "p"},

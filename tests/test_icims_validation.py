@@ -409,6 +409,26 @@ async def test_onboard_task_never_asks_the_new_hire_to_fix_it(
     assert await outbox_count(services) == 1
 
 
+async def test_onboard_task_can_check_the_job_its_link_names(
+    client: httpx.AsyncClient, services: Services, fake: FakeIcims
+) -> None:
+    options = validated_options(fake)
+    options["events"]["OnboardPortalTaskEvent"]["validation"] = {"required": {"jobs": ["rcf2001"]}}
+    await add_icims(services, options=options, secrets=icims_secrets(api_client_secret=API_SECRET))
+    task = payload("OnboardPortalTaskEvent")
+    task.setdefault("links", []).append(
+        {"rel": "job", "url": f"https://api.icims.com/customers/{CUSTOMER}/jobs/1209"}
+    )
+    response = await send(client, task)
+    assert response.status_code == 500, response.text
+    assert "jobs.rcf2001" in error_of(response)["debugErrorMessage"]
+    assert await nothing_recorded(services)
+    fake.put(CUSTOMER, "jobs", "1209", JOB | {"rcf2001": "Full time"})
+    retry = await send(client, task)
+    assert retry.status_code == 303, retry.text
+    assert len(await records(services)) == 1
+
+
 async def test_onboard_task_can_be_accepted_despite_a_failed_rule(
     client: httpx.AsyncClient, services: Services, fake: FakeIcims
 ) -> None:

@@ -10,7 +10,7 @@ Fetched documents land in the document cache, where the worker enriching the rec
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Mapping
 from typing import Any
 
 import structlog
@@ -25,7 +25,6 @@ from app.schemas.icims import (
     AssessmentEvent,
     IcimsEvent,
     WorkFlowStatusChangeEvent,
-    subjects,
 )
 from app.schemas.icims_config import (
     PROFILE_KINDS,
@@ -38,7 +37,8 @@ from app.schemas.icims_config import (
 log = structlog.get_logger(__name__)
 
 Documents = dict[ProfileKind, dict[str, Any]]
-# The subjects an event names (app/schemas/icims.py) and the API profiles they are.
+# The subjects an event names (app/schemas/icims.py ``subjects``, the Link header included)
+# and the API profiles they are.
 SUBJECT_PROFILES: dict[str, ProfileKind] = {
     "person": "people",
     "job": "jobs",
@@ -64,6 +64,7 @@ async def check(
     config: IcimsConfig,
     rules: ValidationRules,
     event: IcimsEvent,
+    named: Mapping[str, str],
     deadline: Deadline,
     reserve_s: float,
     call_timeout_s: float,
@@ -79,6 +80,7 @@ async def check(
             config=config,
             rules=rules,
             event=event,
+            named=named,
             deadline=deadline,
             reserve_s=reserve_s,
             call_timeout_s=call_timeout_s,
@@ -115,6 +117,7 @@ async def validate(
     config: IcimsConfig,
     rules: ValidationRules,
     event: IcimsEvent,
+    named: Mapping[str, str],
     deadline: Deadline,
     reserve_s: float,
     call_timeout_s: float,
@@ -127,7 +130,9 @@ async def validate(
         raise unavailable("no time left in the request's budget to ask the iCIMS API")
     try:
         async with asyncio.timeout(budget_s):
-            documents = await _fetch(client, config, rules, event, min(budget_s, call_timeout_s))
+            documents = await _fetch(
+                client, config, rules, event, named, min(budget_s, call_timeout_s)
+            )
     except TimeoutError as exc:
         raise unavailable(
             f"the iCIMS API did not answer within the validation budget ({budget_s:.1f} s)"
@@ -163,6 +168,7 @@ async def _fetch(
     config: IcimsConfig,
     rules: ValidationRules,
     event: IcimsEvent,
+    named: Mapping[str, str],
     budget_s: float,
 ) -> Documents:
     # The rules decide which profiles are fetched; the connection's field lists decide with
@@ -171,9 +177,7 @@ async def _fetch(
     fields = config.fields_for(event.event_type)
     customer = event.customer_id
     ids = {
-        SUBJECT_PROFILES[name]: value
-        for name, value in subjects(event).items()
-        if name in SUBJECT_PROFILES
+        SUBJECT_PROFILES[name]: value for name, value in named.items() if name in SUBJECT_PROFILES
     }
     if isinstance(event, AssessmentEvent) and "jobs" in needed:
         # Application Complete names the candidate and the workflow; the job is the workflow's.

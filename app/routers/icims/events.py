@@ -152,6 +152,7 @@ async def receive_event(request: Request, services: ServicesDep) -> Response:
         stored["_hirehook"] = {
             "linkHeader": [link.model_dump(exclude_none=True) for link in header_links]
         }
+    named = subjects(event, header_links)
     key, event_thread, earlier = await _dedupe(services, connection, config, event, deadline)
     if earlier is not None:
         return respond(earlier)
@@ -164,7 +165,7 @@ async def receive_event(request: Request, services: ServicesDep) -> Response:
         )
         if earlier is not None:
             return respond(earlier)
-        note = await _validate(services, connection, config, event, event_settings, deadline)
+        note = await _validate(services, connection, config, event, named, event_settings, deadline)
         if note is not None:
             # Accepted although validation failed (failsafe): whoever reads the record sees why.
             stored["_hirehook"] = {**stored.get("_hirehook", {}), "validation": note}
@@ -177,7 +178,7 @@ async def receive_event(request: Request, services: ServicesDep) -> Response:
             payload=stored,
             raw_body=body,
             headers=request.headers,
-            subjects=subjects(event, header_links),
+            subjects=named,
             thread=event_thread,
         ),
         answer_for=functools.partial(
@@ -259,6 +260,7 @@ async def _validate(
     connection: ConnectionInfo,
     config: IcimsConfig,
     event: IcimsEvent,
+    named: dict[str, str],
     settings: EventSettings,
     deadline: Deadline,
 ) -> dict[str, Any] | None:
@@ -273,6 +275,7 @@ async def _validate(
         config=config,
         rules=rules,
         event=event,
+        named=named,
         deadline=deadline,
         reserve_s=config.options.commit_reserve_s,
         call_timeout_s=services.settings.api_call_timeout_s,
