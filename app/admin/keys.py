@@ -99,5 +99,34 @@ async def authenticate_digest(engine: AsyncEngine, presented: bytes) -> Caller:
     return Caller(row.id, row.name)
 
 
+async def start_session(engine: AsyncEngine, caller: Caller, max_age_s: int) -> str:
+    """A new console session of ``caller``'s key: the id for its cookie (only its digest is
+    stored, like a key's)."""
+    session_id = secrets.token_urlsafe(32)
+    async with engine.begin() as conn:
+        await sql.start_session(
+            conn, digest=digest(session_id), key_id=caller.key_id, max_age_s=max_age_s
+        )
+    return session_id
+
+
+async def session_caller(engine: AsyncEngine, session_id: str) -> Caller:
+    """The caller of a live console session whose key is live; the 401 otherwise (ended by
+    logging out, expired, or its key revoked)."""
+    if not session_id or len(session_id) > 200:
+        raise unauthorized()
+    async with engine.begin() as conn:
+        row = await sql.use_session(conn, digest(session_id))
+    if row is None:
+        raise unauthorized()
+    return Caller(row.id, row.name)
+
+
+async def end_session(engine: AsyncEngine, session_id: str) -> None:
+    """End a console session now: its cookie, wherever a copy is, opens nothing after."""
+    async with engine.begin() as conn:
+        await sql.end_session(conn, digest(session_id))
+
+
 def _view(row: object) -> AdminKeyView:
     return AdminKeyView.model_validate(row, from_attributes=True)
