@@ -457,3 +457,15 @@ async def test_the_cli_counts_first_and_replays_a_large_set_only_when_confirmed(
         )
     )
     assert done["matched"] == 3 and done["dry_run"] is False
+
+
+async def test_a_null_where_a_connection_needs_a_value_is_a_400(
+    admin: Recorder, acme: None
+) -> None:
+    # Found by make fuzz: {"name": null} reached the connection check and failed there (500).
+    [connection] = (await admin.call("GET", "/connections")).json()
+    for body in ({"name": None}, {"enabled": None}, {"options": None}):
+        patched = await admin.call("PATCH", f"/connections/{connection['id']}", json=body)
+        assert "cannot be null" in assert_refused(patched)["message"], body
+    cleared = await admin.call("PATCH", f"/connections/{connection['id']}", json={"account": None})
+    assert cleared.status_code == 200 and cleared.json()["account"] is None

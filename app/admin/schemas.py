@@ -7,7 +7,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 # PostgreSQL's bigint, which every id column is.
 INT64_MAX = 2**63 - 1
@@ -164,6 +164,16 @@ class ConnectionUpdate(BaseModel):
     account: str | None = None
     enabled: bool | None = None
     options: dict[str, Any] | None = None
+
+    @model_validator(mode="after")
+    def _no_null(self) -> ConnectionUpdate:
+        # Absent means unchanged; null means "clear", which only the account can be.
+        nulled = sorted(
+            name for name in self.model_fields_set - {"account"} if getattr(self, name) is None
+        )
+        if nulled:
+            raise ValueError(f"{', '.join(nulled)} cannot be null (leave it out to keep it)")
+        return self
 
 
 class SecretsRotate(BaseModel):

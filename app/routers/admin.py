@@ -12,21 +12,18 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Callable, Coroutine
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
-from fastapi.responses import Response
 
 from app.admin import keys, service
 from app.admin import schemas as s
 from app.errors import AppError
 from app.routers.common import (
-    DefaultRoute,
     ServicesDep,
     buffer_body,
+    error_route,
     guarded,
-    render,
     render_default,
     request_text_problem,
     security_headers,
@@ -92,21 +89,9 @@ async def _admit(request: Request) -> None:
         raise AppError(400, f"The request is not valid: {problem}.", code="bad_request")
 
 
-class AdminRoute(DefaultRoute):
-    """A route that admits a request (:func:`_admit`) before FastAPI reads or parses any of it,
-    and marks every answer with :func:`~app.routers.common.security_headers`."""
-
-    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
-        handler = super().get_route_handler()
-
-        async def handle(request: Request) -> Response:
-            try:
-                await _admit(request)
-            except AppError as exc:
-                return security_headers(render(request, exc, render_default))
-            return security_headers(await handler(request))
-
-        return handle
+AdminRoute = error_route(render_default, admit=_admit, finish=security_headers)
+"""The admin routes' class: :func:`_admit` before FastAPI reads or parses anything of the
+request, :func:`~app.routers.common.security_headers` on every answer."""
 
 
 async def admin_caller(request: Request) -> keys.Caller:

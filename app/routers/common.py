@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
@@ -301,12 +301,19 @@ def render(request: Request, error: AppError, renderer: ErrorRenderer) -> Respon
     return renderer(request, error)
 
 
-def error_route(renderer: ErrorRenderer) -> type[APIRoute]:
+def error_route(
+    renderer: ErrorRenderer,
+    *,
+    admit: Callable[[Request], Awaitable[None]] | None = None,
+    finish: Callable[[Response], Response] | None = None,
+) -> type[APIRoute]:
     """A route class whose every refusal, early or late, is rendered by ``renderer``.
 
     Used as ``APIRouter(route_class=error_route(...))``: the sender of those routes always gets
     its own error shape, whether the body was too large, a credential wrong or the database
-    down, and no handler has to remember to install it.
+    down, and no handler has to remember to install it. ``admit`` runs before FastAPI reads
+    or parses anything of the request (a credential checked before the body is read);
+    ``finish`` sees every answer, refusals included.
     """
 
     class _Route(APIRoute):
@@ -315,13 +322,16 @@ def error_route(renderer: ErrorRenderer) -> type[APIRoute]:
 
             async def handle(request: Request) -> Response:
                 try:
-                    return await handler(request)
+                    if admit is not None:
+                        await admit(request)
+                    response = await handler(request)
                 except AppError as exc:
-                    return render(request, exc, renderer)
+                    response = render(request, exc, renderer)
                 except RequestValidationError as exc:
-                    return render(request, request_invalid(exc), renderer)
+                    response = render(request, request_invalid(exc), renderer)
                 except HTTPException as exc:
-                    return render(request, http_refusal(exc), renderer)
+                    response = render(request, http_refusal(exc), renderer)
+                return response if finish is None else finish(response)
 
             return handle
 
