@@ -447,9 +447,9 @@ class AdminKey(Base):
 
 class ConsoleSession(Base):
     """A console login: the cookie carries a random id, this table its digest. Logging out
-    deletes the row, so a copy of the cookie opens nothing after; revoking the key deletes
-    its sessions with it. In PostgreSQL, not Redis: a console must keep working (and a
-    logout keep holding) while Redis is away."""
+    deletes the row, so a copy of the cookie opens nothing after; a session whose key is
+    revoked opens nothing either (the lookup joins the live key). In PostgreSQL, not Redis:
+    a console must keep working (and a logout keep holding) while Redis is away."""
 
     __tablename__ = "console_session"
     __table_args__ = (Index("ix_console_session_expires_at", "expires_at"),)

@@ -219,13 +219,17 @@ async def test_a_body_without_a_key_is_refused_401_before_it_is_read(
     strict = fast_settings(settings, auth_failure_limit_per_address=3)
     junk = b"{" + b"x" * (8 * 1024 * 1024)
     async for client in run_app(create_app(strict)):
-        answers = []
-        for _ in range(4):
-            response = await client.post(
+        responses = [
+            await client.post(
                 f"{ADMIN}/tenants", content=junk, headers={"content-type": "application/json"}
             )
-            answers.append(response.status_code)
+            for _ in range(4)
+        ]
+        answers = [r.status_code for r in responses]
         assert answers[:2] == [401, 401], answers
+        # Its body unread, the connection is closed after the answer.
+        assert responses[0].headers["connection"] == "close"
+        assert responses[0].json()["error"]["code"] == "unauthorized"
         # Counted by the guard like any failed key: the address is now blocked.
         assert answers[-1] == 429
 

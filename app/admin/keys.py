@@ -86,12 +86,7 @@ async def authenticate(engine: AsyncEngine, key: str | None) -> Caller:
     # Anything else is not one of our keys; refused without a query, like an unknown one.
     if not key or not key.startswith(PREFIX) or len(key) > 200:
         raise unauthorized()
-    return await authenticate_digest(engine, digest(key))
-
-
-async def authenticate_digest(engine: AsyncEngine, presented: bytes) -> Caller:
-    """The caller whose live key has this digest (a console session keeps the digest, not the
-    key, and is checked again on every request, so revoking the key ends the session)."""
+    presented = digest(key)
     async with engine.begin() as conn:
         row = await sql.use_key(conn, presented)
     if row is None or not hmac.compare_digest(bytes(row.digest), presented):

@@ -70,7 +70,15 @@ async def _authenticate(request: Request) -> keys.Caller:
 
 async def _admit(request: Request) -> None:
     """Authenticate, then read the body under the cap and refuse text no column can store."""
-    request.state.admin_caller = await _authenticate(request)
+    try:
+        request.state.admin_caller = await _authenticate(request)
+    except AppError as exc:
+        if request.headers.get("content-length", "0") != "0" or (
+            "transfer-encoding" in request.headers
+        ):
+            # The body was never read: the connection cannot carry another request.
+            exc.headers["Connection"] = "close"
+        raise
     problem = request_text_problem(request)
     if problem is None and request.method in ("POST", "PUT", "PATCH"):
         raw = await buffer_body(request, MAX_BODY_BYTES)

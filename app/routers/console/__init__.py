@@ -193,10 +193,12 @@ class ConsoleRoute(APIRoute):
                 message = request_invalid(exc).user_message
                 response = _page(request, "error.html", None, 400, message=message)
             except HTTPException as exc:
-                if exc.status_code == 403:
-                    response = _page(request, "error.html", None, 403, message=str(exc.detail))
-                else:
+                if 300 <= exc.status_code < 400:
+                    # The way to the login page (_session), cookie cleared.
                     response = Response(status_code=exc.status_code, headers=exc.headers)
+                else:
+                    message = str(exc.detail)
+                    response = _page(request, "error.html", None, exc.status_code, message=message)
             return security_headers(response)
 
         return route
