@@ -135,6 +135,11 @@ class ConnectionStore:
     async def _cached(
         self, key: CacheKey, condition: Callable[[], ColumnElement[bool]]
     ) -> ConnectionInfo | None:
+        if "\x00" in key[1]:
+            # No column holds U+0000 (a %00 in a tenant slug or an account in a URL), so no
+            # connection matches; asking PostgreSQL would fail the statement instead, and the
+            # sender would be told to retry (a 503) something that is simply unknown.
+            return None
         # The condition is built only on a miss: a SQL expression costs more than the hit.
         if self._ttl_s > 0:
             hit = self._hits.get(key)

@@ -445,6 +445,21 @@ class AdminKey(Base):
     revoked_at: Mapped[datetime | None]
 
 
+class ConsoleSession(Base):
+    """A console login: the cookie carries a random id, this table its digest. Logging out
+    deletes the row, so a copy of the cookie opens nothing after; a session whose key is
+    revoked opens nothing either (the lookup joins the live key). In PostgreSQL, not Redis:
+    a console must keep working (and a logout keep holding) while Redis is away."""
+
+    __tablename__ = "console_session"
+    __table_args__ = (Index("ix_console_session_expires_at", "expires_at"),)
+
+    digest: Mapped[bytes] = mapped_column(LargeBinary, primary_key=True)
+    key_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("admin_key.id", ondelete="CASCADE"))
+    created_at: Mapped[datetime] = _now()
+    expires_at: Mapped[datetime]
+
+
 class Replay(Base):
     """One replay asked for through the admin API or CLI: who, when, what, how many."""
 

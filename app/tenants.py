@@ -75,6 +75,22 @@ class TenantSpec(BaseModel):
     connection: list[ConnectionSpec] = Field(default_factory=list)
     destination: DestinationSpec | None = None
 
+    @field_validator("connection")
+    @classmethod
+    def _distinct(cls, connections: list[ConnectionSpec]) -> list[ConnectionSpec]:
+        # A connection is known by its tenant, source and name: a second one with the same
+        # would silently replace the first when loaded, which then is never used.
+        seen: set[tuple[str, str]] = set()
+        for connection in connections:
+            key = (connection.source, connection.name)
+            if key in seen:
+                raise ValueError(
+                    f"the {connection.source} connection named {connection.name!r} is declared "
+                    "twice; give each connection of a source its own name"
+                )
+            seen.add(key)
+        return connections
+
 
 class TenantsFile(BaseModel):
     """The whole file."""
@@ -82,6 +98,15 @@ class TenantsFile(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     tenant: list[TenantSpec] = Field(default_factory=list)
+
+    @field_validator("tenant")
+    @classmethod
+    def _distinct(cls, tenants: list[TenantSpec]) -> list[TenantSpec]:
+        slugs = [t.slug for t in tenants]
+        twice = sorted({slug for slug in slugs if slugs.count(slug) > 1})
+        if twice:
+            raise ValueError(f"tenant {twice[0]!r} is declared twice; declare each tenant once")
+        return tenants
 
 
 def _resolve(value: Any) -> Any:

@@ -262,7 +262,7 @@ async def test_a_revoked_key_is_logged_out_and_a_wrong_csrf_token_refused(
     # The cookie went with it: logging in again is the only way back.
     cookies = await page.context.cookies()
     sessions = [c for c in cookies if c["name"] == "hirehook_console"]
-    # Only the login form's pre-session cookie is left: a CSRF token, no key digest.
+    # Only the login form's pre-session cookie is left: a CSRF token, no session id.
     [cookie] = sessions
     signing = list(reversed(derive_keys(settings.secret_keys, "console-session")))
     content = URLSafeTimedSerializer(signing, salt="hirehook-console").loads(cookie["value"])

@@ -52,37 +52,38 @@ ANSWERS: dict[tuple[str, str], set[str]] = {
     ("get", "/health/live"): {"200"},
     ("get", "/health/ready"): {"200", "503"},
     ("get", "/health/intake"): {"200", "503"},
-    # Admin routes: 401 and 429 from the key check on each; 400 where a parameter or body can
-    # be wrong; 404 where something is named; 409 where a unique name can collide.
-    ("get", "/v1/admin/tenants"): {"200", "401", "429"},
-    ("post", "/v1/admin/tenants"): {"201", "400", "401", "409", "429"},
-    ("get", "/v1/admin/tenants/{slug}"): {"200", "401", "404", "429"},
-    ("patch", "/v1/admin/tenants/{slug}"): {"200", "400", "401", "404", "429"},
-    ("post", "/v1/admin/tenants/{slug}/{action}"): {"200", "400", "401", "404", "429"},
-    ("put", "/v1/admin/tenants/{slug}/destination"): {"200", "400", "401", "404", "429"},
-    ("get", "/v1/admin/connections"): {"200", "401", "429"},
-    ("post", "/v1/admin/connections"): {"201", "400", "401", "404", "409", "429"},
+    # Admin routes: 401 and 429 from the key check on each; 400 on each (any parameter can hold
+    # a NUL); 413 where a body is read; 404 where something is named; 409 where a unique name
+    # can collide.
+    ("get", "/v1/admin/tenants"): {"200", "400", "401", "429"},
+    ("post", "/v1/admin/tenants"): {"201", "400", "401", "409", "413", "429"},
+    ("get", "/v1/admin/tenants/{slug}"): {"200", "400", "401", "404", "429"},
+    ("patch", "/v1/admin/tenants/{slug}"): {"200", "400", "401", "404", "413", "429"},
+    ("post", "/v1/admin/tenants/{slug}/{action}"): {"200", "400", "401", "404", "413", "429"},
+    ("put", "/v1/admin/tenants/{slug}/destination"): {"200", "400", "401", "404", "413", "429"},
+    ("get", "/v1/admin/connections"): {"200", "400", "401", "429"},
+    ("post", "/v1/admin/connections"): {"201", "400", "401", "404", "409", "413", "429"},
     ("get", "/v1/admin/connections/{connection_id}"): {"200", "400", "401", "404", "429"},
     ("patch", "/v1/admin/connections/{connection_id}"): {
-        "200", "400", "401", "404", "409", "429",
+        "200", "400", "401", "404", "409", "413", "429",
     },
     ("post", "/v1/admin/connections/{connection_id}/{action}"): {
-        "200", "400", "401", "404", "429",
+        "200", "400", "401", "404", "413", "429",
     },
     ("put", "/v1/admin/connections/{connection_id}/secrets"): {
-        "200", "400", "401", "404", "429",
+        "200", "400", "401", "404", "413", "429",
     },
     ("post", "/v1/admin/connections/{connection_id}/payload-fields"): {
         "200", "400", "401", "404", "429",
     },
     ("get", "/v1/admin/records"): {"200", "400", "401", "429"},
     ("get", "/v1/admin/records/{record_id}"): {"200", "400", "401", "404", "429"},
-    ("post", "/v1/admin/records/{record_id}/replay"): {"200", "400", "401", "404", "429"},
-    ("post", "/v1/admin/replays"): {"200", "400", "401", "404", "429"},
+    ("post", "/v1/admin/records/{record_id}/replay"): {"200", "400", "401", "404", "413", "429"},
+    ("post", "/v1/admin/replays"): {"200", "400", "401", "404", "413", "429"},
     ("get", "/v1/admin/dead-letters"): {"200", "400", "401", "429"},
-    ("post", "/v1/admin/dead-letters/retry"): {"200", "400", "401", "429"},
-    ("post", "/v1/admin/dead-letters/discard"): {"200", "400", "401", "429"},
-    ("post", "/v1/admin/erasures"): {"201", "400", "401", "404", "429", "503"},
+    ("post", "/v1/admin/dead-letters/retry"): {"200", "400", "401", "413", "429"},
+    ("post", "/v1/admin/dead-letters/discard"): {"200", "400", "401", "413", "429"},
+    ("post", "/v1/admin/erasures"): {"201", "400", "401", "404", "413", "429", "503"},
     ("get", "/v1/admin/stats"): {"200", "400", "401", "429"},
 }  # fmt: skip
 

@@ -86,17 +86,41 @@ async def authenticate(engine: AsyncEngine, key: str | None) -> Caller:
     # Anything else is not one of our keys; refused without a query, like an unknown one.
     if not key or not key.startswith(PREFIX) or len(key) > 200:
         raise unauthorized()
-    return await authenticate_digest(engine, digest(key))
-
-
-async def authenticate_digest(engine: AsyncEngine, presented: bytes) -> Caller:
-    """The caller whose live key has this digest (a console session keeps the digest, not the
-    key, and is checked again on every request, so revoking the key ends the session)."""
+    presented = digest(key)
     async with engine.begin() as conn:
         row = await sql.use_key(conn, presented)
     if row is None or not hmac.compare_digest(bytes(row.digest), presented):
         raise unauthorized()
     return Caller(row.id, row.name)
+
+
+async def start_session(engine: AsyncEngine, caller: Caller, max_age_s: int) -> str:
+    """A new console session of ``caller``'s key: the id for its cookie (only its digest is
+    stored, like a key's)."""
+    session_id = secrets.token_urlsafe(32)
+    async with engine.begin() as conn:
+        await sql.start_session(
+            conn, digest=digest(session_id), key_id=caller.key_id, max_age_s=max_age_s
+        )
+    return session_id
+
+
+async def session_caller(engine: AsyncEngine, session_id: str) -> Caller:
+    """The caller of a live console session whose key is live; the 401 otherwise (ended by
+    logging out, expired, or its key revoked)."""
+    if not session_id or len(session_id) > 200:
+        raise unauthorized()
+    async with engine.begin() as conn:
+        row = await sql.use_session(conn, digest(session_id))
+    if row is None:
+        raise unauthorized()
+    return Caller(row.id, row.name)
+
+
+async def end_session(engine: AsyncEngine, session_id: str) -> None:
+    """End a console session now: its cookie, wherever a copy is, opens nothing after."""
+    async with engine.begin() as conn:
+        await sql.end_session(conn, digest(session_id))
 
 
 def _view(row: object) -> AdminKeyView:

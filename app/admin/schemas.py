@@ -4,10 +4,41 @@ them as JSON. No model here ever carries a secret value: only which secrets are 
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
-from typing import Any, Literal
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+
+# PostgreSQL's bigint, which every id column is.
+INT64_MAX = 2**63 - 1
+# Times a filter can name: what Python and PostgreSQL both hold, a day inside Python's
+# calendar either way so that converting to UTC or a day-long default window cannot overflow.
+TIME_MIN = datetime(1, 1, 2, tzinfo=UTC)
+TIME_MAX = datetime(9999, 12, 30, 23, 59, 59, tzinfo=UTC)
+_TIME_RANGE = (
+    f"times must be between {TIME_MIN:%Y-%m-%dT%H:%M:%SZ} and {TIME_MAX:%Y-%m-%dT%H:%M:%SZ} "
+    "(UTC, after applying the offset)"
+)
+
+
+def storable_time(value: datetime) -> datetime:
+    """``value`` if it lies within :data:`TIME_MIN` and :data:`TIME_MAX`, a time without an
+    offset taken as UTC (so it compares with the others); ValueError otherwise."""
+    try:
+        utc = value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
+    except OverflowError:
+        # 9999-12-31T23:59:59-23:59 is a valid ISO time whose UTC is in year 10000.
+        raise ValueError(_TIME_RANGE) from None
+    if not TIME_MIN <= utc <= TIME_MAX:
+        raise ValueError(_TIME_RANGE)
+    return value if value.tzinfo else utc
+
+
+StoredTime = Annotated[datetime, AfterValidator(storable_time)]
+"""A time an operator gives (a filter, a window) that the database can compare with."""
+
+RowId = Annotated[int, Field(ge=1, le=INT64_MAX)]
+"""The id of a row (a bigint the database assigns from 1)."""
 
 
 class _Out(BaseModel):
@@ -134,6 +165,16 @@ class ConnectionUpdate(BaseModel):
     enabled: bool | None = None
     options: dict[str, Any] | None = None
 
+    @model_validator(mode="after")
+    def _no_null(self) -> ConnectionUpdate:
+        # Absent means unchanged; null means "clear", which only the account can be.
+        nulled = sorted(
+            name for name in self.model_fields_set - {"account"} if getattr(self, name) is None
+        )
+        if nulled:
+            raise ValueError(f"{', '.join(nulled)} cannot be null (leave it out to keep it)")
+        return self
+
 
 class SecretsRotate(BaseModel):
     """New secrets for a connection: replace them all, or (``merge``) only those given."""
@@ -259,8 +300,8 @@ class RecordQuery(BaseModel):
     source: str | None = None
     event_type: str | None = None
     state: str | None = None
-    received_from: datetime | None = None
-    received_to: datetime | None = None
+    received_from: StoredTime | None = None
+    received_to: StoredTime | None = None
     person: str | None = None
     job: str | None = None
     application: str | None = None
@@ -274,22 +315,36 @@ class ReplayFilters(RecordQuery):
 
 
 class ReplayRequest(BaseModel):
-    """Replay these records, or every record matching ``filters`` (one of the two)."""
+    """Replay these records, or every record matching ``filters`` (one of the two, never
+    both). A filtered replay matching more than ``REPLAY_CONFIRM_ABOVE`` records (1,000) runs
+    only with ``confirm``: ask with ``dry_run`` first, then send the count it returned."""
 
     model_config = ConfigDict(extra="forbid")
 
     record_ids: list[uuid.UUID] = Field(default_factory=list, max_length=10_000)
     filters: ReplayFilters | None = None
+    dry_run: bool = Field(
+        False, description="Only count the records that would be replayed; change nothing."
+    )
+    confirm: int | None = Field(
+        None,
+        ge=0,
+        le=INT64_MAX,
+        description="The most records this replay may reopen (the dry run's count): needed "
+        "when filters match more than 1,000 records, refused when more match than this.",
+    )
 
 
 class ReplayResult(_Out):
-    """What a replay did: records whose enrichment runs again, deliveries that failed and are
-    tried again (one the destination acknowledged is never sent twice)."""
+    """What a replay did (or, on a dry run, would do): records whose enrichment runs again,
+    deliveries that failed and are tried again (one the destination acknowledged is never
+    sent twice)."""
 
-    id: int
+    id: int | None = Field(description="The replay's entry in the log; null on a dry run.")
     matched: int
     enrichments: int
     deliveries: int
+    dry_run: bool = False
 
 
 class DeadLetterAction(BaseModel):
@@ -297,7 +352,7 @@ class DeadLetterAction(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    ids: list[int] = Field(default_factory=list)
+    ids: list[RowId] = Field(default_factory=list, max_length=10_000)
     kind: Literal["configuration", "pipeline"] | None = None
     stage: Literal["intake", "enrichment", "delivery"] | None = None
     tenant: str | None = None

@@ -46,6 +46,9 @@ log = structlog.get_logger(__name__)
 REPLAY_BATCH = 500
 # A filtered replay covers at most this many records per call (narrow the filter for more).
 REPLAY_MAX = 100_000
+# A filtered replay matching more records than this runs only with ``confirm`` (the count a
+# dry run gave): a filter that narrows nothing must not reopen everything by accident.
+REPLAY_CONFIRM_ABOVE = 1_000
 PAGE_MAX = 500
 
 
@@ -202,13 +205,21 @@ def _checked(tenant: str, spec: ConnectionSpec, secrets: dict[str, Any]) -> list
         raise invalid(str(exc)) from exc
 
 
-def _conflict(exc: IntegrityError) -> AppError:
-    return AppError(
-        409,
-        "Another connection has this tenant, source and name, or this source and account.",
-        type(exc.orig).__name__,
-        code="conflict",
-    )
+def _conflict(exc: IntegrityError, tenant: str, source: str, name: str) -> AppError:
+    if "uq_connection_tenant_id_source_name" in str(exc.orig):
+        message = (
+            f"Tenant {tenant!r} has a {source} connection named {name!r} already; give this "
+            "one another name, or change that one."
+        )
+    else:
+        message = f"Another {source} connection has this account."
+    return AppError(409, message, type(exc.orig).__name__, code="conflict")
+
+
+def _known_connection(connection_id: int) -> None:
+    # An id no bigint can hold names no connection; the driver would fail on it instead.
+    if not 1 <= connection_id <= s.INT64_MAX:
+        raise not_found(f"Connection {connection_id}")
 
 
 async def list_connections(
@@ -222,6 +233,7 @@ async def list_connections(
 
 async def show_connection(services: Services, *, connection_id: int) -> s.ConnectionView:
     """One connection."""
+    _known_connection(connection_id)
     async with services.engine.connect() as conn:
         row = await sql.get_connection(conn, connection_id)
     if row is None:
@@ -257,7 +269,7 @@ async def create_connection(services: Services, *, spec: s.ConnectionCreate) -> 
                 credential_ids=credential_ids,
             )
     except IntegrityError as exc:
-        raise _conflict(exc) from exc
+        raise _conflict(exc, spec.tenant, spec.source, spec.name) from exc
     services.connections.invalidate()
     log.info("admin.connection_created", connection_id=connection_id, source=spec.source)
     return await show_connection(services, connection_id=connection_id)
@@ -284,6 +296,8 @@ async def _rewrite(
     spec: s.ConnectionUpdate,
     rotate: s.SecretsRotate | None,
 ) -> s.ConnectionView:
+    _known_connection(connection_id)
+    row: Row[Any] | None = None
     try:
         async with services.engine.begin() as conn:
             row = await sql.get_connection(conn, connection_id, lock=True)
@@ -321,7 +335,9 @@ async def _rewrite(
                 credential_ids=credential_ids,
             )
     except IntegrityError as exc:
-        raise _conflict(exc) from exc
+        assert row is not None  # only the update raises it
+        name = spec.name if spec.name is not None else row.name
+        raise _conflict(exc, row.tenant_slug, row.source, name) from exc
     # This process forgets at once; others within HIREHOOK_CONNECTION_CACHE_TTL_S.
     services.connections.invalidate()
     log.info(
@@ -429,10 +445,11 @@ def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
         at, rid = raw.split("|")
         position = datetime.fromisoformat(at), uuid.UUID(rid)
+        if position[0].tzinfo is None:
+            raise ValueError("no offset")
+        s.storable_time(position[0])
     except (ValueError, binascii.Error, UnicodeDecodeError) as exc:
         raise invalid("The cursor is not one this API returned.") from exc
-    if position[0].tzinfo is None:
-        raise invalid("The cursor is not one this API returned.")
     return position
 
 
@@ -576,7 +593,10 @@ async def replay(
     the ``replay`` log; jobs are published after each commit (the sweeper covers a lost one).
     ``progress(done, total)`` is called after each batch.
     """
-    if bool(request.record_ids) == (request.filters is not None):
+    # Given both, even with an empty list, the caller meant something we cannot tell apart.
+    if request.filters is not None and "record_ids" in request.model_fields_set:
+        raise invalid("Name the records to replay: record_ids, or filters (not both).")
+    if request.filters is None and not request.record_ids:
         raise invalid("Name the records to replay: record_ids, or filters (not both).")
     described: dict[str, Any]
     if request.filters is not None:
@@ -588,9 +608,17 @@ async def replay(
         filters = query.RecordFilters(ids=tuple(request.record_ids))
         described = {"record_ids": [str(i) for i in request.record_ids]}
     async with services.engine.connect() as conn:
-        ids = await query.record_ids(conn, filters, limit=REPLAY_MAX)
+        ids = await query.record_ids(conn, filters, limit=REPLAY_MAX + 1)
+    if len(ids) > REPLAY_MAX:
+        raise invalid(
+            f"More than {REPLAY_MAX:,} records match; one replay reopens at most that many. "
+            "Narrow the filters (received_from and received_to, a tenant, a source)."
+        )
     if request.record_ids and not ids:
         raise not_found("None of the records named")
+    if request.dry_run:
+        return s.ReplayResult(id=None, matched=len(ids), enrichments=0, deliveries=0, dry_run=True)
+    _confirmed(request, len(ids))
     async with services.engine.begin() as conn:
         replay_id = await sql.start_replay(conn, actor=actor, filters=described)
     enrichments = deliveries = 0
@@ -615,6 +643,23 @@ async def replay(
     )
     return s.ReplayResult(
         id=replay_id, matched=len(ids), enrichments=enrichments, deliveries=deliveries
+    )
+
+
+def _confirmed(request: s.ReplayRequest, matched: int) -> None:
+    """Refuse a filtered replay of more than :data:`REPLAY_CONFIRM_ABOVE` records unless
+    ``confirm`` allows at least as many as match (records named by id are explicit enough)."""
+    if request.filters is None or matched <= REPLAY_CONFIRM_ABOVE:
+        return
+    if request.confirm is not None and request.confirm >= matched:
+        return
+    raise AppError(
+        400,
+        f"{matched} records match these filters; a replay of more than "
+        f"{REPLAY_CONFIRM_ABOVE:,} runs only when confirmed. Send confirm={matched} (on the "
+        f"command line --confirm {matched}) to replay them; dry_run=true (--dry-run) counts "
+        "them without replaying.",
+        code="confirmation_required",
     )
 
 
@@ -731,6 +776,7 @@ async def stats(
     state, duplicates (counted per hour in Redis, see :meth:`app.queue.Queue.count_duplicate`),
     ack latency percentiles; and the backlog now."""
     until = until or datetime.now(UTC)
+    # Bounded a day inside the calendar (schemas.TIME_MIN), so this cannot overflow.
     since = since or until - timedelta(days=1)
     if since >= until:
         raise invalid("since must be before until.")

@@ -446,10 +446,22 @@ def records_replay(
     person: PersonOption = None,
     job: JobOption = None,
     application: ApplicationOption = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Only count the records that would be replayed.")
+    ] = False,
+    confirm: Annotated[
+        int | None,
+        typer.Option(
+            "--confirm",
+            help="The most records to replay (the --dry-run count); needed when the filters "
+            "match more than 1,000.",
+        ),
+    ] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Run enrichment (and failed deliveries) again for these records or every match of the
-    filters; an acknowledged delivery is never sent twice."""
+    filters; an acknowledged delivery is never sent twice. Filters matching more than 1,000
+    records need --confirm with the count --dry-run gives."""
     from rich.progress import Progress
 
     from app.admin import schemas, service
@@ -458,9 +470,13 @@ def records_replay(
         tenant, source, event_type, state, received_from, received_to, person, job, application
     )
     filters = {k: v for k, v in query.items() if v is not None}
+    # Only what was given: naming ids and filters together is refused, not guessed at.
+    named: dict[str, Any] = {"record_ids": list(record_ids)} if record_ids else {}
     request = schemas.ReplayRequest(
-        record_ids=list(record_ids or []),
+        **named,
         filters=schemas.ReplayFilters(**filters) if filters else None,
+        dry_run=dry_run,
+        confirm=confirm,
     )
     actor = f"cli:{getpass.getuser()}"
     # On stderr, so --json output stays clean for a script.
@@ -475,8 +491,10 @@ def records_replay(
         result,
         as_json=as_json,
         line=lambda r: (
-            f"replay {r.id}: {r.matched} record(s) matched, {r.enrichments} enrichment(s) and "
-            f"{r.deliveries} failed deliveries run again"
+            f"dry run: {r.matched} record(s) would be replayed"
+            if r.dry_run
+            else f"replay {r.id}: {r.matched} record(s) matched, {r.enrichments} enrichment(s) "
+            f"and {r.deliveries} failed deliveries run again"
         ),
     )
 

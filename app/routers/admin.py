@@ -2,20 +2,38 @@
 
 Every route needs an admin key (``Authorization: Bearer hh_admin_...``); failures count
 against the caller's address in the brute-force guard, so keys cannot be guessed at speed.
+The key is checked before anything else of the request is read: a body from a caller
+without a key is never read at all, and one from a caller with a key is read up to
+:data:`MAX_BODY_BYTES`. Every path, query and body string is then refused (400) if it holds
+text no column can store (a NUL, a lone surrogate), before any route runs.
 """
 
 from __future__ import annotations
 
+import json
 import uuid
-from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
 
 from app.admin import keys, service
 from app.admin import schemas as s
-from app.routers.common import DefaultRoute, ServicesDep, guarded
+from app.errors import AppError
+from app.routers.common import (
+    ServicesDep,
+    buffer_body,
+    error_route,
+    guarded,
+    render_default,
+    request_text_problem,
+    security_headers,
+    unstorable_text,
+)
 from app.routers.openapi import Responses, refusals, security
+
+# The largest body any admin operation takes (10,000 record ids to replay are ~400 KB);
+# anything longer is a 413 once this much has arrived.
+MAX_BODY_BYTES = 1024 * 1024
 
 _MEANINGS = {
     400: "The request is not valid (a parameter, the body, or a cursor); the message says why.",
@@ -23,20 +41,26 @@ _MEANINGS = {
     404: "The tenant, connection or record named does not exist.",
     409: "It exists already (a tenant slug, a connection's tenant, source and name, or its "
     "source and account).",
+    413: f"The body is larger than {MAX_BODY_BYTES} bytes (1 MiB).",
     429: "Too many failed authentications from this address; retry after Retry-After.",
     503: "A store Hirehook needs did not answer; nothing was changed. Retry later.",
 }
 
 
-def _answers(ok: int, model: Any, description: str, *refused: int) -> dict[str, Any]:
+def _answers(
+    ok: int, model: Any, description: str, *refused: int, body: bool = False
+) -> dict[str, Any]:
     responses: Responses = {ok: {"model": model, "description": description}}
-    # Only what the route can send: a 400 needs a parameter or body to be wrong.
-    responses.update(refusals(sorted({401, 429, *refused}), meanings=_MEANINGS))
+    # Only what the route can send: any parameter (even one the route does not take) can be
+    # refused, a 413 needs a body.
+    sent = {400, 401, 429, *refused, *([413] if body else [])}
+    responses.update(refusals(sorted(sent), meanings=_MEANINGS))
     return {"responses": responses, "openapi_extra": security(["adminKey"])}
 
 
-async def admin_caller(request: Request, services: ServicesDep) -> keys.Caller:
+async def _authenticate(request: Request) -> keys.Caller:
     """The admin key's owner, or the 401 (counted by the guard)."""
+    services = request.app.state.services
     scheme, _, key = request.headers.get("authorization", "").partition(" ")
     async with guarded(services, request):
         if scheme.lower() != "bearer":
@@ -44,9 +68,49 @@ async def admin_caller(request: Request, services: ServicesDep) -> keys.Caller:
         return await keys.authenticate(services.engine, key.strip())
 
 
+async def _admit(request: Request) -> None:
+    """Authenticate, then read the body under the cap and refuse text no column can store."""
+    try:
+        request.state.admin_caller = await _authenticate(request)
+    except AppError as exc:
+        if request.headers.get("content-length", "0") != "0" or (
+            "transfer-encoding" in request.headers
+        ):
+            # The body was never read: the connection cannot carry another request.
+            exc.headers["Connection"] = "close"
+        raise
+    problem = request_text_problem(request)
+    if problem is None and request.method in ("POST", "PUT", "PATCH"):
+        raw = await buffer_body(request, MAX_BODY_BYTES)
+        try:
+            # Python's decoder, as FastAPI's, so the strings checked are the ones the route
+            # gets. A body that does not decode is left to FastAPI to refuse.
+            body = json.loads(raw) if raw.strip() else None
+        except ValueError:
+            body = None
+        except RecursionError:
+            # FastAPI's decoder would fail the same way, as a 500.
+            problem = "the body is nested too deeply"
+        else:
+            problem = unstorable_text(body, "body")
+    if problem is not None:
+        raise AppError(400, f"The request is not valid: {problem}.", code="bad_request")
+
+
+AdminRoute = error_route(render_default, admit=_admit, finish=security_headers)
+"""The admin routes' class: :func:`_admit` before FastAPI reads or parses anything of the
+request, :func:`~app.routers.common.security_headers` on every answer."""
+
+
+async def admin_caller(request: Request) -> keys.Caller:
+    """The caller :class:`AdminRoute` authenticated."""
+    caller: keys.Caller = request.state.admin_caller
+    return caller
+
+
 CallerDep = Annotated[keys.Caller, Depends(admin_caller)]
 
-router = APIRouter(prefix="/v1/admin", tags=["admin"], route_class=DefaultRoute)
+router = APIRouter(prefix="/v1/admin", tags=["admin"], route_class=AdminRoute)
 
 
 # --- tenants ----------------------------------------------------------------------------------
@@ -58,7 +122,9 @@ async def list_tenants(services: ServicesDep, caller: CallerDep) -> list[s.Tenan
     return await service.list_tenants(services)
 
 
-@router.post("/tenants", status_code=201, **_answers(201, s.TenantDetail, "Created.", 400, 409))
+@router.post(
+    "/tenants", status_code=201, **_answers(201, s.TenantDetail, "Created.", 400, 409, body=True)
+)
 async def create_tenant(
     spec: s.TenantCreate, services: ServicesDep, caller: CallerDep
 ) -> s.TenantDetail:
@@ -72,7 +138,7 @@ async def show_tenant(slug: str, services: ServicesDep, caller: CallerDep) -> s.
     return await service.show_tenant(services, slug=slug)
 
 
-@router.patch("/tenants/{slug}", **_answers(200, s.TenantDetail, "Updated.", 400, 404))
+@router.patch("/tenants/{slug}", **_answers(200, s.TenantDetail, "Updated.", 400, 404, body=True))
 async def update_tenant(
     slug: str, spec: s.TenantUpdate, services: ServicesDep, caller: CallerDep
 ) -> s.TenantDetail:
@@ -80,7 +146,9 @@ async def update_tenant(
     return await service.update_tenant(services, slug=slug, spec=spec)
 
 
-@router.post("/tenants/{slug}/{action}", **_answers(200, s.TenantDetail, "Done.", 400, 404))
+@router.post(
+    "/tenants/{slug}/{action}", **_answers(200, s.TenantDetail, "Done.", 400, 404, body=True)
+)
 async def enable_tenant(
     slug: str,
     action: Literal["enable", "disable"],
@@ -91,7 +159,9 @@ async def enable_tenant(
     return await service.set_tenant_enabled(services, slug=slug, enabled=action == "enable")
 
 
-@router.put("/tenants/{slug}/destination", **_answers(200, s.TenantDetail, "Set.", 400, 404))
+@router.put(
+    "/tenants/{slug}/destination", **_answers(200, s.TenantDetail, "Set.", 400, 404, body=True)
+)
 async def set_destination(
     slug: str, spec: s.DestinationSet, services: ServicesDep, caller: CallerDep
 ) -> s.TenantDetail:
@@ -117,7 +187,7 @@ async def list_connections(
 @router.post(
     "/connections",
     status_code=201,
-    **_answers(201, s.ConnectionView, "Created.", 400, 404, 409),
+    **_answers(201, s.ConnectionView, "Created.", 400, 404, 409, body=True),
 )
 async def create_connection(
     spec: s.ConnectionCreate, services: ServicesDep, caller: CallerDep
@@ -137,7 +207,8 @@ async def show_connection(
 
 
 @router.patch(
-    "/connections/{connection_id}", **_answers(200, s.ConnectionView, "Updated.", 400, 404, 409)
+    "/connections/{connection_id}",
+    **_answers(200, s.ConnectionView, "Updated.", 400, 404, 409, body=True),
 )
 async def update_connection(
     connection_id: int, spec: s.ConnectionUpdate, services: ServicesDep, caller: CallerDep
@@ -161,7 +232,7 @@ async def set_payload_fields(
 
 @router.post(
     "/connections/{connection_id}/{action}",
-    **_answers(200, s.ConnectionView, "Done.", 400, 404),
+    **_answers(200, s.ConnectionView, "Done.", 400, 404, body=True),
 )
 async def enable_connection(
     connection_id: int,
@@ -177,7 +248,7 @@ async def enable_connection(
 
 @router.put(
     "/connections/{connection_id}/secrets",
-    **_answers(200, s.ConnectionView, "Rotated.", 400, 404),
+    **_answers(200, s.ConnectionView, "Rotated.", 400, 404, body=True),
 )
 async def rotate_secrets(
     connection_id: int, spec: s.SecretsRotate, services: ServicesDep, caller: CallerDep
@@ -210,7 +281,9 @@ async def show_record(
     return await service.show_record(services, record_id=record_id)
 
 
-@router.post("/records/{record_id}/replay", **_answers(200, s.ReplayResult, "Replayed.", 400, 404))
+@router.post(
+    "/records/{record_id}/replay", **_answers(200, s.ReplayResult, "Replayed.", 400, 404, body=True)
+)
 async def replay_record(
     record_id: uuid.UUID, services: ServicesDep, caller: CallerDep
 ) -> s.ReplayResult:
@@ -220,7 +293,7 @@ async def replay_record(
     )
 
 
-@router.post("/replays", **_answers(200, s.ReplayResult, "Replayed.", 400, 404))
+@router.post("/replays", **_answers(200, s.ReplayResult, "Replayed.", 400, 404, body=True))
 async def replay(
     request: s.ReplayRequest, services: ServicesDep, caller: CallerDep
 ) -> s.ReplayResult:
@@ -254,7 +327,7 @@ async def list_dead_letters(
     )
 
 
-@router.post("/dead-letters/retry", **_answers(200, s.ActionResult, "Retried.", 400))
+@router.post("/dead-letters/retry", **_answers(200, s.ActionResult, "Retried.", 400, body=True))
 async def retry_dead_letters(
     action: s.DeadLetterAction, services: ServicesDep, caller: CallerDep
 ) -> s.ActionResult:
@@ -262,7 +335,7 @@ async def retry_dead_letters(
     return await service.retry_dead_letters(services, action=action)
 
 
-@router.post("/dead-letters/discard", **_answers(200, s.ActionResult, "Discarded.", 400))
+@router.post("/dead-letters/discard", **_answers(200, s.ActionResult, "Discarded.", 400, body=True))
 async def discard_dead_letters(
     action: s.DeadLetterAction, services: ServicesDep, caller: CallerDep
 ) -> s.ActionResult:
@@ -276,7 +349,7 @@ async def discard_dead_letters(
 @router.post(
     "/erasures",
     status_code=201,
-    **_answers(201, s.ErasureView, "Erased and audited.", 400, 404, 503),
+    **_answers(201, s.ErasureView, "Erased and audited.", 400, 404, 503, body=True),
 )
 async def erase_candidate(
     request: s.ErasureRequest, services: ServicesDep, caller: CallerDep
@@ -294,8 +367,8 @@ async def erase_candidate(
 async def stats(
     services: ServicesDep,
     caller: CallerDep,
-    since: datetime | None = None,
-    until: datetime | None = None,
+    since: s.StoredTime | None = None,
+    until: s.StoredTime | None = None,
     tenant: str | None = None,
     source: str | None = None,
 ) -> s.Stats:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
@@ -66,6 +66,68 @@ async def read_raw(request: Request, max_bytes: int, timeout_s: float | None = N
             )
         ) from exc
     return b"".join(chunks)
+
+
+async def buffer_body(request: Request, max_bytes: int) -> bytes:
+    """Read the body under ``max_bytes`` (:func:`read_raw`) and keep it where FastAPI's own
+    body parsing (JSON, forms) finds it, so a route declaring a body model reads it once and
+    never more than the cap."""
+    raw = await read_raw(request, max_bytes)
+    # Starlette's Request.body() caches the bytes in ``_body`` and stream() replays them from
+    # there; setting it is how a body read ahead is handed on.
+    request._body = raw
+    return raw
+
+
+def unstorable_text(value: Any, where: str) -> str | None:
+    """Where ``value`` (a string, or JSON's lists and objects of them, keys included) holds
+    text no database column can take, and why; None if it holds none.
+
+    PostgreSQL's text and JSONB cannot store U+0000, and a lone surrogate (JSON's ``\\ud800``
+    escape) is not Unicode at all: either would fail the statement with a driver error deep
+    in the store, so both are refused at the edge with the place they were found.
+    """
+    # Walked with a stack, not recursion: a body nested as deep as the JSON decoder allows
+    # must not overflow here.
+    pending: list[tuple[Any, str]] = [(value, where)]
+    while pending:
+        item, at = pending.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                return f"{at} contains a NUL character (U+0000), which cannot be stored"
+            try:
+                item.encode()
+            except UnicodeEncodeError:
+                return f"{at} contains a lone surrogate (U+D800 to U+DFFF), which is not text"
+        elif isinstance(item, dict):
+            for key, inner in reversed(item.items()):
+                pending += [(inner, f"{at}.{key}"), (key, f"{at} (a key)")]
+        elif isinstance(item, list):
+            pending += [(inner, f"{at}.{i}") for i, inner in reversed(list(enumerate(item)))]
+    return None
+
+
+def request_text_problem(request: Request) -> str | None:
+    """The first path or query parameter holding text that cannot be stored
+    (:func:`unstorable_text`)."""
+    for name, value in request.path_params.items():
+        if found := unstorable_text(value, f"path.{name}"):
+            return found
+    for name, value in request.query_params.multi_items():
+        if found := unstorable_text(name, "query (a name)") or unstorable_text(
+            value, f"query.{name}"
+        ):
+            return found
+    return None
+
+
+def security_headers(response: Response) -> Response:
+    """Headers every admin and console answer carries: no content sniffing (an error body
+    quoting input must never be run as HTML) and no Referer leaking a console URL, whose
+    query string holds record filters and subject ids."""
+    response.headers["x-content-type-options"] = "nosniff"
+    response.headers["referrer-policy"] = "no-referrer"
+    return response
 
 
 def _unread(error: AppError) -> AppError:
@@ -239,12 +301,19 @@ def render(request: Request, error: AppError, renderer: ErrorRenderer) -> Respon
     return renderer(request, error)
 
 
-def error_route(renderer: ErrorRenderer) -> type[APIRoute]:
+def error_route(
+    renderer: ErrorRenderer,
+    *,
+    admit: Callable[[Request], Awaitable[None]] | None = None,
+    finish: Callable[[Response], Response] | None = None,
+) -> type[APIRoute]:
     """A route class whose every refusal, early or late, is rendered by ``renderer``.
 
     Used as ``APIRouter(route_class=error_route(...))``: the sender of those routes always gets
     its own error shape, whether the body was too large, a credential wrong or the database
-    down, and no handler has to remember to install it.
+    down, and no handler has to remember to install it. ``admit`` runs before FastAPI reads
+    or parses anything of the request (a credential checked before the body is read);
+    ``finish`` sees every answer, refusals included.
     """
 
     class _Route(APIRoute):
@@ -253,13 +322,16 @@ def error_route(renderer: ErrorRenderer) -> type[APIRoute]:
 
             async def handle(request: Request) -> Response:
                 try:
-                    return await handler(request)
+                    if admit is not None:
+                        await admit(request)
+                    response = await handler(request)
                 except AppError as exc:
-                    return render(request, exc, renderer)
+                    response = render(request, exc, renderer)
                 except RequestValidationError as exc:
-                    return render(request, request_invalid(exc), renderer)
+                    response = render(request, request_invalid(exc), renderer)
                 except HTTPException as exc:
-                    return render(request, http_refusal(exc), renderer)
+                    response = render(request, http_refusal(exc), renderer)
+                return response if finish is None else finish(response)
 
             return handle
 

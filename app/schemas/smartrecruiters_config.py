@@ -12,6 +12,7 @@ from typing import Any
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
+from app.guard import require_strong_secret
 from app.validation import validated
 from app.verifiers.smartrecruiters import ROTATION_GRACE_S, TOLERANCE_S, SigningKey
 
@@ -89,8 +90,18 @@ def parse(options: dict[str, Any], secrets: dict[str, Any]) -> SmartRecruitersCo
 
 
 def check(options: dict[str, Any], secrets: dict[str, Any]) -> None:
-    """The connection check of :class:`app.sources.base.Source`."""
-    parse(options, secrets)
+    """The connection check of :class:`app.sources.base.Source`: also refuses a signing key
+    too short to withstand guessing, as every other source's secrets are refused.
+
+    Only here, when a connection is loaded or changed, not in :func:`parse`: a connection
+    stored before the rule keeps verifying until its key is replaced.
+    """
+    config = parse(options, secrets)
+    for index, item in enumerate(config.secrets.signing_keys):
+        key = item if isinstance(item, str) else item.key
+        # [I] SmartRecruiters' generated keys are long random strings; a key typed by hand is
+        # what this catches. The same floor as every other signing secret.
+        require_strong_secret(key, what=f"secrets: signing_keys.{index}")
 
 
 def subscription_keys(stored: dict[str, Any]) -> list[SigningKey]:

@@ -6,10 +6,10 @@ import uuid
 from typing import Any
 
 import orjson
-from sqlalchemy import Row, func, insert, select, text, update
+from sqlalchemy import Row, delete, func, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from app.models import AdminKey, Connection, Destination, Tenant
+from app.models import AdminKey, Connection, ConsoleSession, Destination, Tenant
 
 # --- admin keys -------------------------------------------------------------------------------
 
@@ -54,6 +54,46 @@ _USE_KEY = text(
 async def use_key(conn: AsyncConnection, digest: bytes) -> Row[Any] | None:
     """The live key with this digest, its last use stamped; None if unknown or revoked."""
     return (await conn.execute(_USE_KEY, {"digest": digest})).first()
+
+
+# --- console sessions -------------------------------------------------------------------------
+
+# The key behind a live session, stamped as used: one round trip per console request, and a
+# revoked key's sessions open nothing even before they are deleted.
+_USE_SESSION = text(
+    """
+    UPDATE admin_key SET last_used_at = now()
+    FROM console_session s
+    WHERE s.digest = :digest AND s.expires_at > now()
+      AND admin_key.id = s.key_id AND admin_key.revoked_at IS NULL
+    RETURNING admin_key.id, admin_key.name
+    """
+)
+
+
+async def start_session(
+    conn: AsyncConnection, *, digest: bytes, key_id: int, max_age_s: int
+) -> None:
+    """A console session for ``key_id`` lasting ``max_age_s``; sessions already expired (of
+    anyone) go, so the table holds only live ones."""
+    await conn.execute(delete(ConsoleSession).where(ConsoleSession.expires_at <= func.now()))
+    await conn.execute(
+        insert(ConsoleSession).values(
+            digest=digest,
+            key_id=key_id,
+            expires_at=func.now() + func.make_interval(0, 0, 0, 0, 0, 0, max_age_s),
+        )
+    )
+
+
+async def use_session(conn: AsyncConnection, digest: bytes) -> Row[Any] | None:
+    """The live key of a live session (id, name); None if either is gone."""
+    return (await conn.execute(_USE_SESSION, {"digest": digest})).first()
+
+
+async def end_session(conn: AsyncConnection, digest: bytes) -> None:
+    """Forget a session (logging out)."""
+    await conn.execute(delete(ConsoleSession).where(ConsoleSession.digest == digest))
 
 
 # --- replay log -------------------------------------------------------------------------------

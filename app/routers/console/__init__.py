@@ -1,10 +1,13 @@
 """The operator console, ``/console``: server-rendered pages over :mod:`app.admin.service`.
 
-Behind the same admin keys as the API. Logging in with a key sets a signed, HttpOnly,
-SameSite=Strict cookie that holds the key's digest (never the key) and a CSRF token; the
-digest is checked against the key store on every request, so revoking the key ends the
-session. Every form posts the token back, and a POST without the session's token is refused.
-No page shows a secret: the service layer returns none, and Jinja2 escapes everything.
+Behind the same admin keys as the API. Logging in with a key starts a session kept in
+PostgreSQL (``console_session``) and sets a signed, HttpOnly, SameSite=Strict cookie holding
+the session's random id (never the key) and a CSRF token; the session and its key are checked
+on every request, so logging out, or revoking the key, ends it at once wherever the cookie
+is. Every form posts the token back, and a POST without the session's token is refused.
+No page shows a secret: the service layer returns none, and Jinja2 escapes everything. As in
+the admin API, a body is read up to 1 MiB, and a path, query or form value holding a NUL
+is refused before any page runs.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from urllib.parse import urlencode
 
 import orjson
 from fastapi import APIRouter, Depends, Form, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.routing import APIRoute
 from fastapi.templating import Jinja2Templates
@@ -32,12 +36,22 @@ from app.admin import keys, service
 from app.admin import schemas as s
 from app.crypto import derive_keys
 from app.errors import AppError
-from app.routers.common import ServicesDep, guarded
+from app.routers.common import (
+    ServicesDep,
+    buffer_body,
+    guarded,
+    request_invalid,
+    request_text_problem,
+    security_headers,
+    unstorable_text,
+)
 from app.services import Services
 
 COOKIE = "hirehook_console"
 # A session lasts a working day; the key is re-checked on every request regardless.
 SESSION_MAX_AGE_S = 12 * 3600
+# No console form comes near this; the admin API's cap.
+MAX_BODY_BYTES = 1024 * 1024
 PAGE_SIZE = 50
 STATES = ("received", "processed", "dead_letter", "quarantined", "discarded")
 
@@ -101,23 +115,24 @@ def _clear_cookie(response: Response) -> None:
 
 @dataclass(frozen=True, slots=True)
 class Session:
-    """A logged-in operator: the key's owner and the session's CSRF token."""
+    """A logged-in operator: the key's owner, the session and its CSRF token."""
 
     caller: keys.Caller
     csrf: str
+    session_id: str
 
 
 async def _session(request: Request, services: ServicesDep) -> Session:
     """The operator behind the cookie, or a redirect to the login page."""
     data = _read_cookie(request)
-    digest_hex, csrf = data.get("d"), data.get("c")
-    if digest_hex and csrf:
+    session_id, csrf = data.get("s"), data.get("c")
+    if session_id and csrf:
         try:
-            caller = await keys.authenticate_digest(services.engine, bytes.fromhex(digest_hex))
-        except (AppError, ValueError):
+            caller = await keys.session_caller(services.engine, session_id)
+        except AppError:
             pass
         else:
-            return Session(caller, csrf)
+            return Session(caller, csrf, session_id)
     # A revoked key or an expired or forged cookie: back to the login form, cookie cleared.
     cleared = Response()
     _clear_cookie(cleared)
@@ -139,24 +154,52 @@ def _check_csrf(expected: str | None, presented: str) -> None:
 CsrfField = Annotated[str, Form()]
 
 
+async def _admit(request: Request) -> None:
+    """Read the body under the cap, and refuse a path, query or form value that no column can
+    store (:func:`app.routers.common.unstorable_text`), before any page runs."""
+    problem = request_text_problem(request)
+    if problem is None and request.method == "POST":
+        await buffer_body(request, MAX_BODY_BYTES)
+        try:
+            form = await request.form()
+        except HTTPException:
+            pass  # a form that does not parse is the route's to refuse
+        else:
+            fields = [(k, v) for k, v in form.multi_items() if isinstance(v, str)]
+            for name, value in fields:
+                if problem := unstorable_text(value, f"form field {name!r}"):
+                    break
+    if problem is not None:
+        raise AppError(400, f"The request is not valid: {problem}.", code="bad_request")
+
+
 class ConsoleRoute(APIRoute):
-    """Refusals from the service layer become an HTML page with their message."""
+    """Refusals become an HTML page with their message (a redirect stays a redirect), and
+    every answer carries :func:`~app.routers.common.security_headers`."""
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
 
         async def route(request: Request) -> Response:
             try:
-                return await handler(request)
+                await _admit(request)
+                response = await handler(request)
             except AppError as exc:
-                page = _page(request, "error.html", None, exc.status, message=exc.user_message)
-                if "Retry-After" in exc.headers:
-                    page.headers["retry-after"] = exc.headers["Retry-After"]
-                return page
+                response = _page(request, "error.html", None, exc.status, message=exc.user_message)
+                for name in ("Retry-After", "Connection"):
+                    if name in exc.headers:
+                        response.headers[name.lower()] = exc.headers[name]
+            except RequestValidationError as exc:
+                message = request_invalid(exc).user_message
+                response = _page(request, "error.html", None, 400, message=message)
             except HTTPException as exc:
-                if exc.status_code != 403:
-                    raise
-                return _page(request, "error.html", None, 403, message=str(exc.detail))
+                if 300 <= exc.status_code < 400:
+                    # The way to the login page (_session), cookie cleared.
+                    response = Response(status_code=exc.status_code, headers=exc.headers)
+                else:
+                    message = str(exc.detail)
+                    response = _page(request, "error.html", None, exc.status_code, message=message)
+            return security_headers(response)
 
         return route
 
@@ -237,21 +280,18 @@ async def login(
         )
         _set_cookie(request, response, {"c": token})
         return response
-    del caller
+    session_id = await keys.start_session(services.engine, caller, SESSION_MAX_AGE_S)
     response = RedirectResponse("/console/records", 303)
     # A fresh token at login: one planted before it is worth nothing after.
-    _set_cookie(
-        request,
-        response,
-        {"d": keys.digest(key.strip()).hex(), "c": secrets.token_urlsafe(32)},
-    )
+    _set_cookie(request, response, {"s": session_id, "c": secrets.token_urlsafe(32)})
     return response
 
 
 @router.post("/logout")
-async def logout(session: SessionDep, csrf: CsrfField = "") -> Response:
-    """End the session."""
+async def logout(services: ServicesDep, session: SessionDep, csrf: CsrfField = "") -> Response:
+    """End the session, on the server: a copy of the cookie opens nothing after."""
     _check_csrf(session.csrf, csrf)
+    await keys.end_session(services.engine, session.session_id)
     response = RedirectResponse("/console/login", 303)
     _clear_cookie(response)
     return response
@@ -358,15 +398,32 @@ async def replay_record(
 async def replay_filtered(
     request: Request, services: ServicesDep, session: SessionDep
 ) -> HTMLResponse:
-    """Replay every record matching the filters; the page shows what was reopened."""
+    """Replay every record matching the filters; the page shows what was reopened. Above
+    ``service.REPLAY_CONFIRM_ABOVE`` records a page first says how many match and asks to
+    confirm that number."""
     form = await request.form()
     _check_csrf(session.csrf, str(form.get("csrf", "")))
     q = _query({k: str(v) for k, v in form.items()})
+    given = str(form.get("confirm", "")).strip()
+    confirm = int(given) if given.isdigit() and len(given) <= 18 else None
+    if confirm is None:
+        counted = await service.replay(
+            services, actor=session.caller.name, request=s.ReplayRequest(filters=q, dry_run=True)
+        )
+        if counted.matched > service.REPLAY_CONFIRM_ABOVE:
+            return _page(
+                request,
+                "replay_confirm.html",
+                session,
+                matched=counted.matched,
+                values=_form_values(q),
+                back="/console/records?" + urlencode(_form_values(q)),
+            )
     batches: list[tuple[int, int]] = []
     result = await service.replay(
         services,
         actor=session.caller.name,
-        request=s.ReplayRequest(filters=q),
+        request=s.ReplayRequest(filters=q, confirm=confirm),
         progress=lambda done, total: batches.append((done, total)),
     )
     return _page(
