@@ -1,5 +1,6 @@
 """A fake SmartRecruiters Webhooks Subscriptions API, served over real HTTP on loopback, that
-really runs the activation handshake against the callback URL and signs its notifications.
+really runs the activation handshake against the callback URL and signs its notifications; and
+SmartRecruiters' rate limit (:class:`SlidingWindowLimit`) to put in front of any fake API.
 
 Shapes follow ATS-FACTS section 3: ``/webhooks-api/v201907/subscriptions`` with
 ``X-SmartToken``; ``POST`` answers ``{id, callbackUrl, events, status: "inactive"}``;

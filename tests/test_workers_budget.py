@@ -384,7 +384,11 @@ async def test_a_backfill_with_enrichment_draws_no_refusal_from_a_sliding_window
     # SmartRecruiters' default limits: nothing in options.limits.
     conn = await add_source(services, fake, "smartrecruiters", options={"polling": polling})
     poll = asyncio.create_task(Poller(services).run(conn, since=SINCE))
-    worker_settings = fast_settings(settings, enrich_max_attempts=8, enrich_retry_cap_s=2.0)
+    # A call that timed out on a loaded machine would still hold the ATS's one GET
+    # /candidates slot when the next began (a 429 for concurrency, not for rate).
+    worker_settings = fast_settings(
+        settings, enrich_max_attempts=8, enrich_retry_cap_s=2.0, api_call_timeout_s=10.0
+    )
     deadline = time.monotonic() + 240
     try:
         # The worker enriches what each page recorded while the poller lists the next pages.
