@@ -18,7 +18,7 @@ LEVEL_KEYS = 3
 # level: rate per s (0 = none), burst, concurrency (0 = none), window ms, calls per window,
 # remaining as the ATS last reported it (-1 = none), when (epoch ms).
 # Returns 0 when granted, else milliseconds to wait; takes nothing unless it grants (what the
-# ATS reported is written down either way).
+# ATS reported is written down either way, unless a penalty or a spent quota answers first).
 #
 # The window log is a sorted set of the grants of the last window (score: when granted): a
 # call is granted only while fewer than ``calls per window`` were granted in the window
