@@ -1,5 +1,6 @@
 """A fake SmartRecruiters Webhooks Subscriptions API, served over real HTTP on loopback, that
-really runs the activation handshake against the callback URL and signs its notifications.
+really runs the activation handshake against the callback URL and signs its notifications; and
+SmartRecruiters' rate limit (:class:`SlidingWindowLimit`) to put in front of any fake API.
 
 Shapes follow ATS-FACTS section 3: ``/webhooks-api/v201907/subscriptions`` with
 ``X-SmartToken``; ``POST`` answers ``{id, callbackUrl, events, status: "inactive"}``;
@@ -14,11 +15,13 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import math
 import secrets
 import socket
 import threading
 import time
 import uuid
+from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -31,7 +34,7 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
-from starlette.types import ASGIApp
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tests.fake_ats import SR_TOKEN
 
@@ -226,3 +229,90 @@ def serve_fake() -> Iterator[FakeSmartRecruiters]:
     with serve_asgi(fake.app()) as url:
         fake.url = url
         yield fake
+
+
+class SlidingWindowLimit:
+    """SmartRecruiters' rate limit in front of a fake API: at most ``limit`` requests per
+    credential (``X-SmartToken``) in **any** ``window_s`` window, counted when each request
+    arrives; beyond it 429 with ``Retry-After`` (seconds until the oldest counted request
+    leaves the window, rounded up) and ``X-RateLimit-Remaining: 0``. Every answer carries
+    ``X-RateLimit-Limit`` and ``X-RateLimit-Remaining`` as this window sees them (ATS-FACTS
+    section 3; the documented headers, replacing any the wrapped app sent). Refused requests
+    do not count."""
+
+    def __init__(
+        self, app: ASGIApp, *, limit: int = 10, window_s: float = 1.0, prefix: str = "/sr"
+    ) -> None:
+        self.app = app
+        self.limit = limit
+        self.window_s = window_s
+        self.prefix = prefix
+        # Arrival times (monotonic) of the requests let through, and of those refused.
+        self.admitted: list[float] = []
+        self.refused: list[float] = []
+        self._windows: dict[str, deque[float]] = {}
+        self._lock = threading.Lock()
+
+    def _admit(self, credential: str) -> tuple[bool, int, float]:
+        """(admitted, remaining, seconds until a request would be admitted)."""
+        now = time.monotonic()
+        with self._lock:
+            window = self._windows.setdefault(credential, deque())
+            while window and window[0] <= now - self.window_s:
+                window.popleft()
+            if len(window) >= self.limit:
+                self.refused.append(now)
+                return False, 0, window[0] + self.window_s - now
+            window.append(now)
+            self.admitted.append(now)
+            return True, self.limit - len(window), 0.0
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not str(scope["path"]).startswith(self.prefix):
+            await self.app(scope, receive, send)
+            return
+        headers = {k.decode("latin-1").lower(): v for k, v in scope.get("headers", [])}
+        credential = headers.get("x-smarttoken", b"").decode("latin-1")
+        admitted, remaining, wait_s = self._admit(credential)
+        limit_headers = [
+            (b"x-ratelimit-limit", str(self.limit).encode()),
+            (b"x-ratelimit-remaining", str(remaining).encode()),
+        ]
+        if not admitted:
+            body = orjson.dumps({"message": "Rate limit exceeded"})
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 429,
+                    "headers": [
+                        (b"content-type", b"application/json"),
+                        (b"content-length", str(len(body)).encode()),
+                        (b"retry-after", str(max(1, math.ceil(wait_s))).encode()),
+                        *limit_headers,
+                    ],
+                }
+            )
+            await send({"type": "http.response.body", "body": body})
+            return
+
+        async def send_with_limits(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                kept = [
+                    (k, v)
+                    for k, v in message.get("headers", [])
+                    if k.lower() not in (b"x-ratelimit-limit", b"x-ratelimit-remaining")
+                ]
+                message = {**message, "headers": kept + limit_headers}
+            await send(message)
+
+        await self.app(scope, receive, send_with_limits)
+
+    def max_in_any_window(self) -> int:
+        """The most requests let through in one ``window_s`` window, wherever it starts."""
+        times = sorted(self.admitted)
+        most, first = 0, 0
+        for last, moment in enumerate(times):
+            while times[first] <= moment - self.window_s:
+                first += 1
+            most = max(most, last - first + 1)
+        return most

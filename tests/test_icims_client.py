@@ -35,6 +35,9 @@ class RecordingBudget:
     async def penalize(self, key: BudgetKey, retry_after_s: float) -> None:
         self.penalties.append((key, retry_after_s))
 
+    def observe(self, key: BudgetKey, remaining: int) -> None:
+        del key, remaining
+
 
 @pytest.fixture
 def fake() -> Iterator[FakeIcims]:

@@ -47,6 +47,11 @@ class RateBudget(Protocol):
         """The ATS said 429: nobody spends this budget until ``retry_after_s`` has passed."""
         ...
 
+    def observe(self, key: BudgetKey, remaining: int) -> None:
+        """The ATS answered with ``X-RateLimit-Remaining: remaining`` (no I/O: recorded with
+        the next grant)."""
+        ...
+
 
 class UnlimitedBudget:
     """No limits; for unit tests and for sources without a published limit."""
@@ -60,6 +65,10 @@ class UnlimitedBudget:
     async def penalize(self, key: BudgetKey, retry_after_s: float) -> None:
         """Ignored."""
         del key, retry_after_s
+
+    def observe(self, key: BudgetKey, remaining: int) -> None:
+        """Ignored."""
+        del key, remaining
 
 
 # Every cache operation in one script, registered once per process. KEYS: document, error,
@@ -301,6 +310,15 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
     return max(0.0, when.timestamp() - (now if now is not None else time.time()))
 
 
+def rate_limit_remaining(response: httpx.Response) -> int | None:
+    """``X-RateLimit-Remaining`` as a count, or None when absent or not a number."""
+    value = response.headers.get("x-ratelimit-remaining")
+    if value is None:
+        return None
+    value = value.strip()
+    return int(value) if value.isdigit() else None
+
+
 def classify(response: httpx.Response, what: str) -> ApiError:
     """The :class:`ApiError` for a non-2xx response."""
     status = response.status_code
@@ -355,11 +373,19 @@ class ApiClient:
             raise ApiError(f"{what}: {type(exc).__name__}", transient=True) from exc
         status = response.status_code
         ATS_CALLS.labels(key.source, tenant, "429" if status == 429 else f"{status // 100}xx").inc()
-        if response.status_code == 429:
-            ATS_RATE_LIMITED.labels(key.source, tenant).inc()
-            await self.budget.penalize(
-                key, parse_retry_after(response.headers.get("retry-after")) or 1.0
-            )
+        remaining = rate_limit_remaining(response)
+        if remaining is not None:
+            # What the ATS counts, which may include calls made outside this budget (another
+            # integration on the same credential): the next grant takes it into account.
+            self.budget.observe(key, remaining)
+        if status in (429, 503):
+            retry_after = parse_retry_after(response.headers.get("retry-after"))
+            if status == 429:
+                ATS_RATE_LIMITED.labels(key.source, tenant).inc()
+                await self.budget.penalize(key, retry_after or 1.0)
+            elif retry_after:
+                # Unavailable for a stated time: every process waits it out, not only this job.
+                await self.budget.penalize(key, retry_after)
         if not response.is_success:
             raise self.error_for(response, what)
         return response

@@ -21,9 +21,11 @@ from app.connections import ConnectionInfo
 from app.schemas.hrmanager import SOURCE
 
 DEFAULT_BASE_URL = "https://recruiter-api.hr-manager.net/restful.svc/v2"
-# [I] HR Manager publishes no figures, only that "API limits still apply": stay modest, and
-# let each connection set its own in options.limits.
-DEFAULT_LIMITS = Limits(rate_per_s=5, burst=5, concurrency=4)
+# [I] HR Manager publishes no figures, only that "API limits still apply": stay modest (5 in
+# any second), and let each connection set its own in options.limits. What its
+# X-RateLimit-Remaining would count, if it sends one, is not published either: ignored unless a
+# connection says (options.limits.rate_limit_headers).
+DEFAULT_LIMITS = Limits(rate_per_s=5, burst=5, concurrency=4, rate_limit_headers="none")
 
 
 class HRManagerClient(ApiClient):

@@ -33,10 +33,14 @@ from app.connections import ConnectionInfo
 from app.schemas.icims import SOURCE
 from app.schemas.icims_config import ApiSettings, ConfigError, IcimsConfig, ProfileKind
 
-# [C] "up to 10,000 web services requests per day" per integration licence (ATS-FACTS section 1).
-# [I] No per-second limit is published; these keep a burst of events from spending the day's
-# quota in minutes. A connection's options.limits overrides any of them.
-DEFAULT_LIMITS = Limits(rate_per_s=5, burst=10, concurrency=4, daily_quota=10_000)
+# [C] "up to 10,000 web services requests per day" per integration licence (ATS-FACTS section 1),
+# held over any 24 hours. [I] No per-second limit is published; 5 in any second keeps a burst
+# of events from spending the day's quota in minutes. [I] Only an unverified page says iCIMS
+# sends X-RateLimit-* counting the day (reset 00:00 UTC): X-RateLimit-Remaining is read as
+# what is left of the daily quota. A connection's options.limits overrides any of them.
+DEFAULT_LIMITS = Limits(
+    rate_per_s=5, burst=5, concurrency=4, daily_quota=10_000, rate_limit_headers="daily_quota"
+)
 log = structlog.get_logger(__name__)
 
 # iCIMS error codes (developer.icims.com/icims-platform/error-handling).

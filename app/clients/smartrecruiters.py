@@ -18,12 +18,17 @@ from app.connections import ConnectionInfo
 SOURCE = "smartrecruiters"
 DEFAULT_BASE_URL = "https://api.smartrecruiters.com"
 CANDIDATES_ROUTE = "GET /candidates"
-# [I] The one-at-a-time limit is documented for GET /candidates; we apply it to every
-# GET /candidates/... call too, the safe reading. options.limits.routes can relax it.
+# [C] 10 requests per second per credential, counted so that no 1 s window holds more (a
+# client's token bucket with a burst of 10 drew 429s). [I] The one-at-a-time limit is
+# documented for GET /candidates; we apply it to every GET /candidates/... call too, the safe
+# reading. options.limits.routes can relax it. [I] X-RateLimit-Remaining is read as what is
+# left of the current 1 s window (the documented headers do not name their window).
 DEFAULT_LIMITS = Limits(
     rate_per_s=10,
+    window_s=1.0,
     burst=10,
     concurrency=8,
+    rate_limit_headers="window",
     routes={CANDIDATES_ROUTE: RouteLimits(concurrency=1)},
 )
 
