@@ -473,8 +473,10 @@ async def replay(
 
     Idempotent in effect: enrichment upserts are forward-only by version, so a second run
     updates the same normalized rows, and a delivery the destination acknowledged is never
-    reopened (a record owes at most one delivery row). Each batch commits with its entry in
-    the ``replay`` log; jobs are published after each commit (the sweeper covers a lost one).
+    reopened (a record owes at most one delivery row). A record whose bodies were erased (or
+    purged by retention) is skipped and counted: there is nothing left to send. Each batch
+    commits with its entry in the ``replay`` log; jobs are published after each commit (the
+    sweeper covers a lost one).
     ``progress(done, total)`` is called after each batch.
     """
     if bool(request.record_ids) == (request.filters is not None):
@@ -494,10 +496,11 @@ async def replay(
         raise not_found("None of the records named")
     async with services.engine.begin() as conn:
         replay_id = await sql.start_replay(conn, actor=actor, filters=described)
-    enrichments = deliveries = 0
+    enrichments = deliveries = skipped = 0
     for start in range(0, len(ids), REPLAY_BATCH):
         batch = ids[start : start + REPLAY_BATCH]
         async with services.engine.begin() as conn:
+            skipped += len(await sql.bodiless(conn, batch))
             enrich, deliver = await sql.reopen_for_replay(conn, batch, note=f"replay {replay_id}")
             await sql.add_to_replay(conn, replay_id, enrich)
         await services.queue.enqueue_records(enrich)
@@ -513,9 +516,14 @@ async def replay(
         matched=len(ids),
         enrichments=enrichments,
         deliveries=deliveries,
+        skipped_erased=skipped,
     )
     return s.ReplayResult(
-        id=replay_id, matched=len(ids), enrichments=enrichments, deliveries=deliveries
+        id=replay_id,
+        matched=len(ids),
+        enrichments=enrichments,
+        deliveries=deliveries,
+        skipped_erased=skipped,
     )
 
 
@@ -605,6 +613,7 @@ async def erase_candidate(
             source=request.source,
             candidate_id=request.candidate_id,
             actor=actor,
+            email=request.email,
         )
     except privacy.UnknownTenantError:
         raise not_found("The tenant") from None

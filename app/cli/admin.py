@@ -432,7 +432,8 @@ def records_replay(
         as_json=as_json,
         line=lambda r: (
             f"replay {r.id}: {r.matched} record(s) matched, {r.enrichments} enrichment(s) and "
-            f"{r.deliveries} failed deliveries run again"
+            f"{r.deliveries} failed deliveries run again, {r.skipped_erased} erased or purged "
+            "record(s) skipped"
         ),
     )
 

@@ -28,8 +28,9 @@ from app.schemas import polling
 from app.schemas.keys import digest
 from app.schemas.parsed import Parsed, Reparse
 
-# Stored with each polled record: which resource of the connection's polling it came from
-# (re-parsing a quarantined record needs it; a webhook record never carries it).
+# The marker stored with each polled record (``record.markers``): which resource of the
+# connection's polling it came from (re-parsing a quarantined record needs it). Intake never
+# stores a request header of that name, so a webhook record never carries it.
 RESOURCE_HEADER = "hirehook-poll-resource"
 _MAX_ID_CHARS = 255
 
@@ -133,7 +134,8 @@ def polled_item(
         dedupe_key=key,
         payload=item,
         raw_body=orjson.dumps(item),
-        headers={RESOURCE_HEADER: name},
+        headers={},
+        markers={RESOURCE_HEADER: name},
     )
     return PolledItem(event, newest_date(config, item))
 
@@ -155,8 +157,8 @@ def reparse(payload: Any, headers: Mapping[str, str], options: dict[str, Any]) -
 
 
 def with_polled(own: Reparse | None) -> Reparse:
-    """A source's re-parser that first recognises records the poller made (their stored
-    ``hirehook-poll-resource`` header) and parses those as polled items."""
+    """A source's re-parser that first recognises records the poller made (their
+    ``hirehook-poll-resource`` marker) and parses those as polled items."""
 
     def reparse_any(payload: Any, headers: Mapping[str, str], options: dict[str, Any]) -> Parsed:
         polled = reparse(payload, headers, options)
