@@ -37,6 +37,7 @@ from app.store import dead_letters as dead_sql
 from app.store import query
 from app.store import tenants as tenant_sql
 from app.tenants import ConnectionSpec, DestinationSpec, check_connection
+from app.validation import describe
 from app.verifiers.standard_webhooks import decode_secret, require_strong
 from app.workers import dead_letters
 
@@ -131,14 +132,14 @@ async def set_tenant_enabled(services: Services, *, slug: str, enabled: bool) ->
 async def set_destination(
     services: Services, *, slug: str, spec: s.DestinationSet
 ) -> s.TenantDetail:
-    """Create or replace the tenant's destination, checked as the tenants file checks it (an
-    https URL, a strong ``whsec_`` secret); the secret is never shown again."""
+    """Create or replace the tenant's destination, checked as the tenants file checks it (a URL
+    the outbound policy accepts, a strong ``whsec_`` secret); the secret is never shown
+    again."""
     try:
         checked = DestinationSpec(url=spec.url, secret=spec.secret, enabled=spec.enabled)
-    except ValidationError:
-        raise invalid(
-            "The destination must be an https:// URL (http:// only for loopback)."
-        ) from None
+    except ValidationError as exc:
+        # Locations and the outbound policy's reasons only: never the secret.
+        raise invalid(f"destination: {describe(exc)}.") from None
     try:
         decode_secret(checked.secret)
         require_strong(checked.secret, what="secret")
