@@ -41,17 +41,12 @@ T = TypeVar("T")
 # credentials, signatures (useless without the secret, and bound to the body they sign),
 # cookies and the client addresses proxies add (x-forwarded-for, x-real-ip).
 STORED_HEADERS = frozenset(
-    {
-        "content-type",
-        "content-encoding",
-        "content-length",
-        "user-agent",
-        "x-request-id",
-        # Written by the poller (app/poller/items.py RESOURCE_HEADER) and read to re-parse.
-        "hirehook-poll-resource",
-        "hirehook-poll-created-after",
-    }
+    {"content-type", "content-encoding", "content-length", "user-agent", "x-request-id"}
 )
+# Names Hirehook gives its own markers (``Event.markers``: the polled resource, the event name
+# an HR Manager URL carried). A request header with this prefix is never stored, whatever a
+# source allows: a sender could otherwise forge a marker a re-parse trusts.
+INTERNAL_PREFIX = "hirehook-"
 
 
 class Deadline:
@@ -113,6 +108,9 @@ class Event:
     # Non-empty for an authentic event that did not fit its model: recorded, answered 2xx,
     # kept out of enrichment and listed as a configuration dead letter ("unexpected shape").
     problems: tuple[str, ...] = ()
+    # What Hirehook itself knows of the event and a re-parse needs (``hirehook-*`` names),
+    # stored apart from the request's headers (``record.markers``).
+    markers: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,11 +134,12 @@ def storable_headers(
     headers: Mapping[str, str], allowed: frozenset[str] = frozenset()
 ) -> dict[str, str]:
     """The request headers kept with a record: :data:`STORED_HEADERS` and ``allowed``
-    (lower-case names), nothing else."""
+    (lower-case names), never one named like an internal marker, nothing else."""
     return {
         k.lower(): v
         for k, v in headers.items()
-        if k.lower() in STORED_HEADERS or k.lower() in allowed
+        if (k.lower() in STORED_HEADERS or k.lower() in allowed)
+        and not k.lower().startswith(INTERNAL_PREFIX)
     }
 
 
@@ -276,6 +275,7 @@ class Intake:
             ),
             payload=event.payload,
             raw_body=event.raw_body,
+            markers=event.markers,
             answer_status=None if answer is None else answer.status,
             answer_headers=None if answer is None else answer.headers,
             answer_body=None if answer is None else answer.body,
@@ -427,6 +427,7 @@ class Intake:
         raw_body: bytes,
         headers: Mapping[str, str],
         thread: str | None = None,
+        markers: Mapping[str, str] | None = None,
     ) -> Event:
         """The :class:`Event` for a parsed payload."""
         return Event(
@@ -440,6 +441,7 @@ class Intake:
             subjects=parsed.subjects,
             thread=thread,
             problems=parsed.problems,
+            markers=markers or {},
         )
 
     async def publish(self, outcome: Outcome, *, known: bool) -> None:

@@ -196,6 +196,9 @@ class Record(Base):
     # Milliseconds from the request's arrival to the row being written: the sender's wait,
     # less the commit and the answer's send. NULL for a polled record.
     ack_ms: Mapped[int | None] = mapped_column(Integer)
+    # Hirehook's own markers (the polled resource, an HR Manager URL's event name), never
+    # taken from a request header; NULL when there are none.
+    markers: Mapped[dict[str, Any] | None]
 
 
 class Outbox(Base):

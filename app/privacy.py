@@ -41,17 +41,28 @@ class UnknownTenantError(LookupError):
 
 
 async def erase(
-    engine: AsyncEngine, redis: Redis, *, tenant: str, source: str, candidate_id: str, actor: str
+    engine: AsyncEngine,
+    redis: Redis,
+    *,
+    tenant: str,
+    source: str,
+    candidate_id: str,
+    actor: str,
+    email: str | None = None,
+    batch: int = 1000,
 ) -> ErasureReport:
     """Erase everything stored about one candidate (the ATS's person/candidate id) of one
     tenant and source, and audit it.
 
-    Records keep their dedupe key and first answer (a re-delivery stays a duplicate) and lose
-    their headers, payload, raw body and subjects; their deliveries lose their bodies and their
-    dead letters their details; the candidate's normalized rows (candidate, applications) are
-    deleted, and their documents cached in Redis. One transaction: the cached documents are
-    deleted before it commits, so a Redis fault leaves nothing erased and nothing audited, and
-    running it again is harmless.
+    The records are those whose ``subjects`` name the candidate and those of the tenant whose
+    stored bodies name the candidate's id (within the source) or e-mail address (``email``,
+    else the one the normalized candidate holds; in every source of the tenant), scanned
+    ``batch`` at a time. Records keep their dedupe key and first answer (a re-delivery stays a
+    duplicate) and lose their headers, payload, raw body and subjects; their deliveries lose
+    their bodies and their dead letters their details (and are closed); the candidate's
+    normalized rows (candidate, applications) are deleted, and their documents cached in
+    Redis. One transaction: the cached documents are deleted before it commits, so a Redis
+    fault leaves nothing erased and nothing audited, and running it again is harmless.
     """
     cache = DocumentCache(redis, ttl_s=1)
     async with engine.begin() as conn:
@@ -59,7 +70,12 @@ async def erase(
         if tenant_id is None:
             raise UnknownTenantError(f"no tenant {tenant!r}")
         erased = await privacy.erase(
-            conn, tenant_id=tenant_id, source=source, candidate_id=candidate_id
+            conn,
+            tenant_id=tenant_id,
+            source=source,
+            candidate_id=candidate_id,
+            email=email,
+            batch=batch,
         )
         keys = await cache.forget(tenant_id, source, [candidate_id, *erased.application_ids])
         counts = {

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import httpx
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from app import outbound
 from app.clients.base import DocumentCache, RateBudget
 from app.clients.budget import ConnectionLimits, Limits, RedisBudget
 from app.clients.transport import AsyncioTransport, OutboundClient
@@ -16,6 +17,7 @@ from app.crypto import Cipher
 from app.db import create_engine, settle_abandoned
 from app.guard import FailureLimiter
 from app.intake import Intake
+from app.outbound import OutboundPolicy
 from app.queue import Queue, create_redis
 from app.settings import Settings
 
@@ -54,6 +56,8 @@ class Services:
         headers each source keeps with its records (see :mod:`app.sources`); the caller passes
         them so this module depends on no source.
         """
+        # The URLs this process calls are checked against its settings' policy, at load and send.
+        outbound.configure(OutboundPolicy.from_settings(settings))
         engine = create_engine(settings)
         autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
         cipher = Cipher(settings.secret_keys)

@@ -27,6 +27,9 @@ class Settings(BaseSettings):
     secret_key: SecretStr | None = None
 
     tenants_file: Path | None = None
+    # Hosts (names, addresses or CIDR networks, comma-separated) exempt from the outbound-URL
+    # policy (app/outbound.py): http:// and link-local addresses are then accepted for them.
+    outbound_allow: str = ""
     public_base_url: str = "http://127.0.0.1:8000"
     api_host: str = "127.0.0.1"
     api_port: int = 8000
@@ -173,6 +176,11 @@ class Settings(BaseSettings):
         if self.secret_key is None:
             return [DEVELOPMENT_SECRET_KEY]
         return [k.strip() for k in self.secret_key.get_secret_value().split(",") if k.strip()]
+
+    @property
+    def outbound_allow_list(self) -> list[str]:
+        """``outbound_allow`` as a list of hosts, addresses and networks."""
+        return [h.strip() for h in self.outbound_allow.split(",") if h.strip()]
 
     @property
     def worker_lease_s(self) -> float:

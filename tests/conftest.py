@@ -14,6 +14,7 @@ from fastapi import FastAPI
 from redis.asyncio import Redis
 from sqlalchemy import text
 
+from app import outbound
 from app.embedded import EmbeddedPostgres, EmbeddedRedis
 from app.main import create_app
 from app.migrate import upgrade_async
@@ -25,6 +26,10 @@ from app.tenants import ConnectionSpec, TenantsFile, TenantSpec, apply_tenants
 from tests.fake_ats import FakeATS, serve
 
 TEST_SECRET_KEY = "test-secret-key-for-credentials-at-rest"
+
+# The fakes listen on http://127.0.0.1: the test environment's policy, as Services.create sets
+# it, also for the tests that check configurations without building services.
+outbound.configure(outbound.OutboundPolicy.of(loopback_http=True))
 
 
 @pytest.fixture(scope="session")

@@ -235,6 +235,40 @@ async def test_the_user_data_key_is_never_stored(
     assert again.headers["hirehook-duplicate"] == "true"
 
 
+@pytest.mark.parametrize(
+    "spelling",
+    [
+        "\\u0061cme-user-data-key-0123456789-abcdefXYZ",  # the first letter escaped
+        "acme-user-data-key-0123456789-abcdef\\u0058YZ",
+        "acme\\u002duser-data-key-0123456789-abcdefXYZ",
+    ],
+)
+async def test_the_user_data_key_is_never_stored_however_it_is_spelled(
+    client: httpx.AsyncClient, services: Services, fake_ats: FakeATS, spelling: str
+) -> None:
+    await connect(
+        services,
+        fake_ats,
+        options={"require_signature": False},
+        secrets={"signing_secrets": [], "user_data_key": USER_DATA},
+    )
+    body = (
+        '{"Event": "CandidateUpdated", "CandidateId": "1001", "Name": "Ren\\u00e9",'
+        f' "UserData": "{spelling}", "Note": "key={spelling}"}}'
+    ).encode()
+    assert orjson.loads(body)["UserData"] == USER_DATA  # the parser reads the key
+    response = await client.post(URL, content=body)
+    assert response.status_code == 200, response.text
+    [row] = await rows(services, "SELECT payload, raw_body FROM record")
+    raw = bytes(row.raw_body)
+    stored = orjson.loads(raw)
+    assert USER_DATA not in orjson.dumps(stored).decode() and USER_DATA.encode() not in raw
+    assert stored["UserData"] == "[redacted]" and stored["Note"] == "key=[redacted]"
+    assert row.payload["UserData"] == "[redacted]"
+    # What did not hold the key is stored as it arrived.
+    assert b'"Name": "Ren\\u00e9"' in raw
+
+
 async def test_a_user_data_key_alone_can_authenticate(
     client: httpx.AsyncClient, services: Services, fake_ats: FakeATS
 ) -> None:
@@ -776,7 +810,8 @@ async def test_send_command_posts_all_twenty_samples_signed_with_the_demo_secret
     )
     assert in_url.exit_code == 0, in_url.output
     records = await rows(
-        services, "SELECT event_type, known, state, payload, headers FROM record ORDER BY id"
+        services,
+        "SELECT event_type, known, state, payload, headers, markers FROM record ORDER BY id",
     )
     assert len(records) == 21
     assert all(r.known and r.state == "received" for r in records)
@@ -785,7 +820,8 @@ async def test_send_command_posts_all_twenty_samples_signed_with_the_demo_secret
     assert [r.event_type for r in records[:20]] == list(EVENT_NAMES)
     last = records[20]
     assert last.event_type == "CandidateHired" and "Event" not in last.payload
-    assert last.headers["hirehook-url-event"] == "CandidateHired"
+    assert last.markers == {"hirehook-url-event": "CandidateHired"}
+    assert "hirehook-url-event" not in last.headers
     assert all(r.payload["UserData"] == "[redacted]" for r in records)
 
 

@@ -438,3 +438,152 @@ async def test_finished_outbox_and_delivery_rows_are_cleaned_in_batches(
     assert [r.record_id for r in left] == [ids[2], ids[3]]
     left = await rows(acme, "SELECT record_id FROM delivery ORDER BY done_at NULLS LAST")
     assert [r.record_id for r in left] == [ids[5], ids[6]]
+
+
+# --- erasure finds the person in stored bodies ------------------------------------------------
+
+GRACE = {"firstName": "Grace", "lastName": "Hopper", "email": "grace.c-1@example.com"}
+
+
+async def test_erasure_finds_the_candidate_in_bodies_whose_subjects_do_not_name_them(
+    client: httpx.AsyncClient, acme: Services
+) -> None:
+    sent = [
+        # Typed: its subjects name ap_1.
+        event("e-typed", data={"id": "ap_1", **GRACE, "jobId": "job_9"}),
+        # A type this version does not model: no subjects.
+        event("e-unknown", type="applicant.moved", data={"applicantId": "ap_1", **GRACE}),
+        # Quarantined (no data.id): no subjects; one names the id, one only the address.
+        event("e-quarantined", data={"applicantId": "ap_1", **GRACE}),
+        event("e-address", data={"contact": {"mail": "Grace.C-1@Example.com"}, "note": "Grace"}),
+        # Another candidate.
+        event("e-other", data={"id": "ap_2", "firstName": "Alan", "email": "alan@example.com"}),
+    ]
+    for body in sent:
+        assert (await post(client, body)).status_code == 200
+    quarantined = await rows(acme, "SELECT 1 FROM record WHERE state = 'quarantined'")
+    assert len(quarantined) == 2
+
+    report = await erase(
+        acme.engine,
+        acme.queue.redis,
+        tenant="acme",
+        source="keldair",
+        candidate_id="ap_1",
+        actor="test:dpo",
+        email="grace.c-1@example.com",
+        batch=2,  # several keyset batches
+    )
+    assert report.counts["record"] == 4
+    assert await _traces(acme) == []
+    left = await rows(acme, "SELECT payload FROM record WHERE payload IS NOT NULL")
+    assert [r.payload["data"]["id"] for r in left] == ["ap_2"]
+    # The quarantined records' letters are erased and closed: a retry has nothing to parse.
+    letters = await rows(acme, "SELECT detail, resolved_at, resolution FROM dead_letter")
+    assert len(letters) == 2
+    assert all(
+        (x.detail, x.resolution) == ("(erased)", "erased") and x.resolved_at for x in letters
+    )
+
+
+async def test_erasure_uses_the_address_the_stored_candidate_has(
+    client: httpx.AsyncClient, acme: Services
+) -> None:
+    await sql(
+        acme,
+        "INSERT INTO candidate (tenant_id, source, external_id, email, document, fetched_at, "
+        "version) SELECT id, 'keldair', 'ap_1', 'grace.c-1@example.com', '{}'::jsonb, now(), 1 "
+        "FROM tenant",
+    )
+    body = event("e-address", data={"contact": "grace.c-1@example.com", "note": "Grace"})
+    assert (await post(client, body)).status_code == 200
+    report = await erase(
+        acme.engine,
+        acme.queue.redis,
+        tenant="acme",
+        source="keldair",
+        candidate_id="ap_1",
+        actor="test:dpo",
+    )
+    assert (report.counts["record"], report.counts["candidate"]) == (1, 1)
+    assert await _traces(acme) == []
+
+
+# --- a replay never reopens what an erasure closed --------------------------------------------
+
+
+async def test_a_replay_after_an_erasure_sends_nothing_and_says_what_it_skipped(
+    services: Services, settings: Settings, fake_ats: FakeATS
+) -> None:
+    from app.admin import schemas as admin_schemas
+    from app.admin import service as admin_service
+    from tests.fake_ats import Step
+    from tests.workers_support import record_event
+
+    fake_ats.add_hrm_candidate("1001")
+    fake_ats.add_hrm_candidate("1002")
+    conn = await add_source(services, fake_ats, "hrmanager", destination=True)
+    # The destination refuses for good: the delivery is given up, and a replay would resend it.
+    fake_ats.script.extend(Step("/vendor", status=410) for _ in range(2))
+    erased = await record_event(services, conn, "CandidateUpdated", {"CandidateId": "1001"})
+    await record_event(services, conn, "CandidateUpdated", {"CandidateId": "1002"})
+    fast = fast_settings(settings)
+    await run_worker(fast)
+    assert fake_ats.deliveries() == []
+    await erase(
+        services.engine,
+        services.queue.redis,
+        tenant="acme",
+        source="hrmanager",
+        candidate_id="1001",
+        actor="test:dpo",
+    )
+
+    result = await admin_service.replay(
+        services,
+        actor="ops",
+        request=admin_schemas.ReplayRequest(
+            filters=admin_schemas.ReplayFilters(tenant="acme", source="hrmanager")
+        ),
+    )
+    assert (result.matched, result.skipped_erased) == (2, 1)
+    assert (result.enrichments, result.deliveries) == (1, 1)
+    await run_worker(fast)
+    delivered = fake_ats.deliveries()
+    assert len(delivered) == 1 and b"1002" in delivered[0].body
+    [closed] = await rows(
+        services, "SELECT done_at, body FROM delivery WHERE record_id = :id", id=erased
+    )
+    assert closed.done_at is not None and bytes(closed.body) == b""
+
+
+# --- internal markers never come from a request -----------------------------------------------
+
+
+def test_no_request_header_named_like_an_internal_marker_is_stored() -> None:
+    received = {"Content-Type": "application/json", "Hirehook-Poll-Resource": "candidates"}
+    for source, names in stored_headers().items():
+        stored = storable_headers({**received, "hirehook-url-event": "CandidateHired"}, names)
+        assert stored == {"content-type": "application/json"}, source
+
+
+async def test_a_webhook_cannot_pass_itself_off_as_a_polled_item(
+    client: httpx.AsyncClient, acme: Services
+) -> None:
+    from app.poller.items import RESOURCE_HEADER
+    from app.workers.dead_letters import _reparse_headers
+    from tests.test_keldair import signed
+
+    body = orjson.dumps(event("e-forged", data={"applicantId": "ap_1"}))
+    headers = {**signed(body), RESOURCE_HEADER: "candidates"}
+    assert (await client.post(KELDAIR_URL, content=body, headers=headers)).status_code == 200
+    [row] = await rows(acme, "SELECT headers, markers, state FROM record")
+    assert row.state == "quarantined"
+    assert RESOURCE_HEADER not in row.headers and row.markers is None
+    # A record stored before intake refused such headers: the stored one is ignored, only the
+    # record's own markers are read.
+    old = type("Row", (), {"headers": {RESOURCE_HEADER: "candidates", "webhook-id": "m"}})()
+    old.markers = {}
+    assert _reparse_headers(old) == {"webhook-id": "m"}
+    old.markers = {RESOURCE_HEADER: "jobs"}
+    assert _reparse_headers(old) == {"webhook-id": "m", RESOURCE_HEADER: "jobs"}

@@ -345,6 +345,8 @@ class ReplayResult(_Out):
     enrichments: int
     deliveries: int
     dry_run: bool = False
+    # Matched records whose bodies were erased or purged by retention: never replayed.
+    skipped_erased: int = 0
 
 
 class DeadLetterAction(BaseModel):
@@ -369,6 +371,11 @@ class ErasureRequest(BaseModel):
     tenant: str = Field(min_length=1, max_length=200)
     source: str = Field(min_length=1, max_length=100)
     candidate_id: str = Field(min_length=1, max_length=500)
+    # The candidate's e-mail address, when known: records of any source of the tenant whose
+    # bodies hold it are erased too (without it, the address the normalized candidate holds).
+    email: str | None = Field(
+        default=None, min_length=3, max_length=320, pattern=r"^[^@\s]+@[^@\s]+$"
+    )
 
 
 class ErasureView(_Out):

@@ -37,6 +37,7 @@ from app.store import dead_letters as dead_sql
 from app.store import query
 from app.store import tenants as tenant_sql
 from app.tenants import ConnectionSpec, DestinationSpec, check_connection
+from app.validation import describe
 from app.verifiers.standard_webhooks import decode_secret, require_strong
 from app.workers import dead_letters
 
@@ -134,14 +135,14 @@ async def set_tenant_enabled(services: Services, *, slug: str, enabled: bool) ->
 async def set_destination(
     services: Services, *, slug: str, spec: s.DestinationSet
 ) -> s.TenantDetail:
-    """Create or replace the tenant's destination, checked as the tenants file checks it (an
-    https URL, a strong ``whsec_`` secret); the secret is never shown again."""
+    """Create or replace the tenant's destination, checked as the tenants file checks it (a URL
+    the outbound policy accepts, a strong ``whsec_`` secret); the secret is never shown
+    again."""
     try:
         checked = DestinationSpec(url=spec.url, secret=spec.secret, enabled=spec.enabled)
-    except ValidationError:
-        raise invalid(
-            "The destination must be an https:// URL (http:// only for loopback)."
-        ) from None
+    except ValidationError as exc:
+        # Locations and the outbound policy's reasons only: never the secret.
+        raise invalid(f"destination: {describe(exc)}.") from None
     try:
         decode_secret(checked.secret)
         require_strong(checked.secret, what="secret")
@@ -589,8 +590,10 @@ async def replay(
 
     Idempotent in effect: enrichment upserts are forward-only by version, so a second run
     updates the same normalized rows, and a delivery the destination acknowledged is never
-    reopened (a record owes at most one delivery row). Each batch commits with its entry in
-    the ``replay`` log; jobs are published after each commit (the sweeper covers a lost one).
+    reopened (a record owes at most one delivery row). A record whose bodies were erased (or
+    purged by retention) is skipped and counted: there is nothing left to send. Each batch
+    commits with its entry in the ``replay`` log; jobs are published after each commit (the
+    sweeper covers a lost one).
     ``progress(done, total)`` is called after each batch.
     """
     # Given both, even with an empty list, the caller meant something we cannot tell apart.
@@ -621,10 +624,11 @@ async def replay(
     _confirmed(request, len(ids))
     async with services.engine.begin() as conn:
         replay_id = await sql.start_replay(conn, actor=actor, filters=described)
-    enrichments = deliveries = 0
+    enrichments = deliveries = skipped = 0
     for start in range(0, len(ids), REPLAY_BATCH):
         batch = ids[start : start + REPLAY_BATCH]
         async with services.engine.begin() as conn:
+            skipped += len(await sql.bodiless(conn, batch))
             enrich, deliver = await sql.reopen_for_replay(conn, batch, note=f"replay {replay_id}")
             await sql.add_to_replay(conn, replay_id, enrich)
         await services.queue.enqueue_records(enrich)
@@ -640,9 +644,14 @@ async def replay(
         matched=len(ids),
         enrichments=enrichments,
         deliveries=deliveries,
+        skipped_erased=skipped,
     )
     return s.ReplayResult(
-        id=replay_id, matched=len(ids), enrichments=enrichments, deliveries=deliveries
+        id=replay_id,
+        matched=len(ids),
+        enrichments=enrichments,
+        deliveries=deliveries,
+        skipped_erased=skipped,
     )
 
 
@@ -749,6 +758,7 @@ async def erase_candidate(
             source=request.source,
             candidate_id=request.candidate_id,
             actor=actor,
+            email=request.email,
         )
     except privacy.UnknownTenantError:
         raise not_found("The tenant") from None

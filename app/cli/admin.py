@@ -494,7 +494,8 @@ def records_replay(
             f"dry run: {r.matched} record(s) would be replayed"
             if r.dry_run
             else f"replay {r.id}: {r.matched} record(s) matched, {r.enrichments} enrichment(s) "
-            f"and {r.deliveries} failed deliveries run again"
+            f"and {r.deliveries} failed deliveries run again, {r.skipped_erased} erased or "
+            "purged record(s) skipped"
         ),
     )
 

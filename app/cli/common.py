@@ -10,10 +10,12 @@ from app.settings import Settings
 
 def load_settings() -> Settings:
     """Settings from the environment, with logging configured from them."""
+    from app import outbound
     from app.logs import configure
 
     settings = Settings()
     configure(settings.log_level, settings.log_format)
+    outbound.configure(outbound.OutboundPolicy.from_settings(settings))
     return settings
 
 

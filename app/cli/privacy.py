@@ -18,6 +18,13 @@ def erase(
     actor: Annotated[
         str | None, typer.Option(help="Who asks, for the audit (default: cli:<user>).")
     ] = None,
+    email: Annotated[
+        str | None,
+        typer.Option(
+            help="The candidate's e-mail address: records of the tenant whose bodies hold it "
+            "are erased too (default: the address the stored candidate has, if any)."
+        ),
+    ] = None,
 ) -> None:
     """Erase everything stored about one candidate and write the audit row."""
     import orjson
@@ -41,6 +48,7 @@ def erase(
                     source=source,
                     candidate_id=candidate,
                     actor=who,
+                    email=email,
                 ),
             )
         )

@@ -11,12 +11,16 @@ their timeouts and exception classes) is unchanged.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
+import socket
 import ssl
 from collections.abc import Iterable
 from typing import Any
 
 import httpcore
 import httpx
+
+from app import outbound
 
 
 class AsyncioStream(httpcore.AsyncNetworkStream):
@@ -99,7 +103,12 @@ class AsyncioStream(httpcore.AsyncNetworkStream):
 
 
 class AsyncioBackend(httpcore.AsyncNetworkBackend):
-    """Opens :class:`AsyncioStream` connections."""
+    """Opens :class:`AsyncioStream` connections, only to addresses the outbound policy
+    (app/outbound.py) accepts."""
+
+    def __init__(self, policy: outbound.OutboundPolicy | None = None) -> None:
+        # None: the process's policy at the time of each connection.
+        self._policy = policy
 
     async def connect_tcp(
         self,
@@ -109,18 +118,35 @@ class AsyncioBackend(httpcore.AsyncNetworkBackend):
         local_address: str | None = None,
         socket_options: Iterable[Any] | None = None,
     ) -> httpcore.AsyncNetworkStream:
-        """A TCP connection (asyncio sets TCP_NODELAY)."""
+        """A TCP connection (asyncio sets TCP_NODELAY) to the first address of ``host`` that
+        answers, every address checked first: the address checked is the one connected to,
+        so a name re-pointed between the check and the connection cannot slip through."""
+        policy = self._policy or outbound.policy()
+        local = (local_address, 0) if local_address else None
         try:
             async with asyncio.timeout(timeout):
-                # No happy_eyeballs_delay: uvloop, which workers run on, does not take it.
-                reader, writer = await asyncio.open_connection(
-                    host, port, local_addr=(local_address, 0) if local_address else None
-                )
+                loop = asyncio.get_running_loop()
+                infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+                addresses = [str(info[4][0]) for info in infos]
+                for address in addresses:
+                    policy.check_resolved(host, ipaddress.ip_address(address.split("%")[0]))
+                failure: OSError = OSError(f"{host} has no address")
+                for address in dict.fromkeys(addresses):
+                    try:
+                        # No happy_eyeballs_delay: uvloop, which workers run on, does not
+                        # take it; the addresses are tried in the resolver's order instead.
+                        reader, writer = await asyncio.open_connection(
+                            address, port, local_addr=local
+                        )
+                    except OSError as exc:
+                        failure = exc
+                        continue
+                    return _with_options(reader, writer, socket_options)
+                raise failure
         except TimeoutError as exc:
             raise httpcore.ConnectTimeout(str(exc)) from exc
-        except OSError as exc:
+        except (OSError, ValueError) as exc:  # outbound.OutboundRefusedError included
             raise httpcore.ConnectError(str(exc)) from exc
-        return _with_options(reader, writer, socket_options)
 
     async def connect_unix_socket(
         self,
@@ -232,11 +258,19 @@ class _Pool(httpcore.AsyncConnectionPool):
 
 class AsyncioTransport(httpx.AsyncHTTPTransport):
     """httpx's own transport (exception mapping, streaming, proxies from the client) with its
-    direct connection pool on :class:`AsyncioBackend`."""
+    direct connection pool on :class:`AsyncioBackend`; every request's URL (a redirect's
+    included) is checked against the outbound policy before it is sent."""
 
-    def __init__(self, *, limits: httpx.Limits, verify: ssl.SSLContext | bool = True) -> None:
+    def __init__(
+        self,
+        *,
+        limits: httpx.Limits,
+        verify: ssl.SSLContext | bool = True,
+        policy: outbound.OutboundPolicy | None = None,
+    ) -> None:
         context = httpx.create_ssl_context(verify=verify)
         super().__init__(limits=limits, verify=context)
+        self._policy = policy
         # httpx builds its pool without a way to name the backend; this is the same pool
         # with the same settings and another backend.
         self._pool = _Pool(
@@ -244,8 +278,19 @@ class AsyncioTransport(httpx.AsyncHTTPTransport):
             max_connections=limits.max_connections,
             max_keepalive_connections=limits.max_keepalive_connections,
             keepalive_expiry=limits.keepalive_expiry,
-            network_backend=AsyncioBackend(),
+            network_backend=AsyncioBackend(policy),
         )
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        """The request sent, unless the outbound policy refuses its URL (a row stored before
+        the policy, a URL an ATS's answer named): then ``httpx.ConnectError``."""
+        try:
+            (self._policy or outbound.policy()).check(str(request.url))
+        except outbound.OutboundRefusedError as exc:
+            raise httpx.ConnectError(
+                f"refused by the outbound policy: {exc}", request=request
+            ) from None
+        return await super().handle_async_request(request)
 
 
 class _NoCookies(httpx.Cookies):

@@ -31,8 +31,9 @@ from app.schemas import polling
 from app.schemas.keys import digest
 from app.schemas.parsed import Parsed, Reparse
 
-# Stored with each polled record: which resource of the connection's polling it came from
-# (re-parsing a quarantined record needs it; a webhook record never carries it).
+# The marker stored with each polled record (``record.markers``): which resource of the
+# connection's polling it came from (re-parsing a quarantined record needs it). Intake never
+# stores a request header of that name, so a webhook record never carries it.
 RESOURCE_HEADER = "hirehook-poll-resource"
 # And the cursor it was read under, which decides created vs updated when it is parsed again.
 CREATED_AFTER_HEADER = "hirehook-poll-created-after"
@@ -151,7 +152,8 @@ def polled_item(
         dedupe_key=key,
         payload=item,
         raw_body=orjson.dumps(item),
-        headers={RESOURCE_HEADER: name, CREATED_AFTER_HEADER: created_after.isoformat()},
+        headers={},
+        markers={RESOURCE_HEADER: name, CREATED_AFTER_HEADER: created_after.isoformat()},
     )
     return PolledItem(event, newest_date(config, item))
 
@@ -177,8 +179,8 @@ def reparse(payload: Any, headers: Mapping[str, str], options: dict[str, Any]) -
 
 
 def with_polled(own: Reparse | None) -> Reparse:
-    """A source's re-parser that first recognises records the poller made (their stored
-    ``hirehook-poll-resource`` header) and parses those as polled items."""
+    """A source's re-parser that first recognises records the poller made (their
+    ``hirehook-poll-resource`` marker) and parses those as polled items."""
 
     def reparse_any(payload: Any, headers: Mapping[str, str], options: dict[str, Any]) -> Parsed:
         polled = reparse(payload, headers, options)

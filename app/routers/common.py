@@ -242,6 +242,7 @@ async def accept(
     headers: Mapping[str, str],
     deadline: Deadline,
     answer: Callable[[uuid.UUID], Answer],
+    markers: Mapping[str, str] | None = None,
 ) -> Response:
     """Record one parsed event (quarantined if it did not fit), publish its job after the
     commit, and answer: the tail every single-event route shares."""
@@ -253,6 +254,7 @@ async def accept(
             payload=payload,
             raw_body=raw_body,
             headers=headers,
+            markers=markers,
         ),
         answer_for=answer,
         deadline=deadline,

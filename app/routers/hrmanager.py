@@ -128,11 +128,8 @@ async def receive_event(
         payload, url_event=event, fields=options.payload_fields, aliases=options.event_aliases
     )
     key = dedupe_key(parsed.event_type, payload, options.dedupe_ignore)
-    # The URL's event name is kept with the record's headers, for a re-parse; a header of that
-    # name sent by the client is not.
-    headers = {k: v for k, v in request.headers.items() if k.lower() != URL_EVENT_HEADER}
-    if event is not None:
-        headers[URL_EVENT_HEADER] = event
+    # The URL's event name is kept as the record's marker, for a re-parse (a header of that
+    # name sent by the client is never stored: app.intake.storable_headers).
     return await accept(
         services,
         connection,
@@ -140,7 +137,8 @@ async def receive_event(
         dedupe_key=key,
         payload=payload,
         raw_body=body,
-        headers=headers,
+        headers=request.headers,
+        markers={} if event is None else {URL_EVENT_HEADER: event},
         deadline=deadline,
         answer=lambda rid: json_answer(
             200, {"status": "accepted", "record_id": str(rid), "event": parsed.event_type}

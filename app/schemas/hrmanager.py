@@ -22,6 +22,7 @@ an event name this version does not know is recorded with ``known=False`` and no
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Annotated, Any, Literal
 
@@ -33,8 +34,9 @@ from app.schemas.parsed import Parsed
 
 SOURCE = "hrmanager"
 
-# The request header the router stores the URL's ``?event=`` under, so a quarantined record can
-# be parsed again with the name its webhook URL gave (the record keeps headers, not URLs).
+# The marker (``record.markers``) the router stores the URL's ``?event=`` under, so a
+# quarantined record can be parsed again with the name its webhook URL gave (the record keeps
+# no URL). Re-parsers read it beside the stored headers (app/workers/dead_letters.py).
 URL_EVENT_HEADER = "hirehook-url-event"
 MAX_NAME_CHARS = 255
 
@@ -492,20 +494,44 @@ def dedupe_key(event_type: str, payload: Mapping[str, Any], ignore: Sequence[str
     return digest(SOURCE, event_type, orjson.dumps(body, option=orjson.OPT_SORT_KEYS).decode())
 
 
+# One JSON string token (an object's name or a value) as it is spelled in the body.
+_JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
+_MARK = "[redacted]"
+
+
 def redact(payload: Any, raw_body: bytes, secret: str) -> tuple[Any, bytes]:
     """``payload`` and ``raw_body`` with every occurrence of ``secret`` (the webhook's User Data
     key) replaced: a credential must not outlive the request that carried it.
 
     The key is restricted to characters no JSON encoder escapes (see the connection's
-    configuration), so its bytes appear verbatim wherever it was sent, and replacing them in
-    the encoded JSON keeps it valid without walking the document.
+    configuration), so in ``payload`` re-encoded its bytes appear verbatim and are replaced
+    without walking the document. In ``raw_body`` the sender may have spelled it with JSON
+    escapes (``"\\u0064emo..."``), which the parser read as the key: every string token that
+    holds a backslash is decoded, and one whose value holds the key is written again,
+    re-encoded, with the key replaced. The rest of the body stays as it arrived, and what is
+    stored decodes to no key however it was spelled.
     """
     needle = secret.encode()
-    mark = b"[redacted]"
+    mark = _MARK.encode()
     encoded = orjson.dumps(payload)
     if needle in encoded:
         payload = orjson.loads(encoded.replace(needle, mark))
-    return payload, raw_body.replace(needle, mark)
+    raw_body = raw_body.replace(needle, mark)
+    if b"\\" in raw_body:
+        raw_body = _JSON_STRING.sub(lambda m: _redacted_token(m.group(0), secret), raw_body)
+    return payload, raw_body
+
+
+def _redacted_token(token: bytes, secret: str) -> bytes:
+    if b"\\" not in token:
+        return token
+    try:
+        value = orjson.loads(token)
+    except orjson.JSONDecodeError:  # pragma: no cover - the body parsed, so its tokens do
+        return token
+    if not isinstance(value, str) or secret not in value:
+        return token
+    return orjson.dumps(value.replace(secret, _MARK))
 
 
 __all__ = [

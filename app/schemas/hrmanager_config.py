@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Annotated, Any
-from urllib.parse import urlsplit
 
 from pydantic import (
     BaseModel,
@@ -22,6 +21,7 @@ from pydantic import (
 )
 
 from app.clients.budget import Limits
+from app.outbound import check_url
 from app.schemas.hrmanager import MODELS, WIRE_NAMES, canonical_name
 from app.validation import describe, validated
 from app.verifiers.hrmanager import SecretEncoding, decode_secret
@@ -95,12 +95,9 @@ class HRManagerOptions(BaseModel):
 
     @field_validator("base_url")
     @classmethod
-    def _http_url(cls, value: str | None) -> str | None:
-        if value is not None:
-            parts = urlsplit(value)
-            if parts.scheme not in ("http", "https") or not parts.hostname:
-                raise ValueError("must be an http(s) URL")
-        return value
+    def _outbound_url(cls, value: str | None) -> str | None:
+        # The API key goes to this host: the outbound policy (app/outbound.py) decides.
+        return None if value is None else check_url(value)
 
     @field_validator("limits")
     @classmethod

@@ -21,6 +21,7 @@ from pydantic import (
 )
 
 from app.guard import require_strong_secret
+from app.outbound import OutboundUrl
 from app.schemas.icims import (
     APPLICATION_COMPLETE,
     EVENT_TYPES,
@@ -204,11 +205,12 @@ class ApiSettings(_Strict):
     """Calls from Hirehook to the customer's iCIMS REST API (OAuth 2.0 client credentials)."""
 
     client_id: NonEmpty
-    # The customer's token URL, as iCIMS issued it with the API credentials.
-    token_url: NonEmpty
+    # The customer's token URL, as iCIMS issued it with the API credentials. It and base_url
+    # receive the credentials: checked by the outbound policy (app/outbound.py).
+    token_url: OutboundUrl
     region: Literal["us", "eu"] = "us"
     # Overrides the regional host (a proxy, a sandbox, the test suite's fake).
-    base_url: str | None = None
+    base_url: OutboundUrl | None = None
     # [I] Which client authentication iCIMS's token endpoint wants is not documented publicly.
     token_auth_method: Literal["client_secret_basic", "client_secret_post"] = "client_secret_post"  # noqa: S105 - a method name, not a secret
     # [I] Some identity providers in front of iCIMS want an audience; sent only when set.

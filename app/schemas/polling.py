@@ -45,11 +45,11 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
+from app.outbound import check_url
 from app.validation import describe
 
 # The format of the seed's example and of SmartRecruiters' createdOn/updatedOn values.
 DEFAULT_DATE_FORMAT = "yyyy-MM-dd'T'HH:mm:ss.SSS'Z'"
-_LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
 # Event-type prefixes whose subject kind is the house's, not the resource's own name.
 _SUBJECT_KINDS = {
     "candidate": "person",
@@ -616,13 +616,9 @@ class PollingOptions(_Model):
 
 
 def _base_url(url: str) -> str:
-    parts = urlsplit(url)
-    # Polled documents carry personal data: TLS everywhere except to this machine.
-    if parts.scheme == "https" and parts.hostname:
-        return url.rstrip("/")
-    if parts.scheme == "http" and parts.hostname in _LOOPBACK:
-        return url.rstrip("/")
-    raise ValueError("must be an https:// URL (http:// only for loopback)")
+    # Polled documents carry personal data and the request the credential: the outbound
+    # policy (app/outbound.py) decides.
+    return check_url(url).rstrip("/")
 
 
 class PollingConfig:

@@ -13,6 +13,7 @@ from typing import Any
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from app.guard import require_strong_secret
+from app.outbound import OutboundUrl
 from app.validation import validated
 from app.verifiers.smartrecruiters import ROTATION_GRACE_S, TOLERANCE_S, SigningKey
 
@@ -26,7 +27,8 @@ class SmartRecruitersOptions(BaseModel):
 
     model_config = ConfigDict(extra="allow")
 
-    base_url: str | None = None
+    # The API token goes to this host: checked by the outbound policy (app/outbound.py).
+    base_url: OutboundUrl | None = None
     # How far smartrecruiters-timestamp may be from our clock, either way. [I] Each retry is
     # signed with the time it is sent ("timestamp (seconds) of request"), so a retry hours
     # later is not stale; a sender that kept the first timestamp would need this raised.

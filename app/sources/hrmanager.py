@@ -201,7 +201,7 @@ def send(
 
 def reparse(payload: Any, headers: Mapping[str, str], options: dict[str, Any]) -> Parsed:
     """Parse a quarantined event again with the connection's current mapping (and the event
-    name its webhook URL gave, kept with the record's headers)."""
+    name its webhook URL gave, kept as the record's marker)."""
     try:
         opts = hrmanager_config.parse_options(options)
     except ValueError as exc:
@@ -224,6 +224,5 @@ HRMANAGER = Source(
     limits=DEFAULT_LIMITS,
     reparse=reparse,
     send=send,
-    stored_headers=frozenset({URL_EVENT_HEADER}),
     payload_fields=True,
 )

@@ -142,13 +142,20 @@ async def replays_of(conn: AsyncConnection, record_id: uuid.UUID) -> list[Row[An
     return list(result.all())
 
 
+# Records whose bodies an erasure (or retention) emptied: never replayed, or the destination
+# would be sent an empty, signed event (docs/privacy.md).
+_BODILESS = text(
+    "SELECT id FROM record WHERE id = ANY(:ids) AND (purged_at IS NOT NULL OR payload IS NULL)"
+)
 # Only records whose enrichment can run again: known types with an outbox row (a quarantined
-# record goes through its dead letter instead). Locked so two replays do not interleave.
+# record goes through its dead letter instead) whose bodies are still there. Locked so two
+# replays do not interleave.
 _REOPEN_OUTBOX = text(
     """
     WITH target AS (
         SELECT r.id FROM record r JOIN outbox o ON o.record_id = r.id
         WHERE r.id = ANY(:ids) AND r.known AND r.state <> 'quarantined'
+          AND r.purged_at IS NULL AND r.payload IS NOT NULL
         FOR UPDATE OF r, o
     ), reopened AS (
         UPDATE outbox SET done_at = NULL, attempts = 0, available_at = now(), last_error = NULL
@@ -161,12 +168,13 @@ _REOPEN_OUTBOX = text(
     SELECT record_id FROM reopened
     """
 )
-# A delivery the destination acknowledged (2xx) is never sent again; one that gave up is.
+# A delivery the destination acknowledged (2xx) is never sent again; one that gave up is,
+# unless its body was emptied (erased or purged: there is no event left to send).
 _REOPEN_FAILED_DELIVERY = text(
     """
     UPDATE delivery SET done_at = NULL, attempts = 0, available_at = now(), last_error = NULL,
                         last_status = NULL
-    WHERE record_id = ANY(:ids) AND done_at IS NOT NULL
+    WHERE record_id = ANY(:ids) AND done_at IS NOT NULL AND octet_length(body) > 0
       AND (last_status IS NULL OR last_status NOT BETWEEN 200 AND 299)
     RETURNING record_id
     """
@@ -179,11 +187,17 @@ _CLOSE_LETTERS = text(
 )
 
 
+async def bodiless(conn: AsyncConnection, ids: list[uuid.UUID]) -> list[uuid.UUID]:
+    """The records among ``ids`` whose bodies were erased or purged (a replay skips them)."""
+    return list((await conn.execute(_BODILESS, {"ids": ids})).scalars())
+
+
 async def reopen_for_replay(
     conn: AsyncConnection, ids: list[uuid.UUID], *, note: str
 ) -> tuple[list[uuid.UUID], list[uuid.UUID]]:
     """Reopen the enrichment of ``ids`` and their failed deliveries, closing their open dead
-    letters with ``note``; (records owed an enrichment job, records owed a delivery job)."""
+    letters with ``note``; (records owed an enrichment job, records owed a delivery job).
+    A record whose bodies were erased or purged is never reopened."""
     enrich = list((await conn.execute(_REOPEN_OUTBOX, {"ids": ids})).scalars())
     deliver = list((await conn.execute(_REOPEN_FAILED_DELIVERY, {"ids": enrich})).scalars())
     await conn.execute(_CLOSE_LETTERS, {"ids": enrich, "note": note})

@@ -9,7 +9,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -76,8 +76,56 @@ _ERASE_RECORDS = text(
     RETURNING id
     """
 )
+# The records of the tenant whose stored bodies name the person although their ``subjects``
+# do not (an unknown event type, a quarantined one, another event of a batch body), one
+# keyset batch at a time. A hit: within the source, any string or number in ``payload``
+# equal to the candidate id, or the id as a JSON string in ``raw_body``; in any source of the
+# tenant, a string in ``payload`` equal to the e-mail address (case-insensitive), or the address
+# as a JSON string in ``raw_body`` (ASCII case-insensitive).
+_SCAN_BODIES = text(
+    """
+    SELECT id, received_at,
+        (source = :source AND (
+            EXISTS (SELECT 1 FROM jsonb_path_query(payload, 'strict $.**') AS v(value)
+                    WHERE jsonb_typeof(v.value) IN ('string', 'number')
+                      AND v.value #>> '{}' = :candidate_id)
+            OR position(CAST(:quoted_id AS bytea) IN raw_body) > 0))
+        OR (CAST(:email AS text) IS NOT NULL AND (
+            EXISTS (SELECT 1 FROM jsonb_path_query(payload, 'strict $.**') AS v(value)
+                    WHERE jsonb_typeof(v.value) = 'string'
+                      AND lower(v.value #>> '{}') = :email)
+            OR position(CAST(:quoted_email AS text) IN lower(encode(raw_body, 'escape'))) > 0))
+        AS hit
+    FROM record
+    WHERE tenant_id = :tenant_id AND purged_at IS NULL
+      AND (received_at, id) > (:after_at, :after_id)
+    ORDER BY received_at, id
+    LIMIT :limit
+    """
+)
+_ERASE_BY_ID = text(
+    """
+    UPDATE record SET headers = NULL, payload = NULL, raw_body = NULL,
+                      subjects = '{}'::jsonb, purged_at = COALESCE(purged_at, now())
+    WHERE id = ANY(:ids)
+    """
+)
+_KNOWN_EMAIL = text(
+    """
+    SELECT lower(email) FROM candidate
+    WHERE tenant_id = :tenant_id AND source = :source AND external_id = :candidate_id
+      AND email IS NOT NULL AND email <> ''
+    """
+)
+# Closed as well: a retry of an erased record's letter would run its stage on nothing.
 _ERASE_DEAD_LETTERS = text(
-    "UPDATE dead_letter SET detail = '(erased)' WHERE record_id = ANY(:ids) RETURNING id"
+    """
+    UPDATE dead_letter SET detail = '(erased)',
+                           resolution = CASE WHEN resolved_at IS NULL THEN 'erased'
+                                             ELSE resolution END,
+                           resolved_at = COALESCE(resolved_at, now())
+    WHERE record_id = ANY(:ids) RETURNING id
+    """
 )
 _ERASE_DELIVERIES = text(
     f"UPDATE delivery SET {_EMPTY_DELIVERY} WHERE record_id = ANY(:ids) "  # noqa: S608
@@ -168,10 +216,24 @@ class Erased:
     application_ids: list[str]
 
 
-async def erase(conn: AsyncConnection, *, tenant_id: int, source: str, candidate_id: str) -> Erased:
-    """Erase what is stored about one candidate of one tenant and source (docs/privacy.md)."""
+async def erase(
+    conn: AsyncConnection,
+    *,
+    tenant_id: int,
+    source: str,
+    candidate_id: str,
+    email: str | None = None,
+    batch: int = 1000,
+) -> Erased:
+    """Erase what is stored about one candidate of one tenant and source (docs/privacy.md):
+    the records whose ``subjects`` name the candidate, then those whose bodies name the
+    candidate's id or e-mail address (``email``, else the one the normalized candidate holds),
+    scanned ``batch`` records at a time."""
     named = {"tenant_id": tenant_id, "source": source, "candidate_id": candidate_id}
     record_ids = list((await conn.execute(_ERASE_RECORDS, named)).scalars())
+    known = (await conn.execute(_KNOWN_EMAIL, named)).scalar()
+    address = (email or known or "").strip().lower() or None
+    record_ids += await _erase_bodies_naming(conn, named, address, batch)
     letters = len((await conn.execute(_ERASE_DEAD_LETTERS, {"ids": record_ids})).all())
     deliveries = len(
         (await conn.execute(_ERASE_DELIVERIES, {"ids": record_ids, "why": "erased"})).all()
@@ -179,6 +241,31 @@ async def erase(conn: AsyncConnection, *, tenant_id: int, source: str, candidate
     applications = list((await conn.execute(_ERASE_APPLICATIONS, named)).scalars())
     candidates = len((await conn.execute(_ERASE_CANDIDATES, named)).all())
     return Erased(record_ids, letters, deliveries, candidates, applications)
+
+
+async def _erase_bodies_naming(
+    conn: AsyncConnection, named: dict[str, Any], email: str | None, batch: int
+) -> list[uuid.UUID]:
+    """Empty the tenant's records whose bodies name the candidate; their ids."""
+    scan = {
+        **named,
+        "quoted_id": orjson.dumps(named["candidate_id"]),
+        "email": email,
+        "quoted_email": None if email is None else orjson.dumps(email).decode(),
+        "after_at": datetime.min.replace(tzinfo=UTC),
+        "after_id": uuid.UUID(int=0),
+        "limit": batch,
+    }
+    erased: list[uuid.UUID] = []
+    while True:
+        rows = (await conn.execute(_SCAN_BODIES, scan)).all()
+        hits = [row.id for row in rows if row.hit]
+        if hits:
+            await conn.execute(_ERASE_BY_ID, {"ids": hits})
+            erased += hits
+        if len(rows) < batch:
+            return erased
+        scan["after_at"], scan["after_id"] = rows[-1].received_at, rows[-1].id
 
 
 async def audit(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -30,11 +30,11 @@ _INSERT = text(
             CAST(:thread AS text[]), CAST(:headers AS text[]), CAST(:payload AS text[]),
             CAST(:raw_body AS bytea[]), CAST(:answer_status AS int[]),
             CAST(:answer_headers AS text[]), CAST(:answer_body AS bytea[]),
-            CAST(:problem AS text[]), CAST(:ack_ms AS int[])
+            CAST(:problem AS text[]), CAST(:ack_ms AS int[]), CAST(:markers AS text[])
         ) WITH ORDINALITY AS t(id, tenant_id, connection_id, source, dedupe_key, event_type,
                                known, state, subjects, thread, headers, payload, raw_body,
                                answer_status, answer_headers, answer_body, problem, ack_ms,
-                               ord)
+                               markers, ord)
     ), key AS (
         INSERT INTO record_key (id, tenant_id, connection_id, source, dedupe_key,
                                 answer_status, answer_headers, answer_body)
@@ -47,11 +47,12 @@ _INSERT = text(
     ), new AS (
         INSERT INTO record (id, received_at, tenant_id, connection_id, source, dedupe_key,
                             event_type, known, state, subjects, thread, headers, payload,
-                            raw_body, ack_ms)
+                            raw_body, ack_ms, markers)
         SELECT key.id, key.received_at, input.tenant_id, input.connection_id, input.source,
                input.dedupe_key, input.event_type, input.known, input.state,
                CAST(input.subjects AS jsonb), input.thread, CAST(input.headers AS jsonb),
-               CAST(input.payload AS jsonb), input.raw_body, input.ack_ms
+               CAST(input.payload AS jsonb), input.raw_body, input.ack_ms,
+               CAST(input.markers AS jsonb)
         FROM key JOIN input ON input.id = key.id
         RETURNING id, known, tenant_id, source
     ), box AS (
@@ -138,6 +139,8 @@ class NewRecord:
     problem: str | None = None
     # Milliseconds since the request arrived (None for a polled record).
     ack_ms: int | None = None
+    # Hirehook's own markers (app.intake.Event.markers), never a request header.
+    markers: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,6 +207,7 @@ _COLUMNS = (
     "answer_body",
     "problem",
     "ack_ms",
+    "markers",
 )
 
 
@@ -230,6 +234,7 @@ def _row(record: NewRecord) -> dict[str, Any]:
         "answer_body": record.answer_body,
         "problem": None if record.problem is None else record.problem[:2000],
         "ack_ms": record.ack_ms,
+        "markers": _json(dict(record.markers)) if record.markers else None,
     }
 
 
@@ -288,7 +293,8 @@ async def latest_in_thread(
 
 _FOR_REPARSE = text(
     """
-    SELECT r.id, r.source, r.payload, COALESCE(r.headers, '{}'::jsonb) AS headers, c.options
+    SELECT r.id, r.source, r.payload, COALESCE(r.headers, '{}'::jsonb) AS headers,
+           COALESCE(r.markers, '{}'::jsonb) AS markers, c.options
     FROM record r JOIN connection c ON c.id = r.connection_id
     WHERE r.id = ANY(:ids) AND r.state = 'quarantined'
     FOR UPDATE OF r

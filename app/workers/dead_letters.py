@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping
+from typing import Any
 
 import structlog
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from app.intake import INTERNAL_PREFIX
 from app.queue import PROCESS_RECORD, Queue
 from app.schemas.parsed import Reparse
 from app.store import dead_letters, records, work
@@ -65,6 +67,16 @@ async def retry(
     return len(letters)
 
 
+def _reparse_headers(row: Any) -> dict[str, str]:
+    """The stored request headers and Hirehook's own markers, as a re-parser reads them.
+
+    A marker comes only from ``record.markers``: a ``hirehook-*`` header stored before intake
+    refused them (a sender may have sent one) is ignored.
+    """
+    headers = {k: v for k, v in dict(row.headers).items() if not k.startswith(INTERNAL_PREFIX)}
+    return {**headers, **dict(row.markers)}
+
+
 async def _reparse(
     conn: AsyncConnection, record_ids: list[uuid.UUID], reparsers: Mapping[str, Reparse]
 ) -> list[uuid.UUID]:
@@ -72,7 +84,9 @@ async def _reparse(
     released: list[uuid.UUID] = []
     for row in await records.quarantined(conn, record_ids):
         reparse = reparsers.get(row.source)
-        parsed = reparse(row.payload, dict(row.headers), dict(row.options)) if reparse else None
+        parsed = None
+        if reparse is not None:
+            parsed = reparse(row.payload, _reparse_headers(row), dict(row.options))
         if parsed is None or parsed.problems:
             detail = "; ".join(parsed.problems) if parsed else f"no parser for {row.source}"
             await dead_letters.bury(

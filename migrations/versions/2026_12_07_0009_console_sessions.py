@@ -1,6 +1,6 @@
-"""abuse_admin: console sessions kept server-side, so logging out ends them
+"""console sessions kept server-side, so logging out ends them
 
-Revision ID: 0009_abuse_admin
+Revision ID: 0009
 Revises: 0008
 Create Date: 2026-12-07 12:30:00.000000
 """
@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0009_abuse_admin"
+revision: str = "0009"
 down_revision: str | None = "0008"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
