@@ -6,7 +6,9 @@ import contextlib
 import logging
 import os
 import re
+import socket
 import sys
+import tomllib
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +23,7 @@ from redis.asyncio import Redis
 from sqlalchemy import text
 from typer.testing import CliRunner
 
+from app.demo import DEMO_TENANTS
 from app.embedded import EmbeddedPostgres, EmbeddedRedis
 from app.logs import configure as configure_logging
 from app.main import create_app
@@ -276,3 +279,41 @@ def fake_ats() -> Iterator[FakeATS]:
     """Fake HR Manager and SmartRecruiters APIs and vendor endpoint on loopback."""
     with serve(FakeATS()) as fake:
         yield fake
+
+
+@pytest.fixture
+def closed_port() -> Iterator[int]:
+    """A loopback port this test holds without listening: a connection to it is refused at once,
+    and nothing else can take the port meanwhile (a fixed "unused" port may be in use)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        yield port
+
+
+_LOOPBACK_PORT = re.compile(r"\b(?:127\.0\.0\.1|localhost):\d+")
+
+
+def _strings(value: Any) -> Iterator[str]:
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, list):
+        for item in value:
+            yield from _strings(item)
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from _strings(item)
+
+
+def demo_tenants(ats_base: str) -> str:
+    """The demo tenants file (demo/tenants.toml) with every loopback URL on ``ats_base``.
+
+    The demo's connections fetch from and poll the stand-in ATS APIs ``hirehook dev`` serves on
+    a fixed port; a test that reached it would talk to whatever listens there."""
+    netloc = urlsplit(ats_base).netloc
+    text = _LOOPBACK_PORT.sub(netloc, DEMO_TENANTS.read_text())
+    for value in _strings(tomllib.loads(text)):
+        parts = urlsplit(value if value.startswith(("http://", "https://")) else "")
+        if parts.hostname in {"127.0.0.1", "localhost", "::1"}:
+            assert parts.netloc == netloc, f"demo/tenants.toml: {value} is not rewritten"
+    return text
