@@ -2,20 +2,31 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
+import re
+import socket
+import sys
+import tomllib
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 from urllib.parse import urlsplit
 
 import httpx
 import pytest
+import structlog
 from fastapi import FastAPI
 from redis.asyncio import Redis
 from sqlalchemy import text
+from typer.testing import CliRunner
 
 from app import outbound
+from app.demo import DEMO_TENANTS
 from app.embedded import EmbeddedPostgres, EmbeddedRedis
+from app.logs import configure as configure_logging
 from app.main import create_app
 from app.migrate import upgrade_async
 from app.models import Base
@@ -30,6 +41,114 @@ TEST_SECRET_KEY = "test-secret-key-for-credentials-at-rest"
 # The fakes listen on http://127.0.0.1: the test environment's policy, as Services.create sets
 # it, also for the tests that check configurations without building services.
 outbound.configure(outbound.OutboundPolicy.of(loopback_http=True))
+
+
+class _CurrentStderr(logging.StreamHandler[TextIO]):
+    """Writes to ``sys.stderr`` as it is when a line is emitted.
+
+    app.logs binds its handler to the ``sys.stderr`` of the moment it configures; capsys and
+    capfd swap that stream per test, and Click's runner swaps it per command and closes its own
+    afterwards (every later line would then fail to write and be lost)."""
+
+    @property
+    def stream(self) -> TextIO:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _: TextIO) -> None:
+        pass
+
+
+def _from_pytest(handler: logging.Handler) -> bool:
+    # pytest adds its own handlers to the root logger for each phase of a test (caplog and the
+    # report's "Captured log" section) and removes them itself.
+    return type(handler).__module__.startswith("_pytest.")
+
+
+@dataclass
+class _Logging:
+    """What ``app.logs.configure`` changes: root handlers, logger levels, structlog's config."""
+
+    handlers: list[logging.Handler]
+    levels: dict[str, int]
+    structlog_config: dict[str, Any]
+
+    @classmethod
+    def now(cls) -> _Logging:
+        loggers = logging.root.manager.loggerDict.items()
+        return cls(
+            handlers=list(logging.root.handlers),
+            levels={
+                "": logging.root.level,
+                **{n: lg.level for n, lg in loggers if isinstance(lg, logging.Logger)},
+            },
+            structlog_config=structlog.get_config(),
+        )
+
+    def restore(self, handlers: list[logging.Handler]) -> None:
+        logging.root.handlers[:] = handlers
+        for name, level in self.levels.items():
+            logger = logging.getLogger(name or None)
+            if logger.level != level:
+                logger.setLevel(level)
+        structlog.configure(**self.structlog_config)
+
+
+@contextlib.contextmanager
+def _logging_kept() -> Iterator[None]:
+    saved = _Logging.now()
+    try:
+        yield
+    finally:
+        saved.restore(saved.handlers)
+
+
+@pytest.fixture(scope="session")
+def _app_logging() -> _Logging:
+    """Logging as the processes configure it (INFO, console lines), to the current stderr.
+
+    Configured once, so every test sees the same: loggers structlog caches on first use keep
+    the configuration of that moment, whichever test it was in."""
+    kept = [h for h in logging.root.handlers if _from_pytest(h)]
+    configure_logging("INFO", "console")
+    handler = _CurrentStderr()
+    handler.setFormatter(logging.root.handlers[0].formatter)
+    logging.root.handlers[:] = [handler]
+    baseline = _Logging.now()
+    logging.root.handlers[:] = [*kept, handler]
+    return baseline
+
+
+@pytest.fixture(autouse=True)
+def _logging_restored(_app_logging: _Logging, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """The baseline logging around every test and around every in-process CLI command (each
+    configures logging itself): a later line in the test, or in any later test, is captured."""
+    isolation = CliRunner.isolation
+
+    @contextlib.contextmanager
+    def isolation_keeping_logs(self: CliRunner, *args: Any, **kwargs: Any) -> Iterator[Any]:
+        with _logging_kept(), isolation(self, *args, **kwargs) as streams:
+            yield streams
+
+    monkeypatch.setattr(CliRunner, "isolation", isolation_keeping_logs)
+    yield
+    _app_logging.restore(
+        [*(h for h in logging.root.handlers if _from_pytest(h)), *_app_logging.handlers]
+    )
+
+
+_RENDERED = re.compile(r"\[(?:debug|info|warning|error|critical) *\] (?P<event>\S+)")
+
+
+def logged_events(captured: tuple[str, str]) -> list[str]:
+    """The event names of the log lines in what capsys or capfd captured, in order.
+
+    A log check asserts that the lines it expects are here before it asserts that something is
+    absent, so that it cannot pass on an empty capture. A line that failed to write is an error.
+    """
+    text = "".join(captured)
+    assert "--- Logging error ---" not in text, text
+    return [m["event"] for line in text.splitlines() if (m := _RENDERED.search(line))]
 
 
 @pytest.fixture(scope="session")
@@ -165,3 +284,41 @@ def fake_ats() -> Iterator[FakeATS]:
     """Fake HR Manager and SmartRecruiters APIs and vendor endpoint on loopback."""
     with serve(FakeATS()) as fake:
         yield fake
+
+
+@pytest.fixture
+def closed_port() -> Iterator[int]:
+    """A loopback port this test holds without listening: a connection to it is refused at once,
+    and nothing else can take the port meanwhile (a fixed "unused" port may be in use)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        yield port
+
+
+_LOOPBACK_PORT = re.compile(r"\b(?:127\.0\.0\.1|localhost):\d+")
+
+
+def _strings(value: Any) -> Iterator[str]:
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, list):
+        for item in value:
+            yield from _strings(item)
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from _strings(item)
+
+
+def demo_tenants(ats_base: str) -> str:
+    """The demo tenants file (demo/tenants.toml) with every loopback URL on ``ats_base``.
+
+    The demo's connections fetch from and poll the stand-in ATS APIs ``hirehook dev`` serves on
+    a fixed port; a test that reached it would talk to whatever listens there."""
+    netloc = urlsplit(ats_base).netloc
+    text = _LOOPBACK_PORT.sub(netloc, DEMO_TENANTS.read_text())
+    for value in _strings(tomllib.loads(text)):
+        parts = urlsplit(value if value.startswith(("http://", "https://")) else "")
+        if parts.hostname in {"127.0.0.1", "localhost", "::1"}:
+            assert parts.netloc == netloc, f"demo/tenants.toml: {value} is not rewritten"
+    return text

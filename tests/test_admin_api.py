@@ -19,7 +19,7 @@ from app.intake import Deadline, Event, json_answer
 from app.main import create_app
 from app.services import Services
 from app.settings import Settings
-from tests.conftest import add_connection, make_settings, run_app
+from tests.conftest import add_connection, logged_events, make_settings, run_app
 from tests.fake_ats import SR_TOKEN, FakeATS, Step
 from tests.test_keldair import OTHER, SECRET, URL, signed
 from tests.test_keldair import event as keldair_event
@@ -268,7 +268,7 @@ async def test_tenants_and_connections_are_managed_and_secrets_never_shown(
     admin.assert_never_shown(SECRET, OTHER, SECRET[6:], OTHER[6:], VENDOR_SECRET[6:])
     # Nor logged: the whole test's log output, every line of it.
     logged = capfd.readouterr()
-    assert "admin.connection_updated" in logged.out + logged.err
+    assert "admin.connection_updated" in logged_events(logged)
     for secret in (SECRET, OTHER, SECRET[6:], OTHER[6:]):
         assert secret not in logged.out + logged.err
 

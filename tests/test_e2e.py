@@ -18,21 +18,32 @@ from sqlalchemy import text
 from app.embedded import free_port
 from app.services import Services
 from app.settings import Settings
-from tests.conftest import TEST_SECRET_KEY
+from tests.conftest import TEST_SECRET_KEY, demo_tenants
 
-DEMO = Path(__file__).resolve().parent.parent / "demo" / "tenants.toml"
+
+def ready(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False
 
 
 @pytest.fixture
-def stack(settings: Settings, services: Services) -> Iterator[tuple[str, dict[str, str]]]:
+def stack(
+    settings: Settings, services: Services, closed_port: int, tmp_path: Path
+) -> Iterator[tuple[str, dict[str, str]]]:
     port = free_port()
+    # The demo's stand-in ATS port may be served on this machine (`make dev`): the polled
+    # connection would record what it finds there. Here every call to the stand-in is refused.
+    tenants = tmp_path / "tenants.toml"
+    tenants.write_text(demo_tenants(f"http://127.0.0.1:{closed_port}"))
     env = {
         **os.environ,
         "HIREHOOK_ENVIRONMENT": "test",
         "HIREHOOK_DATABASE_URL": str(settings.database_url),
         "HIREHOOK_REDIS_URL": str(settings.redis_url),
         "HIREHOOK_SECRET_KEY": TEST_SECRET_KEY,
-        "HIREHOOK_TENANTS_FILE": str(DEMO),
+        "HIREHOOK_TENANTS_FILE": str(tenants),
         "HIREHOOK_LOG_FORMAT": "json",
     }
     cli = [sys.executable, "-m", "app.cli"]
@@ -41,15 +52,12 @@ def stack(settings: Settings, services: Services) -> Iterator[tuple[str, dict[st
     worker = subprocess.Popen([*cli, "worker"], env=env)
     base = f"http://127.0.0.1:{port}"
     try:
-        for _ in range(150):
-            try:
-                if httpx.get(f"{base}/health/ready", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
+        # Generous: two interpreters start at once on what may be a loaded 2-core machine.
+        deadline = time.monotonic() + 60
+        while not ready(f"{base}/health/ready"):
+            if time.monotonic() > deadline:
+                pytest.fail("the API did not become ready")
             time.sleep(0.1)
-        else:
-            pytest.fail("the API did not become ready")
         yield base, env
     finally:
         for proc in (api, worker):
@@ -65,7 +73,7 @@ async def run(*argv: str, env: dict[str, str]) -> str:
     proc = await asyncio.create_subprocess_exec(
         *argv, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
     )
-    out, _ = await asyncio.wait_for(proc.communicate(), 30)
+    out, _ = await asyncio.wait_for(proc.communicate(), 60)
     return out.decode()
 
 
@@ -78,7 +86,7 @@ async def test_send_records_and_worker_processes(
     again = await run(*cli, "--event-id", "e2e-1", env=env)
     assert first.startswith("200 "), first
     assert first == again
-    deadline = time.monotonic() + 20
+    deadline = time.monotonic() + 60
     state = None
     while time.monotonic() < deadline:
         async with services.engine.connect() as conn:

@@ -490,11 +490,13 @@ async def test_insecure_public_url_refuses_to_issue_tokens(
 
 
 async def test_token_requests_while_the_database_is_down_are_503(
-    services: Services, settings: Settings
+    services: Services, settings: Settings, closed_port: int
 ) -> None:
     assert settings.redis_url is not None
-    # Nothing listens on port 9 of loopback: the connection lookup fails fast.
-    down = make_settings("postgresql://hirehook@127.0.0.1:9/hirehook", str(settings.redis_url))
+    # Nothing listens on that port: the connection lookup fails fast.
+    down = make_settings(
+        f"postgresql://hirehook@127.0.0.1:{closed_port}/hirehook", str(settings.redis_url)
+    )
     started = time.monotonic()
     async for client in run_app(create_app(down)):
         reply = await client.post(

@@ -31,7 +31,14 @@ from app.settings import Settings
 from app.sources.icims import icims_link_header, icims_sample
 from app.store import partitions
 from app.workers.jobs import process_record
-from tests.conftest import add_connection, arq_queue, host_port, make_settings, run_app
+from tests.conftest import (
+    add_connection,
+    arq_queue,
+    host_port,
+    logged_events,
+    make_settings,
+    run_app,
+)
 from tests.proxy import FaultProxy
 
 URL = "/v1/icims/events"
@@ -766,6 +773,8 @@ async def test_no_secret_reaches_logs_or_error_bodies(
     good_token = await fetch_token(client)
     await send(client, body, auth="oauth", token=good_token)
     captured = capsys.readouterr()
+    events = logged_events(captured)
+    assert "icims.unauthenticated" in events and "icims.token_refused" in events
     for secret in (*SECRET_VALUES, good_token):
         assert secret not in captured.out + captured.err
         assert not any(secret in b for b in bodies)

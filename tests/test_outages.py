@@ -85,12 +85,12 @@ async def test_database_down_before_tenant_lookup_is_503_not_500(
 
 
 async def test_redis_down_still_acknowledges_and_sweeper_publishes_later(
-    services: Services, settings: Settings
+    services: Services, settings: Settings, closed_port: int
 ) -> None:
     await add_connection(
         services, tenant="acme", source="keldair", secrets={"signing_secrets": [SECRET]}
     )
-    no_redis = make_settings(str(settings.database_url), "redis://127.0.0.1:1/0")
+    no_redis = make_settings(str(settings.database_url), f"redis://127.0.0.1:{closed_port}/0")
     async for client in run_app(create_app(no_redis)):
         body = orjson.dumps(event("evt_redisless"))
         started = time.monotonic()
@@ -187,9 +187,9 @@ async def test_body_trickling_past_the_deadline_is_408(
 
 
 async def test_intake_readiness_needs_postgres_only(
-    services: Services, settings: Settings, pg_proxy: FaultProxy
+    services: Services, settings: Settings, pg_proxy: FaultProxy, closed_port: int
 ) -> None:
-    no_redis = make_settings(str(settings.database_url), "redis://127.0.0.1:1/0")
+    no_redis = make_settings(str(settings.database_url), f"redis://127.0.0.1:{closed_port}/0")
     async for client in run_app(create_app(no_redis)):
         ready = await client.get("/health/intake")
         assert ready.status_code == 200

@@ -29,13 +29,11 @@ from sqlalchemy import text
 from app.embedded import free_port
 from app.services import Services
 from app.settings import Settings
-from tests.conftest import TEST_SECRET_KEY
+from tests.conftest import TEST_SECRET_KEY, demo_tenants
 from tests.fake_ats import FakeATS
 from tests.test_keldair import signed
 from tests.workers_support import VENDOR_SECRET, worker_env
 
-DEMO = Path(__file__).resolve().parent.parent / "demo" / "tenants.toml"
-DEMO_ATS = "http://127.0.0.1:8099"
 # Only ever inside a payload: finding it in a log means a body was logged.
 PAYLOAD_MARKER = "Zebulon-payload-marker-5d1e"
 
@@ -97,7 +95,7 @@ def running(
     ats_port, port = free_port(), free_port()
     tenants = tmp_path / "tenants.toml"
     tenants.write_text(
-        DEMO.read_text().replace(DEMO_ATS, f"http://127.0.0.1:{ats_port}")
+        demo_tenants(f"http://127.0.0.1:{ats_port}")
         + f'\n[tenant.destination]\nurl = "{fake_ats.vendor_url}"\nsecret = "{VENDOR_SECRET}"\n'
     )
     env = worker_env(

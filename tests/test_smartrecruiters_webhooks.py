@@ -670,14 +670,14 @@ async def test_subscribe_refuses_a_connection_without_credentials(services: Serv
     assert await rows(services, "SELECT id FROM webhook_subscription") == []
 
 
-async def test_one_activation_at_a_time(services: Services) -> None:
-    # The port is never called: the open activation is found first.
+async def test_one_activation_at_a_time(services: Services, closed_port: int) -> None:
+    # The API is never called: the open activation is found first.
     await add_connection(
         services,
         tenant="acme",
         source="smartrecruiters",
         secrets={"api_key": SR_TOKEN},
-        options={"base_url": "http://127.0.0.1:9"},
+        options={"base_url": f"http://127.0.0.1:{closed_port}"},
     )
     await open_activation(services)
     with pytest.raises(CommandError, match="another activation"):

@@ -276,8 +276,8 @@ async def test_waits_beyond_the_limit_become_deferrals(two_clients: list[Redis])
             pass
 
 
-async def test_redis_unreachable_does_not_block_calls() -> None:
-    gone = Redis.from_url("redis://127.0.0.1:1/0", socket_connect_timeout=0.2)
+async def test_redis_unreachable_does_not_block_calls(closed_port: int) -> None:
+    gone = Redis.from_url(f"redis://127.0.0.1:{closed_port}/0", socket_connect_timeout=0.2)
     try:
         async with budget(gone, Limits(rate_per_s=1, concurrency=1)).slot(KEY):
             pass

@@ -15,6 +15,7 @@ from app.services import Services
 from app.settings import Settings
 from app.workers import dead_letters
 from app.workers.jobs import backoff, classify_api_error, process_record
+from tests.conftest import logged_events
 from tests.fake_ats import HRM_KEY, SR_TOKEN, FakeATS, Step
 from tests.workers_support import add_source, fast_settings, record_event, rows, run_worker
 
@@ -120,6 +121,7 @@ async def test_refused_credentials_are_a_configuration_problem_at_once(
     # The key went to the ATS, and nowhere else.
     assert fake_ats.calls[0].headers["apikey"] == HRM_KEY
     captured = capsys.readouterr()
+    assert "job.dead_letter" in logged_events(captured)
     stored = await rows(
         services, "SELECT detail FROM dead_letter UNION ALL SELECT last_error FROM outbox"
     )
