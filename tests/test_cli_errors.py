@@ -12,6 +12,7 @@ import sys
 from importlib.metadata import version
 from pathlib import Path
 
+import asyncpg
 import pytest
 import typer
 from pydantic import ValidationError
@@ -115,6 +116,21 @@ async def test_a_database_refusing_the_login_is_named(tmp_path: Path, settings: 
         await hirehook(tmp_path, "records", "list", **variables), "PostgreSQL", "nobody"
     )
     assert f"{host}:{port}" in line
+
+
+async def test_a_database_without_the_schema_points_at_migrate(
+    tmp_path: Path, settings: Settings
+) -> None:
+    host, port = host_port(str(settings.database_url))
+    admin = await asyncpg.connect(str(settings.database_url))
+    try:
+        await admin.execute("DROP DATABASE IF EXISTS unmigrated")
+        await admin.execute("CREATE DATABASE unmigrated")
+    finally:
+        await admin.close()
+    url = f"postgresql://postgres@{host}:{port}/unmigrated"
+    result = await hirehook(tmp_path, "records", "list", **development(database_url=url))
+    one_line_error(result, "PostgreSQL", "does not exist", "hirehook migrate")
 
 
 async def test_an_unreachable_redis_is_named_with_its_address(

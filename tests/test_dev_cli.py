@@ -146,6 +146,8 @@ def test_commands_and_console_work_beside_a_running_dev(tmp_path: Path) -> None:
         assert created.stdout.strip().startswith("hh_admin_")
 
         base = f"http://127.0.0.1:{port}"
+        # The login page points at that key.
+        assert "make dev</code> printed" in httpx.get(f"{base}/console/login", timeout=30).text
         answer = login(base, key)
         assert answer.status_code == 303, answer.text
         assert answer.headers["location"] == "/console/records"

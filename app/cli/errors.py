@@ -9,6 +9,7 @@ or a token.
 from __future__ import annotations
 
 import os
+import re
 import sys
 from collections.abc import Iterator
 from types import TracebackType
@@ -68,13 +69,16 @@ def _known(exc: BaseException) -> str | None:  # noqa: PLR0911 - one answer per 
     if isinstance(exc, DBAPIError):
         # The wrapper's text carries the statement and its parameters; the driver's error
         # alone says what PostgreSQL refused.
-        return _service_failure("PostgreSQL", "HIREHOOK_DATABASE_URL", exc.orig or exc)
-    if isinstance(exc, OSError) and exc.filename is not None:
-        return f"{exc.filename}: {exc.strerror or type(exc).__name__}"
+        failure = _service_failure("PostgreSQL", "HIREHOOK_DATABASE_URL", exc.orig or exc)
+        if getattr(exc.orig, "sqlstate", None) == "42P01":  # undefined_table
+            failure += " (is the database migrated? `hirehook migrate`)"
+        return failure
     service = _raised_in(exc)
-    if service is not None and isinstance(exc, OSError | TimeoutError):
+    if service is not None and isinstance(exc, OSError):
         name, variable = service
         return _service_failure(name, variable, exc)
+    if isinstance(exc, OSError) and exc.filename is not None:
+        return f"{exc.filename}: {exc.strerror or type(exc).__name__}"
     if _raised_by_module(exc, "app.settings") or _is_alembic_command_error(exc):
         # A setting the command needs is missing, or Alembic cannot find a revision: the
         # message already says which and what to do.
@@ -138,7 +142,8 @@ def _request_origin(exc: httpx.TransportError | httpx.HTTPStatusError) -> str:
 
 
 def _cause_text(exc: BaseException) -> str:
-    text = str(exc).strip()
+    # SQLAlchemy's asyncpg adapter prefixes the driver's class: "<class 'asyncpg...'>: ".
+    text = re.sub(r"^<class '[\w.]+'>: ", "", str(exc).strip())
     return text or type(exc).__name__
 
 
