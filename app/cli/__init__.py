@@ -21,8 +21,8 @@ from app.cli.tenants import tenants_cli
 cli = typer.Typer(
     help="Hirehook: receive, verify, deduplicate and enrich ATS events.",
     no_args_is_help=True,
-    # main() turns a failure into one line; --debug re-raises it as a plain traceback
-    # (typer's own one would print every frame's local variables, secrets among them).
+    # main() turns a failure into one line; --debug re-raises it, and Python's plain
+    # traceback copies into an issue as it is (typer's is drawn in boxes cut at 80 columns).
     pretty_exceptions_enable=False,
 )
 
