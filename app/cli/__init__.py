@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import sys
+from typing import Annotated
+
 import typer
 
 from app.cli.admin import connections_cli, keys_cli, records_cli
@@ -15,8 +19,38 @@ from app.cli.smartrecruiters import smartrecruiters_cli
 from app.cli.tenants import tenants_cli
 
 cli = typer.Typer(
-    help="Hirehook: receive, verify, deduplicate and enrich ATS events.", no_args_is_help=True
+    help="Hirehook: receive, verify, deduplicate and enrich ATS events.",
+    no_args_is_help=True,
+    # main() turns a failure into one line; --debug re-raises it, and Python's plain
+    # traceback copies into an issue as it is (typer's is drawn in boxes cut at 80 columns).
+    pretty_exceptions_enable=False,
 )
+
+
+def _print_version(wanted: bool) -> None:
+    if wanted:
+        from importlib.metadata import version
+
+        typer.echo(f"hirehook {version('hirehook')}")
+        raise typer.Exit
+
+
+@cli.callback()
+def _options(
+    debug: Annotated[
+        bool, typer.Option("--debug", help="Show the traceback of a failure (HIREHOOK_DEBUG=1).")
+    ] = False,
+    show_version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_print_version, is_eager=True, help="Print the version."
+        ),
+    ] = False,
+) -> None:
+    if debug:
+        os.environ["HIREHOOK_DEBUG"] = "1"
+
+
 for command in (api, worker, migrate, keygen, dev, poll, erase, maintain):
     cli.command()(command)
 cli.add_typer(tenants_cli, name="tenants")
@@ -29,5 +63,13 @@ cli.add_typer(connections_cli, name="connections")
 
 
 def main() -> None:
-    """Console entry point."""
-    cli()
+    """Console entry point: a failure is one line on stderr and exit status 1."""
+    from app.cli.errors import debug_requested, describe
+
+    try:
+        cli()
+    except Exception as exc:
+        if debug_requested():
+            raise
+        typer.echo(f"error: {describe(exc)}", err=True)
+        sys.exit(1)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
@@ -9,12 +10,14 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
 from urllib.parse import urlsplit, urlunsplit
 
 import typer
 
+from app.cli.common import DEV_ENV_FILE, remove_dev_env, write_dev_env
 from app.demo import DEMO_ATS_PORT, DEMO_TENANTS
 from app.settings import Settings
 
@@ -58,6 +61,10 @@ def dev(
         os.environ.update(env)
         settings = Settings()
         migrations.upgrade(settings.database_dsn)
+        admin_key = asyncio.run(create_admin_key(settings))
+        # The operator's commands in another terminal find the servers (and the key that
+        # decrypts the connections' secrets) here, without exporting anything.
+        write_dev_env(env)
         for child in children:
             child.start(time.monotonic())
         _wait_http(f"http://127.0.0.1:{port}/health/live", 30)
@@ -66,9 +73,16 @@ def dev(
             "\nHirehook is running.\n"
             f"  API docs:   {base}/docs\n"
             f"  Readiness:  {base}/health/ready\n"
+            f"  Console:    {base}/console (admin key below)\n"
             f"  PostgreSQL: {mask_password(env['HIREHOOK_DATABASE_URL'])}\n"
             f"  Redis:      {mask_password(env['HIREHOOK_REDIS_URL'])}\n\n"
-            "Send signed demo events (in another terminal):\n"
+            "Admin key for the console and /v1/admin (shown once, only its hash is kept):\n"
+            f"  {admin_key}\n\n"
+            "Operator commands, in another terminal in this directory (they read "
+            f"{DEV_ENV_FILE}):\n"
+            "  .venv/bin/hirehook records list\n"
+            "  .venv/bin/hirehook admin-keys create NAME\n\n"
+            "Send signed demo events:\n"
             + "".join(f"  .venv/bin/hirehook send {name} --url {base}\n" for name in senders())
             + "\n"
             "Ctrl-C stops everything.\n"
@@ -83,6 +97,7 @@ def dev(
         # below is bounded.
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        remove_dev_env()
         running = [c.process for c in children if c.process is not None]
         for process in running:
             if process.poll() is None:
@@ -94,6 +109,21 @@ def dev(
                 process.kill()
         for server in reversed(started):
             server.stop()
+
+
+async def create_admin_key(settings: Settings) -> str:
+    """A fresh admin key for this run of ``hirehook dev`` (named after its start)."""
+    from app.admin import keys
+    from app.db import create_engine
+
+    engine = create_engine(settings)
+    try:
+        # The pid keeps two starts within one second apart; names are unique.
+        name = f"dev {datetime.now(UTC):%Y-%m-%d %H:%M:%S} pid {os.getpid()}"
+        created = await keys.create(engine, name)
+    finally:
+        await engine.dispose()
+    return created.key
 
 
 # A child that dies is started again after a pause that doubles with each quick death
