@@ -64,8 +64,8 @@ class Settings(BaseSettings):
     intake_batch_max: int = Field(default=256, ge=1, le=5000)
 
     # Brute-force guard on inbound credentials (app/guard.py), shared by replicas via Redis: a
-    # client id or address failing more often than its limit within the window is refused,
-    # right credentials or not, for auth_block_s.
+    # client id or address failing more often than its limit within the window has its
+    # failures answered 429 for auth_block_s. Right credentials are always accepted.
     auth_failure_limit_per_client: int = Field(default=20, ge=1)
     # One address may front many senders (an ATS's egress, a proxy that hides clients'
     # addresses), so this limit is looser, and 0 turns it off.

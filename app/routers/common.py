@@ -94,29 +94,33 @@ def too_many_failures(wait_s: float) -> AppError:
 
 
 class AuthAttempt:
-    """One request's dealings with the brute-force guard (:mod:`app.guard`)."""
+    """One request's dealings with the brute-force guard (:mod:`app.guard`), which only ever
+    sees the request if it fails: right credentials are never refused nor held by it."""
 
     def __init__(self, limiter: FailureLimiter, subjects: tuple[str, ...]) -> None:
         self._limiter = limiter
         self._subjects = subjects
+        self.proven = False
 
-    async def check(self) -> None:
-        """Raise the 429 if any subject is blocked."""
-        wait = await self._limiter.check(*self._subjects)
-        if wait is not None:
-            await self._limiter.hold(*self._subjects, blocked=True)
-            raise too_many_failures(wait)
+    def authenticated(self) -> None:
+        """The credentials are right: whatever this request is refused for from here on (its
+        body, its customer), the guard neither counts nor holds it."""
+        self.proven = True
 
     async def refused(self) -> None:
         """A refusal of a request not yet authenticated for another reason than its
         credentials (its body too large, undecodable or too slow): held like a failure when
         the subjects keep being refused, never counted towards a block."""
+        if self.proven:
+            return
         self._limiter.refused(*self._subjects)
         await self._limiter.hold(*self._subjects)
 
     async def failed(self) -> None:
         """Count a failed authentication, holding the answer if the subjects keep failing;
-        raise the 429 if the subjects are now blocked."""
+        raise the 429 if the subjects are blocked."""
+        if self.proven:
+            return
         wait = await self._limiter.failed(*self._subjects)
         await self._limiter.hold(*self._subjects, blocked=wait is not None)
         if wait is not None:
@@ -129,17 +133,17 @@ async def guarded(
 ) -> AsyncIterator[AuthAttempt]:
     """Run a route's authentication under the brute-force guard.
 
-    The sender's address, and ``client`` (an :func:`app.guard.client_subject` of the identity
-    the request claims, if it names one) are checked first: while either is blocked the body
-    is not even read, so a right guess is refused like a wrong one. A 401 raised inside
-    counts as a failure of both and becomes the 429 when it completes a block; any other 4xx
-    raised inside (the body refused before authentication) is held like one, but never
-    starts a block. A route that answers 401 without raising calls
-    :meth:`AuthAttempt.failed` itself.
+    Nothing is asked of the guard on the way in: the credentials are checked first, whatever
+    the sender's address (``addr:``) or ``client`` (an :func:`app.guard.client_subject` of the
+    identity the request claims, if it names one) did before, so the right secret is always
+    accepted at once. A 401 raised inside counts as a failure of both subjects and becomes
+    the 429 while either is blocked; any other 4xx raised inside before
+    :meth:`AuthAttempt.authenticated` (the body refused before the credentials could be
+    checked) is held like one, but never starts a block. A route that answers 401 without
+    raising calls :meth:`AuthAttempt.failed` itself.
     """
     address = address_subject(client_address(request))
     attempt = AuthAttempt(services.guard, (address, client) if client else (address,))
-    await attempt.check()
     try:
         yield attempt
     except AppError as exc:

@@ -99,9 +99,11 @@ async def receive_event(request: Request, services: ServicesDep) -> Response:
     deadline = Deadline(settings.request_deadline_s)
     # Unknown usernames and customerIds fail like wrong passwords: enumerating them costs a
     # connection lookup each, so they count against the address too.
-    async with guarded(services, request, auth.claimed_client(request)):
+    async with guarded(services, request, auth.claimed_client(request)) as attempt:
         wire = await read_raw(request, settings.max_body_bytes, deadline.remaining())
         identified = await auth.identify(request, services, wire)
+        if identified is not None and identified.pending_hash is None:
+            attempt.authenticated()
         body = decode_content(
             wire,
             request.headers.get("content-encoding"),
