@@ -19,6 +19,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException
+from starlette.types import Message
 
 from app.connections import ConnectionInfo
 from app.errors import AppError
@@ -44,10 +45,46 @@ async def get_services(request: Request) -> Services:
 ServicesDep = Annotated[Services, Depends(get_services)]
 
 
+class BodyTooLarge(HTTPException):
+    """A body declared or read past the cap of :func:`capped`: an HTTPException, because
+    FastAPI passes those on from its own body reading (anything else becomes a 400)."""
+
+    def __init__(self, max_bytes: int) -> None:
+        super().__init__(413, "The request body is too large.")
+        self.max_bytes = max_bytes
+
+
+def _declared_over(request: Request, max_bytes: int) -> bool:
+    declared = request.headers.get("content-length")
+    return declared is not None and declared.isdigit() and int(declared) > max_bytes
+
+
+def capped(request: Request) -> Request:
+    """``request`` with its body capped at ``max_body_bytes``, for every route: reading it
+    raises :class:`BodyTooLarge` at once for a declared length over the cap, or as soon as
+    the body passes it. Nothing is read that no route asks for."""
+    services: Services = request.app.state.services
+    max_bytes = services.settings.max_body_bytes
+    receive = request.receive
+    size = 0
+
+    async def limited() -> Message:
+        nonlocal size
+        if _declared_over(request, max_bytes):
+            raise BodyTooLarge(max_bytes)
+        message = await receive()
+        if message["type"] == "http.request":
+            size += len(message.get("body", b""))
+            if size > max_bytes:
+                raise BodyTooLarge(max_bytes)
+        return message
+
+    return Request(request.scope, limited)
+
+
 async def read_raw(request: Request, max_bytes: int, timeout_s: float | None = None) -> bytes:
     """The body as sent, refused as soon as it passes ``max_bytes`` or takes ``timeout_s``."""
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > max_bytes:
+    if _declared_over(request, max_bytes):
         raise _unread(too_large(max_bytes, "request body"))
     chunks: list[bytes] = []
     size = 0
@@ -58,6 +95,9 @@ async def read_raw(request: Request, max_bytes: int, timeout_s: float | None = N
                 if size > max_bytes:
                     raise _unread(too_large(max_bytes, "request body"))
                 chunks.append(chunk)
+    except BodyTooLarge as exc:
+        # The route's cap is the app's or lower: the same refusal, in the route's hands.
+        raise _unread(too_large(max_bytes, "request body")) from exc
     except TimeoutError as exc:
         # A body trickling in must not hold the request past the sender's own budget.
         raise _unread(
@@ -223,6 +263,8 @@ def request_invalid(exc: RequestValidationError) -> AppError:
 def http_refusal(exc: HTTPException) -> AppError:
     """FastAPI's own refusal (a JSON body it could not decode, ...) as one of ours, so the
     sender gets the route's error shape with a message that says what to fix."""
+    if isinstance(exc, BodyTooLarge):
+        return _unread(too_large(exc.max_bytes, "request body"))
     if exc.status_code == 400 and "pars" in str(exc.detail):
         message = "The request body could not be read as JSON; send a JSON object in UTF-8."
     else:
@@ -257,7 +299,7 @@ def error_route(renderer: ErrorRenderer) -> type[APIRoute]:
 
             async def handle(request: Request) -> Response:
                 try:
-                    return await handler(request)
+                    return await handler(capped(request))
                 except AppError as exc:
                     return render(request, exc, renderer)
                 except RequestValidationError as exc:

@@ -32,7 +32,7 @@ from app.admin import keys, service
 from app.admin import schemas as s
 from app.crypto import derive_keys
 from app.errors import AppError
-from app.routers.common import ServicesDep, guarded
+from app.routers.common import BodyTooLarge, ServicesDep, capped, guarded, http_refusal
 from app.services import Services
 
 COOKIE = "hirehook_console"
@@ -147,11 +147,16 @@ class ConsoleRoute(APIRoute):
 
         async def route(request: Request) -> Response:
             try:
-                return await handler(request)
+                return await handler(capped(request))
             except AppError as exc:
                 page = _page(request, "error.html", None, exc.status, message=exc.user_message)
                 if "Retry-After" in exc.headers:
                     page.headers["retry-after"] = exc.headers["Retry-After"]
+                return page
+            except BodyTooLarge as exc:
+                error = http_refusal(exc)
+                page = _page(request, "error.html", None, 413, message=error.user_message)
+                page.headers.update(error.headers)
                 return page
             except HTTPException as exc:
                 if exc.status_code != 403:
