@@ -175,11 +175,9 @@ async def test_the_right_basic_password_passes_while_its_username_is_blocked(
         await post_basic(guarded.client, password=f"guess-{attempt}")
     # The username and the address are both blocked now.
     assert_blocked(await post_basic(guarded.other, password="guess-elsewhere"))
-    held = guarded.services.guard.held_total
     for client in (guarded.client, guarded.other):
         right = await post_basic(client)
         assert right.status_code == 200, right.text
-    assert guarded.services.guard.held_total == held
     assert_blocked(await post_basic(guarded.client, password="guess-still"))
 
 
@@ -207,7 +205,6 @@ async def test_wrong_oauth_client_secrets_are_blocked_in_the_oauth_shape(
 
     # The client id is no secret: its owner still gets tokens, from this address or another,
     # at once, while the guesses go on being refused.
-    held = guarded.services.guard.held_total
     for client in (guarded.client, guarded.other):
         issued = await client.post(
             "/oauth/token",
@@ -216,7 +213,6 @@ async def test_wrong_oauth_client_secrets_are_blocked_in_the_oauth_shape(
         )
         assert issued.status_code == 200, issued.text
         assert issued.json()["access_token"]
-    assert guarded.services.guard.held_total == held
     assert_blocked(await token("guess-again"))
 
 
@@ -415,15 +411,42 @@ async def test_right_credentials_pass_at_once_from_a_blocked_address_and_identit
         guard = served.services.guard
         guesses = [(await route.wrong(served, served.client, n)).status_code for n in range(6)]
         assert guesses[:PER_CLIENT] == [401] * PER_CLIENT and guesses[-1] == 429, guesses
-        assert guard.held_total == len(guesses)
 
         for n, client in enumerate((served.client, served.other)):
             right = await route.right(served, client, 100 + n)
             assert right.status_code == route.accepted, right.text
+        # Every guess was held, and nothing else.
         assert guard.held_total == len(guesses)
 
         again = await route.wrong(served, served.client, 200)
         assert again.status_code == 429 and guard.held_total == len(guesses) + 1
+
+
+async def test_a_body_refused_after_its_credentials_passed_is_never_held(
+    services: Services, servers: tuple[str, str]
+) -> None:
+    """A sender whose credentials are right but whose body is not JSON is refused by the
+    route, at once: the guard holds only requests that did not authenticate."""
+    await add_icims(services)
+    await add_connection(
+        services, tenant="acme", source="hrmanager", secrets={"signing_secrets": [HRM_SECRET]}
+    )
+    settings = limits(servers, auth_failure_delay_s=0.2, auth_failure_delay_after=0)
+    broken = b'{"not json'
+    async with serve(settings) as served:
+        guard = served.services.guard
+        # The address has failed: its next refusals are held.
+        assert (await post_basic(served.client, password="guess")).status_code == 401
+        icims = await served.client.post(
+            URL, content=broken, headers={"content-type": "application/json"} | basic_header()
+        )
+        assert icims.status_code == 400, icims.text
+        hrm = await served.client.post(
+            HRM_URL, content=broken, headers=hrm_signed(broken, bytes.fromhex(HRM_SECRET))
+        )
+        assert hrm.status_code == 400, hrm.text
+        # Only the failed guess was held.
+        assert guard.held_total == 1
 
 
 async def test_a_flood_of_failures_from_a_real_senders_address_refuses_and_holds_none_of_it(
@@ -446,12 +469,10 @@ async def test_a_flood_of_failures_from_a_real_senders_address_refuses_and_holds
             headers = signed(body, secret=WRONG_KELDAIR, msg_id=f"msg_bad{n}")
             url = unknown_url if n % 2 else KELDAIR_URL
             flood.append((await served.client.post(url, content=body, headers=headers)).status_code)
-            held = guard.held_total
             real.append((await keldair_call(served, served.client, n, KELDAIR_SECRET)).status_code)
-            assert guard.held_total == held
         assert real == [200] * len(real)
         assert set(flood) == {401, 429} and flood[-1] == 429
-        # The flood itself was held, all but its first answer.
+        # The flood was held, all but its first answer, and none of the real events was.
         assert guard.held_total == len(flood) - 1
 
 

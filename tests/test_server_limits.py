@@ -11,7 +11,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 
 import httpx
 import psutil
@@ -294,6 +294,21 @@ async def test_admin_and_console_refusals_of_a_body_over_the_cap_are_readable(
         assert admin.status_code == 413, admin.text[:200]
         error = admin.json()["error"]
         assert error["code"] == "payload_too_large" and "bytes" in error["message"]
+
+        # Chunked, with no length declared: refused once the body passes the cap.
+        async def chunks() -> AsyncIterator[bytes]:
+            yield b'{"slug": "acme", "name": "'
+            for _ in range(OVER_CAP // (256 * 1024)):
+                yield b" " * (256 * 1024)
+            yield b'"}'
+
+        chunked = await client.post(
+            "/v1/admin/tenants",
+            content=chunks(),
+            headers={"authorization": f"Bearer {key}", "content-type": "application/json"},
+        )
+        assert chunked.status_code == 413, chunked.text[:200]
+        assert chunked.json()["error"]["code"] == "payload_too_large"
 
         console = await client.post(
             "/console/login",
