@@ -1,15 +1,22 @@
-"""A brute-force guard for inbound credentials (OAuth token endpoint, HTTP Basic, HMAC).
+"""A brute-force guard for inbound credentials (OAuth token endpoint, HTTP Basic, HMAC, keys).
 
 Authentication failures are counted per *subject* in Redis, so every API replica shares them.
 A subject is an identity that can be guessed against, written without any secret: a client
 (``client_subject("icims", "client", client_id)`` → ``"icims:client:<id>"``) or a source address
 (``address_subject(ip)`` → ``"addr:<ip>"``). A subject with too many failures inside a window is
-blocked for a cool-off, and while blocked its requests are refused *before* their credentials
-are looked at: a block that let a right guess through would only slow brute force down, not
-stop it.
+blocked for a cool-off.
 
-Healthy traffic must not pay a Redis round trip per request, so "not blocked" answers are kept
-in process for about a second. Without Redis the guard fails open for good traffic but counts
+Subjects are names anyone can use: a Basic username or an OAuth client id is no secret, and an
+ATS sends for all its customers from a few shared addresses, where any of those customers can
+point a webhook with a wrong secret at us. So the guard only ever judges *failures*: a route
+checks the credentials first (cheaply, in constant time) and tells the guard only when they
+are wrong. A request with the right credentials never reaches the guard, so it is never
+refused nor held, whatever its address or identity did before. A block means that a subject's
+failures are answered 429 with ``Retry-After`` instead of 401, held before they are sent, and
+their connection closed: a guesser's rate is then one guess per held answer, and the held
+answers are capped per process so a flood of them cannot take every connection.
+
+Healthy traffic pays nothing: it never calls the guard. Without Redis the guard counts
 failures in process, so one replica still stops a brute-forcer; it never raises to its caller
 and never waits longer than its timeout.
 
@@ -17,9 +24,7 @@ Typical use in a route, with one ``limiter`` per process from
 :meth:`FailureLimiter.from_settings`::
 
     subjects = (client_subject("icims", "client", client_id), address_subject(peer_ip))
-    if (wait := await limiter.check(*subjects)) is not None:
-        return 429 with Retry-After: retry_after(wait)      # do not verify at all
-    if not verify(credentials):
+    if not verify(credentials):                  # right credentials: the guard is not asked
         wait = await limiter.failed(*subjects)
         await limiter.hold(*subjects, blocked=wait is not None)   # slows a flood of refusals
         if wait is not None:
@@ -62,8 +67,9 @@ _KEPT_PREFIX_CHARS = 64
 # imprecision, at most twice the limit across a window boundary, does not matter here: the
 # point is turning hundreds of guesses a second into a few dozen per window plus cool-off.
 # The counter is dropped when a block starts, so a subject comes out of it with a clean slate,
-# and failures reported while blocked are not counted (the block is never extended: requests
-# are refused unverified during it, so nothing is being guessed).
+# and failures reported while blocked are not counted: the block is never extended, so a
+# subject that keeps failing comes out of it on time, and its failures meanwhile cost a held
+# 429 each.
 #
 # KEYS: per subject, its failure counter then its block marker.
 # ARGV: per subject, failures tolerated, window ms, block ms.
@@ -209,6 +215,9 @@ class FailureLimiter:
         self._delay_after = delay_after
         self._max_held = max_held
         self._held = 0
+        # Answers held so far, for tests and operators: a request that authenticated never
+        # adds to it.
+        self.held_total = 0
         self._delay_above_per_s = delay_above_per_s
         # Failures in the current whole second of the monotonic clock, every subject together.
         self._second = 0
@@ -233,7 +242,9 @@ class FailureLimiter:
         )
 
     async def check(self, *subjects: str) -> float | None:
-        """Seconds to wait if any subject is blocked, else ``None``.
+        """Seconds to wait if any subject is blocked, else ``None``: what a failure of theirs
+        would be told. Never a reason to refuse a request before its credentials are checked
+        (see the module docstring); :meth:`failed` answers the same for a failure.
 
         Answered from the in-process view when it is fresh or already knows a subject to be
         blocked; otherwise one Redis round trip for all the subjects it lacks.
@@ -315,6 +326,7 @@ class FailureLimiter:
         more than ``delay_after`` times lately, are ``blocked``, or this process has refused
         more than ``delay_above_per_s`` requests this second (a flood from many addresses);
         return at once otherwise, or when this process already holds ``max_held`` answers.
+        Only for refusals: an authenticated request is never held.
 
         Every refusal of one subject is treated alike, whatever its reason, so the delay
         tells nothing about which credential was wrong or whether a tenant exists.
@@ -326,6 +338,7 @@ class FailureLimiter:
             if seen <= self._delay_after:
                 return
         self._held += 1
+        self.held_total += 1
         try:
             # Spread by a quarter either way: held answers released together would bring their
             # senders back together, and refusals would then arrive in bursts.

@@ -41,6 +41,11 @@ class Settings(BaseSettings):
     # request's last header: a client that sends nothing or trickles headers is dropped.
     api_header_timeout_s: float = Field(default=10.0, gt=0)
     api_max_header_bytes: int = Field(default=64 * 1024, ge=1024)
+    # An answer sent before its request's body was read (a body over the cap) is followed by
+    # reading and discarding the rest of the body, for at most this long and this much, so a
+    # client that writes the whole body before reading gets the answer, not a reset.
+    api_linger_s: float = Field(default=5.0, gt=0, le=60)
+    api_linger_bytes: int = Field(default=4 * 1024 * 1024, ge=0)
     # Per process; a request on a further connection is answered 503. Keep `ulimit -n`
     # well above it: the database pool, Redis and refused connections need descriptors too.
     api_max_connections: int = Field(default=500, ge=1)
@@ -67,8 +72,8 @@ class Settings(BaseSettings):
     intake_batch_max: int = Field(default=256, ge=1, le=5000)
 
     # Brute-force guard on inbound credentials (app/guard.py), shared by replicas via Redis: a
-    # client id or address failing more often than its limit within the window is refused,
-    # right credentials or not, for auth_block_s.
+    # client id or address failing more often than its limit within the window has its
+    # failures answered 429 for auth_block_s. Right credentials are always accepted.
     auth_failure_limit_per_client: int = Field(default=20, ge=1)
     # One address may front many senders (an ATS's egress, a proxy that hides clients'
     # addresses), so this limit is looser, and 0 turns it off.

@@ -343,7 +343,7 @@ async def test_hirehook_send_cloudelements_against_the_demo_tenant(
     assert any(line.startswith("401 {") for line in refused.output.splitlines())
 
 
-async def test_bad_signatures_block_the_address_then_even_a_good_one(
+async def test_bad_signatures_block_the_address_for_failures_only(
     services: Services, settings: Settings
 ) -> None:
     await add_connection(
@@ -358,10 +358,12 @@ async def test_bad_signatures_block_the_address_then_even_a_good_one(
     body = orjson.dumps(notification(event("c-1")))
     async for client in run_app(create_app(strict)):
         statuses = [(await post(client, body, key=OTHER_KEY)).status_code for _ in range(4)]
-        blocked = await post(client, body)
+        blocked = await post(client, body, key=OTHER_KEY)
         assert statuses == [401, 401, 401, 429]
         assert blocked.status_code == 429 and int(blocked.headers["retry-after"]) >= 1
-    assert await records(services) == []
+        # The address may be the ATS's shared egress: a good signature from it still passes.
+        assert (await post(client, body)).status_code == 200
+    assert len(await records(services)) == 1
 
 
 TOKEN = "ce_" + "Vb3xQ9kM2rT7wN4pZ8sL1yH6" * 2

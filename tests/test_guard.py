@@ -61,10 +61,9 @@ def limiter(redis: Redis) -> Limiter:
 
 
 async def authenticate(guard: FailureLimiter, client_id: str, ip: str, secret: str) -> int:
-    """The status a route following the module's recipe would answer."""
+    """The status a route following the module's recipe would answer: the credentials are
+    checked first, and only a failure is the guard's business."""
     subjects = (client_subject("icims", "client", client_id), address_subject(ip))
-    if await guard.check(*subjects) is not None:
-        return 429
     if secret != SECRET:
         return 429 if await guard.failed(*subjects) is not None else 401
     return 200
@@ -84,7 +83,9 @@ async def test_failures_below_the_limit_do_not_block(limiter: Limiter) -> None:
     assert await authenticate(guard, "c1", "10.0.0.1", SECRET) == 200
 
 
-async def test_crossing_the_limit_blocks_even_right_credentials(limiter: Limiter) -> None:
+async def test_crossing_the_limit_blocks_failures_never_right_credentials(
+    limiter: Limiter,
+) -> None:
     guard = limiter(client=3, block_s=30)
     subject = client_subject("icims", "client", "c1")
     for _ in range(3):
@@ -94,7 +95,9 @@ async def test_crossing_the_limit_blocks_even_right_credentials(limiter: Limiter
     checked = await guard.check(subject)
     assert checked is not None and 29 < checked <= 30
     assert retry_after(checked) == "30"
-    assert await authenticate(guard, "c1", "10.0.0.1", SECRET) == 429
+    assert await authenticate(guard, "c1", "10.0.0.1", "wrong") == 429
+    # A client id is no secret: its owner is not locked out by someone else's guesses.
+    assert await authenticate(guard, "c1", "10.0.0.1", SECRET) == 200
 
 
 async def test_client_and_address_are_limited_independently(limiter: Limiter) -> None:
@@ -102,15 +105,16 @@ async def test_client_and_address_are_limited_independently(limiter: Limiter) ->
     for _ in range(3):
         assert await authenticate(guard, "c1", "10.0.0.1", "wrong") == 401
     assert await authenticate(guard, "c1", "10.0.0.1", "wrong") == 429
-    # The client is blocked wherever it comes from; its address only counted 4 of 5.
-    assert await authenticate(guard, "c1", "10.0.0.2", SECRET) == 429
-    assert await authenticate(guard, "c2", "10.0.0.1", SECRET) == 200
+    # The client's failures are blocked wherever they come from; its address counted 4 of 5.
+    assert await authenticate(guard, "c1", "10.0.0.2", "wrong") == 429
+    assert await authenticate(guard, "c1", "10.0.0.2", SECRET) == 200
+    assert await authenticate(guard, "c2", "10.0.0.1", "wrong") == 401
 
     # One address guessing across many client ids is stopped by the address limit.
-    assert await authenticate(guard, "c3", "10.0.0.1", "wrong") == 401
+    assert await authenticate(guard, "c3", "10.0.0.1", "wrong") == 429
     assert await authenticate(guard, "c4", "10.0.0.1", "wrong") == 429
-    assert await authenticate(guard, "c5", "10.0.0.1", SECRET) == 429
-    assert await authenticate(guard, "c5", "10.0.0.9", SECRET) == 200
+    assert await authenticate(guard, "c4", "10.0.0.1", SECRET) == 200
+    assert await authenticate(guard, "c4", "10.0.0.9", "wrong") == 401
 
 
 async def test_a_block_known_here_costs_no_redis_round_trip(limiter: Limiter, redis: Redis) -> None:
@@ -214,8 +218,9 @@ async def test_redis_unreachable_fails_open_and_still_limits_locally(limiter: Li
             assert await guard.failed(subject) is None
         assert await guard.failed(subject) is not None
         assert await guard.check(subject) is not None
-        assert await authenticate(guard, "c1", "10.0.0.1", SECRET) == 429
-        assert await authenticate(guard, "c2", "10.0.0.1", SECRET) == 200
+        assert await authenticate(guard, "c1", "10.0.0.1", "wrong") == 429
+        assert await authenticate(guard, "c1", "10.0.0.1", SECRET) == 200
+        assert await authenticate(guard, "c2", "10.0.0.1", "wrong") == 401
         assert time.monotonic() - started < 2
 
         ids = [client_subject("icims", "client", f"bogus-{n}") for n in range(20_000)]
@@ -320,6 +325,8 @@ async def test_held_answers_are_capped_per_process(limiter: Limiter) -> None:
     await guard.failed(subject)
     took = await asyncio.gather(*(timed(guard.hold(subject)) for _ in range(5)))
     assert sorted(t >= 0.75 * DELAY_S for t in took) == [False, False, False, True, True]
+    # The counter tells what was held, for tests and operators.
+    assert guard.held_total == 2
 
 
 async def test_no_delay_configured_holds_nothing(limiter: Limiter) -> None:

@@ -19,6 +19,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException
+from starlette.types import Message
 
 from app.connections import ConnectionInfo
 from app.errors import AppError
@@ -44,10 +45,46 @@ async def get_services(request: Request) -> Services:
 ServicesDep = Annotated[Services, Depends(get_services)]
 
 
+class BodyTooLarge(HTTPException):
+    """A body declared or read past the cap of :func:`capped`: an HTTPException, because
+    FastAPI passes those on from its own body reading (anything else becomes a 400)."""
+
+    def __init__(self, max_bytes: int) -> None:
+        super().__init__(413, "The request body is too large.")
+        self.max_bytes = max_bytes
+
+
+def _declared_over(request: Request, max_bytes: int) -> bool:
+    declared = request.headers.get("content-length")
+    return declared is not None and declared.isdigit() and int(declared) > max_bytes
+
+
+def capped(request: Request) -> Request:
+    """``request`` with its body capped at ``max_body_bytes``, for every route: reading it
+    raises :class:`BodyTooLarge` at once for a declared length over the cap, or as soon as
+    the body passes it. Nothing is read that no route asks for."""
+    services: Services = request.app.state.services
+    max_bytes = services.settings.max_body_bytes
+    receive = request.receive
+    size = 0
+
+    async def limited() -> Message:
+        nonlocal size
+        if _declared_over(request, max_bytes):
+            raise BodyTooLarge(max_bytes)
+        message = await receive()
+        if message["type"] == "http.request":
+            size += len(message.get("body", b""))
+            if size > max_bytes:
+                raise BodyTooLarge(max_bytes)
+        return message
+
+    return Request(request.scope, limited)
+
+
 async def read_raw(request: Request, max_bytes: int, timeout_s: float | None = None) -> bytes:
     """The body as sent, refused as soon as it passes ``max_bytes`` or takes ``timeout_s``."""
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > max_bytes:
+    if _declared_over(request, max_bytes):
         raise _unread(too_large(max_bytes, "request body"))
     chunks: list[bytes] = []
     size = 0
@@ -58,6 +95,9 @@ async def read_raw(request: Request, max_bytes: int, timeout_s: float | None = N
                 if size > max_bytes:
                     raise _unread(too_large(max_bytes, "request body"))
                 chunks.append(chunk)
+    except BodyTooLarge as exc:
+        # The route's cap is the app's or lower: the same refusal, in the route's hands.
+        raise _unread(too_large(max_bytes, "request body")) from exc
     except TimeoutError as exc:
         # A body trickling in must not hold the request past the sender's own budget.
         raise _unread(
@@ -156,29 +196,33 @@ def too_many_failures(wait_s: float) -> AppError:
 
 
 class AuthAttempt:
-    """One request's dealings with the brute-force guard (:mod:`app.guard`)."""
+    """One request's dealings with the brute-force guard (:mod:`app.guard`), which only ever
+    sees the request if it fails: right credentials are never refused nor held by it."""
 
     def __init__(self, limiter: FailureLimiter, subjects: tuple[str, ...]) -> None:
         self._limiter = limiter
         self._subjects = subjects
+        self.proven = False
 
-    async def check(self) -> None:
-        """Raise the 429 if any subject is blocked."""
-        wait = await self._limiter.check(*self._subjects)
-        if wait is not None:
-            await self._limiter.hold(*self._subjects, blocked=True)
-            raise too_many_failures(wait)
+    def authenticated(self) -> None:
+        """The credentials are right: whatever this request is refused for from here on (its
+        body, its customer), the guard neither counts nor holds it."""
+        self.proven = True
 
     async def refused(self) -> None:
         """A refusal of a request not yet authenticated for another reason than its
         credentials (its body too large, undecodable or too slow): held like a failure when
         the subjects keep being refused, never counted towards a block."""
+        if self.proven:
+            return
         self._limiter.refused(*self._subjects)
         await self._limiter.hold(*self._subjects)
 
     async def failed(self) -> None:
         """Count a failed authentication, holding the answer if the subjects keep failing;
-        raise the 429 if the subjects are now blocked."""
+        raise the 429 if the subjects are blocked."""
+        if self.proven:
+            return
         wait = await self._limiter.failed(*self._subjects)
         await self._limiter.hold(*self._subjects, blocked=wait is not None)
         if wait is not None:
@@ -191,17 +235,17 @@ async def guarded(
 ) -> AsyncIterator[AuthAttempt]:
     """Run a route's authentication under the brute-force guard.
 
-    The sender's address, and ``client`` (an :func:`app.guard.client_subject` of the identity
-    the request claims, if it names one) are checked first: while either is blocked the body
-    is not even read, so a right guess is refused like a wrong one. A 401 raised inside
-    counts as a failure of both and becomes the 429 when it completes a block; any other 4xx
-    raised inside (the body refused before authentication) is held like one, but never
-    starts a block. A route that answers 401 without raising calls
-    :meth:`AuthAttempt.failed` itself.
+    Nothing is asked of the guard on the way in: the credentials are checked first, whatever
+    the sender's address (``addr:``) or ``client`` (an :func:`app.guard.client_subject` of the
+    identity the request claims, if it names one) did before, so the right secret is always
+    accepted at once. A 401 raised inside counts as a failure of both subjects and becomes
+    the 429 while either is blocked; any other 4xx raised inside before
+    :meth:`AuthAttempt.authenticated` (the body refused before the credentials could be
+    checked) is held like one, but never starts a block. A route that answers 401 without
+    raising calls :meth:`AuthAttempt.failed` itself.
     """
     address = address_subject(client_address(request))
     attempt = AuthAttempt(services.guard, (address, client) if client else (address,))
-    await attempt.check()
     try:
         yield attempt
     except AppError as exc:
@@ -283,6 +327,8 @@ def request_invalid(exc: RequestValidationError) -> AppError:
 def http_refusal(exc: HTTPException) -> AppError:
     """FastAPI's own refusal (a JSON body it could not decode, ...) as one of ours, so the
     sender gets the route's error shape with a message that says what to fix."""
+    if isinstance(exc, BodyTooLarge):
+        return _unread(too_large(exc.max_bytes, "request body"))
     if exc.status_code == 400 and "pars" in str(exc.detail):
         message = "The request body could not be read as JSON; send a JSON object in UTF-8."
     else:
@@ -324,6 +370,8 @@ def error_route(
 
             async def handle(request: Request) -> Response:
                 try:
+                    # Every route's body is capped, whether or not it is read ahead.
+                    request = capped(request)
                     if admit is not None:
                         await admit(request)
                     response = await handler(request)

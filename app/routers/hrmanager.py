@@ -86,7 +86,7 @@ async def receive_event(
         event = event.replace("\x00", "")
     # Limited by address only, as KeldairHR: the tenant slug is in a public URL, so a lock per
     # tenant would let anyone lock a tenant out. Every 401 counts towards the address's budget.
-    async with guarded(services, request):
+    async with guarded(services, request) as attempt:
         wire = await read_raw(request, settings.max_body_bytes, deadline.remaining())
         connection = await services.connections.by_tenant(tenant, SOURCE)
         config = None
@@ -107,8 +107,10 @@ async def receive_event(
                 raise missing_signature()
             raise unauthorized()
         body = _signed_body(tenant, wire, presented, config, request, settings)
-        payload = require_object(parse_json(body))
         user_data_key = config.secrets.user_data_key
+        if config.options.require_signature and user_data_key is None:
+            attempt.authenticated()
+        payload = require_object(parse_json(body))
         if user_data_key is not None:
             # [I] Without a signature this is the only credential, and it is in the body: the body
             # must be read first (under the same caps), which a signature spares.

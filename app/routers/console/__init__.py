@@ -37,9 +37,12 @@ from app.admin import schemas as s
 from app.crypto import derive_keys
 from app.errors import AppError
 from app.routers.common import (
+    BodyTooLarge,
     ServicesDep,
     buffer_body,
+    capped,
     guarded,
+    http_refusal,
     request_invalid,
     request_text_problem,
     security_headers,
@@ -182,6 +185,7 @@ class ConsoleRoute(APIRoute):
 
         async def route(request: Request) -> Response:
             try:
+                request = capped(request)
                 await _admit(request)
                 response = await handler(request)
             except AppError as exc:
@@ -192,6 +196,10 @@ class ConsoleRoute(APIRoute):
             except RequestValidationError as exc:
                 message = request_invalid(exc).user_message
                 response = _page(request, "error.html", None, 400, message=message)
+            except BodyTooLarge as exc:
+                error = http_refusal(exc)
+                response = _page(request, "error.html", None, 413, message=error.user_message)
+                response.headers.update(error.headers)
             except HTTPException as exc:
                 if 300 <= exc.status_code < 400:
                     # The way to the login page (_session), cookie cleared.

@@ -99,9 +99,11 @@ async def receive_event(request: Request, services: ServicesDep) -> Response:
     deadline = Deadline(settings.request_deadline_s)
     # Unknown usernames and customerIds fail like wrong passwords: enumerating them costs a
     # connection lookup each, so they count against the address too.
-    async with guarded(services, request, auth.claimed_client(request)):
+    async with guarded(services, request, auth.claimed_client(request)) as attempt:
         wire = await read_raw(request, settings.max_body_bytes, deadline.remaining())
         identified = await auth.identify(request, services, wire)
+        if identified is not None and identified.pending_hash is None:
+            attempt.authenticated()
         body = decode_content(
             wire,
             request.headers.get("content-encoding"),
@@ -130,20 +132,7 @@ async def receive_event(request: Request, services: ServicesDep) -> Response:
         raise user_error(RECRUITER_MESSAGES[400], "The notification has no eventType.")
     event_type = config.event_type(sent_type)
     request.state.icims_actor = ACTORS.get(event_type, Actor.RECRUITER)
-    event_settings = config.options.events.get(event_type)
-    if event_settings is None:
-        raise user_error(
-            f"This integration is not set up to receive {sent_type} notifications for your "
-            "organization. Ask your iCIMS administrator to check the Event Notifications page, "
-            "or ask the vendor to enable this notification.",
-            f"eventType {sent_type!r} is not configured for customer {customer_id}.",
-        )
-    try:
-        event = parse_event({**payload, "eventType": event_type})
-    except ValidationError as exc:
-        raise user_error(
-            RECRUITER_MESSAGES[400], f"The {event_type} event is not valid: {describe(exc)}."
-        ) from exc
+    event_settings, event = _typed(config, event_type, sent_type, customer_id, payload)
 
     stored = dict(payload)
     header_links = parse_link_header(request.headers.get("link"))
@@ -191,6 +180,28 @@ async def receive_event(request: Request, services: ServicesDep) -> Response:
     )
     await services.intake.publish(outcome, known=True)
     return respond(outcome)
+
+
+def _typed(
+    config: IcimsConfig, event_type: str, sent_type: str, customer_id: str, payload: dict[str, Any]
+) -> tuple[EventSettings, IcimsEvent]:
+    """The settings of ``event_type`` (as the connection names ``sent_type``) and the typed
+    event; a recruiter's 400 when the connection does not take it or it is malformed."""
+    event_settings = config.options.events.get(event_type)
+    if event_settings is None:
+        raise user_error(
+            f"This integration is not set up to receive {sent_type} notifications for your "
+            "organization. Ask your iCIMS administrator to check the Event Notifications page, "
+            "or ask the vendor to enable this notification.",
+            f"eventType {sent_type!r} is not configured for customer {customer_id}.",
+        )
+    try:
+        event = parse_event({**payload, "eventType": event_type})
+    except ValidationError as exc:
+        raise user_error(
+            RECRUITER_MESSAGES[400], f"The {event_type} event is not valid: {describe(exc)}."
+        ) from exc
+    return event_settings, event
 
 
 async def _dedupe(
