@@ -455,7 +455,11 @@ class ConsoleSession(Base):
     a console must keep working (and a logout keep holding) while Redis is away."""
 
     __tablename__ = "console_session"
-    __table_args__ = (Index("ix_console_session_expires_at", "expires_at"),)
+    __table_args__ = (
+        Index("ix_console_session_expires_at", "expires_at"),
+        # Revoking a key deletes its sessions (ON DELETE CASCADE): found by index, not a scan.
+        Index("ix_console_session_key_id", "key_id"),
+    )
 
     digest: Mapped[bytes] = mapped_column(LargeBinary, primary_key=True)
     key_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("admin_key.id", ondelete="CASCADE"))

@@ -108,7 +108,7 @@ async def receive_event(
             raise unauthorized()
         body = _signed_body(tenant, wire, presented, config, request, settings)
         user_data_key = config.secrets.user_data_key
-        if config.options.require_signature and user_data_key is None:
+        if config.signature_required and user_data_key is None:
             attempt.authenticated()
         payload = require_object(parse_json(body))
         if user_data_key is not None:

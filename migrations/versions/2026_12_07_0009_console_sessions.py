@@ -40,8 +40,11 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("digest", name=op.f("pk_console_session")),
     )
     op.create_index("ix_console_session_expires_at", "console_session", ["expires_at"])
+    # Revoking a key deletes its sessions (ON DELETE CASCADE): found by index, not a scan.
+    op.create_index("ix_console_session_key_id", "console_session", ["key_id"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_console_session_key_id", table_name="console_session")
     op.drop_index("ix_console_session_expires_at", table_name="console_session")
     op.drop_table("console_session")
