@@ -77,8 +77,6 @@ class ResourceReport:
     quarantined: int = 0
     # A sweep reached its last page.
     swept: bool = False
-    # Not due yet (cron runs only).
-    skipped: bool = False
     # Stopped with pages left (time or rate budget): poll again after ``retry_after_s``.
     more: bool = False
     retry_after_s: float | None = None
@@ -257,7 +255,6 @@ class Poller:
         elif only_due and not position.due(
             now, config.options.refresh_interval, retry_cap=config.options.refresh_interval
         ):
-            report.skipped = True
             return report
         position = position.started(now)
         client = ApiClient(

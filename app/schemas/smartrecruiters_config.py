@@ -12,8 +12,8 @@ from typing import Any
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-from app.guard import require_strong_secret
 from app.outbound import OutboundUrl
+from app.secret_strength import require_strong_secret
 from app.validation import validated
 from app.verifiers.smartrecruiters import ROTATION_GRACE_S, TOLERANCE_S, SigningKey
 
