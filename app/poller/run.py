@@ -24,6 +24,7 @@ import httpx
 import structlog
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from app.backoff import Backoff
 from app.clients.base import ApiClient, ApiError, BudgetExhaustedError, BudgetKey
 from app.connections import ConnectionInfo
 from app.db import DB_ERRORS
@@ -136,7 +137,8 @@ class Poller:
     ) -> None:
         self._services = services
         self._max_attempts = max_attempts
-        self._backoff_s = backoff_s
+        # A page's transient failures: 0.5 s, 1 s, 2 s, ... up to 30 s.
+        self._backoff = Backoff(base_s=backoff_s, cap_s=30.0)
         self._now = clock
 
     def now(self) -> datetime:
@@ -390,8 +392,7 @@ class Poller:
                 attempt += 1
                 if not exc.transient or attempt >= self._max_attempts:
                     raise
-                backoff = min(30.0, self._backoff_s * 2 ** (attempt - 1))
-                wait = max(exc.retry_after_s or 0.0, backoff)
+                wait = self._backoff.delay(attempt, retry_after_s=exc.retry_after_s)
                 log.info("poll.retrying", status=exc.status, wait_s=round(wait, 3), attempt=attempt)
             if deadline is not None and time.monotonic() + wait > deadline:
                 raise _OutOfTimeError(wait)

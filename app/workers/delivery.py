@@ -9,7 +9,6 @@ delivery done is retried for a while first, so a short outage does not cause a r
 from __future__ import annotations
 
 import asyncio
-import random
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
@@ -23,6 +22,7 @@ import structlog
 from arq import Retry
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from app.backoff import PLUS_MINUS_20, Backoff
 from app.clients.base import parse_retry_after
 from app.db import DB_ERRORS
 from app.metrics import DEAD_LETTERS, DELIVERIES
@@ -34,7 +34,6 @@ from app.verifiers import standard_webhooks as swh
 from app.workers.context import Enrichment, RecordRow, process_slots
 
 log = structlog.get_logger(__name__)
-_jitter = random.Random()  # noqa: S311 - spreads retries; protects nothing
 
 # After a successful send, failing to mark it done means sending it again: a restart or
 # failover of PostgreSQL takes seconds, so keep trying that long (the budget keeps claim +
@@ -124,8 +123,8 @@ def signed_headers(record_id: str, body: bytes, secret: str, now: float) -> dict
 def next_delay(schedule: Sequence[float], attempts: int, retry_after_s: float | None) -> float:
     """The wait after failed attempt ``attempts``: the schedule's step, +-20%, never below
     the destination's ``Retry-After``."""
-    step = schedule[min(attempts, len(schedule)) - 1]
-    return max(step * (0.8 + 0.4 * _jitter.random()), retry_after_s or 0.0)
+    policy = Backoff.schedule(schedule, PLUS_MINUS_20)
+    return policy.delay(attempts, retry_after_s=retry_after_s)
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,7 +10,6 @@ after pushing ``available_at`` forward so the sweeper does not publish the job a
 from __future__ import annotations
 
 import asyncio
-import random
 import uuid
 from collections import Counter
 from collections.abc import Sequence
@@ -22,6 +21,7 @@ import structlog
 from arq import Retry
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from app.backoff import EQUAL_JITTER, Backoff
 from app.clients.base import ApiError, BudgetExhaustedError
 from app.connections import ConnectionInfo
 from app.db import DB_ERRORS
@@ -44,7 +44,6 @@ from app.workers.context import (
 log = structlog.get_logger(__name__)
 # Stored views of rows written in the finishing transaction (app.workers.delivery.Views).
 Views = dict[delivery.ViewKey, dict[str, Any]]
-_jitter = random.Random()  # noqa: S311 - spreads retries; protects nothing
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,9 +85,8 @@ def classify_api_error(exc: ApiError) -> Failure:
 
 def backoff(attempts: int, *, base_s: float, cap_s: float, retry_after_s: float | None) -> float:
     """Capped exponential backoff with equal jitter; never shorter than the ATS asked."""
-    ceiling: float = min(cap_s, base_s * 2.0 ** max(0, attempts - 1))
-    delay = ceiling / 2 + _jitter.uniform(0, ceiling / 2)
-    return max(delay, retry_after_s or 0.0)
+    policy = Backoff(base_s, cap_s, EQUAL_JITTER)
+    return policy.delay(attempts, retry_after_s=retry_after_s)
 
 
 def _services(ctx: dict[str, Any]) -> Services:
