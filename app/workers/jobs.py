@@ -16,7 +16,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
 import structlog
 from arq import Retry
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -32,7 +31,6 @@ from app.services import Services
 from app.store import dead_letters, deliveries, records, work
 from app.store.dead_letters import FailureKind
 from app.store.normalized import upsert_view
-from app.workers import delivery
 from app.workers.context import (
     Enrichment,
     EnrichmentError,
@@ -40,10 +38,9 @@ from app.workers.context import (
     RecordRow,
     process_slots,
 )
+from app.workers.normalized_event import Views, build_event, delivery_row, view_key
 
 log = structlog.get_logger(__name__)
-# Stored views of rows written in the finishing transaction (app.workers.delivery.Views).
-Views = dict[delivery.ViewKey, dict[str, Any]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -313,17 +310,8 @@ async def _upsert_in_order(
         )
         if view is not None:
             written[record.id] += 1
-            views[delivery.view_key(record, resource)] = view
+            views[view_key(record, resource)] = view
     return written, views
-
-
-async def _effects(
-    conn: AsyncConnection, record: RecordRow, enrichment: Enrichment
-) -> tuple[int, dict[str, Any]]:
-    """A finished record's writes, in the caller's transaction: rows written, and the
-    normalized event it owes its tenant's destination."""
-    written, views = await _upsert_in_order(conn, [(record, enrichment)])
-    return written[record.id], await _event(conn, record, enrichment, views)
 
 
 async def _event(
@@ -335,17 +323,21 @@ async def _event(
         # The source's effects may write the same rows: read what they left.
         views = {}
     slug = record.connection.tenant_slug if record.connection else ""
-    return await delivery.build_event(conn, record, enrichment, slug, views)
+    return await build_event(conn, record, enrichment, slug, views)
 
 
 async def _apply(
-    conn: AsyncConnection, record: RecordRow, enrichment: Enrichment | None
-) -> tuple[int, bool]:
-    """:func:`_effects` and the delivery row: rows written, delivery owed."""
-    if enrichment is None:
-        return 0, False
-    written, event = await _effects(conn, record, enrichment)
-    return written, await delivery.create(conn, record, event)
+    conn: AsyncConnection, todo: Sequence[tuple[RecordRow, Enrichment]]
+) -> tuple[Counter[uuid.UUID], list[uuid.UUID]]:
+    """The effects of finished records (one record's job or a batch's), in the caller's
+    transaction: their resources upserted, their normalized events built and owed to their
+    tenants' destinations. Rows written per record, and the records owing a delivery now."""
+    written, views = await _upsert_in_order(conn, todo)
+    if any(enrichment.effects is not None for _, enrichment in todo):
+        # A source's effects may write rows another record's event shows.
+        views = {}
+    rows = [delivery_row(r, await _event(conn, r, e, views)) for r, e in todo]
+    return written, await deliveries.create_many(conn, rows)
 
 
 async def _finish(services: Services, record: RecordRow, enrichment: Enrichment | None) -> str:
@@ -355,7 +347,8 @@ async def _finish(services: Services, record: RecordRow, enrichment: Enrichment 
                 # Another run completed first; its effects stand and ours are discarded.
                 await conn.rollback()
                 return "already-done"
-            written, owed = await _apply(conn, record, enrichment)
+            todo = [] if enrichment is None else [(record, enrichment)]
+            written, owed = await _apply(conn, todo)
             await records.set_state(conn, record.id, "processed")
     except DB_ERRORS as exc:
         log.warning(
@@ -373,8 +366,8 @@ async def _finish(services: Services, record: RecordRow, enrichment: Enrichment 
         record_id=str(record.id),
         tenant=_tenant(record),
         source=record.source,
-        written=written,
-        delivery=owed,
+        written=written[record.id],
+        delivery=bool(owed),
     )
     return "processed"
 
@@ -389,14 +382,8 @@ async def _finish_many(
             # Rows another run finished first keep that run's effects; ours are skipped.
             won = await work.finish_many(conn, "outbox", [record.id for record, _ in finished])
             todo = [(r, e) for r, e in finished if r.id in won and e is not None]
-            written, views = await _upsert_in_order(conn, todo)
-            if any(enrichment.effects is not None for _, enrichment in todo):
-                # A source's effects may write rows another record's event shows.
-                views = {}
-            events: list[tuple[uuid.UUID, int, str, bytes]] = []
-            for record, enrichment in todo:
-                event = await _event(conn, record, enrichment, views)
-                events.append((record.id, record.tenant_id, event["type"], orjson.dumps(event)))
+            written, owed = await _apply(conn, todo)
+            for record, _ in todo:
                 log.info(
                     "job.record_processed",
                     record_id=str(record.id),
@@ -404,7 +391,6 @@ async def _finish_many(
                     source=record.source,
                     written=written[record.id],
                 )
-            owed = await deliveries.create_many(conn, events)
             await records.set_states(conn, sorted(won), "processed")
     except DB_ERRORS as exc:
         # Nothing of the batch committed: each record retries as a job of its own.
