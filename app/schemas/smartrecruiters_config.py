@@ -36,6 +36,8 @@ class SmartRecruitersOptions(BaseModel):
     # A candidate.deleted erases what is stored about the candidate (app/privacy.py), rather
     # than only marking the normalized candidate deleted.
     erase_on_delete: bool = True
+    # Shared by every source that fetches (app/workers/fetch.py): false fetches for every event.
+    coalesce: bool = True
 
 
 class KeySpec(BaseModel):
