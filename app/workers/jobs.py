@@ -340,6 +340,17 @@ async def _apply(
     return written, await deliveries.create_many(conn, rows)
 
 
+def _log_processed(record: RecordRow, written: int, *, delivery: bool) -> None:
+    log.info(
+        "job.record_processed",
+        record_id=str(record.id),
+        tenant=_tenant(record),
+        source=record.source,
+        written=written,
+        delivery=delivery,
+    )
+
+
 async def _finish(services: Services, record: RecordRow, enrichment: Enrichment | None) -> str:
     try:
         async with services.engine.begin() as conn:
@@ -361,14 +372,7 @@ async def _finish(services: Services, record: RecordRow, enrichment: Enrichment 
     if owed:
         await services.queue.enqueue_delivery(record.id)
     RECORDS_PROCESSED.labels(record.source).inc()
-    log.info(
-        "job.record_processed",
-        record_id=str(record.id),
-        tenant=_tenant(record),
-        source=record.source,
-        written=written[record.id],
-        delivery=bool(owed),
-    )
+    _log_processed(record, written[record.id], delivery=bool(owed))
     return "processed"
 
 
@@ -384,13 +388,7 @@ async def _finish_many(
             todo = [(r, e) for r, e in finished if r.id in won and e is not None]
             written, owed = await _apply(conn, todo)
             for record, _ in todo:
-                log.info(
-                    "job.record_processed",
-                    record_id=str(record.id),
-                    tenant=_tenant(record),
-                    source=record.source,
-                    written=written[record.id],
-                )
+                _log_processed(record, written[record.id], delivery=record.id in owed)
             await records.set_states(conn, sorted(won), "processed")
     except DB_ERRORS as exc:
         # Nothing of the batch committed: each record retries as a job of its own.
