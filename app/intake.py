@@ -255,12 +255,71 @@ class Intake:
         """Record ``event`` and its outbox row, or replay the first answer of its key.
 
         With ``conn`` the statements join the caller's transaction (nothing is committed
-        here); without it they run as one statement of their own under ``deadline``.
+        here; :meth:`record_many`); without it they run as one statement of their own under
+        ``deadline``.
         """
-        info = event.connection
+        if conn is not None:
+            [outcome] = await self.record_many([event], conn=conn, answer_for=answer_for)
+            return outcome
         record_id = uuid7()
         answer = answer_for(record_id) if answer_for is not None else None
-        new = NewRecord(
+        ack_ms = None if deadline is None else int((time.monotonic() - deadline.started) * 1000)
+        new = self._new_record(event, record_id, answer, ack_ms)
+        started = time.monotonic()
+        outcome = await self._submit(new, deadline)
+        INTAKE_SECONDS.labels(event.connection.source).observe(time.monotonic() - started)
+        if not outcome.duplicate:
+            outcome = Outcome(record_id, answer, duplicate=False, queued=outcome.queued)
+        self._counted(event, outcome)
+        return outcome
+
+    async def record_many(
+        self,
+        events: Sequence[Event],
+        *,
+        conn: AsyncConnection,
+        answer_for: AnswerFor | None = None,
+    ) -> list[Outcome]:
+        """Record events and their outbox rows in the caller's transaction (a poll page with
+        its cursor, a notification's event objects: all or none), in one statement plus one
+        read for the duplicates; an outcome per event, in order. Nothing is committed or
+        published here: after commit, :meth:`publish_many`."""
+        if not events:
+            return []
+        answers: list[Answer | None] = []
+        batch: list[NewRecord] = []
+        for event in events:
+            record_id = uuid7()
+            answers.append(answer_for(record_id) if answer_for is not None else None)
+            batch.append(self._new_record(event, record_id, answers[-1], None))
+        started = time.monotonic()
+        inserted = await records.insert_many(conn, batch, task=PROCESS_RECORD)
+        # A repeat of an earlier event of the batch finds that event's record: the
+        # transaction sees its own insert.
+        stored = await records.find_many(conn, [_key(r) for r in batch if r.id not in inserted])
+        elapsed_s = time.monotonic() - started
+        outcomes: list[Outcome] = []
+        for event, new, answer in zip(events, batch, answers, strict=True):
+            if new.id in inserted:
+                outcomes.append(Outcome(new.id, answer, duplicate=False))
+            elif (found := stored.get(_key(new))) is not None:
+                outcomes.append(replayed(found))
+            else:  # pragma: no cover - the conflicting row is visible after the wait
+                raise AppError(503, "Please retry.", "conflicting record vanished")
+            INTAKE_SECONDS.labels(event.connection.source).observe(elapsed_s / len(batch))
+        # Off the request path nobody else counts them (there, Intake._write does).
+        await self._queue.count_duplicates(
+            Counter((r.tenant_id, r.source) for r in batch if r.id not in inserted)
+        )
+        for event, outcome in zip(events, outcomes, strict=True):
+            self._counted(event, outcome)
+        return outcomes
+
+    def _new_record(
+        self, event: Event, record_id: uuid.UUID, answer: Answer | None, ack_ms: int | None
+    ) -> NewRecord:
+        info = event.connection
+        return NewRecord(
             id=record_id,
             tenant_id=info.tenant_id,
             connection_id=info.id,
@@ -280,29 +339,24 @@ class Intake:
             answer_headers=None if answer is None else answer.headers,
             answer_body=None if answer is None else answer.body,
             problem="; ".join(event.problems) if event.problems else None,
-            ack_ms=None if deadline is None else int((time.monotonic() - deadline.started) * 1000),
+            ack_ms=ack_ms,
         )
 
-        started = time.monotonic()
-        if conn is None:
-            outcome = await self._submit(new, deadline)
-        else:
-            outcome = await self._insert_one(conn, new)
-        INTAKE_SECONDS.labels(info.source).observe(time.monotonic() - started)
+    @staticmethod
+    def _counted(event: Event, outcome: Outcome) -> None:
+        """The metrics and the log line of one recorded (or duplicate) event."""
+        info = event.connection
         # Only modelled types name a series: the sender chooses the type string.
         event_type = event.event_type if event.known else OTHER
         if outcome.duplicate:
             EVENTS.labels(info.source, event_type, "duplicate").inc()
-            if conn is not None:
-                # On the request path the batch counted it (Intake._write).
-                await self._queue.count_duplicate(info.tenant_id, info.source)
             log.info(
                 "intake.duplicate",
                 source=info.source,
                 tenant=info.tenant_slug,
                 record_id=str(outcome.record_id),
             )
-            return outcome
+            return
         recorded = "quarantined" if event.problems else "recorded"
         EVENTS.labels(info.source, event_type, recorded).inc()
         log.info(
@@ -310,20 +364,8 @@ class Intake:
             source=info.source,
             tenant=info.tenant_slug,
             event_type=event.event_type,
-            record_id=str(record_id),
+            record_id=str(outcome.record_id),
         )
-        return Outcome(record_id, answer, duplicate=False, queued=outcome.queued)
-
-    @staticmethod
-    async def _insert_one(db: AsyncConnection, new: NewRecord) -> Outcome:
-        if await records.insert(db, new, task=PROCESS_RECORD):
-            return Outcome(new.id, None, duplicate=False)
-        stored = await records.find(
-            db, tenant_id=new.tenant_id, source=new.source, dedupe_key=new.dedupe_key
-        )
-        if stored is None:  # pragma: no cover - the conflicting row is visible after the wait
-            raise AppError(503, "Please retry.", "conflicting record vanished")
-        return replayed(stored)
 
     async def _submit(self, new: NewRecord, deadline: Deadline | None) -> Outcome:
         """``new`` written by the next batch, within the request's database window, and its
@@ -452,3 +494,14 @@ class Intake:
         """
         if known and not outcome.duplicate and not outcome.queued:
             await self._queue.enqueue_record(outcome.record_id)
+
+    async def publish_many(self, events: Sequence[Event], outcomes: Sequence[Outcome]) -> int:
+        """After :meth:`record_many` committed, hint the workers of its new known records, a
+        job each, in one round trip; how many were published. The sweeper covers a failure
+        here."""
+        new = [
+            outcome.record_id
+            for event, outcome in zip(events, outcomes, strict=True)
+            if event.known and not outcome.duplicate and not outcome.queued
+        ]
+        return await self._queue.enqueue_records(new) if new else 0

@@ -16,7 +16,7 @@ from redis.asyncio import Redis
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from app.clients.base import DocumentCache
+from app.clients.document_cache import DocumentCache
 from app.settings import Settings
 from app.store import partitions, privacy
 

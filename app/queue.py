@@ -26,6 +26,8 @@ JOB_BATCH = 64
 DELIVER_RECORD = "deliver_record"
 # Several records' deliveries in one job: what one finishing transaction owes.
 DELIVER_RECORDS = "deliver_records"
+# One connection's due resources polled (app.workers.poller).
+POLL_CONNECTION = "poll_connection"
 
 # arq's enqueue_job (WATCH, EXISTS, MULTI, PSETEX, ZADD, EXEC: four round trips) as one
 # atomic script: same keys, same serialization, so workers see an ordinary arq job.
@@ -95,6 +97,11 @@ def delivery_job_id(record_id: uuid.UUID | str) -> str:
     return f"delivery:{record_id}"
 
 
+def poll_job_id(connection_id: int) -> str:
+    """One queued poll job per connection."""
+    return f"poll:{connection_id}"
+
+
 def _batch_jobs(
     prefix: str, record_ids: Sequence[uuid.UUID | str]
 ) -> list[tuple[str, tuple[Any, ...], int]]:
@@ -156,10 +163,21 @@ class Queue:
             DELIVER_RECORD, record_id, delivery_job_id(record_id), defer_s=defer_s
         )
 
+    async def enqueue_poll(self, connection_id: int) -> bool:
+        """Ask a worker to poll a connection's due resources; False if a poll of it is queued
+        or running already. Raises Redis errors: the poll cron tries again next tick."""
+        job = await self.redis.enqueue_job(
+            POLL_CONNECTION, connection_id, _job_id=poll_job_id(connection_id)
+        )
+        return job is not None
+
     async def enqueue_records(self, record_ids: Sequence[uuid.UUID | str]) -> int:
-        """Publish many records' jobs in one round trip; how many were newly queued."""
+        """Publish many records' jobs in one round trip; how many were newly queued. Each job
+        carries the context of the code enqueueing it (:func:`carried_context`)."""
         jobs = [(record_job_id(r), (str(r),), 1) for r in record_ids]
-        return await self._enqueue_many(PROCESS_RECORD, jobs, timeout_s=self._timeout_s * 4)
+        return await self._enqueue_many(
+            PROCESS_RECORD, jobs, timeout_s=self._timeout_s * 4, kwargs=carried_context()
+        )
 
     async def enqueue_deliveries(self, record_ids: Sequence[uuid.UUID | str]) -> int:
         """Publish owed deliveries as :func:`enqueue_batch` publishes records: a lone one as
@@ -171,7 +189,12 @@ class Queue:
         return await self._enqueue_many(DELIVER_RECORDS, jobs, timeout_s=self._timeout_s * 4)
 
     async def _enqueue_many(
-        self, function: str, jobs: Sequence[tuple[str, tuple[Any, ...], int]], *, timeout_s: float
+        self,
+        function: str,
+        jobs: Sequence[tuple[str, tuple[Any, ...], int]],
+        *,
+        timeout_s: float,
+        kwargs: Mapping[str, Any] | None = None,
     ) -> int:
         """Publish ``(job id, arguments, records it covers)`` jobs in one round trip; how many
         records were newly queued."""
@@ -182,7 +205,9 @@ class Queue:
             async with asyncio.timeout(timeout_s):
                 async with self.redis.pipeline(transaction=False) as pipe:
                     for job_id, args, _ in jobs:
-                        job = serialize_job(function, args, {}, None, now_ms, serializer=serialize)
+                        job = serialize_job(
+                            function, args, dict(kwargs or {}), None, now_ms, serializer=serialize
+                        )
                         await self._script(
                             keys=[
                                 job_key_prefix + job_id,

@@ -9,8 +9,9 @@ import httpx
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app import outbound
-from app.clients.base import DocumentCache, RateBudget
+from app.clients.base import RateBudget
 from app.clients.budget import ConnectionLimits, Limits, RedisBudget
+from app.clients.document_cache import DocumentCache
 from app.clients.transport import AsyncioTransport, OutboundClient
 from app.connections import ConnectionStore
 from app.crypto import Cipher

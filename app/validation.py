@@ -6,8 +6,6 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from app.errors import AppError
-
 M = TypeVar("M", bound=BaseModel)
 
 
@@ -21,11 +19,6 @@ def describe(exc: ValidationError, limit: int = 5) -> str:
     if more > 0:
         parts.append(f"and {more} more")
     return "; ".join(parts)
-
-
-def invalid_event(exc: ValidationError) -> AppError:
-    """A 400 naming what is wrong with the event."""
-    return AppError(400, f"The event is not valid: {describe(exc)}.", code="invalid_event")
 
 
 def validated(model: type[M], value: Any, where: str) -> M:

@@ -8,6 +8,7 @@ import uuid
 from typing import Any
 
 import orjson
+from sqlalchemy import text
 
 from app.connections import ConnectionInfo
 from app.intake import Deadline, Intake, json_answer
@@ -174,6 +175,33 @@ async def test_a_record_without_the_id_its_type_needs_is_a_pipeline_dead_letter(
     [letter] = await rows(services, "SELECT * FROM dead_letter")
     assert (letter.record_id, letter.kind, letter.reason) == (rid, "pipeline", "invalid_event")
     assert letter.attempts == 1
+
+
+async def test_options_broken_since_load_are_a_configuration_dead_letter_not_a_call(
+    services: Services, settings: Settings, fake_ats: FakeATS
+) -> None:
+    # The worker reads the connection through its typed configuration, as the route does: a
+    # mapping that no longer validates is the tenant's to fix, and nothing is fetched with it.
+    fake_ats.add_hrm_candidate("6006")
+    conn = await add_source(services, fake_ats, "hrmanager")
+    rid = await record_hrm(services, conn, "CandidateUpdated", {"CandidateId": "6006"})
+    async with services.engine.begin() as db:
+        await db.execute(
+            text(
+                "UPDATE connection SET options = options || "
+                """'{"payload_fields": {"nonsense": ["X"]}}'::jsonb WHERE id = :id"""
+            ),
+            {"id": conn.id},
+        )
+    await run_worker(fast_settings(settings))
+    assert fake_ats.calls_to("/hrm") == []
+    [letter] = await rows(services, "SELECT * FROM dead_letter")
+    assert (letter.record_id, letter.kind, letter.reason) == (
+        rid,
+        "configuration",
+        "invalid_configuration",
+    )
+    assert "payload_fields" in letter.detail
 
 
 async def test_a_connection_can_opt_out_of_caching_and_coalescing(

@@ -331,3 +331,23 @@ async def test_concurrent_batch_jobs_naming_the_same_candidates_both_finish(
     async with services.engine.connect() as conn:
         candidates = (await conn.execute(text("SELECT count(*) FROM candidate"))).scalar_one()
     assert candidates == 5
+
+
+async def test_events_recorded_in_the_callers_transaction_share_one_statement(
+    services: Services, acme: Any, counted: list[int]
+) -> None:
+    # Intake.record_many (a poll page, a Cloud Elements notification): one insert for all, an
+    # outcome per event in order; a repeat within the batch or of an earlier record is a
+    # duplicate of the first record, and only the new records get a job.
+    earlier = await _record(services, _event(acme, "k-0"))
+    events = [_event(acme, k) for k in ("k-1", "k-2", "k-1", "k-0")]
+    async with services.engine.begin() as conn:
+        outcomes = await services.intake.record_many(events, conn=conn)
+    assert counted == [1, 4]
+    assert [o.duplicate for o in outcomes] == [False, False, True, True]
+    assert outcomes[2].record_id == outcomes[0].record_id
+    assert outcomes[3].record_id == earlier.record_id
+    assert await services.intake.publish_many(events, outcomes) == 2
+    assert set(await arq_queue(services.queue.redis)) == {
+        f"record:{o.record_id}" for o in (earlier, outcomes[0], outcomes[1])
+    }

@@ -17,7 +17,6 @@ from app.guard import (
     FailureLimiter,
     address_subject,
     client_subject,
-    require_strong_secret,
     retry_after,
 )
 from tests.conftest import make_settings
@@ -277,17 +276,6 @@ async def test_from_settings(redis: Redis, servers: tuple[str, str]) -> None:
     assert guard._per_address is None
     defaults = make_settings(*servers)
     assert FailureLimiter.from_settings(redis, defaults)._per_address == FailureLimit(60, 60, 300)
-
-
-def test_require_strong_secret() -> None:
-    require_strong_secret("k" * 32, what="signing secret")
-    short = "q7Zr" * 7 + "abc"
-    assert len(short) == 31
-    with pytest.raises(ValueError, match="signing secret must be at least 32 characters") as e:
-        require_strong_secret(short, what="signing secret")
-    assert short not in str(e.value)
-    with pytest.raises(ValueError, match="at least 32"):
-        require_strong_secret(f"  {short}\n", what="signing secret")
 
 
 # --- Holding refusals ------------------------------------------------------------------------

@@ -40,6 +40,7 @@ from app.schemas import icims as icims_schema
 from app.schemas import keldair, polling
 from app.schemas import smartrecruiters as sr_schema
 from app.schemas.cloudelements_config import CloudElementsOptions
+from app.schemas.java_date import JavaDateFormat
 from app.verifiers import VerificationError
 from app.verifiers import cloudelements as ce_verify
 from app.verifiers import hrmanager as hrm_verify
@@ -911,7 +912,7 @@ def test_epoch_dates_raise_only_value_error(value: Any, fmt: str) -> None:
     ),
 )
 def test_java_date_patterns_round_trip(moment: datetime, pattern: str) -> None:
-    java = polling.JavaDateFormat(pattern)
+    java = JavaDateFormat(pattern)
     # Fractions are truncated to the pattern's digits, never rounded.
     digits = min(pattern.count("S"), 6)
     fraction = moment.microsecond // 10 ** (6 - digits) * 10 ** (6 - digits)

@@ -16,7 +16,7 @@ from arq import Retry
 from app import sources
 from app.services import Services
 from app.settings import Settings
-from app.store.normalized import Resource, upsert
+from app.store.normalized import Resource, upsert_view
 from app.workers.jobs import process_record, sweep_outbox
 from tests.conftest import arq_queue
 from tests.fake_ats import FakeATS, Step
@@ -178,7 +178,10 @@ async def test_upsert_only_moves_versions_forward(
 
     async def write(resource: Resource) -> bool:
         async with services.engine.begin() as db:
-            return await upsert(db, tenant_id=conn.tenant_id, source="hrmanager", resource=resource)
+            view = await upsert_view(
+                db, tenant_id=conn.tenant_id, source="hrmanager", resource=resource
+            )
+            return view is not None
 
     assert await write(candidate(2_000_000, "two", updated=200))
     assert not await write(candidate(1_000_000, "one"))  # older fetch
@@ -202,7 +205,9 @@ async def test_upsert_strips_nul_characters_the_ats_sent(
         version=1_000_000,
     )
     async with services.engine.begin() as db:
-        assert await upsert(db, tenant_id=conn.tenant_id, source="hrmanager", resource=resource)
+        assert await upsert_view(
+            db, tenant_id=conn.tenant_id, source="hrmanager", resource=resource
+        )
     [row] = await rows(services, "SELECT first_name, document FROM candidate")
     assert row.first_name == "Ada"
     assert row.document == {"FirstName": ["Ada", {"Note": ""}]}

@@ -17,6 +17,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import typer
 
+from app.backoff import Backoff
 from app.cli.common import DEV_ENV_FILE, remove_dev_env, write_dev_env
 from app.demo import DEMO_ATS_PORT, DEMO_TENANTS
 from app.settings import Settings
@@ -129,8 +130,7 @@ async def create_admin_key(settings: Settings) -> str:
 # A child that dies is started again after a pause that doubles with each quick death
 # (1 s, 2 s, ... 30 s), so a crash loop neither spins nor gives up; one that ran for a minute
 # starts over at 1 s.
-RESTART_BASE_S = 1.0
-RESTART_CAP_S = 30.0
+RESTART_BACKOFF = Backoff(base_s=1.0, cap_s=30.0)
 STABLE_AFTER_S = 60.0
 
 
@@ -171,8 +171,8 @@ def supervise(children: Sequence[Child], now: float, say: Callable[[str], object
             continue
         if now - child.started_at >= STABLE_AFTER_S:
             child.failures = 0
-        delay = min(RESTART_CAP_S, RESTART_BASE_S * 2.0 ** min(child.failures, 16))
         child.failures += 1
+        delay = RESTART_BACKOFF.delay(child.failures)
         child.restart_at = now + delay
         say(f"{child.name} exited with status {code}; restarting it in {delay:.0f} s")
 

@@ -4,8 +4,8 @@
 ``Positions/``, ``Departments/``, ``Users/``) with the key in an ``apikey`` header (ATS-FACTS
 section 2). [I] Fetching one resource as ``Candidates/{id}``, ``Positions/{id}`` and
 ``Users/{id}`` is assumed; a connection may name other paths in ``options.candidate_path`` /
-``position_path`` / ``user_path``. No webhook event names a department, so ``Departments/`` is
-not called.
+``position_path`` / ``user_path`` (app/schemas/hrmanager_config.py). No webhook event names a
+department, so ``Departments/`` is not called.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from app.clients.base import ApiClient, ApiError, BudgetKey, Document, RateBudge
 from app.clients.budget import Limits
 from app.connections import ConnectionInfo
 from app.schemas.hrmanager import SOURCE
+from app.schemas.hrmanager_config import HRManagerConfig
 
 DEFAULT_BASE_URL = "https://recruiter-api.hr-manager.net/restful.svc/v2"
 # [I] HR Manager publishes no figures, only that "API limits still apply": stay modest (5 in
@@ -32,12 +33,16 @@ class HRManagerClient(ApiClient):
     """One tenant's HR Manager API, spending that tenant's budget."""
 
     def __init__(
-        self, http: httpx.AsyncClient, budget: RateBudget, connection: ConnectionInfo
+        self,
+        http: httpx.AsyncClient,
+        budget: RateBudget,
+        connection: ConnectionInfo,
+        config: HRManagerConfig,
     ) -> None:
         super().__init__(http, budget, BudgetKey(connection.tenant_id, SOURCE))
-        options = connection.options
-        alias = options.get("customer_alias") or connection.account
-        api_key = connection.secrets.get("api_key")
+        options = config.options
+        alias = options.customer_alias or connection.account
+        api_key = config.secrets.api_key
         if not alias:
             raise ApiError(
                 "hrmanager: no customer alias (options.customer_alias or account)",
@@ -48,13 +53,13 @@ class HRManagerClient(ApiClient):
             raise ApiError(
                 "hrmanager: no API key (secrets.api_key)", transient=False, config_problem=True
             )
-        base = str(options.get("base_url") or DEFAULT_BASE_URL).rstrip("/")
-        self._root = f"{base}/{quote(str(alias), safe='')}"
-        self._headers = {"apikey": str(api_key), "accept": "application/json"}
+        base = (options.base_url or DEFAULT_BASE_URL).rstrip("/")
+        self._root = f"{base}/{quote(alias, safe='')}"
+        self._headers = {"apikey": api_key, "accept": "application/json"}
         self._paths = {
-            "candidate": str(options.get("candidate_path") or "Candidates/{id}"),
-            "position": str(options.get("position_path") or "Positions/{id}"),
-            "user": str(options.get("user_path") or "Users/{id}"),
+            "candidate": options.candidate_path or "Candidates/{id}",
+            "position": options.position_path or "Positions/{id}",
+            "user": options.user_path or "Users/{id}",
         }
 
     async def candidate(self, candidate_id: str) -> Document:

@@ -24,11 +24,11 @@ from app.clients.base import (
     ApiError,
     BudgetKey,
     Document,
-    DocumentCache,
     RateBudget,
     classify,
 )
 from app.clients.budget import Limits
+from app.clients.document_cache import DocumentCache
 from app.connections import ConnectionInfo
 from app.schemas.icims import SOURCE
 from app.schemas.icims_config import ApiSettings, ConfigError, IcimsConfig, ProfileKind
@@ -44,7 +44,6 @@ DEFAULT_LIMITS = Limits(
 log = structlog.get_logger(__name__)
 
 # iCIMS error codes (developer.icims.com/icims-platform/error-handling).
-RESOURCE_NOT_FOUND = 2
 RESOURCE_ACCESS_DENIED = 3
 
 

@@ -14,6 +14,7 @@ import httpx
 from app.clients.base import ApiClient, ApiError, BudgetKey, Document, RateBudget
 from app.clients.budget import Limits, RouteLimits
 from app.connections import ConnectionInfo
+from app.schemas.smartrecruiters_config import SmartRecruitersConfig, SmartRecruitersSecrets
 
 SOURCE = "smartrecruiters"
 DEFAULT_BASE_URL = "https://api.smartrecruiters.com"
@@ -33,14 +34,13 @@ DEFAULT_LIMITS = Limits(
 )
 
 
-def auth_headers(connection: ConnectionInfo) -> dict[str, str] | None:
+def auth_headers(secrets: SmartRecruitersSecrets) -> dict[str, str] | None:
     """The headers that carry the connection's credential ([C] ``X-SmartToken``, or an OAuth
     bearer token), with ``accept``; None when it has neither."""
-    secrets = connection.secrets
-    if secrets.get("api_key"):
-        headers = {"X-SmartToken": str(secrets["api_key"])}
-    elif secrets.get("access_token"):
-        headers = {"Authorization": f"Bearer {secrets['access_token']}"}
+    if secrets.api_key:
+        headers = {"X-SmartToken": secrets.api_key}
+    elif secrets.access_token:
+        headers = {"Authorization": f"Bearer {secrets.access_token}"}
     else:
         return None
     headers["accept"] = "application/json"
@@ -51,10 +51,14 @@ class SmartRecruitersClient(ApiClient):
     """One tenant's SmartRecruiters API, spending that tenant's budget."""
 
     def __init__(
-        self, http: httpx.AsyncClient, budget: RateBudget, connection: ConnectionInfo
+        self,
+        http: httpx.AsyncClient,
+        budget: RateBudget,
+        connection: ConnectionInfo,
+        config: SmartRecruitersConfig,
     ) -> None:
         super().__init__(http, budget, BudgetKey(connection.tenant_id, SOURCE))
-        headers = auth_headers(connection)
+        headers = auth_headers(config.secrets)
         if headers is None:
             raise ApiError(
                 "smartrecruiters: no credentials (secrets.api_key or secrets.access_token)",
@@ -62,7 +66,7 @@ class SmartRecruitersClient(ApiClient):
                 config_problem=True,
             )
         self._headers = headers
-        self._base = str(connection.options.get("base_url") or DEFAULT_BASE_URL).rstrip("/")
+        self._base = (config.options.base_url or DEFAULT_BASE_URL).rstrip("/")
 
     async def candidate(self, candidate_id: str) -> Document:
         """One candidate, with its primary and secondary assignments (applications)."""

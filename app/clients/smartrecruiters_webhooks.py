@@ -21,6 +21,7 @@ import httpx
 
 from app.clients.smartrecruiters import DEFAULT_BASE_URL, auth_headers
 from app.connections import ConnectionInfo
+from app.schemas import smartrecruiters_config as sr_config
 
 API_PATH = "/webhooks-api/v201907/subscriptions"
 # [C] SmartRecruiters waits up to 20 s for the handshake while the activation call is open.
@@ -37,14 +38,18 @@ class SubscriptionsApi:
     """One connection's view of the Webhooks Subscriptions API."""
 
     def __init__(self, http: httpx.AsyncClient, connection: ConnectionInfo) -> None:
-        headers = auth_headers(connection)
+        try:
+            config = connection.parsed(sr_config.parse)
+        except ValueError as exc:
+            raise SubscriptionApiError(f"the connection is misconfigured: {exc}") from None
+        headers = auth_headers(config.secrets)
         if headers is None:
             raise SubscriptionApiError(
                 "the connection has no SmartRecruiters credential (secrets.api_key or "
                 "secrets.access_token, with the webhooks_manage scope)"
             )
         self._headers = headers
-        base = str(connection.options.get("base_url") or DEFAULT_BASE_URL).rstrip("/")
+        base = (config.options.base_url or DEFAULT_BASE_URL).rstrip("/")
         self._url = base + API_PATH
         self._http = http
 

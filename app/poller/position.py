@@ -15,6 +15,8 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
+from app.backoff import Backoff
+
 
 def _time(value: Any) -> datetime | None:
     return datetime.fromisoformat(value) if isinstance(value, str) and value else None
@@ -131,7 +133,8 @@ class Position:
         if self.failures:
             # Back off after failures (30 s, 1 min, 2 min, ... up to the interval), so an API
             # that refuses every call is not asked every tick.
-            wait = min(timedelta(seconds=30) * 2 ** min(self.failures - 1, 16), retry_cap)
+            policy = Backoff(base_s=30.0, cap_s=retry_cap.total_seconds())
+            wait = timedelta(seconds=policy.delay(self.failures))
             return self.failed_at is None or now >= self.failed_at + wait
         if self.in_sweep:
             return True

@@ -24,6 +24,7 @@ import httpx
 import structlog
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from app.backoff import Backoff
 from app.clients.base import ApiClient, ApiError, BudgetExhaustedError, BudgetKey
 from app.connections import ConnectionInfo
 from app.db import DB_ERRORS
@@ -77,8 +78,6 @@ class ResourceReport:
     quarantined: int = 0
     # A sweep reached its last page.
     swept: bool = False
-    # Not due yet (cron runs only).
-    skipped: bool = False
     # Stopped with pages left (time or rate budget): poll again after ``retry_after_s``.
     more: bool = False
     retry_after_s: float | None = None
@@ -138,7 +137,8 @@ class Poller:
     ) -> None:
         self._services = services
         self._max_attempts = max_attempts
-        self._backoff_s = backoff_s
+        # A page's transient failures: 0.5 s, 1 s, 2 s, ... up to 30 s.
+        self._backoff = Backoff(base_s=backoff_s, cap_s=30.0)
         self._now = clock
 
     def now(self) -> datetime:
@@ -190,7 +190,7 @@ class Poller:
         """
         log_ctx = {"connection_id": connection.id, "tenant": connection.tenant_slug}
         try:
-            config = polling.parse(connection.options, connection.secrets)
+            config = connection.parsed(polling.parse)
         except ValueError as exc:
             # Refused when the tenants file was loaded; a connection broken since is reported.
             log.warning("poll.invalid_configuration", detail=str(exc), **log_ctx)
@@ -249,15 +249,12 @@ class Poller:
         now = self._now()
         async with self._services.engine.connect() as conn:
             raw = await cursors.get(conn, connection.id, name)
-        position = Position.load(raw, default_since=now - config.options.initial_lookback)
+        position = stored_position(raw, config, now)
         if since is not None:
             # A back-fill sweeps from the earlier of its date and the cursor: what the cursor
             # still owed is never skipped.
             position = Position(since=since if raw is None else min(since, position.since))
-        elif only_due and not position.due(
-            now, config.options.refresh_interval, retry_cap=config.options.refresh_interval
-        ):
-            report.skipped = True
+        elif only_due and not is_due(position, config, now):
             return report
         position = position.started(now)
         client = ApiClient(
@@ -393,8 +390,7 @@ class Poller:
                 attempt += 1
                 if not exc.transient or attempt >= self._max_attempts:
                     raise
-                backoff = min(30.0, self._backoff_s * 2 ** (attempt - 1))
-                wait = max(exc.retry_after_s or 0.0, backoff)
+                wait = self._backoff.delay(attempt, retry_after_s=exc.retry_after_s)
                 log.info("poll.retrying", status=exc.status, wait_s=round(wait, 3), attempt=attempt)
             if deadline is not None and time.monotonic() + wait > deadline:
                 raise _OutOfTimeError(wait)
@@ -457,18 +453,14 @@ class Poller:
         async with asyncio.timeout(timeout), self._services.engine.begin() as conn:
             if not await cursors.lock_held(conn, connection_id, holder):
                 raise LockLostError(connection_id)
-            outcomes = [await intake.record(i.event, answer_for=None, conn=conn) for i in items]
+            outcomes = await intake.record_many([i.event for i in items], conn=conn)
             await cursors.advance(conn, connection_id, name, after.dump())
         return outcomes
 
     async def _publish(self, items: list[PolledItem], outcomes: list[Outcome]) -> int:
         """After commit: the new records' jobs (the sweeper covers a failure here)."""
-        recorded = 0
-        for item, outcome in zip(items, outcomes, strict=True):
-            if not outcome.duplicate:
-                recorded += 1
-                await self._services.intake.publish(outcome, known=item.event.known)
-        return recorded
+        await self._services.intake.publish_many([i.event for i in items], outcomes)
+        return sum(1 for outcome in outcomes if not outcome.duplicate)
 
     async def _failed(
         self,
@@ -495,6 +487,20 @@ class Poller:
         return report
 
 
+def stored_position(
+    raw: dict[str, Any] | None, config: polling.PollingConfig, now: datetime
+) -> Position:
+    """A resource's stored position, or a fresh one reaching back the connection's lookback."""
+    return Position.load(raw, default_since=now - config.options.initial_lookback)
+
+
+def is_due(position: Position, config: polling.PollingConfig, now: datetime) -> bool:
+    """Whether the poll cron polls a resource standing at ``position`` now: its refresh
+    interval passed, a sweep unfinished, or a failure's backoff (capped at the interval) over."""
+    interval = config.options.refresh_interval
+    return position.due(now, interval, retry_cap=interval)
+
+
 async def polled_connections(
     services: Services, connection_id: int | None = None
 ) -> list[ConnectionInfo]:
@@ -509,4 +515,13 @@ def utc(moment: datetime) -> datetime:
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
-__all__ = ["PageDone", "Poller", "ResourceReport", "RunReport", "polled_connections", "utc"]
+__all__ = [
+    "PageDone",
+    "Poller",
+    "ResourceReport",
+    "RunReport",
+    "is_due",
+    "polled_connections",
+    "stored_position",
+    "utc",
+]

@@ -20,7 +20,7 @@ from fastapi.responses import Response
 from app.connections import ConnectionInfo
 from app.db import DB_ERRORS
 from app.errors import unauthorized, unavailable
-from app.intake import Deadline, Outcome, json_answer
+from app.intake import Deadline, json_answer
 from app.payload import decode_content
 from app.routers import openapi
 from app.routers.common import (
@@ -188,14 +188,11 @@ async def _record(
     try:
         # All event objects of a notification or none: a retry after a 503 finds all or none.
         async with asyncio.timeout(deadline.remaining()), services.engine.begin() as conn:
-            outcomes: list[Outcome] = [
-                await intake.record(event, answer_for=None, conn=conn) for event in prepared
-            ]
+            outcomes = await intake.record_many(prepared, conn=conn)
     except DB_ERRORS as exc:
         log.warning("cloudelements.unavailable", error=type(exc).__name__)
         raise unavailable(f"database: {type(exc).__name__}") from exc
-    for event, outcome in zip(prepared, outcomes, strict=True):
-        await intake.publish(outcome, known=event.known)
+    await intake.publish_many(prepared, outcomes)
     answer = json_answer(
         200,
         {

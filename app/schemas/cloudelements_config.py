@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from app.guard import require_strong_secret
+from app.secret_strength import require_strong_secret
 from app.validation import validated
 from app.verifiers import url_token
 

@@ -20,7 +20,6 @@ from pydantic import (
     model_validator,
 )
 
-from app.guard import require_strong_secret
 from app.outbound import OutboundUrl
 from app.schemas.icims import (
     APPLICATION_COMPLETE,
@@ -35,6 +34,7 @@ from app.schemas.icims import (
     IcimsEvent,
 )
 from app.schemas.keys import credential_id
+from app.secret_strength import require_strong_secret
 from app.validation import validated
 
 ProfileKind = Literal["people", "jobs", "applicantworkflows"]

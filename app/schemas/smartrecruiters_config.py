@@ -12,8 +12,8 @@ from typing import Any
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-from app.guard import require_strong_secret
 from app.outbound import OutboundUrl
+from app.secret_strength import require_strong_secret
 from app.validation import validated
 from app.verifiers.smartrecruiters import ROTATION_GRACE_S, TOLERANCE_S, SigningKey
 
@@ -36,6 +36,8 @@ class SmartRecruitersOptions(BaseModel):
     # A candidate.deleted erases what is stored about the candidate (app/privacy.py), rather
     # than only marking the normalized candidate deleted.
     erase_on_delete: bool = True
+    # Shared by every source that fetches (app/workers/fetch.py): false fetches for every event.
+    coalesce: bool = True
 
 
 class KeySpec(BaseModel):

@@ -123,13 +123,6 @@ async def add_to_replay(conn: AsyncConnection, replay_id: int, ids: list[uuid.UU
     )
 
 
-async def get_replay(conn: AsyncConnection, replay_id: int) -> Row[Any] | None:
-    """One replay row."""
-    return (
-        await conn.execute(text("SELECT * FROM replay WHERE id = :id"), {"id": replay_id})
-    ).first()
-
-
 async def replays_of(conn: AsyncConnection, record_id: uuid.UUID) -> list[Row[Any]]:
     """The replays that included a record, oldest first."""
     result = await conn.execute(

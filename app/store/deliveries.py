@@ -8,15 +8,6 @@ from typing import Any
 from sqlalchemy import Row, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-_CREATE = text(
-    """
-    INSERT INTO delivery (record_id, tenant_id, event_type, body)
-    SELECT :id, :tenant_id, :event_type, :body
-    WHERE EXISTS (SELECT 1 FROM destination WHERE tenant_id = :tenant_id AND enabled)
-    ON CONFLICT (record_id) DO NOTHING
-    RETURNING record_id
-    """
-)
 _CREATE_MANY = text(
     """
     INSERT INTO delivery (record_id, tenant_id, event_type, body)
@@ -33,21 +24,11 @@ _CREATE_MANY = text(
 _DESTINATION = text("SELECT url, secret FROM destination WHERE tenant_id = :tenant_id AND enabled")
 
 
-async def create(
-    conn: AsyncConnection, *, record_id: uuid.UUID, tenant_id: int, event_type: str, body: bytes
-) -> bool:
-    """Owe ``body`` to the tenant's destination if it has an enabled one; True if owed now."""
-    created = await conn.execute(
-        _CREATE,
-        {"id": record_id, "tenant_id": tenant_id, "event_type": event_type, "body": body},
-    )
-    return created.first() is not None
-
-
 async def create_many(
     conn: AsyncConnection, owed: list[tuple[uuid.UUID, int, str, bytes]]
 ) -> list[uuid.UUID]:
-    """:func:`create` for many (record id, tenant id, event type, body); the ids owed now."""
+    """Owe each (record id, tenant id, event type, body) to its tenant's destination, if it
+    has an enabled one; the record ids owed now (one record's event, or a batch's)."""
     if not owed:
         return []
     created = await conn.execute(

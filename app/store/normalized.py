@@ -104,18 +104,13 @@ _VIEWS = {
 }
 
 
-async def upsert(conn: AsyncConnection, *, tenant_id: int, source: str, resource: Resource) -> bool:
-    """Insert or update one resource unless a newer version is stored; True if it was written."""
-    view = await upsert_view(conn, tenant_id=tenant_id, source=source, resource=resource)
-    return view is not None
-
-
 async def upsert_view(
     conn: AsyncConnection, *, tenant_id: int, source: str, resource: Resource
 ) -> dict[str, Any] | None:
-    """:func:`upsert`, giving the :func:`stored_view` of the row it wrote (None if a newer
-    version was stored). The row stays locked until the caller's transaction ends, so the
-    view holds for that transaction unless it writes the row again."""
+    """Insert or update one resource unless a newer version is stored, giving the
+    :func:`stored_view` of the row it wrote (None if a newer version was stored). The row
+    stays locked until the caller's transaction ends, so the view holds for that transaction
+    unless it writes the row again."""
     params: dict[str, Any] = {
         "tenant_id": tenant_id,
         "source": source,

@@ -9,32 +9,27 @@ delivery done is retried for a while first, so a short outage does not cause a r
 from __future__ import annotations
 
 import asyncio
-import random
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 import httpx
-import orjson
 import structlog
 from arq import Retry
-from sqlalchemy.ext.asyncio import AsyncConnection
 
+from app.backoff import PLUS_MINUS_20, Backoff
 from app.clients.base import parse_retry_after
 from app.db import DB_ERRORS
 from app.metrics import DEAD_LETTERS, DELIVERIES
 from app.services import Services
 from app.store import dead_letters, deliveries, work
 from app.store.dead_letters import FailureKind
-from app.store.normalized import Resource, stored_view
 from app.verifiers import standard_webhooks as swh
-from app.workers.context import Enrichment, RecordRow, process_slots
+from app.workers.context import process_slots
 
 log = structlog.get_logger(__name__)
-_jitter = random.Random()  # noqa: S311 - spreads retries; protects nothing
 
 # After a successful send, failing to mark it done means sending it again: a restart or
 # failover of PostgreSQL takes seconds, so keep trying that long (the budget keeps claim +
@@ -50,72 +45,6 @@ _NO_DESTINATION: tuple[FailureKind, str, str] = (
 )
 
 
-# The stored views a transaction already knows, by (tenant id, source, kind, external id).
-ViewKey = tuple[int, str, str, str]
-Views = Mapping[ViewKey, dict[str, Any]]
-
-
-def view_key(record: RecordRow, resource: Resource) -> ViewKey:
-    """The key of ``resource``'s stored view in :data:`Views`: one normalized row per tenant,
-    source, kind and external id."""
-    return (record.tenant_id, record.source, resource.kind, resource.external_id)
-
-
-async def build_event(
-    conn: AsyncConnection,
-    record: RecordRow,
-    enrichment: Enrichment,
-    tenant_slug: str,
-    known: Views | None = None,
-) -> dict[str, Any]:
-    """The normalized event for a record, from the stored (newest) state of what it names;
-    ``known`` holds views of rows this transaction wrote (and still locks), read only once."""
-    views: dict[str, list[dict[str, Any]]] = {"candidate": [], "job": [], "application": []}
-    seen: set[tuple[str, str]] = set()
-    for resource in enrichment.resources:
-        if (resource.kind, resource.external_id) in seen:
-            continue
-        seen.add((resource.kind, resource.external_id))
-        view = (known or {}).get(view_key(record, resource))
-        if view is None:
-            view = await stored_view(
-                conn,
-                tenant_id=record.tenant_id,
-                source=record.source,
-                kind=resource.kind,
-                external_id=resource.external_id,
-            )
-        if view is not None:
-            views[resource.kind].append(view)
-    data: dict[str, Any] = {
-        "record_id": str(record.id),
-        "tenant": tenant_slug,
-        "source": record.source,
-        "source_event_type": record.event_type,
-        "received_at": record.received_at.isoformat() if record.received_at else None,
-        "candidate": views["candidate"][0] if views["candidate"] else None,
-        "job": views["job"][0] if views["job"] else None,
-        "applications": views["application"],
-        **enrichment.data,
-    }
-    return {
-        "type": enrichment.event_type,
-        "timestamp": datetime.now(UTC).isoformat(),
-        "data": data,
-    }
-
-
-async def create(conn: AsyncConnection, record: RecordRow, event: dict[str, Any]) -> bool:
-    """Owe the event to the tenant's destination, if it has one; True if a delivery was made."""
-    return await deliveries.create(
-        conn,
-        record_id=record.id,
-        tenant_id=record.tenant_id,
-        event_type=event["type"],
-        body=orjson.dumps(event),
-    )
-
-
 def signed_headers(record_id: str, body: bytes, secret: str, now: float) -> dict[str, str]:
     """The Standard Webhooks headers for one attempt (a fresh timestamp each time)."""
     return {**swh.signed_headers(record_id, body, secret, now), "user-agent": "Hirehook/0.1"}
@@ -124,8 +53,8 @@ def signed_headers(record_id: str, body: bytes, secret: str, now: float) -> dict
 def next_delay(schedule: Sequence[float], attempts: int, retry_after_s: float | None) -> float:
     """The wait after failed attempt ``attempts``: the schedule's step, +-20%, never below
     the destination's ``Retry-After``."""
-    step = schedule[min(attempts, len(schedule)) - 1]
-    return max(step * (0.8 + 0.4 * _jitter.random()), retry_after_s or 0.0)
+    policy = Backoff.schedule(schedule, PLUS_MINUS_20)
+    return policy.delay(attempts, retry_after_s=retry_after_s)
 
 
 @dataclass(frozen=True, slots=True)

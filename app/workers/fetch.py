@@ -65,10 +65,13 @@ async def fetch(
     call: Call,
     *,
     budget_key: BudgetKey | None = None,
+    coalesce: bool = True,
 ) -> Fetched:
     """The record's view of one resource: cached if fresh enough, else fetched once for all.
-    ``budget_key`` names the budget ``call`` spends, when it spends exactly one call of it."""
-    if record.connection is not None and record.connection.options.get("coalesce") is False:
+    ``budget_key`` names the budget ``call`` spends, when it spends exactly one call of it;
+    ``coalesce`` is the connection's ``options.coalesce``, read from its typed configuration
+    by the source's handler."""
+    if not coalesce:
         # A tenant may opt out: every event then costs its own call.
         return await _call(call)
     return await fetch_document(

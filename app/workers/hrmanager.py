@@ -15,13 +15,17 @@ become tombstones. None is a dead letter for being unmapped.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from functools import partial
 from typing import Any, Literal
 
+from app.clients.base import Document
 from app.clients.hrmanager import HRManagerClient
+from app.connections import ConnectionInfo
 from app.schemas import hrmanager as events
+from app.schemas import hrmanager_config
+from app.schemas.hrmanager_config import HRManagerConfig
 from app.services import Services
 from app.store.normalized import Resource
 from app.workers.context import Enrichment, EnrichmentError, RecordRow
@@ -136,17 +140,25 @@ def position(fetched: Fetched, position_id: str) -> Resource:
     )
 
 
-def derived_subjects(record: RecordRow) -> dict[str, str]:
+def config_of(connection: ConnectionInfo) -> HRManagerConfig:
+    """The connection's typed configuration (parsed once per cached connection); one broken
+    since it was loaded is the tenant's to fix, not something a retry can."""
+    try:
+        return connection.parsed(hrmanager_config.parse)
+    except ValueError as exc:
+        raise EnrichmentError("invalid_configuration", str(exc), kind="configuration") from exc
+
+
+def derived_subjects(record: RecordRow, config: HRManagerConfig) -> dict[str, str]:
     """The ids of a record stored without them (not through the route, which derives them at
     intake), by the same parser and the connection's mapping."""
     if not isinstance(record.payload, dict):
         return {}
-    options = record.connection.options if record.connection else {}
     parsed = events.parse(
         record.payload,
         url_event=record.event_type,
-        fields=options.get("payload_fields"),
-        aliases=options.get("event_aliases"),
+        fields=config.options.payload_fields,
+        aliases=config.options.event_aliases,
     )
     return dict(parsed.subjects)
 
@@ -154,7 +166,8 @@ def derived_subjects(record: RecordRow) -> dict[str, str]:
 async def handle(services: Services, record: RecordRow) -> Enrichment:
     """Fetch what the event names and describe it as normalized resources."""
     connection = record.require_connection()
-    subjects = record.subjects or derived_subjects(record)
+    config = config_of(connection)
+    subjects = record.subjects or derived_subjects(record, config)
     missing = [f for f in events.required_ids(record.event_type) if f[:-3] not in subjects]
     if missing:
         # Intake quarantines such events; a record reaching here without them was made
@@ -176,27 +189,30 @@ async def handle(services: Services, record: RecordRow) -> Enrichment:
     wanted = [kind for kind in plan.fetch if kind in subjects]
     if not wanted:
         return Enrichment(plan.delivered, data=data)
-    client = HRManagerClient(services.http, services.budget, connection)
+    client = HRManagerClient(services.http, services.budget, connection, config)
+
+    async def get(kind: str, external_id: str, call: Callable[[], Awaitable[Document]]) -> Fetched:
+        return await fetch(
+            services,
+            record,
+            kind,
+            external_id,
+            call,
+            budget_key=client.budget_key,
+            coalesce=config.options.coalesce,
+        )
+
     resources: list[Resource] = []
     for kind in wanted:
         external_id = subjects[kind]
         if kind == "candidate":
-            call = partial(client.candidate, external_id)
-            fetched = await fetch(
-                services, record, "candidate", external_id, call, budget_key=client.budget_key
-            )
+            fetched = await get("candidate", external_id, partial(client.candidate, external_id))
             resources += candidate(fetched, external_id)
         elif kind == "position":
-            call = partial(client.position, external_id)
-            fetched = await fetch(
-                services, record, "job", external_id, call, budget_key=client.budget_key
-            )
+            fetched = await get("job", external_id, partial(client.position, external_id))
             resources.append(position(fetched, external_id))
         else:
             # No normalized table for users: the recruiter goes with the delivered event.
-            call = partial(client.user, external_id)
-            fetched = await fetch(
-                services, record, "user", external_id, call, budget_key=client.budget_key
-            )
+            fetched = await get("user", external_id, partial(client.user, external_id))
             data["user"] = fetched.document
     return Enrichment(plan.delivered, resources, data)

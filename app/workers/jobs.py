@@ -10,18 +10,17 @@ after pushing ``available_at`` forward so the sweeper does not publish the job a
 from __future__ import annotations
 
 import asyncio
-import random
 import uuid
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
 import structlog
 from arq import Retry
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from app.backoff import EQUAL_JITTER, Backoff
 from app.clients.base import ApiError, BudgetExhaustedError
 from app.connections import ConnectionInfo
 from app.db import DB_ERRORS
@@ -32,7 +31,6 @@ from app.services import Services
 from app.store import dead_letters, deliveries, records, work
 from app.store.dead_letters import FailureKind
 from app.store.normalized import upsert_view
-from app.workers import delivery
 from app.workers.context import (
     Enrichment,
     EnrichmentError,
@@ -40,11 +38,9 @@ from app.workers.context import (
     RecordRow,
     process_slots,
 )
+from app.workers.normalized_event import Views, build_event, delivery_row, view_key
 
 log = structlog.get_logger(__name__)
-# Stored views of rows written in the finishing transaction (app.workers.delivery.Views).
-Views = dict[delivery.ViewKey, dict[str, Any]]
-_jitter = random.Random()  # noqa: S311 - spreads retries; protects nothing
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,9 +82,8 @@ def classify_api_error(exc: ApiError) -> Failure:
 
 def backoff(attempts: int, *, base_s: float, cap_s: float, retry_after_s: float | None) -> float:
     """Capped exponential backoff with equal jitter; never shorter than the ATS asked."""
-    ceiling: float = min(cap_s, base_s * 2.0 ** max(0, attempts - 1))
-    delay = ceiling / 2 + _jitter.uniform(0, ceiling / 2)
-    return max(delay, retry_after_s or 0.0)
+    policy = Backoff(base_s, cap_s, EQUAL_JITTER)
+    return policy.delay(attempts, retry_after_s=retry_after_s)
 
 
 def _services(ctx: dict[str, Any]) -> Services:
@@ -315,17 +310,8 @@ async def _upsert_in_order(
         )
         if view is not None:
             written[record.id] += 1
-            views[delivery.view_key(record, resource)] = view
+            views[view_key(record, resource)] = view
     return written, views
-
-
-async def _effects(
-    conn: AsyncConnection, record: RecordRow, enrichment: Enrichment
-) -> tuple[int, dict[str, Any]]:
-    """A finished record's writes, in the caller's transaction: rows written, and the
-    normalized event it owes its tenant's destination."""
-    written, views = await _upsert_in_order(conn, [(record, enrichment)])
-    return written[record.id], await _event(conn, record, enrichment, views)
 
 
 async def _event(
@@ -337,17 +323,32 @@ async def _event(
         # The source's effects may write the same rows: read what they left.
         views = {}
     slug = record.connection.tenant_slug if record.connection else ""
-    return await delivery.build_event(conn, record, enrichment, slug, views)
+    return await build_event(conn, record, enrichment, slug, views)
 
 
 async def _apply(
-    conn: AsyncConnection, record: RecordRow, enrichment: Enrichment | None
-) -> tuple[int, bool]:
-    """:func:`_effects` and the delivery row: rows written, delivery owed."""
-    if enrichment is None:
-        return 0, False
-    written, event = await _effects(conn, record, enrichment)
-    return written, await delivery.create(conn, record, event)
+    conn: AsyncConnection, todo: Sequence[tuple[RecordRow, Enrichment]]
+) -> tuple[Counter[uuid.UUID], list[uuid.UUID]]:
+    """The effects of finished records (one record's job or a batch's), in the caller's
+    transaction: their resources upserted, their normalized events built and owed to their
+    tenants' destinations. Rows written per record, and the records owing a delivery now."""
+    written, views = await _upsert_in_order(conn, todo)
+    if any(enrichment.effects is not None for _, enrichment in todo):
+        # A source's effects may write rows another record's event shows.
+        views = {}
+    rows = [delivery_row(r, await _event(conn, r, e, views)) for r, e in todo]
+    return written, await deliveries.create_many(conn, rows)
+
+
+def _log_processed(record: RecordRow, written: int, *, delivery: bool) -> None:
+    log.info(
+        "job.record_processed",
+        record_id=str(record.id),
+        tenant=_tenant(record),
+        source=record.source,
+        written=written,
+        delivery=delivery,
+    )
 
 
 async def _finish(services: Services, record: RecordRow, enrichment: Enrichment | None) -> str:
@@ -357,7 +358,8 @@ async def _finish(services: Services, record: RecordRow, enrichment: Enrichment 
                 # Another run completed first; its effects stand and ours are discarded.
                 await conn.rollback()
                 return "already-done"
-            written, owed = await _apply(conn, record, enrichment)
+            todo = [] if enrichment is None else [(record, enrichment)]
+            written, owed = await _apply(conn, todo)
             await records.set_state(conn, record.id, "processed")
     except DB_ERRORS as exc:
         log.warning(
@@ -370,14 +372,7 @@ async def _finish(services: Services, record: RecordRow, enrichment: Enrichment 
     if owed:
         await services.queue.enqueue_delivery(record.id)
     RECORDS_PROCESSED.labels(record.source).inc()
-    log.info(
-        "job.record_processed",
-        record_id=str(record.id),
-        tenant=_tenant(record),
-        source=record.source,
-        written=written,
-        delivery=owed,
-    )
+    _log_processed(record, written[record.id], delivery=bool(owed))
     return "processed"
 
 
@@ -391,22 +386,9 @@ async def _finish_many(
             # Rows another run finished first keep that run's effects; ours are skipped.
             won = await work.finish_many(conn, "outbox", [record.id for record, _ in finished])
             todo = [(r, e) for r, e in finished if r.id in won and e is not None]
-            written, views = await _upsert_in_order(conn, todo)
-            if any(enrichment.effects is not None for _, enrichment in todo):
-                # A source's effects may write rows another record's event shows.
-                views = {}
-            events: list[tuple[uuid.UUID, int, str, bytes]] = []
-            for record, enrichment in todo:
-                event = await _event(conn, record, enrichment, views)
-                events.append((record.id, record.tenant_id, event["type"], orjson.dumps(event)))
-                log.info(
-                    "job.record_processed",
-                    record_id=str(record.id),
-                    tenant=_tenant(record),
-                    source=record.source,
-                    written=written[record.id],
-                )
-            owed = await deliveries.create_many(conn, events)
+            written, owed = await _apply(conn, todo)
+            for record, _ in todo:
+                _log_processed(record, written[record.id], delivery=record.id in owed)
             await records.set_states(conn, sorted(won), "processed")
     except DB_ERRORS as exc:
         # Nothing of the batch committed: each record retries as a job of its own.

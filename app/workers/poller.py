@@ -19,21 +19,14 @@ from arq import Retry
 from redis.exceptions import RedisError
 
 from app.db import DB_ERRORS
-from app.poller.position import Position
-from app.poller.run import Poller, polled_connections
+from app.poller.run import Poller, is_due, polled_connections, stored_position
 from app.schemas import polling
 from app.services import Services
 from app.store import cursors
 
 log = structlog.get_logger(__name__)
 
-POLL_CONNECTION = "poll_connection"
 POLL_TICK_SECONDS = frozenset(range(0, 60, 15))
-
-
-def poll_job_id(connection_id: int) -> str:
-    """One queued poll job per connection."""
-    return f"poll:{connection_id}"
 
 
 def _services(ctx: dict[str, Any]) -> Services:
@@ -56,28 +49,25 @@ async def poll_due(ctx: dict[str, Any]) -> int:
     enqueued = 0
     for connection in connections:
         try:
-            config = polling.parse(connection.options, connection.secrets)
+            config = connection.parsed(polling.parse)
         except ValueError as exc:
             log.warning("poll.invalid_configuration", connection_id=connection.id, detail=str(exc))
             continue
-        interval = config.options.refresh_interval
         due = any(
-            Position.load(
-                stored.get((connection.id, name), ({}, None))[0],
-                default_since=now - config.options.initial_lookback,
-            ).due(now, interval, retry_cap=interval)
+            is_due(
+                stored_position(stored.get((connection.id, name), ({}, None))[0], config, now),
+                config,
+                now,
+            )
             for name in config.resources
         )
         if not due:
             continue
         try:
-            job = await services.queue.redis.enqueue_job(
-                POLL_CONNECTION, connection.id, _job_id=poll_job_id(connection.id)
-            )
+            enqueued += await services.queue.enqueue_poll(connection.id)
         except (RedisError, OSError, TimeoutError) as exc:
             log.warning("poll.enqueue_failed", error=type(exc).__name__)
             return enqueued
-        enqueued += job is not None
     return enqueued
 
 
@@ -109,4 +99,4 @@ async def poll_connection(ctx: dict[str, Any], connection_id: int) -> str:
     return report.status
 
 
-__all__ = ["POLL_CONNECTION", "POLL_TICK_SECONDS", "poll_connection", "poll_due", "poll_job_id"]
+__all__ = ["POLL_TICK_SECONDS", "poll_connection", "poll_due"]

@@ -21,6 +21,8 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.exceptions import WatchError
 
+from app.backoff import Backoff
+
 log = structlog.get_logger(__name__)
 
 # Refused, reset, timed out, or still loading its data after a restart (BusyLoadingError is
@@ -33,8 +35,7 @@ REDIS_DOWN: tuple[type[BaseException], ...] = (
 )
 # What the except clauses catch; redis_down() then tells an outage from anything else.
 _CAUGHT: tuple[type[BaseException], ...] = (*REDIS_DOWN, WatchError)
-BACKOFF_BASE_S = 0.2
-BACKOFF_CAP_S = 5.0
+BACKOFF = Backoff(base_s=0.2, cap_s=5.0)
 
 
 def redis_down(exc: BaseException) -> bool:
@@ -140,8 +141,8 @@ class ResilientWorker(Worker):
         if self.redis_down_since is None:
             self.redis_down_since = time.monotonic()
             log.warning("worker.redis_unavailable", error=type(exc).__name__, detail=str(exc))
-        delay = min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2.0 ** min(self._failures, 16))
         self._failures += 1
+        delay = BACKOFF.delay(self._failures)
         await asyncio.sleep(delay)
 
     def _redis_up(self) -> None:

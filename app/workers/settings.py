@@ -16,6 +16,7 @@ from app import sources
 from app.queue import (
     DELIVER_RECORD,
     DELIVER_RECORDS,
+    POLL_CONNECTION,
     PROCESS_RECORD,
     PROCESS_RECORDS,
     deserialize,
@@ -28,7 +29,7 @@ from app.workers.delivery import deliver_record, deliver_records
 from app.workers.jobs import process_record, process_records, sweep_outbox
 from app.workers.maintenance import privacy_maintenance
 from app.workers.observed import observed
-from app.workers.poller import POLL_CONNECTION, POLL_TICK_SECONDS, poll_connection, poll_due
+from app.workers.poller import POLL_TICK_SECONDS, poll_connection, poll_due
 from app.workers.resilient import ResilientWorker
 
 log = structlog.get_logger(__name__)

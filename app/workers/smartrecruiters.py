@@ -14,7 +14,7 @@ from typing import Any
 
 from app.clients.smartrecruiters import SmartRecruitersClient
 from app.privacy import erase
-from app.schemas.smartrecruiters_config import SmartRecruitersOptions
+from app.schemas import smartrecruiters_config as sr_config
 from app.services import Services
 from app.store.normalized import Resource
 from app.workers.context import Enrichment, EnrichmentError, RecordRow
@@ -119,6 +119,10 @@ def payload_ids(name: str, payload: Any) -> tuple[str | None, str | None]:
 async def handle(services: Services, record: RecordRow) -> Enrichment:
     """Fetch what the notification names and describe it as normalized resources."""
     connection = record.require_connection()
+    try:
+        config = connection.parsed(sr_config.parse)
+    except ValueError as exc:
+        raise EnrichmentError("invalid_configuration", str(exc), kind="configuration") from exc
     name = record.event_type or record.headers.get("event-name", "")
     if record.subjects:
         # Derived once, from the typed event, when it was received.
@@ -130,7 +134,7 @@ async def handle(services: Services, record: RecordRow) -> Enrichment:
     if name == "candidate.deleted":
         if candidate_id is None:
             raise EnrichmentError("invalid_event", "candidate.deleted without an id")
-        if SmartRecruitersOptions.model_validate(connection.options).erase_on_delete:
+        if config.options.erase_on_delete:
             # The ATS forgot the candidate: so do we, this event's own record included. The
             # tombstone that follows names the id only; the destination is told of the deletion.
             await erase(
@@ -144,15 +148,20 @@ async def handle(services: Services, record: RecordRow) -> Enrichment:
         return Enrichment(event_type, [tombstone("candidate", candidate_id)])
     if candidate_id is None and job_id is None:
         raise EnrichmentError("invalid_event", f"{name or 'the event'} names no candidate or job")
-    client = SmartRecruitersClient(services.http, services.budget, connection)
+    client = SmartRecruitersClient(services.http, services.budget, connection, config)
+    coalesce = config.options.coalesce
     resources: list[Resource] = []
     if candidate_id is not None:
         cid = candidate_id
-        fetched = await fetch(services, record, "candidate", cid, lambda: client.candidate(cid))
+        fetched = await fetch(
+            services, record, "candidate", cid, lambda: client.candidate(cid), coalesce=coalesce
+        )
         # An application event is about one application; a candidate event about all of them.
         resources += candidate(fetched, cid, only_job=job_id)
     if job_id is not None:
         jid = job_id
-        fetched = await fetch(services, record, "job", jid, lambda: client.job(jid))
+        fetched = await fetch(
+            services, record, "job", jid, lambda: client.job(jid), coalesce=coalesce
+        )
         resources.append(job(fetched, jid))
     return Enrichment(event_type, resources)
