@@ -12,8 +12,8 @@ import structlog
 from prometheus_client import generate_latest
 from pydantic import SecretStr
 
-from app.queue import carried_context
 from app import sources
+from app.queue import carried_context
 from app.request_context import request_id_from, source_of
 from app.services import Services
 from app.settings import Settings
