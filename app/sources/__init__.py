@@ -13,6 +13,7 @@ from app.services import Services
 from app.settings import Settings
 from app.sources.base import Source
 from app.sources.cloudelements import CLOUDELEMENTS
+from app.sources.hmac import HMAC
 from app.sources.hrmanager import HRMANAGER
 from app.sources.icims import ICIMS
 from app.sources.keldair import KELDAIR
@@ -20,7 +21,7 @@ from app.sources.smartrecruiters import SMARTRECRUITERS
 from app.workers.context import RecordHandler
 
 REGISTRY: dict[str, Source] = {
-    s.name: s for s in (KELDAIR, ICIMS, HRMANAGER, SMARTRECRUITERS, CLOUDELEMENTS)
+    s.name: s for s in (KELDAIR, ICIMS, HRMANAGER, SMARTRECRUITERS, CLOUDELEMENTS, HMAC)
 }
 
 
