@@ -347,3 +347,18 @@ def test_a_quarantined_event_is_released_once_the_connection_names_its_header() 
     after = reparse(payload, stored, {"preset": "ashby", "event_header": "X-Event"})
     assert (before.known, before.problems) == (False, ("no event name at body action",))
     assert (after.event_type, after.known, after.problems) == ("offer.created", True, ())
+
+
+async def test_one_tenants_secret_never_records_under_another(
+    client: httpx.AsyncClient, services: Services
+) -> None:
+    await connect(services, "alpha", {"preset": "ashby"}, secrets=[SECRET])
+    await connect(services, "beta", {"preset": "ashby"}, secrets=[WRONG])
+    body = ashby_body()
+    crossed = await client.post("/v1/hmac/beta/events", content=body, headers=ashby_headers(body))
+    own = await client.post("/v1/hmac/alpha/events", content=body, headers=ashby_headers(body))
+    assert (crossed.status_code, own.status_code) == (401, 200)
+    [record] = await rows(
+        services, "SELECT t.slug FROM record r JOIN tenant t ON t.id = r.tenant_id"
+    )
+    assert record.slug == "alpha"
