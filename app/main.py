@@ -1,7 +1,12 @@
-"""The ASGI application: the only module that mounts routers."""
+"""The ASGI application: the only module that mounts routers.
+
+The sources' routers, path prefixes and OpenAPI tags come from the registry (app.sources): a
+source is added there, not here.
+"""
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -13,17 +18,7 @@ from fastapi_offline import FastAPIOffline
 from app import sources
 from app.errors import AppError
 from app.request_context import RequestContext
-from app.routers import (
-    admin,
-    cloudelements,
-    console,
-    health,
-    hrmanager,
-    icims,
-    keldair,
-    openapi,
-    smartrecruiters,
-)
+from app.routers import admin, console, health, openapi
 from app.routers.common import render, render_default, request_invalid
 from app.runtime import freeze_startup_heap
 from app.settings import Settings, get_settings
@@ -66,18 +61,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def _request_invalid(request: Request, exc: RequestValidationError) -> Response:
         return render(request, request_invalid(exc), render_default)
 
-    app.add_middleware(RequestContext)
+    app.add_middleware(
+        RequestContext, paths=sources.paths(), tenant_in_path=sources.tenant_in_path()
+    )
     # Starlette tries routes in order, and every try costs: the event routes, which take
     # nearly all the traffic, come first; health checks, the admin API and the docs after.
-    app.include_router(keldair.router)
-    for router in icims.ROUTERS:
-        app.include_router(router)
-    app.include_router(smartrecruiters.router)
-    app.include_router(hrmanager.router)
-    app.include_router(cloudelements.router)
+    for module in sources.routers():
+        for router in importlib.import_module(module).ROUTERS:
+            app.include_router(router)
     app.include_router(health.router)
     app.include_router(admin.router)
     # Not in the OpenAPI document: pages for people, not an API.
     app.include_router(console.router)
-    app.openapi = lambda: openapi.build(app)  # type: ignore[method-assign]
+    tags = sources.openapi_tags()
+    app.openapi = lambda: openapi.build(app, tags)  # type: ignore[method-assign]
     return app

@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 import time
 import uuid
+from collections.abc import Mapping
 
 import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -23,25 +24,24 @@ REQUEST_ID_HEADER = "x-request-id"
 _SANE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
 _SLUG = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
 
-# The event routes, by path prefix; what the sender sees as latency is measured for these.
-_SOURCES = {
-    "/v1/keldair/": "keldair",
-    "/v1/hrmanager/": "hrmanager",
-    "/v1/smartrecruiters/": "smartrecruiters",
-    "/v1/cloud-elements/": "cloudelements",
-    "/v1/icims/": "icims",
-    "/oauth/token": "oauth",
-}
-# Routes of the form /v1/<source>/<tenant>/events name the tenant in their path.
-_TENANT_IN_PATH = frozenset({"keldair", "hrmanager", "smartrecruiters", "cloudelements"})
+# Where the middleware leaves the source it found for a request (an ASGI extension key), for
+# the routes' error rendering (app.routers.common.render).
+SOURCE_KEY = "hirehook.source"
 
 
-def source_of(path: str) -> str:
-    """The source an event route serves, ``"oauth"`` for the token endpoint, else ``"other"``."""
-    for prefix, source in _SOURCES.items():
+def source_of(path: str, paths: Mapping[str, str]) -> str:
+    """The label of the event route serving ``path`` (``paths``: prefix -> label, from the
+    source registry), else ``"other"``."""
+    for prefix, source in paths.items():
         if path.startswith(prefix):
             return source
     return OTHER
+
+
+def source_in(scope: Scope) -> str:
+    """The label :class:`RequestContext` found for this request, else ``"other"``."""
+    source: str = scope.get(SOURCE_KEY, OTHER)
+    return source
 
 
 def request_id_from(headers: list[tuple[bytes, bytes]]) -> str:
@@ -59,8 +59,15 @@ class RequestContext:
     """Binds ``request_id`` (and the tenant an event route's path names) to the log context,
     answers with ``X-Request-Id`` and times event routes' answers by source and status."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(
+        self, app: ASGIApp, *, paths: Mapping[str, str], tenant_in_path: frozenset[str]
+    ) -> None:
         self.app = app
+        # The event routes, by path prefix (app.sources.paths): what the sender sees as
+        # latency is measured for these.
+        self.paths = dict(paths)
+        # The labels whose routes read /v1/<source>/<tenant>/...: the tenant is in the path.
+        self.tenant_in_path = tenant_in_path
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -68,9 +75,9 @@ class RequestContext:
             return
         request_id = request_id_from(scope["headers"])
         path: str = scope["path"]
-        source = source_of(path)
+        source = scope[SOURCE_KEY] = source_of(path, self.paths)
         context: dict[str, str] = {"request_id": request_id}
-        if source in _TENANT_IN_PATH:
+        if source in self.tenant_in_path:
             parts = path.split("/")
             # Unverified here: the slug is logged as the sender claimed it, never trusted.
             if len(parts) > 3 and _SLUG.fullmatch(parts[3]):

@@ -50,3 +50,39 @@ def test_import_linter_contracts_are_kept() -> None:
     # The contracts ran (a config that failed to load would not say this).
     assert "0 broken" in result.stdout
     assert result.stdout.count(" KEPT") >= 6
+
+
+_LAYERS = ("schemas", "verifiers", "clients", "checks", "workers", "routers", "sources")
+
+
+def _modules_of(graph: grimp.ImportGraph, source: str) -> set[str]:
+    """A source's modules in every layer, by the naming rule: ``app.<layer>.<source>``,
+    ``app.<layer>.<source>_<part>`` and their submodules."""
+    found = set()
+    for module in graph.modules:
+        parts = module.split(".")
+        if len(parts) >= 3 and parts[1] in _LAYERS:
+            name = parts[2]
+            if name == source or name.startswith(source + "_"):
+                found.add(module)
+    return found
+
+
+def test_no_registered_source_reaches_another_in_any_layer() -> None:
+    # Read from the registry, so a new source is held to it without editing a contract.
+    from app.sources import REGISTRY
+
+    graph = grimp.build_graph("app", cache_dir=None)
+    groups = {name: _modules_of(graph, name) for name in REGISTRY}
+    assert all(groups.values()), groups
+    chains = []
+    for name, modules in groups.items():
+        for other, others in groups.items():
+            if other == name:
+                continue
+            for importer in sorted(modules):
+                for imported in sorted(others):
+                    chain = graph.find_shortest_chain(importer=importer, imported=imported)
+                    if chain is not None:
+                        chains.append(" -> ".join(chain))
+    assert chains == [], "\n".join(chains)

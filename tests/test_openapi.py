@@ -17,8 +17,8 @@ from jsonschema import Draft202012Validator
 from openapi_spec_validator import validate
 
 from app.main import create_app
+from app.schemas import hmac, hmac_config, icims, keldair, smartrecruiters
 from app.schemas import hrmanager as hrm
-from app.schemas import icims, keldair, smartrecruiters
 from app.schemas.cloudelements import parse_notification
 from app.schemas.cloudelements_config import CloudElementsOptions
 from app.sources.icims import ICIMS_EVENT_TYPES
@@ -45,6 +45,9 @@ ANSWERS: dict[tuple[str, str], set[str]] = {
         "200", "400", "401", "408", "413", "415", "429", "503",
     },
     ("post", "/v1/cloud-elements/{tenant}/events/{token}"): {
+        "200", "400", "401", "408", "413", "415", "429", "503",
+    },
+    ("post", "/v1/hmac/{tenant}/events"): {
         "200", "400", "401", "408", "413", "415", "429", "503",
     },
     ("post", "/v1/icims/events"): {"200", "303", "400", "401", "429", "500", "503"},
@@ -111,6 +114,12 @@ def _accepts_cloudelements(example: Any, name: str) -> bool:
     return all(e.parsed.known and e.parsed.event_type.endswith(name.lower()) for e in events)
 
 
+def _accepts_hmac(example: Any, preset: str) -> bool:
+    scheme = hmac_config.parse_options({"preset": preset})[1]
+    parsed = hmac.parse(example, {}, scheme)
+    return parsed.known and not parsed.problems
+
+
 # Event route -> (its event types, as the sources' sample lists name them; a check that the
 # route's parser takes each example as that type).
 EVENT_ROUTES: dict[str, tuple[frozenset[str], Callable[[Any, str], bool]]] = {
@@ -130,6 +139,8 @@ EVENT_ROUTES: dict[str, tuple[frozenset[str], Callable[[Any, str], bool]]] = {
         frozenset({"CREATED", "UPDATED", "DELETED"}),
         _accepts_cloudelements,
     ),
+    # One example per preset (ATS), each named as its ATS names the event.
+    "/v1/hmac/{tenant}/events": (frozenset(hmac_config.PRESETS), _accepts_hmac),
 }
 
 

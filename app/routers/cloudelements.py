@@ -11,61 +11,126 @@ to the connection's ``secrets.signature_keys[0]``; or, for an instance without a
 from __future__ import annotations
 
 import asyncio
-import contextlib
+from typing import Any, Literal
 
 import structlog
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
+from pydantic import BaseModel, ConfigDict, Field
 
 from app.connections import ConnectionInfo
 from app.db import DB_ERRORS
-from app.errors import unauthorized, unavailable
+from app.errors import unavailable
 from app.intake import Deadline, json_answer
 from app.payload import decode_content
 from app.routers import openapi
 from app.routers.common import (
+    DECOY_KEY,
     DefaultRoute,
     ServicesDep,
     answer_response,
     guarded,
     read_raw,
+    tenant_config,
+    unauthenticated,
 )
 from app.schemas import cloudelements_config
 from app.schemas.cloudelements import SOURCE, parse_notification
 from app.schemas.cloudelements_config import CloudElementsConfig
 from app.services import Services
+from app.sources.cloudelements import sample
 from app.verifiers import VerificationError, url_token
 from app.verifiers import cloudelements as signatures
 
 log = structlog.get_logger(__name__)
 router = APIRouter(prefix="/v1/cloud-elements", tags=["Cloud Elements"], route_class=DefaultRoute)
+ROUTERS = (router,)
 
-# Verifying against a key nobody holds keeps an unknown tenant as slow as a bad signature.
-_DECOY_KEY = b"\x00" * 32
 
-_ANSWERS = {
-    **openapi.accepted(
-        200,
-        openapi.CloudElementsAccepted,
-        "Every event object recorded (or a repeat); unexpected shapes quarantined.",
-    ),
-    **openapi.refusals(
-        (400, 401, 408, 413, 415, 429, 503),
-        meanings={
-            # Malformed JSON is recorded and quarantined; only the encoding is refused.
-            400: "A corrupt or truncated gzip/deflate body.",
-            401: "Missing or wrong signature or URL token, or an unknown tenant.",
-            503: "The notification could not be committed (all its events or none); retry.",
-        },
-    ),
-}
+class CloudElementsRecord(BaseModel):
+    record_id: str
+    duplicate: bool
+
+
+class CloudElementsAccepted(BaseModel):
+    status: Literal["accepted"]
+    records: list[CloudElementsRecord] = Field(description="One per event object, in order.")
+    quarantined: int = Field(description="Event objects recorded but not of an expected shape.")
+
+
+class CloudElementsEvent(BaseModel):
+    """One event object; ``objectType``, ``objectId`` and ``eventType`` key its record."""
+
+    model_config = ConfigDict(extra="allow")
+
+    elementKey: str | None = None  # noqa: N815 - the wire name
+    objectType: str  # noqa: N815 - the wire name
+    objectId: str | int  # noqa: N815 - the wire name
+    eventType: str = Field(  # noqa: N815 - the wire name
+        description="CREATED, UPDATED or DELETED (any case); others are stored, not dispatched."
+    )
+    updatedDate: str | None = None  # noqa: N815 - the wire name
+
+
+class CloudElementsMessage(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    eventId: str | None = Field(  # noqa: N815 - the wire name
+        default=None, description="The notification's id (else the Elements-Webhook-Id header)."
+    )
+    elementKey: str | None = None  # noqa: N815 - the wire name
+    instanceId: int | str | None = None  # noqa: N815 - the wire name
+    events: list[CloudElementsEvent] = Field(min_length=1, max_length=100)
+    raw: Any = Field(default=None, description="The provider's raw body; stored, not keyed.")
+
+
+class CloudElementsNotification(BaseModel):
+    """The envelope ``app.schemas.cloudelements.parse_notification`` reads (``message`` may
+    also be left out, its fields at the top level)."""
+
+    message: CloudElementsMessage
+
+
+def _body() -> dict[str, Any]:
+    examples: dict[str, Any] = {}
+    for event_type in ("CREATED", "UPDATED", "DELETED"):
+        notification = sample(1, event_id=f"evt-{event_type.lower()}")
+        for event in notification["message"]["events"]:
+            event["eventType"] = event_type
+        examples[event_type] = notification
+    return openapi.json_body(
+        openapi.hoisted_model("", CloudElementsNotification),
+        examples,
+        "One Cloud Elements event notification: one record per event object. An authentic "
+        "notification of another shape is recorded and quarantined (answered 200).",
+    )
+
+
+_ANSWERS = openapi.event_answers(
+    CloudElementsAccepted,
+    "Every event object recorded (or a repeat); unexpected shapes quarantined.",
+    meanings={
+        # Malformed JSON is recorded and quarantined; only the encoding is refused.
+        400: "A corrupt or truncated gzip/deflate body.",
+        401: "Missing or wrong signature or URL token, or an unknown tenant.",
+        503: "The notification could not be committed (all its events or none); retry.",
+    },
+)
+_BODY = _body()
+openapi.security_schemes(
+    cloudElementsSignature=openapi.header_scheme(
+        "Elements-Webhook-Signature",
+        "Cloud Elements: HMAC-SHA256 of the body with the element instance's "
+        "event.notification.signature.key (header name configurable per connection).",
+    )
+)
 
 
 @router.post(
     "/{tenant}/events",
     status_code=200,
     responses=_ANSWERS,
-    openapi_extra={**openapi.cloudelements_body(), **openapi.security(("cloudElementsSignature",))},
+    openapi_extra={**_BODY, **openapi.security(("cloudElementsSignature",))},
 )
 async def receive_notification(tenant: str, request: Request, services: ServicesDep) -> Response:
     """Receive one signed Cloud Elements event notification for ``tenant``: one record per
@@ -77,7 +142,9 @@ async def receive_notification(tenant: str, request: Request, services: Services
     # tenant out; the address limit caps what one sender can make us spend on checks.
     async with guarded(services, request):
         wire = await read_raw(request, settings.max_body_bytes, deadline.remaining())
-        connection, config = await _connection(tenant, services)
+        connection, config = await tenant_config(
+            services, tenant, SOURCE, cloudelements_config.parse
+        )
         header = config.options.signature_header if config else cloudelements_config.DEFAULT_HEADER
         presented = request.headers.get(header)
         # Nothing is inflated or parsed before the request can be authentic. A connection
@@ -88,12 +155,12 @@ async def receive_notification(tenant: str, request: Request, services: Services
             or config.options.auth != "signature"
             or not presented
         ):
-            with contextlib.suppress(VerificationError):
-                # Costs what a real check costs, so timing does not tell a tenant exists.
-                signatures.verify(presented or "sha256=", [wire], [_DECOY_KEY])
-            reason = "unknown tenant or no signature"
-            log.info("cloudelements.unauthenticated", tenant=tenant, reason=reason)
-            raise unauthorized()
+            raise unauthenticated(
+                SOURCE,
+                tenant,
+                "unknown tenant or no signature",
+                decoy=lambda: signatures.verify(presented or "sha256=", [wire], [DECOY_KEY]),
+            )
         body = _decode(request, services, wire)
         try:
             signatures.verify(
@@ -104,8 +171,7 @@ async def receive_notification(tenant: str, request: Request, services: Services
                 encoding=config.options.signature_encoding,
             )
         except VerificationError as exc:
-            log.info("cloudelements.unauthenticated", tenant=tenant, reason=str(exc))
-            raise unauthorized() from exc
+            raise unauthenticated(SOURCE, tenant, str(exc)) from exc
     return await _record(request, services, connection, config, body, deadline)
 
 
@@ -114,7 +180,7 @@ async def receive_notification(tenant: str, request: Request, services: Services
     status_code=200,
     responses=_ANSWERS,
     # The token in the path is the credential: no header to document.
-    openapi_extra={**openapi.cloudelements_body(), "security": []},
+    openapi_extra={**_BODY, "security": []},
 )
 async def receive_notification_by_token(
     tenant: str, token: str, request: Request, services: ServicesDep
@@ -125,32 +191,17 @@ async def receive_notification_by_token(
     deadline = Deadline(services.settings.request_deadline_s)
     async with guarded(services, request):
         wire = await read_raw(request, services.settings.max_body_bytes, deadline.remaining())
-        connection, config = await _connection(tenant, services)
+        connection, config = await tenant_config(
+            services, tenant, SOURCE, cloudelements_config.parse
+        )
         accepted = (
             config.secrets.url_tokens if config and config.options.auth == "url_token" else []
         )
         # A wrong token, an unknown tenant and a signing connection are one and the same 401.
         if connection is None or config is None or not url_token.matches(accepted, token):
-            log.info(
-                "cloudelements.unauthenticated", tenant=tenant, reason="unknown tenant or token"
-            )
-            raise unauthorized()
+            raise unauthenticated(SOURCE, tenant, "unknown tenant or token")
         body = _decode(request, services, wire)
     return await _record(request, services, connection, config, body, deadline)
-
-
-async def _connection(
-    tenant: str, services: Services
-) -> tuple[ConnectionInfo | None, CloudElementsConfig | None]:
-    connection = await services.connections.by_tenant(tenant, SOURCE)
-    if connection is None:
-        return None, None
-    try:
-        return connection, connection.parsed(cloudelements_config.parse)
-    except ValueError as exc:
-        # Refused when loaded; one broken since is answered like an unknown tenant.
-        log.warning("cloudelements.connection_invalid", tenant=tenant, detail=str(exc))
-        return connection, None
 
 
 def _decode(request: Request, services: Services, wire: bytes) -> bytes:

@@ -7,10 +7,11 @@ This is the only place (with the routers themselves and ``app.main``) that knows
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping
 from contextlib import asynccontextmanager
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import orjson
 import structlog
@@ -22,18 +23,23 @@ from starlette.exceptions import HTTPException
 from starlette.types import Message
 
 from app.connections import ConnectionInfo
-from app.errors import AppError
+from app.errors import AppError, unauthorized
 from app.guard import FailureLimiter, address_subject, retry_after
-from app.intake import Answer, Deadline, Outcome
+from app.intake import Answer, Deadline, Outcome, json_answer
 from app.metrics import AUTH_FAILURES, REFUSED
 from app.payload import too_large
-from app.request_context import source_of
+from app.request_context import source_in
 from app.schemas.parsed import Parsed
 from app.services import Services
+from app.verifiers import VerificationError
 
 log = structlog.get_logger(__name__)
 
 ErrorRenderer = Callable[[Request, AppError], Response]
+C = TypeVar("C")
+
+# Verifying against a key nobody holds keeps an unknown tenant as slow as a bad signature.
+DECOY_KEY = b"\x00" * 32
 
 
 async def get_services(request: Request) -> Services:
@@ -307,6 +313,57 @@ async def accept(
     return respond(outcome)
 
 
+def configured(
+    connection: ConnectionInfo | None,
+    parse: Callable[[dict[str, Any], dict[str, Any]], C],
+    *,
+    source: str,
+    tenant: str,
+) -> C | None:
+    """``connection``'s configuration, or None for no connection or one whose configuration
+    broke after it was loaded (refused when loaded; logged, and answered like an unknown
+    tenant)."""
+    if connection is None:
+        return None
+    try:
+        return connection.parsed(parse)
+    except ValueError as exc:
+        log.warning(f"{source}.connection_invalid", tenant=tenant, detail=str(exc))
+        return None
+
+
+async def tenant_config(
+    services: Services,
+    tenant: str,
+    source: str,
+    parse: Callable[[dict[str, Any], dict[str, Any]], C],
+) -> tuple[ConnectionInfo | None, C | None]:
+    """The opening of every route with the tenant in its URL: the tenant's connection to
+    ``source`` and its configuration (:func:`configured`)."""
+    connection = await services.connections.by_tenant(tenant, source)
+    return connection, configured(connection, parse, source=source, tenant=tenant)
+
+
+def unauthenticated(
+    source: str, tenant: str, reason: str, *, decoy: Callable[[], object] | None = None
+) -> AppError:
+    """The 401 of a request that cannot be authentic, logged with ``reason``.
+
+    ``decoy`` runs the source's own check against :data:`DECOY_KEY` first (its failure
+    ignored) when no real check was made, so timing does not tell a tenant exists.
+    """
+    if decoy is not None:
+        with contextlib.suppress(VerificationError):
+            decoy()
+    log.info(f"{source}.unauthenticated", tenant=tenant, reason=reason)
+    return unauthorized()
+
+
+def accepted_answer(status: int = 200, **fields: str) -> Callable[[uuid.UUID], Answer]:
+    """The first answer to an accepted event: ``{"status": "accepted", "record_id", ...}``."""
+    return lambda rid: json_answer(status, {"status": "accepted", "record_id": str(rid), **fields})
+
+
 def render_default(request: Request, error: AppError) -> Response:
     """The shape every source uses unless its sender expects another."""
     del request
@@ -338,7 +395,7 @@ def http_refusal(exc: HTTPException) -> AppError:
 
 def render(request: Request, error: AppError, renderer: ErrorRenderer) -> Response:
     """Count, log and render one refusal."""
-    source = source_of(request.scope["path"])
+    source = source_in(request.scope)
     REFUSED.labels(source, str(error.status), error.code).inc()
     if error.status == 401:
         AUTH_FAILURES.labels(source).inc()

@@ -8,45 +8,104 @@ or, put there by the admin, in the URL as ``?event=<Name>``.
 
 from __future__ import annotations
 
-import contextlib
-from typing import Annotated
+from typing import Annotated, Any, Literal
 
 import structlog
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
+from pydantic import BaseModel, Field
 
-from app.errors import AppError, unauthorized
-from app.intake import Deadline, json_answer
+from app.errors import AppError
+from app.intake import Deadline
 from app.payload import decode_content, is_compressed, parse_json, require_object
 from app.routers import openapi
-from app.routers.common import DefaultRoute, ServicesDep, accept, guarded, read_raw
+from app.routers.common import (
+    DECOY_KEY,
+    DefaultRoute,
+    ServicesDep,
+    accept,
+    accepted_answer,
+    guarded,
+    read_raw,
+    tenant_config,
+    unauthenticated,
+)
+from app.schemas import hrmanager as hrm_schema
 from app.schemas import hrmanager_config
 from app.schemas.hrmanager import SOURCE, URL_EVENT_HEADER, dedupe_key, lookup, parse, redact
 from app.settings import Settings
+from app.sources.hrmanager import sample
 from app.verifiers import VerificationError
 from app.verifiers import hrmanager as hrm
 
 log = structlog.get_logger(__name__)
 router = APIRouter(prefix="/v1/hrmanager", tags=["HR Manager"], route_class=DefaultRoute)
+ROUTERS = (router,)
 
-# Verifying against a key nobody holds keeps an unknown tenant as slow as a bad signature.
-_DECOY_KEY = b"\x00" * 32
 
-_ANSWERS = {
-    **openapi.accepted(
-        200,
-        openapi.HRManagerAccepted,
-        "Recorded, a repeat of a recorded event, or recorded and quarantined (unexpected shape).",
-    ),
-    **openapi.refusals(
-        (400, 401, 408, 413, 415, 429, 503),
-        meanings={
-            400: "No X-Signature-Base64HmacSha256 header, malformed JSON, invalid UTF-8, not a "
-            "JSON object, a corrupt gzip/deflate body, or an `event` query over 255 characters.",
-            401: "Wrong signature or User Data key, or an unknown tenant.",
-        },
-    ),
-}
+class HRManagerAccepted(BaseModel):
+    status: Literal["accepted"]
+    record_id: str
+    event: str = Field(description="The event's name, from the body or `?event=`.")
+
+
+_ANSWERS = openapi.event_answers(
+    HRManagerAccepted,
+    "Recorded, a repeat of a recorded event, or recorded and quarantined (unexpected shape).",
+    meanings={
+        400: "No X-Signature-Base64HmacSha256 header, malformed JSON, invalid UTF-8, not a "
+        "JSON object, a corrupt gzip/deflate body, or an `event` query over 255 characters.",
+        401: "Wrong signature or User Data key, or an unknown tenant.",
+    },
+)
+openapi.security_schemes(
+    hrmanagerSignature=openapi.header_scheme(
+        "X-Signature-Base64HmacSha256",
+        "HR Manager: Base64(HMAC-SHA256(shared secret, body as sent)). A connection may also "
+        "or instead require a User Data key in the body.",
+    )
+)
+
+
+def _event_schema(event_name: str) -> dict[str, Any]:
+    """The wire shape of one event: our model's fields under their first guessed wire name."""
+    required = hrm_schema.required_ids(event_name)
+    properties: dict[str, Any] = {
+        hrm_schema.WIRE_NAMES["event"][0]: {
+            "const": event_name,
+            "description": "The event's name (or in the URL as ?event=); also read from "
+            + ", ".join(hrm_schema.WIRE_NAMES["event"][1:4])
+            + "...",
+        }
+    }
+    for field in hrm_schema.id_fields(event_name):
+        names = hrm_schema.WIRE_NAMES[field]
+        properties[names[0]] = {
+            "type": ["string", "integer"],
+            "description": f"Also read as {', '.join(names[1:])}.",
+        }
+    return {
+        "title": f"HRManager{event_name}",
+        "type": "object",
+        "properties": properties,
+        # The event's name may be in the URL instead; an id missing under every spelling is
+        # quarantined, but without it the event cannot be enriched.
+        "required": [hrm_schema.WIRE_NAMES[f][0] for f in required],
+    }
+
+
+def _body() -> dict[str, Any]:
+    names = hrm_schema.EVENT_NAMES
+    schema = {
+        "oneOf": [openapi.component(f"HRManager{name}", _event_schema(name)) for name in names],
+    }
+    return openapi.json_body(
+        schema,
+        {name: sample(name) for name in names},
+        "One HR Manager webhook event. HR Manager's field names are not published: each field "
+        "is read under several spellings (see each property). An authentic event that does "
+        "not fit is recorded and quarantined (answered 200), never refused.",
+    )
 
 
 def missing_signature() -> AppError:
@@ -63,7 +122,7 @@ def missing_signature() -> AppError:
     "/{tenant}/events",
     status_code=200,
     responses=_ANSWERS,
-    openapi_extra={**openapi.hrmanager_body(), **openapi.security(("hrmanagerSignature",))},
+    openapi_extra={**_body(), **openapi.security(("hrmanagerSignature",))},
 )
 async def receive_event(
     tenant: str,
@@ -88,24 +147,20 @@ async def receive_event(
     # tenant would let anyone lock a tenant out. Every 401 counts towards the address's budget.
     async with guarded(services, request) as attempt:
         wire = await read_raw(request, settings.max_body_bytes, deadline.remaining())
-        connection = await services.connections.by_tenant(tenant, SOURCE)
-        config = None
-        if connection is not None:
-            try:
-                config = connection.parsed(hrmanager_config.parse)
-            except ValueError as exc:
-                # Refused when loaded; a connection broken since is answered like an unknown one.
-                log.warning("hrmanager.connection_invalid", tenant=tenant, detail=str(exc))
+        connection, config = await tenant_config(services, tenant, SOURCE, hrmanager_config.parse)
         presented = request.headers.get(hrm.SIGNATURE_HEADER)
         if connection is None or config is None:
             # Answered as a connection with a signing secret answers a wrong signature: the
             # same status and body, after the same HMAC work.
-            with contextlib.suppress(VerificationError):
-                hrm.verify_signature(presented, [wire], [_DECOY_KEY])
-            log.info("hrmanager.unauthenticated", tenant=tenant, reason="unknown tenant")
+            refusal = unauthenticated(
+                SOURCE,
+                tenant,
+                "unknown tenant",
+                decoy=lambda: hrm.verify_signature(presented, [wire], [DECOY_KEY]),
+            )
             if presented is None or not presented.strip():
                 raise missing_signature()
-            raise unauthorized()
+            raise refusal
         body = _signed_body(tenant, wire, presented, config, request, settings)
         user_data_key = config.secrets.user_data_key
         if config.signature_required and user_data_key is None:
@@ -117,8 +172,7 @@ async def receive_event(
             try:
                 hrm.verify_user_data(lookup(payload, config.options.user_data_path), user_data_key)
             except VerificationError as exc:
-                log.info("hrmanager.unauthenticated", tenant=tenant, reason=str(exc))
-                raise unauthorized() from exc
+                raise unauthenticated(SOURCE, tenant, str(exc)) from exc
             payload, body = redact(payload, body, user_data_key)
 
     # An authentic event that does not fit its model is recorded and quarantined, never
@@ -142,9 +196,7 @@ async def receive_event(
         headers=request.headers,
         markers={} if event is None else {URL_EVENT_HEADER: event},
         deadline=deadline,
-        answer=lambda rid: json_answer(
-            200, {"status": "accepted", "record_id": str(rid), "event": parsed.event_type}
-        ),
+        answer=accepted_answer(event=parsed.event_type),
     )
 
 
@@ -170,16 +222,14 @@ def _signed_body(
         raise missing_signature() from exc
     except VerificationError as exc:
         if not is_compressed(wire, request.headers.get("content-encoding")):
-            log.info("hrmanager.unauthenticated", tenant=tenant, reason=str(exc))
-            raise unauthorized() from exc
+            raise unauthenticated(SOURCE, tenant, str(exc)) from exc
     else:
         return _inflate(wire, request, settings)
     body = _inflate(wire, request, settings)
     try:
         hrm.verify_signature(presented, [body], config.keys)
     except VerificationError as exc:
-        log.info("hrmanager.unauthenticated", tenant=tenant, reason=str(exc))
-        raise unauthorized() from exc
+        raise unauthenticated(SOURCE, tenant, str(exc)) from exc
     return body
 
 

@@ -2,42 +2,86 @@
 
 from __future__ import annotations
 
-import contextlib
 import time
+from typing import Any, Literal
 
 import structlog
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
+from pydantic import BaseModel
 
 from app.connections import ConnectionInfo
-from app.errors import unauthorized
-from app.intake import Deadline, json_answer
+from app.intake import Deadline
 from app.payload import decode_content, parse_json, require_object
 from app.routers import openapi
-from app.routers.common import DefaultRoute, ServicesDep, accept, guarded, read_raw
+from app.routers.common import (
+    DECOY_KEY,
+    DefaultRoute,
+    ServicesDep,
+    accept,
+    accepted_answer,
+    guarded,
+    read_raw,
+    tenant_config,
+    unauthenticated,
+)
 from app.schemas import keldair_config
-from app.schemas.keldair import SOURCE, dedupe_key, parse
+from app.schemas.keldair import (
+    APPLICANT_HIRED,
+    ONBOARDING_FILE_COMPLETED,
+    SOURCE,
+    dedupe_key,
+    known_event_adapter,
+    parse,
+)
 from app.schemas.keldair_config import KeldairConfig
 from app.services import Services
+from app.sources.keldair import sample
 from app.verifiers import VerificationError, url_token
 from app.verifiers import standard_webhooks as swh
 
 log = structlog.get_logger(__name__)
 router = APIRouter(prefix="/v1/keldair", tags=["KeldairHR"], route_class=DefaultRoute)
+ROUTERS = (router,)
 
-# Verifying against a key nobody holds keeps an unknown tenant as slow as a bad signature.
-_DECOY_KEY = b"\x00" * 32
 _SIGNATURE_HEADERS = ("webhook-id", "webhook-timestamp", "webhook-signature")
 
-_ANSWERS = {
-    **openapi.accepted(
-        200,
-        openapi.KeldairAccepted,
-        "Recorded, a repeat of a recorded event, or recorded and quarantined (unexpected shape).",
+
+class KeldairAccepted(BaseModel):
+    status: Literal["accepted"]
+    record_id: str
+    event_id: str
+
+
+def _body() -> dict[str, Any]:
+    examples = {
+        t: sample(t, event_id=f"evt_{i}")
+        for i, t in enumerate((APPLICANT_HIRED, ONBOARDING_FILE_COMPLETED), start=1)
+    }
+    return openapi.json_body(
+        openapi.hoisted("Keldair", known_event_adapter),
+        examples,
+        "A KeldairHR event. These types are typed; an event of any other `type`, or one "
+        "that does not fit its model, is recorded and quarantined (answered 200), never refused.",
+    )
+
+
+_ANSWERS = openapi.event_answers(
+    KeldairAccepted,
+    "Recorded, a repeat of a recorded event, or recorded and quarantined (unexpected shape).",
+)
+_BODY = _body()
+openapi.security_schemes(
+    webhookId=openapi.header_scheme("webhook-id", "Standard Webhooks: the message id, signed."),
+    webhookTimestamp=openapi.header_scheme(
+        "webhook-timestamp", "Standard Webhooks: Unix seconds, within 5 minutes of ours."
     ),
-    **openapi.refusals((400, 401, 408, 413, 415, 429, 503)),
-}
-_BODY = openapi.keldair_body()
+    webhookSignature=openapi.header_scheme(
+        "webhook-signature",
+        "Standard Webhooks: `v1,<base64 HMAC-SHA256 of id.timestamp.body>` with the "
+        "connection's `whsec_` secret; several may be space-separated.",
+    ),
+)
 
 
 @router.post(
@@ -76,29 +120,14 @@ async def receive_event_by_token(
     deadline = Deadline(services.settings.request_deadline_s)
     async with guarded(services, request):
         wire = await read_raw(request, services.settings.max_body_bytes, deadline.remaining())
-        connection, config = await _connection(tenant, services)
+        connection, config = await tenant_config(services, tenant, SOURCE, keldair_config.parse)
         accepted = (
             config.secrets.url_tokens if config and config.options.auth == "url_token" else []
         )
         if connection is None or config is None or not url_token.matches(accepted, token):
-            log.info("keldair.unauthenticated", tenant=tenant, reason="unknown tenant or token")
-            raise unauthorized()
+            raise unauthenticated(SOURCE, tenant, "unknown tenant or token")
         body = _decode(request, services, wire)
     return await _record(request, services, connection, config, body, deadline)
-
-
-async def _connection(
-    tenant: str, services: Services
-) -> tuple[ConnectionInfo | None, KeldairConfig | None]:
-    connection = await services.connections.by_tenant(tenant, SOURCE)
-    if connection is None:
-        return None, None
-    try:
-        return connection, connection.parsed(keldair_config.parse)
-    except ValueError as exc:
-        # Refused when loaded; one broken since is answered like an unknown tenant.
-        log.warning("keldair.connection_invalid", tenant=tenant, detail=str(exc))
-        return connection, None
 
 
 def _decode(request: Request, services: Services, wire: bytes) -> bytes:
@@ -118,18 +147,19 @@ async def _signed(
     # Nothing is inflated or parsed for a request that cannot be authentic: the signature
     # headers must be there and the tenant known (the signature itself may cover the inflated
     # body, so it is checked after inflating, under the per-source caps).
-    connection, config = await _connection(tenant, services)
+    connection, config = await tenant_config(services, tenant, SOURCE, keldair_config.parse)
     if (
         connection is None
         or config is None
         or config.options.auth != "signature"
         or any(name not in request.headers for name in _SIGNATURE_HEADERS)
     ):
-        with contextlib.suppress(VerificationError):
-            # Costs what a real check costs, so timing does not tell a tenant exists.
-            swh.verify(request.headers, [wire], [_DECOY_KEY], now=time.time())
-        log.info("keldair.unauthenticated", tenant=tenant, reason="unknown tenant or no signature")
-        raise unauthorized()
+        raise unauthenticated(
+            SOURCE,
+            tenant,
+            "unknown tenant or no signature",
+            decoy=lambda: swh.verify(request.headers, [wire], [DECOY_KEY], now=time.time()),
+        )
     body = _decode(request, services, wire)
     try:
         swh.verify(
@@ -140,8 +170,7 @@ async def _signed(
             tolerance_s=config.options.tolerance_s,
         )
     except VerificationError as exc:
-        log.info("keldair.unauthenticated", tenant=tenant, reason=str(exc))
-        raise unauthorized() from exc
+        raise unauthenticated(SOURCE, tenant, str(exc)) from exc
     return connection, config, body
 
 
@@ -172,7 +201,5 @@ async def _record(
         raw_body=body,
         headers=request.headers,
         deadline=deadline,
-        answer=lambda rid: json_answer(
-            200, {"status": "accepted", "record_id": str(rid), "event_id": event_id}
-        ),
+        answer=accepted_answer(event_id=event_id),
     )

@@ -12,27 +12,45 @@ after 1, 3, 10, 45, 120 minutes..., so a request that cannot be committed in tim
 
 from __future__ import annotations
 
-import contextlib
 import time
 from collections.abc import Awaitable
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import structlog
 from cachetools import TTLCache
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import Response
+from pydantic import BaseModel
 
 from app.connections import ConnectionInfo
 from app.db import DB_ERRORS, run_bounded
 from app.errors import AppError, unauthorized, unavailable
-from app.intake import Deadline, json_answer
+from app.intake import Deadline
 from app.payload import decode_content, parse_json
 from app.routers import openapi
-from app.routers.common import DefaultRoute, ServicesDep, accept, guarded, read_raw
+from app.routers.common import (
+    DECOY_KEY,
+    DefaultRoute,
+    ServicesDep,
+    accept,
+    accepted_answer,
+    configured,
+    guarded,
+    read_raw,
+    unauthenticated,
+)
 from app.schemas import smartrecruiters_config as sr_config
 from app.schemas.parsed import Parsed
-from app.schemas.smartrecruiters import SOURCE, dedupe_key, parse
+from app.schemas.smartrecruiters import (
+    KNOWN_EVENTS,
+    SOURCE,
+    ApplicationBody,
+    ResourceBody,
+    dedupe_key,
+    parse,
+)
 from app.services import Services
+from app.sources.smartrecruiters import sample
 from app.store import subscriptions
 from app.verifiers import VerificationError
 from app.verifiers import smartrecruiters as srv
@@ -40,19 +58,59 @@ from app.verifiers import smartrecruiters as srv
 log = structlog.get_logger(__name__)
 T = TypeVar("T")
 router = APIRouter(prefix="/v1/smartrecruiters", tags=["SmartRecruiters"], route_class=DefaultRoute)
+ROUTERS = (router,)
 
 HOOK_SECRET_HEADER = "x-hook-secret"  # noqa: S105 - a header name, not a secret
 # [I] The reference's example secret is 13 characters; anything this long is not one.
 _MAX_HOOK_SECRET_CHARS = 1024
 # A handshake carries no body worth reading.
 _MAX_HANDSHAKE_BODY = 64 * 1024
-# Verifying against a key nobody holds keeps an unknown tenant as slow as a bad signature.
-_DECOY_KEYS = [srv.SigningKey(b"\x00" * 32)]
+_DECOY_KEYS = [srv.SigningKey(DECOY_KEY)]
 _KEY_CACHE_SIZE = 10_000
+
+
+class SmartRecruitersAccepted(BaseModel):
+    status: Literal["accepted"]
+    record_id: str
+    event_id: str
+
+
+class SmartRecruitersActivated(BaseModel):
+    status: Literal["activated"]
+
+
+def _body() -> dict[str, Any]:
+    schema = {
+        "oneOf": [
+            openapi.hoisted_model("SmartRecruiters", ResourceBody),
+            openapi.hoisted_model("SmartRecruiters", ApplicationBody),
+        ]
+    }
+    return openapi.json_body(
+        schema,
+        {name: sample(name) for name in sorted(KNOWN_EVENTS)},
+        "A notification names its event in the `event-name` header; the body holds ids only: "
+        "`{id}` for candidate and job events, `{job_id, candidate_id}` for application events. "
+        "The activation handshake (`X-Hook-Secret` header) carries no body worth reading.",
+        # The handshake may come without one.
+        required=False,
+    )
+
+
+openapi.security_schemes(
+    smartrecruitersSignature=openapi.header_scheme(
+        "smartrecruiters-signature",
+        "SmartRecruiters: the signature over the timestamp and body, with the subscription's "
+        "or the connection's key.",
+    ),
+    smartrecruitersTimestamp=openapi.header_scheme(
+        "smartrecruiters-timestamp", "SmartRecruiters: Unix seconds of the signature."
+    ),
+)
 
 _ANSWERS: openapi.Responses = {
     200: {
-        "model": openapi.SmartRecruitersActivated,
+        "model": SmartRecruitersActivated,
         "description": "Activation handshake accepted; `X-Hook-Secret` is echoed.",
         "headers": {
             "X-Hook-Secret": {
@@ -63,7 +121,7 @@ _ANSWERS: openapi.Responses = {
     },
     **openapi.accepted(
         202,
-        openapi.SmartRecruitersAccepted,
+        SmartRecruitersAccepted,
         "Notification recorded, a repeat, or recorded and quarantined (unexpected shape).",
     ),
     **openapi.refusals(
@@ -102,7 +160,7 @@ _HEADERS = [
     status_code=202,
     responses=_ANSWERS,
     openapi_extra={
-        **openapi.smartrecruiters_body(),
+        **_body(),
         **openapi.security(("smartrecruitersSignature", "smartrecruitersTimestamp")),
         "parameters": _HEADERS,
     },
@@ -177,23 +235,20 @@ async def _notification(
     signed = srv.SIGNATURE_HEADER in request.headers and srv.TIMESTAMP_HEADER in request.headers
     config = None
     keys: list[srv.SigningKey] = []
-    if connection is not None and signed:
-        try:
-            config = connection.parsed(sr_config.parse)
-        except ValueError as exc:
-            # Refused when loaded; a connection broken since is answered like an unknown one.
-            log.warning("smartrecruiters.connection_invalid", tenant=tenant, detail=str(exc))
-        else:
-            keys = config.secrets.verification_keys() + await _bounded(
-                deadline, _subscription_keys(request.app, services, connection)
-            )
+    if signed:
+        config = configured(connection, sr_config.parse, source=SOURCE, tenant=tenant)
+    if connection is not None and config is not None:
+        keys = config.secrets.verification_keys() + await _bounded(
+            deadline, _subscription_keys(request.app, services, connection)
+        )
     now = time.time()
     if connection is None or config is None or not any(key.live(now) for key in keys):
-        with contextlib.suppress(VerificationError):
-            # Costs what a real check costs, so timing does not tell a tenant exists.
-            srv.verify(request.headers, [wire], _DECOY_KEYS, now=now)
-        log.info("smartrecruiters.unauthenticated", tenant=tenant, reason="tenant, key or header")
-        raise unauthorized()
+        raise unauthenticated(
+            SOURCE,
+            tenant,
+            "tenant, key or header",
+            decoy=lambda: srv.verify(request.headers, [wire], _DECOY_KEYS, now=now),
+        )
     body = decode_content(
         wire,
         request.headers.get("content-encoding"),
@@ -209,8 +264,7 @@ async def _notification(
             tolerance_s=config.options.tolerance_s,
         )
     except VerificationError as exc:
-        log.info("smartrecruiters.unauthenticated", tenant=tenant, reason=str(exc))
-        raise unauthorized() from exc
+        raise unauthenticated(SOURCE, tenant, str(exc)) from exc
 
     # SmartRecruiters retries a refusal ten times and then drops the event: an authentic
     # notification whose body does not fit is recorded and quarantined, never refused
@@ -239,9 +293,7 @@ async def _notification(
         raw_body=body,
         headers=request.headers,
         deadline=deadline,
-        answer=lambda rid: json_answer(
-            202, {"status": "accepted", "record_id": str(rid), "event_id": event_id}
-        ),
+        answer=accepted_answer(202, event_id=event_id),
     )
 
 

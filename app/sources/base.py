@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from app.clients.budget import Limits
@@ -19,8 +19,8 @@ ConfigCheck = Callable[[dict[str, Any], dict[str, Any]], None]
 class Source:
     """One ATS: its name, API limits, connection check, enrichment handler and sample sender.
 
-    Routers are not named here: ``app.main`` mounts them, so a worker that imports the
-    registry never imports FastAPI.
+    Its router is named, not imported: ``app.main`` imports and mounts it, so a worker that
+    imports the registry never imports FastAPI, and no source's layers reach another's.
     """
 
     name: str
@@ -43,3 +43,12 @@ class Source:
     # Whether ``options.payload_fields`` names the body's fields for the parser (the sender's
     # field names are guessed): ``hirehook connections set-payload-fields`` sets it.
     payload_fields: bool = False
+    # The module holding the source's routers (a ``ROUTERS`` tuple), imported by app.main.
+    router: str | None = None
+    # Path prefixes of its routes -> the label their latency, refusals and authentication
+    # failures are counted under (app.request_context, app.metrics).
+    paths: Mapping[str, str] = field(default_factory=dict)
+    # Whether its routes read /v1/<label>/<tenant>/...: the tenant is bound to the log context.
+    tenant_in_path: bool = False
+    # The OpenAPI tags of its routes, (name, description), in the order /docs shows them.
+    openapi_tags: tuple[tuple[str, str], ...] = ()

@@ -108,4 +108,8 @@ CLOUDELEMENTS = Source(
     reparse=reparse,
     send=send,
     stored_headers=frozenset({"elements-webhook-id"}),
+    router="app.routers.cloudelements",
+    paths={"/v1/cloud-elements/": SOURCE},
+    tenant_in_path=True,
+    openapi_tags=(("Cloud Elements", "Cloud Elements event notifications."),),
 )

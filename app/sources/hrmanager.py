@@ -225,4 +225,8 @@ HRMANAGER = Source(
     reparse=reparse,
     send=send,
     payload_fields=True,
+    router="app.routers.hrmanager",
+    paths={"/v1/hrmanager/": SOURCE},
+    tenant_in_path=True,
+    openapi_tags=(("HR Manager", "Talentech HR Manager webhooks, one URL per tenant."),),
 )

@@ -311,4 +311,10 @@ ICIMS = Source(
     limits=DEFAULT_LIMITS,
     send=send,
     stored_headers=frozenset({"x-icims-date", "link"}),
+    router="app.routers.icims",
+    paths={"/v1/icims/": SOURCE, "/oauth/token": "oauth"},
+    openapi_tags=(
+        ("iCIMS", "iCIMS Integration Events, one URL for every customer."),
+        ("OAuth", "Tokens for iCIMS connections that use OAuth 2.0."),
+    ),
 )

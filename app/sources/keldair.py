@@ -117,4 +117,8 @@ KELDAIR = Source(
     reparse=reparse,
     send=send,
     stored_headers=frozenset({"webhook-id", "webhook-timestamp"}),
+    router="app.routers.keldair",
+    paths={"/v1/keldair/": SOURCE},
+    tenant_in_path=True,
+    openapi_tags=(("KeldairHR", "Standard Webhooks events, one URL per tenant."),),
 )

@@ -110,4 +110,8 @@ SMARTRECRUITERS = Source(
     stored_headers=frozenset(
         {"event-id", "event-name", "event-version", "link", "smartrecruiters-timestamp"}
     ),
+    router="app.routers.smartrecruiters",
+    paths={"/v1/smartrecruiters/": SOURCE},
+    tenant_in_path=True,
+    openapi_tags=(("SmartRecruiters", "SmartRecruiters webhooks, one URL per tenant."),),
 )

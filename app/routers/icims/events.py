@@ -25,7 +25,7 @@ from app.link_tokens import record_token
 from app.payload import decode_content, parse_json, require_object
 from app.routers import openapi
 from app.routers.common import ServicesDep, guarded, read_raw, respond
-from app.routers.icims import auth
+from app.routers.icims import auth, docs
 from app.routers.icims.errors import RECRUITER_MESSAGES, IcimsRoute
 from app.schemas.icims import (
     ACTORS,
@@ -53,11 +53,11 @@ router = APIRouter(tags=["iCIMS"], route_class=IcimsRoute)
 _ANSWERS: openapi.Responses = {
     **openapi.accepted(
         200,
-        openapi.IcimsAccepted,
+        docs.IcimsAccepted,
         "Recorded: Status Flow Update and Job Unposting (and their repeats).",
     ),
     303: {
-        "model": openapi.IcimsLinkAccepted,
+        "model": docs.IcimsLinkAccepted,
         "description": "Recorded: Application Complete, Job Posting, Job Edit and Onboard "
         "Portal Task; the user's link is in `Location` (the same link on repeats).",
         "headers": {
@@ -67,7 +67,7 @@ _ANSWERS: openapi.Responses = {
     },
     **openapi.refusals(
         (400, 401, 429, 500, 503),
-        openapi.IcimsError,
+        docs.IcimsError,
         meanings={
             400: "User error the user can fix (event not configured, validation failed), or an "
             "unreadable request: malformed JSON, no customerId or eventType, a body too large, "
@@ -87,7 +87,7 @@ _ANSWERS: openapi.Responses = {
     status_code=200,
     responses=_ANSWERS,
     openapi_extra={
-        **openapi.icims_body(),
+        **docs.icims_body(),
         **openapi.security(
             ("icimsHmac", "icimsDate", "icimsContentSha256"), ("icimsBasic",), ("icimsOAuth",)
         ),

@@ -18,6 +18,7 @@ from app.errors import AppError
 from app.guard import client_subject
 from app.routers import openapi
 from app.routers.common import ServicesDep, error_route, guarded, read_raw
+from app.routers.icims import docs
 from app.routers.icims.auth import TOKEN_PATH, load, signing_keys
 from app.schemas.icims import SOURCE
 
@@ -28,10 +29,10 @@ log = structlog.get_logger(__name__)
 
 _NO_STORE = {"Cache-Control": {"description": "no-store", "schema": {"type": "string"}}}
 _OAUTH_ANSWERS: openapi.Responses = {
-    200: {"model": openapi.TokenAnswer, "description": "A Bearer token.", "headers": _NO_STORE},
+    200: {"model": docs.TokenAnswer, "description": "A Bearer token.", "headers": _NO_STORE},
     **openapi.refusals(
         (400, 401, 408, 413, 429, 500, 503),
-        openapi.OAuthError,
+        docs.OAuthError,
         meanings={
             400: "invalid_request, unsupported_grant_type, ... (not a form, a repeated "
             "parameter, no grant_type).",
@@ -94,7 +95,7 @@ router = APIRouter(tags=["OAuth"], route_class=error_route(_render_oauth_error))
 @router.post(
     TOKEN_PATH,
     responses=_OAUTH_ANSWERS,
-    openapi_extra={**openapi.token_body(), **openapi.security(("oauthClientBasic",), ())},
+    openapi_extra={**docs.token_body(), **openapi.security(("oauthClientBasic",), ())},
 )
 async def issue_token(request: Request, services: ServicesDep) -> Response:
     """OAuth 2.0 client-credentials token for iCIMS (client auth by HTTP Basic or form)."""
