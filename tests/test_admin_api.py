@@ -677,3 +677,60 @@ async def test_payload_fields_refuse_what_the_source_refuses(
     # Nothing was changed by a refusal.
     shown = (await admin.call("GET", f"/connections/{hrm.id}")).json()
     assert "payload_fields" not in shown["options"]
+
+
+async def dead_lettered_delivery(
+    services: Services, settings: Settings, fake_ats: FakeATS
+) -> uuid.UUID:
+    """A record enriched (its stored state ``processed``) whose delivery gave up: the
+    destination answered 503 past every retry of the fast schedule."""
+    fake_ats.add_sr_candidate("c-1")
+    fake_ats.script.extend(Step(match="/vendor", status=503) for _ in range(4))
+    conn = await add_source(services, fake_ats, "smartrecruiters", destination=True)
+    rid = await record_event(services, conn, "candidate.updated", {"id": "c-1"})
+    await run_worker(fast_settings(settings))
+    [letter] = await rows(services, "SELECT stage FROM dead_letter WHERE resolved_at IS NULL")
+    assert letter.stage == "delivery"
+    return rid
+
+
+async def test_a_record_whose_delivery_gave_up_is_a_dead_letter_in_lists_filters_and_stats(
+    admin: Recorder, services: Services, settings: Settings, fake_ats: FakeATS
+) -> None:
+    rid = await dead_lettered_delivery(services, settings, fake_ats)
+
+    [listed] = (await admin.call("GET", "/records")).json()["records"]
+    assert (listed["id"], listed["state"]) == (str(rid), "dead_letter")
+    found = (await admin.call("GET", "/records", params={"state": "dead_letter"})).json()
+    assert [r["id"] for r in found["records"]] == [str(rid)]
+    processed = (await admin.call("GET", "/records", params={"state": "processed"})).json()
+    assert processed["records"] == []
+    assert (await admin.call("GET", f"/records/{rid}")).json()["state"] == "dead_letter"
+    [row] = (await admin.call("GET", "/stats")).json()["sources"]
+    assert row["states"] == {"dead_letter": 1}
+
+    # Discarded, it says so; retried and acknowledged, it is delivered.
+    letter = (await admin.call("GET", "/dead-letters")).json()[0]["id"]
+    retried = await admin.call("POST", "/dead-letters/retry", json={"ids": [letter]})
+    assert retried.json()["count"] == 1
+    await run_worker(fast_settings(settings))
+    assert (await admin.call("GET", f"/records/{rid}")).json()["state"] == "delivered"
+    [row] = (await admin.call("GET", "/stats")).json()["sources"]
+    assert row["states"] == {"delivered": 1}
+
+
+async def test_an_unknown_tenant_or_state_is_refused_not_answered_with_nothing(
+    admin: Recorder, services: Services
+) -> None:
+    await add_connection(
+        services, tenant="acme", source="keldair", secrets={"signing_secrets": [SECRET]}
+    )
+    assert (await admin.call("GET", "/records", params={"tenant": "acme"})).status_code == 200
+    unknown = await admin.call("GET", "/records", params={"tenant": "nosuch"})
+    assert unknown.status_code == 404 and "nosuch" in unknown.text
+    weird = await admin.call("GET", "/records", params={"state": "weird"})
+    assert weird.status_code == 400
+    for state in ("received", "processed", "delivered", "dead_letter", "quarantined"):
+        assert state in weird.text
+    stats = await admin.call("GET", "/stats", params={"tenant": "nosuch"})
+    assert stats.status_code == 404

@@ -213,8 +213,8 @@ async def describe(services: Services, *, tenant: str) -> list[dict[str, Any]]:
                 "events": ",".join(f"{e['name']}@{e['version']}" for e in row.events),
                 "callback_url": row.callback_url,
                 "live_keys": sum(1 for k in keys if k.live(now)),
-                "created_at": row.created_at.isoformat(),
-                "activated_at": row.activated_at.isoformat() if row.activated_at else None,
+                "created_at": row.created_at,
+                "activated_at": row.activated_at,
             }
         )
     return found
@@ -310,9 +310,20 @@ def unsubscribe_command(
 
 
 @smartrecruiters_cli.command("list")
-def list_command(tenant: TenantArgument) -> None:
+def list_command(
+    tenant: TenantArgument,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON, for scripts.")] = False,
+) -> None:
     """The tenant's subscriptions and how many live keys each has."""
+    from app.cli.output import print_list
+
     rows = _run(lambda s: describe(s, tenant=tenant))
-    for row in rows:
-        typer.echo("\t".join(f"{k}={v}" for k, v in row.items()))
-    typer.echo(f"{len(rows)} subscription(s)", err=True)
+    names = ("subscription", "status", "events", "callback_url", "live_keys", "created_at")
+    columns = [(name.upper().replace("_", " "), _field(name)) for name in names]
+    print_list(rows, as_json=as_json, columns=[*columns, ("ACTIVATED AT", _field("activated_at"))])
+    if not as_json:
+        typer.echo(f"{len(rows)} subscription(s)", err=True)
+
+
+def _field(name: str) -> Callable[[dict[str, Any]], Any]:
+    return lambda row: row[name]
