@@ -305,8 +305,11 @@ async def test_records_are_filtered_and_paged_and_shown_in_full(
     assert {r["id"] for r in person.json()["records"]} == {sent[1], sent[4]}
     job = await admin.call("GET", "/records", params={"job": "job_5", "source": "keldair"})
     assert [r["id"] for r in job.json()["records"]] == [sent[5]]
-    none = await admin.call("GET", "/records", params={"tenant": "globex"})
+    none = await admin.call("GET", "/records", params={"event_type": "nothing.like.it"})
     assert none.json() == {"records": [], "next_cursor": None}
+    # A tenant that does not exist is not a tenant without records.
+    unknown = await admin.call("GET", "/records", params={"tenant": "globex"})
+    assert unknown.status_code == 404
     typed = await admin.call(
         "GET", "/records", params={"event_type": "applicant.hired", "state": "received"}
     )
@@ -364,7 +367,7 @@ async def test_replaying_twice_makes_no_second_row_and_no_second_delivery(
     for table in ("candidate", "job", "application", "delivery"):
         assert len(await rows(services, f"SELECT 1 FROM {table}")) == 1, table  # noqa: S608
     detail = (await admin.call("GET", f"/records/{rid}")).json()
-    assert detail["state"] == "processed" and detail["outbox"]["done_at"] is not None
+    assert detail["state"] == "delivered" and detail["outbox"]["done_at"] is not None
     assert [(r["actor"], r["count"]) for r in detail["replays"]] == [("ops", 1), ("ops", 1)]
     log = await rows(services, "SELECT actor, filters, record_ids, count FROM replay ORDER BY id")
     assert log[0].filters == {"record_ids": [str(rid)]} and log[0].record_ids == [rid]
@@ -436,7 +439,7 @@ async def test_dead_letters_by_cause_retried_after_a_fix_and_discarded_with_a_no
     retried = await admin.call(
         "POST", "/dead-letters/retry", json={"kind": "configuration", "note": "new API key"}
     )
-    assert retried.json() == {"count": 1}
+    assert retried.json() == {"count": 1, "still_failing": 0}
     await run_worker(fast)
     assert (await admin.call("GET", f"/records/{refused}")).json()["state"] == "processed"
 
@@ -445,7 +448,9 @@ async def test_dead_letters_by_cause_retried_after_a_fix_and_discarded_with_a_no
         "/dead-letters/discard",
         json={"ids": [pipeline[0]["id"]], "note": "candidate deleted at the ATS"},
     )
-    assert discarded.json() == {"count": 1}
+    assert discarded.json() == {"count": 1, "still_failing": 0}
+    again = await admin.call("POST", "/dead-letters/discard", json={"ids": [pipeline[0]["id"]]})
+    assert again.status_code == 409 and "already" in again.json()["error"]["message"]
     detail = (await admin.call("GET", f"/records/{missing}")).json()
     assert detail["state"] == "discarded"
     assert [(x["resolution"], x["note"]) for x in detail["dead_letters"]] == [
@@ -636,7 +641,7 @@ async def test_a_quarantined_record_shows_what_is_missing_and_payload_fields_rel
     # Released records go on to enrichment and delivery.
     await run_worker(fast_settings(settings))
     for record_id in (first, second):
-        assert (await admin.call("GET", f"/records/{record_id}")).json()["state"] == "processed"
+        assert (await admin.call("GET", f"/records/{record_id}")).json()["state"] == "delivered"
     delivered = sorted(
         orjson.loads(c.body)["data"]["subjects"]["position"] for c in fake_ats.deliveries()
     )
@@ -734,3 +739,21 @@ async def test_an_unknown_tenant_or_state_is_refused_not_answered_with_nothing(
         assert state in weird.text
     stats = await admin.call("GET", "/stats", params={"tenant": "nosuch"})
     assert stats.status_code == 404
+
+
+async def test_replaying_a_quarantined_record_is_refused_with_what_to_do_instead(
+    admin: Recorder, client: httpx.AsyncClient, services: Services, fake_ats: FakeATS
+) -> None:
+    await add_source(services, fake_ats, "hrmanager", destination=True)
+    stuck = await post_hrmanager(client, {"Event": "CandidateHired", "Ref": "9"})
+
+    refused = await admin.call("POST", f"/records/{stuck}/replay")
+    assert refused.status_code == 409
+    message = refused.json()["error"]["message"]
+    assert "quarantined" in message and "set-payload-fields" in message
+    assert await rows(services, "SELECT 1 FROM replay") == []
+
+    [letter] = (await admin.call("GET", "/dead-letters")).json()
+    retried = await admin.call("POST", "/dead-letters/retry", json={"ids": [letter["id"]]})
+    assert retried.json() == {"count": 1, "still_failing": 1}
+    assert (await admin.call("GET", f"/records/{stuck}")).json()["state"] == "quarantined"
