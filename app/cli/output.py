@@ -54,12 +54,12 @@ def print_list(
 
 
 def table(items: Sequence[Any], columns: Sequence[Column]) -> None:
-    """Rows under a header line, on stdout; never wrapped or cut, so lines stay greppable."""
-    from rich import box
+    """Rows under one header line, on stdout; no rules, never wrapped or cut, so ``tail -n +2``
+    and ``grep`` read it a row a line."""
     from rich.console import Console
     from rich.table import Table
 
-    grid = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
+    grid = Table(box=None, pad_edge=False, padding=(0, 3, 0, 0))
     for header, _ in columns:
         grid.add_column(header, no_wrap=True, overflow="ignore")
     for item in items:
