@@ -305,8 +305,11 @@ async def test_records_are_filtered_and_paged_and_shown_in_full(
     assert {r["id"] for r in person.json()["records"]} == {sent[1], sent[4]}
     job = await admin.call("GET", "/records", params={"job": "job_5", "source": "keldair"})
     assert [r["id"] for r in job.json()["records"]] == [sent[5]]
-    none = await admin.call("GET", "/records", params={"tenant": "globex"})
+    none = await admin.call("GET", "/records", params={"event_type": "nothing.like.it"})
     assert none.json() == {"records": [], "next_cursor": None}
+    # A tenant that does not exist is not a tenant without records.
+    unknown = await admin.call("GET", "/records", params={"tenant": "globex"})
+    assert unknown.status_code == 404
     typed = await admin.call(
         "GET", "/records", params={"event_type": "applicant.hired", "state": "received"}
     )
@@ -364,7 +367,7 @@ async def test_replaying_twice_makes_no_second_row_and_no_second_delivery(
     for table in ("candidate", "job", "application", "delivery"):
         assert len(await rows(services, f"SELECT 1 FROM {table}")) == 1, table  # noqa: S608
     detail = (await admin.call("GET", f"/records/{rid}")).json()
-    assert detail["state"] == "processed" and detail["outbox"]["done_at"] is not None
+    assert detail["state"] == "delivered" and detail["outbox"]["done_at"] is not None
     assert [(r["actor"], r["count"]) for r in detail["replays"]] == [("ops", 1), ("ops", 1)]
     log = await rows(services, "SELECT actor, filters, record_ids, count FROM replay ORDER BY id")
     assert log[0].filters == {"record_ids": [str(rid)]} and log[0].record_ids == [rid]
@@ -436,7 +439,7 @@ async def test_dead_letters_by_cause_retried_after_a_fix_and_discarded_with_a_no
     retried = await admin.call(
         "POST", "/dead-letters/retry", json={"kind": "configuration", "note": "new API key"}
     )
-    assert retried.json() == {"count": 1}
+    assert retried.json() == {"count": 1, "still_failing": 0}
     await run_worker(fast)
     assert (await admin.call("GET", f"/records/{refused}")).json()["state"] == "processed"
 
@@ -445,7 +448,9 @@ async def test_dead_letters_by_cause_retried_after_a_fix_and_discarded_with_a_no
         "/dead-letters/discard",
         json={"ids": [pipeline[0]["id"]], "note": "candidate deleted at the ATS"},
     )
-    assert discarded.json() == {"count": 1}
+    assert discarded.json() == {"count": 1, "still_failing": 0}
+    again = await admin.call("POST", "/dead-letters/discard", json={"ids": [pipeline[0]["id"]]})
+    assert again.status_code == 409 and "already" in again.json()["error"]["message"]
     detail = (await admin.call("GET", f"/records/{missing}")).json()
     assert detail["state"] == "discarded"
     assert [(x["resolution"], x["note"]) for x in detail["dead_letters"]] == [
@@ -636,7 +641,7 @@ async def test_a_quarantined_record_shows_what_is_missing_and_payload_fields_rel
     # Released records go on to enrichment and delivery.
     await run_worker(fast_settings(settings))
     for record_id in (first, second):
-        assert (await admin.call("GET", f"/records/{record_id}")).json()["state"] == "processed"
+        assert (await admin.call("GET", f"/records/{record_id}")).json()["state"] == "delivered"
     delivered = sorted(
         orjson.loads(c.body)["data"]["subjects"]["position"] for c in fake_ats.deliveries()
     )
@@ -677,3 +682,78 @@ async def test_payload_fields_refuse_what_the_source_refuses(
     # Nothing was changed by a refusal.
     shown = (await admin.call("GET", f"/connections/{hrm.id}")).json()
     assert "payload_fields" not in shown["options"]
+
+
+async def dead_lettered_delivery(
+    services: Services, settings: Settings, fake_ats: FakeATS
+) -> uuid.UUID:
+    """A record enriched (its stored state ``processed``) whose delivery gave up: the
+    destination answered 503 past every retry of the fast schedule."""
+    fake_ats.add_sr_candidate("c-1")
+    fake_ats.script.extend(Step(match="/vendor", status=503) for _ in range(4))
+    conn = await add_source(services, fake_ats, "smartrecruiters", destination=True)
+    rid = await record_event(services, conn, "candidate.updated", {"id": "c-1"})
+    await run_worker(fast_settings(settings))
+    [letter] = await rows(services, "SELECT stage FROM dead_letter WHERE resolved_at IS NULL")
+    assert letter.stage == "delivery"
+    return rid
+
+
+async def test_a_record_whose_delivery_gave_up_is_a_dead_letter_in_lists_filters_and_stats(
+    admin: Recorder, services: Services, settings: Settings, fake_ats: FakeATS
+) -> None:
+    rid = await dead_lettered_delivery(services, settings, fake_ats)
+
+    [listed] = (await admin.call("GET", "/records")).json()["records"]
+    assert (listed["id"], listed["state"]) == (str(rid), "dead_letter")
+    found = (await admin.call("GET", "/records", params={"state": "dead_letter"})).json()
+    assert [r["id"] for r in found["records"]] == [str(rid)]
+    processed = (await admin.call("GET", "/records", params={"state": "processed"})).json()
+    assert processed["records"] == []
+    assert (await admin.call("GET", f"/records/{rid}")).json()["state"] == "dead_letter"
+    [row] = (await admin.call("GET", "/stats")).json()["sources"]
+    assert row["states"] == {"dead_letter": 1}
+
+    # Discarded, it says so; retried and acknowledged, it is delivered.
+    letter = (await admin.call("GET", "/dead-letters")).json()[0]["id"]
+    retried = await admin.call("POST", "/dead-letters/retry", json={"ids": [letter]})
+    assert retried.json()["count"] == 1
+    await run_worker(fast_settings(settings))
+    assert (await admin.call("GET", f"/records/{rid}")).json()["state"] == "delivered"
+    [row] = (await admin.call("GET", "/stats")).json()["sources"]
+    assert row["states"] == {"delivered": 1}
+
+
+async def test_an_unknown_tenant_or_state_is_refused_not_answered_with_nothing(
+    admin: Recorder, services: Services
+) -> None:
+    await add_connection(
+        services, tenant="acme", source="keldair", secrets={"signing_secrets": [SECRET]}
+    )
+    assert (await admin.call("GET", "/records", params={"tenant": "acme"})).status_code == 200
+    unknown = await admin.call("GET", "/records", params={"tenant": "nosuch"})
+    assert unknown.status_code == 404 and "nosuch" in unknown.text
+    weird = await admin.call("GET", "/records", params={"state": "weird"})
+    assert weird.status_code == 400
+    for state in ("received", "processed", "delivered", "dead_letter", "quarantined"):
+        assert state in weird.text
+    stats = await admin.call("GET", "/stats", params={"tenant": "nosuch"})
+    assert stats.status_code == 404
+
+
+async def test_replaying_a_quarantined_record_is_refused_with_what_to_do_instead(
+    admin: Recorder, client: httpx.AsyncClient, services: Services, fake_ats: FakeATS
+) -> None:
+    await add_source(services, fake_ats, "hrmanager", destination=True)
+    stuck = await post_hrmanager(client, {"Event": "CandidateHired", "Ref": "9"})
+
+    refused = await admin.call("POST", f"/records/{stuck}/replay")
+    assert refused.status_code == 409
+    message = refused.json()["error"]["message"]
+    assert "quarantined" in message and "set-payload-fields" in message
+    assert await rows(services, "SELECT 1 FROM replay") == []
+
+    [letter] = (await admin.call("GET", "/dead-letters")).json()
+    retried = await admin.call("POST", "/dead-letters/retry", json={"ids": [letter["id"]]})
+    assert retried.json() == {"count": 1, "still_failing": 1}
+    assert (await admin.call("GET", f"/records/{stuck}")).json()["state"] == "quarantined"

@@ -17,7 +17,7 @@ from app.cli import cli
 from app.services import Services
 from app.settings import Settings
 from tests.fake_ats import FakeATS
-from tests.test_admin_api import post_hrmanager
+from tests.test_admin_api import dead_lettered_delivery, post_hrmanager
 from tests.test_keldair import OTHER, SECRET
 from tests.test_workers_cli import hirehook as hirehook_process
 from tests.workers_support import (
@@ -65,7 +65,7 @@ async def test_admin_keys_are_created_once_listed_without_the_key_and_revoked(
     assert (await client.get("/v1/admin/tenants", headers=headers)).status_code == 200
 
     listed = await hirehook(settings, "admin-keys", "list", "--json")
-    [entry] = ok(listed)
+    [entry] = ok(listed)["items"]
     assert entry["name"] == "ops" and entry["last_used_at"] is not None
     assert key not in listed.stdout and "key" not in entry
     plain = await hirehook(settings, "admin-keys", "list")
@@ -124,12 +124,12 @@ async def test_tenants_and_connections_from_the_cli_never_print_a_secret(
     assert ok(await run("tenants", "update", "acme", "Acme Corp", "--json"))["name"] == "Acme Corp"
     assert ok(await run("tenants", "disable", "acme", "--json"))["enabled_connections"] == 0
     assert ok(await run("tenants", "enable", "acme", "--json"))["enabled_connections"] == 1
-    [tenant] = ok(await run("tenants", "list", "--json"))
+    [tenant] = ok(await run("tenants", "list", "--json"))["items"]
     assert (tenant["slug"], tenant["connections"]) == ("acme", 1)
     shown = await run("tenants", "show", "acme")
     assert "keldair" in shown.stdout and "signing_secrets" in shown.stdout
     listed = await run("connections", "list", "--tenant", "acme")
-    assert listed.stdout.startswith(cid + "\t")
+    assert any(line.split()[0] == cid for line in listed.stdout.splitlines()[1:])
     assert ok(await run("connections", "show", cid, "--json"))["id"] == int(cid)
     hook = ok(
         await run(
@@ -170,16 +170,19 @@ async def test_records_are_listed_shown_and_replayed_idempotently(
     page = ok(
         await hirehook(settings, "records", "list", "--tenant", "acme", "--limit", "2", "--json")
     )
-    assert [r["id"] for r in page["records"]] == [str(ids[2]), str(ids[1])]
+    assert [r["id"] for r in page["items"]] == [str(ids[2]), str(ids[1])]
     rest = ok(
         await hirehook(settings, "records", "list", "--cursor", page["next_cursor"], "--json")
     )
-    assert [r["id"] for r in rest["records"]] == [str(ids[0])] and rest["next_cursor"] is None
-    plain = await hirehook(settings, "records", "list", "--state", "processed")
-    assert len(plain.stdout.splitlines()) == 3
+    assert [r["id"] for r in rest["items"]] == [str(ids[0])] and rest["next_cursor"] is None
+    # Enriched and acknowledged by the destination: delivered, not only processed.
+    plain = await hirehook(settings, "records", "list", "--state", "delivered")
+    assert sum(str(i) in plain.stdout for i in ids) == 3
+    none = ok(await hirehook(settings, "records", "list", "--state", "processed", "--json"))
+    assert none["items"] == []
 
     shown = ok(await hirehook(settings, "records", "show", str(ids[0]), "--json"))
-    assert shown["state"] == "processed" and shown["delivery"]["last_status"] == 200
+    assert shown["state"] == "delivered" and shown["delivery"]["last_status"] == 200
     human = await hirehook(settings, "records", "show", str(ids[0]))
     assert "delivery: done" in human.stdout
 
@@ -252,3 +255,123 @@ async def test_set_payload_fields_reparses_quarantined_records_and_records_show_
     assert orjson.loads(delivery.body)["data"]["subjects"] == {"position": "77"}
     still = await hirehook(settings, "records", "show", str(stuck))
     assert "missing candidate_id" in still.stdout
+
+
+async def test_a_record_whose_delivery_dead_lettered_is_a_dead_letter_in_list_and_filter(
+    settings: Settings, services: Services, fake_ats: FakeATS
+) -> None:
+    rid = await dead_lettered_delivery(services, settings, fake_ats)
+
+    listed = await hirehook(settings, "records", "list")
+    assert listed.returncode == 0, listed.stderr
+    [row] = [line for line in listed.stdout.splitlines() if str(rid) in line]
+    assert row.split()[5] == "dead_letter"
+    found = ok(await hirehook(settings, "records", "list", "--state", "dead_letter", "--json"))
+    assert [r["id"] for r in found["items"]] == [str(rid)]
+    assert found["items"][0]["state"] == "dead_letter"
+    processed = ok(await hirehook(settings, "records", "list", "--state", "processed", "--json"))
+    assert processed == {"items": [], "next_cursor": None}
+    shown = await hirehook(settings, "records", "show", str(rid))
+    assert "\tdead_letter\t" in shown.stdout
+
+
+async def test_commands_that_did_nothing_say_so_and_exit_non_zero(
+    settings: Settings, services: Services, client: httpx.AsyncClient, fake_ats: FakeATS
+) -> None:
+    await add_source(services, fake_ats, "hrmanager", destination=True)
+    stuck = await post_hrmanager(client, {"Event": "CandidateHired", "Ref": "9"})
+
+    replayed = await hirehook(settings, "records", "replay", str(stuck))
+    assert replayed.returncode == 1, replayed.stdout
+    assert "enrichment" not in replayed.stdout and "quarantined" in replayed.stderr
+    assert "set-payload-fields" in replayed.stderr and "dead-letters retry" in replayed.stderr
+
+    [letter] = await rows(services, "SELECT id FROM dead_letter WHERE resolved_at IS NULL")
+    again = await hirehook(settings, "dead-letters", "retry", str(letter.id), "--json")
+    assert again.returncode == 1
+    assert orjson.loads(again.stdout) == {"count": 1, "still_failing": 1}
+    assert "still do not fit" in again.stderr
+
+    [letter] = await rows(services, "SELECT id FROM dead_letter WHERE resolved_at IS NULL")
+    first = await hirehook(settings, "dead-letters", "discard", str(letter.id), "--json")
+    assert ok(first) == {"count": 1, "still_failing": 0}
+    second = await hirehook(settings, "dead-letters", "discard", str(letter.id))
+    assert second.returncode == 1 and "already" in second.stderr
+    assert "1 dead letter(s) discarded" not in second.stdout
+    nothing = await hirehook(settings, "dead-letters", "retry", "--stage", "delivery")
+    assert nothing.returncode == 1 and "no open dead letter" in nothing.stderr
+
+    nosuch = await hirehook(settings, "records", "list", "--tenant", "nosuch")
+    assert nosuch.returncode == 1 and "nosuch" in nosuch.stderr and nosuch.stdout == ""
+    weird = await hirehook(settings, "records", "list", "--state", "weird")
+    assert weird.returncode != 0 and weird.stdout == ""
+    for state in ("received", "processed", "delivered", "dead_letter", "quarantined"):
+        assert state in weird.stderr
+
+
+async def test_one_output_convention_json_everywhere_tables_utc_and_no_logs_on_stdout(
+    settings: Settings, services: Services, client: httpx.AsyncClient, fake_ats: FakeATS
+) -> None:
+    await add_source(services, fake_ats, "hrmanager", destination=True)
+    stuck = await post_hrmanager(client, {"Event": "CandidateHired", "Ref": "9"})
+    await hirehook(settings, "admin-keys", "create", "ops")
+
+    # Every list is one JSON object of the same shape.
+    for command in (
+        ("records", "list"),
+        ("dead-letters", "list"),
+        ("admin-keys", "list"),
+        ("tenants", "list"),
+        ("connections", "list"),
+        ("smartrecruiters", "list", "acme"),
+    ):
+        result = await hirehook(settings, *command, "--json")
+        if command[0] == "smartrecruiters":
+            # No SmartRecruiters connection: refused, but in the same convention.
+            assert result.returncode == 1 and result.stdout == "", command
+            continue
+        listed = ok(result)
+        assert set(listed) == {"items", "next_cursor"}, command
+        assert listed["items"], command
+        for item in listed["items"]:
+            for name in ("received_at", "created_at", "updated_at", "last_used_at"):
+                if item.get(name) is not None:
+                    assert item[name].endswith("Z"), (command, name, item[name])
+
+    # Human lists are tables with headers; times ISO 8601 in UTC; nothing shows as None.
+    records = await hirehook(settings, "records", "list")
+    header, *body = records.stdout.splitlines()
+    assert header.split()[:3] == ["ID", "RECEIVED", "TENANT"]
+    [row] = [line for line in body if str(stuck) in line]
+    assert row.split()[1].endswith("Z") and row.split()[5] == "quarantined"
+    letters = await hirehook(settings, "dead-letters", "list")
+    assert letters.stdout.splitlines()[0].split()[:2] == ["ID", "CREATED"]
+    shown = await hirehook(settings, "records", "show", str(stuck))
+    keys = await hirehook(settings, "admin-keys", "list")
+    for result in (records, letters, shown, keys):
+        assert "None" not in result.stdout, result.stdout
+
+    # The commands that had no --json have it.
+    [letter] = await rows(services, "SELECT id FROM dead_letter WHERE resolved_at IS NULL")
+    discarded = ok(await hirehook(settings, "dead-letters", "discard", str(letter.id), "--json"))
+    assert discarded["count"] == 1
+    erased = ok(
+        await hirehook(
+            settings, "erase", "--tenant", "acme", "--source", "hrmanager", "--candidate", "9",
+            "--json",
+        )
+    )  # fmt: skip
+    assert erased["erased_at"].endswith("Z") and "counts" in erased
+    human = await hirehook(
+        settings, "erase", "--tenant", "acme", "--source", "hrmanager", "--candidate", "9"
+    )
+    assert human.returncode == 0 and human.stdout.startswith("erased; audit ")
+
+    # Logs go to stderr, and a command logs only warnings unless --verbose.
+    quiet = await hirehook(settings, "records", "replay", "--source", "hrmanager", "--json")
+    assert "admin.replayed" not in quiet.stdout + quiet.stderr
+    loud = await hirehook(
+        settings, "--verbose", "records", "replay", "--source", "hrmanager", "--json"
+    )
+    assert "admin.replayed" in loud.stderr and "admin.replayed" not in loud.stdout
+    assert orjson.loads(loud.stdout)["matched"] == 1

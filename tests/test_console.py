@@ -15,7 +15,7 @@ from app.services import Services
 from app.settings import Settings
 from tests.conftest import add_connection, make_settings, run_app
 from tests.fake_ats import FakeATS
-from tests.test_admin_api import post_hrmanager, post_keldair
+from tests.test_admin_api import dead_lettered_delivery, post_hrmanager, post_keldair
 from tests.test_keldair import SECRET
 from tests.test_keldair import event as keldair_event
 from tests.workers_support import add_source, fast_settings
@@ -153,7 +153,8 @@ async def test_output_is_escaped_and_refusals_are_pages(
     await log_in(client, key)
     hostile = "<script>alert(1)</script>"
     page = await client.get("/console/records", params={"tenant": hostile})
-    assert page.status_code == 200
+    # No such tenant: a refusal page, which names it escaped.
+    assert page.status_code == 404
     assert hostile not in page.text and "&lt;script&gt;" in page.text
     bad_cursor = await client.get("/console/records", params={"cursor": "garbage"})
     assert bad_cursor.status_code == 400 and "cursor" in bad_cursor.text
@@ -224,3 +225,26 @@ async def test_a_quarantined_record_page_shows_the_missing_ids_and_how_to_map_th
     assert "Names in the body: <code>Event</code>, <code>Id</code>" in section
     command = f"hirehook connections set-payload-fields {hrm.id} --field position_id=&lt;"
     assert command in section
+
+
+async def test_a_record_whose_delivery_gave_up_has_a_dead_letter_badge_everywhere(
+    client: httpx.AsyncClient,
+    services: Services,
+    settings: Settings,
+    key: str,
+    fake_ats: FakeATS,
+) -> None:
+    rid = await dead_lettered_delivery(services, settings, fake_ats)
+    await log_in(client, key)
+
+    page = await client.get(f"/console/records/{rid}")
+    badge = re.search(r'<span class="state state-([a-z_]+)" id="state">([a-z_]+)</span>', page.text)
+    assert badge is not None and badge.groups() == ("dead_letter", "dead_letter")
+    listed = await client.get("/console/records")
+    assert '<span class="state state-dead_letter">dead_letter</span>' in listed.text
+    assert "state-processed" not in listed.text
+    filtered = await client.get("/console/records", params={"state": "dead_letter"})
+    assert str(rid) in filtered.text
+    assert '<option value="delivered"' in filtered.text
+    stats = await client.get("/console/stats")
+    assert '<span class="state state-dead_letter">dead_letter 1</span>' in stats.text

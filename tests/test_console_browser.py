@@ -123,7 +123,7 @@ async def test_find_a_sent_record_replay_it_and_see_the_replays(
     await page.click(f"a[href='/console/records/{record_id}']")
     await page.wait_for_url(f"**/console/records/{record_id}")
     html = await browser_pages.keep()
-    assert "processed" in await page.locator("#state").inner_text()
+    assert "delivered" in await page.locator("#state").inner_text()
     # The raw body, pretty-printed, and the answer the sender got.
     raw = await page.locator("#raw-body").inner_text()
     assert '"id": "ap_1001"' in raw and "\n" in raw
@@ -148,7 +148,7 @@ async def test_find_a_sent_record_replay_it_and_see_the_replays(
     assert len(await rows(services, "SELECT 1 FROM delivery")) == 2
     await page.reload()
     assert await page.locator("#replays tr").count() == 3  # a header and two replays
-    assert "processed" in await page.locator("#state").inner_text()
+    assert "delivered" in await page.locator("#state").inner_text()
     await browser_pages.keep()
 
     # A filtered set: every record of the tenant's KeldairHR connection.

@@ -79,15 +79,17 @@ ANSWERS: dict[tuple[str, str], set[str]] = {
     ("post", "/v1/admin/connections/{connection_id}/payload-fields"): {
         "200", "400", "401", "404", "429",
     },
-    ("get", "/v1/admin/records"): {"200", "400", "401", "429"},
+    ("get", "/v1/admin/records"): {"200", "400", "401", "404", "429"},
     ("get", "/v1/admin/records/{record_id}"): {"200", "400", "401", "404", "429"},
-    ("post", "/v1/admin/records/{record_id}/replay"): {"200", "400", "401", "404", "413", "429"},
-    ("post", "/v1/admin/replays"): {"200", "400", "401", "404", "413", "429"},
+    ("post", "/v1/admin/records/{record_id}/replay"): {
+        "200", "400", "401", "404", "409", "413", "429"
+    },
+    ("post", "/v1/admin/replays"): {"200", "400", "401", "404", "409", "413", "429"},
     ("get", "/v1/admin/dead-letters"): {"200", "400", "401", "429"},
-    ("post", "/v1/admin/dead-letters/retry"): {"200", "400", "401", "413", "429"},
-    ("post", "/v1/admin/dead-letters/discard"): {"200", "400", "401", "413", "429"},
+    ("post", "/v1/admin/dead-letters/retry"): {"200", "400", "401", "409", "413", "429"},
+    ("post", "/v1/admin/dead-letters/discard"): {"200", "400", "401", "409", "413", "429"},
     ("post", "/v1/admin/erasures"): {"201", "400", "401", "404", "413", "429", "503"},
-    ("get", "/v1/admin/stats"): {"200", "400", "401", "429"},
+    ("get", "/v1/admin/stats"): {"200", "400", "401", "404", "429"},
 }  # fmt: skip
 
 

@@ -338,7 +338,7 @@ async def test_the_erase_command(
 ) -> None:
     await _enriched_candidate(client, services, settings, fake_ats)
     code, out, err = await _erase_cli(
-        settings, "--tenant", "acme", "--source", "smartrecruiters", "--candidate", "c-1"
+        settings, "--tenant", "acme", "--source", "smartrecruiters", "--candidate", "c-1", "--json"
     )
     assert code == 0, err.decode()
     printed = orjson.loads(out)

@@ -47,7 +47,7 @@ async def test_dead_letters_are_listed_by_kind_retried_and_discarded(
 
     listed = await hirehook(settings, "dead-letters", "list", "--json")
     assert listed.returncode == 0, listed.stderr
-    letters = [orjson.loads(line) for line in listed.stdout.splitlines()]
+    letters = orjson.loads(listed.stdout)["items"]
     assert {(x["record_id"], x["kind"], x["reason"], x["tenant"]) for x in letters} == {
         (str(refused), "configuration", "credentials_refused", "acme"),
         (str(missing), "pipeline", "not_found", "globex"),
@@ -74,7 +74,7 @@ async def test_dead_letters_are_listed_by_kind_retried_and_discarded(
     [state] = await rows(services, "SELECT state FROM record WHERE id = :id", id=missing)
     assert state.state == "discarded"
     remaining = await hirehook(settings, "dead-letters", "list", "--json")
-    assert remaining.stdout == ""
+    assert orjson.loads(remaining.stdout) == {"items": [], "next_cursor": None}
     history = await hirehook(settings, "dead-letters", "list", "--resolved", "--json")
-    resolutions = {orjson.loads(line)["resolution"] for line in history.stdout.splitlines()}
+    resolutions = {x["resolution"] for x in orjson.loads(history.stdout)["items"]}
     assert resolutions == {"retried", "discarded"}

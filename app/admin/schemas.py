@@ -9,6 +9,10 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
+from app.store.query import STATES, RecordState
+
+# One list of record states for the API, the CLI and the console (derived in the store).
+RECORD_STATES: tuple[str, ...] = STATES
 # PostgreSQL's bigint, which every id column is.
 INT64_MAX = 2**63 - 1
 # Times a filter can name: what Python and PostgreSQL both hold, a day inside Python's
@@ -193,7 +197,7 @@ class RecordSummary(_Out):
     source: str
     event_type: str
     known: bool
-    state: str
+    state: RecordState = Field(description="Where the record stands, delivery included.")
     subjects: dict[str, Any]
     received_at: datetime
     processed_at: datetime | None
@@ -299,7 +303,8 @@ class RecordQuery(BaseModel):
     tenant: str | None = None
     source: str | None = None
     event_type: str | None = None
-    state: str | None = None
+    # An unknown state is refused with the valid ones, not answered with nothing.
+    state: RecordState | None = None
     received_from: StoredTime | None = None
     received_to: StoredTime | None = None
     person: str | None = None
@@ -394,6 +399,11 @@ class ActionResult(_Out):
     """How many things an action changed."""
 
     count: int
+    still_failing: int = Field(
+        0,
+        description="Of those retried, how many failed again at once: a quarantined event "
+        "that still does not fit has a new open letter in place of the retried one.",
+    )
 
 
 class BacklogView(_Out):

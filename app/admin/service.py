@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 import hashlib
 import hmac
 import uuid
@@ -462,6 +463,9 @@ async def list_records(
         raise invalid(f"limit must be between 1 and {PAGE_MAX}.")
     after = decode_cursor(cursor) if cursor else None
     async with services.engine.connect() as conn:
+        # A misspelt tenant is an error, not an empty page that reads as "no records".
+        if q.tenant is not None and await sql.get_tenant(conn, q.tenant) is None:
+            raise not_found(f"Tenant {q.tenant!r}")
         rows = await query.list_records(conn, record_filters(q), limit=limit + 1, after=after)
     more = len(rows) > limit
     rows = rows[:limit]
@@ -619,6 +623,8 @@ async def replay(
         )
     if request.record_ids and not ids:
         raise not_found("None of the records named")
+    if request.record_ids:
+        await _refuse_unreplayable(services, ids)
     if request.dry_run:
         return s.ReplayResult(id=None, matched=len(ids), enrichments=0, deliveries=0, dry_run=True)
     _confirmed(request, len(ids))
@@ -653,6 +659,29 @@ async def replay(
         deliveries=deliveries,
         skipped_erased=skipped,
     )
+
+
+async def _refuse_unreplayable(services: Services, ids: list[uuid.UUID]) -> None:
+    """A 409 saying what to do instead when none of the records named can be replayed: a
+    replay runs enrichment, which a quarantined event (it did not fit its model) or an event
+    type this version does not model never reaches."""
+    async with services.engine.connect() as conn:
+        rows = await query.list_records(conn, query.RecordFilters(ids=tuple(ids)), limit=len(ids))
+    if any(r.known and r.state != "quarantined" for r in rows):
+        return
+    if any(r.state == "quarantined" for r in rows):
+        message = (
+            "Nothing to replay: the record is quarantined (it did not fit its model). Name the "
+            "body's fields on the connection (`hirehook connections set-payload-fields`, or "
+            "Map fields in the console), which parses it again, or retry its intake dead "
+            "letter (`hirehook dead-letters retry`) once the cause is fixed."
+        )
+    else:
+        message = (
+            "Nothing to replay: the record's event type is not one this version models; it is "
+            "stored, never enriched or delivered."
+        )
+    raise AppError(409, message, code="not_replayable")
 
 
 def _confirmed(request: s.ReplayRequest, matched: int) -> None:
@@ -717,17 +746,43 @@ async def list_dead_letters(
     return [s.DeadLetterView.model_validate(x, from_attributes=True) for x in letters]
 
 
-async def retry_dead_letters(services: Services, *, action: s.DeadLetterAction) -> s.ActionResult:
-    """Start the stage over for the matching open letters, once their cause is fixed."""
-    count = await dead_letters.retry(
-        services.engine,
-        services.queue,
-        _dead_filters(action, "retry"),
-        reparsers(),
-        note=action.note,
+def _none_open() -> AppError:
+    """The 409 of letters named by id none of which is open: acting again does nothing."""
+    return AppError(
+        409,
+        "None of the dead letters named is open (already retried, discarded or erased); "
+        "`hirehook dead-letters list --resolved` shows how each was resolved.",
+        code="not_open",
     )
-    log.info("admin.dead_letters_retried", count=count)
-    return s.ActionResult(count=count)
+
+
+async def retry_dead_letters(services: Services, *, action: s.DeadLetterAction) -> s.ActionResult:
+    """Start the stage over for the matching open letters, once their cause is fixed; a
+    quarantined event that still does not fit is counted in ``still_failing``."""
+    filters = _dead_filters(action, "retry")
+    # Parsing again happens now, so whether it failed again is known now; the other stages
+    # run later in the workers.
+    intake: list[dead_sql.DeadLetterView] = []
+    if filters.stage in (None, "intake"):
+        intake = await dead_letters.list_letters(
+            services.engine, dataclasses.replace(filters, stage="intake"), limit=REPLAY_MAX
+        )
+    count = await dead_letters.retry(
+        services.engine, services.queue, filters, reparsers(), note=action.note
+    )
+    if count == 0 and action.ids:
+        raise _none_open()
+    still = 0
+    if intake:
+        async with services.engine.connect() as conn:
+            rows = await query.list_records(
+                conn,
+                query.RecordFilters(ids=tuple({x.record_id for x in intake})),
+                limit=len(intake),
+            )
+        still = sum(1 for r in rows if r.state == "quarantined")
+    log.info("admin.dead_letters_retried", count=count, still_failing=still)
+    return s.ActionResult(count=count, still_failing=still)
 
 
 async def discard_dead_letters(services: Services, *, action: s.DeadLetterAction) -> s.ActionResult:
@@ -735,6 +790,8 @@ async def discard_dead_letters(services: Services, *, action: s.DeadLetterAction
     count = await dead_letters.discard(
         services.engine, _dead_filters(action, "discard"), note=action.note
     )
+    if count == 0 and action.ids:
+        raise _none_open()
     log.info("admin.dead_letters_discarded", count=count)
     return s.ActionResult(count=count)
 
@@ -791,6 +848,8 @@ async def stats(
     if since >= until:
         raise invalid("since must be before until.")
     async with services.engine.connect() as conn:
+        if tenant is not None and await sql.get_tenant(conn, tenant) is None:
+            raise not_found(f"Tenant {tenant!r}")
         totals, states, backlog = await query.stats(
             conn, since=since, until=until, tenant=tenant, source=source
         )

@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from app.cli.admin import connections_cli, keys_cli, records_cli
+from app.cli.common import VERBOSITY
 from app.cli.dead_letters import dead_cli
 from app.cli.dev import dev
 from app.cli.poll import poll
@@ -40,6 +41,12 @@ def _options(
     debug: Annotated[
         bool, typer.Option("--debug", help="Show the traceback of a failure (HIREHOOK_DEBUG=1).")
     ] = False,
+    verbose: Annotated[
+        bool,
+        typer.Option(
+            "--verbose", "-v", help="Log at the configured level (default: warnings only)."
+        ),
+    ] = False,
     show_version: Annotated[
         bool,
         typer.Option(
@@ -49,6 +56,7 @@ def _options(
 ) -> None:
     if debug:
         os.environ["HIREHOOK_DEBUG"] = "1"
+    VERBOSITY.verbose = verbose
 
 
 for command in (api, worker, migrate, keygen, dev, poll, erase, maintain):

@@ -1,6 +1,7 @@
 """``hirehook admin-keys``, ``records`` and ``connections``: the admin API's operations from the
 command line, through the same service layer (:mod:`app.admin`). ``--json`` prints what the
-API would answer, for scripts; secrets are read from a file or stdin, never from arguments
+API would answer, for scripts (a list as ``{"items": [...], "next_cursor": ...}``, see
+:mod:`app.cli.output`); secrets are read from a file or stdin, never from arguments
 (which other users of the machine can see in the process list and shell history)."""
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import orjson
 import typer
 
 from app.cli.common import load_settings, with_services
+from app.cli.output import Column, nothing_done, or_dash, print_json, print_list, timestamp
 
 T = TypeVar("T")
 
@@ -37,15 +39,24 @@ def run(action: Callable[[Any], Awaitable[T]]) -> T:
 
 
 def emit(value: Any, *, as_json: bool, line: Callable[[Any], str]) -> None:
-    """Print one model or a list of them: JSON, or one line each."""
-    items = value if isinstance(value, list) else [value]
+    """Print one model: JSON, or its line."""
     if as_json:
-        payload = [v.model_dump(mode="json") for v in items]
-        data = payload if isinstance(value, list) else payload[0]
-        typer.echo(orjson.dumps(data, option=orjson.OPT_INDENT_2).decode())
+        print_json(value)
         return
-    for item in items:
-        typer.echo(line(item))
+    typer.echo(line(value))
+
+
+def _valid(build: Callable[[], T]) -> T:
+    """A model built from options; a value it refuses is a usage error that names the valid
+    ones (a misspelt state would otherwise match nothing, silently)."""
+    import pydantic
+
+    from app.cli.errors import describe
+
+    try:
+        return build()
+    except pydantic.ValidationError as exc:
+        raise typer.BadParameter(describe(exc)) from exc
 
 
 def json_object(text: str, what: str) -> dict[str, Any]:
@@ -82,10 +93,22 @@ OptionsOption = Annotated[str | None, typer.Option("--options", help="Options, a
 keys_cli = typer.Typer(help="Keys to the admin API (/v1/admin).", no_args_is_help=True)
 
 
+def _key_state(key: Any) -> str:
+    return f"revoked {timestamp(key.revoked_at)}" if key.revoked_at else "active"
+
+
+_KEY_COLUMNS: list[Column] = [
+    ("ID", lambda k: k.id),
+    ("NAME", lambda k: k.name),
+    ("PREFIX", lambda k: f"{k.prefix}..."),
+    ("STATE", _key_state),
+    ("LAST USED", lambda k: k.last_used_at),
+]
+
+
 def _key_line(key: Any) -> str:
-    state = f"revoked {key.revoked_at:%Y-%m-%d %H:%M}" if key.revoked_at else "active"
-    used = f"{key.last_used_at:%Y-%m-%d %H:%M}" if key.last_used_at else "never used"
-    return f"{key.id}\t{key.name}\t{key.prefix}...\t{state}\t{used}"
+    used = timestamp(key.last_used_at) if key.last_used_at else "never used"
+    return f"{key.id}\t{key.name}\t{key.prefix}...\t{_key_state(key)}\t{used}"
 
 
 @keys_cli.command("create")
@@ -109,7 +132,7 @@ def keys_list(as_json: JsonOption = False) -> None:
     """List keys (never the keys themselves)."""
     from app.admin import keys
 
-    emit(run(lambda s: keys.list_keys(s.engine)), as_json=as_json, line=_key_line)
+    print_list(run(lambda s: keys.list_keys(s.engine)), as_json=as_json, columns=_KEY_COLUMNS)
 
 
 @keys_cli.command("revoke")
@@ -137,6 +160,18 @@ def connection_line(c: Any) -> str:
     )
 
 
+CONNECTION_COLUMNS: list[Column] = [
+    ("ID", lambda c: c.id),
+    ("TENANT", lambda c: c.tenant),
+    ("SOURCE", lambda c: c.source),
+    ("NAME", lambda c: c.name),
+    ("ACCOUNT", lambda c: c.account),
+    ("STATE", lambda c: "enabled" if c.enabled else "disabled"),
+    ("SECRETS", lambda c: ",".join(c.secrets.names)),
+    ("FINGERPRINT", lambda c: c.secrets.fingerprint),
+]
+
+
 @connections_cli.command("list")
 def connections_list(
     tenant: Annotated[str | None, typer.Option(help="Tenant slug.")] = None,
@@ -147,7 +182,7 @@ def connections_list(
     from app.admin import service
 
     found = run(lambda s: service.list_connections(s, tenant=tenant, source=source))
-    emit(found, as_json=as_json, line=connection_line)
+    print_list(found, as_json=as_json, columns=CONNECTION_COLUMNS)
 
 
 @connections_cli.command("show")
@@ -315,7 +350,11 @@ TenantOption = Annotated[str | None, typer.Option(help="Tenant slug.")]
 SourceOption = Annotated[str | None, typer.Option(help="ATS source.")]
 TypeOption = Annotated[str | None, typer.Option("--event-type", help="The event's type.")]
 StateOption = Annotated[
-    str | None, typer.Option(help="received, processed, dead_letter, quarantined, discarded.")
+    str | None,
+    typer.Option(
+        help="received, processed (enriched, not delivered), delivered, dead_letter "
+        "(enrichment or delivery gave up), quarantined, discarded."
+    ),
 ]
 FromOption = Annotated[
     datetime | None, typer.Option("--from", help="Received at or after (ISO 8601).")
@@ -359,12 +398,26 @@ def _utc(value: datetime | None) -> datetime | None:
     return value.replace(tzinfo=UTC)
 
 
+def _subjects(r: Any) -> str:
+    return ",".join(f"{k}={v}" for k, v in sorted(r.subjects.items())) or "-"
+
+
+RECORD_COLUMNS: list[Column] = [
+    ("ID", lambda r: r.id),
+    ("RECEIVED", lambda r: r.received_at),
+    ("TENANT", lambda r: r.tenant),
+    ("SOURCE", lambda r: r.source),
+    ("EVENT TYPE", lambda r: r.event_type),
+    ("STATE", lambda r: r.state),
+    ("SUBJECTS", _subjects),
+]
+
+
 def record_line(r: Any) -> str:
     """One record on one line."""
-    subjects = ",".join(f"{k}={v}" for k, v in sorted(r.subjects.items())) or "-"
     return (
-        f"{r.id}\t{r.received_at:%Y-%m-%d %H:%M:%S}\t{r.tenant}\t{r.source}\t{r.event_type}\t"
-        f"{r.state}\t{subjects}"
+        f"{r.id}\t{timestamp(r.received_at)}\t{r.tenant}\t{r.source}\t{r.event_type}\t"
+        f"{r.state}\t{_subjects(r)}"
     )
 
 
@@ -383,23 +436,16 @@ def records_list(
     cursor: Annotated[str | None, typer.Option(help="Where the previous page ended.")] = None,
     as_json: JsonOption = False,
 ) -> None:
-    """List records, newest first (one page; --json includes the next page's cursor)."""
+    """List records, newest first (one page; the next page's cursor is printed on stderr, or
+    in --json's next_cursor)."""
     from app.admin import schemas, service
 
-    q = schemas.RecordQuery(
-        **_query(
-            tenant, source, event_type, state, received_from, received_to, person, job,
-            application,
-        )
-    )  # fmt: skip
+    fields = _query(
+        tenant, source, event_type, state, received_from, received_to, person, job, application
+    )
+    q = _valid(lambda: schemas.RecordQuery(**fields))
     page = run(lambda s: service.list_records(s, q=q, limit=limit, cursor=cursor))
-    if as_json:
-        emit(page, as_json=True, line=str)
-        return
-    for record in page.records:
-        typer.echo(record_line(record))
-    if page.next_cursor:
-        typer.echo(f"more: --cursor {page.next_cursor}", err=True)
+    print_list(page.records, as_json=as_json, columns=RECORD_COLUMNS, next_cursor=page.next_cursor)
 
 
 @records_cli.command("show")
@@ -412,17 +458,20 @@ def records_show(record_id: uuid.UUID, as_json: JsonOption = False) -> None:
         emit(detail, as_json=True, line=str)
         return
     typer.echo(record_line(detail))
-    typer.echo(f"dedupe key: {detail.dedupe_key}   ack: {detail.ack_ms} ms")
+    ack = "-" if detail.ack_ms is None else f"{detail.ack_ms} ms"
+    typer.echo(f"dedupe key: {detail.dedupe_key}   ack: {ack}")
     for name, value in sorted(detail.headers.items()):
         typer.echo(f"  {name}: {value}")
     body = detail.raw_body.text if detail.raw_body.text is not None else detail.raw_body.base64
     typer.echo(f"body ({detail.raw_body.size} bytes): {body}")
     if detail.answer is not None:
-        typer.echo(f"answered {detail.answer.status}: {detail.answer.body.text}")
+        typer.echo(f"answered {detail.answer.status}: {or_dash(detail.answer.body.text)}")
     for name, work in (("enrichment", detail.outbox), ("delivery", detail.delivery)):
         if work is not None:
-            done = f"done {work.done_at:%Y-%m-%d %H:%M:%S}" if work.done_at else "pending"
-            typer.echo(f"{name}: {done}, attempts={work.attempts}, error={work.last_error}")
+            done = f"done {timestamp(work.done_at)}" if work.done_at else "pending"
+            typer.echo(
+                f"{name}: {done}, attempts={work.attempts}, error={or_dash(work.last_error)}"
+            )
     for letter in detail.dead_letters:
         typer.echo(
             f"dead letter {letter.id}: {letter.stage} {letter.kind} {letter.reason}: "
@@ -431,7 +480,7 @@ def records_show(record_id: uuid.UUID, as_json: JsonOption = False) -> None:
     if detail.quarantine is not None:
         _quarantine_lines(detail.quarantine)
     for replay in detail.replays:
-        typer.echo(f"replayed by {replay.actor} at {replay.created_at:%Y-%m-%d %H:%M:%S}")
+        typer.echo(f"replayed by {replay.actor} at {timestamp(replay.created_at)}")
 
 
 @records_cli.command("replay")
@@ -472,11 +521,13 @@ def records_replay(
     filters = {k: v for k, v in query.items() if v is not None}
     # Only what was given: naming ids and filters together is refused, not guessed at.
     named: dict[str, Any] = {"record_ids": list(record_ids)} if record_ids else {}
-    request = schemas.ReplayRequest(
-        **named,
-        filters=schemas.ReplayFilters(**filters) if filters else None,
-        dry_run=dry_run,
-        confirm=confirm,
+    request = _valid(
+        lambda: schemas.ReplayRequest(
+            **named,
+            filters=schemas.ReplayFilters(**filters) if filters else None,
+            dry_run=dry_run,
+            confirm=confirm,
+        )
     )
     actor = f"cli:{getpass.getuser()}"
     # On stderr, so --json output stays clean for a script.
@@ -498,6 +549,11 @@ def records_replay(
             "purged record(s) skipped"
         ),
     )
+    if not result.dry_run and result.enrichments + result.deliveries == 0:
+        raise nothing_done(
+            "nothing was replayed: the matching records are quarantined, of event types this "
+            "version does not model, or erased (`hirehook records show` tells which)"
+        )
 
 
 def _quarantine_lines(q: Any) -> None:

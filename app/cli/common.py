@@ -21,15 +21,36 @@ DEV_ENV_FILE = Path(".hirehook") / "env"
 _PID_LINE = re.compile(r"^# hirehook dev pid: (\d+)$", re.MULTILINE)
 
 
-def load_settings() -> Settings:
+class _Verbosity:
+    """Whether ``--verbose`` was given to this invocation (set by the root callback)."""
+
+    verbose = False
+
+
+VERBOSITY = _Verbosity()
+
+
+def load_settings(*, serving: bool = False) -> Settings:
     """Settings from the environment (completed from a running ``hirehook dev``'s file), with
-    logging and the outbound-URL policy configured from them."""
+    logging and the outbound-URL policy configured from them.
+
+    A command (not ``serving``: the API, the worker) logs only warnings and errors, on stderr,
+    unless ``--verbose``: its output is its result, not the steps taken to get there.
+    """
+    import logging
+
     from app import outbound
     from app.logs import configure
 
     use_dev_env(os.environ)
     settings = Settings()
     configure(settings.log_level, settings.log_format)
+    if not serving and not VERBOSITY.verbose:
+        # On the handler rather than in structlog's level: structlog caches each logger at
+        # its first use, and a command run in process (the tests) must not leave the app's
+        # loggers quieter than the process configured them.
+        for handler in logging.getLogger().handlers:
+            handler.setLevel(max(handler.level, logging.WARNING))
     outbound.configure(outbound.OutboundPolicy.from_settings(settings))
     return settings
 

@@ -2,22 +2,20 @@
 
 from __future__ import annotations
 
-import asyncio
 from enum import StrEnum
 from typing import Annotated, Any
 
 import typer
 
-from app.cli.common import load_settings, with_services
+from app.cli.output import Column, nothing_done, print_json, print_list
 from app.schemas.parsed import Reparse
 
 
 def reparsers() -> dict[str, Reparse]:
     """Each source's parser, for quarantined events (polled records of any source included)."""
-    from app.poller.items import with_polled
-    from app.sources import REGISTRY
+    from app.admin.service import reparsers as of_sources
 
-    return {name: with_polled(s.reparse) for name, s in REGISTRY.items()}
+    return of_sources()
 
 
 dead_cli = typer.Typer(
@@ -51,27 +49,54 @@ NoteOption = Annotated[
 ]
 
 
-def _filters(
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON, for scripts.")]
+
+
+def _action(
     ids: list[int] | None,
     kind: Kind | None,
     stage: Stage | None,
     tenant: str | None,
     source: str | None,
     everything: bool,
+    note: str | None,
     *,
     action: str,
 ) -> Any:
-    from app.workers.dead_letters import Filters
+    from app.admin import schemas
 
     if not ids and not everything and not (kind or stage or tenant or source):
         raise typer.BadParameter(f"name the letters to {action}: ids, filters, or --all")
-    return Filters(
-        ids=ids or (),
+    return schemas.DeadLetterAction(
+        ids=ids or [],
         kind=kind.value if kind else None,
         stage=stage.value if stage else None,
         tenant=tenant,
         source=source,
+        all=everything,
+        note=note,
     )
+
+
+def _resolution(letter: Any) -> str:
+    if not letter.resolution:
+        return "open"
+    return f"{letter.resolution} ({letter.note})" if letter.note else letter.resolution
+
+
+_COLUMNS: list[Column] = [
+    ("ID", lambda x: x.id),
+    ("CREATED", lambda x: x.created_at),
+    ("TENANT", lambda x: x.tenant),
+    ("SOURCE", lambda x: x.source),
+    ("STAGE", lambda x: x.stage),
+    ("KIND", lambda x: x.kind),
+    ("REASON", lambda x: x.reason),
+    ("ATTEMPTS", lambda x: x.attempts),
+    ("RECORD", lambda x: x.record_id),
+    ("STATE", _resolution),
+    ("DETAIL", lambda x: x.detail),
+]
 
 
 @dead_cli.command("list")
@@ -83,41 +108,23 @@ def dead_letters_list(
     include_resolved: Annotated[
         bool, typer.Option("--resolved", help="Include retried and discarded letters.")
     ] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line.")] = False,
+    as_json: JsonOption = False,
 ) -> None:
     """List dead letters, oldest first."""
-    import dataclasses
+    from app.admin import service
+    from app.cli.admin import run
 
-    import orjson
-
-    from app.workers import dead_letters
-
-    filters = dead_letters.Filters(
-        kind=kind.value if kind else None,
-        stage=stage.value if stage else None,
-        tenant=tenant,
-        source=source,
-    )
-    letters = asyncio.run(
-        with_services(
-            load_settings(),
-            lambda s: dead_letters.list_letters(
-                s.engine, filters, include_resolved=include_resolved
-            ),
+    letters = run(
+        lambda s: service.list_dead_letters(
+            s,
+            kind=kind.value if kind else None,
+            stage=stage.value if stage else None,
+            tenant=tenant,
+            source=source,
+            include_resolved=include_resolved,
         )
     )
-    for letter in letters:
-        if as_json:
-            typer.echo(orjson.dumps(dataclasses.asdict(letter)).decode())
-            continue
-        state = f" [{letter.resolution}]" if letter.resolution else ""
-        if letter.note:
-            state += f" ({letter.note})"
-        typer.echo(
-            f"{letter.id}\t{letter.created_at:%Y-%m-%d %H:%M:%S}\t{letter.tenant}\t"
-            f"{letter.source}\t{letter.stage}\t{letter.kind}\t{letter.reason}\t"
-            f"attempts={letter.attempts}\trecord={letter.record_id}\t{letter.detail}{state}"
-        )
+    print_list(letters, as_json=as_json, columns=_COLUMNS)
     if not as_json:
         typer.echo(f"{len(letters)} dead letter(s)", err=True)
 
@@ -131,18 +138,27 @@ def dead_letters_retry(
     source: SourceOption = None,
     everything: AllOption = False,
     note: NoteOption = None,
+    as_json: JsonOption = False,
 ) -> None:
-    """Start the stage over for these letters, once their cause is fixed."""
-    from app.workers import dead_letters
+    """Start the stage over for these letters, once their cause is fixed; exits 1 when none
+    was open or a quarantined event still does not fit."""
+    from app.admin import service
+    from app.cli.admin import run
 
-    filters = _filters(ids, kind, stage, tenant, source, everything, action="retry")
-    count = asyncio.run(
-        with_services(
-            load_settings(),
-            lambda s: dead_letters.retry(s.engine, s.queue, filters, reparsers(), note=note),
+    action = _action(ids, kind, stage, tenant, source, everything, note, action="retry")
+    result = run(lambda s: service.retry_dead_letters(s, action=action))
+    if as_json:
+        print_json(result)
+    else:
+        typer.echo(f"{result.count} dead letter(s) retried")
+    if result.count == 0:
+        raise nothing_done("no open dead letter matched; nothing was retried")
+    if result.still_failing:
+        raise nothing_done(
+            f"{result.still_failing} quarantined record(s) still do not fit and are dead "
+            "letters again: fix the connection's payload fields (`hirehook records show "
+            "<record>` says which are missing) before retrying"
         )
-    )
-    typer.echo(f"{count} dead letter(s) retried")
 
 
 @dead_cli.command("discard")
@@ -154,12 +170,17 @@ def dead_letters_discard(
     source: SourceOption = None,
     everything: AllOption = False,
     note: NoteOption = None,
+    as_json: JsonOption = False,
 ) -> None:
-    """Give up on these letters for good (--note says why)."""
-    from app.workers import dead_letters
+    """Give up on these letters for good (--note says why); exits 1 when none was open."""
+    from app.admin import service
+    from app.cli.admin import run
 
-    filters = _filters(ids, kind, stage, tenant, source, everything, action="discard")
-    count = asyncio.run(
-        with_services(load_settings(), lambda s: dead_letters.discard(s.engine, filters, note=note))
-    )
-    typer.echo(f"{count} dead letter(s) discarded")
+    action = _action(ids, kind, stage, tenant, source, everything, note, action="discard")
+    result = run(lambda s: service.discard_dead_letters(s, action=action))
+    if as_json:
+        print_json(result)
+    else:
+        typer.echo(f"{result.count} dead letter(s) discarded")
+    if result.count == 0:
+        raise nothing_done("no open dead letter matched; nothing was discarded")

@@ -10,6 +10,7 @@ from typing import Annotated, Any
 import typer
 
 from app.cli.common import load_settings, with_services
+from app.cli.output import print_json
 
 
 def _since(value: str | None) -> datetime | None:
@@ -34,6 +35,7 @@ async def _poll(
     since: datetime | None,
     resources: list[str],
     wait_s: float,
+    as_json: bool,
 ) -> int:
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -91,6 +93,9 @@ async def _poll(
         return 1
     if report.error:
         typer.echo(f"error: {report.error}", err=True)
+    if as_json:
+        print_json(report)
+        return 0 if report.status == "done" else 1
     for r in report.resources:
         state = "complete" if r.swept else (f"stopped: {r.error}" if r.error else "incomplete")
         typer.echo(
@@ -118,6 +123,7 @@ def poll(
     wait: Annotated[
         float, typer.Option(help="Seconds to wait while a worker is polling this connection.")
     ] = 60.0,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON, for scripts.")] = False,
 ) -> None:
     """Poll a connection now (from its cursor), or back-fill it with --since; records go
     through the same intake as the workers' polls, and what is already recorded is skipped."""
@@ -125,7 +131,7 @@ def poll(
     code = asyncio.run(
         with_services(
             load_settings(),
-            lambda s: _poll(s, tenant, source, connection, start, resource or [], wait),
+            lambda s: _poll(s, tenant, source, connection, start, resource or [], wait, as_json),
         )
     )
     raise typer.Exit(code)

@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from app.cli.common import load_settings, with_services
+from app.cli.output import or_dash, print_json, timestamp
 
 
 def erase(
@@ -25,10 +26,9 @@ def erase(
             "are erased too (default: the address the stored candidate has, if any)."
         ),
     ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON, for scripts.")] = False,
 ) -> None:
     """Erase everything stored about one candidate and write the audit row."""
-    import orjson
-
     from app.privacy import UnknownTenantError
     from app.privacy import erase as erase_candidate
     from app.sources import REGISTRY
@@ -55,27 +55,36 @@ def erase(
     except UnknownTenantError as exc:
         typer.echo(str(exc), err=True)
         raise typer.Exit(1) from exc
+    audit = {
+        "audit_id": report.audit_id,
+        "erased_at": report.erased_at,
+        "actor": report.actor,
+        "counts": report.counts,
+    }
+    if as_json:
+        print_json(audit)
+        return
+    counts = ", ".join(f"{table}={n}" for table, n in sorted(report.counts.items()))
     typer.echo(
-        orjson.dumps(
-            {
-                "audit_id": report.audit_id,
-                "erased_at": report.erased_at.isoformat(),
-                "actor": report.actor,
-                "counts": report.counts,
-            }
-        ).decode()
+        f"erased; audit {report.audit_id} at {timestamp(report.erased_at)} by {report.actor}: "
+        f"{counts or '-'}"
     )
 
 
-def maintain() -> None:
+def maintain(
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON, for scripts.")] = False,
+) -> None:
     """Run the privacy maintenance once (partitions, retention purge, clean-up), as the
     worker's cron job does."""
     import dataclasses
-
-    import orjson
 
     from app.privacy import maintain as run
 
     settings = load_settings()
     report = asyncio.run(with_services(settings, lambda s: run(s.engine, settings)))
-    typer.echo(orjson.dumps(dataclasses.asdict(report)).decode())
+    if as_json:
+        print_json(report)
+        return
+    for name, value in dataclasses.asdict(report).items():
+        shown = ", ".join(map(str, value)) if isinstance(value, list) else value
+        typer.echo(f"{name}: {or_dash(shown)}")

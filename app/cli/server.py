@@ -19,7 +19,7 @@ def api(
     """Run the HTTP API (uvicorn, with the connection limits of app/server.py)."""
     from app.server import run_api
 
-    settings = load_settings()
+    settings = load_settings(serving=True)
     settings.database_dsn  # noqa: B018 - fail fast, before uvicorn starts, if unset
     settings.redis_dsn  # noqa: B018
     if settings.tenants_file is not None:
@@ -39,7 +39,7 @@ def worker(
 
     from app.workers.settings import create_worker
 
-    settings = load_settings()
+    settings = load_settings(serving=True)
     port = metrics_port if metrics_port is not None else settings.worker_metrics_port
     if port is not None:
         import structlog

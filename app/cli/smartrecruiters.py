@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 import typer
 
 from app.cli.common import load_settings, with_services
+from app.cli.output import nothing_done, print_json, print_list
 from app.schemas.smartrecruiters import SOURCE
 
 if TYPE_CHECKING:
@@ -213,8 +214,8 @@ async def describe(services: Services, *, tenant: str) -> list[dict[str, Any]]:
                 "events": ",".join(f"{e['name']}@{e['version']}" for e in row.events),
                 "callback_url": row.callback_url,
                 "live_keys": sum(1 for k in keys if k.live(now)),
-                "created_at": row.created_at.isoformat(),
-                "activated_at": row.activated_at.isoformat() if row.activated_at else None,
+                "created_at": row.created_at,
+                "activated_at": row.activated_at,
             }
         )
     return found
@@ -265,6 +266,7 @@ def subscribe_command(
     activation_window: Annotated[
         float, typer.Option(help="Seconds the API waits for the handshake.", min=5, max=600)
     ] = 120.0,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON, for scripts.")] = False,
 ) -> None:
     """Create and activate a webhook subscription, and generate its signing key."""
     settings = load_settings()
@@ -281,6 +283,15 @@ def subscribe_command(
             s, tenant=tenant, callback_url=url, events=wanted, window_s=activation_window
         )
     )
+    if as_json:
+        print_json(
+            {
+                "subscription": done.subscription_id,
+                "events": done.events,
+                "callback_url": done.callback_url,
+            }
+        )
+        return
     names = ", ".join(f"{e['name']}@{e['version']}" for e in done.events)
     typer.echo(f"subscription {done.subscription_id} active: {names} -> {done.callback_url}")
     typer.echo("signing key generated and stored (it is never printed)")
@@ -292,9 +303,16 @@ def rotate_key_command(
     subscription: Annotated[
         str | None, typer.Option(help="SmartRecruiters subscription id; default: every active.")
     ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON, for scripts.")] = False,
 ) -> None:
     """Generate a new signing key; the previous one is still accepted for 24 hours."""
     rotated = _run(lambda s: rotate_key(s, tenant=tenant, subscription=subscription))
+    if as_json:
+        print_json({"rotated": rotated})
+    if not rotated:
+        raise nothing_done("no active subscription matched; no key was rotated")
+    if as_json:
+        return
     for external_id in rotated:
         typer.echo(f"subscription {external_id}: new key stored; the old one expires in 24 h")
 
@@ -303,16 +321,29 @@ def rotate_key_command(
 def unsubscribe_command(
     tenant: TenantArgument,
     subscription: Annotated[str, typer.Argument(help="SmartRecruiters subscription id.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON, for scripts.")] = False,
 ) -> None:
     """Delete a subscription at SmartRecruiters; its keys are no longer accepted."""
     _run(lambda s: unsubscribe(s, tenant=tenant, subscription=subscription))
+    if as_json:
+        print_json({"subscription": subscription, "deleted": True})
+        return
     typer.echo(f"subscription {subscription} deleted")
 
 
 @smartrecruiters_cli.command("list")
-def list_command(tenant: TenantArgument) -> None:
+def list_command(
+    tenant: TenantArgument,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON, for scripts.")] = False,
+) -> None:
     """The tenant's subscriptions and how many live keys each has."""
     rows = _run(lambda s: describe(s, tenant=tenant))
-    for row in rows:
-        typer.echo("\t".join(f"{k}={v}" for k, v in row.items()))
-    typer.echo(f"{len(rows)} subscription(s)", err=True)
+    names = ("subscription", "status", "events", "callback_url", "live_keys", "created_at")
+    columns = [(name.upper().replace("_", " "), _field(name)) for name in names]
+    print_list(rows, as_json=as_json, columns=[*columns, ("ACTIVATED AT", _field("activated_at"))])
+    if not as_json:
+        typer.echo(f"{len(rows)} subscription(s)", err=True)
+
+
+def _field(name: str) -> Callable[[dict[str, Any]], Any]:
+    return lambda row: row[name]

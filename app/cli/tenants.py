@@ -10,6 +10,7 @@ import typer
 
 from app.cli.admin import JsonOption, connection_line, emit, run
 from app.cli.common import load_settings
+from app.cli.output import Column, print_json, print_list
 from app.settings import Settings
 
 tenants_cli = typer.Typer(help="Tenants and connections.", no_args_is_help=True)
@@ -31,7 +32,7 @@ async def load_tenants(settings: Settings, path: Path) -> int:
 
 
 @tenants_cli.command("load")
-def tenants_load(path: Path) -> None:
+def tenants_load(path: Path, as_json: JsonOption = False) -> None:
     """Create or update the tenants and connections declared in a TOML file."""
     try:
         written = asyncio.run(load_tenants(load_settings(), path))
@@ -39,6 +40,9 @@ def tenants_load(path: Path) -> None:
         # A connection its source cannot use: name it and the setting, load nothing.
         typer.echo(f"{path}: {exc}", err=True)
         raise typer.Exit(1) from exc
+    if as_json:
+        print_json({"connections_written": written})
+        return
     typer.echo(f"{written} connection(s) written from {path}")
 
 
@@ -46,6 +50,16 @@ def _tenant_line(t: Any) -> str:
     return (
         f"{t.id}\t{t.slug}\t{t.name}\tconnections={t.connections} enabled={t.enabled_connections}"
     )
+
+
+_TENANT_COLUMNS: list[Column] = [
+    ("ID", lambda t: t.id),
+    ("SLUG", lambda t: t.slug),
+    ("NAME", lambda t: t.name),
+    ("CONNECTIONS", lambda t: t.connections),
+    ("ENABLED", lambda t: t.enabled_connections),
+    ("CREATED", lambda t: t.created_at),
+]
 
 
 def _tenant_detail(t: Any, as_json: bool) -> None:
@@ -63,7 +77,7 @@ def tenants_list(as_json: JsonOption = False) -> None:
     """List tenants."""
     from app.admin import service
 
-    emit(run(service.list_tenants), as_json=as_json, line=_tenant_line)
+    print_list(run(service.list_tenants), as_json=as_json, columns=_TENANT_COLUMNS)
 
 
 @tenants_cli.command("show")

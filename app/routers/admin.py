@@ -40,7 +40,8 @@ _MEANINGS = {
     401: "No admin key, or one that is unknown or revoked.",
     404: "The tenant, connection or record named does not exist.",
     409: "It exists already (a tenant slug, a connection's tenant, source and name, or its "
-    "source and account).",
+    "source and account), or there is nothing to act on (a quarantined record to replay, "
+    "dead letters already resolved); the message says what to do instead.",
     413: f"The body is larger than {MAX_BODY_BYTES} bytes (1 MiB).",
     429: "Too many failed authentications from this address; retry after Retry-After.",
     503: "A store Hirehook needs did not answer; nothing was changed. Retry later.",
@@ -260,7 +261,7 @@ async def rotate_secrets(
 # --- records and replay -----------------------------------------------------------------------
 
 
-@router.get("/records", **_answers(200, s.RecordPage, "A page of records, newest first.", 400))
+@router.get("/records", **_answers(200, s.RecordPage, "A page of records, newest first.", 400, 404))
 async def list_records(
     services: ServicesDep,
     caller: CallerDep,
@@ -282,7 +283,8 @@ async def show_record(
 
 
 @router.post(
-    "/records/{record_id}/replay", **_answers(200, s.ReplayResult, "Replayed.", 400, 404, body=True)
+    "/records/{record_id}/replay",
+    **_answers(200, s.ReplayResult, "Replayed.", 400, 404, 409, body=True),
 )
 async def replay_record(
     record_id: uuid.UUID, services: ServicesDep, caller: CallerDep
@@ -293,7 +295,7 @@ async def replay_record(
     )
 
 
-@router.post("/replays", **_answers(200, s.ReplayResult, "Replayed.", 400, 404, body=True))
+@router.post("/replays", **_answers(200, s.ReplayResult, "Replayed.", 400, 404, 409, body=True))
 async def replay(
     request: s.ReplayRequest, services: ServicesDep, caller: CallerDep
 ) -> s.ReplayResult:
@@ -327,7 +329,9 @@ async def list_dead_letters(
     )
 
 
-@router.post("/dead-letters/retry", **_answers(200, s.ActionResult, "Retried.", 400, body=True))
+@router.post(
+    "/dead-letters/retry", **_answers(200, s.ActionResult, "Retried.", 400, 409, body=True)
+)
 async def retry_dead_letters(
     action: s.DeadLetterAction, services: ServicesDep, caller: CallerDep
 ) -> s.ActionResult:
@@ -335,7 +339,9 @@ async def retry_dead_letters(
     return await service.retry_dead_letters(services, action=action)
 
 
-@router.post("/dead-letters/discard", **_answers(200, s.ActionResult, "Discarded.", 400, body=True))
+@router.post(
+    "/dead-letters/discard", **_answers(200, s.ActionResult, "Discarded.", 400, 409, body=True)
+)
 async def discard_dead_letters(
     action: s.DeadLetterAction, services: ServicesDep, caller: CallerDep
 ) -> s.ActionResult:
@@ -363,7 +369,7 @@ async def erase_candidate(
 # --- statistics -------------------------------------------------------------------------------
 
 
-@router.get("/stats", **_answers(200, s.Stats, "Statistics per tenant and source.", 400))
+@router.get("/stats", **_answers(200, s.Stats, "Statistics per tenant and source.", 400, 404))
 async def stats(
     services: ServicesDep,
     caller: CallerDep,

@@ -5,12 +5,45 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal, get_args
 
-from sqlalchemy import ColumnElement, Row, or_, select, text, tuple_
+from sqlalchemy import ColumnElement, Row, case, exists, func, literal, or_, select, text, tuple_
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.models import DeadLetter, Delivery, Outbox, Record, RecordKey, Tenant
+
+# Where a record stands, delivery included (docs/admin.md, "Record states"). The stored
+# ``record.state`` ends at ``processed`` (enriched); the delivery row and its dead letter say
+# the rest, so the shown state is derived here, once, for every list, filter, count and badge.
+RecordState = Literal[
+    "received", "processed", "delivered", "dead_letter", "quarantined", "discarded"
+]
+STATES: tuple[str, ...] = get_args(RecordState)
+
+_OPEN_DELIVERY_LETTER = exists().where(
+    DeadLetter.record_id == Delivery.record_id,
+    DeadLetter.stage == "delivery",
+    DeadLetter.resolved_at.is_(None),
+)
+# NULL when nothing is owed (no destination): the record stays ``processed``. A given-up row
+# carries its error; one given up and no longer open was discarded (or expired unsent).
+_DELIVERY_STATE = (
+    select(
+        case(
+            (Delivery.done_at.is_(None), literal("processed")),
+            (Delivery.last_error.is_(None), literal("delivered")),
+            (_OPEN_DELIVERY_LETTER, literal("dead_letter")),
+            else_=literal("discarded"),
+        )
+    )
+    .where(Delivery.record_id == Record.id)
+    .correlate(Record)
+    .scalar_subquery()
+)
+shown_state: ColumnElement[str] = case(
+    (Record.state == "processed", func.coalesce(_DELIVERY_STATE, literal("processed"))),
+    else_=Record.state,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,7 +72,7 @@ def _where(filters: RecordFilters) -> list[ColumnElement[bool]]:
     if filters.event_type is not None:
         conditions.append(Record.event_type == filters.event_type)
     if filters.state is not None:
-        conditions.append(Record.state == filters.state)
+        conditions.append(shown_state == filters.state)
     if filters.received_from is not None:
         conditions.append(Record.received_at >= filters.received_from)
     if filters.received_to is not None:
@@ -65,7 +98,7 @@ _SUMMARY = (
     Record.source,
     Record.event_type,
     Record.known,
-    Record.state,
+    shown_state.label("state"),
     Record.subjects,
     Record.received_at,
     Record.processed_at,
@@ -113,7 +146,8 @@ async def get_record(conn: AsyncConnection, record_id: uuid.UUID) -> Row[Any] | 
     """Every column of one record, with its tenant's slug."""
     query = (
         select(
-            *Record.__table__.c,
+            *(c for c in Record.__table__.c if c.name != "state"),
+            shown_state.label("state"),
             RecordKey.answer_status,
             RecordKey.answer_headers,
             RecordKey.answer_body,
@@ -164,16 +198,6 @@ _STATS = text(
     ORDER BY t.slug, r.source
     """
 )
-_STATES = text(
-    """
-    SELECT t.slug AS tenant, r.source, r.state, count(*) AS n
-    FROM record r JOIN tenant t ON t.id = r.tenant_id
-    WHERE r.received_at >= :since AND r.received_at < :until
-      AND (CAST(:tenant AS text) IS NULL OR t.slug = :tenant)
-      AND (CAST(:source AS text) IS NULL OR r.source = :source)
-    GROUP BY t.slug, r.source, r.state
-    """
-)
 # The backlog is now, whatever the window: work not done, and how long the oldest has waited.
 _BACKLOG = text(
     """
@@ -191,6 +215,23 @@ _BACKLOG = text(
 )
 
 
+def _states(since: datetime, until: datetime, tenant: str | None, source: str | None) -> Any:
+    """Counts by shown state per tenant and source (the listing's states, not the stored)."""
+    inner = (
+        select(Tenant.slug.label("tenant"), Record.source, shown_state.label("state"))
+        .join(Tenant, Tenant.id == Record.tenant_id)
+        .where(Record.received_at >= since, Record.received_at < until)
+    )
+    if tenant is not None:
+        inner = inner.where(Tenant.slug == tenant)
+    if source is not None:
+        inner = inner.where(Record.source == source)
+    shown = inner.subquery()
+    return select(shown.c.tenant, shown.c.source, shown.c.state, func.count().label("n")).group_by(
+        shown.c.tenant, shown.c.source, shown.c.state
+    )
+
+
 async def stats(
     conn: AsyncConnection,
     *,
@@ -202,7 +243,7 @@ async def stats(
     """(totals and ack percentiles, counts by state, backlog) per tenant and source."""
     params = {"since": since, "until": until, "tenant": tenant, "source": source}
     totals = list((await conn.execute(_STATS, params)).all())
-    states = list((await conn.execute(_STATES, params)).all())
+    states = list((await conn.execute(_states(since, until, tenant, source))).all())
     backlog: list[Row[Any]] = []
     for table in ("outbox", "delivery"):
         # The table name is one of two constants, never input.
@@ -212,12 +253,15 @@ async def stats(
 
 
 __all__ = [
+    "STATES",
     "RecordFilters",
+    "RecordState",
     "dead_letters_of",
     "delivery_of",
     "get_record",
     "list_records",
     "outbox_of",
     "record_ids",
+    "shown_state",
     "stats",
 ]

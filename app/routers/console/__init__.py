@@ -56,7 +56,7 @@ SESSION_MAX_AGE_S = 12 * 3600
 # No console form comes near this; the admin API's cap.
 MAX_BODY_BYTES = 1024 * 1024
 PAGE_SIZE = 50
-STATES = ("received", "processed", "dead_letter", "quarantined", "discarded")
+STATES = s.RECORD_STATES
 
 _env = Environment(
     loader=FileSystemLoader(Path(__file__).parent / "templates"),
