@@ -10,21 +10,32 @@ The backlog is the exception: it is read from PostgreSQL when ``/metrics`` is sc
 is a cluster-wide figure that every API process reports alike (aggregate it with ``max``, not
 ``sum``). It lives in a collector of the scraping process, never in the multiprocess files,
 so a failed read drops it instead of leaving another process's stale value behind.
+
+Each kind of process serves its own registry (:data:`API`, :data:`WORKER`) so that a scrape
+declares only the families that process can move: a family that is always empty there would
+read as "nothing happened" instead of "not counted here". The default registry keeps every
+family, for tests that read values in-process.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import platform
 import shutil
 import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
+import prometheus_client
 import structlog
 from prometheus_client import (
+    GC_COLLECTOR,
+    PLATFORM_COLLECTOR,
+    PROCESS_COLLECTOR,
     REGISTRY,
     CollectorRegistry,
     Counter,
@@ -42,6 +53,11 @@ from app.store import work
 log = structlog.get_logger(__name__)
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+# A ``*_created`` series per counter and histogram doubles the series count for a timestamp
+# nobody graphs (the process start is in process_start_time_seconds); must run before any
+# metric below is made.
+prometheus_client.disable_created_metrics()  # type: ignore[no-untyped-call]
+
 # A label value outside a known, small set is folded into this one: an attacker choosing
 # event types or paths must not mint a time series per request.
 OTHER = "other"
@@ -131,6 +147,63 @@ DELIVERIES = Counter(
     ["outcome"],
 )
 
+# What each kind of process serves. Intake is both (the poller records events in a worker),
+# and so are ATS calls and the rate budget (a check calls the ATS before an event is recorded).
+API = CollectorRegistry()
+WORKER = CollectorRegistry()
+_SHARED: tuple[Collector, ...] = (
+    EVENTS,
+    INTAKE_SECONDS,
+    ATS_CALLS,
+    ATS_RATE_LIMITED,
+    BUDGET_WAITS,
+    BUDGET_WAIT_SECONDS,
+    PROCESS_COLLECTOR,
+    PLATFORM_COLLECTOR,
+    GC_COLLECTOR,
+)
+_API_ONLY: tuple[Collector, ...] = (ACK_SECONDS, REFUSED, AUTH_FAILURES)
+_WORKER_ONLY: tuple[Collector, ...] = (
+    JOB_SECONDS,
+    RECORDS_PROCESSED,
+    JOB_RETRIES,
+    DEAD_LETTERS,
+    DELIVERIES,
+)
+for _registry, _collectors in ((API, _API_ONLY + _SHARED), (WORKER, _WORKER_ONLY + _SHARED)):
+    for _collector in _collectors:
+        _registry.register(_collector)
+
+
+def _version() -> str:
+    try:
+        return version("hirehook")
+    except PackageNotFoundError:  # a source tree that was never installed
+        return "unknown"
+
+
+class BuildInfoCollector(Collector):
+    """``hirehook_build_info{version,python} 1``: which build answers, for dashboards and
+    alerts to join on; a collector, not a gauge, so multiprocess mode reports it once."""
+
+    def __init__(self) -> None:
+        self.labels = (_version(), platform.python_version())
+
+    def collect(self) -> Iterable[Metric]:
+        """One constant series."""
+        info = GaugeMetricFamily(
+            "hirehook_build_info",
+            "The running Hirehook version and Python version; always 1.",
+            labels=["version", "python"],
+        )
+        info.add_metric(list(self.labels), 1)
+        yield info
+
+
+BUILD_INFO = BuildInfoCollector()
+for _registry in (REGISTRY, API, WORKER):
+    _registry.register(BUILD_INFO)
+
 
 @dataclass(frozen=True, slots=True)
 class _Backlog:
@@ -149,36 +222,41 @@ class BacklogCollector(Collector):
         """The three backlog gauges, one series per work table."""
         if self.tables is None:
             return
-        backlog = GaugeMetricFamily(
-            "hirehook_outbox_backlog",
-            "Work not yet done, cluster-wide, read at scrape time: enrichment (table=outbox) "
-            "and delivery (table=delivery) rows, whether queued, running or waiting for a retry.",
-            labels=["table"],
-        )
-        # What workers could start now: a running job's row is leased past now and a deferred
-        # one waits for its retry, so neither counts. Scale workers on this, not on the
-        # backlog, which a destination that is down for hours fills with rows no number of
-        # workers can deliver sooner.
-        due = GaugeMetricFamily(
-            "hirehook_outbox_due",
-            "Rows not yet done whose job is due now (neither running nor waiting for a retry), "
-            "cluster-wide, read at scrape time.",
-            labels=["table"],
-        )
-        oldest = GaugeMetricFamily(
-            "hirehook_outbox_oldest_seconds",
-            "Age of the oldest row not yet done, read at scrape time (0 when there is none).",
-            labels=["table"],
-        )
+        # Enrichment (outbox) and delivery each have their own families: one name with a
+        # table label invites summing two different kinds of work by accident.
         for table, row in self.tables.items():
-            backlog.add_metric([table], row.pending)
-            due.add_metric([table], row.due)
-            oldest.add_metric([table], row.oldest_s)
-        yield from (backlog, due, oldest)
+            what = _BACKLOG_WORK[table]
+            backlog = GaugeMetricFamily(
+                f"hirehook_{table}_backlog",
+                f"{what} rows not yet done, cluster-wide, read at scrape time, whether queued, "
+                "running or waiting for a retry.",
+                value=row.pending,
+            )
+            # What workers could start now: a running job's row is leased past now and a
+            # deferred one waits for its retry, so neither counts. Scale workers on this, not
+            # on the backlog, which a destination that is down for hours fills with rows no
+            # number of workers can deliver sooner.
+            due = GaugeMetricFamily(
+                f"hirehook_{table}_due",
+                f"{what} rows not yet done whose job is due now (neither running nor waiting "
+                "for a retry), cluster-wide, read at scrape time.",
+                value=row.due,
+            )
+            oldest = GaugeMetricFamily(
+                f"hirehook_{table}_oldest_seconds",
+                f"Age of the oldest {what.lower()} row not yet done, read at scrape time (0 "
+                "when there is none).",
+                value=row.oldest_s,
+            )
+            yield from (backlog, due, oldest)
 
+
+# Work table (the families' name part) -> what its rows are.
+_BACKLOG_WORK = {"outbox": "Enrichment", "delivery": "Delivery"}
 
 BACKLOG = BacklogCollector()
 REGISTRY.register(BACKLOG)
+API.register(BACKLOG)
 
 
 async def refresh_backlog(engine: AsyncEngine, timeout_s: float) -> None:
@@ -231,10 +309,12 @@ def remove_multiprocess_dir(path: str) -> None:
 
 
 def exposition() -> bytes:
-    """The text exposition: every process's counters in multiprocess mode, plus the backlog."""
+    """The API's text exposition: every API process's counters in multiprocess mode, plus the
+    backlog and the build."""
     if multiprocess_dir() is None:
-        return generate_latest(REGISTRY)
+        return generate_latest(API)
     registry = CollectorRegistry()
     multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
     registry.register(BACKLOG)
+    registry.register(BUILD_INFO)
     return generate_latest(registry)

@@ -16,7 +16,7 @@ DEVELOPMENT_SECRET_KEY = "hirehook-development-only-key-do-not-use-in-production
 
 
 class Settings(BaseSettings):
-    """Runtime configuration; see README "Configuration" for each variable."""
+    """Runtime configuration; see docs/configuration.md for each variable."""
 
     model_config = SettingsConfigDict(env_prefix="HIREHOOK_", env_file=".env", extra="ignore")
 
@@ -102,7 +102,7 @@ class Settings(BaseSettings):
 
     # Worker side.
     # A worker process serves its Prometheus metrics on this port (none when unset); every
-    # worker process is its own scrape target (README "Observability").
+    # worker process is its own scrape target (docs/observability.md).
     worker_metrics_port: int | None = Field(default=None, ge=1, le=65535)
     worker_metrics_host: str = "0.0.0.0"  # noqa: S104 - scraped from other pods
     worker_concurrency: int = Field(default=20, ge=1)

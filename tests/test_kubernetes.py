@@ -149,7 +149,7 @@ def test_workers_scale_on_due_work_with_cpu_as_fallback(
     hpa = docs["HorizontalPodAutoscaler", "hirehook-worker"]
     assert hpa["spec"]["scaleTargetRef"]["name"] == "hirehook-worker"
     kinds = {m["type"]: m for m in hpa["spec"]["metrics"]}
-    assert kinds["External"]["external"]["metric"]["name"] == "hirehook_outbox_due"
+    assert kinds["External"]["external"]["metric"]["name"] == "hirehook_work_due"
     assert kinds["Resource"]["resource"]["name"] == "cpu"
     pdb = docs["PodDisruptionBudget", "hirehook-api"]
     api = docs["Deployment", "hirehook-api"]

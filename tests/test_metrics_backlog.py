@@ -13,7 +13,7 @@ from tests.workers_support import add_source, record_event
 
 
 def sample(body: str, name: str, table: str) -> float | None:
-    prefix = f'{name}{{table="{table}"}} '
+    prefix = f"hirehook_{table}_{name.removeprefix('hirehook_outbox_')} "
     found = [ln for ln in body.splitlines() if ln.startswith(prefix)]
     return float(found[0].removeprefix(prefix)) if found else None
 
@@ -62,5 +62,6 @@ async def test_backlog_is_dropped_not_left_stale_when_postgresql_fails(
     # A timeout too short for any round trip stands in for an unreachable database.
     await refresh_backlog(services.engine, 1e-9)
     exposition = generate_latest().decode()
-    assert "hirehook_outbox_backlog{" not in exposition
-    assert "hirehook_outbox_due{" not in exposition
+    for table in ("outbox", "delivery"):
+        assert sample(exposition, "hirehook_outbox_backlog", table) is None
+        assert sample(exposition, "hirehook_outbox_due", table) is None

@@ -75,7 +75,7 @@ def test_the_backlog_is_in_the_default_exposition_only_once_read() -> None:
     saved = BACKLOG.tables
     BACKLOG.tables = None
     try:
-        assert "hirehook_outbox_backlog{" not in generate_latest().decode()
+        assert "\nhirehook_outbox_backlog " not in generate_latest().decode()
     finally:
         BACKLOG.tables = saved
 

@@ -424,9 +424,11 @@ class SourceStats(_Out):
         description="Copies answered with a record's stored answer, counted per hour: every "
         "hour the window touches counts whole (kept 8 days; null if Redis did not answer)."
     )
-    duplicate_ratio: float | None = Field(description="duplicates / (records + duplicates).")
-    ack_p50_ms: float | None
-    ack_p99_ms: float | None
+    duplicate_ratio: float | None = Field(
+        description="duplicates / (records + duplicates), to 2 decimals."
+    )
+    ack_p50_ms: float | None = Field(description="Median ack time, in ms to 1 decimal.")
+    ack_p99_ms: float | None = Field(description="99th percentile ack time, in ms to 1 decimal.")
     enrichment_backlog: BacklogView
     delivery_backlog: BacklogView
 

@@ -881,15 +881,21 @@ async def stats(
                 states=by_state.get(key, {}),
                 duplicates=duplicates,
                 duplicate_ratio=(
-                    None if duplicates is None else duplicates / seen if seen else 0.0
+                    None if duplicates is None else round(duplicates / seen, 2) if seen else 0.0
                 ),
-                ack_p50_ms=total.ack_p50_ms if total else None,
-                ack_p99_ms=total.ack_p99_ms if total else None,
+                ack_p50_ms=_ms(total.ack_p50_ms if total else None),
+                ack_p99_ms=_ms(total.ack_p99_ms if total else None),
                 enrichment_backlog=work.get((*key, "outbox"), empty),
                 delivery_backlog=work.get((*key, "delivery"), empty),
             )
         )
     return s.Stats(since=since, until=until, sources=out)
+
+
+def _ms(value: float | None) -> float | None:
+    """Milliseconds to one decimal: ack times are stored whole, so a percentile interpolated
+    between them is no more precise than that."""
+    return None if value is None else round(value, 1)
 
 
 def _hours(since: datetime, until: datetime) -> list[int]:

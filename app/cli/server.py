@@ -45,8 +45,10 @@ def worker(
         import structlog
         from prometheus_client import start_http_server
 
+        from app.metrics import WORKER
+
         # A thread of this process: the worker's counters, nobody else's.
-        start_http_server(port, addr=settings.worker_metrics_host)
+        start_http_server(port, addr=settings.worker_metrics_host, registry=WORKER)
         structlog.get_logger(__name__).info("worker.metrics_serving", port=port)
     # arq runs on the loop current when the worker is built; uvloop (as the API uses) cuts
     # the per-call cost of the many small Redis, PostgreSQL and HTTP exchanges a job makes.
