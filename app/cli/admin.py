@@ -423,6 +423,17 @@ def records_show(record_id: uuid.UUID, as_json: JsonOption = False) -> None:
         if work is not None:
             done = f"done {work.done_at:%Y-%m-%d %H:%M:%S}" if work.done_at else "pending"
             typer.echo(f"{name}: {done}, attempts={work.attempts}, error={work.last_error}")
+    for n, attempt in enumerate(detail.attempts, 1):
+        typer.echo(
+            f"attempt {n}: {attempt.status or '-'} at {attempt.attempted_at:%Y-%m-%d %H:%M:%S}"
+            f" in {attempt.latency_ms} ms: {attempt.error or 'delivered'}"
+            f"   answer: {attempt.answer or '-'}"
+        )
+    for row in detail.written:
+        typer.echo(
+            f"wrote {row.kind} {row.external_id} version {row.delivered_version or '-'}"
+            f" (now {row.version or 'gone'})"
+        )
     for letter in detail.dead_letters:
         typer.echo(
             f"dead letter {letter.id}: {letter.stage} {letter.kind} {letter.reason}: "

@@ -44,6 +44,9 @@ KindOption = Annotated[Kind | None, typer.Option(help="configuration or pipeline
 StageOption = Annotated[Stage | None, typer.Option(help="intake, enrichment or delivery.")]
 TenantOption = Annotated[str | None, typer.Option(help="Tenant slug.")]
 SourceOption = Annotated[str | None, typer.Option(help="ATS source (hrmanager, ...).")]
+ReasonOption = Annotated[
+    str | None, typer.Option(help="One reason of a cause (see `dead-letters groups`).")
+]
 IdsArgument = Annotated[list[int] | None, typer.Argument(help="Dead-letter ids.")]
 AllOption = Annotated[bool, typer.Option("--all", help="Every open letter matching the filters.")]
 NoteOption = Annotated[
@@ -60,10 +63,11 @@ def _filters(
     everything: bool,
     *,
     action: str,
+    reason: str | None = None,
 ) -> Any:
     from app.workers.dead_letters import Filters
 
-    if not ids and not everything and not (kind or stage or tenant or source):
+    if not ids and not everything and not (kind or stage or tenant or source or reason):
         raise typer.BadParameter(f"name the letters to {action}: ids, filters, or --all")
     return Filters(
         ids=ids or (),
@@ -71,6 +75,7 @@ def _filters(
         stage=stage.value if stage else None,
         tenant=tenant,
         source=source,
+        reason=reason,
     )
 
 
@@ -129,13 +134,14 @@ def dead_letters_retry(
     stage: StageOption = None,
     tenant: TenantOption = None,
     source: SourceOption = None,
+    reason: ReasonOption = None,
     everything: AllOption = False,
     note: NoteOption = None,
 ) -> None:
     """Start the stage over for these letters, once their cause is fixed."""
     from app.workers import dead_letters
 
-    filters = _filters(ids, kind, stage, tenant, source, everything, action="retry")
+    filters = _filters(ids, kind, stage, tenant, source, everything, action="retry", reason=reason)
     count = asyncio.run(
         with_services(
             load_settings(),
@@ -152,14 +158,50 @@ def dead_letters_discard(
     stage: StageOption = None,
     tenant: TenantOption = None,
     source: SourceOption = None,
+    reason: ReasonOption = None,
     everything: AllOption = False,
     note: NoteOption = None,
 ) -> None:
     """Give up on these letters for good (--note says why)."""
     from app.workers import dead_letters
 
-    filters = _filters(ids, kind, stage, tenant, source, everything, action="discard")
+    filters = _filters(
+        ids, kind, stage, tenant, source, everything, action="discard", reason=reason
+    )
     count = asyncio.run(
         with_services(load_settings(), lambda s: dead_letters.discard(s.engine, filters, note=note))
     )
     typer.echo(f"{count} dead letter(s) discarded")
+
+
+@dead_cli.command("groups")
+def dead_letters_groups(
+    tenant: TenantOption = None,
+    source: SourceOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON, for scripts.")] = False,
+) -> None:
+    """Open dead letters by cause, reason and stage, with counts. Retry a group with
+    ``retry --kind K --reason R --stage S`` (and the same --tenant and --source)."""
+    import orjson
+
+    from app.admin import service
+
+    groups = asyncio.run(
+        with_services(
+            load_settings(),
+            lambda s: service.dead_letter_groups(s, tenant=tenant, source=source),
+        )
+    )
+    if as_json:
+        payload = [g.model_dump(mode="json") for g in groups]
+        typer.echo(orjson.dumps(payload, option=orjson.OPT_INDENT_2).decode())
+        return
+    for g in groups:
+        typer.echo(
+            f"{g.kind}\t{g.reason}\t{g.stage}\t{g.count}\t"
+            f"tenants={','.join(g.tenants)}\tsources={','.join(g.sources)}\t"
+            f"oldest={g.oldest:%Y-%m-%d %H:%M:%S}"
+        )
+    typer.echo(
+        f"{sum(g.count for g in groups)} open dead letter(s) in {len(groups)} group(s)", err=True
+    )
