@@ -81,6 +81,8 @@ ANSWERS: dict[tuple[str, str], set[str]] = {
     ("post", "/v1/admin/records/{record_id}/replay"): {"200", "400", "401", "404", "413", "429"},
     ("post", "/v1/admin/replays"): {"200", "400", "401", "404", "413", "429"},
     ("get", "/v1/admin/dead-letters"): {"200", "400", "401", "429"},
+    ("get", "/v1/admin/dead-letters/groups"): {"200", "400", "401", "429"},
+    ("get", "/v1/admin/refusals"): {"200", "400", "401", "429"},
     ("post", "/v1/admin/dead-letters/retry"): {"200", "400", "401", "413", "429"},
     ("post", "/v1/admin/dead-letters/discard"): {"200", "400", "401", "413", "429"},
     ("post", "/v1/admin/erasures"): {"201", "400", "401", "404", "413", "429", "503"},

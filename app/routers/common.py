@@ -341,7 +341,9 @@ def note_refusal(request: Request, error: AppError, source: str) -> None:
     every refusal of every route class built by :func:`error_route` passes here, the guard's
     429s and the bodies refused before any credential was checked included. The tenant is
     the one the path (or the connection found) named, unverified; never a body or secret."""
-    services: Services = request.app.state.services
+    services: Services | None = getattr(request.app.state, "services", None)
+    if services is None:
+        return
     path: str = request.scope["path"]
     context = structlog.contextvars.get_contextvars()
     tenant = context.get("tenant")
