@@ -13,7 +13,7 @@ import uuid
 from pathlib import Path
 
 import httpx
-from playwright.async_api import Page
+from playwright.async_api import Page, ViewportSize
 
 from app.admin import keys, service
 from app.services import Services
@@ -33,7 +33,8 @@ from tests.workers_support import (
 
 __all__ = ["browser", "live_server", "page"]
 
-NARROW = {"width": 390, "height": 844}
+NARROW: ViewportSize = {"width": 390, "height": 844}
+WIDE: ViewportSize = {"width": 1280, "height": 900}
 
 
 async def fits(page: Page) -> None:
@@ -80,6 +81,10 @@ async def test_a_records_page_shows_every_delivery_attempt_and_what_was_written(
     # Done: no "Next attempt" for work that is finished.
     assert "Next attempt" not in html
     await fits(page)
+    # The story below the record's bodies: the delivery, then its attempts.
+    await page.locator("#attempts").evaluate(
+        "el => el.parentElement.previousElementSibling.previousElementSibling.scrollIntoView()"
+    )
     await screenshot(page, "console-record", tmp_path)
     await page.set_viewport_size(NARROW)
     await page.reload()
@@ -202,6 +207,6 @@ async def test_a_dead_letter_groups_retry_shows_its_count_then_runs_and_the_page
         await pages.keep()
     await page.goto("/console/dead-letters")
     await screenshot(page, "console-dead-letters-390", tmp_path)
-    await page.set_viewport_size({"width": 1280, "height": 900})
+    await page.set_viewport_size(WIDE)
     await within_window(page, "button[value=discard]")
     pages.assert_never_shown(key, "expired", HRM_SECRET)

@@ -248,7 +248,7 @@ def test_admin_routes_are_tagged_apart_and_need_an_admin_key(doc: dict[str, Any]
     scheme = doc["components"]["securitySchemes"]["adminKey"]
     assert (scheme["type"], scheme["scheme"]) == ("http", "bearer")
     admin = {k: op for k, op in _operations(doc).items() if k[1].startswith("/v1/admin/")}
-    assert len(admin) == 22
+    assert len(admin) == 24
     for key, operation in _operations(doc).items():
         assert (operation["tags"] == ["admin"]) == (key in admin), key
     for key, operation in admin.items():

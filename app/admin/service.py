@@ -804,7 +804,19 @@ async def list_refusals(
             address=address,
             limit=limit,
         )
-    return [s.RefusalView.model_validate(row, from_attributes=True) for row in rows]
+    return [
+        s.RefusalView(
+            minute=row.minute,
+            tenant=row.tenant,
+            source=row.source,
+            status=row.status,
+            reason=row.reason,
+            address=row.address,
+            count=row.n,
+            last_at=row.last_at,
+        )
+        for row in rows
+    ]
 
 
 # --- erasure ----------------------------------------------------------------------------------

@@ -23,7 +23,7 @@ _ADD = text(
 )
 _LIST = text(
     """
-    SELECT minute, tenant, source, status, reason, address, count, last_at FROM refusal
+    SELECT minute, tenant, source, status, reason, address, count AS n, last_at FROM refusal
     WHERE minute >= :since
       AND (CAST(:tenant AS text) IS NULL OR tenant = :tenant)
       AND (CAST(:source AS text) IS NULL OR source = :source)
@@ -83,7 +83,7 @@ async def listed(
     address: str | None = None,
     limit: int = 200,
 ) -> list[Row[Any]]:
-    """Counted refusals from ``since`` on, newest minute first."""
+    """Counted refusals from ``since`` on, newest minute first (the count as ``n``)."""
     params = {
         "since": since,
         "tenant": tenant,

@@ -101,7 +101,7 @@ async def written(
 
 _GROUPS = text(
     """
-    SELECT d.kind, d.reason, d.stage, count(*) AS count,
+    SELECT d.kind, d.reason, d.stage, count(*) AS n,
            min(d.created_at) AS oldest, max(d.created_at) AS newest,
            array_agg(DISTINCT t.slug ORDER BY t.slug) AS tenants,
            array_agg(DISTINCT d.source ORDER BY d.source) AS sources
@@ -139,7 +139,7 @@ async def letter_groups(
             kind=r.kind,
             reason=r.reason,
             stage=r.stage,
-            count=r.count,
+            count=r.n,
             oldest=r.oldest,
             newest=r.newest,
             tenants=list(r.tenants),
