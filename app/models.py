@@ -481,3 +481,51 @@ class Replay(Base):
     )
     count: Mapped[int] = mapped_column(Integer)
     created_at: Mapped[datetime] = _now()
+
+
+class DeliveryAttempt(Base):
+    """One attempt to deliver a record's event: when, how the destination answered, how long
+    it took, and why it failed. Kept with the tenant's retention (the record's bodies); an
+    erasure clears ``answer``."""
+
+    __tablename__ = "delivery_attempt"
+    __table_args__ = (
+        Index("ix_delivery_attempt_record", "record_id", "attempted_at"),
+        # Retention deletes a tenant's oldest attempts.
+        Index("ix_delivery_attempt_tenant", "tenant_id", "attempted_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    record_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("record_key.id", ondelete="CASCADE"))
+    tenant_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("tenant.id", ondelete="CASCADE"))
+    attempted_at: Mapped[datetime] = _now()
+    latency_ms: Mapped[int | None] = mapped_column(Integer)
+    # None when the destination was not reached (or there was none).
+    status: Mapped[int | None] = mapped_column(SmallInteger)
+    error: Mapped[str | None] = mapped_column(Text)
+    # The first bytes of the destination's answer (app.store.attempts.ANSWER_MAX), and how
+    # long the whole answer was.
+    answer: Mapped[bytes | None] = mapped_column(LargeBinary)
+    answer_size: Mapped[int | None] = mapped_column(Integer)
+
+
+class Refusal(Base):
+    """Requests refused with a 401, 413 or 429, counted per minute, tenant (as the path named
+    it, "" when it named none), source, status, reason and sender's address: no body, no
+    credential. Kept seven days (app.refusals)."""
+
+    __tablename__ = "refusal"
+    __table_args__ = (
+        UniqueConstraint("minute", "tenant", "source", "status", "reason", "address"),
+        Index("ix_refusal_tenant", "tenant", "source", "minute"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    minute: Mapped[datetime]
+    tenant: Mapped[str] = mapped_column(Text, server_default="")
+    source: Mapped[str] = mapped_column(Text)
+    status: Mapped[int] = mapped_column(SmallInteger)
+    reason: Mapped[str] = mapped_column(Text)
+    address: Mapped[str] = mapped_column(Text)
+    count: Mapped[int] = mapped_column(Integer)
+    last_at: Mapped[datetime]

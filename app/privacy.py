@@ -17,8 +17,9 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.clients.document_cache import DocumentCache
+from app.refusals import KEEP_DAYS as KEEP_REFUSALS_DAYS
 from app.settings import Settings
-from app.store import partitions, privacy
+from app.store import attempts, partitions, privacy, refusals
 
 log = structlog.get_logger(__name__)
 
@@ -110,6 +111,8 @@ class MaintenanceReport:
     deliveries_purged: int = 0
     outbox_cleaned: int = 0
     deliveries_cleaned: int = 0
+    attempts_purged: int = 0
+    refusals_purged: int = 0
     # False when the time budget ran out first; the next run continues.
     finished: bool = True
 
@@ -184,6 +187,7 @@ async def maintain(
         report.records_purged += await drain("records", privacy.purge_records, **since)
         report.normalized_purged += await drain("normalized", privacy.purge_normalized, **since)
         report.deliveries_purged += await drain("deliveries", privacy.purge_deliveries, **since)
+        report.attempts_purged += await drain("attempts", attempts.purge, **since)
     report.outbox_cleaned = await drain(
         "outbox",
         privacy.clean,
@@ -195,5 +199,8 @@ async def maintain(
         privacy.clean,
         table="delivery",
         before=now - timedelta(days=settings.delivery_keep_days),
+    )
+    report.refusals_purged = await drain(
+        "refusals", refusals.purge, before=now - timedelta(days=KEEP_REFUSALS_DAYS)
     )
     return report

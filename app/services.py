@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import httpx
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -20,6 +20,7 @@ from app.guard import FailureLimiter
 from app.intake import Intake
 from app.outbound import OutboundPolicy
 from app.queue import Queue, create_redis
+from app.refusals import RefusalLog
 from app.settings import Settings
 
 _HTTP_LIMITS = httpx.Limits(max_connections=100, max_keepalive_connections=20)
@@ -43,6 +44,8 @@ class Services:
     cache: DocumentCache
     # Authentication failures per client and address, shared with every replica via Redis.
     guard: FailureLimiter
+    # Refused requests counted in memory, written every few seconds (app.refusals).
+    refusals: RefusalLog = field(default_factory=RefusalLog)
 
     @classmethod
     def create(
@@ -116,6 +119,7 @@ class Services:
     async def close(self) -> None:
         """Release pools."""
         await self.intake.drain()
+        await self.refusals.close(self.engine)
         await self.http.aclose()
         await self.queue.close()
         # Requests answered 503 may have left connections closing; let them finish first.

@@ -20,7 +20,13 @@ from tests.test_keldair import SECRET
 from tests.test_keldair import event as keldair_event
 from tests.workers_support import add_source, fast_settings
 
-PAGES = ("/console/records", "/console/dead-letters", "/console/stats")
+PAGES = (
+    "/console/records",
+    "/console/dead-letters",
+    "/console/refusals",
+    "/console/dead-letters/retry",
+    "/console/stats",
+)
 
 
 def csrf_of(html: str) -> str:
@@ -248,3 +254,26 @@ async def test_a_record_whose_delivery_gave_up_has_a_dead_letter_badge_everywher
     assert '<option value="delivered"' in filtered.text
     stats = await client.get("/console/stats")
     assert '<span class="state state-dead_letter">dead_letter 1</span>' in stats.text
+
+
+async def test_the_refused_and_group_retry_pages_refuse_and_escape(
+    client: httpx.AsyncClient, services: Services, key: str
+) -> None:
+    await log_in(client, key)
+    hostile = "<script>alert(1)</script>"
+    page = await client.get("/console/refusals", params={"tenant": hostile, "window": "9y"})
+    assert page.status_code == 200
+    assert hostile not in page.text and "&lt;script&gt;" in page.text
+    assert "0 refused request(s)" in page.text
+    bad_status = await client.get("/console/refusals", params={"status": "500"})
+    assert bad_status.status_code == 400 and "401, 413 and 429" in bad_status.text
+    # A group with no open letter left: nothing to confirm, no retry form.
+    gone = await client.get(
+        "/console/dead-letters/retry",
+        params={"kind": "pipeline", "reason": hostile, "stage": "delivery"},
+    )
+    assert gone.status_code == 200
+    assert "No open letter is left" in gone.text and 'id="retry-group"' not in gone.text
+    assert hostile not in gone.text
+    groups = await client.get("/console/dead-letters", params={"tenant": "acme"})
+    assert groups.status_code == 200 and "No open dead letters for these filters" in groups.text

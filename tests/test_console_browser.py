@@ -129,7 +129,6 @@ async def test_find_a_sent_record_replay_it_and_see_the_replays(
     assert '"id": "ap_1001"' in raw and "\n" in raw
     assert "200" in await page.locator("#answer").inner_text()
     assert "Never replayed." in html
-    await screenshot(page, "console-record", tmp_path)
 
     for attempt in (1, 2):
         await page.click("#replay")
@@ -203,7 +202,6 @@ async def test_retry_a_dead_letter_after_the_fix_and_discard_one_with_a_note(
     assert "credentials_refused" in await configuration.inner_text()
     assert str(missing) in await page.locator("#cause-pipeline").inner_text()
     await browser_pages.keep()
-    await screenshot(page, "console-dead-letters", tmp_path)
 
     # The fix, through the admin service layer as the API or CLI would make it.
     [connection] = await service.list_connections(services, tenant="acme")

@@ -86,6 +86,8 @@ ANSWERS: dict[tuple[str, str], set[str]] = {
     },
     ("post", "/v1/admin/replays"): {"200", "400", "401", "404", "409", "413", "429"},
     ("get", "/v1/admin/dead-letters"): {"200", "400", "401", "429"},
+    ("get", "/v1/admin/dead-letters/groups"): {"200", "400", "401", "429"},
+    ("get", "/v1/admin/refusals"): {"200", "400", "401", "429"},
     ("post", "/v1/admin/dead-letters/retry"): {"200", "400", "401", "409", "413", "429"},
     ("post", "/v1/admin/dead-letters/discard"): {"200", "400", "401", "409", "413", "429"},
     ("post", "/v1/admin/erasures"): {"201", "400", "401", "404", "413", "429", "503"},
@@ -259,7 +261,7 @@ def test_admin_routes_are_tagged_apart_and_need_an_admin_key(doc: dict[str, Any]
     scheme = doc["components"]["securitySchemes"]["adminKey"]
     assert (scheme["type"], scheme["scheme"]) == ("http", "bearer")
     admin = {k: op for k, op in _operations(doc).items() if k[1].startswith("/v1/admin/")}
-    assert len(admin) == 22
+    assert len(admin) == 24
     for key, operation in _operations(doc).items():
         assert (operation["tags"] == ["admin"]) == (key in admin), key
     for key, operation in admin.items():

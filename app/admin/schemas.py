@@ -280,6 +280,32 @@ class QuarantineView(_Out):
     )
 
 
+class AttemptView(_Out):
+    """One attempt to deliver a record's event."""
+
+    attempted_at: datetime
+    latency_ms: int | None
+    status: int | None = Field(description="The destination's HTTP status; null if unreached.")
+    error: str | None = Field(description="Why it failed; null for a delivered attempt.")
+    answer: str | None = Field(
+        description="The first 512 bytes of the destination's answer (as text, undecodable "
+        "bytes replaced); null once erased."
+    )
+    answer_size: int | None = Field(description="The whole answer's size in bytes.")
+
+
+class WrittenView(_Out):
+    """A normalized row the record names: the version its delivered event carried, and the
+    row's version now (a later event may have moved it forward)."""
+
+    kind: str
+    external_id: str
+    delivered_version: int | None
+    version: int | None
+    fetched_at: datetime | None
+    deleted: bool
+
+
 class RecordDetail(RecordSummary):
     """One record's whole story."""
 
@@ -295,6 +321,8 @@ class RecordDetail(RecordSummary):
     dead_letters: list[DeadLetterView]
     replays: list[ReplayRef]
     quarantine: QuarantineView | None = None
+    attempts: list[AttemptView] = Field(default_factory=list)
+    written: list[WrittenView] = Field(default_factory=list)
 
 
 class RecordQuery(BaseModel):
@@ -364,6 +392,7 @@ class DeadLetterAction(BaseModel):
     stage: Literal["intake", "enrichment", "delivery"] | None = None
     tenant: str | None = None
     source: str | None = None
+    reason: str | None = Field(None, max_length=200, description="One reason of a cause.")
     all: bool = Field(False, description="Required to act on every open letter (no filter).")
     note: str | None = Field(None, max_length=2000)
 
@@ -393,6 +422,34 @@ class ErasureView(_Out):
     actor: str
     erased_at: datetime
     counts: dict[str, int]
+
+
+class DeadLetterGroup(_Out):
+    """Open dead letters of one cause (kind), reason and stage; retry them all with
+    ``POST /v1/admin/dead-letters/retry`` and these three as filters."""
+
+    kind: str
+    reason: str
+    stage: str
+    count: int
+    oldest: datetime
+    newest: datetime
+    tenants: list[str]
+    sources: list[str]
+
+
+class RefusalView(_Out):
+    """Requests refused within one minute for one tenant, source, status, reason and
+    address (``*``: addresses past the per-minute cap)."""
+
+    minute: datetime
+    tenant: str = Field(description="As the path or connection named it; empty if none.")
+    source: str
+    status: int
+    reason: str
+    address: str
+    count: int
+    last_at: datetime
 
 
 class ActionResult(_Out):

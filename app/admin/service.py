@@ -34,8 +34,10 @@ from app.schemas.parsed import Reparse
 from app.services import Services
 from app.sources import REGISTRY
 from app.store import admin as sql
+from app.store import attempts as attempts_sql
 from app.store import dead_letters as dead_sql
-from app.store import query
+from app.store import query, story
+from app.store import refusals as refusals_sql
 from app.store import tenants as tenant_sql
 from app.tenants import ConnectionSpec, DestinationSpec, check_connection
 from app.validation import describe
@@ -497,6 +499,14 @@ async def show_record(services: Services, *, record_id: uuid.UUID) -> s.RecordDe
         delivery = await query.delivery_of(conn, record_id)
         letters = await query.dead_letters_of(conn, record_id)
         replays = await sql.replays_of(conn, record_id)
+        tried = await attempts_sql.of_record(conn, record_id)
+        written = await story.written(
+            conn,
+            record_id=record_id,
+            tenant_id=found.tenant_id,
+            source=found.source,
+            subjects=dict(found.subjects or {}),
+        )
     record = found
     return s.RecordDetail(
         id=record.id,
@@ -533,6 +543,20 @@ async def show_record(services: Services, *, record_id: uuid.UUID) -> s.RecordDe
         ],
         replays=[s.ReplayRef.model_validate(r, from_attributes=True) for r in replays],
         quarantine=await _quarantine(services, record),
+        attempts=[_attempt_view(row) for row in tried],
+        written=[s.WrittenView.model_validate(w, from_attributes=True) for w in written],
+    )
+
+
+def _attempt_view(row: Row[Any]) -> s.AttemptView:
+    answer = None if row.answer is None else bytes(row.answer).decode(errors="replace")
+    return s.AttemptView(
+        attempted_at=row.attempted_at,
+        latency_ms=row.latency_ms,
+        status=row.status,
+        error=row.error,
+        answer=answer,
+        answer_size=row.answer_size,
     )
 
 
@@ -710,7 +734,9 @@ def reparsers() -> dict[str, Reparse]:
 
 
 def _dead_filters(action: s.DeadLetterAction, verb: str) -> dead_sql.Filters:
-    named = action.ids or action.kind or action.stage or action.tenant or action.source
+    named = (
+        action.ids or action.kind or action.stage or action.tenant or action.source or action.reason
+    )
     if not named and not action.all:
         raise invalid(f"Name the dead letters to {verb}: ids, filters, or all=true.")
     return dead_sql.Filters(
@@ -719,6 +745,7 @@ def _dead_filters(action: s.DeadLetterAction, verb: str) -> dead_sql.Filters:
         stage=action.stage,
         tenant=action.tenant,
         source=action.source,
+        reason=action.reason,
     )
 
 
@@ -794,6 +821,59 @@ async def discard_dead_letters(services: Services, *, action: s.DeadLetterAction
         raise _none_open()
     log.info("admin.dead_letters_discarded", count=count)
     return s.ActionResult(count=count)
+
+
+async def dead_letter_groups(
+    services: Services, *, tenant: str | None = None, source: str | None = None
+) -> list[s.DeadLetterGroup]:
+    """Open dead letters grouped by cause, reason and stage, with their counts: the number a
+    retry of the group (its three as filters, with ``tenant`` and ``source``) starts over."""
+    async with services.engine.connect() as conn:
+        groups = await story.letter_groups(conn, tenant=tenant, source=source)
+    return [s.DeadLetterGroup.model_validate(g, from_attributes=True) for g in groups]
+
+
+# --- refusals ---------------------------------------------------------------------------------
+
+
+async def list_refusals(
+    services: Services,
+    *,
+    since: datetime | None = None,
+    tenant: str | None = None,
+    source: str | None = None,
+    status: int | None = None,
+    address: str | None = None,
+    limit: int = 200,
+) -> list[s.RefusalView]:
+    """Refused requests (401, 413, 429) counted per minute, tenant, source, reason and address,
+    newest first, from ``since`` (default: the last 24 hours; kept 7 days). What this process
+    counted and has not written yet is written first (app.refusals)."""
+    await services.refusals.flush(services.engine)
+    since = since or datetime.now(UTC) - timedelta(days=1)
+    async with services.engine.connect() as conn:
+        rows = await refusals_sql.listed(
+            conn,
+            since=since,
+            tenant=tenant,
+            source=source,
+            status=status,
+            address=address,
+            limit=limit,
+        )
+    return [
+        s.RefusalView(
+            minute=row.minute,
+            tenant=row.tenant,
+            source=row.source,
+            status=row.status,
+            reason=row.reason,
+            address=row.address,
+            count=row.n,
+            last_at=row.last_at,
+        )
+        for row in rows
+    ]
 
 
 # --- erasure ----------------------------------------------------------------------------------

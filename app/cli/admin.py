@@ -472,6 +472,17 @@ def records_show(record_id: uuid.UUID, as_json: JsonOption = False) -> None:
             typer.echo(
                 f"{name}: {done}, attempts={work.attempts}, error={or_dash(work.last_error)}"
             )
+    for n, attempt in enumerate(detail.attempts, 1):
+        typer.echo(
+            f"attempt {n}: {or_dash(attempt.status)} at {timestamp(attempt.attempted_at)}"
+            f" in {attempt.latency_ms} ms: {attempt.error or 'delivered'}"
+            f"   answer: {or_dash(attempt.answer)}"
+        )
+    for row in detail.written:
+        typer.echo(
+            f"wrote {row.kind} {row.external_id} version {or_dash(row.delivered_version)}"
+            f" (now {row.version or 'gone'})"
+        )
     for letter in detail.dead_letters:
         typer.echo(
             f"dead letter {letter.id}: {letter.stage} {letter.kind} {letter.reason}: "

@@ -42,6 +42,9 @@ KindOption = Annotated[Kind | None, typer.Option(help="configuration or pipeline
 StageOption = Annotated[Stage | None, typer.Option(help="intake, enrichment or delivery.")]
 TenantOption = Annotated[str | None, typer.Option(help="Tenant slug.")]
 SourceOption = Annotated[str | None, typer.Option(help="ATS source (hrmanager, ...).")]
+ReasonOption = Annotated[
+    str | None, typer.Option(help="One reason of a cause (see `dead-letters groups`).")
+]
 IdsArgument = Annotated[list[int] | None, typer.Argument(help="Dead-letter ids.")]
 AllOption = Annotated[bool, typer.Option("--all", help="Every open letter matching the filters.")]
 NoteOption = Annotated[
@@ -62,10 +65,11 @@ def _action(
     note: str | None,
     *,
     action: str,
+    reason: str | None = None,
 ) -> Any:
     from app.admin import schemas
 
-    if not ids and not everything and not (kind or stage or tenant or source):
+    if not ids and not everything and not (kind or stage or tenant or source or reason):
         raise typer.BadParameter(f"name the letters to {action}: ids, filters, or --all")
     return schemas.DeadLetterAction(
         ids=ids or [],
@@ -75,6 +79,7 @@ def _action(
         source=source,
         all=everything,
         note=note,
+        reason=reason,
     )
 
 
@@ -136,6 +141,7 @@ def dead_letters_retry(
     stage: StageOption = None,
     tenant: TenantOption = None,
     source: SourceOption = None,
+    reason: ReasonOption = None,
     everything: AllOption = False,
     note: NoteOption = None,
     as_json: JsonOption = False,
@@ -145,7 +151,9 @@ def dead_letters_retry(
     from app.admin import service
     from app.cli.admin import run
 
-    action = _action(ids, kind, stage, tenant, source, everything, note, action="retry")
+    action = _action(
+        ids, kind, stage, tenant, source, everything, note, action="retry", reason=reason
+    )
     result = run(lambda s: service.retry_dead_letters(s, action=action))
     if as_json:
         print_json(result)
@@ -168,6 +176,7 @@ def dead_letters_discard(
     stage: StageOption = None,
     tenant: TenantOption = None,
     source: SourceOption = None,
+    reason: ReasonOption = None,
     everything: AllOption = False,
     note: NoteOption = None,
     as_json: JsonOption = False,
@@ -176,7 +185,9 @@ def dead_letters_discard(
     from app.admin import service
     from app.cli.admin import run
 
-    action = _action(ids, kind, stage, tenant, source, everything, note, action="discard")
+    action = _action(
+        ids, kind, stage, tenant, source, everything, note, action="discard", reason=reason
+    )
     result = run(lambda s: service.discard_dead_letters(s, action=action))
     if as_json:
         print_json(result)
@@ -184,3 +195,34 @@ def dead_letters_discard(
         typer.echo(f"{result.count} dead letter(s) discarded")
     if result.count == 0:
         raise nothing_done("no open dead letter matched; nothing was discarded")
+
+
+_GROUP_COLUMNS: list[Column] = [
+    ("KIND", lambda g: g.kind),
+    ("REASON", lambda g: g.reason),
+    ("STAGE", lambda g: g.stage),
+    ("COUNT", lambda g: g.count),
+    ("TENANTS", lambda g: ",".join(g.tenants)),
+    ("SOURCES", lambda g: ",".join(g.sources)),
+    ("OLDEST", lambda g: g.oldest),
+]
+
+
+@dead_cli.command("groups")
+def dead_letters_groups(
+    tenant: TenantOption = None,
+    source: SourceOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Open dead letters by cause, reason and stage, with counts. Retry a group with
+    ``retry --kind K --reason R --stage S`` (and the same --tenant and --source)."""
+    from app.admin import service
+    from app.cli.admin import run
+
+    groups = run(lambda s: service.dead_letter_groups(s, tenant=tenant, source=source))
+    print_list(groups, as_json=as_json, columns=_GROUP_COLUMNS)
+    if not as_json:
+        typer.echo(
+            f"{sum(g.count for g in groups)} open dead letter(s) in {len(groups)} group(s)",
+            err=True,
+        )

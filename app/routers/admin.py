@@ -329,6 +329,22 @@ async def list_dead_letters(
     )
 
 
+@router.get(
+    "/dead-letters/groups",
+    **_answers(200, list[s.DeadLetterGroup], "Open dead letters by cause and reason.", 400),
+)
+async def dead_letter_groups(
+    services: ServicesDep,
+    caller: CallerDep,
+    tenant: str | None = None,
+    source: str | None = None,
+) -> list[s.DeadLetterGroup]:
+    """Open dead letters grouped by cause (kind), reason and stage, with counts; retry a group
+    by posting its kind, reason and stage (and the same tenant and source) to
+    ``/v1/admin/dead-letters/retry``."""
+    return await service.dead_letter_groups(services, tenant=tenant, source=source)
+
+
 @router.post(
     "/dead-letters/retry", **_answers(200, s.ActionResult, "Retried.", 400, 409, body=True)
 )
@@ -347,6 +363,36 @@ async def discard_dead_letters(
 ) -> s.ActionResult:
     """Give up on these letters for good, with a note saying why."""
     return await service.discard_dead_letters(services, action=action)
+
+
+# --- refusals ---------------------------------------------------------------------------------
+
+
+@router.get(
+    "/refusals", **_answers(200, list[s.RefusalView], "Refused requests, newest first.", 400)
+)
+async def list_refusals(
+    services: ServicesDep,
+    caller: CallerDep,
+    since: s.StoredTime | None = None,
+    tenant: str | None = None,
+    source: str | None = None,
+    status: Annotated[int | None, Query(ge=400, le=499)] = None,
+    address: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 200,
+) -> list[s.RefusalView]:
+    """Requests refused with 401, 413 or 429, counted per minute, tenant, source, reason and
+    sender's address (kept 7 days; default: the last 24 hours). No body or credential is
+    kept."""
+    return await service.list_refusals(
+        services,
+        since=since,
+        tenant=tenant,
+        source=source,
+        status=status,
+        address=address,
+        limit=limit,
+    )
 
 
 # --- erasure ----------------------------------------------------------------------------------

@@ -393,10 +393,32 @@ def http_refusal(exc: HTTPException) -> AppError:
     return AppError(exc.status_code, message, code="bad_request", headers=dict(exc.headers or {}))
 
 
+def note_refusal(request: Request, error: AppError, source: str) -> None:
+    """Count a 401, 413 or 429 for the operators' list of refusals (:mod:`app.refusals`):
+    every refusal of every route class built by :func:`error_route` passes here, the guard's
+    429s and the bodies refused before any credential was checked included. The tenant is
+    the one the path (or the connection found) named, unverified; never a body or secret."""
+    services: Services | None = getattr(request.app.state, "services", None)
+    if services is None:
+        return
+    path: str = request.scope["path"]
+    context = structlog.contextvars.get_contextvars()
+    tenant = context.get("tenant")
+    services.refusals.note(
+        services.engine,
+        tenant=tenant if isinstance(tenant, str) else None,
+        source="admin" if path.startswith("/v1/admin") else source,
+        status=error.status,
+        reason=error.code,
+        address=client_address(request),
+    )
+
+
 def render(request: Request, error: AppError, renderer: ErrorRenderer) -> Response:
     """Count, log and render one refusal."""
     source = source_in(request.scope)
     REFUSED.labels(source, str(error.status), error.code).inc()
+    note_refusal(request, error, source)
     if error.status == 401:
         AUTH_FAILURES.labels(source).inc()
     if error.status >= 500:

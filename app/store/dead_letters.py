@@ -59,6 +59,8 @@ class Filters:
     stage: Stage | None = None
     tenant: str | None = None
     source: str | None = None
+    # The reason a stage gave (``credentials_refused``, ...): one group of a cause.
+    reason: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +94,8 @@ def _where(filters: Filters, *, open_only: bool) -> list[ColumnElement[bool]]:
         conditions.append(DeadLetter.stage == filters.stage)
     if filters.source:
         conditions.append(DeadLetter.source == filters.source)
+    if filters.reason:
+        conditions.append(DeadLetter.reason == filters.reason)
     if filters.tenant:
         conditions.append(
             DeadLetter.tenant_id.in_(select(Tenant.id).where(Tenant.slug == filters.tenant))

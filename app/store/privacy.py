@@ -16,6 +16,8 @@ import orjson
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from app.store import attempts
+
 _TENANTS = text("SELECT id, slug, retention_days FROM tenant ORDER BY id")
 _TENANT_ID = text("SELECT id FROM tenant WHERE slug = :slug")
 
@@ -238,6 +240,8 @@ async def erase(
     deliveries = len(
         (await conn.execute(_ERASE_DELIVERIES, {"ids": record_ids, "why": "erased"})).all()
     )
+    # The destination's answers to the records' deliveries may quote the event.
+    await attempts.erase(conn, record_ids)
     applications = list((await conn.execute(_ERASE_APPLICATIONS, named)).scalars())
     candidates = len((await conn.execute(_ERASE_CANDIDATES, named)).all())
     return Erased(record_ids, letters, deliveries, candidates, applications)

@@ -24,7 +24,7 @@ from app.clients.base import parse_retry_after
 from app.db import DB_ERRORS
 from app.metrics import DEAD_LETTERS, DELIVERIES
 from app.services import Services
-from app.store import dead_letters, deliveries, work
+from app.store import attempts, dead_letters, deliveries, work
 from app.store.dead_letters import FailureKind
 from app.verifiers import standard_webhooks as swh
 from app.workers.context import process_slots
@@ -90,8 +90,10 @@ def _destination(services: Services, row: Any) -> _Destination | None:
 
 
 async def _send(
-    services: Services, rid: uuid.UUID, body: bytes, destination: _Destination
+    services: Services, rid: uuid.UUID, body: bytes, destination: _Destination, tenant_id: int
 ) -> _Sent:
+    started = time.monotonic()
+    answer: bytes | None = None
     try:
         response = await services.http.post(
             destination.url,
@@ -102,14 +104,45 @@ async def _send(
         )
     except httpx.HTTPError as exc:
         # The exception's text may quote the URL, and a URL may carry a token: name only.
-        return _Sent(None, f"destination unreachable: {type(exc).__name__}")
-    if response.is_success:
-        return _Sent(response.status_code)
-    return _Sent(
-        response.status_code,
-        f"destination answered {response.status_code}",
-        parse_retry_after(response.headers.get("retry-after")),
-    )
+        sent = _Sent(None, f"destination unreachable: {type(exc).__name__}")
+    else:
+        answer = response.content
+        sent = (
+            _Sent(response.status_code)
+            if response.is_success
+            else _Sent(
+                response.status_code,
+                f"destination answered {response.status_code}",
+                parse_retry_after(response.headers.get("retry-after")),
+            )
+        )
+    await _note_attempt(services, rid, tenant_id, sent, answer, time.monotonic() - started)
+    return sent
+
+
+async def _note_attempt(
+    services: Services,
+    rid: uuid.UUID,
+    tenant_id: int,
+    sent: _Sent,
+    answer: bytes | None,
+    elapsed_s: float,
+) -> None:
+    """Write the attempt down for the record's story; the delivery's fate never depends on
+    it, so a database away here only costs the line in the story."""
+    try:
+        async with services.autocommit.connect() as conn:
+            await attempts.add(
+                conn,
+                record_id=rid,
+                tenant_id=tenant_id,
+                latency_ms=round(elapsed_s * 1000),
+                status=sent.status,
+                error=sent.error,
+                answer=answer,
+            )
+    except DB_ERRORS as exc:
+        log.warning("delivery.attempt_not_noted", record_id=str(rid), error=type(exc).__name__)
 
 
 async def _after_failure(
@@ -171,7 +204,7 @@ async def deliver_record(ctx: dict[str, Any], record_id: str) -> str:
         sent = _MISSING
     else:
         async with process_slots(ctx, "delivery_slots"):
-            sent = await _send(services, rid, bytes(claimed.body), destination)
+            sent = await _send(services, rid, bytes(claimed.body), destination, claimed.tenant_id)
     if sent.delivered:
         if not await _mark_done(services, {sent.status or 200: [rid]}):
             # Sent but not recorded: the next run sends it again, with the same webhook-id.
@@ -235,7 +268,7 @@ async def deliver_records(ctx: dict[str, Any], record_ids: list[str]) -> str:
             if batch.stalled.is_set() or (begun and time.monotonic() > last_start):
                 return None
             begun = True
-            sent = await _send(services, row.id, bytes(row.body), destination)
+            sent = await _send(services, row.id, bytes(row.body), destination, row.tenant_id)
             if sent.delivered:
                 # Within the slot: the next send starts only once this one is written down
                 # or the database is known to be away.

@@ -13,6 +13,7 @@ is refused before any page runs.
 from __future__ import annotations
 
 import hmac
+import re
 import secrets
 import uuid
 from collections.abc import Callable, Coroutine
@@ -381,12 +382,14 @@ async def record(
     """One record's whole story."""
     detail = await service.show_record(services, record_id=record_id)
     replayed = request.query_params.get("replayed")
+    done = request.query_params.get("done")
     return _page(
         request,
         "record.html",
         session,
         r=detail,
         replayed=next((x for x in detail.replays if str(x.id) == replayed), None),
+        done=done if done in ("retried", "discarded") else None,
     )
 
 
@@ -454,13 +457,33 @@ _CAUSES = {
 }
 
 
+def _letter_filters(values: Any) -> dict[str, str]:
+    """The tenant and source a dead-letter page is narrowed to (blank: any)."""
+    return {
+        k: str(values.get(k, "")).strip()
+        for k in ("tenant", "source")
+        if str(values.get(k, "")).strip()
+    }
+
+
 @router.get("/dead-letters")
 async def dead_letters(
     request: Request, services: ServicesDep, session: SessionDep
 ) -> HTMLResponse:
-    """Open dead letters grouped by cause, with Retry and Discard."""
+    """Open dead letters grouped by cause and reason with counts, then each letter with
+    Retry and Discard; narrowed by tenant and source."""
     resolved = request.query_params.get("resolved") == "1"
-    letters = await service.list_dead_letters(services, include_resolved=resolved, limit=1000)
+    narrowed = _letter_filters(request.query_params)
+    letters = await service.list_dead_letters(
+        services,
+        include_resolved=resolved,
+        limit=1000,
+        tenant=narrowed.get("tenant"),
+        source=narrowed.get("source"),
+    )
+    reasons = await service.dead_letter_groups(
+        services, tenant=narrowed.get("tenant"), source=narrowed.get("source")
+    )
     groups = [
         (kind, title, [x for x in letters if x.kind == kind]) for kind, title in _CAUSES.items()
     ]
@@ -471,9 +494,44 @@ async def dead_letters(
         "dead_letters.html",
         session,
         groups=groups,
+        reasons=[
+            (g, "/console/dead-letters/retry?" + urlencode({**narrowed, **_group_of(g)}))
+            for g in reasons
+        ],
         resolved=resolved,
+        values=narrowed,
+        sources=sorted(service.reparsers()),
         done=done if done in ("retried", "discarded") and count and count.isdigit() else None,
         count=count,
+    )
+
+
+def _group_of(group: s.DeadLetterGroup) -> dict[str, str]:
+    return {"kind": group.kind, "reason": group.reason, "stage": group.stage}
+
+
+@router.get("/dead-letters/retry")
+async def confirm_group_retry(
+    request: Request, services: ServicesDep, session: SessionDep
+) -> HTMLResponse:
+    """How many open letters a group's retry starts over, before it runs."""
+    narrowed = _letter_filters(request.query_params)
+    wanted = {k: request.query_params.get(k, "") for k in ("kind", "reason", "stage")}
+    found = [
+        g
+        for g in await service.dead_letter_groups(
+            services, tenant=narrowed.get("tenant"), source=narrowed.get("source")
+        )
+        if _group_of(g) == wanted
+    ]
+    return _page(
+        request,
+        "dead_letters_retry.html",
+        session,
+        group=found[0] if found else None,
+        wanted=wanted,
+        values=narrowed,
+        back="/console/dead-letters?" + urlencode(narrowed),
     )
 
 
@@ -485,17 +543,30 @@ async def act_on_dead_letters(
     csrf: CsrfField = "",
     letter: Annotated[int | None, Form()] = None,
     kind: Annotated[str, Form()] = "",
+    reason: Annotated[str, Form()] = "",
+    stage: Annotated[str, Form()] = "",
+    tenant: Annotated[str, Form()] = "",
+    source: Annotated[str, Form()] = "",
     note: Annotated[str, Form()] = "",
+    back: Annotated[str, Form()] = "",
 ) -> RedirectResponse:
-    """Retry or discard one letter (``letter``) or every open one of a cause (``kind``)."""
+    """Retry or discard one letter (``letter``), every open one of a cause (``kind``), or of
+    one group (``kind``, ``reason`` and ``stage``, with ``tenant`` and ``source``)."""
     _check_csrf(session.csrf, csrf)
     if action not in ("retry", "discard"):
         raise AppError(400, "Choose Retry or Discard.")
+    group = {
+        "kind": kind or None,
+        "reason": reason or None,
+        "stage": stage or None,
+        "tenant": tenant or None,
+        "source": source or None,
+    }
     try:
         chosen = s.DeadLetterAction.model_validate(
             {
                 "ids": [letter] if letter is not None else [],
-                "kind": kind or None if letter is None else None,
+                **(group if letter is None else {}),
                 "note": note.strip() or None,
             }
         )
@@ -506,7 +577,54 @@ async def act_on_dead_letters(
     act = service.retry_dead_letters if action == "retry" else service.discard_dead_letters
     result = await act(services, action=chosen)
     done = "retried" if action == "retry" else "discarded"
+    if letter is not None and _RECORD_PAGE.fullmatch(back):
+        # Acted on from the record's page: back to it.
+        return RedirectResponse(f"{back}?done={done}", 303)
     return RedirectResponse(f"/console/dead-letters?done={done}&count={result.count}", 303)
+
+
+_RECORD_PAGE = re.compile(r"/console/records/[0-9a-f-]{36}")
+
+
+# --- refusals ---------------------------------------------------------------------------------
+
+_REFUSAL_WINDOWS = {"1h": timedelta(hours=1), "24h": timedelta(days=1), "7d": timedelta(days=7)}
+
+
+@router.get("/refusals")
+async def refusals(request: Request, services: ServicesDep, session: SessionDep) -> HTMLResponse:
+    """Refused requests (401, 413, 429) per minute, tenant, source, reason and address."""
+    params = request.query_params
+    values = {
+        k: params.get(k, "").strip()
+        for k in ("tenant", "source", "status", "address")
+        if params.get(k, "").strip()
+    }
+    window = params.get("window", "24h")
+    if window not in _REFUSAL_WINDOWS:
+        window = "24h"
+    status = values.get("status")
+    if status is not None and status not in ("401", "413", "429"):
+        raise AppError(400, "The status is one of 401, 413 and 429.")
+    listed = await service.list_refusals(
+        services,
+        since=datetime.now(UTC) - _REFUSAL_WINDOWS[window],
+        tenant=values.get("tenant"),
+        source=values.get("source"),
+        status=int(status) if status else None,
+        address=values.get("address"),
+        limit=500,
+    )
+    return _page(
+        request,
+        "refusals.html",
+        session,
+        refusals=listed,
+        values=values,
+        window=window,
+        windows=list(_REFUSAL_WINDOWS),
+        total=sum(r.count for r in listed),
+    )
 
 
 # --- statistics -------------------------------------------------------------------------------
