@@ -2,13 +2,13 @@
 
 With them the demo tenant's events are enriched end to end (candidates, positions, jobs are
 fetched) and its polled SmartRecruiters connection finds new candidates, without any real ATS
-account. Shapes follow ATS-FACTS sections 2 and 3: HR Manager under
+account. Shapes follow docs/ats/hrmanager.md and docs/ats/smartrecruiters.md: HR Manager under
 ``/hrm/restful.svc/v2/{alias}/{Candidates|Positions|Users|Departments}/{id}`` with an
 ``apikey`` header; SmartRecruiters ``/sr/candidates`` and ``/sr/jobs`` (lists with ``limit``,
 ``pageId``/``nextPageId`` and ``updatedAfter``; one document by id) with ``X-SmartToken``.
 
 SmartRecruiters' Webhooks Subscriptions API is there too, under
-``/sr/webhooks-api/v201907/subscriptions`` (ATS-FACTS section 3), so that
+``/sr/webhooks-api/v201907/subscriptions`` (docs/ats/smartrecruiters.md), so that
 ``hirehook smartrecruiters subscribe demo`` runs end to end: ``POST`` creates an inactive
 subscription, ``GET`` lists them (or shows one), ``PUT /{id}/activation`` POSTs the
 ``X-Hook-Secret`` handshake to the callback URL and activates it only if the secret is echoed
@@ -62,7 +62,7 @@ def _iso(at: float) -> str:
 
 
 def _ms_date(at: float) -> str:
-    # HR Manager writes dates the Microsoft JSON way (ATS-FACTS section 2).
+    # HR Manager writes dates the Microsoft JSON way (docs/ats/hrmanager.md).
     return f"/Date({int(at * 1000)})/"
 
 

@@ -1,7 +1,7 @@
 """Fake HR Manager and SmartRecruiters APIs and a fake vendor destination, served over real HTTP
 on loopback by uvicorn in a thread of its own (so worker subprocesses can reach it too).
 
-Shapes follow ATS-FACTS sections 2 and 3: HR Manager under
+Shapes follow docs/ats/hrmanager.md and docs/ats/smartrecruiters.md: HR Manager under
 ``/restful.svc/v2/{alias}/Candidates/{id}`` with an ``apikey`` header; SmartRecruiters
 ``GET /candidates/{id}`` and ``GET /jobs/{id}`` with ``X-SmartToken``, rate-limit headers,
 and a 429 when more than one ``GET /candidates`` runs at once; the lists ``GET /candidates`` and

@@ -2,7 +2,7 @@
 really runs the activation handshake against the callback URL and signs its notifications; and
 SmartRecruiters' rate limit (:class:`SlidingWindowLimit`) to put in front of any fake API.
 
-Shapes follow ATS-FACTS section 3: ``/webhooks-api/v201907/subscriptions`` with
+Shapes follow docs/ats/smartrecruiters.md: ``/webhooks-api/v201907/subscriptions`` with
 ``X-SmartToken``; ``POST`` answers ``{id, callbackUrl, events, status: "inactive"}``;
 ``PUT /{id}/activation`` POSTs ``X-Hook-Secret`` to the callback URL, wants it echoed with a
 200 within 20 s, then answers 204 (or 400 when the handshake failed); ``POST /{id}/secret-key``
@@ -236,8 +236,9 @@ class SlidingWindowLimit:
     credential (``X-SmartToken``) in **any** ``window_s`` window, counted when each request
     arrives; beyond it 429 with ``Retry-After`` (seconds until the oldest counted request
     leaves the window, rounded up) and ``X-RateLimit-Remaining: 0``. Every answer carries
-    ``X-RateLimit-Limit`` and ``X-RateLimit-Remaining`` as this window sees them (ATS-FACTS
-    section 3; the documented headers, replacing any the wrapped app sent). Refused requests
+    ``X-RateLimit-Limit`` and ``X-RateLimit-Remaining`` as this window sees them
+    (docs/ats/smartrecruiters.md; the documented headers, replacing any the wrapped app sent).
+    Refused requests
     do not count."""
 
     def __init__(

@@ -297,7 +297,8 @@ async def test_short_keys_and_unknown_options_are_refused_when_loaded(services: 
         )
 
     with pytest.raises(ValueError, match="at least 32 characters") as short:
-        await load({"signature_keys": ["asdfo08e$fd"]})  # the seed's example key
+        # Cloud Elements' example key (docs/ats/cloudelements.md)
+        await load({"signature_keys": ["asdfo08e$fd"]})
     assert "asdfo08e" not in str(short.value)
     with pytest.raises(ValueError, match="signature_keys"):
         await load({})
@@ -376,7 +377,7 @@ async def counted(services: Services) -> int:
 
 @pytest.fixture
 async def tokened(services: Services) -> Services:
-    # [C] The seed makes event.notification.signature.key optional: an instance without one.
+    # [C] Cloud Elements makes event.notification.signature.key optional: an instance without one.
     await add_connection(
         services,
         tenant="tokened",

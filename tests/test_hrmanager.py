@@ -272,7 +272,8 @@ async def test_the_user_data_key_is_never_stored_however_it_is_spelled(
 async def test_a_user_data_key_alone_can_authenticate(
     client: httpx.AsyncClient, services: Services, fake_ats: FakeATS
 ) -> None:
-    # Set up as the seed describes: a User Data key, no shared secret and no option to flip.
+    # Set up as HR Manager's Webhooks page describes (docs/ats/hrmanager.md): a User Data key, no
+    # shared secret and no option to flip.
     await connect(
         services,
         fake_ats,
@@ -287,7 +288,8 @@ async def test_a_user_data_key_alone_can_authenticate(
     assert await counts(services) == (1, 1)
 
 
-# Each of the seed's 20 events: a body, the subjects derived, the fake API paths a worker calls
+# Each of the 20 documented events (docs/ats/hrmanager.md): a body, the subjects derived, the fake
+# API paths a worker calls
 # and the type delivered to the tenant.
 ALL_EVENTS: list[tuple[str, dict[str, Any], dict[str, str], list[str], str]] = [
     (

@@ -1,6 +1,6 @@
 """iCIMS Integration Events end to end: routing by customerId, three auth methods, answers.
 
-Requests are signed here by an HMAC implementation written from ATS-FACTS section 1 alone,
+Requests are signed here by an HMAC implementation written from docs/ats/icims.md alone,
 not by the production signer.
 """
 
@@ -149,7 +149,7 @@ def icims_hmac_headers(
     path: str = URL,
     signed: tuple[str, ...] = ("content-type", "host", "x-icims-content-sha256", "x-icims-date"),
 ) -> dict[str, str]:
-    """Sign as ATS-FACTS section 1 describes, independently of app.verifiers.icims.
+    """Sign as docs/ats/icims.md describes, independently of app.verifiers.icims.
 
     canonical = METHOD \\n path \\n query \\n sorted name:value lines \\n (empty) \\n signedheaders
     string_to_sign = algorithm \\n x-icims-date \\n hex(sha256(canonical))

@@ -45,7 +45,8 @@ SINCE = BASE - timedelta(days=1)
 FORMAT = "yyyy-MM-dd'T'HH:mm:ss.SSS'Z'"
 # Two days before BASE: before every window the tests poll.
 BEFORE = "2026-05-30T09:00:00.000Z"
-# Pasted from the seed's Cloud Elements example, pointed at SmartRecruiters' own API.
+# Pasted from Cloud Elements' SmartRecruiters example (docs/ats/cloudelements.md), pointed at
+# SmartRecruiters' own API.
 CANDIDATES: dict[str, Any] = {
     "url": "/candidates?updatedAfter=${gmtDate:yyyy-MM-dd'T'HH:mm:ss.SSS'Z'}",
     "idField": "id",
@@ -588,7 +589,8 @@ async def test_items_quarantined_by_a_wrong_date_format_are_released_once_it_is_
     assert len(await arq_queue(services.queue.redis)) == 2
 
 
-# The seed's "Example cURL with Polling" request body, copied as it is.
+# Cloud Elements' "Example cURL with Polling" (docs/ats/cloudelements.md) request body, copied as it
+# is.
 SEED_INSTANCE_BODY = r"""{
 "element": {
   "key": "smartrecruiters"

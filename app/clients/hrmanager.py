@@ -1,8 +1,8 @@
 """Talentech HR Manager (TalentRecruiter) REST API v2: candidates, positions and users by id.
 
 [C] ``https://recruiter-api.hr-manager.net/restful.svc/v2/{CUSTOMER-ALIAS}/Candidates/`` (also
-``Positions/``, ``Departments/``, ``Users/``) with the key in an ``apikey`` header (ATS-FACTS
-section 2). [I] Fetching one resource as ``Candidates/{id}``, ``Positions/{id}`` and
+``Positions/``, ``Departments/``, ``Users/``) with the key in an ``apikey`` header
+(docs/ats/hrmanager.md). [I] Fetching one resource as ``Candidates/{id}``, ``Positions/{id}`` and
 ``Users/{id}`` is assumed; a connection may name other paths in ``options.candidate_path`` /
 ``position_path`` / ``user_path`` (app/schemas/hrmanager_config.py). No webhook event names a
 department, so ``Departments/`` is not called.

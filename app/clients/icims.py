@@ -33,7 +33,7 @@ from app.connections import ConnectionInfo
 from app.schemas.icims import SOURCE
 from app.schemas.icims_config import ApiSettings, ConfigError, IcimsConfig, ProfileKind
 
-# [C] "up to 10,000 web services requests per day" per integration licence (ATS-FACTS section 1),
+# [C] "up to 10,000 web services requests per day" per integration licence (docs/ats/icims.md),
 # held over any 24 hours. [I] No per-second limit is published; 5 in any second keeps a burst
 # of events from spending the day's quota in minutes. [I] Only an unverified page says iCIMS
 # sends X-RateLimit-* counting the day (reset 00:00 UTC): X-RateLimit-Remaining is read as

@@ -2,7 +2,7 @@
 
 [C] ``GET /candidates/{id}`` and ``GET /jobs/{id}`` on ``https://api.smartrecruiters.com``,
 authenticated with ``X-SmartToken`` (or an OAuth bearer token); 10 requests/s and 8 concurrent
-per credential, and ``GET /candidates`` one at a time (ATS-FACTS section 3).
+per credential, and ``GET /candidates`` one at a time (docs/ats/smartrecruiters.md).
 """
 
 from __future__ import annotations

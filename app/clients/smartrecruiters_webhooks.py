@@ -1,6 +1,7 @@
 """SmartRecruiters Webhooks Subscriptions API, for `hirehook smartrecruiters ...`.
 
-[C] ATS-FACTS section 3 and developers.smartrecruiters.com (activating-webhook-subscriptions,
+[C] docs/ats/smartrecruiters.md and developers.smartrecruiters.com
+(activating-webhook-subscriptions,
 subscriptionsactivate-1, subscriptionsgeneratesecretkey-1): under
 ``/webhooks-api/v201907/subscriptions``, ``POST {callbackUrl, events: [{name, version}]}``
 creates an inactive subscription and answers its ``id``; ``PUT /{id}/activation`` makes

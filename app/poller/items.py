@@ -1,13 +1,14 @@
 """One listed item -> one intake event: its type, dedupe key, subjects and problems.
 
 Created vs updated: [C] an item whose created date (``createdDateField``) is after the cursor
-is new, so it is recorded as ``<object>.created`` whatever its updated date says (seed): an
+is new, so it is recorded as ``<object>.created`` whatever its updated date says
+(docs/ats/cloudelements.md): an
 item created *and* changed between two polls is reported as created. The cursor here is how
 far the previous sweep saw (:attr:`app.poller.position.Position.created_after`), not the
 window's start, which the overlap moves back to read the boundary again. Otherwise [I] an
 item whose updated date equals its created date, or that has no updated date, has not been
 changed since it was created (``.created``), and any other is ``.updated``. SmartRecruiters
-documents ``updatedOn`` as optional on a candidate (ATS-FACTS section 3); that it equals
+documents ``updatedOn`` as optional on a candidate (docs/ats/smartrecruiters.md); that it equals
 ``createdOn`` until the first change is assumed.
 
 The dedupe key is (object type, id, the item's updated date — its created date if it has

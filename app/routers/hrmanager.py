@@ -1,8 +1,8 @@
 """Talentech HR Manager webhook receiver: one URL per tenant for every configured event.
 
 [C] The admin picks one event and one URL per webhook, and many webhooks may share a URL
-(seeds/hrmanager-webhooks.txt); the signature and its answers (missing header 400, mismatch
-401) follow ``Talentech/Webhooks`` (ATS-FACTS section 2). [I] The event name may be in the body
+(docs/ats/hrmanager.md); the signature and its answers (missing header 400, mismatch
+401) follow ``Talentech/Webhooks`` (docs/ats/hrmanager.md). [I] The event name may be in the body
 or, put there by the admin, in the URL as ``?event=<Name>``.
 """
 
@@ -109,7 +109,8 @@ def _body() -> dict[str, Any]:
 
 
 def missing_signature() -> AppError:
-    """[C] HR Manager's own sample answers a request without the header 400 (ATS-FACTS 2)."""
+    """[C] HR Manager's own sample answers a request without the header 400
+    (docs/ats/hrmanager.md)."""
     return AppError(
         400,
         f"The {hrm.SIGNATURE_HEADER} header is missing. Give the webhook a shared secret in HR "

@@ -1,6 +1,6 @@
 """SmartRecruiters native webhooks, one URL per tenant: the activation handshake and the
-signed notifications (ATS-FACTS section 3). The seed
-(seeds/smartrecruiters-polling-cloud-elements.txt) covers the other way in, Cloud Elements
+signed notifications (docs/ats/smartrecruiters.md). Cloud Elements'
+SmartRecruiters page (docs/ats/cloudelements.md) covers the other way in, Cloud Elements
 polling SmartRecruiters and calling back; these are SmartRecruiters's own webhooks, with no
 intermediary.
 

@@ -3,7 +3,7 @@
 [C] Each event object carries the Cloud-Elements-standardized ``objectType``, ``objectId``,
 ``eventType`` (created/updated/deleted) and ``elementKey``; a notification holds up to 10 event
 objects from polling and 20 from webhooks, and repeats the provider's full raw body in every
-notification it is split into (ATS-FACTS section 3b). [C] The notification's id is
+notification it is split into (docs/ats/cloudelements.md). [C] The notification's id is
 ``message.eventId`` and its header ``Elements-Webhook-Id`` (Cloud Elements' own event tests,
 cloud-elements/churros ``test/platform/events``). [I] The envelope: the event objects in
 ``message.events`` (or ``events`` at the top level), the raw vendor body in ``message.raw``.

@@ -3,9 +3,10 @@
 [C] An element instance with a Callback Notification Signature Key
 (``event.notification.signature.key``) signs each notification with
 ``Elements-Webhook-Signature: sha256=<Base64(HMAC-SHA256(key as UTF-8, raw body))>``
-(ATS-FACTS section 3b). Header name, prefix and encoding are options, defaulting to that.
+(docs/ats/cloudelements.md). Header name, prefix and encoding are options, defaulting to that.
 
-[C] That key is optional in Cloud Elements (seed): an instance without one sends unsigned
+[C] That key is optional in Cloud Elements (docs/ats/cloudelements.md): an instance without one
+sends unsigned
 notifications. Those are refused; such a connection instead authenticates its instance by a
 secret token in the callback URL (``auth = "url_token"``), as KeldairHR connections may.
 """

@@ -1,13 +1,14 @@
-"""Talentech HR Manager webhook events: one typed model per event the seed lists.
+"""Talentech HR Manager webhook events: one typed model per event HR Manager lists
+(docs/ats/hrmanager.md).
 
 [C] HR Manager POSTs one event per request to the URL the admin chose for that webhook; many
 webhooks may share one URL; the body holds "only some identifiers" and the consumer fetches the
 rest from the REST API; "some of our hooks can send a lot of duplicates"
-(seeds/hrmanager-webhooks.txt; ATS-FACTS section 2). The 20 event names below are the seed's
+(docs/ats/hrmanager.md). The 20 event names below are the documented
 "Supported events" list, spelled as there (note ``AdvertisementUnPublished`` against
 ``PositionUnpublished``; names are matched without regard to case).
 
-[I] The body's field names are not published (ATS-FACTS section 2 and "Gaps"): neither the key
+[I] The body's field names are not published (docs/ats/hrmanager.md, "Gaps"): neither the key
 holding the event name nor the keys of the identifiers. Every name this module guesses is in
 :data:`WIRE_NAMES`, the one place they are written; a connection replaces the guesses for any
 key with ``options.payload_fields`` (``{"candidate_id": ["CandidateGuid"]}``), and the admin
@@ -68,7 +69,7 @@ def _id_variants(stem: str, snake: str) -> tuple[str, ...]:
 
 
 # [I] Every field name guessed for the webhook body, by our name for it. The REST API spells
-# ids ``Id`` in PascalCase (ATS-FACTS section 2), so those come first; camelCase and snake_case
+# ids ``Id`` in PascalCase (docs/ats/hrmanager.md), so those come first; camelCase and snake_case
 # cover a sender serialising otherwise. ``options.payload_fields`` replaces a key's list; a name
 # with dots is also tried as a path into nested objects (``Data.CandidateId``).
 WIRE_NAMES: dict[str, tuple[str, ...]] = {
@@ -292,7 +293,7 @@ _MODEL_LIST: tuple[type[_Event], ...] = (
     QuestionnaireUpdated,
 )
 MODELS: dict[str, type[_Event]] = {m.__name__: m for m in _MODEL_LIST}
-# In the seed's order.
+# In the documented order (docs/ats/hrmanager.md).
 EVENT_NAMES: tuple[str, ...] = tuple(MODELS)
 _BY_FOLDED = {name.casefold(): name for name in EVENT_NAMES}
 
@@ -318,7 +319,7 @@ def required_ids(event_name: str) -> tuple[str, ...]:
 
 
 def canonical_name(name: str) -> str:
-    """The seed's spelling of a known event name, whatever its case; others unchanged."""
+    """The documented spelling of a known event name, whatever its case; others unchanged."""
     return _BY_FOLDED.get(name.casefold(), name)
 
 

@@ -1,7 +1,7 @@
 """Configuration of a Talentech HR Manager connection, checked when the tenants file is loaded.
 
 A connection authenticates its sender with the webhook signature, the User Data key, or both
-(ATS-FACTS section 2; seeds/hrmanager-webhooks.txt), and fetches what events name with its API
+(docs/ats/hrmanager.md), and fetches what events name with its API
 key. A connection that does not pass these models is refused at load; one broken since is
 answered like an unknown tenant, never with a hint of its settings.
 """
@@ -50,7 +50,7 @@ class HRManagerOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     # Inbound: which credentials a request must carry (at least one; see parse()). Unset, a
-    # signature is required exactly when a signing secret is configured: the seed's only
+    # signature is required exactly when a signing secret is configured: the only documented
     # credential is the User Data key, so a connection holding just that accepts on it alone.
     require_signature: bool | None = None
     # [I] The Talentech sample hex-decodes the shared secret; its README says only "secret".
@@ -60,7 +60,7 @@ class HRManagerOptions(BaseModel):
     # [I] Our field name -> the body's names for it, replacing the guesses in
     # app/schemas/hrmanager.py WIRE_NAMES: {"candidate_id": ["CandidateGuid"], "event": ["Hook"]}.
     payload_fields: dict[str, list[FieldPath]] = Field(default_factory=dict)
-    # The sender's event names -> the seed's (a .NET enum sent as a number: {"12": "..."}).
+    # The sender's event names -> the documented ones (a .NET enum sent as a number: {"12": "..."}).
     event_aliases: dict[str, str] = Field(default_factory=dict)
     # [I] Body fields left out of the dedupe key (a per-attempt stamp, should one appear).
     dedupe_ignore: list[FieldPath] = Field(default_factory=list)

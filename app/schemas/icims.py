@@ -1,4 +1,4 @@
-"""iCIMS Integration Events (ATS-FACTS section 1): one model per ``eventType``.
+"""iCIMS Integration Events (docs/ats/icims.md): one model per ``eventType``.
 
 iCIMS adds fields without notice and asks partners not to validate strictly, so unknown keys
 are ignored here (the raw payload is stored whole). Ids are JSON strings; numbers are accepted
@@ -22,7 +22,7 @@ SOURCE = "icims"
 APPLICATION_COMPLETE = "AssessmentEvent"
 STATUS_FLOW_UPDATE = "WorkFlowStatusChangeEvent"
 JOB_POSTING = "JobPostToWebEvent"
-# [I] ATS-FACTS section 1: the Job Edit table row says JobPostToWebEvent while its example
+# [I] docs/ats/icims.md: the Job Edit table row says JobPostToWebEvent while its example
 # shows ViewJobWebPostEvent; the example is used, and ``type_aliases`` can map another name.
 JOB_EDIT = "ViewJobWebPostEvent"
 JOB_UNPOSTING = "JobUnpostToWebEvent"
@@ -205,7 +205,7 @@ def _split_unquoted(value: str, separator: str) -> list[str]:
 def dedupe_content(event: IcimsEvent) -> str:
     """What makes two deliveries the same action: the documented ids of its event type.
 
-    iCIMS sends no event id (ATS-FACTS section 1); the ids in the payload identify the action.
+    iCIMS sends no event id (docs/ats/icims.md); the ids in the payload identify the action.
     """
     parts: list[str | None] = [event.event_type, event.customer_id, event.system_id]
     if isinstance(event, AssessmentEvent):
@@ -259,7 +259,7 @@ def linked_id(links: Iterable[Link], rel: str, collection: str) -> str | None:
 
 
 def subjects(event: IcimsEvent, header_links: Sequence[Link] = ()) -> dict[str, str]:
-    """The person, job and workflow the event names (ATS-FACTS section 1, event table);
+    """The person, job and workflow the event names (docs/ats/icims.md, event table);
     ``header_links`` are the request's ``Link`` header entries."""
     if isinstance(event, WorkFlowStatusChangeEvent):
         return {"person": event.person_id, "job": event.job_id, "application": event.system_id}
@@ -269,7 +269,8 @@ def subjects(event: IcimsEvent, header_links: Sequence[Link] = ()) -> dict[str, 
     if isinstance(event, OnboardPortalTaskEvent):
         # The new hire: systemId (userId names the same person).
         named = {"person": event.system_id or event.user_id}
-        # [I] The event "sends Person and Job data" (seed) but has no job field: the job is
+        # [I] The event "sends Person and Job data" (docs/ats/icims.md) but has no job field: the
+        # job is
         # read from a rel="job" link (.../jobs/{id}), of the links array or else the Link
         # header, the way Job events and Status Flow Update name theirs. A task without one
         # is recorded with its new hire only.

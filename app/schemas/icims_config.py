@@ -71,8 +71,8 @@ LINK_FIELDS = frozenset(
         "portalUrl",
     }
 )
-# The profiles validation can read for each event: those its payload names, by id (ATS-FACTS
-# section 1, event table), or through the recruiting workflow (Application Complete's job).
+# The profiles validation can read for each event: those its payload names, by id
+# (docs/ats/icims.md, event table), or through the recruiting workflow (Application Complete's job).
 # The first is where ``package_field`` is read unless ``package_profile`` says otherwise.
 # [I] Onboard Portal Task names the new hire, and its job where a rel="job" link names one
 # (app/schemas/icims.py); its onboarding workflow has no id there.
@@ -89,7 +89,8 @@ VALIDATION_PROFILES: dict[str, tuple[ProfileKind, ...]] = {
 # otherwise, it is recorded and answered even when validation fails or cannot run.
 FAILSAFE_EVENTS = frozenset({APPLICATION_COMPLETE})
 # A repeat of the newest event of its thread is a duplicate however late it comes (a user
-# retrying the next day after calling support, seed scenario 5): a re-run, a re-posting is
+# retrying the next day after calling support, docs/ats/icims.md scenario 5): a re-run, a re-posting
+# is
 # a new thread head first (A->B, B->A, A->B; post, unpost, post). Only Job Edit keeps a
 # window: it carries customerId, userId and systemId alone, so the same user's retry and
 # next edit look alike. A repeat after 10 minutes costs one more job update delivered,
@@ -238,7 +239,7 @@ class IcimsOptions(_Strict):
     # Validation against the iCIMS API stops this long before the request's budget ends, so
     # the record can still be committed and answered in time.
     commit_reserve_s: float = Field(default=2.0, ge=0)
-    # [I] Whether iCIMS hashes the gzip'd or the plain body is unknown (ATS-FACTS section 1).
+    # [I] Whether iCIMS hashes the gzip'd or the plain body is unknown (docs/ats/icims.md).
     hmac_body_hash: Literal["either", "decoded", "wire"] = "either"
     # [I] How iCIMS names profile types in {{profileType.IntegrationFieldId}}; the API path
     # names (people, jobs, applicantworkflows) unless mapped here.

@@ -6,7 +6,8 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime, timedelta, timezone, tzinfo
 
-# [C] Cloud Elements writes date formats as Java SimpleDateFormat patterns (seed). The letters
+# [C] Cloud Elements writes date formats as Java SimpleDateFormat patterns
+# (docs/ats/cloudelements.md). The letters
 # below cover every numeric ISO-like form; names of months or days are refused at load time.
 _LETTERS = re.compile(r"'(?:[^']|'')*'|([A-Za-z])\1*|.", re.DOTALL)
 _ZONE_RE = r"Z|[+-]\d{2}(?::?\d{2})?"

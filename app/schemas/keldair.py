@@ -1,8 +1,9 @@
-"""KeldairHR events (seeds/keldairhr-webhooks.txt): ``{id, type, version, dateOccurred, data}``.
+"""KeldairHR events (docs/ats/keldairhr.md): ``{id, type, version, dateOccurred, data}``.
 
-The seed names two events, "an applicant gets hired" and "an onboarding file gets completed",
-but not their ``type`` strings nor the shape of ``data``; both are assumptions here (ATS-FACTS
-section 5 marks KeldairHR as unpublished). A connection can map the sender's own type strings
+Its guide names two events, "an applicant gets hired" and "an onboarding file gets completed",
+but not their ``type`` strings nor the shape of ``data``; both are assumptions here
+(docs/ats/keldairhr.md: KeldairHR publishes none). A connection can map the sender's own type
+strings
 onto these with the ``type_aliases`` option, and any other type is stored, not rejected.
 """
 

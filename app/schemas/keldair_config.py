@@ -22,7 +22,8 @@ class KeldairOptions(BaseModel):
     # app/schemas/keldair.py): {"id": "applicantId"}.
     data_aliases: dict[str, str] = Field(default_factory=dict)
     tolerance_s: int = Field(default=300, ge=1, le=3600)
-    # The seed says the endpoint "can accept unauthenticated webhook requests" and calls
+    # KeldairHR's guide (docs/ats/keldairhr.md) says the endpoint "can accept unauthenticated
+    # webhook requests" and calls
     # signatures "recommended": a tenant whose sender cannot sign may instead authenticate by
     # a secret token in the URL path. Signatures stay the default.
     auth: Literal["signature", "url_token"] = "signature"

@@ -1,4 +1,4 @@
-"""Polling configuration, the Cloud Elements way (seeds/smartrecruiters-polling-cloud-elements.txt).
+"""Polling configuration, the Cloud Elements way (docs/ats/cloudelements.md).
 
 A connection to an ATS without webhooks carries ``options.polling``::
 
@@ -12,10 +12,12 @@ A connection to an ATS without webhooks carries ``options.polling``::
 [C] The shape mirrors Cloud Elements' ``event.poller.configuration`` (url, idField,
 datesConfiguration with updated/created field, format and time zone) and its
 ``event.poller.refresh_interval`` in minutes; polling runs in UTC unless a time zone is given
-(seed; ATS-FACTS section 3b). [C] The URL placeholders ``${gmtDate:<Java date format>}``,
-``${epoch}`` and ``${epoch:s}`` are Cloud Elements' (ATS-FACTS 3b); ``${isoDate}`` is ours, the
+(docs/ats/cloudelements.md). [C] The URL placeholders ``${gmtDate:<Java date format>}``,
+``${epoch}`` and ``${epoch:s}`` are Cloud Elements' (docs/ats/cloudelements.md); ``${isoDate}`` is
+ours, the
 plain ISO-8601 form SmartRecruiters documents for ``updatedAfter`` (``2013-10-20T19:20:30+01:00``,
-ATS-FACTS section 3). ``pagination``, ``objectType``, ``subject``, ``overlap_s``, ``auth`` and
+docs/ats/smartrecruiters.md). ``pagination``, ``objectType``, ``subject``, ``overlap_s``, ``auth``
+and
 ``base_url`` are ours: Cloud Elements pages through its own hub, we call the ATS directly.
 
 The Cloud Elements instance configuration itself (``event.poller.*`` keys, hub URLs with a
@@ -49,7 +51,8 @@ from app.outbound import check_url
 from app.schemas.java_date import JavaDateFormat
 from app.validation import describe
 
-# The format of the seed's example and of SmartRecruiters' createdOn/updatedOn values.
+# The format of Cloud Elements' example (docs/ats/cloudelements.md) and of SmartRecruiters'
+# createdOn/updatedOn values.
 DEFAULT_DATE_FORMAT = "yyyy-MM-dd'T'HH:mm:ss.SSS'Z'"
 # Event-type prefixes whose subject kind is the house's, not the resource's own name.
 _SUBJECT_KINDS = {
@@ -73,7 +76,7 @@ def subject_kind(object_type: str) -> str:
 
 
 def zone_named(name: str) -> tzinfo:
-    """A time zone by name; ``GMT`` and ``UTC`` (the seed's and the default) are UTC."""
+    """A time zone by name; ``GMT`` and ``UTC`` (Cloud Elements' and the default) are UTC."""
     if name.upper() in ("GMT", "UTC", "Z"):
         return UTC
     try:
@@ -155,7 +158,8 @@ def render_template(url: str, since: datetime, zone: tzinfo = UTC) -> str:
     would otherwise reach the ATS as a space).
 
     Dates are written in ``zone``: [C] "unless configured for a specific time zone, polling
-    occurs in UTC" (seed), so a resource whose dates are configured in another zone is asked
+    occurs in UTC" (docs/ats/cloudelements.md), so a resource whose dates are configured in another
+    zone is asked
     for them in that zone, ``${gmtDate:…}`` included (its name is Cloud Elements' and says GMT,
     what it renders with the default zone). ``${epoch}`` names the same instant in any zone.
     """
@@ -166,7 +170,8 @@ def render_template(url: str, since: datetime, zone: tzinfo = UTC) -> str:
 
 # --- Cloud Elements' instance configuration, pasted as it is ---------------------------------
 
-# [C] The keys of a Cloud Elements element instance's polling configuration (seed). A tenant
+# [C] The keys of a Cloud Elements element instance's polling configuration
+# (docs/ats/cloudelements.md). A tenant
 # moving from Cloud Elements pastes that block as ``options.polling``; each key is mapped here.
 CE_API_KEY = "api.key"
 CE_SIGNATURE_KEY = "event.notification.signature.key"
@@ -261,7 +266,8 @@ def from_hub_url(url: str) -> str:
     """A Cloud Elements hub URL as a path on the ATS's own API.
 
     [C] Cloud Elements polls its hub, e.g.
-    ``/hubs/humancapital/candidates?where=updatedAfter='${gmtDate:…}'`` (seed); Hirehook calls
+    ``/hubs/humancapital/candidates?where=updatedAfter='${gmtDate:…}'`` (docs/ats/cloudelements.md);
+    Hirehook calls
     the ATS directly, so the ``/hubs/<hub>`` prefix goes and each ``name='value'`` condition of
     the ``where`` clause (joined by ``and``) becomes the query parameter ``name=value``. [I] The
     hub's resource and field names are taken to be the ATS's: SmartRecruiters' ``GET
@@ -371,7 +377,7 @@ class Pagination(_Model):
     ``none``: one request returns everything."""
 
     type: Literal["page_id", "offset", "none"] = "page_id"
-    # [C] SmartRecruiters lists take limit 1-100 (ATS-FACTS section 3).
+    # [C] SmartRecruiters lists take limit 1-100 (docs/ats/smartrecruiters.md).
     limit: int = Field(default=100, ge=1, le=100)
     limit_param: str = Field(default="limit", min_length=1)
     page_param: str = Field(default="pageId", min_length=1)

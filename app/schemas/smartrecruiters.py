@@ -1,6 +1,6 @@
 """SmartRecruiters webhook notifications: the event's name is a header, the body holds ids.
 
-[C] ATS-FACTS section 3: headers ``event-name`` (``application.created``), ``event-version``
+[C] docs/ats/smartrecruiters.md: headers ``event-name`` (``application.created``), ``event-version``
 (``v201910``), ``event-id`` and ``link`` (``<url>; rel=self``, the resource's current state);
 the body names the resource, ``{"id": ...}``, or for an application
 ``{"job_id": ..., "candidate_id": ...}``.

@@ -17,7 +17,8 @@ from app.secret_strength import require_strong_secret
 from app.validation import validated
 from app.verifiers.smartrecruiters import ROTATION_GRACE_S, TOLERANCE_S, SigningKey
 
-# SmartRecruiters wants its 202 within 5 s ([C] ATS-FACTS section 3): the route's whole budget,
+# SmartRecruiters wants its 202 within 5 s ([C] docs/ats/smartrecruiters.md): the route's whole
+# budget,
 # so a slow database is a 503 at once, never a late (failed) or uncommitted acknowledgement.
 ACK_DEADLINE_S = 4.0
 

@@ -1,7 +1,7 @@
 """Talentech HR Manager: the source descriptor, its sample sender and its re-parser.
 
 The sender signs as HR Manager does (``X-Signature-Base64HmacSha256`` = Base64(HMAC-SHA256(
-secret, raw body)), ATS-FACTS section 2) and puts the User Data key where the connection reads
+secret, raw body)), docs/ats/hrmanager.md) and puts the User Data key where the connection reads
 it. [I] The sample bodies use the first guess of app/schemas/hrmanager.py WIRE_NAMES for every
 field: HR Manager's real field names are not published.
 """

@@ -25,7 +25,7 @@ from app.workers import keldair as worker
 
 
 def sample(event_type: str = "applicant.hired", event_id: str | None = None) -> dict[str, Any]:
-    """A KeldairHR event in the seed's envelope."""
+    """A KeldairHR event in its documented envelope (docs/ats/keldairhr.md)."""
     now = datetime.now(UTC).isoformat()
     data: dict[str, Any]
     if event_type == "onboarding_file.completed":

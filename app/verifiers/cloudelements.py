@@ -1,7 +1,7 @@
 """Cloud Elements notification signatures: a pure function of (header value, body, keys).
 
 [C] ``Elements-Webhook-Signature: sha256=<Base64(HMAC-SHA256(key as UTF-8, raw body))>``; the
-receiver recomputes it over the raw body (ATS-FACTS section 3b; Cloud Elements' "Hash
+receiver recomputes it over the raw body (docs/ats/cloudelements.md; Cloud Elements' "Hash
 Verification" guide gives a sample key, body and header, which tests/test_cloudelements.py
 checks).
 """

@@ -1,13 +1,13 @@
 """Talentech HR Manager webhook authentication: pure functions of (header, body, secrets).
 
-[C] ``Talentech/Webhooks`` (README.md, TalentechWebhookClient/Program.cs; ATS-FACTS section 2):
+[C] ``Talentech/Webhooks`` (README.md, TalentechWebhookClient/Program.cs; docs/ats/hrmanager.md):
 the ``X-Signature-Base64HmacSha256`` header is Base64(HMAC-SHA256(secret, raw body)), compared
 in constant time; a missing header is answered 400, a mismatch 401. The sample hex-decodes the
 secret (``Convert.FromHexString``) while the README only says "shared secret": [I] the
 encoding is the connection's ``options.secret_encoding`` (``hex`` or ``utf-8``).
 
 [C] The webhook's "User Data" section can carry "an extra key to prevent anyone else posting
-data into your integration" (seeds/hrmanager-webhooks.txt); [I] where it lands in the body is
+data into your integration" (docs/ats/hrmanager.md); [I] where it lands in the body is
 the connection's ``options.user_data_path``.
 """
 

@@ -18,7 +18,7 @@ from app.verifiers import VerificationError
 HMAC_ALGORITHM = "x-icims-v1-hmac-sha256"
 DATE_HEADER = "x-icims-date"
 CONTENT_HASH_HEADER = "x-icims-content-sha256"
-# The headers iCIMS was seen signing (ATS-FACTS section 1, developer-community comment/1541).
+# The headers iCIMS was seen signing (docs/ats/icims.md, developer-community comment/1541).
 SIGNED_HEADERS = ("content-type", "host", CONTENT_HASH_HEADER, DATE_HEADER)
 # Without these two a signature would not bind the body or the time.
 _MUST_SIGN = frozenset({CONTENT_HASH_HEADER, DATE_HEADER})
@@ -92,7 +92,7 @@ def string_to_sign(
 ) -> str:
     """What the HMAC covers.
 
-    [I] ATS-FACTS section 1: iCIMS's page confirms the header names and the Authorization
+    [I] docs/ats/icims.md: iCIMS's page confirms the header names and the Authorization
     format but its string-to-sign text is not public; this follows a third-party client:
     canonical = METHOD, path, query, the signed headers as sorted ``name:value`` lines, an
     empty line and the signedheaders list, joined by newlines; the string to sign is the

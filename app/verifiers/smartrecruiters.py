@@ -1,6 +1,6 @@
 """SmartRecruiters webhook signatures: a pure function of (headers, body, keys, now).
 
-[C] ATS-FACTS section 3 and the reference page ``subscriptionsgeneratesecretkey-1``:
+[C] docs/ats/smartrecruiters.md and the reference page ``subscriptionsgeneratesecretkey-1``:
 ``smartrecruiters-signature: v1=<sig>;v1=<sig>`` carries one signature per live key (and, in
 future, per scheme), ``smartrecruiters-timestamp`` is the request's time in seconds, and v1 is
 HMAC-SHA256 over ``timestamp.body.event-id.event-name.event-version.link`` joined by ``.``, a

@@ -24,7 +24,8 @@ def decode_secret(secret: str) -> bytes:
         raise ValueError("a Standard Webhooks secret is 'whsec_' followed by base64") from exc
 
 
-# [C] ATS-FACTS section 4: the spec's secrets are "24-64 random bytes"; 24 bytes are 32 base64
+# [C] docs/ats/standard-webhooks.md: the spec's secrets are "24-64 random bytes"; 24 bytes are 32
+# base64
 # characters without padding, so a secret with fewer was not made as the spec says.
 MIN_SECRET_CHARS = 32
 GENERATE_CMD = (

@@ -3,12 +3,12 @@
 The ids come from ``record.subjects``, derived at intake by the typed models of
 app/schemas/hrmanager.py (where the [I] field names live); an event without the id its type
 needs never gets here, it is quarantined at intake. [C] "After getting a hook, it's normal to
-call our api" and "some of our hooks can send a lot of duplicates" (seeds/hrmanager-webhooks.txt):
+call our api" and "some of our hooks can send a lot of duplicates" (docs/ats/hrmanager.md):
 every fetch goes through app/workers/fetch.py, so a burst of events about one candidate costs
 one call.
 
 Each type either fetches what the REST API offers for it (``Candidates/``, ``Positions/``,
-``Users/``; ATS-FACTS section 2) or, for what the API does not serve (projects,
+``Users/``; docs/ats/hrmanager.md) or, for what the API does not serve (projects,
 advertisements, layout templates, questionnaires), completes with the ids it names; deletions
 become tombstones. None is a dead letter for being unmapped.
 """

@@ -40,7 +40,8 @@ EVENT_TYPES = {
     APPLICATION_COMPLETE: "application.completed",
     STATUS_FLOW_UPDATE: "application.status_changed",
     JOB_POSTING: "job.posted",
-    # Each edit is updated job information (seed): the job as it is now, like a posting.
+    # Each edit is updated job information (docs/ats/icims.md): the job as it is now, like a
+    # posting.
     JOB_EDIT: "job.updated",
     JOB_UNPOSTING: "job.unposted",
     ONBOARD_PORTAL_TASK: "onboarding.task_opened",

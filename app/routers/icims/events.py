@@ -214,7 +214,8 @@ async def _dedupe(
     """The event's dedupe key and thread, or the outcome of the delivery it repeats.
 
     iCIMS sends no event id: a repeat of the newest event of its thread is the same delivery
-    again, however late (seed scenario 5), unless the event type's window has passed; anything
+    again, however late (docs/ats/icims.md scenario 5), unless the event type's window has passed;
+    anything
     else (A->B, B->A, A->B; post, unpost, post) is new. The key names its predecessor, so
     concurrent copies of one delivery still meet on it. docs/icims.md, "Duplicates".
     """
@@ -259,7 +260,7 @@ def _answer(
         token=record_token(record_id, keys),
         record_id=str(record_id),
     )
-    # [I] ATS-FACTS section 1: iCIMS says only that the link is "in the response header";
+    # [I] docs/ats/icims.md: iCIMS says only that the link is "in the response header";
     # Location is the header a 303 carries. The JSON body repeats it for people reading logs.
     return json_answer(
         303, {"status": "accepted", "recordId": str(record_id), "link": link}, {"Location": link}
