@@ -38,7 +38,7 @@ OLD_SECRET = "hmac-signing-secret-being-rotated-0000"
 WRONG = "a-signing-secret-nobody-configured-00000"
 
 
-# Independent signers, written from each ATS's description (ATS-FACTS section 6), not with
+# Independent signers, written from each ATS's description (docs/ats/hmac-signers.md), not with
 # the source's own sender.
 def ashby_headers(body: bytes, secret: str = SECRET) -> dict[str, str]:
     """[C] Ashby: ``Ashby-Signature: sha256=<hex HMAC-SHA256(secret, raw body)>``."""

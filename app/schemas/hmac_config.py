@@ -3,7 +3,7 @@ header), checked when it is loaded.
 
 A connection names a ``preset`` (an ATS whose scheme is written down here) and may override any
 of its settings, or sets them all itself. The presets, and where each fact comes from
-(ATS-FACTS section 6; [C] confirmed from the vendor's own page, [I] inferred):
+(docs/ats/hmac-signers.md; [C] confirmed from the vendor's own page, [I] inferred):
 
 * ``ashby`` [C] (developers.ashbyhq.com, "Authenticating webhooks"): ``Ashby-Signature:
   sha256=<hex HMAC-SHA256(secret, raw body)>``; the event name is the body's ``action``. Ashby
@@ -13,7 +13,7 @@ of its settings, or sets them all itself. The presets, and where each fact comes
   ``action``; [I] the event id is the ``Greenhouse-Event-ID`` header. Kept configurable:
   override any of these on the connection if Greenhouse turns out to differ.
 
-Lever is not a preset: what it signs is not confirmed (ATS-FACTS section 6).
+Lever is not a preset: what it signs is not confirmed (docs/ats/hmac-signers.md).
 """
 
 from __future__ import annotations

@@ -24,7 +24,7 @@ from app.workers import hmac as worker
 
 def sample(preset: str, event_id: str | None = None) -> tuple[dict[str, Any], dict[str, str]]:
     """A sample event of ``preset``'s ATS (body and the headers beside the signature), in the
-    envelope its write-ups show (ATS-FACTS section 6): ``{"action", "data"}`` for Ashby,
+    envelope its write-ups show (docs/ats/hmac-signers.md): ``{"action", "data"}`` for Ashby,
     ``{"action", "payload"}`` for Greenhouse."""
     now = datetime.now(UTC).isoformat()
     if preset == "ashby":

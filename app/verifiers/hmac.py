@@ -2,7 +2,7 @@
 now).
 
 One header carries ``<prefix><hex or base64 HMAC(key, message)>``; the message is the raw body,
-or ``<timestamp>.<body>`` when the sender also sends a timestamp header (ATS-FACTS section 6).
+or ``<timestamp>.<body>`` when the sender also sends a timestamp header (docs/ats/hmac-signers.md).
 What varies between ATSs (header, prefix, algorithm, encoding, timestamp) is the connection's
 configuration (app/schemas/hmac_config.py); this module only computes and compares.
 """
