@@ -450,14 +450,20 @@ async def test_candidates_and_new_hires_are_never_asked_to_fix_configuration(
         client, body, auth="none", extra_headers=basic_header(password="wrong-password")
     )
     assert refused.status_code == 401
+    # A notification iCIMS built wrong is nothing they can fix: iCIMS's standard calls that a
+    # 500, with a reference for whoever supports them, where a recruiter gets the user's 400.
     malformed = await send(client, {k: v for k, v in body.items() if k != "systemId"})
-    assert malformed.status_code == 400
+    assert malformed.status_code == 500
     for response in (refused, malformed):
         message = error_of(response)["userMessage"]
         assert who in message
         for word in ("administrator", "credential", "configur", "Event Notifications", "{{"):
             assert word not in message
+    assert "Reference:" in error_of(malformed)["userMessage"]
     assert "systemId" in error_of(malformed)["debugErrorMessage"]
+    job = payload("JobPostToWebEvent")
+    recruiter = await send(client, {k: v for k, v in job.items() if k != "systemId"})
+    assert recruiter.status_code == 400
     assert await records(acme) == []
 
 

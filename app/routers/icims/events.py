@@ -17,7 +17,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from pydantic import ValidationError
 
-from app.checks.icims import check, user_error
+from app.checks.icims import check, user_error, vendor_error
 from app.clients.icims import IcimsClient
 from app.connections import ConnectionInfo
 from app.intake import Answer, Deadline, Event, Outcome, json_answer, replayed
@@ -186,21 +186,28 @@ def _typed(
     config: IcimsConfig, event_type: str, sent_type: str, customer_id: str, payload: dict[str, Any]
 ) -> tuple[EventSettings, IcimsEvent]:
     """The settings of ``event_type`` (as the connection names ``sent_type``) and the typed
-    event; a recruiter's 400 when the connection does not take it or it is malformed."""
+    event; refused when the connection does not take it or it is malformed: a recruiter's 400,
+    but a candidate or new hire cannot fix either, so for them it is a 500 for support (iCIMS's
+    error standard; docs/icims.md, "Errors")."""
+    front = ACTORS.get(event_type, Actor.RECRUITER) is not Actor.RECRUITER
     event_settings = config.options.events.get(event_type)
     if event_settings is None:
+        debug = f"eventType {sent_type!r} is not configured for customer {customer_id}."
+        if front:
+            raise vendor_error(debug)
         raise user_error(
             f"This integration is not set up to receive {sent_type} notifications for your "
             "organization. Ask your iCIMS administrator to check the Event Notifications page, "
             "or ask the vendor to enable this notification.",
-            f"eventType {sent_type!r} is not configured for customer {customer_id}.",
+            debug,
         )
     try:
         event = parse_event({**payload, "eventType": event_type})
     except ValidationError as exc:
-        raise user_error(
-            RECRUITER_MESSAGES[400], f"The {event_type} event is not valid: {describe(exc)}."
-        ) from exc
+        debug = f"The {event_type} event is not valid: {describe(exc)}."
+        if front:
+            raise vendor_error(debug) from exc
+        raise user_error(RECRUITER_MESSAGES[400], debug) from exc
     return event_settings, event
 
 
