@@ -509,6 +509,35 @@ async def test_erasure_uses_the_address_the_stored_candidate_has(
     assert await _traces(acme) == []
 
 
+async def test_erasure_learns_the_address_from_the_candidates_own_record(
+    client: httpx.AsyncClient, acme: Services
+) -> None:
+    """Without ``email`` and without a normalized candidate (KeldairHR keeps none): the
+    address beside the id in the candidate's own event finds the bodies naming only it, and a
+    recruiter's address in the same event takes nobody else's records with it."""
+    recruiter = {"id": "usr_7", "email": "recruiter@example.com"}
+    sent = [
+        event("e-typed", data={"id": "ap_1", **GRACE, "recruiter": recruiter}),
+        event("e-unknown", type="applicant.contacted", data={"email": "GRACE.C-1@example.com"}),
+        event("e-quarantined", data={"email": "grace.c-1@example.com"}),
+        event("e-other", data={"id": "ap_2", "email": "alan@example.com", "recruiter": recruiter}),
+    ]
+    for body in sent:
+        assert (await post(client, body)).status_code == 200
+    report = await erase(
+        acme.engine,
+        acme.queue.redis,
+        tenant="acme",
+        source="keldair",
+        candidate_id="ap_1",
+        actor="test:dpo",
+    )
+    assert report.counts["record"] == 3
+    assert await _traces(acme) == []
+    left = await rows(acme, "SELECT payload FROM record WHERE payload IS NOT NULL")
+    assert [r.payload["data"]["id"] for r in left] == ["ap_2"]
+
+
 # --- a replay never reopens what an erasure closed --------------------------------------------
 
 

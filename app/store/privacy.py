@@ -69,21 +69,37 @@ _CLEAN = {
     for table in ("outbox", "delivery")
 }
 
-_ERASE_RECORDS = text(
+_NAMED_RECORDS = text(
     """
-    UPDATE record SET headers = NULL, payload = NULL, raw_body = NULL,
-                      subjects = '{}'::jsonb, purged_at = COALESCE(purged_at, now())
+    SELECT id FROM record
     WHERE tenant_id = :tenant_id AND source = :source
       AND COALESCE(subjects ->> 'person', subjects ->> 'candidate') = :candidate_id
-    RETURNING id
+    """
+)
+# The candidate's own e-mail addresses, as the records naming them carry them: a string under
+# an e-mail-named key (email, e-mail, emailAddress, ...) of a JSON object that also holds the
+# candidate id as a value (KeldairHR's ``data``, a SmartRecruiters candidate, ...). Only such
+# an object: a record also names recruiters and hiring managers, whose addresses are not the
+# candidate's and would take other people's records with them.
+_EMAILS_BESIDE_ID = text(
+    """
+    SELECT DISTINCT lower(btrim(f.value)) AS email
+    FROM record r,
+         jsonb_path_query(r.payload, 'strict $.** ? (@.type() == "object")') AS o(obj),
+         jsonb_each_text(o.obj) AS f(key, value)
+    WHERE r.id = ANY(:ids)
+      AND f.key ~* '^e-?mail(_?address)?$' AND f.value LIKE '%_@_%'
+      AND EXISTS (SELECT 1 FROM jsonb_each(o.obj) AS e(key, value)
+                  WHERE jsonb_typeof(e.value) IN ('string', 'number')
+                    AND e.value #>> '{}' = :candidate_id)
     """
 )
 # The records of the tenant whose stored bodies name the person although their ``subjects``
 # do not (an unknown event type, a quarantined one, another event of a batch body), one
 # keyset batch at a time. A hit: within the source, any string or number in ``payload``
 # equal to the candidate id, or the id as a JSON string in ``raw_body``; in any source of the
-# tenant, a string in ``payload`` equal to the e-mail address (case-insensitive), or the address
-# as a JSON string in ``raw_body`` (ASCII case-insensitive).
+# tenant, a string in ``payload`` equal to one of the candidate's e-mail addresses
+# (case-insensitive), or the address as a JSON string in ``raw_body`` (ASCII case-insensitive).
 _SCAN_BODIES = text(
     """
     SELECT id, received_at,
@@ -92,11 +108,12 @@ _SCAN_BODIES = text(
                     WHERE jsonb_typeof(v.value) IN ('string', 'number')
                       AND v.value #>> '{}' = :candidate_id)
             OR position(CAST(:quoted_id AS bytea) IN raw_body) > 0))
-        OR (CAST(:email AS text) IS NOT NULL AND (
+        OR (cardinality(CAST(:emails AS text[])) > 0 AND (
             EXISTS (SELECT 1 FROM jsonb_path_query(payload, 'strict $.**') AS v(value)
                     WHERE jsonb_typeof(v.value) = 'string'
-                      AND lower(v.value #>> '{}') = :email)
-            OR position(CAST(:quoted_email AS text) IN lower(encode(raw_body, 'escape'))) > 0))
+                      AND lower(v.value #>> '{}') = ANY(CAST(:emails AS text[])))
+            OR EXISTS (SELECT 1 FROM unnest(CAST(:quoted_emails AS text[])) AS q(quoted)
+                       WHERE position(q.quoted IN lower(encode(raw_body, 'escape'))) > 0)))
         AS hit
     FROM record
     WHERE tenant_id = :tenant_id AND purged_at IS NULL
@@ -229,13 +246,18 @@ async def erase(
 ) -> Erased:
     """Erase what is stored about one candidate of one tenant and source (docs/privacy.md):
     the records whose ``subjects`` name the candidate, then those whose bodies name the
-    candidate's id or e-mail address (``email``, else the one the normalized candidate holds),
-    scanned ``batch`` records at a time."""
+    candidate's id or one of their e-mail addresses (``email``, the one the normalized
+    candidate holds, and those beside the id in the records naming them), scanned ``batch``
+    records at a time."""
     named = {"tenant_id": tenant_id, "source": source, "candidate_id": candidate_id}
-    record_ids = list((await conn.execute(_ERASE_RECORDS, named)).scalars())
-    known = (await conn.execute(_KNOWN_EMAIL, named)).scalar()
-    address = (email or known or "").strip().lower() or None
-    record_ids += await _erase_bodies_naming(conn, named, address, batch)
+    record_ids = list((await conn.execute(_NAMED_RECORDS, named)).scalars())
+    addresses = {
+        *(await conn.execute(_EMAILS_BESIDE_ID, {**named, "ids": record_ids})).scalars(),
+        *(await conn.execute(_KNOWN_EMAIL, named)).scalars(),
+        (email or "").strip().lower(),
+    }
+    await conn.execute(_ERASE_BY_ID, {"ids": record_ids})
+    record_ids += await _erase_bodies_naming(conn, named, sorted(a for a in addresses if a), batch)
     letters = len((await conn.execute(_ERASE_DEAD_LETTERS, {"ids": record_ids})).all())
     deliveries = len(
         (await conn.execute(_ERASE_DELIVERIES, {"ids": record_ids, "why": "erased"})).all()
@@ -248,14 +270,14 @@ async def erase(
 
 
 async def _erase_bodies_naming(
-    conn: AsyncConnection, named: dict[str, Any], email: str | None, batch: int
+    conn: AsyncConnection, named: dict[str, Any], emails: list[str], batch: int
 ) -> list[uuid.UUID]:
     """Empty the tenant's records whose bodies name the candidate; their ids."""
     scan = {
         **named,
         "quoted_id": orjson.dumps(named["candidate_id"]),
-        "email": email,
-        "quoted_email": None if email is None else orjson.dumps(email).decode(),
+        "emails": emails,
+        "quoted_emails": [orjson.dumps(e).decode() for e in emails],
         "after_at": datetime.min.replace(tzinfo=UTC),
         "after_id": uuid.UUID(int=0),
         "limit": batch,
