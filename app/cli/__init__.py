@@ -71,13 +71,30 @@ cli.add_typer(connections_cli, name="connections")
 
 
 def main() -> None:
-    """Console entry point: a failure is one line on stderr and exit status 1."""
+    """Console entry point: a failure is one line on stderr and exit status 1; a usage
+    mistake (an unknown option, a bad value) one line and exit status 2."""
+    # typer (>= 0.29) carries its own copy of click: these are its exception classes.
+    from typer._click.exceptions import NoArgsIsHelpError, UsageError
+
     from app.cli.errors import debug_requested, describe
 
     try:
-        cli()
+        # Not standalone: click would print a usage mistake as a framed usage box.
+        code = cli(standalone_mode=False)
+    except NoArgsIsHelpError as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except UsageError as exc:
+        hint = f" (see `{exc.ctx.command_path} --help`)" if exc.ctx is not None else ""
+        typer.echo(f"error: {exc.format_message()}{hint}", err=True)
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        typer.echo("error: aborted", err=True)
+        sys.exit(1)
     except Exception as exc:
         if debug_requested():
             raise
         typer.echo(f"error: {describe(exc)}", err=True)
         sys.exit(1)
+    # typer.Exit(n) comes back as n; a command's own return value means success.
+    sys.exit(code if isinstance(code, int) else 0)

@@ -77,8 +77,13 @@ def signed_request(
 
 def send(
     preset: Annotated[
-        str, typer.Option(help="The sender's scheme: " + ", ".join(hmac_config.PRESETS) + ".")
-    ] = "ashby",
+        str | None,
+        typer.Option(
+            help="The sender's scheme: "
+            + ", ".join(hmac_config.PRESETS)
+            + "; default: the demo connection's, else ashby."
+        ),
+    ] = None,
     url: Annotated[
         str, typer.Option(help="Base URL of the Hirehook API.")
     ] = "http://127.0.0.1:8000",
@@ -91,13 +96,16 @@ def send(
     ] = None,
 ) -> None:
     """Send one sample event signed with an HMAC of the body, as the preset's ATS signs it."""
-    if preset not in hmac_config.PRESETS:
-        raise typer.BadParameter(f"--preset must be one of {', '.join(hmac_config.PRESETS)}")
     if secret is None:
         found = demo_connection(SOURCE, lambda t, _c: t.get("slug") == tenant)
         if found is None:
             raise typer.BadParameter(f"no hmac secret for tenant {tenant!r}; pass --secret")
         secret = str(found[1]["secrets"]["signing_secrets"][0])
+        if preset is None:
+            preset = str(found[1].get("options", {}).get("preset", "ashby"))
+    preset = preset or "ashby"
+    if preset not in hmac_config.PRESETS:
+        raise typer.BadParameter(f"--preset must be one of {', '.join(hmac_config.PRESETS)}")
     payload, headers = sample(preset, event_id)
     body = orjson.dumps(payload)
     response = httpx.post(
