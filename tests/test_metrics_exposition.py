@@ -108,4 +108,4 @@ async def test_admin_stats_round_milliseconds_and_ratios(
     [row] = (await service.stats(services, tenant="acme")).sources
     assert (row.ack_p50_ms, row.ack_p99_ms) == (1.5, 2.0)
     assert row.duplicates == 1
-    assert row.duplicate_ratio == 0.33
+    assert row.duplicate_ratio == 0.333

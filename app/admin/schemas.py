@@ -20,7 +20,9 @@ INT64_MAX = 2**63 - 1
 TIME_MIN = datetime(1, 1, 2, tzinfo=UTC)
 TIME_MAX = datetime(9999, 12, 30, 23, 59, 59, tzinfo=UTC)
 _TIME_RANGE = (
-    f"times must be between {TIME_MIN:%Y-%m-%dT%H:%M:%SZ} and {TIME_MAX:%Y-%m-%dT%H:%M:%SZ} "
+    # isoformat, not strftime: %Y does not pad year 1 to four digits on every platform.
+    f"times must be between {TIME_MIN.isoformat().replace('+00:00', 'Z')} and "
+    f"{TIME_MAX.isoformat().replace('+00:00', 'Z')} "
     "(UTC, after applying the offset)"
 )
 
@@ -482,7 +484,8 @@ class SourceStats(_Out):
         "hour the window touches counts whole (kept 8 days; null if Redis did not answer)."
     )
     duplicate_ratio: float | None = Field(
-        description="duplicates / (records + duplicates), to 2 decimals."
+        description="duplicates / (records + duplicates), to 3 decimals (a percentage to one "
+        "decimal)."
     )
     ack_p50_ms: float | None = Field(description="Median ack time, in ms to 1 decimal.")
     ack_p99_ms: float | None = Field(description="99th percentile ack time, in ms to 1 decimal.")

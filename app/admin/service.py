@@ -961,7 +961,7 @@ async def stats(
                 states=by_state.get(key, {}),
                 duplicates=duplicates,
                 duplicate_ratio=(
-                    None if duplicates is None else round(duplicates / seen, 2) if seen else 0.0
+                    None if duplicates is None else round(duplicates / seen, 3) if seen else 0.0
                 ),
                 ack_p50_ms=_ms(total.ack_p50_ms if total else None),
                 ack_p99_ms=_ms(total.ack_p99_ms if total else None),
