@@ -22,16 +22,17 @@ from app.connections import ConnectionInfo
 from app.db import DB_ERRORS
 from app.errors import unavailable
 from app.intake import Deadline, json_answer
-from app.payload import decode_content
 from app.routers import openapi
 from app.routers.common import (
     DECOY_KEY,
     DefaultRoute,
     ServicesDep,
     answer_response,
+    decoded,
     guarded,
     read_raw,
     tenant_config,
+    token_opening,
     unauthenticated,
 )
 from app.schemas import cloudelements_config
@@ -39,7 +40,7 @@ from app.schemas.cloudelements import SOURCE, parse_notification
 from app.schemas.cloudelements_config import CloudElementsConfig
 from app.services import Services
 from app.sources.cloudelements import sample
-from app.verifiers import VerificationError, url_token
+from app.verifiers import VerificationError
 from app.verifiers import cloudelements as signatures
 
 log = structlog.get_logger(__name__)
@@ -161,7 +162,7 @@ async def receive_notification(tenant: str, request: Request, services: Services
                 "unknown tenant or no signature",
                 decoy=lambda: signatures.verify(presented or "sha256=", [wire], [DECOY_KEY]),
             )
-        body = _decode(request, services, wire)
+        body = decoded(request, services, wire)
         try:
             signatures.verify(
                 presented,
@@ -189,28 +190,17 @@ async def receive_notification_by_token(
     signature key: its connection authenticates it by a secret token in the callback URL
     (``auth = "url_token"``)."""
     deadline = Deadline(services.settings.request_deadline_s)
-    async with guarded(services, request):
-        wire = await read_raw(request, services.settings.max_body_bytes, deadline.remaining())
-        connection, config = await tenant_config(
-            services, tenant, SOURCE, cloudelements_config.parse
-        )
-        accepted = (
-            config.secrets.url_tokens if config and config.options.auth == "url_token" else []
-        )
-        # A wrong token, an unknown tenant and a signing connection are one and the same 401.
-        if connection is None or config is None or not url_token.matches(accepted, token):
-            raise unauthenticated(SOURCE, tenant, "unknown tenant or token")
-        body = _decode(request, services, wire)
-    return await _record(request, services, connection, config, body, deadline)
-
-
-def _decode(request: Request, services: Services, wire: bytes) -> bytes:
-    return decode_content(
-        wire,
-        request.headers.get("content-encoding"),
-        services.settings.max_decompressed_bytes,
-        services.settings.max_compression_ratio,
+    connection, config, body = await token_opening(
+        services,
+        request,
+        tenant=tenant,
+        token=token,
+        source=SOURCE,
+        parse=cloudelements_config.parse,
+        tokens=lambda c: c.secrets.url_tokens if c.options.auth == "url_token" else [],
+        deadline=deadline,
     )
+    return await _record(request, services, connection, config, body, deadline)
 
 
 async def _record(

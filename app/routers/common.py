@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Annotated, Any, TypeVar
 
@@ -27,11 +27,11 @@ from app.errors import AppError, unauthorized
 from app.guard import FailureLimiter, address_subject, retry_after
 from app.intake import Answer, Deadline, Outcome, json_answer
 from app.metrics import AUTH_FAILURES, REFUSED
-from app.payload import too_large
+from app.payload import decode_content, too_large
 from app.request_context import source_in
 from app.schemas.parsed import Parsed
 from app.services import Services
-from app.verifiers import VerificationError
+from app.verifiers import VerificationError, url_token
 
 log = structlog.get_logger(__name__)
 
@@ -342,6 +342,40 @@ async def tenant_config(
     ``source`` and its configuration (:func:`configured`)."""
     connection = await services.connections.by_tenant(tenant, source)
     return connection, configured(connection, parse, source=source, tenant=tenant)
+
+
+def decoded(request: Request, services: Services, wire: bytes) -> bytes:
+    """The body as sent (``wire``), inflated under the settings' caps."""
+    return decode_content(
+        wire,
+        request.headers.get("content-encoding"),
+        services.settings.max_decompressed_bytes,
+        services.settings.max_compression_ratio,
+    )
+
+
+async def token_opening(
+    services: Services,
+    request: Request,
+    *,
+    tenant: str,
+    token: str,
+    source: str,
+    parse: Callable[[dict[str, Any], dict[str, Any]], C],
+    tokens: Callable[[C], Sequence[str]],
+    deadline: Deadline,
+) -> tuple[ConnectionInfo, C, bytes]:
+    """The opening of a route whose sender is authenticated by a secret token in its URL
+    (``auth = "url_token"``): the connection, its configuration and the decoded body, once
+    ``token`` is one of ``tokens(config)``. A wrong token, an unknown tenant and a connection
+    that signs instead are one and the same 401, counted by the guard."""
+    async with guarded(services, request):
+        wire = await read_raw(request, services.settings.max_body_bytes, deadline.remaining())
+        connection, config = await tenant_config(services, tenant, source, parse)
+        accepted = tokens(config) if config is not None else []
+        if connection is None or config is None or not url_token.matches(accepted, token):
+            raise unauthenticated(source, tenant, "unknown tenant or token")
+        return connection, config, decoded(request, services, wire)
 
 
 def unauthenticated(

@@ -12,7 +12,7 @@ from pydantic import BaseModel
 
 from app.connections import ConnectionInfo
 from app.intake import Deadline
-from app.payload import decode_content, parse_json, require_object
+from app.payload import parse_json, require_object
 from app.routers import openapi
 from app.routers.common import (
     DECOY_KEY,
@@ -20,9 +20,11 @@ from app.routers.common import (
     ServicesDep,
     accept,
     accepted_answer,
+    decoded,
     guarded,
     read_raw,
     tenant_config,
+    token_opening,
     unauthenticated,
 )
 from app.schemas import keldair_config
@@ -37,7 +39,7 @@ from app.schemas.keldair import (
 from app.schemas.keldair_config import KeldairConfig
 from app.services import Services
 from app.sources.keldair import sample
-from app.verifiers import VerificationError, url_token
+from app.verifiers import VerificationError
 from app.verifiers import standard_webhooks as swh
 
 log = structlog.get_logger(__name__)
@@ -118,25 +120,17 @@ async def receive_event_by_token(
     """Receive one KeldairHR event for a tenant whose connection authenticates its sender by a
     secret token in the URL (``auth = "url_token"``) instead of a signature."""
     deadline = Deadline(services.settings.request_deadline_s)
-    async with guarded(services, request):
-        wire = await read_raw(request, services.settings.max_body_bytes, deadline.remaining())
-        connection, config = await tenant_config(services, tenant, SOURCE, keldair_config.parse)
-        accepted = (
-            config.secrets.url_tokens if config and config.options.auth == "url_token" else []
-        )
-        if connection is None or config is None or not url_token.matches(accepted, token):
-            raise unauthenticated(SOURCE, tenant, "unknown tenant or token")
-        body = _decode(request, services, wire)
-    return await _record(request, services, connection, config, body, deadline)
-
-
-def _decode(request: Request, services: Services, wire: bytes) -> bytes:
-    return decode_content(
-        wire,
-        request.headers.get("content-encoding"),
-        services.settings.max_decompressed_bytes,
-        services.settings.max_compression_ratio,
+    connection, config, body = await token_opening(
+        services,
+        request,
+        tenant=tenant,
+        token=token,
+        source=SOURCE,
+        parse=keldair_config.parse,
+        tokens=lambda c: c.secrets.url_tokens if c.options.auth == "url_token" else [],
+        deadline=deadline,
     )
+    return await _record(request, services, connection, config, body, deadline)
 
 
 async def _signed(
@@ -160,7 +154,7 @@ async def _signed(
             "unknown tenant or no signature",
             decoy=lambda: swh.verify(request.headers, [wire], [DECOY_KEY], now=time.time()),
         )
-    body = _decode(request, services, wire)
+    body = decoded(request, services, wire)
     try:
         swh.verify(
             request.headers,
