@@ -43,9 +43,11 @@ class Settings(BaseSettings):
     api_max_header_bytes: int = Field(default=64 * 1024, ge=1024)
     # An answer sent before its request's body was read (a body over the cap) is followed by
     # reading and discarding the rest of the body, for at most this long and this much, so a
-    # client that writes the whole body before reading gets the answer, not a reset.
+    # client that writes the whole body before reading gets the answer, not a reset. The time
+    # is the real bound (as nginx's lingering_time); the bytes only stop a fast flood early,
+    # and nothing read is kept, so they sit well above what senders post by mistake.
     api_linger_s: float = Field(default=5.0, gt=0, le=60)
-    api_linger_bytes: int = Field(default=4 * 1024 * 1024, ge=0)
+    api_linger_bytes: int = Field(default=64 * 1024 * 1024, ge=0)
     # Per process; a request on a further connection is answered 503. Keep `ulimit -n`
     # well above it: the database pool, Redis and refused connections need descriptors too.
     api_max_connections: int = Field(default=500, ge=1)

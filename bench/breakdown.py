@@ -167,6 +167,9 @@ def main() -> None:
     tenants.write_text(TENANTS)
     env |= {
         "HIREHOOK_ENVIRONMENT": "production",
+        # The receivers and fake APIs listen on loopback over http: the outbound-URL policy
+        # allows that in production only when listed (docs/operations.md, "Outbound URLs").
+        "HIREHOOK_OUTBOUND_ALLOW": "127.0.0.1",
         "HIREHOOK_SECRET_KEY": generate_key(),
         "HIREHOOK_TENANTS_FILE": str(tenants),
         "HIREHOOK_LOG_LEVEL": "WARNING",

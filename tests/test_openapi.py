@@ -77,7 +77,7 @@ ANSWERS: dict[tuple[str, str], set[str]] = {
         "200", "400", "401", "404", "413", "429",
     },
     ("post", "/v1/admin/connections/{connection_id}/payload-fields"): {
-        "200", "400", "401", "404", "429",
+        "200", "400", "401", "404", "413", "429",
     },
     ("get", "/v1/admin/records"): {"200", "400", "401", "404", "429"},
     ("get", "/v1/admin/records/{record_id}"): {"200", "400", "401", "404", "429"},

@@ -221,7 +221,9 @@ async def update_connection(
 # Before ``/connections/{connection_id}/{action}``, which would otherwise take this path.
 @router.post(
     "/connections/{connection_id}/payload-fields",
-    **_answers(200, s.PayloadFieldsResult, "Set; quarantined records parsed again.", 400, 404),
+    **_answers(
+        200, s.PayloadFieldsResult, "Set; quarantined records parsed again.", 400, 404, body=True
+    ),
 )
 async def set_payload_fields(
     connection_id: int, spec: s.PayloadFieldsSet, services: ServicesDep, caller: CallerDep
