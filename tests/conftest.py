@@ -8,8 +8,10 @@ import os
 import re
 import socket
 import sys
+import threading
+import time
 import tomllib
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
@@ -18,6 +20,7 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 import structlog
+import uvicorn
 from fastapi import FastAPI
 from redis.asyncio import Redis
 from sqlalchemy import text
@@ -227,6 +230,38 @@ async def run_app(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
             transport=transport, base_url="http://hirehook.test"
         ) as client:
             yield client
+
+
+@contextlib.contextmanager
+def threaded_app(settings_for: Callable[[int], Settings]) -> Iterator[str]:
+    """Hirehook itself on 127.0.0.1 with an ephemeral port, in its own thread and event loop
+    (for commands that post to a real server); ``settings_for(port)`` gives its settings."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(
+        uvicorn.Config(
+            create_app(settings_for(port)), log_level="warning", timeout_graceful_shutdown=2
+        )
+    )
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 15
+    while not server.started:
+        assert time.monotonic() < deadline, "Hirehook did not start"
+        time.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=15)
+
+
+@pytest.fixture
+def served(settings: Settings) -> Iterator[str]:
+    """:func:`threaded_app` with the session's settings."""
+    with threaded_app(lambda _port: settings) as url:
+        yield url
 
 
 @pytest.fixture

@@ -6,16 +6,11 @@ import asyncio
 import base64
 import hashlib
 import hmac
-import socket
-import threading
-import time
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import orjson
 import pytest
-import uvicorn
 from typer.testing import CliRunner
 
 from app.cli import cli
@@ -305,25 +300,6 @@ async def test_short_keys_and_unknown_options_are_refused_when_loaded(services: 
     with pytest.raises(ValueError, match="signature_encodingg"):
         await load({"signature_keys": [KEY]}, {"signature_encodingg": "hex"})
     await load({"signature_keys": [KEY]})
-
-
-@pytest.fixture
-def served(settings: Settings) -> Iterator[str]:
-    """Hirehook on 127.0.0.1 (its own thread and loop), for the sample sender to post to."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(settings), log_level="warning", timeout_graceful_shutdown=2)
-    )
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 15
-    while not server.started:
-        assert time.monotonic() < deadline, "Hirehook did not start"
-        time.sleep(0.02)
-    yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    server.should_exit = True
-    thread.join(timeout=15)
 
 
 async def test_hirehook_send_cloudelements_against_the_demo_tenant(

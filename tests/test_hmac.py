@@ -7,17 +7,14 @@ import asyncio
 import base64
 import hashlib
 import hmac
-import socket
-import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import httpx
 import orjson
 import pytest
-import uvicorn
 from standardwebhooks import Webhook
 from typer.testing import CliRunner
 
@@ -259,25 +256,6 @@ async def test_configuration_errors_name_the_setting_never_the_value(
         await load({"preset": "ashby", "unknown_setting": SECRET}, [SECRET])
     assert SECRET not in str(extra.value)
     await load({"preset": "greenhouse"}, [SECRET])
-
-
-@pytest.fixture
-def served(settings: Settings) -> Iterator[str]:
-    """Hirehook on 127.0.0.1 (its own thread and loop), for the sample sender to post to."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(settings), log_level="warning", timeout_graceful_shutdown=2)
-    )
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 15
-    while not server.started:
-        assert time.monotonic() < deadline, "Hirehook did not start"
-        time.sleep(0.02)
-    yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    server.should_exit = True
-    thread.join(timeout=15)
 
 
 @pytest.mark.parametrize("preset", sorted(PRESETS))

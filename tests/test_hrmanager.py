@@ -9,28 +9,23 @@ import gzip
 import hashlib
 import hmac
 import re
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import orjson
 import pytest
-import uvicorn
 from sqlalchemy import text
 from typer.testing import CliRunner
 
 from app.cli import cli
 from app.connections import ConnectionInfo
 from app.demo import DEMO_TENANTS
-from app.main import create_app
 from app.schemas import hrmanager_config
 from app.services import Services
 from app.settings import Settings
 from app.tenants import apply_tenants, read_tenants_file
-from tests.conftest import arq_queue, make_settings
+from tests.conftest import arq_queue, make_settings, threaded_app
 from tests.fake_ats import HRM_KEY, FakeATS
 from tests.workers_support import add_source, fast_settings, rows, run_worker
 
@@ -765,22 +760,10 @@ async def test_a_user_data_key_connection_wants_the_key_whatever_signature_comes
 @pytest.fixture
 def hirehook(settings: Settings) -> Iterator[str]:
     """Hirehook itself on 127.0.0.1 with an ephemeral port (its own thread and event loop)."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    served = make_settings(str(settings.database_url), str(settings.redis_url))
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(served), log_level="warning", timeout_graceful_shutdown=2)
-    )
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 15
-    while not server.started:
-        assert time.monotonic() < deadline, "Hirehook did not start"
-        time.sleep(0.02)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=15)
+    with threaded_app(
+        lambda _port: make_settings(str(settings.database_url), str(settings.redis_url))
+    ) as url:
+        yield url
 
 
 def answers(output: str) -> list[str]:

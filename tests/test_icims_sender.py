@@ -3,50 +3,34 @@
 from __future__ import annotations
 
 import asyncio
-import socket
-import threading
-import time
 from collections.abc import Iterator
 
 import pytest
-import uvicorn
 from sqlalchemy import text
 from typer.testing import CliRunner
 
 from app.cli import cli
 from app.demo import DEMO_TENANTS
-from app.main import create_app
 from app.services import Services
 from app.settings import Settings
 from app.sources.icims import ICIMS_EVENT_TYPES, IcimsCredentials, icims_sample, send_icims
 from app.tenants import apply_tenants, read_tenants_file
-from tests.conftest import make_settings
+from tests.conftest import make_settings, threaded_app
 
 
 @pytest.fixture
 def hirehook(settings: Settings) -> Iterator[str]:
-    """Hirehook itself on 127.0.0.1 with an ephemeral port (its own thread and event loop)."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
+    """Hirehook itself on 127.0.0.1 with an ephemeral port (its own thread and event loop),
+    whose public base URL is that address (the links its answers carry point back to it)."""
     assert settings.database_url is not None and settings.redis_url is not None
-    served = make_settings(
-        str(settings.database_url),
-        str(settings.redis_url),
-        public_base_url=f"http://127.0.0.1:{port}",
-    )
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(served), log_level="warning", timeout_graceful_shutdown=2)
-    )
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 15
-    while not server.started:
-        assert time.monotonic() < deadline, "Hirehook did not start"
-        time.sleep(0.02)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=15)
+    with threaded_app(
+        lambda port: make_settings(
+            str(settings.database_url),
+            str(settings.redis_url),
+            public_base_url=f"http://127.0.0.1:{port}",
+        )
+    ) as url:
+        yield url
 
 
 @pytest.fixture
