@@ -16,12 +16,12 @@ from fastapi.responses import Response
 from fastapi_offline import FastAPIOffline
 
 from app import sources
-from app.errors import AppError
-from app.request_context import RequestContext
+from app.platform.errors import AppError
+from app.platform.runtime import freeze_startup_heap
+from app.platform.settings import Settings, get_settings
 from app.routers import admin, console, health, openapi
 from app.routers.common import render, render_default, request_invalid
-from app.runtime import freeze_startup_heap
-from app.settings import Settings, get_settings
+from app.routers.request_context import RequestContext
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:

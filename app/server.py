@@ -18,8 +18,8 @@ from uvicorn._types import (
 )
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 
-from app.metrics import multiprocess_dir, prepare_multiprocess_dir, remove_multiprocess_dir
-from app.settings import Settings, get_settings
+from app.platform.metrics import multiprocess_dir, prepare_multiprocess_dir, remove_multiprocess_dir
+from app.platform.settings import Settings, get_settings
 
 _TIMED_OUT = b"HTTP/1.1 408 Request Timeout\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
 _TOO_LARGE = (
@@ -290,8 +290,8 @@ class _LingeringTransport(asyncio.Transport):
 def served_app() -> FastAPI:
     """The app as each uvicorn process builds it: logging configured first, because a worker
     process uvicorn spawns inherits nothing of the parent's configuration."""
-    from app.logs import configure
     from app.main import create_app
+    from app.platform.logs import configure
 
     settings = get_settings()
     configure(settings.log_level, settings.log_format)
@@ -338,7 +338,7 @@ def run_api(
     """Serve the API until stopped; ``host``, ``port`` and ``workers`` override settings.
 
     With more than one worker process, metrics run in prometheus-client's multiprocess mode
-    (app.metrics): the directory is emptied here, before any process writes to it.
+    (app.platform.metrics): the directory is emptied here, before any process writes to it.
     """
     kwargs = uvicorn_config_kwargs(settings)
     if host is not None:

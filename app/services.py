@@ -8,20 +8,20 @@ from dataclasses import dataclass, field
 import httpx
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from app import outbound
 from app.clients.base import RateBudget
 from app.clients.budget import ConnectionLimits, Limits, RedisBudget
 from app.clients.document_cache import DocumentCache
 from app.clients.transport import AsyncioTransport, OutboundClient
-from app.connections import ConnectionStore
-from app.crypto import Cipher
-from app.db import create_engine, settle_abandoned
-from app.guard import FailureLimiter
-from app.intake import Intake
-from app.outbound import OutboundPolicy
-from app.queue import Queue, create_redis
-from app.refusals import RefusalLog
-from app.settings import Settings
+from app.intake.connections import ConnectionStore
+from app.intake.core import Intake
+from app.intake.guard import FailureLimiter
+from app.intake.refusals import RefusalLog
+from app.platform import outbound
+from app.platform.crypto import Cipher
+from app.platform.db import create_engine, settle_abandoned
+from app.platform.outbound import OutboundPolicy
+from app.platform.queue import Queue, create_redis
+from app.platform.settings import Settings
 
 _HTTP_LIMITS = httpx.Limits(max_connections=100, max_keepalive_connections=20)
 
@@ -44,7 +44,7 @@ class Services:
     cache: DocumentCache
     # Authentication failures per client and address, shared with every replica via Redis.
     guard: FailureLimiter
-    # Refused requests counted in memory, written every few seconds (app.refusals).
+    # Refused requests counted in memory, written every few seconds (app.intake.refusals).
     refusals: RefusalLog = field(default_factory=RefusalLog)
 
     @classmethod

@@ -8,7 +8,7 @@ import orjson
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
 
-from app.payload import decode_content
+from app.intake.payload import decode_content
 from app.schemas.icims import parse_event as parse_icims_event
 from app.schemas.keldair import parse_event
 

@@ -28,12 +28,12 @@ import httpx
 import orjson
 
 from app.cli.tenants import load_tenants
-from app.crypto import generate_key
-from app.embedded import start_missing
-from app.ids import uuid7
-from app.intake import Intake, Outcome
-from app.migrate import upgrade
-from app.settings import Settings
+from app.intake.core import Intake, Outcome
+from app.platform.crypto import generate_key
+from app.platform.embedded import start_missing
+from app.platform.ids import uuid7
+from app.platform.migrate import upgrade
+from app.platform.settings import Settings
 from app.sources.keldair import sample as keldair_sample
 from app.verifiers import standard_webhooks as swh
 from bench.intake import SECRET, TENANTS
@@ -112,7 +112,7 @@ async def _served(settings: Settings) -> AsyncIterator[Any]:
 
 
 async def _run(settings: Settings, events: int, concurrency: int) -> list[tuple[str, float]]:
-    from app.guard import FailureLimiter
+    from app.intake.guard import FailureLimiter
     from bench.baseline import app as baseline
 
     rows: list[tuple[str, float]] = []
@@ -179,7 +179,7 @@ def main() -> None:
         settings = Settings()
         upgrade(settings.database_dsn)
         asyncio.run(load_tenants(settings, tenants))
-        from app.logs import configure
+        from app.platform.logs import configure
 
         configure("WARNING", "json")
         rows = asyncio.run(_run(settings, args.events, args.concurrency))

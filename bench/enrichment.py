@@ -34,13 +34,13 @@ import orjson
 import psutil
 from sqlalchemy import text
 
-from app.embedded import EmbeddedPostgres, EmbeddedRedis
-from app.intake import Event, json_answer
-from app.migrate import upgrade_async
-from app.models import Base
+from app.intake.core import Event, json_answer
+from app.platform.embedded import EmbeddedPostgres, EmbeddedRedis
+from app.platform.migrate import upgrade_async
+from app.platform.settings import Settings
 from app.services import Services
-from app.settings import Settings
 from app.sources import create_services
+from app.store.models import Base
 from bench import procstat
 from tests.fake_ats import FakeATS, serve
 from tests.workers_support import add_source, log_events

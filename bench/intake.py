@@ -36,10 +36,10 @@ import orjson
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from app.crypto import generate_key
-from app.embedded import EmbeddedPostgres, free_port, start_missing
-from app.migrate import upgrade_async
-from app.settings import Settings
+from app.platform.crypto import generate_key
+from app.platform.embedded import EmbeddedPostgres, free_port, start_missing
+from app.platform.migrate import upgrade_async
+from app.platform.settings import Settings
 from bench import hookspool, procstat
 
 SECRET = "whsec_YmVuY2gtc2lnbmluZy1zZWNyZXQtMDAwMDAwMDA="

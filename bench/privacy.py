@@ -24,9 +24,9 @@ import asyncpg
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
 
-from app.embedded import EmbeddedPostgres
-from app.ids import uuid7
-from app.migrate import upgrade_async
+from app.platform.embedded import EmbeddedPostgres
+from app.platform.ids import uuid7
+from app.platform.migrate import upgrade_async
 from app.store import records
 
 _INSERT_0005 = text(

@@ -28,9 +28,9 @@ import httpx
 import orjson
 import psutil
 
-from app.crypto import generate_key
-from app.embedded import EmbeddedPostgres, EmbeddedRedis, free_port
-from app.migrate import upgrade_async
+from app.platform.crypto import generate_key
+from app.platform.embedded import EmbeddedPostgres, EmbeddedRedis, free_port
+from app.platform.migrate import upgrade_async
 from app.sources.keldair import sample as keldair_sample
 from app.verifiers import standard_webhooks as swh
 

@@ -8,8 +8,8 @@ from alembic import context
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from app.models import Base
-from app.settings import Settings
+from app.platform.settings import Settings
+from app.store.models import Base
 
 config = context.config
 target_metadata = Base.metadata

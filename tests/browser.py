@@ -30,10 +30,10 @@ import pytest
 import uvicorn
 from playwright.async_api import Browser, Page, Route, async_playwright
 
-from app.embedded import free_port
 from app.main import create_app
+from app.platform.embedded import free_port
+from app.platform.settings import Settings
 from app.services import Services
-from app.settings import Settings
 
 # Debian's path, or whatever `chromium` the PATH finds (None: the browser tests are skipped).
 CHROMIUM = shutil.which("/usr/bin/chromium") or shutil.which("chromium")

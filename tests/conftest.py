@@ -26,17 +26,17 @@ from redis.asyncio import Redis
 from sqlalchemy import text
 from typer.testing import CliRunner
 
-from app import outbound
-from app.demo import DEMO_TENANTS
-from app.embedded import EmbeddedPostgres, EmbeddedRedis
-from app.logs import configure as configure_logging
+from app.admin.tenants_file import ConnectionSpec, TenantsFile, TenantSpec, apply_tenants
+from app.dev.demo import DEMO_TENANTS
 from app.main import create_app
-from app.migrate import upgrade_async
-from app.models import Base
+from app.platform import outbound
+from app.platform.embedded import EmbeddedPostgres, EmbeddedRedis
+from app.platform.logs import configure as configure_logging
+from app.platform.migrate import upgrade_async
+from app.platform.settings import Settings
 from app.services import Services
-from app.settings import Settings
 from app.sources import create_services
-from app.tenants import ConnectionSpec, TenantsFile, TenantSpec, apply_tenants
+from app.store.models import Base
 from tests.fake_ats import FakeATS, serve
 
 TEST_SECRET_KEY = "test-secret-key-for-credentials-at-rest"
@@ -49,9 +49,9 @@ outbound.configure(outbound.OutboundPolicy.of(loopback_http=True))
 class _CurrentStderr(logging.StreamHandler[TextIO]):
     """Writes to ``sys.stderr`` as it is when a line is emitted.
 
-    app.logs binds its handler to the ``sys.stderr`` of the moment it configures; capsys and
-    capfd swap that stream per test, and Click's runner swaps it per command and closes its own
-    afterwards (every later line would then fail to write and be lost)."""
+    app.platform.logs binds its handler to the ``sys.stderr`` of the moment it configures;
+    capsys and capfd swap that stream per test, and Click's runner swaps it per command and
+    closes its own afterwards (every later line would then fail to write and be lost)."""
 
     @property
     def stream(self) -> TextIO:
@@ -70,7 +70,8 @@ def _from_pytest(handler: logging.Handler) -> bool:
 
 @dataclass
 class _Logging:
-    """What ``app.logs.configure`` changes: root handlers, logger levels, structlog's config."""
+    """What ``app.platform.logs.configure`` changes: root handlers, logger levels, structlog's
+    config."""
 
     handlers: list[logging.Handler]
     levels: dict[str, int]

@@ -13,10 +13,10 @@ import orjson
 import pytest
 
 from app.admin import keys, service
+from app.admin.tenants_file import ConnectionSpec, TenantsFile, TenantSpec, apply_tenants
 from app.main import create_app
+from app.platform.settings import Settings
 from app.services import Services
-from app.settings import Settings
-from app.tenants import ConnectionSpec, TenantsFile, TenantSpec, apply_tenants
 from tests.conftest import add_connection, run_app
 from tests.test_admin_api import ADMIN, Recorder, auth, post_keldair
 from tests.test_console import csrf_of, log_in

@@ -15,10 +15,10 @@ import orjson
 import pytest
 
 from app.admin import keys
-from app.intake import Deadline, Event, json_answer
+from app.intake.core import Deadline, Event, json_answer
 from app.main import create_app
+from app.platform.settings import Settings
 from app.services import Services
-from app.settings import Settings
 from tests.conftest import add_connection, logged_events, make_settings, run_app
 from tests.fake_ats import SR_TOKEN, FakeATS, Step
 from tests.test_keldair import OTHER, SECRET, URL, signed

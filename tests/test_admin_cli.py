@@ -14,8 +14,8 @@ import orjson
 from typer.testing import CliRunner
 
 from app.cli import cli
+from app.platform.settings import Settings
 from app.services import Services
-from app.settings import Settings
 from tests.fake_ats import FakeATS
 from tests.test_admin_api import dead_lettered_delivery, post_hrmanager
 from tests.test_keldair import OTHER, SECRET

@@ -1,4 +1,4 @@
-"""The one backoff policy (app.backoff) and the waits each of its users got before it."""
+"""The one backoff policy (app.platform.backoff) and the waits each of its users got before it."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from app.backoff import EQUAL_JITTER, PLUS_MINUS_20, Backoff
 from app.cli.dev import RESTART_BACKOFF
+from app.platform.backoff import EQUAL_JITTER, PLUS_MINUS_20, Backoff
 from app.poller.position import Position
 from app.workers.delivery import next_delay
 from app.workers.resilient import BACKOFF as REDIS_BACKOFF

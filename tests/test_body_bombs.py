@@ -25,9 +25,9 @@ import psutil
 import pytest
 from sqlalchemy import text
 
-from app.embedded import free_port
+from app.platform.embedded import free_port
+from app.platform.settings import Settings
 from app.services import Services
-from app.settings import Settings
 from tests.conftest import add_connection
 from tests.test_icims_events import CUSTOMER, add_icims, basic_header, error_of
 from tests.test_keldair import SECRET

@@ -27,11 +27,17 @@ from sqlalchemy import text
 from typer.testing import CliRunner
 
 from app.admin import keys
+from app.admin.tenants_file import (
+    ConnectionSpec,
+    DestinationSpec,
+    TenantsFile,
+    TenantSpec,
+    apply_tenants,
+)
 from app.cli import cli
 from app.main import create_app
+from app.platform.settings import Settings
 from app.services import Services
-from app.settings import Settings
-from app.tenants import ConnectionSpec, DestinationSpec, TenantsFile, TenantSpec, apply_tenants
 from app.verifiers import standard_webhooks as swh
 from tests.conftest import TEST_SECRET_KEY, add_connection, make_settings, run_app
 from tests.fake_smartrecruiters import sr_headers
@@ -767,8 +773,8 @@ secrets = {{ basic_username = "icims-acme", basic_password = "{SHORT}" }}
 
 
 def test_the_demo_tenants_file_has_strong_secrets() -> None:
-    from app.demo import DEMO_TENANTS
-    from app.tenants import check_connection, read_tenants_file
+    from app.admin.tenants_file import check_connection, read_tenants_file
+    from app.dev.demo import DEMO_TENANTS
 
     spec = read_tenants_file(DEMO_TENANTS)
     checked = [

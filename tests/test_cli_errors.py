@@ -18,9 +18,9 @@ import typer
 from pydantic import ValidationError
 
 import app.cli
-from app.embedded import free_port
+from app.platform.embedded import free_port
+from app.platform.settings import Settings
 from app.services import Services
-from app.settings import Settings
 from tests.conftest import TEST_SECRET_KEY, add_connection, host_port
 
 # In every value a case sets, so the output can be searched for it.

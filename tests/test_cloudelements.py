@@ -13,20 +13,20 @@ import orjson
 import pytest
 from typer.testing import CliRunner
 
-from app.cli import cli
-from app.demo import DEMO_TENANTS
-from app.main import create_app
-from app.services import Services
-from app.settings import Settings
-from app.sources import REGISTRY
-from app.sources.cloudelements import sample
-from app.tenants import (
+from app.admin.tenants_file import (
     ConnectionSpec,
     TenantsFile,
     TenantSpec,
     apply_tenants,
     read_tenants_file,
 )
+from app.cli import cli
+from app.dev.demo import DEMO_TENANTS
+from app.main import create_app
+from app.platform.settings import Settings
+from app.services import Services
+from app.sources import REGISTRY
+from app.sources.cloudelements import sample
 from app.verifiers import VerificationError
 from app.verifiers import cloudelements as signatures
 from tests.conftest import add_connection, arq_queue, make_settings, run_app

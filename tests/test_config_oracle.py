@@ -21,8 +21,8 @@ import pytest
 from sqlalchemy import text
 
 from app.cli.tenants import load_tenants
+from app.platform.settings import Settings
 from app.services import Services
-from app.settings import Settings
 from tests.conftest import add_connection
 from tests.test_icims_events import (
     CUSTOMER,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from app.connections import ConnectionStore
+from app.intake.connections import ConnectionStore
 from app.services import Services
 from tests.conftest import add_connection
 

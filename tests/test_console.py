@@ -11,8 +11,8 @@ import pytest
 
 from app.admin import keys
 from app.main import create_app
+from app.platform.settings import Settings
 from app.services import Services
-from app.settings import Settings
 from tests.conftest import add_connection, make_settings, run_app
 from tests.fake_ats import FakeATS
 from tests.test_admin_api import dead_lettered_delivery, post_hrmanager, post_keldair

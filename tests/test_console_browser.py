@@ -18,11 +18,17 @@ from playwright.async_api import Page
 
 from app.admin import keys, service
 from app.admin import schemas as s
-from app.crypto import derive_keys
+from app.admin.tenants_file import (
+    ConnectionSpec,
+    DestinationSpec,
+    TenantsFile,
+    TenantSpec,
+    apply_tenants,
+)
+from app.platform.crypto import derive_keys
+from app.platform.settings import Settings
 from app.services import Services
-from app.settings import Settings
 from app.sources import keldair as keldair_sender
-from app.tenants import ConnectionSpec, DestinationSpec, TenantsFile, TenantSpec, apply_tenants
 from tests.browser import LiveServer, browser, live_server, page, screenshot
 from tests.fake_ats import HRM_KEY, SR_TOKEN, FakeATS
 from tests.test_keldair import SECRET

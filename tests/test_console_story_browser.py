@@ -16,8 +16,8 @@ import httpx
 from playwright.async_api import Page, ViewportSize
 
 from app.admin import keys, service
+from app.platform.settings import Settings
 from app.services import Services
-from app.settings import Settings
 from app.store import dead_letters
 from tests.browser import LiveServer, browser, live_server, page, screenshot
 from tests.fake_ats import FakeATS, Step

@@ -6,7 +6,7 @@ a secret must go through ``hmac.compare_digest``.
 
 The heuristic, kept small so its blind spots are plain:
 
-* Scope: app/verifiers/, app/routers/, app/oauth_server.py and app/guard.py, where presented
+* Scope: app/verifiers/, app/routers/ and app/intake/guard.py, where presented
   credentials meet configured ones.
 * A comparison is an ``==`` or ``!=`` (``ast.Compare``). Its operands' identifiers are every
   variable name, attribute name and called function's name inside them; an operand "names a

@@ -16,10 +16,10 @@ import orjson
 import pytest
 from sqlalchemy import text
 
-from app.intake import Deadline
+from app.intake.core import Deadline
 from app.main import create_app
+from app.platform.settings import Settings
 from app.services import Services
-from app.settings import Settings
 from tests.conftest import add_connection, host_port, make_settings, run_app
 from tests.proxy import FaultProxy, Mode
 from tests.test_icims_events import (

@@ -12,9 +12,9 @@ from sqlalchemy import text
 from standardwebhooks.webhooks import Webhook
 
 from app import sources
+from app.admin import dead_letters
+from app.platform.settings import Settings
 from app.services import Services
-from app.settings import Settings
-from app.workers import dead_letters
 from app.workers.delivery import MARK_DONE_BUDGET_S
 from app.workers.jobs import process_records
 from tests.fake_ats import FakeATS, Step

@@ -16,9 +16,10 @@ import pytest
 from starlette.requests import Request
 from starlette.responses import Response
 
+from app.admin import dead_letters
+from app.platform.settings import Settings
 from app.services import Services
-from app.settings import Settings
-from app.workers import dead_letters, delivery
+from app.workers import delivery
 from app.workers.jobs import sweep_outbox
 from tests.conftest import host_port, make_settings
 from tests.fake_ats import FakeATS, Step, serve

@@ -1,4 +1,4 @@
-"""The stand-in ATS APIs `make dev` serves (app/demo_ats.py): `hirehook smartrecruiters
+"""The stand-in ATS APIs `make dev` serves (app/dev/demo_ats.py): `hirehook smartrecruiters
 subscribe demo` runs against them end to end, handshake included, and the stand-in's signed
 notification is recorded."""
 
@@ -9,11 +9,11 @@ from pathlib import Path
 
 import httpx
 
-from app import demo_ats
+from app.admin.tenants_file import apply_tenants, read_tenants_file
+from app.dev import demo_ats
 from app.main import create_app
+from app.platform.settings import Settings
 from app.services import Services
-from app.settings import Settings
-from app.tenants import apply_tenants, read_tenants_file
 from tests.conftest import demo_tenants
 from tests.fake_smartrecruiters import serve_asgi
 from tests.test_smartrecruiters_webhooks import cli

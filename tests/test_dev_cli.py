@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from app.cli.common import remove_dev_env, use_dev_env, write_dev_env
-from app.embedded import free_port
+from app.platform.embedded import free_port
 
 
 def clean_env() -> dict[str, str]:

@@ -15,9 +15,9 @@ import httpx
 import pytest
 from sqlalchemy import text
 
-from app.embedded import free_port
+from app.platform.embedded import free_port
+from app.platform.settings import Settings
 from app.services import Services
-from app.settings import Settings
 from tests.conftest import TEST_SECRET_KEY, demo_tenants
 
 

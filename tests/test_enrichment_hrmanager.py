@@ -10,11 +10,11 @@ from typing import Any
 import orjson
 from sqlalchemy import text
 
-from app.connections import ConnectionInfo
-from app.intake import Deadline, Intake, json_answer
+from app.intake.connections import ConnectionInfo
+from app.intake.core import Deadline, Intake, json_answer
+from app.platform.settings import Settings
 from app.schemas.hrmanager import parse
 from app.services import Services
-from app.settings import Settings
 from tests.fake_ats import HRM_KEY, FakeATS, Step
 from tests.workers_support import (
     add_source,

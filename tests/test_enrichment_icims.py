@@ -9,11 +9,17 @@ import httpx
 import orjson
 import pytest
 
+from app.admin.tenants_file import (
+    ConnectionSpec,
+    DestinationSpec,
+    TenantsFile,
+    TenantSpec,
+    apply_tenants,
+)
 from app.clients.icims import DEFAULT_TOKENS
+from app.platform.settings import Settings
 from app.services import Services
-from app.settings import Settings
 from app.sources.icims import icims_sample
-from app.tenants import ConnectionSpec, DestinationSpec, TenantsFile, TenantSpec, apply_tenants
 from tests.fake_ats import FakeATS
 from tests.fake_icims import FakeIcims, Fault
 from tests.test_icims_events import (

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import asyncio
 
+from app.platform.settings import Settings
 from app.services import Services
-from app.settings import Settings
 from tests.fake_ats import SR_TOKEN, FakeATS
 from tests.workers_support import add_source, fast_settings, record_event, rows, run_worker
 

@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 from sqlalchemy import text
 
-from app.errors import AppError
-from app.group_commit import GroupCommit
-from app.intake import Deadline, Event, Outcome, json_answer
+from app.intake.core import Deadline, Event, Outcome, json_answer
+from app.intake.group_commit import GroupCommit
+from app.platform.errors import AppError
 from app.services import Services
 from app.store import records, work
 from app.store.normalized import Resource

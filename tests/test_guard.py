@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from redis.asyncio import Redis
 
-from app.guard import (
+from app.intake.guard import (
     FailureLimit,
     FailureLimiter,
     address_subject,

@@ -18,12 +18,18 @@ import pytest
 from standardwebhooks import Webhook
 from typer.testing import CliRunner
 
+from app.admin.tenants_file import (
+    ConnectionSpec,
+    DestinationSpec,
+    TenantsFile,
+    TenantSpec,
+    apply_tenants,
+)
 from app.cli import cli
 from app.main import create_app
+from app.platform.settings import Settings
 from app.services import Services
-from app.settings import Settings
 from app.sources import REGISTRY
-from app.tenants import ConnectionSpec, DestinationSpec, TenantsFile, TenantSpec, apply_tenants
 from app.verifiers import VerificationError
 from app.verifiers import hmac as signatures
 from tests.conftest import run_app

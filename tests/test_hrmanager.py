@@ -18,13 +18,13 @@ import pytest
 from sqlalchemy import text
 from typer.testing import CliRunner
 
+from app.admin.tenants_file import apply_tenants, read_tenants_file
 from app.cli import cli
-from app.connections import ConnectionInfo
-from app.demo import DEMO_TENANTS
+from app.dev.demo import DEMO_TENANTS
+from app.intake.connections import ConnectionInfo
+from app.platform.settings import Settings
 from app.schemas import hrmanager_config
 from app.services import Services
-from app.settings import Settings
-from app.tenants import apply_tenants, read_tenants_file
 from tests.conftest import arq_queue, make_settings, threaded_app
 from tests.fake_ats import HRM_KEY, FakeATS
 from tests.workers_support import add_source, fast_settings, rows, run_worker
@@ -582,9 +582,9 @@ async def test_an_event_without_a_name_is_quarantined(
 async def test_a_missing_id_is_quarantined_then_released_once_payload_fields_name_it(
     client: httpx.AsyncClient, services: Services, settings: Settings, fake_ats: FakeATS
 ) -> None:
+    from app.admin import dead_letters
     from app.cli.dead_letters import reparsers
     from app.store.dead_letters import Filters
-    from app.workers import dead_letters
 
     fake_ats.add_hrm_candidate("1001")
     await connect(services, fake_ats)

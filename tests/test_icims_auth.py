@@ -15,8 +15,8 @@ import pytest
 from sqlalchemy import text
 
 from app.main import create_app
+from app.platform.settings import Settings
 from app.services import Services
-from app.settings import Settings
 from tests.conftest import TEST_SECRET_KEY, make_settings, run_app
 from tests.test_icims_events import (
     BASIC_PASSWORD,

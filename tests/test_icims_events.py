@@ -21,13 +21,13 @@ import pytest
 from sqlalchemy import text
 
 from app import sources
-from app.link_tokens import record_from_token
+from app.intake.link_tokens import record_from_token
 from app.main import create_app
+from app.platform.settings import Settings
 from app.routers.icims.auth import link_keys
 from app.schemas.icims import WorkFlowStatusChangeEvent, dedupe_content, thread
 from app.schemas.keys import digest
 from app.services import Services
-from app.settings import Settings
 from app.sources.icims import icims_link_header, icims_sample
 from app.store import partitions
 from app.workers.jobs import process_record

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
+from app.admin.tenants_file import ConnectionSpec, TenantsFile, TenantSpec, apply_tenants
 from app.schemas.icims import (
     AssessmentEvent,
     Link,
@@ -28,7 +29,6 @@ from app.schemas.icims_config import (
 )
 from app.services import Services
 from app.sources import icims as senders
-from app.tenants import ConnectionSpec, TenantsFile, TenantSpec, apply_tenants
 from app.verifiers import VerificationError
 from app.verifiers import icims as icims_verifier
 from tests.test_icims_events import (

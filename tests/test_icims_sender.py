@@ -9,12 +9,12 @@ import pytest
 from sqlalchemy import text
 from typer.testing import CliRunner
 
+from app.admin.tenants_file import apply_tenants, read_tenants_file
 from app.cli import cli
-from app.demo import DEMO_TENANTS
+from app.dev.demo import DEMO_TENANTS
+from app.platform.settings import Settings
 from app.services import Services
-from app.settings import Settings
 from app.sources.icims import ICIMS_EVENT_TYPES, IcimsCredentials, icims_sample, send_icims
-from app.tenants import apply_tenants, read_tenants_file
 from tests.conftest import make_settings, threaded_app
 
 

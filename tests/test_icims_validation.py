@@ -11,8 +11,8 @@ import pytest
 
 from app.clients.icims import DEFAULT_TOKENS
 from app.main import create_app
+from app.platform.settings import Settings
 from app.services import Services
-from app.settings import Settings
 from tests.conftest import make_settings, run_app
 from tests.fake_icims import FakeIcims, Fault
 from tests.test_icims_events import (

@@ -329,9 +329,9 @@ async def test_an_event_without_an_id_is_keyed_by_its_webhook_id(
 async def test_a_quarantined_event_is_parsed_again_after_the_mapping_is_fixed(
     client: httpx.AsyncClient, acme: Services
 ) -> None:
+    from app.admin import dead_letters
     from app.cli.dead_letters import reparsers
     from app.store.dead_letters import Filters
-    from app.workers import dead_letters
 
     response = await post(client, event("evt_map", data={"applicantId": "ap_7", "jobId": "j"}))
     assert response.status_code == 200

@@ -1,9 +1,9 @@
 """In-process log lines reach pytest's capture, whatever ran before them.
 
 The "no secret in the logs" checks read what ``capsys`` / ``capfd`` captured. A command run
-through Click's runner configures logging (``app.logs.configure``) while ``sys.stderr`` is the
-runner's own stream; without the fixtures of tests/conftest.py every later line would go to that
-discarded stream, and such a check would pass on an empty capture.
+through Click's runner configures logging (``app.platform.logs.configure``) while
+``sys.stderr`` is the runner's own stream; without the fixtures of tests/conftest.py every
+later line would go to that discarded stream, and such a check would pass on an empty capture.
 """
 
 from __future__ import annotations
@@ -18,9 +18,9 @@ import structlog
 from typer.testing import CliRunner
 
 from app.cli import cli
-from app.logs import configure as configure_logging
+from app.platform.logs import configure as configure_logging
+from app.platform.settings import Settings
 from app.services import Services
-from app.settings import Settings
 from tests.conftest import add_connection, logged_events
 from tests.test_keldair import OTHER, SECRET, URL, event, signed
 from tests.workers_support import worker_env

@@ -6,7 +6,7 @@ import httpx
 from prometheus_client import generate_latest
 from sqlalchemy import text
 
-from app.metrics import refresh_backlog
+from app.platform.metrics import refresh_backlog
 from app.services import Services
 from tests.fake_ats import FakeATS
 from tests.workers_support import add_source, record_event

@@ -76,7 +76,7 @@ async def test_the_api_declares_its_own_families_without_created_series(
 def test_the_worker_declares_its_own_families_without_created_series() -> None:
     from prometheus_client import REGISTRY
 
-    from app import metrics
+    from app.platform import metrics
 
     # What `hirehook worker --metrics-port` serves.
     body = generate_latest(getattr(metrics, "WORKER", REGISTRY)).decode()

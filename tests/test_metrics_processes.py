@@ -21,9 +21,9 @@ import orjson
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from app.embedded import free_port
+from app.platform.embedded import free_port
+from app.platform.settings import Settings
 from app.services import Services
-from app.settings import Settings
 from tests.conftest import add_connection
 from tests.test_keldair import SECRET, event, signed
 from tests.workers_support import log_events, worker_env

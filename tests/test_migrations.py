@@ -7,9 +7,9 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from app.migrate import downgrade_async, upgrade_async
-from app.models import Base
-from app.settings import Settings
+from app.platform.migrate import downgrade_async, upgrade_async
+from app.platform.settings import Settings
+from app.store.models import Base
 
 
 async def _tables(dsn: str) -> set[str]:

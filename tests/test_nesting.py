@@ -13,8 +13,8 @@ import httpx
 import pytest
 from sqlalchemy import text
 
-from app.errors import AppError
-from app.payload import MAX_DEPTH, TooDeepError, parse_json, strip_nul
+from app.intake.payload import MAX_DEPTH, TooDeepError, parse_json, strip_nul
+from app.platform.errors import AppError
 from app.services import Services
 from tests.conftest import add_connection
 from tests.test_icims_events import add_icims, basic_header, error_of

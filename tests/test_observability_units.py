@@ -13,10 +13,10 @@ from prometheus_client import generate_latest
 from pydantic import SecretStr
 
 from app import sources
-from app.queue import carried_context
-from app.request_context import request_id_from, source_of
+from app.platform.queue import carried_context
+from app.platform.settings import Settings
+from app.routers.request_context import request_id_from, source_of
 from app.services import Services
-from app.settings import Settings
 from tests.conftest import add_connection
 from tests.test_keldair import SECRET, event, post
 
@@ -70,7 +70,7 @@ def test_console_logs_in_development_unless_json_is_asked_for() -> None:
 
 def test_the_backlog_is_in_the_default_exposition_only_once_read() -> None:
     # Registered at import; nothing is reported before a scrape read PostgreSQL.
-    from app.metrics import BACKLOG
+    from app.platform.metrics import BACKLOG
 
     saved = BACKLOG.tables
     BACKLOG.tables = None
@@ -98,7 +98,11 @@ async def test_an_unknown_event_type_is_counted_as_other(
 def test_the_multiprocess_directory_is_emptied_and_exported(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    from app.metrics import MULTIPROC_ENV, prepare_multiprocess_dir, remove_multiprocess_dir
+    from app.platform.metrics import (
+        MULTIPROC_ENV,
+        prepare_multiprocess_dir,
+        remove_multiprocess_dir,
+    )
 
     # Set (empty, which means unset) rather than deleted, so the test's end removes what
     # prepare_multiprocess_dir exports: later tests must not run in multiprocess mode.

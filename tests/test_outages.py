@@ -12,8 +12,8 @@ import pytest
 from sqlalchemy import text
 
 from app.main import create_app
+from app.platform.settings import Settings
 from app.services import Services
-from app.settings import Settings
 from app.workers.jobs import process_record, sweep_outbox
 from app.workers.settings import create_worker
 from tests.conftest import add_connection, arq_queue, host_port, make_settings, run_app

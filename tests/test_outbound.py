@@ -1,6 +1,6 @@
-"""The outbound-URL policy (app/outbound.py): destinations, polling and ATS API base URLs are
-refused at load (tenants file) and at update (admin API) naming the field, and the shared HTTP
-client refuses, at send time, a URL or a resolved address the policy forbids."""
+"""The outbound-URL policy (app/platform/outbound.py): destinations, polling and ATS API base
+URLs are refused at load (tenants file) and at update (admin API) naming the field, and the
+shared HTTP client refuses, at send time, a URL or a resolved address the policy forbids."""
 
 from __future__ import annotations
 
@@ -12,13 +12,13 @@ import httpx
 import pytest
 from pydantic import SecretStr, ValidationError
 
-from app import outbound
 from app.admin import keys
+from app.admin.tenants_file import ConnectionSpec, DestinationSpec, check_connection
 from app.clients.transport import AsyncioBackend, AsyncioTransport
-from app.outbound import OutboundPolicy, OutboundRefusedError
+from app.platform import outbound
+from app.platform.outbound import OutboundPolicy, OutboundRefusedError
+from app.platform.settings import Settings
 from app.services import Services
-from app.settings import Settings
-from app.tenants import ConnectionSpec, DestinationSpec, check_connection
 from tests.conftest import make_settings
 from tests.fake_ats import SR_TOKEN
 from tests.workers_support import VENDOR_SECRET

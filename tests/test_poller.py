@@ -20,21 +20,21 @@ from urllib.parse import parse_qs
 import pytest
 from pydantic import ValidationError
 
-from app.connections import ConnectionInfo
-from app.poller.position import Position
-from app.poller.run import PageDone, Poller
-from app.schemas import polling
-from app.services import Services
-from app.settings import Settings
-from app.sources import create_services
-from app.store import cursors
-from app.tenants import (
+from app.admin.tenants_file import (
     ConnectionSpec,
     TenantsFile,
     TenantSpec,
     apply_tenants,
     read_tenants_file,
 )
+from app.intake.connections import ConnectionInfo
+from app.platform.settings import Settings
+from app.poller.position import Position
+from app.poller.run import PageDone, Poller
+from app.schemas import polling
+from app.services import Services
+from app.sources import create_services
+from app.store import cursors
 from app.workers.poller import poll_due
 from tests.conftest import arq_queue
 from tests.fake_ats import SR_TOKEN, Call, FakeATS, Step
@@ -558,8 +558,8 @@ def test_templates_dates_and_cursor_rules() -> None:
 async def test_items_quarantined_by_a_wrong_date_format_are_released_once_it_is_fixed(
     services: Services, fake_ats: FakeATS
 ) -> None:
+    from app.admin import dead_letters
     from app.cli.dead_letters import reparsers
-    from app.workers import dead_letters
 
     # This ATS writes day-first dates, which the configured (default) format cannot read.
     for i in (1, 2):

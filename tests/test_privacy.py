@@ -14,10 +14,10 @@ import orjson
 import pytest
 from sqlalchemy import text
 
-from app.intake import STORED_HEADERS, storable_headers
-from app.privacy import droppable, erase, maintain
+from app.admin.privacy import droppable, erase, maintain
+from app.intake.core import STORED_HEADERS, storable_headers
+from app.platform.settings import Settings
 from app.services import Services
-from app.settings import Settings
 from app.sources import stored_headers
 from app.store import partitions
 from tests.conftest import add_connection
@@ -599,8 +599,8 @@ def test_no_request_header_named_like_an_internal_marker_is_stored() -> None:
 async def test_a_webhook_cannot_pass_itself_off_as_a_polled_item(
     client: httpx.AsyncClient, acme: Services
 ) -> None:
+    from app.admin.dead_letters import _reparse_headers
     from app.poller.items import RESOURCE_HEADER
-    from app.workers.dead_letters import _reparse_headers
     from tests.test_keldair import signed
 
     body = orjson.dumps(event("e-forged", data={"applicantId": "ap_1"}))

@@ -30,9 +30,8 @@ from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from app import oauth_server
-from app.errors import AppError
-from app.payload import decode_content, parse_json, require_object
+from app.intake.payload import decode_content, parse_json, require_object
+from app.platform.errors import AppError
 from app.routers.icims.token import _parse_form
 from app.schemas import cloudelements as ce_schema
 from app.schemas import hrmanager as hrm_schema
@@ -45,6 +44,7 @@ from app.verifiers import VerificationError
 from app.verifiers import cloudelements as ce_verify
 from app.verifiers import hrmanager as hrm_verify
 from app.verifiers import icims as icims_verify
+from app.verifiers import icims_oauth as oauth_server
 from app.verifiers import smartrecruiters as sr_verify
 from app.verifiers import standard_webhooks as sw
 

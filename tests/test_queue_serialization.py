@@ -24,8 +24,8 @@ from arq.jobs import (
 )
 from redis.asyncio import Redis, SSLConnection
 
-from app.embedded import EmbeddedRedis
-from app.queue import (
+from app.platform.embedded import EmbeddedRedis
+from app.platform.queue import (
     PROCESS_RECORD,
     Queue,
     create_redis,
@@ -33,8 +33,8 @@ from app.queue import (
     record_job_id,
     serialize,
 )
+from app.platform.settings import Settings
 from app.services import Services
-from app.settings import Settings
 from app.sources import create_services
 from app.workers.settings import create_worker, worker_options
 from tests.conftest import make_settings

@@ -9,10 +9,10 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import orjson
 
-from app import privacy
-from app.refusals import RefusalLog
+from app.admin import privacy
+from app.intake.refusals import RefusalLog
+from app.platform.settings import Settings
 from app.services import Services
-from app.settings import Settings
 from app.store import attempts
 from tests.fake_ats import SR_TOKEN, FakeATS, Step
 from tests.test_admin_api import Recorder, admin, key

@@ -8,7 +8,7 @@ import time
 import pytest
 from sqlalchemy import text
 
-from app.queue import PROCESS_RECORD, deserialize
+from app.platform.queue import PROCESS_RECORD, deserialize
 from app.services import Services
 from app.workers.jobs import sweep_outbox
 from tests.conftest import add_connection, arq_queue

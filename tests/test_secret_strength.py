@@ -1,10 +1,10 @@
-"""The strength rule for configured secrets (app.secret_strength)."""
+"""The strength rule for configured secrets (app.platform.secret_strength)."""
 
 from __future__ import annotations
 
 import pytest
 
-from app.secret_strength import require_strong_secret
+from app.platform.secret_strength import require_strong_secret
 
 
 def test_require_strong_secret() -> None:

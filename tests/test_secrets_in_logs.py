@@ -26,9 +26,9 @@ import orjson
 import pytest
 from sqlalchemy import text
 
-from app.embedded import free_port
+from app.platform.embedded import free_port
+from app.platform.settings import Settings
 from app.services import Services
-from app.settings import Settings
 from tests.conftest import TEST_SECRET_KEY, demo_tenants
 from tests.fake_ats import FakeATS
 from tests.test_keldair import signed
@@ -111,7 +111,7 @@ def running(
     with (tmp_path / "ats.log").open("wb") as out:
         procs.append(
             subprocess.Popen(
-                [sys.executable, "-m", "app.demo_ats", "--port", str(ats_port)],
+                [sys.executable, "-m", "app.dev.demo_ats", "--port", str(ats_port)],
                 env=env,
                 stdout=out,
                 stderr=subprocess.STDOUT,

@@ -19,10 +19,10 @@ import pytest
 import uvicorn
 
 from app.admin import keys
-from app.embedded import free_port
+from app.platform.embedded import free_port
+from app.platform.settings import Settings
 from app.server import BoundedHttpToolsProtocol, uvicorn_config_kwargs
 from app.services import Services
-from app.settings import Settings
 from tests.conftest import TEST_SECRET_KEY, make_settings
 
 HEADER_TIMEOUT_S = 1.0
@@ -59,7 +59,10 @@ def api(settings: Settings) -> Iterator[tuple[int, int]]:
         "HIREHOOK_API_LINGER_S": str(LINGER_S),
         "HIREHOOK_API_LINGER_BYTES": str(LINGER_BYTES),
     }
-    code = "from app.server import run_api; from app.settings import Settings; run_api(Settings())"
+    code = (
+        "from app.server import run_api; from app.platform.settings import Settings; "
+        "run_api(Settings())"
+    )
     api = subprocess.Popen([sys.executable, "-c", code], env=env)
     try:
         for _ in range(150):

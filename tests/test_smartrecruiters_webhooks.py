@@ -17,6 +17,7 @@ import httpx
 import orjson
 import pytest
 
+from app.admin.tenants_file import apply_tenants, read_tenants_file
 from app.cli.smartrecruiters import (
     CommandError,
     describe,
@@ -26,15 +27,14 @@ from app.cli.smartrecruiters import (
     unsubscribe,
 )
 from app.clients.smartrecruiters_webhooks import SubscriptionApiError
-from app.intake import Deadline, Event, json_answer
+from app.intake.core import Deadline, Event, json_answer
 from app.main import create_app
+from app.platform.settings import Settings
 from app.schemas.smartrecruiters import parse
 from app.schemas.smartrecruiters_config import with_new_key
 from app.services import Services
-from app.settings import Settings
 from app.sources.smartrecruiters import reparse
 from app.store import subscriptions
-from app.tenants import apply_tenants, read_tenants_file
 from app.verifiers import VerificationError
 from app.verifiers import smartrecruiters as srv
 from tests.conftest import add_connection, arq_queue, host_port, run_app

@@ -13,13 +13,13 @@ import pytest
 from pydantic import SecretStr, ValidationError
 from standardwebhooks.webhooks import Webhook
 
+from app.admin.tenants_file import _resolve, read_tenants_file
 from app.cli.dev import mask_password
-from app.crypto import Cipher, generate_key
-from app.errors import AppError
-from app.ids import uuid7
-from app.payload import decode_content, strip_nul
-from app.settings import DEVELOPMENT_SECRET_KEY, Settings
-from app.tenants import _resolve, read_tenants_file
+from app.intake.payload import decode_content, strip_nul
+from app.platform.crypto import Cipher, generate_key
+from app.platform.errors import AppError
+from app.platform.ids import uuid7
+from app.platform.settings import DEVELOPMENT_SECRET_KEY, Settings
 from app.verifiers import VerificationError
 from app.verifiers import standard_webhooks as swh
 
@@ -131,7 +131,7 @@ def test_printed_urls_hide_passwords() -> None:
 def test_arq_job_lines_are_kept_for_debug_only() -> None:
     import logging
 
-    from app.logs import configure
+    from app.platform.logs import configure
 
     arq_log = logging.getLogger("arq.worker")
     before = arq_log.level

@@ -11,7 +11,7 @@ import app.cli, app.sources, app.workers.settings
 loaded = sorted(
     m for m in sys.modules
     if m.split(".")[0] in ("fastapi", "starlette", "uvicorn")
-    or m.startswith("app.routers") or m in ("app.main", "app.oauth_server")
+    or m.startswith("app.routers") or m in ("app.main", "app.verifiers.icims_oauth")
 )
 print(",".join(loaded))
 """

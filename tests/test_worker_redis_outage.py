@@ -15,10 +15,10 @@ import uuid
 from pathlib import Path
 
 from app.cli.dev import Child, supervise
-from app.connections import ConnectionInfo
-from app.embedded import EmbeddedRedis
+from app.intake.connections import ConnectionInfo
+from app.platform.embedded import EmbeddedRedis
+from app.platform.settings import Settings
 from app.services import Services
-from app.settings import Settings
 from tests.conftest import add_connection, make_settings
 from tests.test_keldair import SECRET
 from tests.workers_support import log_events, record_event, rows, spawn_worker, worker_env

@@ -19,9 +19,9 @@ from redis.asyncio import Redis
 
 from app.clients.base import ApiClient, ApiError, BudgetExhaustedError, BudgetKey
 from app.clients.budget import Limits, RedisBudget, RouteLimits
+from app.platform.settings import Settings
 from app.poller.run import Poller
 from app.services import Services
-from app.settings import Settings
 from tests.fake_ats import SR_TOKEN, FakeATS
 from tests.fake_smartrecruiters import SlidingWindowLimit, serve_asgi
 from tests.workers_support import (

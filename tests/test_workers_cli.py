@@ -8,8 +8,8 @@ import sys
 
 import orjson
 
+from app.platform.settings import Settings
 from app.services import Services
-from app.settings import Settings
 from tests.fake_ats import SR_TOKEN, FakeATS
 from tests.workers_support import (
     add_source,

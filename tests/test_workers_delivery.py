@@ -12,9 +12,8 @@ from pydantic import ValidationError
 from standardwebhooks.webhooks import Webhook
 
 from app import sources
-from app.services import Services
-from app.settings import Settings
-from app.tenants import (
+from app.admin import dead_letters
+from app.admin.tenants_file import (
     ConnectionSpec,
     DestinationSpec,
     TenantsFile,
@@ -22,7 +21,8 @@ from app.tenants import (
     apply_tenants,
     read_tenants_file,
 )
-from app.workers import dead_letters
+from app.platform.settings import Settings
+from app.services import Services
 from app.workers.jobs import process_record, sweep_outbox
 from tests.conftest import arq_queue
 from tests.fake_ats import FakeATS, Step

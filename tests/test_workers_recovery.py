@@ -14,8 +14,8 @@ import pytest
 from arq import Retry
 
 from app import sources
+from app.platform.settings import Settings
 from app.services import Services
-from app.settings import Settings
 from app.store.normalized import Resource, upsert_view
 from app.workers.jobs import process_record, sweep_outbox
 from tests.conftest import arq_queue

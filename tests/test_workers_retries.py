@@ -9,11 +9,11 @@ import pytest
 from arq import Retry
 
 from app import sources
+from app.admin import dead_letters
 from app.clients.base import ApiError, BudgetKey
 from app.clients.budget import QUOTA_BUCKETS, QUOTA_WINDOW_S, RedisBudget
+from app.platform.settings import Settings
 from app.services import Services
-from app.settings import Settings
-from app.workers import dead_letters
 from app.workers.jobs import backoff, classify_api_error, process_record
 from tests.conftest import logged_events
 from tests.fake_ats import HRM_KEY, SR_TOKEN, FakeATS, Step

@@ -9,8 +9,8 @@ from alembic.migration import MigrationContext
 from sqlalchemy import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from app.models import RECORD_PARTITION, Base
-from app.settings import Settings
+from app.platform.settings import Settings
+from app.store.models import RECORD_PARTITION, Base
 
 
 async def test_migrated_schema_matches_the_models(settings: Settings, migrated: None) -> None:

@@ -13,11 +13,17 @@ from typing import Any
 import orjson
 from sqlalchemy import Row, text
 
-from app.connections import ConnectionInfo
-from app.intake import Deadline, Event, json_answer
+from app.admin.tenants_file import (
+    ConnectionSpec,
+    DestinationSpec,
+    TenantsFile,
+    TenantSpec,
+    apply_tenants,
+)
+from app.intake.connections import ConnectionInfo
+from app.intake.core import Deadline, Event, json_answer
+from app.platform.settings import Settings
 from app.services import Services
-from app.settings import Settings
-from app.tenants import ConnectionSpec, DestinationSpec, TenantsFile, TenantSpec, apply_tenants
 from app.workers.settings import create_worker
 from tests.conftest import TEST_SECRET_KEY, make_settings
 from tests.fake_ats import HRM_ALIAS, HRM_KEY, SR_TOKEN, FakeATS

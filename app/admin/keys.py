@@ -17,7 +17,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.admin.schemas import AdminKeyView, CreatedAdminKey
-from app.errors import AppError
+from app.platform.errors import AppError
 from app.store import admin as sql
 
 PREFIX = "hh_admin_"

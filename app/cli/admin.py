@@ -28,7 +28,7 @@ JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON, for script
 
 def run(action: Callable[[Any], Awaitable[T]]) -> T:
     """Run ``action(services)``; an operator's mistake (AppError) is printed, exit status 1."""
-    from app.errors import AppError
+    from app.platform.errors import AppError
 
     try:
         result: T = asyncio.run(with_services(load_settings(), action))

@@ -13,7 +13,7 @@ from typing import Any
 
 import typer
 
-from app.settings import Settings
+from app.platform.settings import Settings
 
 # Relative to the working directory: `make dev` and the operator's other terminal both run
 # from the checkout. Git-ignored with the rest of .hirehook/.
@@ -39,8 +39,8 @@ def load_settings(*, serving: bool = False) -> Settings:
     """
     import logging
 
-    from app import outbound
-    from app.logs import configure
+    from app.platform import outbound
+    from app.platform.logs import configure
 
     use_dev_env(os.environ)
     settings = Settings()

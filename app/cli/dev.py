@@ -17,10 +17,10 @@ from urllib.parse import urlsplit, urlunsplit
 
 import typer
 
-from app.backoff import Backoff
 from app.cli.common import DEV_ENV_FILE, remove_dev_env, write_dev_env
-from app.demo import DEMO_ATS_PORT, DEMO_TENANTS
-from app.settings import Settings
+from app.dev.demo import DEMO_ATS_PORT, DEMO_TENANTS
+from app.platform.backoff import Backoff
+from app.platform.settings import Settings
 
 
 def dev(
@@ -34,9 +34,9 @@ def dev(
     ] = DEMO_ATS_PORT,
 ) -> None:
     """Run API + worker; starts an embedded PostgreSQL and Redis when no URLs are set."""
-    from app import migrate as migrations
-    from app.embedded import EmbeddedPostgres, EmbeddedRedis, start_missing
-    from app.logs import configure
+    from app.platform import migrate as migrations
+    from app.platform.embedded import EmbeddedPostgres, EmbeddedRedis, start_missing
+    from app.platform.logs import configure
 
     configure("INFO", "console")
     # A service manager stops us with SIGTERM, and a shell may start us with SIGINT ignored;
@@ -55,7 +55,7 @@ def dev(
     if ats_port:
         # The demo tenant's HR Manager and SmartRecruiters connections fetch from (and poll)
         # these stand-ins, so enrichment runs end to end without an ATS account.
-        ats = [sys.executable, "-m", "app.demo_ats", "--port", str(ats_port)]
+        ats = [sys.executable, "-m", "app.dev.demo_ats", "--port", str(ats_port)]
         children.append(Child("demo ATS APIs", ats, env))
     try:
         started = start_missing(env, data_dir)
@@ -115,7 +115,7 @@ def dev(
 async def create_admin_key(settings: Settings) -> str:
     """A fresh admin key for this run of ``hirehook dev`` (named after its start)."""
     from app.admin import keys
-    from app.db import create_engine
+    from app.platform.db import create_engine
 
     engine = create_engine(settings)
     try:

@@ -29,8 +29,8 @@ def erase(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON, for scripts.")] = False,
 ) -> None:
     """Erase everything stored about one candidate and write the audit row."""
-    from app.privacy import UnknownTenantError
-    from app.privacy import erase as erase_candidate
+    from app.admin.privacy import UnknownTenantError
+    from app.admin.privacy import erase as erase_candidate
     from app.sources import REGISTRY
 
     if source not in REGISTRY:
@@ -78,7 +78,7 @@ def maintain(
     worker's cron job does."""
     import dataclasses
 
-    from app.privacy import maintain as run
+    from app.admin.privacy import maintain as run
 
     settings = load_settings()
     report = asyncio.run(with_services(settings, lambda s: run(s.engine, settings)))

@@ -45,7 +45,7 @@ def worker(
         import structlog
         from prometheus_client import start_http_server
 
-        from app.metrics import WORKER
+        from app.platform.metrics import WORKER
 
         # A thread of this process: the worker's counters, nobody else's.
         start_http_server(port, addr=settings.worker_metrics_host, registry=WORKER)
@@ -61,7 +61,7 @@ def migrate(
     down: Annotated[bool, typer.Option(help="Downgrade to --revision instead.")] = False,
 ) -> None:
     """Apply (or revert) database migrations."""
-    from app import migrate as migrations
+    from app.platform import migrate as migrations
 
     settings = load_settings()
     if down:
@@ -72,6 +72,6 @@ def migrate(
 
 def keygen() -> None:
     """Print a new random HIREHOOK_SECRET_KEY."""
-    from app.crypto import generate_key
+    from app.platform.crypto import generate_key
 
     typer.echo(generate_key())

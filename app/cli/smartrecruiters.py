@@ -23,7 +23,7 @@ from app.cli.output import nothing_done, print_json, print_list
 from app.schemas.smartrecruiters import SOURCE
 
 if TYPE_CHECKING:
-    from app.connections import ConnectionInfo
+    from app.intake.connections import ConnectionInfo
     from app.services import Services
 
 # [I] The version of the reference's example notification; SmartRecruiters versions each event
@@ -231,7 +231,7 @@ async def _set_status(services: Services, row_id: int, status: str) -> None:
 def _run(action: Callable[[Services], Awaitable[T]]) -> T:
     """Run ``action`` with services; an operator's error is one line on stderr and exit 1."""
     from app.clients.smartrecruiters_webhooks import SubscriptionApiError
-    from app.db import DB_ERRORS
+    from app.platform.db import DB_ERRORS
 
     try:
         result: T = asyncio.run(with_services(load_settings(), action))

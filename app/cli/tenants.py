@@ -11,16 +11,16 @@ import typer
 from app.cli.admin import JsonOption, connection_line, emit, run
 from app.cli.common import load_settings
 from app.cli.output import Column, print_json, print_list
-from app.settings import Settings
+from app.platform.settings import Settings
 
 tenants_cli = typer.Typer(help="Tenants and connections.", no_args_is_help=True)
 
 
 async def load_tenants(settings: Settings, path: Path) -> int:
     """Apply the tenants file at ``path``; the number of connections written."""
-    from app.crypto import Cipher
-    from app.db import create_engine
-    from app.tenants import apply_tenants, read_tenants_file
+    from app.admin.tenants_file import apply_tenants, read_tenants_file
+    from app.platform.crypto import Cipher
+    from app.platform.db import create_engine
 
     engine = create_engine(settings)
     try:

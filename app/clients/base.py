@@ -15,7 +15,7 @@ from typing import Any, Protocol
 
 import httpx
 
-from app.metrics import ATS_CALLS, ATS_RATE_LIMITED
+from app.platform.metrics import ATS_CALLS, ATS_RATE_LIMITED
 
 
 @dataclass(frozen=True, slots=True)

@@ -35,8 +35,8 @@ from redis.exceptions import RedisError
 
 from app.clients.base import ApiError, BudgetExhaustedError, BudgetKey
 from app.clients.scripts import BUDGET_FUNCTIONS, LEVEL_KEYS
-from app.connections import ConnectionStore
-from app.metrics import BUDGET_WAIT_SECONDS, BUDGET_WAITS
+from app.intake.connections import ConnectionStore
+from app.platform.metrics import BUDGET_WAIT_SECONDS, BUDGET_WAITS
 
 log = structlog.get_logger(__name__)
 

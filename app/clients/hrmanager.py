@@ -17,7 +17,7 @@ import httpx
 
 from app.clients.base import ApiClient, ApiError, BudgetKey, Document, RateBudget
 from app.clients.budget import Limits
-from app.connections import ConnectionInfo
+from app.intake.connections import ConnectionInfo
 from app.schemas.hrmanager import SOURCE
 from app.schemas.hrmanager_config import HRManagerConfig
 

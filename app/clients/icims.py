@@ -29,7 +29,7 @@ from app.clients.base import (
 )
 from app.clients.budget import Limits
 from app.clients.document_cache import DocumentCache
-from app.connections import ConnectionInfo
+from app.intake.connections import ConnectionInfo
 from app.schemas.icims import SOURCE
 from app.schemas.icims_config import ApiSettings, ConfigError, IcimsConfig, ProfileKind
 

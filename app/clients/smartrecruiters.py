@@ -13,7 +13,7 @@ import httpx
 
 from app.clients.base import ApiClient, ApiError, BudgetKey, Document, RateBudget
 from app.clients.budget import Limits, RouteLimits
-from app.connections import ConnectionInfo
+from app.intake.connections import ConnectionInfo
 from app.schemas.smartrecruiters_config import SmartRecruitersConfig, SmartRecruitersSecrets
 
 SOURCE = "smartrecruiters"

@@ -21,7 +21,7 @@ from urllib.parse import quote
 import httpx
 
 from app.clients.smartrecruiters import DEFAULT_BASE_URL, auth_headers
-from app.connections import ConnectionInfo
+from app.intake.connections import ConnectionInfo
 from app.schemas import smartrecruiters_config as sr_config
 
 API_PATH = "/webhooks-api/v201907/subscriptions"

@@ -20,7 +20,7 @@ from typing import Any
 import httpcore
 import httpx
 
-from app import outbound
+from app.platform import outbound
 
 
 class AsyncioStream(httpcore.AsyncNetworkStream):
@@ -104,7 +104,7 @@ class AsyncioStream(httpcore.AsyncNetworkStream):
 
 class AsyncioBackend(httpcore.AsyncNetworkBackend):
     """Opens :class:`AsyncioStream` connections, only to addresses the outbound policy
-    (app/outbound.py) accepts."""
+    (app/platform/outbound.py) accepts."""
 
     def __init__(self, policy: outbound.OutboundPolicy | None = None) -> None:
         # None: the process's policy at the time of each connection.

@@ -25,9 +25,9 @@ from typing import Any
 
 import orjson
 
-from app.connections import ConnectionInfo
-from app.intake import Event, Intake
-from app.payload import MAX_DEPTH, TooDeepError, strip_nul
+from app.intake.connections import ConnectionInfo
+from app.intake.core import Event, Intake
+from app.intake.payload import MAX_DEPTH, TooDeepError, strip_nul
 from app.schemas import polling
 from app.schemas.keys import digest
 from app.schemas.parsed import Parsed, Reparse

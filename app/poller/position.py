@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from app.backoff import Backoff
+from app.platform.backoff import Backoff
 
 
 def _time(value: Any) -> datetime | None:

@@ -24,13 +24,13 @@ import httpx
 import structlog
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from app.backoff import Backoff
 from app.clients.base import ApiClient, ApiError, BudgetExhaustedError, BudgetKey
-from app.connections import ConnectionInfo
-from app.db import DB_ERRORS
-from app.errors import AppError
-from app.intake import Outcome
-from app.payload import parse_json
+from app.intake.connections import ConnectionInfo
+from app.intake.core import Outcome
+from app.intake.payload import parse_json
+from app.platform.backoff import Backoff
+from app.platform.db import DB_ERRORS
+from app.platform.errors import AppError
 from app.poller.items import PolledItem, polled_item
 from app.poller.position import Position
 from app.schemas import polling

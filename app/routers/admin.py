@@ -18,7 +18,7 @@ from fastapi import APIRouter, Depends, Query, Request
 
 from app.admin import keys, service
 from app.admin import schemas as s
-from app.errors import AppError
+from app.platform.errors import AppError
 from app.routers.common import (
     ServicesDep,
     buffer_body,

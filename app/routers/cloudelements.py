@@ -18,10 +18,10 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from app.connections import ConnectionInfo
-from app.db import DB_ERRORS
-from app.errors import unavailable
-from app.intake import Deadline, json_answer
+from app.intake.connections import ConnectionInfo
+from app.intake.core import Deadline, json_answer
+from app.platform.db import DB_ERRORS
+from app.platform.errors import unavailable
 from app.routers import openapi
 from app.routers.common import (
     DECOY_KEY,

@@ -1,7 +1,7 @@
 """What every router shares: reading bodies under limits, answering outcomes, rendering errors.
 
 This is the only place (with the routers themselves and ``app.main``) that knows HTTP: the core
-(``app.intake``, ``app.store``, ``app.workers``) speaks in answers and errors, not responses.
+(``app.intake.core``, ``app.store``, ``app.workers``) speaks in answers and errors, not responses.
 """
 
 from __future__ import annotations
@@ -22,13 +22,13 @@ from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException
 from starlette.types import Message
 
-from app.connections import ConnectionInfo
-from app.errors import AppError, unauthorized
-from app.guard import FailureLimiter, address_subject, retry_after
-from app.intake import Answer, Deadline, Outcome, json_answer
-from app.metrics import AUTH_FAILURES, REFUSED
-from app.payload import decode_content, too_large
-from app.request_context import source_in
+from app.intake.connections import ConnectionInfo
+from app.intake.core import Answer, Deadline, Outcome, json_answer
+from app.intake.guard import FailureLimiter, address_subject, retry_after
+from app.intake.payload import decode_content, too_large
+from app.platform.errors import AppError, unauthorized
+from app.platform.metrics import AUTH_FAILURES, REFUSED
+from app.routers.request_context import source_in
 from app.schemas.parsed import Parsed
 from app.services import Services
 from app.verifiers import VerificationError, url_token
@@ -202,7 +202,7 @@ def too_many_failures(wait_s: float) -> AppError:
 
 
 class AuthAttempt:
-    """One request's dealings with the brute-force guard (:mod:`app.guard`), which only ever
+    """One request's dealings with the brute-force guard (:mod:`app.intake.guard`), which only ever
     sees the request if it fails: right credentials are never refused nor held by it."""
 
     def __init__(self, limiter: FailureLimiter, subjects: tuple[str, ...]) -> None:
@@ -242,8 +242,8 @@ async def guarded(
     """Run a route's authentication under the brute-force guard.
 
     Nothing is asked of the guard on the way in: the credentials are checked first, whatever
-    the sender's address (``addr:``) or ``client`` (an :func:`app.guard.client_subject` of the
-    identity the request claims, if it names one) did before, so the right secret is always
+    the sender's address (``addr:``) or ``client`` (an :func:`app.intake.guard.client_subject`
+    of the identity the request claims, if it names one) did before, so the right secret is always
     accepted at once. A 401 raised inside counts as a failure of both subjects and becomes
     the 429 while either is blocked; any other 4xx raised inside before
     :meth:`AuthAttempt.authenticated` (the body refused before the credentials could be
@@ -428,7 +428,7 @@ def http_refusal(exc: HTTPException) -> AppError:
 
 
 def note_refusal(request: Request, error: AppError, source: str) -> None:
-    """Count a 401, 413 or 429 for the operators' list of refusals (:mod:`app.refusals`):
+    """Count a 401, 413 or 429 for the operators' list of refusals (:mod:`app.intake.refusals`):
     every refusal of every route class built by :func:`error_route` passes here, the guard's
     429s and the bodies refused before any credential was checked included. The tenant is
     the one the path (or the connection found) named, unverified; never a body or secret."""

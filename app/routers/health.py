@@ -10,8 +10,8 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import BaseModel
 
-from app.db import DB_ERRORS
-from app.metrics import exposition, refresh_backlog
+from app.platform.db import DB_ERRORS
+from app.platform.metrics import exposition, refresh_backlog
 from app.routers.common import ServicesDep
 from app.services import Services
 from app.store import health as health_sql

@@ -10,9 +10,9 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
-from app.errors import AppError
-from app.intake import Deadline
-from app.payload import decode_content, parse_json
+from app.intake.core import Deadline
+from app.intake.payload import decode_content, parse_json
+from app.platform.errors import AppError
 from app.routers import openapi
 from app.routers.common import (
     DECOY_KEY,

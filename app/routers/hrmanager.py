@@ -15,9 +15,10 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
-from app.errors import AppError
-from app.intake import Deadline
-from app.payload import decode_content, is_compressed, parse_json, require_object
+from app.intake.core import Deadline
+from app.intake.payload import decode_content, is_compressed, parse_json, require_object
+from app.platform.errors import AppError
+from app.platform.settings import Settings
 from app.routers import openapi
 from app.routers.common import (
     DECOY_KEY,
@@ -33,7 +34,6 @@ from app.routers.common import (
 from app.schemas import hrmanager as hrm_schema
 from app.schemas import hrmanager_config
 from app.schemas.hrmanager import SOURCE, URL_EVENT_HEADER, dedupe_key, lookup, parse, redact
-from app.settings import Settings
 from app.sources.hrmanager import sample
 from app.verifiers import VerificationError
 from app.verifiers import hrmanager as hrm
@@ -186,7 +186,7 @@ async def receive_event(
     )
     key = dedupe_key(parsed.event_type, payload, options.dedupe_ignore)
     # The URL's event name is kept as the record's marker, for a re-parse (a header of that
-    # name sent by the client is never stored: app.intake.storable_headers).
+    # name sent by the client is never stored: app.intake.core.storable_headers).
     return await accept(
         services,
         connection,

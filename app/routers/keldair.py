@@ -10,9 +10,9 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from pydantic import BaseModel
 
-from app.connections import ConnectionInfo
-from app.intake import Deadline
-from app.payload import parse_json, require_object
+from app.intake.connections import ConnectionInfo
+from app.intake.core import Deadline
+from app.intake.payload import parse_json, require_object
 from app.routers import openapi
 from app.routers.common import (
     DECOY_KEY,

@@ -22,11 +22,11 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import Response
 from pydantic import BaseModel
 
-from app.connections import ConnectionInfo
-from app.db import DB_ERRORS, run_bounded
-from app.errors import AppError, unauthorized, unavailable
-from app.intake import Deadline
-from app.payload import decode_content, parse_json
+from app.intake.connections import ConnectionInfo
+from app.intake.core import Deadline
+from app.intake.payload import decode_content, parse_json
+from app.platform.db import DB_ERRORS, run_bounded
+from app.platform.errors import AppError, unauthorized, unavailable
 from app.routers import openapi
 from app.routers.common import (
     DECOY_KEY,
@@ -170,7 +170,7 @@ async def receive_event(tenant: str, request: Request, services: ServicesDep) ->
     deadline = Deadline(min(services.settings.request_deadline_s, sr_config.ACK_DEADLINE_S))
     # Limited by address only, as KeldairHR: the tenant is in a public URL and the keys are
     # SmartRecruiters-generated, so a per-tenant lock would only lock tenants out. The guard
-    # is outside the deadline: a refusal it holds back (app.guard) is still a 401, not a 503.
+    # is outside the deadline: a refusal it holds back (app.intake.guard) is still a 401, not a 503.
     async with guarded(services, request):
         try:
             # Bounds every wait, the tenant lookup included, not only the intake's statement.
@@ -318,7 +318,7 @@ def _forget_keys(app: FastAPI, connection_id: int) -> None:
 
 async def _bounded(deadline: Deadline, work: Awaitable[T]) -> T:
     """``work`` within what is left of the deadline, answered on time even when cancelling a
-    stalled database call takes longer (see app.db.run_bounded)."""
+    stalled database call takes longer (see app.platform.db.run_bounded)."""
 
     async def run() -> T:
         return await work

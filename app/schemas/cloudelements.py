@@ -21,8 +21,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from app.errors import AppError
-from app.payload import parse_json
+from app.intake.payload import parse_json
+from app.platform.errors import AppError
 from app.schemas.cloudelements_config import CloudElementsOptions
 from app.schemas.keys import digest
 from app.schemas.parsed import Parsed

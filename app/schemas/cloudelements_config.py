@@ -17,8 +17,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from app.secret_strength import require_strong_secret
-from app.validation import validated
+from app.intake.validation import validated
+from app.platform.secret_strength import require_strong_secret
 from app.verifiers import url_token
 
 DEFAULT_HEADER = "Elements-Webhook-Signature"

@@ -19,7 +19,7 @@ from app.schemas.hmac_config import Scheme
 from app.schemas.parsed import Parsed
 
 SOURCE = "hmac"
-# Hirehook's own markers (app.intake.Event.markers): the event's name and id as a configured
+# Hirehook's own markers (app.intake.core.Event.markers): the event's name and id as a configured
 # header stated them, for a re-parse (a sender's header of these names is never stored).
 EVENT_MARKER = "hirehook-hmac-event"
 ID_MARKER = "hirehook-hmac-id"

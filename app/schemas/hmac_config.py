@@ -22,7 +22,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from app.validation import validated
+from app.intake.validation import validated
 from app.verifiers.hmac import Algorithm, Encoding, Signed
 
 # A shared secret shorter than this is guessable, or a placeholder left in the file.

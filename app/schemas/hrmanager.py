@@ -37,7 +37,7 @@ SOURCE = "hrmanager"
 
 # The marker (``record.markers``) the router stores the URL's ``?event=`` under, so a
 # quarantined record can be parsed again with the name its webhook URL gave (the record keeps
-# no URL). Re-parsers read it beside the stored headers (app/workers/dead_letters.py).
+# no URL). Re-parsers read it beside the stored headers (app/admin/dead_letters.py).
 URL_EVENT_HEADER = "hirehook-url-event"
 MAX_NAME_CHARS = 255
 

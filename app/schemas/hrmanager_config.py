@@ -21,9 +21,9 @@ from pydantic import (
 )
 
 from app.clients.budget import Limits
-from app.outbound import check_url
+from app.intake.validation import describe, validated
+from app.platform.outbound import check_url
 from app.schemas.hrmanager import MODELS, WIRE_NAMES, canonical_name
-from app.validation import describe, validated
 from app.verifiers.hrmanager import SecretEncoding, decode_secret
 
 # Shared secrets and User Data keys are guessable below this length.
@@ -96,7 +96,7 @@ class HRManagerOptions(BaseModel):
     @field_validator("base_url")
     @classmethod
     def _outbound_url(cls, value: str | None) -> str | None:
-        # The API key goes to this host: the outbound policy (app/outbound.py) decides.
+        # The API key goes to this host: the outbound policy (app/platform/outbound.py) decides.
         return None if value is None else check_url(value)
 
     @field_validator("limits")

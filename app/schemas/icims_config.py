@@ -20,7 +20,9 @@ from pydantic import (
     model_validator,
 )
 
-from app.outbound import OutboundUrl
+from app.intake.validation import validated
+from app.platform.outbound import OutboundUrl
+from app.platform.secret_strength import require_strong_secret
 from app.schemas.icims import (
     APPLICATION_COMPLETE,
     EVENT_TYPES,
@@ -34,8 +36,6 @@ from app.schemas.icims import (
     IcimsEvent,
 )
 from app.schemas.keys import credential_id
-from app.secret_strength import require_strong_secret
-from app.validation import validated
 
 ProfileKind = Literal["people", "jobs", "applicantworkflows"]
 PROFILE_KINDS: tuple[ProfileKind, ...] = ("people", "jobs", "applicantworkflows")
@@ -207,7 +207,7 @@ class ApiSettings(_Strict):
 
     client_id: NonEmpty
     # The customer's token URL, as iCIMS issued it with the API credentials. It and base_url
-    # receive the credentials: checked by the outbound policy (app/outbound.py).
+    # receive the credentials: checked by the outbound policy (app/platform/outbound.py).
     token_url: OutboundUrl
     region: Literal["us", "eu"] = "us"
     # Overrides the regional host (a proxy, a sandbox, the test suite's fake).
@@ -405,7 +405,7 @@ def check(options: dict[str, Any], secrets: dict[str, Any]) -> None:
 
 
 def _named_secrets(s: IcimsSecrets) -> list[tuple[str, str]]:
-    # The brute-force guard (app/guard.py) only slows guessing down; the length of the
+    # The brute-force guard (app/intake/guard.py) only slows guessing down; the length of the
     # credentials iCIMS presents is what makes it hopeless.
     named = [("secrets.basic_password", s.basic_password)]
     named += [(f"secrets.hmac_secrets[{i}]", v) for i, v in enumerate(s.hmac_secrets)]

@@ -16,8 +16,8 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 from pydantic.alias_generators import to_camel
 
+from app.intake.validation import describe
 from app.schemas.parsed import Parsed
-from app.validation import describe
 
 SOURCE = "keldair"
 

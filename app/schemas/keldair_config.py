@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from app.validation import validated
+from app.intake.validation import validated
 from app.verifiers import url_token
 from app.verifiers.standard_webhooks import decode_secret, require_strong
 

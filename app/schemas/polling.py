@@ -47,9 +47,9 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
-from app.outbound import check_url
+from app.intake.validation import describe
+from app.platform.outbound import check_url
 from app.schemas.java_date import JavaDateFormat
-from app.validation import describe
 
 # The format of Cloud Elements' example (docs/ats/cloudelements.md) and of SmartRecruiters'
 # createdOn/updatedOn values.
@@ -500,7 +500,7 @@ class PollingOptions(_Model):
 
 def _base_url(url: str) -> str:
     # Polled documents carry personal data and the request the credential: the outbound
-    # policy (app/outbound.py) decides.
+    # policy (app/platform/outbound.py) decides.
     return check_url(url).rstrip("/")
 
 

@@ -19,9 +19,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from app.intake.validation import describe
 from app.schemas.keys import digest
 from app.schemas.parsed import Parsed
-from app.validation import describe
 
 SOURCE = "smartrecruiters"
 

@@ -12,9 +12,9 @@ from typing import Any
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-from app.outbound import OutboundUrl
-from app.secret_strength import require_strong_secret
-from app.validation import validated
+from app.intake.validation import validated
+from app.platform.outbound import OutboundUrl
+from app.platform.secret_strength import require_strong_secret
 from app.verifiers.smartrecruiters import ROTATION_GRACE_S, TOLERANCE_S, SigningKey
 
 # SmartRecruiters wants its 202 within 5 s ([C] docs/ats/smartrecruiters.md): the route's whole
@@ -28,13 +28,13 @@ class SmartRecruitersOptions(BaseModel):
 
     model_config = ConfigDict(extra="allow")
 
-    # The API token goes to this host: checked by the outbound policy (app/outbound.py).
+    # The API token goes to this host: checked by the outbound policy (app/platform/outbound.py).
     base_url: OutboundUrl | None = None
     # How far smartrecruiters-timestamp may be from our clock, either way. [I] Each retry is
     # signed with the time it is sent ("timestamp (seconds) of request"), so a retry hours
     # later is not stale; a sender that kept the first timestamp would need this raised.
     tolerance_s: int = Field(default=TOLERANCE_S, ge=1, le=86400)
-    # A candidate.deleted erases what is stored about the candidate (app/privacy.py), rather
+    # A candidate.deleted erases what is stored about the candidate (app/admin/privacy.py), rather
     # than only marking the normalized candidate deleted.
     erase_on_delete: bool = True
     # Shared by every source that fetches (app/workers/fetch.py): false fetches for every event.

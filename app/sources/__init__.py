@@ -9,8 +9,8 @@ context and the OpenAPI tags come from here (``app.main``).
 from __future__ import annotations
 
 from app.clients.budget import Limits
+from app.platform.settings import Settings
 from app.services import Services
-from app.settings import Settings
 from app.sources.base import Source
 from app.sources.cloudelements import CLOUDELEMENTS
 from app.sources.hmac import HMAC

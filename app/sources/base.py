@@ -37,7 +37,7 @@ class Source:
     reparse: Reparse | None = None
     # A typer command that posts signed sample events (``hirehook send <name>``).
     send: Callable[..., None] | None = None
-    # Request headers kept with a record beside app.intake.STORED_HEADERS (lower case): the
+    # Request headers kept with a record beside app.intake.core.STORED_HEADERS (lower case): the
     # event's id and time as the sender states them, never a credential or a signature.
     stored_headers: frozenset[str] = frozenset()
     # Whether ``options.payload_fields`` names the body's fields for the parser (the sender's
@@ -46,7 +46,7 @@ class Source:
     # The module holding the source's routers (a ``ROUTERS`` tuple), imported by app.main.
     router: str | None = None
     # Path prefixes of its routes -> the label their latency, refusals and authentication
-    # failures are counted under (app.request_context, app.metrics).
+    # failures are counted under (app.routers.request_context, app.platform.metrics).
     paths: Mapping[str, str] = field(default_factory=dict)
     # Whether its routes read /v1/<label>/<tenant>/...: the tenant is bound to the log context.
     tenant_in_path: bool = False

@@ -12,7 +12,7 @@ import httpx
 import orjson
 import typer
 
-from app.demo import demo_connection
+from app.dev.demo import demo_connection
 from app.schemas import cloudelements_config
 from app.schemas.cloudelements import SOURCE
 from app.schemas.cloudelements import reparse as reparse_event

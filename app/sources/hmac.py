@@ -13,7 +13,7 @@ import httpx
 import orjson
 import typer
 
-from app.demo import demo_connection
+from app.dev.demo import demo_connection
 from app.schemas import hmac_config
 from app.schemas.hmac import SOURCE, parse
 from app.schemas.parsed import Parsed

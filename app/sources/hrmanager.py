@@ -17,7 +17,7 @@ import orjson
 import typer
 
 from app.clients.hrmanager import DEFAULT_LIMITS
-from app.demo import DEMO_TENANTS, demo_connection
+from app.dev.demo import DEMO_TENANTS, demo_connection
 from app.schemas import hrmanager_config
 from app.schemas.hrmanager import (
     EVENT_NAMES,

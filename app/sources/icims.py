@@ -17,7 +17,7 @@ import orjson
 import typer
 
 from app.clients.icims import DEFAULT_LIMITS
-from app.demo import DEMO_TENANTS, demo_connection
+from app.dev.demo import DEMO_TENANTS, demo_connection
 from app.schemas import icims_config
 from app.schemas.icims import SOURCE
 from app.sources.base import Source
@@ -311,7 +311,7 @@ ICIMS = Source(
     limits=DEFAULT_LIMITS,
     send=send,
     stored_headers=frozenset({"x-icims-date", "link"}),
-    router="app.routers.icims",
+    router="app.routers.icims.routes",
     paths={"/v1/icims/": SOURCE, "/oauth/token": "oauth"},
     openapi_tags=(
         ("iCIMS", "iCIMS Integration Events, one URL for every customer."),

@@ -14,12 +14,12 @@ import orjson
 import typer
 from pydantic import ValidationError
 
-from app.demo import demo_connection
+from app.dev.demo import demo_connection
+from app.intake.validation import describe
 from app.schemas import keldair_config
 from app.schemas.keldair import SOURCE, parse
 from app.schemas.parsed import Parsed
 from app.sources.base import Source
-from app.validation import describe
 from app.verifiers import standard_webhooks as swh
 from app.workers import keldair as worker
 

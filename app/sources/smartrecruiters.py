@@ -12,7 +12,7 @@ import orjson
 import typer
 
 from app.clients.smartrecruiters import DEFAULT_LIMITS
-from app.demo import demo_connection
+from app.dev.demo import demo_connection
 from app.schemas import smartrecruiters_config as sr_config
 from app.schemas.parsed import Parsed
 from app.schemas.smartrecruiters import APPLICATION_EVENTS, SOURCE, parse

@@ -9,7 +9,7 @@ import orjson
 from sqlalchemy import Row, delete, func, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from app.models import AdminKey, Connection, ConsoleSession, Destination, Tenant
+from app.store.models import AdminKey, Connection, ConsoleSession, Destination, Tenant
 
 # --- admin keys -------------------------------------------------------------------------------
 

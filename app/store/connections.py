@@ -7,7 +7,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, Row, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from app.models import Connection, Tenant
+from app.store.models import Connection, Tenant
 
 _SELECT = select(
     Connection.id,

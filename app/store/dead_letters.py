@@ -11,7 +11,7 @@ from typing import Literal
 from sqlalchemy import ColumnElement, Select, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from app.models import DeadLetter, RecordKey, Tenant
+from app.store.models import DeadLetter, RecordKey, Tenant
 
 Stage = Literal["intake", "enrichment", "delivery"]
 FailureKind = Literal["configuration", "pipeline"]

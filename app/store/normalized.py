@@ -11,7 +11,7 @@ import orjson
 from sqlalchemy import TextClause, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from app.payload import strip_nul
+from app.intake.payload import strip_nul
 
 ResourceKind = Literal["candidate", "job", "application"]
 

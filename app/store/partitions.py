@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from app.models import RECORD_PARTITION
+from app.store.models import RECORD_PARTITION
 
 _LIST = text(
     """

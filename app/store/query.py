@@ -10,7 +10,7 @@ from typing import Any, Literal, get_args
 from sqlalchemy import ColumnElement, Row, case, exists, func, literal, or_, select, text, tuple_
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from app.models import DeadLetter, Delivery, Outbox, Record, RecordKey, Tenant
+from app.store.models import DeadLetter, Delivery, Outbox, Record, RecordKey, Tenant
 
 # Where a record stands, delivery included (docs/admin.md, "Record states"). The stored
 # ``record.state`` ends at ``processed`` (enriched); the delivery row and its dead letter say

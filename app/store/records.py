@@ -139,7 +139,7 @@ class NewRecord:
     problem: str | None = None
     # Milliseconds since the request arrived (None for a polled record).
     ack_ms: int | None = None
-    # Hirehook's own markers (app.intake.Event.markers), never a request header.
+    # Hirehook's own markers (app.intake.core.Event.markers), never a request header.
     markers: Mapping[str, str] = field(default_factory=dict)
 
 

@@ -8,7 +8,7 @@ from sqlalchemy import func
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from app.models import Connection, Destination, Tenant
+from app.store.models import Connection, Destination, Tenant
 
 
 async def upsert_tenant(

@@ -8,7 +8,7 @@ import hashlib
 import hmac
 from collections.abc import Mapping, Sequence
 
-from app.secret_strength import require_strong_secret
+from app.platform.secret_strength import require_strong_secret
 from app.verifiers import VerificationError
 
 TOLERANCE_S = 300

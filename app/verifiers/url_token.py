@@ -8,7 +8,7 @@ import re
 import secrets
 from collections.abc import Sequence
 
-from app.secret_strength import require_strong_secret
+from app.platform.secret_strength import require_strong_secret
 
 _URL_SAFE = re.compile(r"[A-Za-z0-9_-]+")
 # Compared against when a tenant has no token, so an unknown tenant costs what a known one does.

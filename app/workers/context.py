@@ -12,7 +12,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from app.connections import ConnectionInfo
+from app.intake.connections import ConnectionInfo
 from app.services import Services
 from app.store.dead_letters import FailureKind
 from app.store.normalized import Resource

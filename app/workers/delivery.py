@@ -19,10 +19,10 @@ import httpx
 import structlog
 from arq import Retry
 
-from app.backoff import PLUS_MINUS_20, Backoff
 from app.clients.base import parse_retry_after
-from app.db import DB_ERRORS
-from app.metrics import DEAD_LETTERS, DELIVERIES
+from app.platform.backoff import PLUS_MINUS_20, Backoff
+from app.platform.db import DB_ERRORS
+from app.platform.metrics import DEAD_LETTERS, DELIVERIES
 from app.services import Services
 from app.store import attempts, dead_letters, deliveries, work
 from app.store.dead_letters import FailureKind

@@ -22,7 +22,7 @@ from typing import Any, Literal
 
 from app.clients.base import Document
 from app.clients.hrmanager import HRManagerClient
-from app.connections import ConnectionInfo
+from app.intake.connections import ConnectionInfo
 from app.schemas import hrmanager as events
 from app.schemas import hrmanager_config
 from app.schemas.hrmanager_config import HRManagerConfig

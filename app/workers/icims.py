@@ -1,6 +1,6 @@
 """iCIMS events name people, jobs and workflows by id: fetch them and normalize them.
 
-What validation fetched inside the request (app/checks/icims.py) is the very cache
+What validation fetched inside the request (app/routers/icims/checks.py) is the very cache
 entry asked for here, so a validated event usually costs no further API call.
 """
 

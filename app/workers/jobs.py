@@ -20,13 +20,13 @@ import structlog
 from arq import Retry
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from app.backoff import EQUAL_JITTER, Backoff
 from app.clients.base import ApiError, BudgetExhaustedError
-from app.connections import ConnectionInfo
-from app.db import DB_ERRORS
-from app.errors import AppError
-from app.metrics import DEAD_LETTERS, RECORDS_PROCESSED
-from app.queue import record_job_id
+from app.intake.connections import ConnectionInfo
+from app.platform.backoff import EQUAL_JITTER, Backoff
+from app.platform.db import DB_ERRORS
+from app.platform.errors import AppError
+from app.platform.metrics import DEAD_LETTERS, RECORDS_PROCESSED
+from app.platform.queue import record_job_id
 from app.services import Services
 from app.store import dead_letters, deliveries, records, work
 from app.store.dead_letters import FailureKind

@@ -1,4 +1,5 @@
-"""The privacy maintenance cron job: partitions, retention purge, clean-up (app/privacy.py)."""
+"""The privacy maintenance cron job: partitions, retention purge, clean-up
+(app/admin/privacy.py)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from typing import Any
 
 import structlog
 
-from app.privacy import maintain
+from app.admin.privacy import maintain
 from app.services import Services
 
 log = structlog.get_logger(__name__)

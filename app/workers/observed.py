@@ -13,7 +13,7 @@ import structlog
 from arq import Retry
 from arq.typing import WorkerCoroutine
 
-from app.metrics import JOB_RETRIES, JOB_SECONDS
+from app.platform.metrics import JOB_RETRIES, JOB_SECONDS
 
 Job = Callable[..., Awaitable[Any]]
 
@@ -25,7 +25,7 @@ _OUTCOMES = frozenset(
 
 def observed(name: str, job: Job, *, subject: str | None = "record_id") -> WorkerCoroutine:
     """``job`` with its first argument bound to the log context as ``subject``, the request id
-    it was enqueued with (app.queue.carried_context) bound as ``request_id``, and its run
+    it was enqueued with (app.platform.queue.carried_context) bound as ``request_id``, and its run
     timed and counted by outcome."""
 
     @functools.wraps(job)

@@ -18,7 +18,7 @@ import structlog
 from arq import Retry
 from redis.exceptions import RedisError
 
-from app.db import DB_ERRORS
+from app.platform.db import DB_ERRORS
 from app.poller.run import Poller, is_due, polled_connections, stored_position
 from app.schemas import polling
 from app.services import Services

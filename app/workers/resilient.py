@@ -21,7 +21,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.exceptions import WatchError
 
-from app.backoff import Backoff
+from app.platform.backoff import Backoff
 
 log = structlog.get_logger(__name__)
 

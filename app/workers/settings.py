@@ -13,7 +13,7 @@ from arq.connections import RedisSettings
 from arq.worker import Worker, func
 
 from app import sources
-from app.queue import (
+from app.platform.queue import (
     DELIVER_RECORD,
     DELIVER_RECORDS,
     POLL_CONNECTION,
@@ -22,9 +22,9 @@ from app.queue import (
     deserialize,
     serialize,
 )
-from app.runtime import freeze_startup_heap
+from app.platform.runtime import freeze_startup_heap
+from app.platform.settings import Settings
 from app.services import Services
-from app.settings import Settings
 from app.workers.delivery import deliver_record, deliver_records
 from app.workers.jobs import process_record, process_records, sweep_outbox
 from app.workers.maintenance import privacy_maintenance
@@ -131,7 +131,7 @@ def worker_options(settings: Settings) -> dict[str, Any]:
             ),
         ],
         "redis_settings": redis_settings(settings.redis_dsn),
-        # Never arq's default (pickle): see app.queue.serialize.
+        # Never arq's default (pickle): see app.platform.queue.serialize.
         "job_serializer": serialize,
         "job_deserializer": deserialize,
         "on_startup": on_startup,

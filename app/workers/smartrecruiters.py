@@ -12,8 +12,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from app.admin.privacy import erase
 from app.clients.smartrecruiters import SmartRecruitersClient
-from app.privacy import erase
 from app.schemas import smartrecruiters_config as sr_config
 from app.services import Services
 from app.store.normalized import Resource

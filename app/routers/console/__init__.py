@@ -35,8 +35,8 @@ from pydantic import ValidationError
 
 from app.admin import keys, service
 from app.admin import schemas as s
-from app.crypto import derive_keys
-from app.errors import AppError
+from app.platform.crypto import derive_keys
+from app.platform.errors import AppError
 from app.routers.common import (
     BodyTooLarge,
     ServicesDep,

@@ -20,20 +20,19 @@ import orjson
 import structlog
 from fastapi import Request
 
-from app import oauth_server
-from app.checks.icims import vendor_error
-from app.connections import ConnectionInfo
-from app.crypto import derive_keys
-from app.errors import AppError, unauthorized
-from app.guard import client_subject
-from app.link_tokens import KEY_PURPOSE as LINK_KEY_PURPOSE
-from app.payload import decode_content
+from app.intake.connections import ConnectionInfo
+from app.intake.guard import client_subject
+from app.intake.link_tokens import KEY_PURPOSE as LINK_KEY_PURPOSE
+from app.intake.payload import decode_content
+from app.platform.crypto import derive_keys
+from app.platform.errors import AppError, unauthorized
+from app.platform.settings import Settings
+from app.routers.icims.checks import vendor_error
 from app.schemas.icims import ACTORS, SOURCE, Actor
 from app.schemas.icims_config import ConfigError, IcimsAuth, IcimsConfig
 from app.schemas.keys import credential_id
 from app.services import Services
-from app.settings import Settings
-from app.verifiers import VerificationError
+from app.verifiers import VerificationError, icims_oauth
 from app.verifiers import icims as icims_auth
 
 TOKEN_PATH = "/oauth/token"  # noqa: S105 - a path
@@ -47,15 +46,13 @@ _DECOY = secrets.token_urlsafe(32)
 
 
 @functools.lru_cache(maxsize=8)
-def _keys(
-    secret_keys: tuple[str, ...], issuer: str
-) -> tuple[oauth_server.SigningKeys, list[bytes]]:
-    token_keys = derive_keys(list(secret_keys), oauth_server.KEY_PURPOSE)
+def _keys(secret_keys: tuple[str, ...], issuer: str) -> tuple[icims_oauth.SigningKeys, list[bytes]]:
+    token_keys = derive_keys(list(secret_keys), icims_oauth.KEY_PURPOSE)
     link_keys = derive_keys(list(secret_keys), LINK_KEY_PURPOSE)
-    return oauth_server.SigningKeys(token_keys, issuer, TOKEN_AUDIENCE), link_keys
+    return icims_oauth.SigningKeys(token_keys, issuer, TOKEN_AUDIENCE), link_keys
 
 
-def signing_keys(settings: Settings) -> oauth_server.SigningKeys:
+def signing_keys(settings: Settings) -> icims_oauth.SigningKeys:
     """The keys access tokens are signed and verified with."""
     return _keys(tuple(settings.secret_keys), settings.public_base_url.rstrip("/"))[0]
 
@@ -176,13 +173,13 @@ async def _bearer(authorization: str, services: Services) -> Identified:
     if len(parts) != 2:
         raise VerificationError("empty Bearer token")
     keys = signing_keys(services.settings)
-    claims = oauth_server.verify_access_token(parts[1].strip(), keys)
+    claims = icims_oauth.verify_access_token(parts[1].strip(), keys)
     loaded = load(await services.connections.by_enabled_id(SOURCE, claims.connection_id))
     if loaded is None or not loaded.auth.oauth_enabled:
         raise VerificationError("OAuth is not configured for the token's connection")
     if claims.client_id != loaded.auth.oauth_client_id:
         raise VerificationError("the token was issued to another client")
-    if not oauth_server.secret_still_valid(claims, loaded.auth.oauth_client_secrets, keys):
+    if not icims_oauth.secret_still_valid(claims, loaded.auth.oauth_client_secrets, keys):
         raise VerificationError("the token's client secret was rotated away (revoked)")
     return Identified(loaded)
 

@@ -14,7 +14,7 @@ import structlog
 from fastapi import Request
 from fastapi.responses import Response
 
-from app.errors import AppError
+from app.platform.errors import AppError
 from app.routers.common import error_route
 from app.schemas.icims import Actor
 
@@ -73,7 +73,7 @@ def render_icims(request: Request, error: AppError) -> Response:
     else:
         user = RECRUITER_MESSAGES.get(status, RECRUITER_MESSAGES[503]).format(ref=ref)
     if status != 429:
-        # Not for a blocked sender: under attack that would be a line per request. app.guard
+        # Not for a blocked sender: under attack that would be a line per request. app.intake.guard
         # logs each block once, and every refusal is counted in the rejected metric.
         log.info(
             "icims.refused",

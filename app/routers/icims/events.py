@@ -17,15 +17,16 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from pydantic import ValidationError
 
-from app.checks.icims import check, user_error, vendor_error
 from app.clients.icims import IcimsClient
-from app.connections import ConnectionInfo
-from app.intake import Answer, Deadline, Event, Outcome, json_answer, replayed
-from app.link_tokens import record_token
-from app.payload import decode_content, parse_json, require_object
+from app.intake.connections import ConnectionInfo
+from app.intake.core import Answer, Deadline, Event, Outcome, json_answer, replayed
+from app.intake.link_tokens import record_token
+from app.intake.payload import decode_content, parse_json, require_object
+from app.intake.validation import describe
 from app.routers import openapi
 from app.routers.common import ServicesDep, guarded, read_raw, respond
 from app.routers.icims import auth, docs
+from app.routers.icims.checks import check, user_error, vendor_error
 from app.routers.icims.errors import RECRUITER_MESSAGES, IcimsRoute
 from app.schemas.icims import (
     ACTORS,
@@ -42,7 +43,6 @@ from app.schemas.icims import (
 )
 from app.schemas.icims_config import EventSettings, IcimsConfig, render_link
 from app.services import Services
-from app.validation import describe
 
 EVENTS_PATH = "/v1/icims/events"
 

@@ -13,14 +13,14 @@ from authlib.oauth2.rfc6749 import InvalidRequestError
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from app import oauth_server
-from app.errors import AppError
-from app.guard import client_subject
+from app.intake.guard import client_subject
+from app.platform.errors import AppError
 from app.routers import openapi
 from app.routers.common import ServicesDep, error_route, guarded, read_raw
 from app.routers.icims import docs
 from app.routers.icims.auth import TOKEN_PATH, load, signing_keys
 from app.schemas.icims import SOURCE
+from app.verifiers import icims_oauth
 
 MAX_TOKEN_REQUEST_BYTES = 16 * 1024
 
@@ -65,7 +65,7 @@ def _render_oauth_error(request: Request, error: AppError) -> Response:
     )
 
 
-def _reply(reply: oauth_server.TokenReply) -> Response:
+def _reply(reply: icims_oauth.TokenReply) -> Response:
     status, body, headers = reply
     plain = {k: v for k, v in headers if k.lower() != "content-type"}
     return Response(orjson.dumps(body), status, headers=plain, media_type="application/json")
@@ -107,25 +107,25 @@ async def issue_token(request: Request, services: ServicesDep) -> Response:
             raise InvalidRequestError("Send application/x-www-form-urlencoded parameters.")
         form = _parse_form(raw)
     except InvalidRequestError as exc:
-        return _reply(oauth_server.error_reply(exc))
+        return _reply(icims_oauth.error_reply(exc))
     try:
-        client_id = oauth_server.basic_client_id(request.headers) or form.get("client_id")
+        client_id = icims_oauth.basic_client_id(request.headers) or form.get("client_id")
     except ValueError:
         client_id = None  # token_reply answers invalid_client for an undecodable header
     subject = client_subject(SOURCE, "oauth", client_id) if client_id else None
     async with guarded(services, request, subject) as attempt:
-        client: oauth_server.OAuthClient | None = None
+        client: icims_oauth.OAuthClient | None = None
         if client_id:
             connection = await services.connections.by_option(SOURCE, "oauth_client_id", client_id)
             loaded = load(connection)
             if loaded is not None and loaded.auth.oauth_enabled:
-                client = oauth_server.OAuthClient(
+                client = icims_oauth.OAuthClient(
                     connection_id=loaded.connection.id,
                     client_id=client_id,
                     secrets=list(loaded.auth.oauth_client_secrets),
                     expires_s=loaded.auth.oauth_token_expires_s,
                 )
-        status, body, headers = oauth_server.token_reply(
+        status, body, headers = icims_oauth.token_reply(
             uri=settings.public_base_url.rstrip("/") + TOKEN_PATH,
             headers=request.headers,
             form=form,

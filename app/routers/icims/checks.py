@@ -17,8 +17,8 @@ import structlog
 
 from app.clients.base import ApiError
 from app.clients.icims import IcimsClient
-from app.errors import AppError, unavailable
-from app.intake import Deadline
+from app.intake.core import Deadline
+from app.platform.errors import AppError, unavailable
 from app.schemas.icims import (
     ACTORS,
     Actor,

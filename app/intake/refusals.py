@@ -21,7 +21,7 @@ from typing import Any
 import structlog
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from app.db import DB_ERRORS
+from app.platform.db import DB_ERRORS
 from app.store import refusals as sql
 
 log = structlog.get_logger(__name__)

@@ -10,8 +10,8 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from app.crypto import Cipher
-from app.outbound import OutboundUrl
+from app.platform.crypto import Cipher
+from app.platform.outbound import OutboundUrl
 from app.schemas import polling
 from app.sources import REGISTRY
 from app.store import tenants as sql
@@ -43,7 +43,7 @@ class DestinationSpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    # Signed events carrying personal data go here: the outbound policy (app/outbound.py).
+    # Signed events carrying personal data go here: the outbound policy (app/platform/outbound.py).
     url: OutboundUrl
     # A Standard Webhooks secret, ``whsec_`` + base64; may be written "env:NAME".
     secret: str = Field(min_length=1, repr=False)

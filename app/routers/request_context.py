@@ -2,10 +2,11 @@
 
 A request id the caller sends in ``X-Request-Id`` is kept if it is short and plain, so a
 sender's or a proxy's id can be followed through; otherwise one is generated. It is bound to
-the log context of everything the request does (app.logs), returned in the answer's
+the log context of everything the request does (app.platform.logs), returned in the answer's
 ``X-Request-Id`` header, and carried into the jobs the request enqueues
-(app.queue.carried_context). Plain ASGI rather than Starlette's ``BaseHTTPMiddleware``: that
-one runs the app in another task, which costs time on every event and loses the context.
+(app.platform.queue.carried_context). Plain ASGI rather than Starlette's
+``BaseHTTPMiddleware``: that one runs the app in another task, which costs time on every
+event and loses the context.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from collections.abc import Mapping
 import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.metrics import ACK_SECONDS, OTHER
+from app.platform.metrics import ACK_SECONDS, OTHER
 
 REQUEST_ID_HEADER = "x-request-id"
 _SANE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")

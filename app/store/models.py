@@ -207,7 +207,7 @@ class Outbox(Base):
     __tablename__ = "outbox"
     __table_args__ = (
         Index("ix_outbox_pending", "available_at", postgresql_where=text("done_at IS NULL")),
-        # The clean-up job deletes finished rows oldest first (app/privacy.py).
+        # The clean-up job deletes finished rows oldest first (app/admin/privacy.py).
         Index("ix_outbox_done", "done_at", postgresql_where=text("done_at IS NOT NULL")),
     )
 
@@ -512,7 +512,7 @@ class DeliveryAttempt(Base):
 class Refusal(Base):
     """Requests refused with a 401, 413 or 429, counted per minute, tenant (as the path named
     it, "" when it named none), source, status, reason and sender's address: no body, no
-    credential. Kept seven days (app.refusals)."""
+    credential. Kept seven days (app.intake.refusals)."""
 
     __tablename__ = "refusal"
     __table_args__ = (

@@ -22,13 +22,13 @@ import structlog
 from sqlalchemy.exc import DataError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from app.connections import ConnectionInfo
-from app.db import DB_ERRORS, run_bounded
-from app.errors import AppError, unavailable
-from app.group_commit import GroupCommit
-from app.ids import uuid7
-from app.metrics import EVENTS, INTAKE_SECONDS, OTHER
-from app.queue import PROCESS_RECORD, Queue
+from app.intake.connections import ConnectionInfo
+from app.intake.group_commit import GroupCommit
+from app.platform.db import DB_ERRORS, run_bounded
+from app.platform.errors import AppError, unavailable
+from app.platform.ids import uuid7
+from app.platform.metrics import EVENTS, INTAKE_SECONDS, OTHER
+from app.platform.queue import PROCESS_RECORD, Queue
 from app.schemas.parsed import Parsed
 from app.store import records
 from app.store.records import NewRecord, StoredAnswer, ThreadHead
@@ -175,8 +175,8 @@ class Intake:
             self._write, writers=writers, max_batch=max_batch
         )
         self._publishing: set[asyncio.Task[Any]] = set()
-        # The request id of each record waiting for its batch (app.request_context): a batch's
-        # writer runs in whichever request's context started it, so ids travel explicitly.
+        # The request id of each record waiting for its batch (app.routers.request_context): a
+        # batch's writer runs in whichever request's context started it, so ids travel explicitly.
         self._request_ids: dict[uuid.UUID, str] = {}
         # Per source, the headers it keeps beside the common ones (see app.sources).
         self._stored_headers = dict(stored_headers or {})

@@ -19,7 +19,7 @@ SmartRecruiters retries.
 
 Every id answers with a made-up document, so whatever ``hirehook send`` names can be fetched;
 every ``PERIOD_S`` seconds a new SmartRecruiters candidate appears, for the poller to find.
-Run it as ``python -m app.demo_ats --port 8099``; it is never part of a production process.
+Run it as ``python -m app.dev.demo_ats --port 8099``; it is never part of a production process.
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from app.demo import DEMO_ATS_PORT
+from app.dev.demo import DEMO_ATS_PORT
 from app.verifiers.smartrecruiters import signature_header
 
 # The demo tenants file names these; they protect nothing but a loopback port.

@@ -48,7 +48,7 @@ from cachetools import TTLCache
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from app.settings import Settings
+from app.platform.settings import Settings
 
 log = structlog.get_logger(__name__)
 

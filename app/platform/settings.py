@@ -28,7 +28,8 @@ class Settings(BaseSettings):
 
     tenants_file: Path | None = None
     # Hosts (names, addresses or CIDR networks, comma-separated) exempt from the outbound-URL
-    # policy (app/outbound.py): http:// and link-local addresses are then accepted for them.
+    # policy (app/platform/outbound.py): http:// and link-local addresses are then accepted for
+    # them.
     outbound_allow: str = ""
     public_base_url: str = "http://127.0.0.1:8000"
     api_host: str = "127.0.0.1"
@@ -67,13 +68,15 @@ class Settings(BaseSettings):
     db_pool_size: int = Field(default=20, ge=1)
     db_pool_timeout_s: float = Field(default=3.0, gt=0)
     redis_timeout_s: float = Field(default=0.5, gt=0)
-    # Group commit (app/group_commit.py): how many batches of records may be in flight at once
+    # Group commit (app/intake/group_commit.py): how many batches of records may be in flight at
+    # once
     # (each on its own pooled connection) and how many records one batch may hold. Requests
     # queue only while every writer is busy, so these bound the work, not the latency.
     intake_batch_writers: int = Field(default=2, ge=1)
     intake_batch_max: int = Field(default=256, ge=1, le=5000)
 
-    # Brute-force guard on inbound credentials (app/guard.py), shared by replicas via Redis: a
+    # Brute-force guard on inbound credentials (app/intake/guard.py), shared by replicas via
+    # Redis: a
     # client id or address failing more often than its limit within the window has its
     # failures answered 429 for auth_block_s. Right credentials are always accepted.
     auth_failure_limit_per_client: int = Field(default=20, ge=1)

@@ -81,7 +81,7 @@ def _describe(value: object) -> str:
 
 def carried_context() -> dict[str, str]:
     """What a job inherits from the code that enqueues it: the request id bound to the log
-    context (app.logs), so a job's lines name the request that recorded its record. Jobs
+    context (app.platform.logs), so a job's lines name the request that recorded its record. Jobs
     republished by the sweeper carry none."""
     request_id = structlog.contextvars.get_contextvars().get("request_id")
     return {"request_id": request_id} if isinstance(request_id, str) else {}

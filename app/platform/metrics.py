@@ -47,7 +47,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from app.db import DB_ERRORS
+from app.platform.db import DB_ERRORS
 from app.store import work
 
 log = structlog.get_logger(__name__)

@@ -10,7 +10,7 @@ import asyncpg
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from app.settings import Settings
+from app.platform.settings import Settings
 
 # Everything a sick or unreachable database can raise; mapped to 503, never to 500.
 DB_ERRORS: tuple[type[BaseException], ...] = (

@@ -17,8 +17,8 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.clients.document_cache import DocumentCache
-from app.refusals import KEEP_DAYS as KEEP_REFUSALS_DAYS
-from app.settings import Settings
+from app.intake.refusals import KEEP_DAYS as KEEP_REFUSALS_DAYS
+from app.platform.settings import Settings
 from app.store import attempts, partitions, privacy, refusals
 
 log = structlog.get_logger(__name__)

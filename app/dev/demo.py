@@ -7,8 +7,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-DEMO_TENANTS = Path(__file__).resolve().parent.parent / "demo" / "tenants.toml"
-# Where `hirehook dev` serves the stand-in ATS APIs (app/demo_ats.py); the demo file names it.
+DEMO_TENANTS = Path(__file__).resolve().parents[2] / "demo" / "tenants.toml"
+# Where `hirehook dev` serves the stand-in ATS APIs (app/dev/demo_ats.py); the demo file names it.
 DEMO_ATS_PORT = 8099
 
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import orjson
 
-from app.errors import AppError
+from app.platform.errors import AppError
 
 _GZIP_MAGIC = b"\x1f\x8b"
 # Events are a few levels deep; nothing an ATS sends comes near this.

@@ -12,9 +12,9 @@ from cachetools import TTLCache
 from sqlalchemy import ColumnElement, Row
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from app.crypto import Cipher
-from app.db import DB_ERRORS, run_bounded
-from app.errors import unavailable
+from app.platform.crypto import Cipher
+from app.platform.db import DB_ERRORS, run_bounded
+from app.platform.errors import unavailable
 from app.store import connections as sql
 
 log = structlog.get_logger(__name__)

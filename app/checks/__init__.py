@@ -1,1 +1,0 @@
-"""Checks an event must pass before it is recorded (validation against the ATS API)."""
