@@ -79,7 +79,11 @@ def _known(exc: BaseException) -> str | None:  # noqa: PLR0911 - one answer per 
         return _service_failure(name, variable, exc)
     if isinstance(exc, OSError) and exc.filename is not None:
         return f"{exc.filename}: {exc.strerror or type(exc).__name__}"
-    if _raised_by_module(exc, "app.platform.settings") or _is_alembic_command_error(exc):
+    if (
+        _raised_by_module(exc, "app.platform.settings")
+        or _raised_by_module(exc, "app.platform.migrate")
+        or _is_alembic_command_error(exc)
+    ):
         # A setting the command needs is missing, or Alembic cannot find a revision: the
         # message already says which and what to do.
         return str(exc)
