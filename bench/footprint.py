@@ -317,7 +317,7 @@ async def run_jobs(
     ctx: dict[str, Any],
     wanted: Wanted,
     trace: Footprint | None = None,
-) -> list[tuple[str, Step]]:
+) -> Jobs:
     """Run as the worker would every queued job ``wanted`` takes (and those their runs queue
     that it takes), one at a time, until none is left; each function run, in order, with the
     files it ran if ``trace`` is given."""
