@@ -49,6 +49,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version="0.1.0",
         lifespan=lifespan,
         static_url="/docs-assets",
+        # Every route's operationId is decided here, once: <tag>_<route name>.
+        generate_unique_id_function=openapi.operation_id,
     )
 
     # Routes render their own refusals (app.routers.common.error_route); these catch what
