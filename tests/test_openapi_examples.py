@@ -11,6 +11,7 @@ import re
 from collections.abc import Iterator
 from typing import Any
 
+import httpx
 import pytest
 from fastapi import APIRouter, FastAPI
 from fastapi.routing import APIRoute
@@ -245,3 +246,29 @@ def test_the_enable_and_disable_actions_are_operations_of_their_own(
         assert "enable" in enable["description"].lower()
         assert "401" in disable["description"]
         assert enable["description"] != disable["description"]
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status"),
+    [
+        ("GET", "/nosuch", 404),
+        ("POST", "/v1/admin/tenants/acme/bogus", 404),
+        ("DELETE", "/v1/admin/tenants", 405),
+        ("GET", "/v1/keldair/acme/events", 405),
+    ],
+)
+async def test_a_path_or_method_no_route_serves_is_refused_in_the_error_shape(
+    app: FastAPI, doc: dict[str, Any], method: str, path: str, status: int
+) -> None:
+    # Not FastAPI's {"detail": "Not Found"}: no answer carries a shape the document lacks.
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://hirehook") as client:
+        response = await client.request(method, path)
+    assert response.status_code == status
+    body = response.json()
+    assert not list(
+        _validator(doc, {"$ref": "#/components/schemas/DefaultError"}).iter_errors(body)
+    )
+    assert body["error"]["code"] == {404: "not_found", 405: "method_not_allowed"}[status]
+    if status == 405:
+        assert response.headers["allow"]

@@ -431,11 +431,18 @@ def http_refusal(exc: HTTPException) -> AppError:
     sender gets the route's error shape with a message that says what to fix."""
     if isinstance(exc, BodyTooLarge):
         return _unread(too_large(exc.max_bytes, "request body"))
+    code = "bad_request"
     if exc.status_code == 400 and "pars" in str(exc.detail):
         message = "The request body could not be read as JSON; send a JSON object in UTF-8."
+    elif exc.status_code == 404:
+        # No route matched (Starlette's router): the path is not one of ours.
+        code, message = "not_found", "Nothing is served at this path; /docs lists the operations."
+    elif exc.status_code == 405:
+        code = "method_not_allowed"
+        message = "This path does not take this method; the Allow header lists those it takes."
     else:
         message = str(exc.detail)
-    return AppError(exc.status_code, message, code="bad_request", headers=dict(exc.headers or {}))
+    return AppError(exc.status_code, message, code=code, headers=dict(exc.headers or {}))
 
 
 def note_refusal(request: Request, error: AppError, source: str) -> None:
