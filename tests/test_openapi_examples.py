@@ -7,8 +7,10 @@ No database is needed: the document is built without the lifespan.
 
 from __future__ import annotations
 
+import ast
 import re
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -17,6 +19,7 @@ from fastapi import APIRouter, FastAPI
 from fastapi.routing import APIRoute
 from jsonschema import Draft202012Validator
 
+import app as app_package
 from app.admin import schemas as s
 from app.main import create_app
 from app.routers import admin, admin_openapi
@@ -184,6 +187,34 @@ def test_no_error_field_the_answers_never_carry(doc: dict[str, Any]) -> None:
                 assert status in ("409", "503"), (method, path, status)
             elif status in ("409", "503") and path.startswith("/v1/") and "icims" not in path:
                 assert ref.endswith("/DetailedError"), (method, path, status)
+
+
+def _debug_statuses() -> set[tuple[str, object]]:
+    """Each AppError raised with a debug message (which the default shape sends as `detail`):
+    its module and status, read from the source."""
+    found: set[tuple[str, object]] = set()
+    root = Path(app_package.__file__).parent
+    for module in root.rglob("*.py"):
+        for node in ast.walk(ast.parse(module.read_text())):
+            if not isinstance(node, ast.Call):
+                continue
+            name = getattr(node.func, "id", getattr(node.func, "attr", None))
+            if name == "unavailable":
+                found.add((str(module.relative_to(root)), 503))
+            elif name == "AppError" and (
+                len(node.args) >= 3 or any(k.arg == "debug_message" for k in node.keywords)
+            ):
+                status = node.args[0]
+                value = status.value if isinstance(status, ast.Constant) else None
+                found.add((str(module.relative_to(root)), value))
+    return found
+
+
+def test_only_the_statuses_documented_with_detail_carry_it() -> None:
+    # iCIMS renders its own shape (no `detail`); everywhere else a debug message is sent.
+    default_shape = {(m, status) for m, status in _debug_statuses() if "icims" not in m}
+    assert default_shape
+    assert {status for _, status in default_shape} <= {409, 503}, default_shape
 
 
 def _body_model(method: str, path: str) -> type[Any]:

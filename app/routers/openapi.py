@@ -21,6 +21,7 @@ FastAPI itself refuses is answered 400 in the route's own error shape (``common.
 from __future__ import annotations
 
 import re
+import textwrap
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
@@ -188,7 +189,8 @@ def examples_of(
     out: dict[str, dict[str, Any]] = {}
     for error in errors:
         name = error.code if error.code not in out else f"{error.code}_{len(out) + 1}"
-        out[name] = {"summary": error.user_message[:80], "value": render(error)}
+        summary = textwrap.shorten(error.user_message, 80, placeholder="...")
+        out[name] = {"summary": summary, "value": render(error)}
     return out
 
 
