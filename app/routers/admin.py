@@ -20,6 +20,7 @@ from pydantic import BaseModel
 from app.admin import keys, service
 from app.admin import schemas as s
 from app.errors import AppError
+from app.payload import too_large
 from app.routers import admin_openapi
 from app.routers.common import (
     ServicesDep,
@@ -64,7 +65,8 @@ def _answers(
     # Only what the route can send: any parameter (even one the route does not take) can be
     # refused, a 413 needs a body.
     sent = {400, 401, 429, *refused, *([413] if body else [])}
-    responses.update(refusals(sorted(sent), meanings=_MEANINGS, errors=admin_openapi.ERRORS))
+    errors = {**admin_openapi.ERRORS, 413: (too_large(MAX_BODY_BYTES, "request body"),)}
+    responses.update(refusals(sorted(sent), meanings=_MEANINGS, errors=errors))
     extra = security(["adminKey"])
     if isinstance(body, type):
         extra.update(admin_openapi.body_examples(body))

@@ -16,12 +16,10 @@ from pydantic import BaseModel
 from app.admin import keys, service
 from app.admin import schemas as s
 from app.errors import AppError
-from app.payload import too_large
 from app.routers.common import too_many_failures
 
-# 1 MiB, app.routers.admin.MAX_BODY_BYTES (which imports this module).
-_MAX_BODY_BYTES = 1024 * 1024
-
+# The admin refusals, one or two per status (the 413, which names the cap, is added by
+# app.routers.admin, which owns it).
 ERRORS: dict[int, Sequence[AppError]] = {
     400: (
         AppError(
@@ -44,7 +42,6 @@ ERRORS: dict[int, Sequence[AppError]] = {
             code="conflict",
         ),
     ),
-    413: (too_large(_MAX_BODY_BYTES, "request body"),),
     429: (too_many_failures(30),),
     503: (
         AppError(
