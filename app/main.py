@@ -14,13 +14,14 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from fastapi_offline import FastAPIOffline
+from starlette.exceptions import HTTPException
 
 from app import sources
 from app.platform.errors import AppError
 from app.platform.runtime import freeze_startup_heap
 from app.platform.settings import Settings, get_settings
 from app.routers import admin, console, health, openapi
-from app.routers.common import render, render_default, request_invalid
+from app.routers.common import http_refusal, render, render_default, request_invalid
 from app.routers.request_context import RequestContext
 
 
@@ -49,6 +50,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version="0.1.0",
         lifespan=lifespan,
         static_url="/docs-assets",
+        # Every route's operationId is decided here, once: <tag>_<route name>.
+        generate_unique_id_function=openapi.operation_id,
     )
 
     # Routes render their own refusals (app.routers.common.error_route); these catch what
@@ -60,6 +63,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @app.exception_handler(RequestValidationError)
     async def _request_invalid(request: Request, exc: RequestValidationError) -> Response:
         return render(request, request_invalid(exc), render_default)
+
+    # A path no route serves (404) or a method it does not take (405): the same error shape
+    # as every other refusal, not FastAPI's {"detail": ...}.
+    @app.exception_handler(HTTPException)
+    async def _unrouted(request: Request, exc: HTTPException) -> Response:
+        return render(request, http_refusal(exc), render_default)
 
     app.add_middleware(
         RequestContext, paths=sources.paths(), tenant_in_path=sources.tenant_in_path()

@@ -62,7 +62,8 @@ ANSWERS: dict[tuple[str, str], set[str]] = {
     ("post", "/v1/admin/tenants"): {"201", "400", "401", "409", "413", "429"},
     ("get", "/v1/admin/tenants/{slug}"): {"200", "400", "401", "404", "429"},
     ("patch", "/v1/admin/tenants/{slug}"): {"200", "400", "401", "404", "413", "429"},
-    ("post", "/v1/admin/tenants/{slug}/{action}"): {"200", "400", "401", "404", "413", "429"},
+    ("post", "/v1/admin/tenants/{slug}/enable"): {"200", "400", "401", "404", "413", "429"},
+    ("post", "/v1/admin/tenants/{slug}/disable"): {"200", "400", "401", "404", "413", "429"},
     ("put", "/v1/admin/tenants/{slug}/destination"): {"200", "400", "401", "404", "413", "429"},
     ("get", "/v1/admin/connections"): {"200", "400", "401", "429"},
     ("post", "/v1/admin/connections"): {"201", "400", "401", "404", "409", "413", "429"},
@@ -70,7 +71,10 @@ ANSWERS: dict[tuple[str, str], set[str]] = {
     ("patch", "/v1/admin/connections/{connection_id}"): {
         "200", "400", "401", "404", "409", "413", "429",
     },
-    ("post", "/v1/admin/connections/{connection_id}/{action}"): {
+    ("post", "/v1/admin/connections/{connection_id}/enable"): {
+        "200", "400", "401", "404", "413", "429",
+    },
+    ("post", "/v1/admin/connections/{connection_id}/disable"): {
         "200", "400", "401", "404", "413", "429",
     },
     ("put", "/v1/admin/connections/{connection_id}/secrets"): {
@@ -261,9 +265,9 @@ def test_admin_routes_are_tagged_apart_and_need_an_admin_key(doc: dict[str, Any]
     scheme = doc["components"]["securitySchemes"]["adminKey"]
     assert (scheme["type"], scheme["scheme"]) == ("http", "bearer")
     admin = {k: op for k, op in _operations(doc).items() if k[1].startswith("/v1/admin/")}
-    assert len(admin) == 24
+    assert len(admin) == 26
     for key, operation in _operations(doc).items():
-        assert (operation["tags"] == ["admin"]) == (key in admin), key
+        assert (operation["tags"] == ["Admin"]) == (key in admin), key
     for key, operation in admin.items():
         assert operation["security"] == [{"adminKey": []}], key
         ok = "201" if "201" in operation["responses"] else "200"

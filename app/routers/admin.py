@@ -15,10 +15,13 @@ import uuid
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
+from pydantic import BaseModel
 
 from app.admin import keys, service
 from app.admin import schemas as s
+from app.intake.payload import too_large
 from app.platform.errors import AppError
+from app.routers import admin_openapi
 from app.routers.common import (
     ServicesDep,
     buffer_body,
@@ -49,14 +52,25 @@ _MEANINGS = {
 
 
 def _answers(
-    ok: int, model: Any, description: str, *refused: int, body: bool = False
+    ok: int,
+    model: Any,
+    description: str,
+    *refused: int,
+    body: bool | type[BaseModel] = False,
 ) -> dict[str, Any]:
+    """The decorator's ``responses`` and ``openapi_extra``: ``body`` is the route's body
+    model (its examples are in :mod:`app.routers.admin_openapi`), or True for a route that
+    takes none but is a POST, whose body is read (and can be too large) all the same."""
     responses: Responses = {ok: {"model": model, "description": description}}
     # Only what the route can send: any parameter (even one the route does not take) can be
     # refused, a 413 needs a body.
     sent = {400, 401, 429, *refused, *([413] if body else [])}
-    responses.update(refusals(sorted(sent), meanings=_MEANINGS))
-    return {"responses": responses, "openapi_extra": security(["adminKey"])}
+    errors = {**admin_openapi.ERRORS, 413: (too_large(MAX_BODY_BYTES, "request body"),)}
+    responses.update(refusals(sorted(sent), meanings=_MEANINGS, errors=errors))
+    extra = security(["adminKey"])
+    if isinstance(body, type):
+        extra.update(admin_openapi.body_examples(body))
+    return {"responses": responses, "openapi_extra": extra}
 
 
 async def _authenticate(request: Request) -> keys.Caller:
@@ -111,7 +125,7 @@ async def admin_caller(request: Request) -> keys.Caller:
 
 CallerDep = Annotated[keys.Caller, Depends(admin_caller)]
 
-router = APIRouter(prefix="/v1/admin", tags=["admin"], route_class=AdminRoute)
+router = APIRouter(prefix="/v1/admin", tags=["Admin"], route_class=AdminRoute)
 
 
 # --- tenants ----------------------------------------------------------------------------------
@@ -124,7 +138,9 @@ async def list_tenants(services: ServicesDep, caller: CallerDep) -> list[s.Tenan
 
 
 @router.post(
-    "/tenants", status_code=201, **_answers(201, s.TenantDetail, "Created.", 400, 409, body=True)
+    "/tenants",
+    status_code=201,
+    **_answers(201, s.TenantDetail, "Created.", 400, 409, body=s.TenantCreate),
 )
 async def create_tenant(
     spec: s.TenantCreate, services: ServicesDep, caller: CallerDep
@@ -139,7 +155,9 @@ async def show_tenant(slug: str, services: ServicesDep, caller: CallerDep) -> s.
     return await service.show_tenant(services, slug=slug)
 
 
-@router.patch("/tenants/{slug}", **_answers(200, s.TenantDetail, "Updated.", 400, 404, body=True))
+@router.patch(
+    "/tenants/{slug}", **_answers(200, s.TenantDetail, "Updated.", 400, 404, body=s.TenantUpdate)
+)
 async def update_tenant(
     slug: str, spec: s.TenantUpdate, services: ServicesDep, caller: CallerDep
 ) -> s.TenantDetail:
@@ -147,21 +165,31 @@ async def update_tenant(
     return await service.update_tenant(services, slug=slug, spec=spec)
 
 
+# Each action its own operation, so the document says what each does; no body is taken.
 @router.post(
-    "/tenants/{slug}/{action}", **_answers(200, s.TenantDetail, "Done.", 400, 404, body=True)
+    "/tenants/{slug}/enable",
+    **_answers(200, s.TenantDetail, "Every connection enabled.", 404, body=True),
 )
-async def enable_tenant(
-    slug: str,
-    action: Literal["enable", "disable"],
-    services: ServicesDep,
-    caller: CallerDep,
-) -> s.TenantDetail:
-    """Enable or disable all of a tenant's connections (a disabled one authenticates nobody)."""
-    return await service.set_tenant_enabled(services, slug=slug, enabled=action == "enable")
+async def enable_tenant(slug: str, services: ServicesDep, caller: CallerDep) -> s.TenantDetail:
+    """Enable every connection of the tenant: its senders are authenticated again. Takes no
+    body."""
+    return await service.set_tenant_enabled(services, slug=slug, enabled=True)
+
+
+@router.post(
+    "/tenants/{slug}/disable",
+    **_answers(200, s.TenantDetail, "Every connection disabled.", 404, body=True),
+)
+async def disable_tenant(slug: str, services: ServicesDep, caller: CallerDep) -> s.TenantDetail:
+    """Disable every connection of the tenant: a disabled connection authenticates nobody, so
+    its senders get 401 (and retry, as their ATS does) until it is enabled again. What was
+    recorded stays, and goes on being enriched and delivered. Takes no body."""
+    return await service.set_tenant_enabled(services, slug=slug, enabled=False)
 
 
 @router.put(
-    "/tenants/{slug}/destination", **_answers(200, s.TenantDetail, "Set.", 400, 404, body=True)
+    "/tenants/{slug}/destination",
+    **_answers(200, s.TenantDetail, "Set.", 400, 404, body=s.DestinationSet),
 )
 async def set_destination(
     slug: str, spec: s.DestinationSet, services: ServicesDep, caller: CallerDep
@@ -188,7 +216,7 @@ async def list_connections(
 @router.post(
     "/connections",
     status_code=201,
-    **_answers(201, s.ConnectionView, "Created.", 400, 404, 409, body=True),
+    **_answers(201, s.ConnectionView, "Created.", 400, 404, 409, body=s.ConnectionCreate),
 )
 async def create_connection(
     spec: s.ConnectionCreate, services: ServicesDep, caller: CallerDep
@@ -209,7 +237,7 @@ async def show_connection(
 
 @router.patch(
     "/connections/{connection_id}",
-    **_answers(200, s.ConnectionView, "Updated.", 400, 404, 409, body=True),
+    **_answers(200, s.ConnectionView, "Updated.", 400, 404, 409, body=s.ConnectionUpdate),
 )
 async def update_connection(
     connection_id: int, spec: s.ConnectionUpdate, services: ServicesDep, caller: CallerDep
@@ -218,11 +246,15 @@ async def update_connection(
     return await service.update_connection(services, connection_id=connection_id, spec=spec)
 
 
-# Before ``/connections/{connection_id}/{action}``, which would otherwise take this path.
 @router.post(
     "/connections/{connection_id}/payload-fields",
     **_answers(
-        200, s.PayloadFieldsResult, "Set; quarantined records parsed again.", 400, 404, body=True
+        200,
+        s.PayloadFieldsResult,
+        "Set; quarantined records parsed again.",
+        400,
+        404,
+        body=s.PayloadFieldsSet,
     ),
 )
 async def set_payload_fields(
@@ -234,24 +266,33 @@ async def set_payload_fields(
 
 
 @router.post(
-    "/connections/{connection_id}/{action}",
-    **_answers(200, s.ConnectionView, "Done.", 400, 404, body=True),
+    "/connections/{connection_id}/enable",
+    **_answers(200, s.ConnectionView, "Enabled.", 400, 404, body=True),
 )
 async def enable_connection(
-    connection_id: int,
-    action: Literal["enable", "disable"],
-    services: ServicesDep,
-    caller: CallerDep,
+    connection_id: int, services: ServicesDep, caller: CallerDep
 ) -> s.ConnectionView:
-    """Enable or disable one connection."""
+    """Enable one connection: its sender is authenticated again. Takes no body."""
+    return await service.set_connection_enabled(services, connection_id=connection_id, enabled=True)
+
+
+@router.post(
+    "/connections/{connection_id}/disable",
+    **_answers(200, s.ConnectionView, "Disabled.", 400, 404, body=True),
+)
+async def disable_connection(
+    connection_id: int, services: ServicesDep, caller: CallerDep
+) -> s.ConnectionView:
+    """Disable one connection: it authenticates nobody, so its sender gets 401 until it is
+    enabled again; what was recorded stays. Takes no body."""
     return await service.set_connection_enabled(
-        services, connection_id=connection_id, enabled=action == "enable"
+        services, connection_id=connection_id, enabled=False
     )
 
 
 @router.put(
     "/connections/{connection_id}/secrets",
-    **_answers(200, s.ConnectionView, "Rotated.", 400, 404, body=True),
+    **_answers(200, s.ConnectionView, "Rotated.", 400, 404, body=s.SecretsRotate),
 )
 async def rotate_secrets(
     connection_id: int, spec: s.SecretsRotate, services: ServicesDep, caller: CallerDep
@@ -297,7 +338,11 @@ async def replay_record(
     )
 
 
-@router.post("/replays", **_answers(200, s.ReplayResult, "Replayed.", 400, 404, 409, body=True))
+@router.post(
+    "/replays",
+    **_answers(200, s.ReplayResult, "Replayed.", 400, 404, 409, body=s.ReplayRequest),
+    name="replay_records",
+)
 async def replay(
     request: s.ReplayRequest, services: ServicesDep, caller: CallerDep
 ) -> s.ReplayResult:
@@ -334,6 +379,7 @@ async def list_dead_letters(
 @router.get(
     "/dead-letters/groups",
     **_answers(200, list[s.DeadLetterGroup], "Open dead letters by cause and reason.", 400),
+    name="list_dead_letter_groups",
 )
 async def dead_letter_groups(
     services: ServicesDep,
@@ -348,7 +394,8 @@ async def dead_letter_groups(
 
 
 @router.post(
-    "/dead-letters/retry", **_answers(200, s.ActionResult, "Retried.", 400, 409, body=True)
+    "/dead-letters/retry",
+    **_answers(200, s.ActionResult, "Retried.", 400, 409, body=s.DeadLetterAction),
 )
 async def retry_dead_letters(
     action: s.DeadLetterAction, services: ServicesDep, caller: CallerDep
@@ -358,7 +405,8 @@ async def retry_dead_letters(
 
 
 @router.post(
-    "/dead-letters/discard", **_answers(200, s.ActionResult, "Discarded.", 400, 409, body=True)
+    "/dead-letters/discard",
+    **_answers(200, s.ActionResult, "Discarded.", 400, 409, body=s.DeadLetterAction),
 )
 async def discard_dead_letters(
     action: s.DeadLetterAction, services: ServicesDep, caller: CallerDep
@@ -403,7 +451,7 @@ async def list_refusals(
 @router.post(
     "/erasures",
     status_code=201,
-    **_answers(201, s.ErasureView, "Erased and audited.", 400, 404, 503, body=True),
+    **_answers(201, s.ErasureView, "Erased and audited.", 400, 404, 503, body=s.ErasureRequest),
 )
 async def erase_candidate(
     request: s.ErasureRequest, services: ServicesDep, caller: CallerDep
@@ -417,7 +465,11 @@ async def erase_candidate(
 # --- statistics -------------------------------------------------------------------------------
 
 
-@router.get("/stats", **_answers(200, s.Stats, "Statistics per tenant and source.", 400, 404))
+@router.get(
+    "/stats",
+    **_answers(200, s.Stats, "Statistics per tenant and source.", 400, 404),
+    name="show_stats",
+)
 async def stats(
     services: ServicesDep,
     caller: CallerDep,

@@ -106,12 +106,15 @@ async def read_raw(request: Request, max_bytes: int, timeout_s: float | None = N
         raise _unread(too_large(max_bytes, "request body")) from exc
     except TimeoutError as exc:
         # A body trickling in must not hold the request past the sender's own budget.
-        raise _unread(
-            AppError(
-                408, f"The request body did not arrive within {timeout_s:.0f} s.", code="timeout"
-            )
-        ) from exc
+        raise _unread(too_slow(timeout_s or 0)) from exc
     return b"".join(chunks)
+
+
+def too_slow(timeout_s: float) -> AppError:
+    """The 408 of a body that did not finish arriving within ``timeout_s``."""
+    return AppError(
+        408, f"The request body did not arrive within {timeout_s:.0f} s.", code="timeout"
+    )
 
 
 async def buffer_body(request: Request, max_bytes: int) -> bytes:
@@ -398,14 +401,22 @@ def accepted_answer(status: int = 200, **fields: str) -> Callable[[uuid.UUID], A
     return lambda rid: json_answer(status, {"status": "accepted", "record_id": str(rid), **fields})
 
 
-def render_default(request: Request, error: AppError) -> Response:
-    """The shape every source uses unless its sender expects another."""
-    del request
+def default_body(error: AppError) -> dict[str, Any]:
+    """The body of ``error`` in the default shape (also the OpenAPI document's examples)."""
     body: dict[str, Any] = {"error": {"code": error.code, "message": error.user_message}}
     if error.debug_message != error.user_message:
         body["error"]["detail"] = error.debug_message
+    return body
+
+
+def render_default(request: Request, error: AppError) -> Response:
+    """The shape every source uses unless its sender expects another."""
+    del request
     return Response(
-        orjson.dumps(body), error.status, headers=error.headers, media_type="application/json"
+        orjson.dumps(default_body(error)),
+        error.status,
+        headers=error.headers,
+        media_type="application/json",
     )
 
 
@@ -420,11 +431,18 @@ def http_refusal(exc: HTTPException) -> AppError:
     sender gets the route's error shape with a message that says what to fix."""
     if isinstance(exc, BodyTooLarge):
         return _unread(too_large(exc.max_bytes, "request body"))
+    code = "bad_request"
     if exc.status_code == 400 and "pars" in str(exc.detail):
         message = "The request body could not be read as JSON; send a JSON object in UTF-8."
+    elif exc.status_code == 404:
+        # No route matched (Starlette's router): the path is not one of ours.
+        code, message = "not_found", "Nothing is served at this path; /docs lists the operations."
+    elif exc.status_code == 405:
+        code = "method_not_allowed"
+        message = "This path does not take this method; the Allow header lists those it takes."
     else:
         message = str(exc.detail)
-    return AppError(exc.status_code, message, code="bad_request", headers=dict(exc.headers or {}))
+    return AppError(exc.status_code, message, code=code, headers=dict(exc.headers or {}))
 
 
 def note_refusal(request: Request, error: AppError, source: str) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Literal
+from typing import Any, Literal
 
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse, Response
@@ -20,7 +20,7 @@ from app.store import health as health_sql
 router = APIRouter(tags=["Operations"])
 
 
-@router.get("/health/live")
+@router.get("/health/live", name="check_liveness")
 async def live() -> dict[str, str]:
     """The process is up."""
     return {"status": "ok"}
@@ -30,6 +30,12 @@ class Readiness(BaseModel):
     status: Literal["ok", "unavailable"]
     postgres: bool
     redis: bool
+
+
+def _unavailable_example(*, postgres: bool, redis: bool) -> dict[str, Any]:
+    """A 503's example for the OpenAPI document, as the route builds it."""
+    value = Readiness(status="unavailable", postgres=postgres, redis=redis).model_dump()
+    return {"content": {"application/json": {"example": value}}}
 
 
 async def _database_answers(services: Services) -> bool:
@@ -44,9 +50,14 @@ async def _database_answers(services: Services) -> bool:
 
 @router.get(
     "/health/ready",
+    name="check_readiness",
     responses={
         200: {"model": Readiness, "description": "PostgreSQL and Redis both answer."},
-        503: {"model": Readiness, "description": "PostgreSQL or Redis is unreachable."},
+        503: {
+            "model": Readiness,
+            "description": "PostgreSQL or Redis is unreachable.",
+            **_unavailable_example(postgres=True, redis=False),
+        },
     },
 )
 async def ready(services: ServicesDep) -> JSONResponse:
@@ -62,9 +73,14 @@ async def ready(services: ServicesDep) -> JSONResponse:
 
 @router.get(
     "/health/intake",
+    name="check_intake",
     responses={
         200: {"model": Readiness, "description": "PostgreSQL answers: events can be recorded."},
-        503: {"model": Readiness, "description": "PostgreSQL is unreachable."},
+        503: {
+            "model": Readiness,
+            "description": "PostgreSQL is unreachable.",
+            **_unavailable_example(postgres=False, redis=True),
+        },
     },
 )
 async def intake(services: ServicesDep) -> JSONResponse:

@@ -7,8 +7,10 @@ wire models the routes parse with and the same sample builders ``hirehook send``
 * the request body schema of each event route, its ``$defs`` hoisted into
   ``components/schemas`` under a per-ATS prefix (two ATSs may both have a ``Link``);
 * one example per event type;
-* every answer the route can give, with its exact body shape and headers;
-* the authentication each route needs, as OpenAPI security schemes.
+* every answer the route can give, with its exact body shape and headers, and an example of
+  each refusal rendered from the same errors (and renderer) the route sends;
+* the authentication each route needs, as OpenAPI security schemes;
+* a readable, stable ``operationId`` per operation (:func:`operation_id`).
 
 The shapes are each ATS's and live beside its router; this module holds what they share.
 
@@ -18,13 +20,20 @@ FastAPI itself refuses is answered 400 in the route's own error shape (``common.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import re
+import textwrap
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
-from pydantic import BaseModel, Field, TypeAdapter
+from fastapi.routing import APIRoute
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 from pydantic.json_schema import SkipJsonSchema
+
+from app.intake.payload import decode_content, parse_json, too_large
+from app.platform.errors import AppError, unauthorized, unavailable
+from app.routers.common import default_body, too_many_failures, too_slow
 
 Responses = dict[int | str, dict[str, Any]]
 
@@ -82,17 +91,40 @@ def json_body(
 
 
 class ErrorDetail(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     code: str = Field(description="Machine-readable reason, e.g. `unauthorized`, `bad_json`.")
     message: str = Field(description="What went wrong and what to do, for a person.")
-    detail: str | SkipJsonSchema[None] = Field(
-        default=None, description="More detail, present only when it differs from `message`."
-    )
 
 
 class DefaultError(BaseModel):
     """Every refusal of the routes whose sender expects no shape of its own."""
 
+    model_config = ConfigDict(extra="forbid")
+
     error: ErrorDetail
+
+
+class ErrorDetailWithCause(ErrorDetail):
+    detail: str | SkipJsonSchema[None] = Field(
+        default=None,
+        description="The cause, for whoever runs Hirehook (e.g. `database: TimeoutError`); "
+        "present when there is one.",
+    )
+
+
+class DetailedError(BaseModel):
+    """A refusal in the default shape that may name its cause: only 409 and 503 answers carry
+    ``detail`` (``app.routers.common.default_body`` adds it when the error has one)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    error: ErrorDetailWithCause
+
+
+# The statuses whose default-shape answers can carry ``detail``: the errors raised with a
+# debug message (app.platform.errors.unavailable, the store's conflicts) are all 409s and 503s.
+_DETAILED = frozenset({409, 503})
 
 
 RECORD_HEADERS: dict[str, Any] = {
@@ -126,6 +158,42 @@ _DEFAULT_MEANINGS: dict[int, str] = {
 }
 
 
+def _raised(call: Callable[[], object]) -> AppError:
+    """The AppError ``call`` raises: an example is the refusal the code really makes."""
+    try:
+        call()
+    except AppError as exc:
+        return exc
+    raise AssertionError("expected an AppError")
+
+
+# One real refusal per status, for the examples of the routes answering in the default shape.
+DEFAULT_ERRORS: dict[int, Sequence[AppError]] = {
+    400: (
+        _raised(lambda: parse_json(b'{"type": "applicant.hired", ')),
+        _raised(lambda: decode_content(b"\x1f\x8b\x08\x00", "gzip", 1024)),
+    ),
+    401: (unauthorized(),),
+    408: (too_slow(10),),
+    413: (too_large(1_048_576, "request body"),),
+    415: (_raised(lambda: decode_content(b"{}", "br", 1024)),),
+    429: (too_many_failures(30),),
+    503: (unavailable("database: TimeoutError"),),
+}
+
+
+def examples_of(
+    errors: Sequence[AppError], render: Callable[[AppError], Any]
+) -> dict[str, dict[str, Any]]:
+    """Named examples (by each error's code) of ``errors`` as ``render`` puts them on the wire."""
+    out: dict[str, dict[str, Any]] = {}
+    for error in errors:
+        name = error.code if error.code not in out else f"{error.code}_{len(out) + 1}"
+        summary = textwrap.shorten(error.user_message, 80, placeholder="...")
+        out[name] = {"summary": summary, "value": render(error)}
+    return out
+
+
 def accepted(status: int, model: type[BaseModel], description: str) -> Responses:
     """A success answer with the record headers every event answer carries."""
     return {status: {"model": model, "description": description, "headers": RECORD_HEADERS}}
@@ -133,14 +201,34 @@ def accepted(status: int, model: type[BaseModel], description: str) -> Responses
 
 def refusals(
     statuses: Iterable[int],
-    model: type[BaseModel] = DefaultError,
+    model: type[BaseModel] | None = None,
     meanings: Mapping[int, str] | None = None,
+    *,
+    errors: Mapping[int, Sequence[AppError]] | None = None,
+    render: Callable[[AppError], Any] = default_body,
+    bodies: Mapping[int, Mapping[str, Any]] | None = None,
 ) -> Responses:
-    """The refusals a route can send, each in ``model``'s shape (429 and 503 with Retry-After)."""
+    """The refusals a route can send, each in ``model``'s shape (by default the default shape,
+    :class:`DetailedError` where it can carry a cause), 429 and 503 with Retry-After, and an
+    example per error of ``errors`` (by default :data:`DEFAULT_ERRORS`) as ``render`` renders
+    it, or the named example ``bodies`` of a status answered without an AppError (a library's
+    own answer). A status with no example is a mistake, raised here."""
     words = {**_DEFAULT_MEANINGS, **(meanings or {})}
+    samples = {**DEFAULT_ERRORS, **(errors or {})}
     out: Responses = {}
     for status in statuses:
-        entry: dict[str, Any] = {"model": model, "description": words[status]}
+        shape = model or (DetailedError if status in _DETAILED else DefaultError)
+        if bodies and status in bodies:
+            named = {name: {"summary": name, "value": v} for name, v in bodies[status].items()}
+        elif samples.get(status):
+            named = examples_of(samples[status], render)
+        else:
+            raise ValueError(f"no example for a documented {status}")
+        entry: dict[str, Any] = {
+            "model": shape,
+            "description": words[status],
+            "content": {"application/json": {"examples": named}},
+        }
         if status in (429, 503):
             entry["headers"] = _RETRY_AFTER
         out[status] = entry
@@ -198,13 +286,31 @@ def security(*alternatives: Iterable[str]) -> dict[str, Any]:
     return {"security": [{name: [] for name in names} for names in alternatives]}
 
 
+# --- Operation ids ------------------------------------------------------------------------
+
+
+def _identifier(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_")
+
+
+def operation_id(route: APIRoute) -> str:
+    """``<tag>_<route name>`` (``keldairhr_receive_event``, ``admin_list_records``): the app's
+    ``generate_unique_id_function``, so a new route gets a readable id without anyone
+    choosing one. The route's name is its function's unless the decorator gives ``name=``;
+    :func:`build` refuses two operations with the same id."""
+    tag = str(route.tags[0]) if route.tags else ""
+    prefix = _identifier(tag)
+    name = _identifier(route.name)
+    return f"{prefix}_{name}" if prefix else name
+
+
 # --- The document -------------------------------------------------------------------------
 
 # The sources' tags come first, from the registry (app.main passes them to build).
 TAGS: list[dict[str, str]] = [
     {"name": "Operations", "description": "Health checks for load balancers; not for senders."},
     {
-        "name": "admin",
+        "name": "Admin",
         "description": "Operators: tenants, connections, records, replay, dead "
         "letters and statistics, behind admin API keys.",
     },
@@ -223,10 +329,14 @@ def build(app: FastAPI, source_tags: Iterable[tuple[str, str]] = ()) -> dict[str
         routes=app.routes,
         tags=[{"name": n, "description": d} for n, d in source_tags] + TAGS,
     )
-    for operations in doc.get("paths", {}).values():
-        for operation in operations.values():
+    seen: dict[str, str] = {}
+    for path, operations in doc.get("paths", {}).items():
+        for method, operation in operations.items():
             # FastAPI documents a 422 for every route with parameters; none sends it.
             operation.get("responses", {}).pop("422", None)
+            where = f"{method.upper()} {path}"
+            if (other := seen.setdefault(operation["operationId"], where)) != where:
+                raise ValueError(f"{where} and {other} have one operationId; give one a name=")
     components = doc.setdefault("components", {})
     schemas = components.setdefault("schemas", {})
     for unused in ("HTTPValidationError", "ValidationError"):

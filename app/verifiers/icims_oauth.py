@@ -229,7 +229,7 @@ def token_reply(
     try:
         basic_client_id(headers)
     except ValueError:
-        return _INVALID_CLIENT
+        return INVALID_CLIENT
     try:
         request = _Request(uri, headers, form)
     except OAuth2Error as exc:  # insecure transport: the public URL is not https
@@ -239,11 +239,11 @@ def token_reply(
     status, body, reply_headers = _Server(client, keys).create_token_response(request)
     if body.get("error") == "invalid_client":
         # authlib words an unknown client id differently from a wrong secret; say one thing.
-        return _INVALID_CLIENT
+        return INVALID_CLIENT
     return status, dict(body), list(reply_headers)
 
 
-_INVALID_CLIENT: TokenReply = (
+INVALID_CLIENT: TokenReply = (
     401,
     {"error": "invalid_client", "error_description": "Client authentication failed."},
     [

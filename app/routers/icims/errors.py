@@ -8,6 +8,7 @@ Every refusal on the iCIMS event route, early (body too large, wrong credentials
 from __future__ import annotations
 
 import secrets
+from typing import Any
 
 import orjson
 import structlog
@@ -52,11 +53,13 @@ def _standard_status(status: int) -> int:
     return 400 if status < 500 else 500
 
 
-def render_icims(request: Request, error: AppError) -> Response:
-    """Render a refusal for the actor the event's type names (a recruiter by default)."""
-    actor: Actor = getattr(request.state, "icims_actor", Actor.RECRUITER)
+def icims_answer(
+    error: AppError, actor: Actor = Actor.RECRUITER, ref: str | None = None
+) -> tuple[int, dict[str, Any]]:
+    """The status and body of a refusal worded for ``actor`` (``ref``: the reference a 500
+    quotes; a new one by default). Also the OpenAPI document's examples."""
     status = _standard_status(error.status)
-    ref = secrets.token_hex(4)
+    ref = ref or secrets.token_hex(4)
     authored = error.code.startswith("icims.")
     debug = error.debug_message if authored else error.user_message
     if not authored and error.debug_message != error.user_message:
@@ -72,6 +75,13 @@ def render_icims(request: Request, error: AppError) -> Response:
         user = error.user_message
     else:
         user = RECRUITER_MESSAGES.get(status, RECRUITER_MESSAGES[503]).format(ref=ref)
+    return status, {"error": {"userMessage": user, "debugErrorMessage": debug}}
+
+
+def render_icims(request: Request, error: AppError) -> Response:
+    """Render a refusal for the actor the event's type names (a recruiter by default)."""
+    actor: Actor = getattr(request.state, "icims_actor", Actor.RECRUITER)
+    status, body = icims_answer(error, actor)
     if status != 429:
         # Not for a blocked sender: under attack that would be a line per request. app.intake.guard
         # logs each block once, and every refusal is counted in the rejected metric.
@@ -80,10 +90,9 @@ def render_icims(request: Request, error: AppError) -> Response:
             status=status,
             actor=actor.value,
             code=error.code,
-            debug=debug,
+            debug=body["error"]["debugErrorMessage"],
             customer_id=getattr(request.state, "icims_customer", None),
         )
-    body = {"error": {"userMessage": user, "debugErrorMessage": debug}}
     headers = {k: v for k, v in error.headers.items() if k.lower() == "retry-after"}
     return Response(orjson.dumps(body), status, headers=headers, media_type="application/json")
 

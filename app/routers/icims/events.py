@@ -27,7 +27,7 @@ from app.routers import openapi
 from app.routers.common import ServicesDep, guarded, read_raw, respond
 from app.routers.icims import auth, docs
 from app.routers.icims.checks import check, user_error, vendor_error
-from app.routers.icims.errors import RECRUITER_MESSAGES, IcimsRoute
+from app.routers.icims.errors import RECRUITER_MESSAGES, IcimsRoute, icims_answer
 from app.schemas.icims import (
     ACTORS,
     LINK_EVENTS,
@@ -78,6 +78,16 @@ _ANSWERS: openapi.Responses = {
             "validation; the message has a reference.",
             503: "Temporary: the database or the iCIMS API is unreachable; retry.",
         },
+        errors={
+            **openapi.DEFAULT_ERRORS,
+            400: (
+                *openapi.DEFAULT_ERRORS[400],
+                user_error(RECRUITER_MESSAGES[400], "The notification has no eventType."),
+            ),
+            500: (vendor_error("the connection's configuration is invalid: no username"),),
+        },
+        # A fixed reference: a real 500 carries a new one each time.
+        render=lambda error: icims_answer(error, ref="3f9a0c1d")[1],
     ),
 }
 

@@ -5,6 +5,7 @@ Errors follow RFC 6749 (``{"error", "error_description"}``), never iCIMS's event
 
 from __future__ import annotations
 
+from typing import Any
 from urllib.parse import parse_qsl
 
 import orjson
@@ -14,6 +15,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from app.intake.guard import client_subject
+from app.intake.payload import too_large
 from app.platform.errors import AppError
 from app.routers import openapi
 from app.routers.common import ServicesDep, error_route, guarded, read_raw
@@ -23,8 +25,21 @@ from app.schemas.icims import SOURCE
 from app.verifiers import icims_oauth
 
 MAX_TOKEN_REQUEST_BYTES = 16 * 1024
+NOT_A_FORM = "Send application/x-www-form-urlencoded parameters."
+PUBLIC_URL_NOT_HTTPS = "HIREHOOK_PUBLIC_BASE_URL must be an https URL."
 
 log = structlog.get_logger(__name__)
+
+
+def _oauth_error_body(error: AppError) -> dict[str, Any]:
+    # RFC 6749 has no code for a blocked client; temporarily_unavailable with Retry-After
+    # tells it to come back later, where invalid_client would say its secret is wrong.
+    code = {429: "temporarily_unavailable", 503: "temporarily_unavailable"}.get(
+        error.status, "invalid_request"
+    )
+    if error.status >= 500 and error.status != 503:
+        code = "server_error"
+    return {"error": code, "error_description": error.user_message}
 
 
 _NO_STORE = {"Cache-Control": {"description": "no-store", "schema": {"type": "string"}}}
@@ -43,20 +58,29 @@ _OAUTH_ANSWERS: openapi.Responses = {
             500: "server_error: HIREHOOK_PUBLIC_BASE_URL is not https.",
             503: "temporarily_unavailable: the database is unreachable; retry.",
         },
+        errors={
+            **openapi.DEFAULT_ERRORS,
+            413: (too_large(MAX_TOKEN_REQUEST_BYTES, "request body"),),
+            500: (AppError(500, PUBLIC_URL_NOT_HTTPS, code="config"),),
+        },
+        render=_oauth_error_body,
+        # Answered by authlib (oauth_server), not raised.
+        bodies={
+            400: {
+                "not_a_form": icims_oauth.error_reply(InvalidRequestError(NOT_A_FORM))[1],
+                "no_grant_type": icims_oauth.error_reply(
+                    InvalidRequestError("Missing grant_type parameter.")
+                )[1],
+            },
+            401: {"invalid_client": icims_oauth.INVALID_CLIENT[1]},
+        },
     ),
 }
 
 
 def _render_oauth_error(request: Request, error: AppError) -> Response:
     del request
-    # RFC 6749 has no code for a blocked client; temporarily_unavailable with Retry-After
-    # tells it to come back later, where invalid_client would say its secret is wrong.
-    code = {429: "temporarily_unavailable", 503: "temporarily_unavailable"}.get(
-        error.status, "invalid_request"
-    )
-    if error.status >= 500 and error.status != 503:
-        code = "server_error"
-    body = {"error": code, "error_description": error.user_message}
+    body = _oauth_error_body(error)
     return Response(
         orjson.dumps(body),
         error.status,
@@ -104,7 +128,7 @@ async def issue_token(request: Request, services: ServicesDep) -> Response:
     media = request.headers.get("content-type", "").split(";")[0].strip().lower()
     try:
         if media != "application/x-www-form-urlencoded":
-            raise InvalidRequestError("Send application/x-www-form-urlencoded parameters.")
+            raise InvalidRequestError(NOT_A_FORM)
         form = _parse_form(raw)
     except InvalidRequestError as exc:
         return _reply(icims_oauth.error_reply(exc))
@@ -134,7 +158,7 @@ async def issue_token(request: Request, services: ServicesDep) -> Response:
         )
         if body.get("error") == "insecure_transport":
             log.warning("icims.token_insecure_public_url")
-            raise AppError(500, "HIREHOOK_PUBLIC_BASE_URL must be an https URL.", code="config")
+            raise AppError(500, PUBLIC_URL_NOT_HTTPS, code="config")
         if status == 200:
             log.info("icims.token_issued", client_id=client_id, expires_in=body.get("expires_in"))
         else:
