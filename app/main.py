@@ -16,6 +16,7 @@ from fastapi.responses import Response
 from fastapi_offline import FastAPIOffline
 
 from app import sources
+from app.admin import keys
 from app.errors import AppError
 from app.request_context import RequestContext
 from app.routers import admin, console, health, openapi
@@ -24,8 +25,12 @@ from app.runtime import freeze_startup_heap
 from app.settings import Settings, get_settings
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
-    """Build the app; services are created in the lifespan so each worker process owns its own."""
+def create_app(settings: Settings | None = None, *, operator: keys.Caller | None = None) -> FastAPI:
+    """Build the app; services are created in the lifespan so each worker process owns its own.
+
+    ``operator``: the app is driven in process by the host's own operator (the CLI without
+    ``--url``), who holds the settings' credentials already; the admin API takes its requests
+    as this caller's without a key. A served app never has one."""
     settings = settings or get_settings()
 
     @asynccontextmanager
@@ -71,6 +76,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             app.include_router(router)
     app.include_router(health.router)
     app.include_router(admin.router)
+    if operator is not None:
+
+        async def _operator(request: Request) -> keys.Caller:
+            return operator
+
+        app.dependency_overrides[admin.authenticate] = _operator
     # Not in the OpenAPI document: pages for people, not an API.
     app.include_router(console.router)
     tags = sources.openapi_tags()

@@ -582,7 +582,7 @@ async def test_an_event_without_a_name_is_quarantined(
 async def test_a_missing_id_is_quarantined_then_released_once_payload_fields_name_it(
     client: httpx.AsyncClient, services: Services, settings: Settings, fake_ats: FakeATS
 ) -> None:
-    from app.cli.dead_letters import reparsers
+    from app.admin.service import reparsers
     from app.store.dead_letters import Filters
     from app.workers import dead_letters
 

@@ -329,7 +329,7 @@ async def test_an_event_without_an_id_is_keyed_by_its_webhook_id(
 async def test_a_quarantined_event_is_parsed_again_after_the_mapping_is_fixed(
     client: httpx.AsyncClient, acme: Services
 ) -> None:
-    from app.cli.dead_letters import reparsers
+    from app.admin.service import reparsers
     from app.store.dead_letters import Filters
     from app.workers import dead_letters
 

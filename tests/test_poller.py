@@ -558,7 +558,7 @@ def test_templates_dates_and_cursor_rules() -> None:
 async def test_items_quarantined_by_a_wrong_date_format_are_released_once_it_is_fixed(
     services: Services, fake_ats: FakeATS
 ) -> None:
-    from app.cli.dead_letters import reparsers
+    from app.admin.service import reparsers
     from app.workers import dead_letters
 
     # This ATS writes day-first dates, which the configured (default) format cannot read.

@@ -59,8 +59,11 @@ def _answers(
     return {"responses": responses, "openapi_extra": security(["adminKey"])}
 
 
-async def _authenticate(request: Request) -> keys.Caller:
-    """The admin key's owner, or the 401 (counted by the guard)."""
+async def authenticate(request: Request) -> keys.Caller:
+    """The admin key's owner, or the 401 (counted by the guard).
+
+    Replaced through ``app.dependency_overrides`` only by an app built in process for the
+    host's own operator (:func:`app.main.create_app`'s ``operator``), never when served."""
     services = request.app.state.services
     scheme, _, key = request.headers.get("authorization", "").partition(" ")
     async with guarded(services, request):
@@ -71,8 +74,9 @@ async def _authenticate(request: Request) -> keys.Caller:
 
 async def _admit(request: Request) -> None:
     """Authenticate, then read the body under the cap and refuse text no column can store."""
+    identify = request.app.dependency_overrides.get(authenticate, authenticate)
     try:
-        request.state.admin_caller = await _authenticate(request)
+        request.state.admin_caller = await identify(request)
     except AppError as exc:
         if request.headers.get("content-length", "0") != "0" or (
             "transfer-encoding" in request.headers
@@ -411,7 +415,7 @@ async def erase_candidate(
     """Forget one candidate: records' bodies, normalized rows, deliveries' bodies, dead-letter
     details and cached documents (dedupe keys and first answers stay); audited under this
     key's name (docs/privacy.md)."""
-    return await service.erase_candidate(services, request=request, actor=f"admin:{caller.name}")
+    return await service.erase_candidate(services, request=request, actor=caller.actor)
 
 
 # --- statistics -------------------------------------------------------------------------------
