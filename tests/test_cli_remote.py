@@ -328,3 +328,36 @@ async def test_failures_of_the_api_are_one_line_and_exit_1(
         cli_process, "--url", served, "--key", key, "records", "list", "--cursor", "nonsense"
     )
     one_line(invalid, "cursor")
+
+
+async def test_smartrecruiters_subscriptions_are_listed_through_the_api(
+    settings: Settings, services: Services, served: str, fake_ats: FakeATS
+) -> None:
+    from app.store import subscriptions
+
+    hirehook = Remote(served, await admin_key(services))
+    conn = await add_source(services, fake_ats, "smartrecruiters")
+    async with services.engine.begin() as db:
+        await subscriptions.insert_pending(
+            db,
+            connection_id=conn.id,
+            external_id="sub-1",
+            callback_url=f"{served}/v1/smartrecruiters/acme/events",
+            events=[{"name": "candidate.created", "version": "v201910"}],
+            secrets=services.cipher.encrypt_json({}),
+            window_s=60,
+        )
+    [listed] = (await hirehook("smartrecruiters", "list", "acme", "--json"))["items"]
+    assert (listed["subscription"], listed["status"], listed["live_keys"]) == (
+        "sub-1",
+        "pending",
+        0,
+    )
+    assert listed["events"] == "candidate.created@v201910"
+    assert listed["created_at"].endswith("Z") and listed["activated_at"] is None
+    table = await hirehook.run("smartrecruiters", "list", "acme")
+    here = await local(settings, "smartrecruiters", "list", "acme")
+    assert table.stdout == here.stdout and "sub-1" in table.stdout
+    none = await hirehook.run("smartrecruiters", "list", "globex", "--json")
+    assert none.returncode == 1 and none.stdout == ""
+    assert "'globex' has no enabled smartrecruiters connection" in none.stderr

@@ -16,7 +16,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
 
-from app.admin import keys, service
+from app.admin import keys, service, subscriptions
 from app.admin import schemas as s
 from app.errors import AppError
 from app.routers.common import (
@@ -369,6 +369,27 @@ async def discard_dead_letters(
 ) -> s.ActionResult:
     """Give up on these letters for good, with a note saying why."""
     return await service.discard_dead_letters(services, action=action)
+
+
+# --- SmartRecruiters subscriptions -----------------------------------------------------------
+
+
+@router.get(
+    "/tenants/{slug}/smartrecruiters/subscriptions",
+    **_answers(
+        200,
+        list[subscriptions.SubscriptionView],
+        "The tenant's SmartRecruiters webhook subscriptions.",
+        404,
+    ),
+)
+async def list_subscriptions(
+    slug: str, services: ServicesDep, caller: CallerDep
+) -> list[subscriptions.SubscriptionView]:
+    """Webhook subscriptions made through the SmartRecruiters API for the tenant's connection
+    (``hirehook smartrecruiters subscribe``), with how many signing keys are live; never a
+    key."""
+    return await subscriptions.list_subscriptions(services, tenant=slug)
 
 
 # --- refusals ---------------------------------------------------------------------------------
