@@ -323,6 +323,8 @@ async def test_failures_of_the_api_are_one_line_and_exit_1(
     one_line(not_ours, html_server, "text/html", "not the admin API")
     keyless = await asyncio.to_thread(cli_process, "--url", served, "stats")
     one_line(keyless, "--key", "HIREHOOK_ADMIN_KEY")
+    urlless = await asyncio.to_thread(cli_process, "--key", key, "stats")
+    one_line(urlless, "--key needs --url")
     # A 400 of the API: its message.
     invalid = await asyncio.to_thread(
         cli_process, "--url", served, "--key", key, "records", "list", "--cursor", "nonsense"

@@ -159,6 +159,11 @@ async def connect() -> AsyncIterator[AdminClient]:
         ) as http:
             yield AdminClient(http, remote=True)
         return
+    if TARGET.key:
+        # Without a URL the command would run on this host's settings and ignore the key.
+        raise AppError(
+            400, "--key needs --url (or HIREHOOK_URL): which API is it for?", code="usage"
+        )
     async with _in_process() as client:
         yield client
 
