@@ -17,6 +17,7 @@ from fastapi_offline import FastAPIOffline
 from starlette.exceptions import HTTPException
 
 from app import sources
+from app.admin import keys
 from app.platform.errors import AppError
 from app.platform.runtime import freeze_startup_heap
 from app.platform.settings import Settings, get_settings
@@ -25,8 +26,12 @@ from app.routers.common import http_refusal, render, render_default, request_inv
 from app.routers.request_context import RequestContext
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
-    """Build the app; services are created in the lifespan so each worker process owns its own."""
+def create_app(settings: Settings | None = None, *, operator: keys.Caller | None = None) -> FastAPI:
+    """Build the app; services are created in the lifespan so each worker process owns its own.
+
+    ``operator``: the app is driven in process by the host's own operator (the CLI without
+    ``--url``), who holds the settings' credentials already; the admin API takes its requests
+    as this caller's without a key. A served app never has one."""
     settings = settings or get_settings()
 
     @asynccontextmanager
@@ -80,6 +85,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             app.include_router(router)
     app.include_router(health.router)
     app.include_router(admin.router)
+    if operator is not None:
+
+        async def _operator(request: Request) -> keys.Caller:
+            return operator
+
+        app.dependency_overrides[admin.authenticate] = _operator
     # Not in the OpenAPI document: pages for people, not an API.
     app.include_router(console.router)
     tags = sources.openapi_tags()

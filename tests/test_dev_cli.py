@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import httpx
+import orjson
 import pytest
 
 from app.cli.common import remove_dev_env, use_dev_env, write_dev_env
@@ -139,8 +140,17 @@ def test_commands_and_console_work_beside_a_running_dev(tmp_path: Path) -> None:
                 check=False,
             )
 
+        # The commands beside it go through its API, with a key of their own.
+        written = dict(
+            line.split("=", 1) for line in env_file.read_text().splitlines() if "=" in line
+        )
+        assert written["HIREHOOK_URL"] == f"http://127.0.0.1:{port}"
+        assert written["HIREHOOK_ADMIN_KEY"].startswith("hh_admin_")
         listed = hirehook("records", "list")
         assert listed.returncode == 0, listed.stderr
+        keys = orjson.loads(hirehook("admin-keys", "list", "--json").stdout)["items"]
+        [used] = [k for k in keys if k["name"].startswith("dev cli ")]
+        assert used["last_used_at"] is not None
         created = hirehook("admin-keys", "create", "ops")
         assert created.returncode == 0, created.stderr
         assert created.stdout.strip().startswith("hh_admin_")

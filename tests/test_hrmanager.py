@@ -583,7 +583,7 @@ async def test_a_missing_id_is_quarantined_then_released_once_payload_fields_nam
     client: httpx.AsyncClient, services: Services, settings: Settings, fake_ats: FakeATS
 ) -> None:
     from app.admin import dead_letters
-    from app.cli.dead_letters import reparsers
+    from app.admin.service import reparsers
     from app.store.dead_letters import Filters
 
     fake_ats.add_hrm_candidate("1001")

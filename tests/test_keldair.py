@@ -330,7 +330,7 @@ async def test_a_quarantined_event_is_parsed_again_after_the_mapping_is_fixed(
     client: httpx.AsyncClient, acme: Services
 ) -> None:
     from app.admin import dead_letters
-    from app.cli.dead_letters import reparsers
+    from app.admin.service import reparsers
     from app.store.dead_letters import Filters
 
     response = await post(client, event("evt_map", data={"applicantId": "ap_7", "jobId": "j"}))

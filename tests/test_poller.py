@@ -559,7 +559,7 @@ async def test_items_quarantined_by_a_wrong_date_format_are_released_once_it_is_
     services: Services, fake_ats: FakeATS
 ) -> None:
     from app.admin import dead_letters
-    from app.cli.dead_letters import reparsers
+    from app.admin.service import reparsers
 
     # This ATS writes day-first dates, which the configured (default) format cannot read.
     for i in (1, 2):

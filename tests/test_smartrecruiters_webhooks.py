@@ -17,10 +17,10 @@ import httpx
 import orjson
 import pytest
 
+from app.admin.subscriptions import list_subscriptions
 from app.admin.tenants_file import apply_tenants, read_tenants_file
 from app.cli.smartrecruiters import (
     CommandError,
-    describe,
     parse_events,
     rotate_key,
     subscribe,
@@ -623,8 +623,8 @@ async def test_subscribe_activates_keys_and_rotates_against_the_fake_api(
                 )
                 answer = await http.post(callback, content=body, headers=headers)
                 assert answer.status_code == 202, (keys, answer.text)
-        [listed] = await describe(services, tenant="acme")
-        assert (listed["status"], listed["live_keys"]) == ("active", 2)
+        [listed] = await list_subscriptions(services, tenant="acme")
+        assert (listed.status, listed.live_keys) == ("active", 2)
         assert old not in str(listed) and new not in str(listed)
 
         # A callback URL that is not this tenant's: the handshake is refused, nothing activates.

@@ -34,7 +34,7 @@ async def erase_candidate(
             email=request.email,
         )
     except privacy.UnknownTenantError:
-        raise not_found("The tenant") from None
+        raise not_found(f"Tenant {request.tenant!r}") from None
     except (RedisError, OSError, TimeoutError) as exc:
         # Nothing was erased: the cached documents go before the transaction commits.
         raise AppError(

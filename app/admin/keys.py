@@ -47,10 +47,23 @@ def digest(key: str) -> bytes:
 
 @dataclass(frozen=True, slots=True)
 class Caller:
-    """Who made an admin request: the key's id and name (recorded with what it did)."""
+    """Who made an admin request: the key's id and name (recorded with what it did), or the
+    operator of the host itself (``local``: a command run in process, no key)."""
 
     key_id: int
     name: str
+    local: bool = False
+
+    @property
+    def actor(self) -> str:
+        """Who an audit row names: ``admin:<key name>``, or the local operator's name."""
+        return self.name if self.local else f"admin:{self.name}"
+
+
+def local_operator(name: str) -> Caller:
+    """The operator of a host holding Hirehook's settings (its database credentials and
+    secret key), acting in process: the admin operations without a key."""
+    return Caller(0, name, local=True)
 
 
 async def create(engine: AsyncEngine, name: str) -> CreatedAdminKey:

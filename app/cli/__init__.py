@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from app.cli.admin import connections_cli, keys_cli, records_cli
+from app.cli.client import TARGET
 from app.cli.common import VERBOSITY
 from app.cli.dead_letters import dead_cli
 from app.cli.dev import dev
@@ -17,6 +18,7 @@ from app.cli.privacy import erase, maintain
 from app.cli.send import send_cli
 from app.cli.server import api, keygen, migrate, worker
 from app.cli.smartrecruiters import smartrecruiters_cli
+from app.cli.stats import stats
 from app.cli.tenants import tenants_cli
 
 cli = typer.Typer(
@@ -53,13 +55,34 @@ def _options(
             "--version", callback=_print_version, is_eager=True, help="Print the version."
         ),
     ] = False,
+    url: Annotated[
+        str | None,
+        typer.Option(
+            "--url",
+            help="The Hirehook API the operator commands (records, dead-letters, tenants, "
+            "connections, stats, erase) go to (HIREHOOK_URL); without it they run in process "
+            "on this host's settings.",
+            show_default=False,
+        ),
+    ] = None,
+    key: Annotated[
+        str | None,
+        typer.Option(
+            "--key",
+            help="Its admin key, hh_admin_... (HIREHOOK_ADMIN_KEY, which other users of the "
+            "machine cannot read in the process list).",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     if debug:
         os.environ["HIREHOOK_DEBUG"] = "1"
     VERBOSITY.verbose = verbose
+    # Set on every invocation: tests run many in one process.
+    TARGET.url, TARGET.key = url, key
 
 
-for command in (api, worker, migrate, keygen, dev, poll, erase, maintain):
+for command in (api, worker, migrate, keygen, dev, poll, erase, maintain, stats):
     cli.command()(command)
 cli.add_typer(tenants_cli, name="tenants")
 cli.add_typer(send_cli, name="send")

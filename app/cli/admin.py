@@ -1,13 +1,14 @@
 """``hirehook admin-keys``, ``records`` and ``connections``: the admin API's operations from the
-command line, through the same service layer (:mod:`app.admin`). ``--json`` prints what the
-API would answer, for scripts (a list as ``{"items": [...], "next_cursor": ...}``, see
+command line. ``records`` and ``connections`` are requests to the admin API
+(:mod:`app.cli.client`: a deployment's with ``--url``, else in process); ``admin-keys`` works on
+the database directly, as the keys that open the API come from there. ``--json`` prints what
+the API answers, for scripts (a list as ``{"items": [...], "next_cursor": ...}``, see
 :mod:`app.cli.output`); secrets are read from a file or stdin, never from arguments
 (which other users of the machine can see in the process list and shell history)."""
 
 from __future__ import annotations
 
 import asyncio
-import getpass
 import sys
 import uuid
 from collections.abc import Awaitable, Callable
@@ -18,6 +19,7 @@ from typing import Annotated, Any, TypeVar
 import orjson
 import typer
 
+from app.cli.client import admin
 from app.cli.common import load_settings, with_services
 from app.cli.output import Column, nothing_done, or_dash, print_json, print_list, timestamp
 
@@ -27,7 +29,9 @@ JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON, for script
 
 
 def run(action: Callable[[Any], Awaitable[T]]) -> T:
-    """Run ``action(services)``; an operator's mistake (AppError) is printed, exit status 1."""
+    """Run ``action(services)`` on the database directly (``admin-keys`` only: every other
+    operator command goes through the admin API, :func:`app.cli.client.admin`); an operator's
+    mistake (AppError) is printed, exit status 1."""
     from app.platform.errors import AppError
 
     try:
@@ -179,18 +183,22 @@ def connections_list(
     as_json: JsonOption = False,
 ) -> None:
     """List connections."""
-    from app.admin import service
+    from app.admin import schemas
 
-    found = run(lambda s: service.list_connections(s, tenant=tenant, source=source))
+    found = admin(
+        lambda api: api.get(
+            "/connections", list[schemas.ConnectionView], tenant=tenant, source=source
+        )
+    )
     print_list(found, as_json=as_json, columns=CONNECTION_COLUMNS)
 
 
 @connections_cli.command("show")
 def connections_show(connection_id: int, as_json: JsonOption = False) -> None:
     """Show one connection."""
-    from app.admin import service
+    from app.admin import schemas
 
-    found = run(lambda s: service.show_connection(s, connection_id=connection_id))
+    found = admin(lambda api: api.get(f"/connections/{connection_id}", schemas.ConnectionView))
     emit(found, as_json=as_json, line=connection_line)
 
 
@@ -206,7 +214,7 @@ def connections_create(
     as_json: JsonOption = False,
 ) -> None:
     """Create a connection; its source checks options and secrets first."""
-    from app.admin import schemas, service
+    from app.admin import schemas
 
     spec = schemas.ConnectionCreate(
         tenant=tenant,
@@ -218,7 +226,7 @@ def connections_create(
         secrets=read_secrets(secrets_file),
     )
     emit(
-        run(lambda s: service.create_connection(s, spec=spec)),
+        admin(lambda api: api.post("/connections", schemas.ConnectionView, spec)),
         as_json=as_json,
         line=connection_line,
     )
@@ -235,7 +243,7 @@ def connections_update(
     as_json: JsonOption = False,
 ) -> None:
     """Change a connection's name, account or options."""
-    from app.admin import schemas, service
+    from app.admin import schemas
 
     changes: dict[str, Any] = {}
     if name is not None:
@@ -246,20 +254,19 @@ def connections_update(
         changes["options"] = json_object(options, "--options")
     spec = schemas.ConnectionUpdate(**changes)
     emit(
-        run(lambda s: service.update_connection(s, connection_id=connection_id, spec=spec)),
+        admin(lambda api: api.patch(f"/connections/{connection_id}", schemas.ConnectionView, spec)),
         as_json=as_json,
         line=connection_line,
     )
 
 
 def _set_connection(connection_id: int, enabled: bool, as_json: bool) -> None:
-    from app.admin import service
+    from app.admin import schemas
 
+    action = "enable" if enabled else "disable"
     emit(
-        run(
-            lambda s: service.set_connection_enabled(
-                s, connection_id=connection_id, enabled=enabled
-            )
+        admin(
+            lambda api: api.post(f"/connections/{connection_id}/{action}", schemas.ConnectionView)
         ),
         as_json=as_json,
         line=connection_line,
@@ -290,11 +297,15 @@ def connections_rotate(
     as_json: JsonOption = False,
 ) -> None:
     """Replace a connection's secrets."""
-    from app.admin import schemas, service
+    from app.admin import schemas
 
     spec = schemas.SecretsRotate(secrets=read_secrets(secrets_file), merge=merge)
     emit(
-        run(lambda s: service.rotate_secrets(s, connection_id=connection_id, spec=spec)),
+        admin(
+            lambda api: api.put(
+                f"/connections/{connection_id}/secrets", schemas.ConnectionView, spec
+            )
+        ),
         as_json=as_json,
         line=connection_line,
     )
@@ -328,11 +339,15 @@ def connections_set_payload_fields(
 ) -> None:
     """Name the body's fields (options.payload_fields) and parse the connection's quarantined
     records again; those that now fit go on to enrichment and delivery."""
-    from app.admin import schemas, service
+    from app.admin import schemas
 
     spec = schemas.PayloadFieldsSet(payload_fields=_payload_fields(field))
     emit(
-        run(lambda s: service.set_payload_fields(s, connection_id=connection_id, spec=spec)),
+        admin(
+            lambda api: api.post(
+                f"/connections/{connection_id}/payload-fields", schemas.PayloadFieldsResult, spec
+            )
+        ),
         as_json=as_json,
         line=lambda r: (
             f"{connection_line(r.connection)}\n"
@@ -382,15 +397,15 @@ def _query(
         "event_type": event_type,
         "state": state,
         # A time without a zone is read as UTC, as everything here is stored.
-        "received_from": _utc(received_from),
-        "received_to": _utc(received_to),
+        "received_from": utc(received_from),
+        "received_to": utc(received_to),
         "person": person,
         "job": job,
         "application": application,
     }
 
 
-def _utc(value: datetime | None) -> datetime | None:
+def utc(value: datetime | None) -> datetime | None:
     from datetime import UTC
 
     if value is None or value.tzinfo is not None:
@@ -438,22 +453,24 @@ def records_list(
 ) -> None:
     """List records, newest first (one page; the next page's cursor is printed on stderr, or
     in --json's next_cursor)."""
-    from app.admin import schemas, service
+    from app.admin import schemas
 
     fields = _query(
         tenant, source, event_type, state, received_from, received_to, person, job, application
     )
     q = _valid(lambda: schemas.RecordQuery(**fields))
-    page = run(lambda s: service.list_records(s, q=q, limit=limit, cursor=cursor))
+    page = admin(
+        lambda api: api.get("/records", schemas.RecordPage, q=q, limit=limit, cursor=cursor)
+    )
     print_list(page.records, as_json=as_json, columns=RECORD_COLUMNS, next_cursor=page.next_cursor)
 
 
 @records_cli.command("show")
 def records_show(record_id: uuid.UUID, as_json: JsonOption = False) -> None:
     """Show one record's whole story."""
-    from app.admin import service
+    from app.admin import schemas
 
-    detail = run(lambda s: service.show_record(s, record_id=record_id))
+    detail = admin(lambda api: api.get(f"/records/{record_id}", schemas.RecordDetail))
     if as_json:
         emit(detail, as_json=True, line=str)
         return
@@ -522,9 +539,7 @@ def records_replay(
     """Run enrichment (and failed deliveries) again for these records or every match of the
     filters; an acknowledged delivery is never sent twice. Filters matching more than 1,000
     records need --confirm with the count --dry-run gives."""
-    from rich.progress import Progress
-
-    from app.admin import schemas, service
+    from app.admin import schemas
 
     query = _query(
         tenant, source, event_type, state, received_from, received_to, person, job, application
@@ -540,15 +555,8 @@ def records_replay(
             confirm=confirm,
         )
     )
-    actor = f"cli:{getpass.getuser()}"
-    # On stderr, so --json output stays clean for a script.
-    with Progress(console=_stderr_console(), transient=True) as progress:
-        task = progress.add_task("replaying", total=None)
-
-        def advance(done: int, total: int) -> None:
-            progress.update(task, completed=done, total=total)
-
-        result = run(lambda s: service.replay(s, actor=actor, request=request, progress=advance))
+    # The replay log names the admin key (in process: cli:<user>).
+    result = admin(lambda api: api.post("/replays", schemas.ReplayResult, request))
     emit(
         result,
         as_json=as_json,
@@ -580,9 +588,3 @@ def _quarantine_lines(q: Any) -> None:
         typer.echo(
             f"  map them: hirehook connections set-payload-fields {q.connection_id} {example}"
         )
-
-
-def _stderr_console() -> Any:
-    from rich.console import Console
-
-    return Console(stderr=True)

@@ -7,16 +7,8 @@ from typing import Annotated, Any
 
 import typer
 
+from app.cli.client import admin
 from app.cli.output import Column, nothing_done, print_json, print_list
-from app.schemas.parsed import Reparse
-
-
-def reparsers() -> dict[str, Reparse]:
-    """Each source's parser, for quarantined events (polled records of any source included)."""
-    from app.admin.service import reparsers as of_sources
-
-    return of_sources()
-
 
 dead_cli = typer.Typer(
     help="Dead letters: records enrichment or delivery gave up on.", no_args_is_help=True
@@ -116,17 +108,17 @@ def dead_letters_list(
     as_json: JsonOption = False,
 ) -> None:
     """List dead letters, oldest first."""
-    from app.admin import service
-    from app.cli.admin import run
+    from app.admin import schemas
 
-    letters = run(
-        lambda s: service.list_dead_letters(
-            s,
-            kind=kind.value if kind else None,
-            stage=stage.value if stage else None,
+    letters = admin(
+        lambda api: api.get(
+            "/dead-letters",
+            list[schemas.DeadLetterView],
+            kind=kind,
+            stage=stage,
             tenant=tenant,
             source=source,
-            include_resolved=include_resolved,
+            resolved=include_resolved,
         )
     )
     print_list(letters, as_json=as_json, columns=_COLUMNS)
@@ -148,13 +140,12 @@ def dead_letters_retry(
 ) -> None:
     """Start the stage over for these letters, once their cause is fixed; exits 1 when none
     was open or a quarantined event still does not fit."""
-    from app.admin import service
-    from app.cli.admin import run
+    from app.admin import schemas
 
     action = _action(
         ids, kind, stage, tenant, source, everything, note, action="retry", reason=reason
     )
-    result = run(lambda s: service.retry_dead_letters(s, action=action))
+    result = admin(lambda api: api.post("/dead-letters/retry", schemas.ActionResult, action))
     if as_json:
         print_json(result)
     else:
@@ -182,13 +173,12 @@ def dead_letters_discard(
     as_json: JsonOption = False,
 ) -> None:
     """Give up on these letters for good (--note says why); exits 1 when none was open."""
-    from app.admin import service
-    from app.cli.admin import run
+    from app.admin import schemas
 
     action = _action(
         ids, kind, stage, tenant, source, everything, note, action="discard", reason=reason
     )
-    result = run(lambda s: service.discard_dead_letters(s, action=action))
+    result = admin(lambda api: api.post("/dead-letters/discard", schemas.ActionResult, action))
     if as_json:
         print_json(result)
     else:
@@ -216,10 +206,13 @@ def dead_letters_groups(
 ) -> None:
     """Open dead letters by cause, reason and stage, with counts. Retry a group with
     ``retry --kind K --reason R --stage S`` (and the same --tenant and --source)."""
-    from app.admin import service
-    from app.cli.admin import run
+    from app.admin import schemas
 
-    groups = run(lambda s: service.dead_letter_groups(s, tenant=tenant, source=source))
+    groups = admin(
+        lambda api: api.get(
+            "/dead-letters/groups", list[schemas.DeadLetterGroup], tenant=tenant, source=source
+        )
+    )
     print_list(groups, as_json=as_json, columns=_GROUP_COLUMNS)
     if not as_json:
         typer.echo(

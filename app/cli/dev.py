@@ -63,13 +63,17 @@ def dev(
         settings = Settings()
         migrations.upgrade(settings.database_dsn)
         admin_key = asyncio.run(create_admin_key(settings))
-        # The operator's commands in another terminal find the servers (and the key that
-        # decrypts the connections' secrets) here, without exporting anything.
-        write_dev_env(env)
+        base = f"http://127.0.0.1:{port}"
+        # The operator's commands in another terminal find what they need here, without
+        # exporting anything: the API and a key of their own for records, dead letters,
+        # tenants, ... (as against a deployment), the servers and the secret key for
+        # migrate, tenants load and admin-keys. The key printed below is not in the file:
+        # it is shown once, for the console.
+        cli_key = asyncio.run(create_admin_key(settings, "dev cli"))
+        write_dev_env({**env, "HIREHOOK_URL": base, "HIREHOOK_ADMIN_KEY": cli_key})
         for child in children:
             child.start(time.monotonic())
-        _wait_http(f"http://127.0.0.1:{port}/health/live", 30)
-        base = f"http://127.0.0.1:{port}"
+        _wait_http(f"{base}/health/live", 30)
         typer.echo(
             "\nHirehook is running.\n"
             f"  API docs:   {base}/docs\n"
@@ -80,7 +84,7 @@ def dev(
             "Admin key for the console and /v1/admin (shown once, only its hash is kept):\n"
             f"  {admin_key}\n\n"
             "Operator commands, in another terminal in this directory (they read "
-            f"{DEV_ENV_FILE}):\n"
+            f"{DEV_ENV_FILE}: the API above, with a key of their own):\n"
             "  .venv/bin/hirehook records list\n"
             "  .venv/bin/hirehook admin-keys create NAME\n\n"
             "Send signed demo events:\n"
@@ -112,15 +116,15 @@ def dev(
             server.stop()
 
 
-async def create_admin_key(settings: Settings) -> str:
-    """A fresh admin key for this run of ``hirehook dev`` (named after its start)."""
+async def create_admin_key(settings: Settings, purpose: str = "dev") -> str:
+    """A fresh admin key for this run of ``hirehook dev`` (named after its purpose and start)."""
     from app.admin import keys
     from app.platform.db import create_engine
 
     engine = create_engine(settings)
     try:
         # The pid keeps two starts within one second apart; names are unique.
-        name = f"dev {datetime.now(UTC):%Y-%m-%d %H:%M:%S} pid {os.getpid()}"
+        name = f"{purpose} {datetime.now(UTC):%Y-%m-%d %H:%M:%S} pid {os.getpid()}"
         created = await keys.create(engine, name)
     finally:
         await engine.dispose()

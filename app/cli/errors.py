@@ -119,12 +119,12 @@ def _invalid(exc: pydantic.ValidationError) -> str:
 
 
 def _service_failure(name: str, variable: str, exc: BaseException) -> str:
-    target = _host_port(os.environ.get(variable, ""))
+    target = host_port(os.environ.get(variable, ""))
     where = f" at {target}" if target else ""
     return f"cannot use {name}{where} ({variable}): {_cause_text(exc)}"
 
 
-def _host_port(url: str) -> str:
+def host_port(url: str) -> str:
     """``host:port`` of a URL, never its credentials, path or query."""
     try:
         parts = urlsplit(url)

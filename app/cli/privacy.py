@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import getpass
 from typing import Annotated
 
 import typer
 
+from app.cli.client import admin
 from app.cli.common import load_settings, with_services
 from app.cli.output import or_dash, print_json, timestamp
 
@@ -16,9 +16,6 @@ def erase(
     tenant: Annotated[str, typer.Option(help="Tenant slug.")],
     source: Annotated[str, typer.Option(help="ATS source (smartrecruiters, icims, ...).")],
     candidate: Annotated[str, typer.Option(help="The ATS's person/candidate id.")],
-    actor: Annotated[
-        str | None, typer.Option(help="Who asks, for the audit (default: cli:<user>).")
-    ] = None,
     email: Annotated[
         str | None,
         typer.Option(
@@ -28,41 +25,23 @@ def erase(
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON, for scripts.")] = False,
 ) -> None:
-    """Erase everything stored about one candidate and write the audit row."""
-    from app.admin.privacy import UnknownTenantError
-    from app.admin.privacy import erase as erase_candidate
-    from app.sources import REGISTRY
+    """Erase everything stored about one candidate and write the audit row (it names the admin
+    key, or cli:<user> on a host without --url)."""
+    from app.admin import schemas
 
-    if source not in REGISTRY:
-        # A misspelt source would erase nothing and audit that as done.
-        raise typer.BadParameter(f"one of {', '.join(sorted(REGISTRY))}", param_hint="--source")
-    who = actor or f"cli:{getpass.getuser()}"
-    try:
-        report = asyncio.run(
-            with_services(
-                load_settings(),
-                lambda s: erase_candidate(
-                    s.engine,
-                    s.queue.redis,
-                    tenant=tenant,
-                    source=source,
-                    candidate_id=candidate,
-                    actor=who,
-                    email=email,
-                ),
-            )
-        )
-    except UnknownTenantError as exc:
-        typer.echo(str(exc), err=True)
-        raise typer.Exit(1) from exc
-    audit = {
-        "audit_id": report.audit_id,
-        "erased_at": report.erased_at,
-        "actor": report.actor,
-        "counts": report.counts,
-    }
+    request = schemas.ErasureRequest(
+        tenant=tenant, source=source, candidate_id=candidate, email=email
+    )
+    report = admin(lambda api: api.post("/erasures", schemas.ErasureView, request))
     if as_json:
-        print_json(audit)
+        print_json(
+            {
+                "audit_id": report.audit_id,
+                "erased_at": report.erased_at,
+                "actor": report.actor,
+                "counts": report.counts,
+            }
+        )
         return
     counts = ", ".join(f"{table}={n}" for table, n in sorted(report.counts.items()))
     typer.echo(

@@ -13,13 +13,14 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, TypeVar
 from urllib.parse import urlsplit
 
 import typer
 
+from app.cli.client import admin
 from app.cli.common import load_settings, with_services
-from app.cli.output import nothing_done, print_json, print_list
+from app.cli.output import Column, nothing_done, print_json, print_list
 from app.schemas.smartrecruiters import SOURCE
 
 if TYPE_CHECKING:
@@ -195,32 +196,6 @@ async def unsubscribe(services: Services, *, tenant: str, subscription: str) -> 
     await _set_status(services, row.id, "deleted")
 
 
-async def describe(services: Services, *, tenant: str) -> list[dict[str, Any]]:
-    """The connection's subscriptions, without any secret."""
-    from app.schemas.smartrecruiters_config import subscription_keys
-    from app.store import subscriptions as store
-
-    connection = await _connection(services, tenant)
-    async with services.engine.connect() as conn:
-        rows = await store.for_connection(conn, connection.id)
-    now = datetime.now(UTC).timestamp()
-    found = []
-    for row in rows:
-        keys = subscription_keys(services.cipher.decrypt_json(row.secrets))
-        found.append(
-            {
-                "subscription": row.external_id,
-                "status": row.status,
-                "events": ",".join(f"{e['name']}@{e['version']}" for e in row.events),
-                "callback_url": row.callback_url,
-                "live_keys": sum(1 for k in keys if k.live(now)),
-                "created_at": row.created_at,
-                "activated_at": row.activated_at,
-            }
-        )
-    return found
-
-
 async def _set_status(services: Services, row_id: int, status: str) -> None:
     from app.store import subscriptions as store
 
@@ -337,13 +312,24 @@ def list_command(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON, for scripts.")] = False,
 ) -> None:
     """The tenant's subscriptions and how many live keys each has."""
-    rows = _run(lambda s: describe(s, tenant=tenant))
-    names = ("subscription", "status", "events", "callback_url", "live_keys", "created_at")
-    columns = [(name.upper().replace("_", " "), _field(name)) for name in names]
-    print_list(rows, as_json=as_json, columns=[*columns, ("ACTIVATED AT", _field("activated_at"))])
+    from app.admin.subscriptions import SubscriptionView
+
+    rows = admin(
+        lambda api: api.get(
+            f"/tenants/{tenant}/smartrecruiters/subscriptions", list[SubscriptionView]
+        )
+    )
+    print_list(rows, as_json=as_json, columns=_COLUMNS)
     if not as_json:
         typer.echo(f"{len(rows)} subscription(s)", err=True)
 
 
-def _field(name: str) -> Callable[[dict[str, Any]], Any]:
-    return lambda row: row[name]
+_COLUMNS: list[Column] = [
+    ("SUBSCRIPTION", lambda s: s.subscription),
+    ("STATUS", lambda s: s.status),
+    ("EVENTS", lambda s: s.events),
+    ("CALLBACK URL", lambda s: s.callback_url),
+    ("LIVE KEYS", lambda s: s.live_keys),
+    ("CREATED AT", lambda s: s.created_at),
+    ("ACTIVATED AT", lambda s: s.activated_at),
+]

@@ -8,7 +8,8 @@ from typing import Annotated, Any
 
 import typer
 
-from app.cli.admin import JsonOption, connection_line, emit, run
+from app.cli.admin import JsonOption, connection_line, emit
+from app.cli.client import admin
 from app.cli.common import load_settings
 from app.cli.output import Column, print_json, print_list
 from app.platform.settings import Settings
@@ -75,51 +76,58 @@ def _tenant_detail(t: Any, as_json: bool) -> None:
 @tenants_cli.command("list")
 def tenants_list(as_json: JsonOption = False) -> None:
     """List tenants."""
-    from app.admin import service
+    from app.admin import schemas
 
-    print_list(run(service.list_tenants), as_json=as_json, columns=_TENANT_COLUMNS)
+    tenants = admin(lambda api: api.get("/tenants", list[schemas.TenantView]))
+    print_list(tenants, as_json=as_json, columns=_TENANT_COLUMNS)
 
 
 @tenants_cli.command("show")
 def tenants_show(slug: str, as_json: JsonOption = False) -> None:
     """Show a tenant, its connections and destination."""
-    from app.admin import service
+    from app.admin import schemas
 
-    _tenant_detail(run(lambda s: service.show_tenant(s, slug=slug)), as_json)
+    _tenant_detail(admin(lambda api: api.get(f"/tenants/{slug}", schemas.TenantDetail)), as_json)
 
 
 @tenants_cli.command("create")
 def tenants_create(slug: str, name: str, as_json: JsonOption = False) -> None:
     """Create a tenant (add connections with `hirehook connections create`)."""
-    from app.admin import schemas, service
+    from app.admin import schemas
 
     spec = schemas.TenantCreate(slug=slug, name=name)
-    _tenant_detail(run(lambda s: service.create_tenant(s, spec=spec)), as_json)
+    _tenant_detail(admin(lambda api: api.post("/tenants", schemas.TenantDetail, spec)), as_json)
 
 
 @tenants_cli.command("update")
 def tenants_update(slug: str, name: str, as_json: JsonOption = False) -> None:
     """Rename a tenant."""
-    from app.admin import schemas, service
+    from app.admin import schemas
 
     spec = schemas.TenantUpdate(name=name)
-    _tenant_detail(run(lambda s: service.update_tenant(s, slug=slug, spec=spec)), as_json)
+    _tenant_detail(
+        admin(lambda api: api.patch(f"/tenants/{slug}", schemas.TenantDetail, spec)), as_json
+    )
 
 
 @tenants_cli.command("disable")
 def tenants_disable(slug: str, as_json: JsonOption = False) -> None:
     """Disable every connection of a tenant: its senders are refused (401)."""
-    from app.admin import service
-
-    _tenant_detail(run(lambda s: service.set_tenant_enabled(s, slug=slug, enabled=False)), as_json)
+    _set_tenant(slug, "disable", as_json)
 
 
 @tenants_cli.command("enable")
 def tenants_enable(slug: str, as_json: JsonOption = False) -> None:
     """Enable every connection of a tenant."""
-    from app.admin import service
+    _set_tenant(slug, "enable", as_json)
 
-    _tenant_detail(run(lambda s: service.set_tenant_enabled(s, slug=slug, enabled=True)), as_json)
+
+def _set_tenant(slug: str, action: str, as_json: bool) -> None:
+    from app.admin import schemas
+
+    _tenant_detail(
+        admin(lambda api: api.post(f"/tenants/{slug}/{action}", schemas.TenantDetail)), as_json
+    )
 
 
 @tenants_cli.command("destination")
@@ -136,8 +144,11 @@ def tenants_destination(
     """Create or replace where a tenant's normalized events are delivered."""
     import sys
 
-    from app.admin import schemas, service
+    from app.admin import schemas
 
     secret = (sys.stdin.read() if str(secret_file) == "-" else secret_file.read_text()).strip()
     spec = schemas.DestinationSet(url=url, secret=secret, enabled=not disabled)
-    _tenant_detail(run(lambda s: service.set_destination(s, slug=slug, spec=spec)), as_json)
+    _tenant_detail(
+        admin(lambda api: api.put(f"/tenants/{slug}/destination", schemas.TenantDetail, spec)),
+        as_json,
+    )

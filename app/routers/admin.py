@@ -17,7 +17,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel
 
-from app.admin import keys, service
+from app.admin import keys, service, subscriptions
 from app.admin import schemas as s
 from app.intake.payload import too_large
 from app.platform.errors import AppError
@@ -73,8 +73,11 @@ def _answers(
     return {"responses": responses, "openapi_extra": extra}
 
 
-async def _authenticate(request: Request) -> keys.Caller:
-    """The admin key's owner, or the 401 (counted by the guard)."""
+async def authenticate(request: Request) -> keys.Caller:
+    """The admin key's owner, or the 401 (counted by the guard).
+
+    Replaced through ``app.dependency_overrides`` only by an app built in process for the
+    host's own operator (:func:`app.main.create_app`'s ``operator``), never when served."""
     services = request.app.state.services
     scheme, _, key = request.headers.get("authorization", "").partition(" ")
     async with guarded(services, request):
@@ -85,8 +88,9 @@ async def _authenticate(request: Request) -> keys.Caller:
 
 async def _admit(request: Request) -> None:
     """Authenticate, then read the body under the cap and refuse text no column can store."""
+    identify = request.app.dependency_overrides.get(authenticate, authenticate)
     try:
-        request.state.admin_caller = await _authenticate(request)
+        request.state.admin_caller = await identify(request)
     except AppError as exc:
         if request.headers.get("content-length", "0") != "0" or (
             "transfer-encoding" in request.headers
@@ -415,6 +419,27 @@ async def discard_dead_letters(
     return await service.discard_dead_letters(services, action=action)
 
 
+# --- SmartRecruiters subscriptions -----------------------------------------------------------
+
+
+@router.get(
+    "/tenants/{slug}/smartrecruiters/subscriptions",
+    **_answers(
+        200,
+        list[subscriptions.SubscriptionView],
+        "The tenant's SmartRecruiters webhook subscriptions.",
+        404,
+    ),
+)
+async def list_subscriptions(
+    slug: str, services: ServicesDep, caller: CallerDep
+) -> list[subscriptions.SubscriptionView]:
+    """Webhook subscriptions made through the SmartRecruiters API for the tenant's connection
+    (``hirehook smartrecruiters subscribe``), with how many signing keys are live; never a
+    key."""
+    return await subscriptions.list_subscriptions(services, tenant=slug)
+
+
 # --- refusals ---------------------------------------------------------------------------------
 
 
@@ -459,7 +484,7 @@ async def erase_candidate(
     """Forget one candidate: records' bodies, normalized rows, deliveries' bodies, dead-letter
     details and cached documents (dedupe keys and first answers stay); audited under this
     key's name (docs/privacy.md)."""
-    return await service.erase_candidate(services, request=request, actor=f"admin:{caller.name}")
+    return await service.erase_candidate(services, request=request, actor=caller.actor)
 
 
 # --- statistics -------------------------------------------------------------------------------

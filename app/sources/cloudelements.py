@@ -17,6 +17,7 @@ from app.schemas import cloudelements_config
 from app.schemas.cloudelements import SOURCE
 from app.schemas.cloudelements import reparse as reparse_event
 from app.schemas.parsed import Parsed
+from app.sources import sent
 from app.sources.base import Source
 from app.verifiers import cloudelements as signatures
 
@@ -86,7 +87,8 @@ def send(
         sample(max(1, min(events, 20)), event_id),
         key,
     )
-    typer.echo(f"{response.status_code} {response.text} ({time.monotonic() - started:.3f}s)")
+    elapsed = time.monotonic() - started
+    sent.answered(response, line=f"{response.status_code} {response.text} ({elapsed:.3f}s)")
     if not response.is_success:
         raise typer.Exit(1)
 

@@ -17,6 +17,7 @@ from app.dev.demo import demo_connection
 from app.schemas import hmac_config
 from app.schemas.hmac import SOURCE, parse
 from app.schemas.parsed import Parsed
+from app.sources import sent
 from app.sources.base import Source
 from app.verifiers import hmac as signatures
 from app.workers import hmac as worker
@@ -114,7 +115,7 @@ def send(
         headers=signed_request(preset, body, secret, headers),
         timeout=30,
     )
-    typer.echo(f"{response.status_code} {response.text}")
+    sent.answered(response)
     if not response.is_success:
         raise typer.Exit(1)
 

@@ -29,6 +29,7 @@ from app.schemas.hrmanager import (
     parse,
 )
 from app.schemas.parsed import Parsed
+from app.sources import sent
 from app.sources.base import Source
 from app.verifiers import hrmanager as hrm
 from app.workers import hrmanager as worker
@@ -188,7 +189,9 @@ def send(
                 http=http,
             )
             repeat = " (repeat)" if "hirehook-duplicate" in response.headers else ""
-            typer.echo(f"{response.status_code} {name}: {response.text}{repeat}")
+            sent.answered(
+                response, event=name, line=f"{response.status_code} {name}: {response.text}{repeat}"
+            )
             failed += not response.is_success
     except (httpx.HTTPError, ValueError) as exc:
         typer.echo(f"failed: {exc}", err=True)

@@ -20,6 +20,7 @@ from app.clients.icims import DEFAULT_LIMITS
 from app.dev.demo import DEMO_TENANTS, demo_connection
 from app.schemas import icims_config
 from app.schemas.icims import SOURCE
+from app.sources import sent
 from app.sources.base import Source
 from app.verifiers import icims as icims_auth
 from app.workers import icims as worker
@@ -274,7 +275,7 @@ def send(
             token = fetch_icims_token(
                 url, credentials.oauth_client_id, credentials.oauth_client_secret
             )
-            typer.echo("token: fetched from /oauth/token")
+            typer.echo("token: fetched from /oauth/token", err=True)
         failed = 0
         for name in types:
             payload = icims_sample(name, customer, system_id=system_id)
@@ -293,7 +294,9 @@ def send(
                 else ""
             )
             detail = f"Location: {where}" if where else response.text
-            typer.echo(f"{response.status_code} {name}: {detail}{repeat}")
+            sent.answered(
+                response, event=name, line=f"{response.status_code} {name}: {detail}{repeat}"
+            )
             failed += response.status_code not in (200, 303)
     except (httpx.HTTPError, ValueError) as exc:
         typer.echo(f"failed: {exc}", err=True)

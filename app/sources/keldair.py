@@ -19,6 +19,7 @@ from app.intake.validation import describe
 from app.schemas import keldair_config
 from app.schemas.keldair import SOURCE, parse
 from app.schemas.parsed import Parsed
+from app.sources import sent
 from app.sources.base import Source
 from app.verifiers import standard_webhooks as swh
 from app.workers import keldair as worker
@@ -94,7 +95,9 @@ def send(
         secret,
         gzip_body=gzip_body,
     )
-    typer.echo(f"{response.status_code} {response.text}")
+    sent.answered(response)
+    if not response.is_success:
+        raise typer.Exit(1)
 
 
 def reparse(payload: Any, headers: Mapping[str, str], options: dict[str, Any]) -> Parsed:

@@ -16,6 +16,7 @@ from app.dev.demo import demo_connection
 from app.schemas import smartrecruiters_config as sr_config
 from app.schemas.parsed import Parsed
 from app.schemas.smartrecruiters import APPLICATION_EVENTS, SOURCE, parse
+from app.sources import sent
 from app.sources.base import Source
 from app.verifiers import smartrecruiters as srv
 from app.workers import smartrecruiters as worker
@@ -90,7 +91,9 @@ def send(
         headers=headers,
         timeout=30,
     )
-    typer.echo(f"{response.status_code} {response.text}")
+    sent.answered(response, event=event_name)
+    if not response.is_success:
+        raise typer.Exit(1)
 
 
 def reparse(payload: Any, headers: Mapping[str, str], options: dict[str, Any]) -> Parsed:
