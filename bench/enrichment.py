@@ -11,6 +11,11 @@ outbox row is done. Figures are medians of ``--repeats`` runs; see bench/README.
 1. Throughput: N events naming N distinct candidates (one call each), 1 and 2 processes.
 2. Duplicate storm: M events naming 5 candidates, with caching and coalescing on, against the
    same storm on a connection that opts out of both (``options.coalesce = false``).
+
+Worker CPU per job is reported against the yardstick measured in the same run (bench/yardstick.py:
+the bare endpoint's server CPU per request, before each repeat). ``--transports asyncio,aiohttp``
+runs the 1-process throughput once per transport of the shared HTTP client
+(``HIREHOOK_HTTP_TRANSPORT``), alternating within each repeat, for a side-by-side comparison.
 """
 
 from __future__ import annotations
@@ -41,7 +46,7 @@ from app.models import Base
 from app.services import Services
 from app.settings import Settings
 from app.sources import create_services
-from bench import procstat
+from bench import procstat, yardstick
 from tests.fake_ats import FakeATS, serve
 from tests.workers_support import add_source, log_events
 
@@ -92,7 +97,7 @@ def _settings(database_url: str, redis_url: str) -> Settings:
     )
 
 
-def _env(settings: Settings) -> dict[str, str]:
+def _env(settings: Settings, transport: str | None = None) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("HIREHOOK_")}
     env.update(
         {
@@ -105,6 +110,8 @@ def _env(settings: Settings) -> dict[str, str]:
             "HIREHOOK_OUTBOX_GRACE_S": "600",
         }
     )
+    if transport is not None:
+        env["HIREHOOK_HTTP_TRANSPORT"] = transport
     return env
 
 
@@ -160,6 +167,7 @@ async def run_once(
     options: dict[str, Any],
     workdir: Path,
     batched: bool = True,
+    transport: str | None = None,
 ) -> Run:
     """Time one batch of events through ``processes`` worker processes."""
     await _reset(services)
@@ -175,7 +183,7 @@ async def run_once(
                     "-m",
                     "app.cli",
                     "worker",
-                    env=_env(services.settings),
+                    env=_env(services.settings, transport),
                     stdout=out,
                     stderr=subprocess.STDOUT,
                 )
@@ -223,6 +231,7 @@ def _storm_ids(events: int, resources: int) -> list[str]:
 
 async def main(args: argparse.Namespace) -> None:
     """Run every scenario and print the figures."""
+    yardsticks: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="hirehook-bench-") as tmp:
         workdir = Path(tmp)
         servers: list[EmbeddedPostgres | EmbeddedRedis] = []
@@ -246,15 +255,27 @@ async def main(args: argparse.Namespace) -> None:
                     fake.add_hrm_candidate(cid)
                 storm = _storm_ids(args.storm, args.resources)
                 scenarios: dict[str, list[Run]] = {}
-                plan = [
-                    ("throughput, 1 process", 1, distinct, {}),
-                    ("throughput, 2 processes", 2, distinct, {}),
-                    ("storm, coalescing off (baseline)", 1, storm, {"coalesce": False}),
-                    ("storm, coalescing on", 1, storm, {}),
-                    ("storm, coalescing on, 2 processes", 2, storm, {}),
+                transports: list[str | None] = list(args.transports or [None])
+                plan: list[tuple[str, int, list[str], dict[str, Any], str | None]] = [
+                    (_throughput(t, transports), 1, distinct, {}, t) for t in transports
+                ]
+                first = transports[0]
+                plan += [
+                    ("throughput, 2 processes", 2, distinct, {}, first),
+                    ("storm, coalescing off (baseline)", 1, storm, {"coalesce": False}, first),
+                    ("storm, coalescing on", 1, storm, {}, first),
+                    ("storm, coalescing on, 2 processes", 2, storm, {}, first),
                 ]
                 for repeat in range(args.repeats):
-                    for name, processes, ids, options in plan:
+                    stick = await yardstick.measure(args.yardstick_events)
+                    yardsticks.append(stick)
+                    print(
+                        f"[{repeat + 1}/{args.repeats}] yardstick: bare endpoint "
+                        f"{stick['server_cpu_ms_per_request']:.3f} ms server CPU per request "
+                        f"({stick['events_per_s']:,.0f}/s)",
+                        flush=True,
+                    )
+                    for name, processes, ids, options, transport in plan:
                         result = await run_once(
                             services,
                             fake,
@@ -263,6 +284,7 @@ async def main(args: argparse.Namespace) -> None:
                             options=options,
                             workdir=workdir,
                             batched=not args.per_record_jobs,
+                            transport=transport,
                         )
                         scenarios.setdefault(name, []).append(result)
                         print(
@@ -276,51 +298,62 @@ async def main(args: argparse.Namespace) -> None:
             await services.close()
             for server in reversed(servers):
                 server.stop()
-    _report(scenarios, args)
+    _report(scenarios, yardsticks, args)
 
 
-def _report(scenarios: dict[str, list[Run]], args: argparse.Namespace) -> None:
+def _throughput(transport: str | None, transports: list[str | None]) -> str:
+    name = "throughput, 1 process"
+    return name if len(transports) == 1 else f"{name}, {transport} transport"
+
+
+def _report(
+    scenarios: dict[str, list[Run]], yardsticks: list[dict[str, Any]], args: argparse.Namespace
+) -> None:
     def median(name: str, attr: str) -> float:
         return float(statistics.median(getattr(r, attr) for r in scenarios[name]))
 
-    one = median("throughput, 1 process", "jobs_per_s")
+    stick = yardstick.median(yardsticks)
+    transports: list[str | None] = list(args.transports or [None])
+    one = median(_throughput(transports[0], transports), "jobs_per_s")
     off_rate = median("storm, coalescing off (baseline)", "jobs_per_s")
     off = median("storm, coalescing off (baseline)", "calls_per_event")
     rows = []
-    for name, events, rate_base, calls_base in (
-        ("throughput, 1 process", args.events, one, None),
-        ("throughput, 2 processes", args.events, one, None),
-        ("storm, coalescing off (baseline)", args.storm, off_rate, off),
-        ("storm, coalescing on", args.storm, off_rate, off),
-        ("storm, coalescing on, 2 processes", args.storm, off_rate, off),
-    ):
+    for name in scenarios:
+        storm = name.startswith("storm")
         rate = median(name, "jobs_per_s")
         calls = median(name, "calls_per_event")
+        cpu = median(name, "cpu_ms_per_job")
         rows.append(
             {
                 "scenario": name,
-                "events": events,
+                "events": args.storm if storm else args.events,
                 "jobs_per_s": round(rate, 1),
-                "jobs_per_s_ratio": round(rate / rate_base, 3),
-                "cpu_ms_per_job": round(median(name, "cpu_ms_per_job"), 3),
+                "jobs_per_s_ratio": round(rate / (off_rate if storm else one), 3),
+                "cpu_ms_per_job": round(cpu, 3),
+                # Worker CPU per job in yardsticks (the target: at most 8).
+                "cpu_x_yardstick": round(cpu / stick, 2),
                 "machine_cores": round(median(name, "machine_cores"), 2),
                 "calls_per_event": round(calls, 3),
-                "calls_ratio": None if calls_base is None else round(calls / calls_base, 3),
+                "calls_ratio": round(calls / off, 3) if storm else None,
             }
         )
     print()
-    print(f"API latency {API_LATENCY_S * 1000:.0f} ms; medians of {args.repeats} runs")
     print(
-        "| scenario | events | jobs/s | jobs/s ratio | worker CPU ms/job | machine cores busy "
-        "| API calls/event | calls ratio |"
+        f"API latency {API_LATENCY_S * 1000:.0f} ms; medians of {args.repeats} runs; yardstick "
+        f"(bare endpoint's server CPU per request, same run) {stick:.3f} ms"
     )
-    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    print(
+        "| scenario | events | jobs/s | jobs/s ratio | worker CPU ms/job | x yardstick "
+        "| machine cores busy | API calls/event | calls ratio |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for row in rows:
         ratio = "" if row["calls_ratio"] is None else f"{row['calls_ratio']:.3f}"
         print(
             f"| {row['scenario']} | {row['events']} | {row['jobs_per_s']:.0f} "
             f"| {row['jobs_per_s_ratio']:.2f} | {row['cpu_ms_per_job']:.2f} "
-            f"| {row['machine_cores']:.2f} | {row['calls_per_event']:.3f} | {ratio} |"
+            f"| {row['cpu_x_yardstick']:.1f} | {row['machine_cores']:.2f} "
+            f"| {row['calls_per_event']:.3f} | {ratio} |"
         )
     cores = os.cpu_count() or 1
     busy = rows[0]["machine_cores"]
@@ -335,10 +368,16 @@ def _report(scenarios: dict[str, list[Run]], args: argparse.Namespace) -> None:
             "api_latency_ms": API_LATENCY_S * 1000,
             "cores": cores,
             "repeats": args.repeats,
+            "yardstick_ms": round(stick, 4),
+            "yardsticks": yardsticks,
             "scenarios": rows,
             "runs": {
                 name: [
-                    {"jobs_per_s": round(r.jobs_per_s, 1), "cpu_ms_per_job": r.cpu_ms_per_job}
+                    {
+                        "jobs_per_s": round(r.jobs_per_s, 1),
+                        "cpu_ms_per_job": r.cpu_ms_per_job,
+                        "machine_cores": round(r.machine_cores, 2),
+                    }
                     for r in runs
                 ]
                 for name, runs in scenarios.items()
@@ -355,6 +394,15 @@ if __name__ == "__main__":
     parser.add_argument("--resources", type=int, default=5, help="candidates the storm names")
     parser.add_argument("--repeats", type=int, default=3, help="runs per scenario")
     parser.add_argument("--json", type=Path, help="also write the medians here")
+    parser.add_argument(
+        "--transports",
+        type=lambda v: v.split(","),
+        help="comma-separated HIREHOOK_HTTP_TRANSPORT values (asyncio, aiohttp): the "
+        "1-process throughput once per transport, side by side (default: the setting's)",
+    )
+    parser.add_argument(
+        "--yardstick-events", type=int, default=4000, help="requests per yardstick round"
+    )
     parser.add_argument(
         "--per-record-jobs",
         action="store_true",

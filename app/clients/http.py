@@ -1,0 +1,111 @@
+"""The shared HTTP client's transport: httpx's API over aiohttp's connection pool and C parser
+(the ``httpx-aiohttp`` package), under the outbound URL policy.
+
+httpx keeps everything the code above it relies on (its client, requests, responses,
+timeouts and exception classes); aiohttp does the HTTP/1.1 exchange, which under httpcore and
+h11 cost most of an ATS call's CPU (bench/README.md, "Worker CPU per enrichment job").
+What this module adds to httpx-aiohttp's transport:
+
+* every request's URL (a redirect's included) is checked against the outbound policy
+  (app/outbound.py) before it is sent, and every address a host name resolves to before it is
+  connected to (the resolver hands the connector only addresses it checked, so a name
+  re-pointed between the check and the connection cannot slip through);
+* aiohttp's session keeps no cookies (its default jar would carry one tenant's cookie to
+  another tenant's call to the same host: the client is shared by every tenant);
+* a refusal and aiohttp's errors reach the caller as httpx's exceptions.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+import ssl
+from typing import Any
+
+import aiohttp
+import httpx
+from aiohttp.abc import AbstractResolver, ResolveResult
+from httpx_aiohttp import AiohttpTransport
+
+from app import outbound
+
+
+class PolicyResolver(AbstractResolver):
+    """aiohttp's default resolver, refusing a host any of whose addresses the policy refuses."""
+
+    def __init__(self, policy: outbound.OutboundPolicy | None = None) -> None:
+        # None: the process's policy at the time of each resolution.
+        self._policy = policy
+        self._resolver = aiohttp.ThreadedResolver()
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        """Every address of ``host``, each checked first."""
+        results = await self._resolver.resolve(host, port, family)
+        policy = self._policy or outbound.policy()
+        for result in results:
+            policy.check_resolved(host, ipaddress.ip_address(result["host"].split("%")[0]))
+        return results
+
+    async def close(self) -> None:
+        """Release the inner resolver."""
+        await self._resolver.close()
+
+
+class PolicyTransport(AiohttpTransport):
+    """httpx-aiohttp's transport on a cookie-less session whose connector resolves through
+    :class:`PolicyResolver`; a request the policy refuses is ``httpx.ConnectError``."""
+
+    def __init__(
+        self,
+        *,
+        limits: httpx.Limits,
+        verify: ssl.SSLContext | bool = True,
+        policy: outbound.OutboundPolicy | None = None,
+    ) -> None:
+        super().__init__(verify=verify, limits=limits, client=self._session)
+        self._policy = policy
+
+    def _session(self) -> aiohttp.ClientSession:
+        # Built on the first request, inside the running loop (aiohttp wants one).
+        connector = aiohttp.TCPConnector(
+            limit=self.limits.max_connections or 0,
+            keepalive_timeout=self.limits.keepalive_expiry or 0,
+            ssl=self.ssl_context,
+            resolver=PolicyResolver(self._policy),
+        )
+        return aiohttp.ClientSession(connector=connector, cookie_jar=aiohttp.DummyCookieJar())
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        """The request sent, unless the outbound policy refuses its URL or its host's
+        addresses: then ``httpx.ConnectError``."""
+        try:
+            (self._policy or outbound.policy()).check(str(request.url))
+            return await super().handle_async_request(request)
+        except outbound.OutboundRefusedError as exc:
+            raise httpx.ConnectError(
+                f"refused by the outbound policy: {exc}", request=request
+            ) from None
+
+
+class _NoCookies(httpx.Cookies):
+    """A cookie store that never keeps one."""
+
+    def extract_cookies(self, response: httpx.Response) -> None:
+        """Nothing is kept, so nothing is parsed (httpx builds a urllib request per response
+        to hand the headers to a cookie jar, even one whose policy refuses everything)."""
+        del response
+
+
+class OutboundClient(httpx.AsyncClient):
+    """httpx's client for calls to other services, keeping no cookies.
+
+    One client is shared by every tenant: a cookie one tenant's ATS (or destination) sets
+    must never ride along on another tenant's call to the same host, and no API this service
+    calls needs one.
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._cookies = _NoCookies()
