@@ -12,8 +12,7 @@ from app import outbound
 from app.clients.base import RateBudget
 from app.clients.budget import ConnectionLimits, Limits, RedisBudget
 from app.clients.document_cache import DocumentCache
-from app.clients.http import PolicyTransport
-from app.clients.transport import AsyncioTransport, OutboundClient
+from app.clients.http import OutboundClient, PolicyTransport
 from app.connections import ConnectionStore
 from app.crypto import Cipher
 from app.db import create_engine, settle_abandoned
@@ -101,13 +100,7 @@ class Services:
             http=OutboundClient(
                 timeout=httpx.Timeout(settings.api_call_timeout_s, connect=3.0),
                 limits=_HTTP_LIMITS,
-                mounts={
-                    "all://": (
-                        PolicyTransport(limits=_HTTP_LIMITS)
-                        if settings.http_transport == "aiohttp"
-                        else AsyncioTransport(limits=_HTTP_LIMITS)
-                    )
-                },
+                mounts={"all://": PolicyTransport(limits=_HTTP_LIMITS)},
                 headers={"user-agent": "Hirehook/0.1"},
             ),
             budget=RedisBudget(

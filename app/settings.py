@@ -128,8 +128,6 @@ class Settings(BaseSettings):
 
     # Outbound ATS API calls.
     api_call_timeout_s: float = Field(default=10.0, gt=0)
-    # The shared HTTP client's transport, while bench.enrichment compares the two.
-    http_transport: Literal["asyncio", "aiohttp"] = "asyncio"
     document_cache_ttl_s: float = Field(default=300.0, gt=0)
 
     # Enrichment. A worker that dies mid-job is replaced after job_timeout_s + this margin.

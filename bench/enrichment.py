@@ -13,9 +13,7 @@ outbox row is done. Figures are medians of ``--repeats`` runs; see bench/README.
    same storm on a connection that opts out of both (``options.coalesce = false``).
 
 Worker CPU per job is reported against the yardstick measured in the same run (bench/yardstick.py:
-the bare endpoint's server CPU per request, before each repeat). ``--transports asyncio,aiohttp``
-runs the 1-process throughput once per transport of the shared HTTP client
-(``HIREHOOK_HTTP_TRANSPORT``), alternating within each repeat, for a side-by-side comparison.
+the bare endpoint's server CPU per request, before each repeat).
 """
 
 from __future__ import annotations
@@ -97,7 +95,7 @@ def _settings(database_url: str, redis_url: str) -> Settings:
     )
 
 
-def _env(settings: Settings, transport: str | None = None) -> dict[str, str]:
+def _env(settings: Settings) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("HIREHOOK_")}
     env.update(
         {
@@ -110,8 +108,6 @@ def _env(settings: Settings, transport: str | None = None) -> dict[str, str]:
             "HIREHOOK_OUTBOX_GRACE_S": "600",
         }
     )
-    if transport is not None:
-        env["HIREHOOK_HTTP_TRANSPORT"] = transport
     return env
 
 
@@ -167,7 +163,6 @@ async def run_once(
     options: dict[str, Any],
     workdir: Path,
     batched: bool = True,
-    transport: str | None = None,
 ) -> Run:
     """Time one batch of events through ``processes`` worker processes."""
     await _reset(services)
@@ -183,7 +178,7 @@ async def run_once(
                     "-m",
                     "app.cli",
                     "worker",
-                    env=_env(services.settings, transport),
+                    env=_env(services.settings),
                     stdout=out,
                     stderr=subprocess.STDOUT,
                 )
@@ -255,16 +250,12 @@ async def main(args: argparse.Namespace) -> None:
                     fake.add_hrm_candidate(cid)
                 storm = _storm_ids(args.storm, args.resources)
                 scenarios: dict[str, list[Run]] = {}
-                transports: list[str | None] = list(args.transports or [None])
-                plan: list[tuple[str, int, list[str], dict[str, Any], str | None]] = [
-                    (_throughput(t, transports), 1, distinct, {}, t) for t in transports
-                ]
-                first = transports[0]
-                plan += [
-                    ("throughput, 2 processes", 2, distinct, {}, first),
-                    ("storm, coalescing off (baseline)", 1, storm, {"coalesce": False}, first),
-                    ("storm, coalescing on", 1, storm, {}, first),
-                    ("storm, coalescing on, 2 processes", 2, storm, {}, first),
+                plan = [
+                    ("throughput, 1 process", 1, distinct, {}),
+                    ("throughput, 2 processes", 2, distinct, {}),
+                    ("storm, coalescing off (baseline)", 1, storm, {"coalesce": False}),
+                    ("storm, coalescing on", 1, storm, {}),
+                    ("storm, coalescing on, 2 processes", 2, storm, {}),
                 ]
                 for repeat in range(args.repeats):
                     stick = await yardstick.measure(args.yardstick_events)
@@ -275,7 +266,7 @@ async def main(args: argparse.Namespace) -> None:
                         f"({stick['events_per_s']:,.0f}/s)",
                         flush=True,
                     )
-                    for name, processes, ids, options, transport in plan:
+                    for name, processes, ids, options in plan:
                         result = await run_once(
                             services,
                             fake,
@@ -284,7 +275,6 @@ async def main(args: argparse.Namespace) -> None:
                             options=options,
                             workdir=workdir,
                             batched=not args.per_record_jobs,
-                            transport=transport,
                         )
                         scenarios.setdefault(name, []).append(result)
                         print(
@@ -301,11 +291,6 @@ async def main(args: argparse.Namespace) -> None:
     _report(scenarios, yardsticks, args)
 
 
-def _throughput(transport: str | None, transports: list[str | None]) -> str:
-    name = "throughput, 1 process"
-    return name if len(transports) == 1 else f"{name}, {transport} transport"
-
-
 def _report(
     scenarios: dict[str, list[Run]], yardsticks: list[dict[str, Any]], args: argparse.Namespace
 ) -> None:
@@ -313,8 +298,7 @@ def _report(
         return float(statistics.median(getattr(r, attr) for r in scenarios[name]))
 
     stick = yardstick.median(yardsticks)
-    transports: list[str | None] = list(args.transports or [None])
-    one = median(_throughput(transports[0], transports), "jobs_per_s")
+    one = median("throughput, 1 process", "jobs_per_s")
     off_rate = median("storm, coalescing off (baseline)", "jobs_per_s")
     off = median("storm, coalescing off (baseline)", "calls_per_event")
     rows = []
@@ -394,12 +378,6 @@ if __name__ == "__main__":
     parser.add_argument("--resources", type=int, default=5, help="candidates the storm names")
     parser.add_argument("--repeats", type=int, default=3, help="runs per scenario")
     parser.add_argument("--json", type=Path, help="also write the medians here")
-    parser.add_argument(
-        "--transports",
-        type=lambda v: v.split(","),
-        help="comma-separated HIREHOOK_HTTP_TRANSPORT values (asyncio, aiohttp): the "
-        "1-process throughput once per transport, side by side (default: the setting's)",
-    )
     parser.add_argument(
         "--yardstick-events", type=int, default=4000, help="requests per yardstick round"
     )

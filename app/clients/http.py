@@ -12,7 +12,12 @@ What this module adds to httpx-aiohttp's transport:
   re-pointed between the check and the connection cannot slip through);
 * aiohttp's session keeps no cookies (its default jar would carry one tenant's cookie to
   another tenant's call to the same host: the client is shared by every tenant);
-* a refusal and aiohttp's errors reach the caller as httpx's exceptions.
+* a refusal and aiohttp's errors reach the caller as the httpx exceptions httpcore raised for
+  the same failure (httpx-aiohttp's own table reports a refused or reset connection as a
+  ``ConnectTimeout``): the clients tell a timeout from an unreachable host by them.
+
+aiohttp has no write timeout: httpx's ``write`` setting is not applied (the connect, read and
+pool ones are). Only HTTP/1.1 is spoken, as before.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from __future__ import annotations
 import ipaddress
 import socket
 import ssl
+from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
@@ -53,6 +59,51 @@ class PolicyResolver(AbstractResolver):
         await self._resolver.close()
 
 
+def _httpx_error(exc: httpx.TransportError) -> httpx.TransportError:
+    """``exc`` as the httpx exception its aiohttp cause stands for."""
+    cause = exc.__cause__
+    kind: type[httpx.TransportError]
+    if isinstance(cause, aiohttp.ConnectionTimeoutError):
+        kind = httpx.ConnectTimeout
+    elif isinstance(cause, aiohttp.ServerTimeoutError | TimeoutError):
+        kind = httpx.ReadTimeout
+    elif isinstance(cause, aiohttp.ClientProxyConnectionError):
+        kind = httpx.ProxyError
+    elif isinstance(cause, aiohttp.ClientConnectorError):
+        kind = httpx.ConnectError
+    elif isinstance(cause, aiohttp.ServerDisconnectedError):
+        kind = httpx.RemoteProtocolError
+    elif isinstance(cause, aiohttp.ClientPayloadError | aiohttp.ClientConnectionError):
+        kind = httpx.ReadError
+    else:
+        return exc
+    if type(exc) is kind:
+        return exc
+    mapped = kind(str(exc))
+    mapped.__cause__ = cause
+    return mapped
+
+
+class _Body(httpx.AsyncByteStream):
+    """A response body whose read errors are mapped as the request's are."""
+
+    def __init__(self, stream: httpx.AsyncByteStream) -> None:
+        self._stream = stream
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        try:
+            async for chunk in self._stream:
+                yield chunk
+        except httpx.TransportError as exc:
+            raise _httpx_error(exc) from exc.__cause__
+
+    async def aclose(self) -> None:
+        try:
+            await self._stream.aclose()
+        except httpx.TransportError as exc:
+            raise _httpx_error(exc) from exc.__cause__
+
+
 class PolicyTransport(AiohttpTransport):
     """httpx-aiohttp's transport on a cookie-less session whose connector resolves through
     :class:`PolicyResolver`; a request the policy refuses is ``httpx.ConnectError``."""
@@ -82,11 +133,16 @@ class PolicyTransport(AiohttpTransport):
         addresses: then ``httpx.ConnectError``."""
         try:
             (self._policy or outbound.policy()).check(str(request.url))
-            return await super().handle_async_request(request)
+            response = await super().handle_async_request(request)
         except outbound.OutboundRefusedError as exc:
             raise httpx.ConnectError(
                 f"refused by the outbound policy: {exc}", request=request
             ) from None
+        except httpx.TransportError as exc:
+            raise _httpx_error(exc) from exc.__cause__
+        assert isinstance(response.stream, httpx.AsyncByteStream)
+        response.stream = _Body(response.stream)
+        return response
 
 
 class _NoCookies(httpx.Cookies):
