@@ -121,9 +121,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     failures: list[str] = []
     yardsticks: list[dict[str, Any]] = []
     for _ in range(args.repeats):
-        stick = await yardstick.measure()
-        yardsticks.append(stick)
-        print(f"yardstick: {stick}", flush=True)
+        measured = await yardstick.measure()
+        yardsticks.append(measured)
+        print(f"yardstick: {measured}", flush=True)
         for kind, runs in (("burst", bursts), ("drain", drains)):
             result = await (burst(args.seconds) if kind == "burst" else drain(args.backlog))
             failures += [f"{kind}: {f}" for f in _ledger_failures(result["ledger"])]
