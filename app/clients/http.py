@@ -30,8 +30,10 @@ from typing import Any
 
 import aiohttp
 import httpx
+import yarl
 from aiohttp.abc import AbstractResolver, ResolveResult
 from httpx_aiohttp import AiohttpTransport
+from httpx_aiohttp.transport import AiohttpResponseStream, map_aiohttp_exceptions
 
 from app import outbound
 
@@ -131,18 +133,53 @@ class PolicyTransport(AiohttpTransport):
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         """The request sent, unless the outbound policy refuses its URL or its host's
         addresses: then ``httpx.ConnectError``."""
+        url = str(request.url)
+        timeout = request.extensions.get("timeout", {})
         try:
-            (self._policy or outbound.policy()).check(str(request.url))
-            response = await super().handle_async_request(request)
+            (self._policy or outbound.policy()).check(url)
+            if not isinstance(self.client, aiohttp.ClientSession):
+                self.client = self.get_client()
+            # httpx-aiohttp's own request, but with the URL as httpx encoded it: given a
+            # string, aiohttp quotes it again ("%2C" in a query becomes ","), and an ATS may
+            # see, or sign, other bytes than httpx built.
+            with map_aiohttp_exceptions():
+                data: Any
+                try:
+                    data = request.content or None
+                except httpx.RequestNotRead:
+                    data = request.stream
+                    request.headers.pop("transfer-encoding", None)  # aiohttp chunks it
+                answer = await self.client.request(
+                    method=request.method,
+                    url=yarl.URL(url, encoded=True),
+                    headers=request.headers,
+                    data=data,
+                    allow_redirects=False,
+                    auto_decompress=False,
+                    compress=False,
+                    timeout=aiohttp.ClientTimeout(
+                        sock_connect=timeout.get("connect"),
+                        sock_read=timeout.get("read"),
+                        connect=timeout.get("pool"),
+                    ),
+                    server_hostname=request.extensions.get("sni_hostname"),
+                ).__aenter__()
         except outbound.OutboundRefusedError as exc:
             raise httpx.ConnectError(
                 f"refused by the outbound policy: {exc}", request=request
             ) from None
         except httpx.TransportError as exc:
             raise _httpx_error(exc) from exc.__cause__
-        assert isinstance(response.stream, httpx.AsyncByteStream)
-        response.stream = _Body(response.stream)
-        return response
+        extensions: dict[str, Any] = {"http_version": b"HTTP/1.1"}
+        if answer.reason:
+            extensions["reason_phrase"] = answer.reason.encode()
+        return httpx.Response(
+            status_code=answer.status,
+            headers=answer.raw_headers,
+            stream=_Body(AiohttpResponseStream(answer)),
+            request=request,
+            extensions=extensions,
+        )
 
 
 class _NoCookies(httpx.Cookies):
