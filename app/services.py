@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from app.clients.base import RateBudget
 from app.clients.budget import ConnectionLimits, Limits, RedisBudget
 from app.clients.document_cache import DocumentCache
-from app.clients.transport import AsyncioTransport, OutboundClient
+from app.clients.http import OutboundClient, PolicyTransport
 from app.intake.connections import ConnectionStore
 from app.intake.core import Intake
 from app.intake.guard import FailureLimiter
@@ -100,7 +100,7 @@ class Services:
             http=OutboundClient(
                 timeout=httpx.Timeout(settings.api_call_timeout_s, connect=3.0),
                 limits=_HTTP_LIMITS,
-                mounts={"all://": AsyncioTransport(limits=_HTTP_LIMITS)},
+                mounts={"all://": PolicyTransport(limits=_HTTP_LIMITS)},
                 headers={"user-agent": "Hirehook/0.1"},
             ),
             budget=RedisBudget(

@@ -11,6 +11,9 @@ outbox row is done. Figures are medians of ``--repeats`` runs; see bench/README.
 1. Throughput: N events naming N distinct candidates (one call each), 1 and 2 processes.
 2. Duplicate storm: M events naming 5 candidates, with caching and coalescing on, against the
    same storm on a connection that opts out of both (``options.coalesce = false``).
+
+Worker CPU per job is reported against the yardstick measured in the same run (bench/yardstick.py:
+the bare endpoint's server CPU per request, before each repeat).
 """
 
 from __future__ import annotations
@@ -41,7 +44,7 @@ from app.platform.settings import Settings
 from app.services import Services
 from app.sources import create_services
 from app.store.models import Base
-from bench import procstat
+from bench import procstat, yardstick
 from tests.fake_ats import FakeATS, serve
 from tests.workers_support import add_source, log_events
 
@@ -223,6 +226,7 @@ def _storm_ids(events: int, resources: int) -> list[str]:
 
 async def main(args: argparse.Namespace) -> None:
     """Run every scenario and print the figures."""
+    yardsticks: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="hirehook-bench-") as tmp:
         workdir = Path(tmp)
         servers: list[EmbeddedPostgres | EmbeddedRedis] = []
@@ -254,6 +258,14 @@ async def main(args: argparse.Namespace) -> None:
                     ("storm, coalescing on, 2 processes", 2, storm, {}),
                 ]
                 for repeat in range(args.repeats):
+                    stick = await yardstick.measure(args.yardstick_events)
+                    yardsticks.append(stick)
+                    print(
+                        f"[{repeat + 1}/{args.repeats}] yardstick: bare endpoint "
+                        f"{stick['server_cpu_ms_per_request']:.3f} ms server CPU per request "
+                        f"({stick['events_per_s']:,.0f}/s)",
+                        flush=True,
+                    )
                     for name, processes, ids, options in plan:
                         result = await run_once(
                             services,
@@ -276,51 +288,56 @@ async def main(args: argparse.Namespace) -> None:
             await services.close()
             for server in reversed(servers):
                 server.stop()
-    _report(scenarios, args)
+    _report(scenarios, yardsticks, args)
 
 
-def _report(scenarios: dict[str, list[Run]], args: argparse.Namespace) -> None:
+def _report(
+    scenarios: dict[str, list[Run]], yardsticks: list[dict[str, Any]], args: argparse.Namespace
+) -> None:
     def median(name: str, attr: str) -> float:
         return float(statistics.median(getattr(r, attr) for r in scenarios[name]))
 
+    stick = yardstick.median(yardsticks)
     one = median("throughput, 1 process", "jobs_per_s")
     off_rate = median("storm, coalescing off (baseline)", "jobs_per_s")
     off = median("storm, coalescing off (baseline)", "calls_per_event")
     rows = []
-    for name, events, rate_base, calls_base in (
-        ("throughput, 1 process", args.events, one, None),
-        ("throughput, 2 processes", args.events, one, None),
-        ("storm, coalescing off (baseline)", args.storm, off_rate, off),
-        ("storm, coalescing on", args.storm, off_rate, off),
-        ("storm, coalescing on, 2 processes", args.storm, off_rate, off),
-    ):
+    for name in scenarios:
+        storm = name.startswith("storm")
         rate = median(name, "jobs_per_s")
         calls = median(name, "calls_per_event")
+        cpu = median(name, "cpu_ms_per_job")
         rows.append(
             {
                 "scenario": name,
-                "events": events,
+                "events": args.storm if storm else args.events,
                 "jobs_per_s": round(rate, 1),
-                "jobs_per_s_ratio": round(rate / rate_base, 3),
-                "cpu_ms_per_job": round(median(name, "cpu_ms_per_job"), 3),
+                "jobs_per_s_ratio": round(rate / (off_rate if storm else one), 3),
+                "cpu_ms_per_job": round(cpu, 3),
+                # Worker CPU per job in yardsticks (the target: at most 8).
+                "cpu_x_yardstick": round(cpu / stick, 2),
                 "machine_cores": round(median(name, "machine_cores"), 2),
                 "calls_per_event": round(calls, 3),
-                "calls_ratio": None if calls_base is None else round(calls / calls_base, 3),
+                "calls_ratio": round(calls / off, 3) if storm else None,
             }
         )
     print()
-    print(f"API latency {API_LATENCY_S * 1000:.0f} ms; medians of {args.repeats} runs")
     print(
-        "| scenario | events | jobs/s | jobs/s ratio | worker CPU ms/job | machine cores busy "
-        "| API calls/event | calls ratio |"
+        f"API latency {API_LATENCY_S * 1000:.0f} ms; medians of {args.repeats} runs; yardstick "
+        f"(bare endpoint's server CPU per request, same run) {stick:.3f} ms"
     )
-    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    print(
+        "| scenario | events | jobs/s | jobs/s ratio | worker CPU ms/job | x yardstick "
+        "| machine cores busy | API calls/event | calls ratio |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for row in rows:
         ratio = "" if row["calls_ratio"] is None else f"{row['calls_ratio']:.3f}"
         print(
             f"| {row['scenario']} | {row['events']} | {row['jobs_per_s']:.0f} "
             f"| {row['jobs_per_s_ratio']:.2f} | {row['cpu_ms_per_job']:.2f} "
-            f"| {row['machine_cores']:.2f} | {row['calls_per_event']:.3f} | {ratio} |"
+            f"| {row['cpu_x_yardstick']:.1f} | {row['machine_cores']:.2f} "
+            f"| {row['calls_per_event']:.3f} | {ratio} |"
         )
     cores = os.cpu_count() or 1
     busy = rows[0]["machine_cores"]
@@ -335,10 +352,16 @@ def _report(scenarios: dict[str, list[Run]], args: argparse.Namespace) -> None:
             "api_latency_ms": API_LATENCY_S * 1000,
             "cores": cores,
             "repeats": args.repeats,
+            "yardstick_ms": round(stick, 4),
+            "yardsticks": yardsticks,
             "scenarios": rows,
             "runs": {
                 name: [
-                    {"jobs_per_s": round(r.jobs_per_s, 1), "cpu_ms_per_job": r.cpu_ms_per_job}
+                    {
+                        "jobs_per_s": round(r.jobs_per_s, 1),
+                        "cpu_ms_per_job": r.cpu_ms_per_job,
+                        "machine_cores": round(r.machine_cores, 2),
+                    }
                     for r in runs
                 ]
                 for name, runs in scenarios.items()
@@ -355,6 +378,9 @@ if __name__ == "__main__":
     parser.add_argument("--resources", type=int, default=5, help="candidates the storm names")
     parser.add_argument("--repeats", type=int, default=3, help="runs per scenario")
     parser.add_argument("--json", type=Path, help="also write the medians here")
+    parser.add_argument(
+        "--yardstick-events", type=int, default=4000, help="requests per yardstick round"
+    )
     parser.add_argument(
         "--per-record-jobs",
         action="store_true",

@@ -14,6 +14,10 @@ each ``--repeats`` times, medians reported:
    one. CPU per event is the worker's own (from /proc), what one worker process costs per
    event processed and delivered.
 
+Before each repeat the yardstick is measured (bench/yardstick.py: the bare endpoint's server
+CPU per request under the intake bench's load), and the drain's worker CPU per event is
+reported as a multiple of it (the target: at most 4).
+
 Every run checks its ledger (sent = acknowledged = recorded = processed = delivered, nothing
 doubled); a failed ledger exits 1.
 """
@@ -27,6 +31,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench import yardstick
 from bench.procstat import cpu_seconds
 from bench.soak import peak
 from bench.stack import Senders, Stack, new_events, write_result
@@ -114,7 +119,11 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     bursts: list[dict[str, Any]] = []
     drains: list[dict[str, Any]] = []
     failures: list[str] = []
+    yardsticks: list[dict[str, Any]] = []
     for _ in range(args.repeats):
+        measured = await yardstick.measure()
+        yardsticks.append(measured)
+        print(f"yardstick: {measured}", flush=True)
         for kind, runs in (("burst", bursts), ("drain", drains)):
             result = await (burst(args.seconds) if kind == "burst" else drain(args.backlog))
             failures += [f"{kind}: {f}" for f in _ledger_failures(result["ledger"])]
@@ -124,7 +133,11 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     def median(runs: list[dict[str, Any]], key: str) -> float:
         return round(float(statistics.median(r[key] for r in runs)), 3)
 
+    stick = yardstick.median(yardsticks)
+    cpu = median(drains, "worker_cpu_ms_per_event")
     return {
+        "yardstick_ms": round(stick, 4),
+        "yardsticks": yardsticks,
         "burst": {
             "delivered_per_s": median(bursts, "delivered_per_s"),
             "acknowledged_per_s": median(bursts, "acknowledged_per_s"),
@@ -132,7 +145,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         },
         "drain": {
             "delivered_per_s": median(drains, "delivered_per_s"),
-            "worker_cpu_ms_per_event": median(drains, "worker_cpu_ms_per_event"),
+            "worker_cpu_ms_per_event": cpu,
+            "worker_cpu_x_yardstick": round(cpu / stick, 2),
             "runs": drains,
         },
         "ledger_failures": failures,
@@ -154,7 +168,9 @@ def main() -> None:
         f"burst: {result['burst']['delivered_per_s']} events/s delivered "
         f"({result['burst']['acknowledged_per_s']}/s acknowledged); drain: "
         f"{result['drain']['delivered_per_s']} events/s, "
-        f"{result['drain']['worker_cpu_ms_per_event']} ms worker CPU per event",
+        f"{result['drain']['worker_cpu_ms_per_event']} ms worker CPU per event = "
+        f"{result['drain']['worker_cpu_x_yardstick']}x the yardstick "
+        f"({result['yardstick_ms']} ms, the bare endpoint's server CPU per request)",
         flush=True,
     )
     path = write_result("pipeline", result)

@@ -14,7 +14,7 @@ from pydantic import SecretStr, ValidationError
 
 from app.admin import keys
 from app.admin.tenants_file import ConnectionSpec, DestinationSpec, check_connection
-from app.clients.transport import AsyncioBackend, AsyncioTransport
+from app.clients.http import PolicyResolver, PolicyTransport
 from app.platform import outbound
 from app.platform.outbound import OutboundPolicy, OutboundRefusedError
 from app.platform.settings import Settings
@@ -204,7 +204,7 @@ async def test_the_client_refuses_a_forbidden_url_at_send_time() -> None:
     """A URL stored before the policy, or one an ATS's answer names, is never called."""
     limits = httpx.Limits(max_connections=2)
     async with httpx.AsyncClient(
-        mounts={"all://": AsyncioTransport(limits=limits, policy=PRODUCTION)}
+        mounts={"all://": PolicyTransport(limits=limits, policy=PRODUCTION)}
     ) as http:
         for url in ("http://169.254.169.254/latest/", "http://127.0.0.1:1/", "http://x.example"):
             with pytest.raises(httpx.ConnectError, match="outbound policy"):
@@ -229,15 +229,20 @@ async def test_a_name_resolving_to_a_metadata_address_is_not_connected_to(
         raise AssertionError("connected")
 
     monkeypatch.setattr(loop, "getaddrinfo", rebinding)
-    monkeypatch.setattr(asyncio, "open_connection", never)
-    import httpcore
-
-    with pytest.raises(httpcore.ConnectError, match=r"rebind\.example resolves to a link-local"):
-        await AsyncioBackend(PRODUCTION).connect_tcp("rebind.example", 443, timeout=5)
-    assert connected == []
+    monkeypatch.setattr(loop, "create_connection", never)
+    # The connector connects only to the addresses the resolver hands it.
+    with pytest.raises(OutboundRefusedError, match=r"rebind\.example resolves to a link-local"):
+        await PolicyResolver(PRODUCTION).resolve("rebind.example", 443)
     allowed = OutboundPolicy.of(loopback_http=False, allow=["rebind.example"])
-    with pytest.raises(AssertionError):
-        await AsyncioBackend(allowed).connect_tcp("rebind.example", 443, timeout=5)
+    [address] = await PolicyResolver(allowed).resolve("rebind.example", 443)
+    assert address["host"] == "169.254.169.254"
+    # Through the client, the refusal is a connection error, before any connection is made.
+    async with httpx.AsyncClient(
+        mounts={"all://": PolicyTransport(limits=httpx.Limits(), policy=PRODUCTION)}
+    ) as http:
+        with pytest.raises(httpx.ConnectError, match="outbound policy"):
+            await http.get("https://rebind.example/")
+    assert connected == []
 
 
 def test_services_take_the_policy_of_their_settings(settings: Settings) -> None:

@@ -149,15 +149,17 @@ class ApiClient:
         self.budget = budget
         self.budget_key = budget_key
 
+    def key_for(self, route: str | None = None) -> BudgetKey:
+        """The budget a call on ``route`` (None: no route of its own) spends."""
+        if route is None:
+            return self.budget_key
+        return BudgetKey(self.budget_key.tenant_id, self.budget_key.source, route)
+
     async def request(
         self, method: str, url: str, *, what: str, route: str | None = None, **kwargs: Any
     ) -> httpx.Response:
         """One call under the budget; raises :class:`ApiError` for anything but 2xx."""
-        key = (
-            self.budget_key
-            if route is None
-            else BudgetKey(self.budget_key.tenant_id, self.budget_key.source, route)
-        )
+        key = self.key_for(route)
         tenant = str(key.tenant_id)
         try:
             async with self.budget.slot(key):

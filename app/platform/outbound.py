@@ -14,7 +14,7 @@ hand those to whatever listens there. So (docs/operations.md "Outbound URLs"):
   is exempt from all but the scheme being http(s).
 
 Checked when a URL is loaded (tenants file) or changed (admin API), naming the field, and again
-at send time by the shared HTTP client's transport (app/clients/transport.py): each request's
+at send time by the shared HTTP client's transport (app/clients/http.py): each request's
 URL, and every address its host name resolves to, which is the address then connected to (a
 name re-pointed at a metadata address after the check is refused as well).
 """

@@ -43,6 +43,28 @@ _ERASE = text(
 )
 
 
+def attempt(
+    *,
+    record_id: uuid.UUID,
+    tenant_id: int,
+    latency_ms: int | None,
+    status: int | None,
+    error: str | None,
+    answer: bytes | None,
+) -> dict[str, Any]:
+    """One attempt as :func:`add_many` writes it; ``answer`` is cut to :data:`ANSWER_MAX`
+    bytes here."""
+    return {
+        "record_id": record_id,
+        "tenant_id": tenant_id,
+        "latency_ms": latency_ms,
+        "status": status,
+        "error": None if error is None else error[:2000],
+        "answer": None if answer is None else answer[:ANSWER_MAX],
+        "answer_size": None if answer is None else len(answer),
+    }
+
+
 async def add(
     conn: AsyncConnection,
     *,
@@ -54,18 +76,25 @@ async def add(
     answer: bytes | None,
 ) -> None:
     """Write down one attempt; ``answer`` is cut to :data:`ANSWER_MAX` bytes here."""
-    await conn.execute(
-        _ADD,
-        {
-            "record_id": record_id,
-            "tenant_id": tenant_id,
-            "latency_ms": latency_ms,
-            "status": status,
-            "error": None if error is None else error[:2000],
-            "answer": None if answer is None else answer[:ANSWER_MAX],
-            "answer_size": None if answer is None else len(answer),
-        },
+    await add_many(
+        conn,
+        [
+            attempt(
+                record_id=record_id,
+                tenant_id=tenant_id,
+                latency_ms=latency_ms,
+                status=status,
+                error=error,
+                answer=answer,
+            )
+        ],
     )
+
+
+async def add_many(conn: AsyncConnection, rows: Sequence[dict[str, Any]]) -> None:
+    """Write down attempts made by :func:`attempt` (a batch's wave of sends: one exchange)."""
+    if rows:
+        await conn.execute(_ADD, list(rows) if len(rows) > 1 else rows[0])
 
 
 async def of_record(

@@ -156,6 +156,10 @@ async def handle(services: Services, record: RecordRow) -> Enrichment:
             kind,
             client.cache_ref(customer, profile_id, names),
             lambda: client.fetch_profile(customer, kind, profile_id, fields=names, store=False),
+            # The profile GET spends one call of the budget (the token call spends none, and a
+            # retry after a revoked token asks the budget itself): its grant comes with the
+            # cache probe and goes back with the store, two Redis round trips per profile.
+            budget_key=client.budget_key,
         )
 
     resources: list[Resource] = []

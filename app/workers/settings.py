@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import os
 from typing import Any
@@ -55,7 +56,9 @@ def worker_options(settings: Settings) -> dict[str, Any]:
         ctx["services"] = sources.create_services(settings)
         ctx["handlers"] = sources.handlers()
         freeze_startup_heap()
-        log.info("worker.started", pid=os.getpid(), sources=sorted(ctx["handlers"]))
+        # The loop the jobs run on ("uvloop" from `hirehook worker`, as the API's).
+        loop = type(asyncio.get_running_loop()).__module__.split(".")[0]
+        log.info("worker.started", pid=os.getpid(), sources=sorted(ctx["handlers"]), loop=loop)
 
     async def on_shutdown(ctx: dict[str, Any]) -> None:
         services: Services | None = ctx.get("services")

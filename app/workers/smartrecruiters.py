@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from app.admin.privacy import erase
-from app.clients.smartrecruiters import SmartRecruitersClient
+from app.clients.smartrecruiters import CANDIDATES_ROUTE, SmartRecruitersClient
 from app.schemas import smartrecruiters_config as sr_config
 from app.services import Services
 from app.store.normalized import Resource
@@ -154,14 +154,28 @@ async def handle(services: Services, record: RecordRow) -> Enrichment:
     if candidate_id is not None:
         cid = candidate_id
         fetched = await fetch(
-            services, record, "candidate", cid, lambda: client.candidate(cid), coalesce=coalesce
+            services,
+            record,
+            "candidate",
+            cid,
+            lambda: client.candidate(cid),
+            # The call's own budgets (the source's and its route's) are taken with the cache
+            # probe and given back with the store: two Redis round trips per document.
+            budget_key=client.key_for(CANDIDATES_ROUTE),
+            coalesce=coalesce,
         )
         # An application event is about one application; a candidate event about all of them.
         resources += candidate(fetched, cid, only_job=job_id)
     if job_id is not None:
         jid = job_id
         fetched = await fetch(
-            services, record, "job", jid, lambda: client.job(jid), coalesce=coalesce
+            services,
+            record,
+            "job",
+            jid,
+            lambda: client.job(jid),
+            budget_key=client.budget_key,
+            coalesce=coalesce,
         )
         resources.append(job(fetched, jid))
     return Enrichment(event_type, resources)

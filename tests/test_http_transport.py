@@ -1,5 +1,6 @@
-"""The HTTP client's asyncio transport (app/clients/transport.py): the errors httpx callers
-classify, and kept-alive connections the server closed while idle."""
+"""The shared HTTP client's transport (app/clients/http.py: httpx over aiohttp's pool): the
+errors httpx callers classify, kept-alive connections the server closed while idle, the
+connection limit, uvloop, and no cookie kept between calls."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import httpx
 import pytest
 import uvloop
 
-from app.clients.transport import AsyncioTransport
+from app.clients.http import PolicyTransport
 from app.services import Services
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
@@ -31,7 +32,7 @@ async def _read_request(reader: asyncio.StreamReader) -> None:
 @pytest.fixture
 async def client() -> AsyncIterator[httpx.AsyncClient]:
     async with httpx.AsyncClient(
-        timeout=httpx.Timeout(0.5), mounts={"all://": AsyncioTransport(limits=LIMITS)}
+        timeout=httpx.Timeout(0.5), mounts={"all://": PolicyTransport(limits=LIMITS)}
     ) as http:
         yield http
 
@@ -60,6 +61,38 @@ async def test_keeps_connections_alive_and_replaces_ones_the_server_closed(
     assert connections == 2
 
 
+async def test_never_more_connections_than_the_limit() -> None:
+    open_now = peak = 0
+    release = asyncio.Event()
+
+    async def slow(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal open_now, peak
+        open_now += 1
+        peak = max(peak, open_now)
+        try:
+            while True:
+                try:
+                    await _read_request(reader)
+                except (asyncio.IncompleteReadError, ConnectionError):
+                    return
+                await release.wait()
+                writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}")
+                await writer.drain()
+        finally:
+            open_now -= 1
+            writer.close()
+
+    server, url = await _serve(slow)
+    limits = httpx.Limits(max_connections=2, max_keepalive_connections=2)
+    async with server, httpx.AsyncClient(mounts={"all://": PolicyTransport(limits=limits)}) as http:
+        calls = [asyncio.create_task(http.get(url)) for _ in range(5)]
+        await asyncio.sleep(0.3)
+        release.set()
+        answers = await asyncio.gather(*calls)
+    assert [a.json() for a in answers] == [{}] * 5
+    assert peak == 2
+
+
 async def test_a_server_that_never_answers_is_a_read_timeout(client: httpx.AsyncClient) -> None:
     async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await reader.read()
@@ -79,7 +112,21 @@ async def test_a_refused_connection_is_a_connect_error(client: httpx.AsyncClient
         await client.get(f"http://127.0.0.1:{port}/")
 
 
-async def test_a_connection_cut_mid_response_is_a_transport_error(
+async def test_a_connection_closed_before_the_answer_is_not_a_timeout(
+    client: httpx.AsyncClient,
+) -> None:
+    async def hang_up(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await _read_request(reader)
+        writer.close()
+
+    server, url = await _serve(hang_up)
+    async with server:
+        with pytest.raises(httpx.TransportError) as caught:
+            await client.get(url)
+    assert not isinstance(caught.value, httpx.TimeoutException)
+
+
+async def test_a_connection_cut_mid_response_is_a_read_error(
     client: httpx.AsyncClient,
 ) -> None:
     async def cut(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -90,12 +137,12 @@ async def test_a_connection_cut_mid_response_is_a_transport_error(
 
     server, url = await _serve(cut)
     async with server:
-        with pytest.raises(httpx.TransportError):
+        with pytest.raises(httpx.ReadError):
             await client.get(url)
 
 
 def test_works_on_uvloop() -> None:
-    # Workers run on uvloop, whose streams take fewer options than asyncio's.
+    # Workers and the API run on uvloop.
     async def round_trip() -> None:
         async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
             await _read_request(reader)
@@ -106,7 +153,7 @@ def test_works_on_uvloop() -> None:
         server, url = await _serve(answer)
         async with (
             server,
-            httpx.AsyncClient(mounts={"all://": AsyncioTransport(limits=LIMITS)}) as http,
+            httpx.AsyncClient(mounts={"all://": PolicyTransport(limits=LIMITS)}) as http,
         ):
             assert (await http.get(url)).json() == {}
 
@@ -115,7 +162,8 @@ def test_works_on_uvloop() -> None:
 
 async def test_the_shared_client_keeps_no_cookie_between_calls(services: Services) -> None:
     """One client serves every tenant: a cookie set by one tenant's ATS host must not be sent
-    on the next call to that host, which may be another tenant's."""
+    on the next call to that host, which may be another tenant's (neither by httpx nor by
+    aiohttp's session underneath)."""
     seen: list[str] = []
 
     async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

@@ -1,0 +1,204 @@
+"""The shared HTTP client's transport: httpx's API over aiohttp's connection pool and C parser
+(the ``httpx-aiohttp`` package), under the outbound URL policy.
+
+httpx keeps everything the code above it relies on (its client, requests, responses,
+timeouts and exception classes); aiohttp does the HTTP/1.1 exchange, which under httpcore and
+h11 cost most of an ATS call's CPU (bench/README.md, "Worker CPU per enrichment job").
+What this module adds to httpx-aiohttp's transport:
+
+* every request's URL (a redirect's included) is checked against the outbound policy
+  (app/platform/outbound.py) before it is sent, and every address a host name resolves to
+  before it is connected to (the resolver hands the connector only addresses it checked, so a
+  name re-pointed between the check and the connection cannot slip through);
+* aiohttp's session keeps no cookies (its default jar would carry one tenant's cookie to
+  another tenant's call to the same host: the client is shared by every tenant);
+* a refusal and aiohttp's errors reach the caller as the httpx exceptions httpcore raised for
+  the same failure (httpx-aiohttp's own table reports a refused or reset connection as a
+  ``ConnectTimeout``): the clients tell a timeout from an unreachable host by them.
+
+aiohttp has no write timeout: httpx's ``write`` setting is not applied (the connect, read and
+pool ones are). Only HTTP/1.1 is spoken, as before.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+import ssl
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import httpx
+import yarl
+from aiohttp.abc import AbstractResolver, ResolveResult
+from httpx_aiohttp import AiohttpTransport
+from httpx_aiohttp.transport import AiohttpResponseStream, map_aiohttp_exceptions
+
+from app.platform import outbound
+
+
+class PolicyResolver(AbstractResolver):
+    """aiohttp's default resolver, refusing a host any of whose addresses the policy refuses."""
+
+    def __init__(self, policy: outbound.OutboundPolicy | None = None) -> None:
+        # None: the process's policy at the time of each resolution.
+        self._policy = policy
+        self._resolver = aiohttp.ThreadedResolver()
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        """Every address of ``host``, each checked first."""
+        results = await self._resolver.resolve(host, port, family)
+        policy = self._policy or outbound.policy()
+        for result in results:
+            policy.check_resolved(host, ipaddress.ip_address(result["host"].split("%")[0]))
+        return results
+
+    async def close(self) -> None:
+        """Release the inner resolver."""
+        await self._resolver.close()
+
+
+def _httpx_error(exc: httpx.TransportError) -> httpx.TransportError:
+    """``exc`` as the httpx exception its aiohttp cause stands for."""
+    cause = exc.__cause__
+    kind: type[httpx.TransportError]
+    if isinstance(cause, aiohttp.ConnectionTimeoutError):
+        kind = httpx.ConnectTimeout
+    elif isinstance(cause, aiohttp.ServerTimeoutError | TimeoutError):
+        kind = httpx.ReadTimeout
+    elif isinstance(cause, aiohttp.ClientProxyConnectionError):
+        kind = httpx.ProxyError
+    elif isinstance(cause, aiohttp.ClientConnectorError):
+        kind = httpx.ConnectError
+    elif isinstance(cause, aiohttp.ServerDisconnectedError):
+        kind = httpx.RemoteProtocolError
+    elif isinstance(cause, aiohttp.ClientPayloadError | aiohttp.ClientConnectionError):
+        kind = httpx.ReadError
+    else:
+        return exc
+    if type(exc) is kind:
+        return exc
+    mapped = kind(str(exc))
+    mapped.__cause__ = cause
+    return mapped
+
+
+class _Body(httpx.AsyncByteStream):
+    """A response body whose read errors are mapped as the request's are."""
+
+    def __init__(self, stream: httpx.AsyncByteStream) -> None:
+        self._stream = stream
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        try:
+            async for chunk in self._stream:
+                yield chunk
+        except httpx.TransportError as exc:
+            raise _httpx_error(exc) from exc.__cause__
+
+    async def aclose(self) -> None:
+        try:
+            await self._stream.aclose()
+        except httpx.TransportError as exc:
+            raise _httpx_error(exc) from exc.__cause__
+
+
+class PolicyTransport(AiohttpTransport):
+    """httpx-aiohttp's transport on a cookie-less session whose connector resolves through
+    :class:`PolicyResolver`; a request the policy refuses is ``httpx.ConnectError``."""
+
+    def __init__(
+        self,
+        *,
+        limits: httpx.Limits,
+        verify: ssl.SSLContext | bool = True,
+        policy: outbound.OutboundPolicy | None = None,
+    ) -> None:
+        super().__init__(verify=verify, limits=limits, client=self._session)
+        self._policy = policy
+
+    def _session(self) -> aiohttp.ClientSession:
+        # Built on the first request, inside the running loop (aiohttp wants one).
+        connector = aiohttp.TCPConnector(
+            limit=self.limits.max_connections or 0,
+            keepalive_timeout=self.limits.keepalive_expiry or 0,
+            ssl=self.ssl_context,
+            resolver=PolicyResolver(self._policy),
+        )
+        return aiohttp.ClientSession(connector=connector, cookie_jar=aiohttp.DummyCookieJar())
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        """The request sent, unless the outbound policy refuses its URL or its host's
+        addresses: then ``httpx.ConnectError``."""
+        url = str(request.url)
+        timeout = request.extensions.get("timeout", {})
+        try:
+            (self._policy or outbound.policy()).check(url)
+            if not isinstance(self.client, aiohttp.ClientSession):
+                self.client = self.get_client()
+            # httpx-aiohttp's own request, but with the URL as httpx encoded it: given a
+            # string, aiohttp quotes it again ("%2C" in a query becomes ","), and an ATS may
+            # see, or sign, other bytes than httpx built.
+            with map_aiohttp_exceptions():
+                data: Any
+                try:
+                    data = request.content or None
+                except httpx.RequestNotRead:
+                    data = request.stream
+                    request.headers.pop("transfer-encoding", None)  # aiohttp chunks it
+                answer = await self.client.request(
+                    method=request.method,
+                    url=yarl.URL(url, encoded=True),
+                    headers=request.headers,
+                    data=data,
+                    allow_redirects=False,
+                    auto_decompress=False,
+                    compress=False,
+                    timeout=aiohttp.ClientTimeout(
+                        sock_connect=timeout.get("connect"),
+                        sock_read=timeout.get("read"),
+                        connect=timeout.get("pool"),
+                    ),
+                    server_hostname=request.extensions.get("sni_hostname"),
+                ).__aenter__()
+        except outbound.OutboundRefusedError as exc:
+            raise httpx.ConnectError(
+                f"refused by the outbound policy: {exc}", request=request
+            ) from None
+        except httpx.TransportError as exc:
+            raise _httpx_error(exc) from exc.__cause__
+        extensions: dict[str, Any] = {"http_version": b"HTTP/1.1"}
+        if answer.reason:
+            extensions["reason_phrase"] = answer.reason.encode()
+        return httpx.Response(
+            status_code=answer.status,
+            headers=answer.raw_headers,
+            stream=_Body(AiohttpResponseStream(answer)),
+            request=request,
+            extensions=extensions,
+        )
+
+
+class _NoCookies(httpx.Cookies):
+    """A cookie store that never keeps one."""
+
+    def extract_cookies(self, response: httpx.Response) -> None:
+        """Nothing is kept, so nothing is parsed (httpx builds a urllib request per response
+        to hand the headers to a cookie jar, even one whose policy refuses everything)."""
+        del response
+
+
+class OutboundClient(httpx.AsyncClient):
+    """httpx's client for calls to other services, keeping no cookies.
+
+    One client is shared by every tenant: a cookie one tenant's ATS (or destination) sets
+    must never ride along on another tenant's call to the same host, and no API this service
+    calls needs one.
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._cookies = _NoCookies()
