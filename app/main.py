@@ -49,6 +49,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version="0.1.0",
         lifespan=lifespan,
         static_url="/docs-assets",
+        # FastAPI's own OpenTelemetry hooks look for global providers on every request, which
+        # Hirehook never installs (its metrics are Prometheus', app.metrics): off, so no
+        # request pays for the look.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
 
     # Routes render their own refusals (app.routers.common.error_route); these catch what
