@@ -81,14 +81,15 @@ class Children(Generic[M]):
     """
 
     def __init__(self, metric: M) -> None:
-        self._metric = metric
+        self._metric: M = metric
         self._children: dict[tuple[str, ...], M] = {}
 
     def __call__(self, *values: str) -> M:
         try:
             return self._children[values]
         except KeyError:
-            child = self._children[values] = self._metric.labels(*values)
+            child: M = self._metric.labels(*values)
+            self._children[values] = child
             return child
 
 

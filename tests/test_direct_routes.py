@@ -38,7 +38,8 @@ _ROUTER = APIRouter(route_class=DefaultRoute)
 @_ROUTER.post("/direct/{tenant}/events/{token}")
 async def _direct(tenant: str, token: str, request: Request, services: ServicesDep) -> Response:
     body = await request.body()
-    return Response(f"{tenant} {token} {services.tag} {len(body)}".encode())
+    tag = getattr(services, "tag", "")
+    return Response(f"{tenant} {token} {tag} {len(body)}".encode())
 
 
 @_ROUTER.post("/query/{tenant}")
