@@ -57,6 +57,10 @@ def create_app(settings: Settings | None = None, *, operator: keys.Caller | None
         static_url="/docs-assets",
         # Every route's operationId is decided here, once: <tag>_<route name>.
         generate_unique_id_function=openapi.operation_id,
+        # FastAPI's own OpenTelemetry hooks look for global providers on every request, which
+        # Hirehook never installs (its metrics are Prometheus', app.platform.metrics): off, so no
+        # request pays for the look.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
 
     # Routes render their own refusals (app.routers.common.error_route); these catch what

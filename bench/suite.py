@@ -6,6 +6,7 @@
 Runs, each its own process with its own PostgreSQL and Redis (see bench/README.md):
 
 1. new events, API + worker: bare FastAPI, Hirehook and hookspool 0.2.0 in alternating rounds
+1b. API alone: the same with no worker on the machine (issue 22's first target)
 2. duplicates: the same, every event sent twice
 3. prefilled: ``--prefill`` records in the table first (compared with run 1, each as a ratio
    to its own same-run baseline)
@@ -138,6 +139,56 @@ def _intake_rows(main: dict[str, Any] | str, dup: dict[str, Any] | str) -> list[
                 _met(ratio >= 0.6),
             )
         )
+    return rows
+
+
+def _api_alone_rows(alone: dict[str, Any] | str) -> list[Row]:
+    """Issue 22's first target: the API alone (no worker on the machine) against the bare
+    endpoint and hookspool of the same run, and its CPU per event against the bare server's
+    CPU per request (the same-run yardstick)."""
+    name = "API alone (no worker): ≥ 0.4x bare FastAPI"
+    if isinstance(alone, str):
+        return [(name + ", ≥ 5x hookspool, p99 ≤ 20 ms, CPU ≤ 2.5x bare", alone, "", "", "—")]
+    base, hh = alone["baseline"], alone["hirehook"]
+    ratio = alone["ratio_events_per_s"]
+    api_ms, bare_ms = hh["cpu_ms_per_event"]["api"], base["cpu_ms_per_event"]["server"]
+    rows: list[Row] = [
+        (
+            name,
+            f"{ratio:.3f}x — Hirehook {_rate(hh)}",
+            f"bare {_rate(base)}; CPU {_cpu(base)}",
+            _cpu(hh),
+            _met(ratio >= 0.4),
+        )
+    ]
+    peer = alone["hookspool"]
+    if isinstance(peer, str):
+        rows.append(("API alone: ≥ 5x hookspool 0.2.0", peer, "", "", "—"))
+    else:
+        times = hh["events_per_s"] / peer["events_per_s"]
+        rows.append(
+            (
+                "API alone: ≥ 5x hookspool 0.2.0 (same run)",
+                f"{times:.2f}x",
+                f"hookspool {_rate(peer)} = {peer['ratio_events_per_s']:.3f}x bare",
+                "",
+                _met(times >= 5),
+            )
+        )
+    p99 = hh["p99_ms"]
+    rows.append(
+        ("API alone: p99 ack ≤ 20 ms at 32 senders", f"{p99:.1f} ms", "", "", _met(p99 <= 20))
+    )
+    times_bare = api_ms / bare_ms if bare_ms else float("inf")
+    rows.append(
+        (
+            "API alone: API CPU per event ≤ 2.5x the bare server's per request",
+            f"{times_bare:.2f}x — API {api_ms:.3f} ms per event",
+            f"bare server {bare_ms:.3f} ms per request",
+            "",
+            _met(times_bare <= 2.5),
+        )
+    )
     return rows
 
 
@@ -316,6 +367,7 @@ def table(runs: dict[str, dict[str, Any] | str]) -> tuple[str, bool]:
     """The markdown table of targets, and whether every ledger balanced."""
     main, dup = runs.get("new events", "not run"), runs.get("duplicates", "not run")
     rows = _intake_rows(main, dup)
+    rows += _api_alone_rows(runs.get("api alone", "not run"))
     rows += _growth_rows(main, runs.get("prefilled", "not run"), runs.get("rss", "not run"))
     rows += _enrichment_rows(runs.get("enrichment", "not run"))
     rows += _scale_row(runs.get("scale-out", "not run"), main)
@@ -365,6 +417,13 @@ def budget(runs: dict[str, dict[str, Any] | str], cores: int) -> str:
         peer = main["hookspool"]
         if isinstance(peer, dict):
             line("≥ 3x hookspool", 3 * peer["events_per_s"], main["hirehook"], bare)
+    alone = runs.get("api alone")
+    if isinstance(alone, dict):
+        bare = alone["baseline"]
+        line("API alone ≥ 0.4x bare", 0.4 * bare["events_per_s"], alone["hirehook"], bare)
+        peer = alone["hookspool"]
+        if isinstance(peer, dict):
+            line("API alone ≥ 5x hookspool", 5 * peer["events_per_s"], alone["hirehook"], bare)
     if isinstance(dup, dict):
         bare = dup["baseline"]
         line("duplicates ≥ 0.6x bare", 0.6 * bare["events_per_s"], dup["hirehook"], bare)
@@ -410,6 +469,7 @@ def main() -> None:
     slow = [*common, "--rounds", str(args.slow_rounds)]
     plan: list[tuple[str, list[str]]] = [
         ("new events", ["bench.intake", *common, "--rounds", str(args.rounds)]),
+        ("api alone", ["bench.intake", *common, "--rounds", str(args.rounds), "--no-worker"]),
         ("duplicates", ["bench.intake", *slow, "--duplicates"]),
         ("prefilled", ["bench.intake", *slow, "--prefill", str(args.prefill), "--no-hookspool"]),
         (

@@ -27,7 +27,7 @@ from app.intake.group_commit import GroupCommit
 from app.platform.db import DB_ERRORS, run_bounded
 from app.platform.errors import AppError, unavailable
 from app.platform.ids import uuid7
-from app.platform.metrics import EVENTS, INTAKE_SECONDS, OTHER
+from app.platform.metrics import EVENTS, INTAKE_SECONDS, OTHER, Children
 from app.platform.queue import PROCESS_RECORD, Queue
 from app.schemas.parsed import Parsed
 from app.store import records
@@ -35,6 +35,8 @@ from app.store.records import NewRecord, StoredAnswer, ThreadHead
 
 log = structlog.get_logger(__name__)
 T = TypeVar("T")
+_EVENTS = Children(EVENTS)
+_INTAKE_SECONDS = Children(INTAKE_SECONDS)
 
 # The request headers kept with every record, as evidence of what arrived; each source adds
 # its own (``Source.stored_headers``: event ids, timestamps). Everything else is dropped:
@@ -267,7 +269,7 @@ class Intake:
         new = self._new_record(event, record_id, answer, ack_ms)
         started = time.monotonic()
         outcome = await self._submit(new, deadline)
-        INTAKE_SECONDS.labels(event.connection.source).observe(time.monotonic() - started)
+        _INTAKE_SECONDS(event.connection.source).observe(time.monotonic() - started)
         if not outcome.duplicate:
             outcome = Outcome(record_id, answer, duplicate=False, queued=outcome.queued)
         self._counted(event, outcome)
@@ -306,7 +308,7 @@ class Intake:
                 outcomes.append(replayed(found))
             else:  # pragma: no cover - the conflicting row is visible after the wait
                 raise AppError(503, "Please retry.", "conflicting record vanished")
-            INTAKE_SECONDS.labels(event.connection.source).observe(elapsed_s / len(batch))
+            _INTAKE_SECONDS(event.connection.source).observe(elapsed_s / len(batch))
         # Off the request path nobody else counts them (there, Intake._write does).
         await self._queue.count_duplicates(
             Counter((r.tenant_id, r.source) for r in batch if r.id not in inserted)
@@ -349,7 +351,7 @@ class Intake:
         # Only modelled types name a series: the sender chooses the type string.
         event_type = event.event_type if event.known else OTHER
         if outcome.duplicate:
-            EVENTS.labels(info.source, event_type, "duplicate").inc()
+            _EVENTS(info.source, event_type, "duplicate").inc()
             log.info(
                 "intake.duplicate",
                 source=info.source,
@@ -358,7 +360,7 @@ class Intake:
             )
             return
         recorded = "quarantined" if event.problems else "recorded"
-        EVENTS.labels(info.source, event_type, recorded).inc()
+        _EVENTS(info.source, event_type, recorded).inc()
         log.info(
             "intake.recorded",
             source=info.source,

@@ -1,10 +1,11 @@
 """Group commit: requests that arrive while a batch is being written share the next batch.
 
-A lone request is written at once, on its own; only when every writer is busy do requests
-queue, and the next free writer takes all of them (up to ``max_batch``) in one statement, one
-round trip and one WAL flush. Nothing waits for a timer, so an idle service answers as fast
-as before and a busy one does a fraction of the work per request. Every request still learns
-the fate of its own row only after the statement that wrote it has committed.
+A free writer starts on the next turn of the event loop, with every request that reached it
+by then (up to ``max_batch``); when every writer is busy, requests queue and the next free
+writer takes all of them, in one statement, one round trip and one WAL flush. Nothing waits
+for a timer, so an idle service answers as fast as before (a lone request is written alone,
+one loop turn later) and a busy one does a fraction of the work per request. Every request
+still learns the fate of its own row only after the statement that wrote it has committed.
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ class GroupCommit(Generic[I, R]):
         self._max_batch = max_batch
         self._pending: list[tuple[I, asyncio.Future[R]]] = []
         self._tasks: set[asyncio.Task[None]] = set()
+        # A start is due on the loop's next turn (see submit).
+        self._starting = False
 
     async def submit(self, item: I, timeout_s: float | None) -> R:
         """``item``'s result once its batch is written, or :class:`TimeoutError`.
@@ -37,12 +40,22 @@ class GroupCommit(Generic[I, R]):
         batch already being written: it may still commit, and its sender's retry then meets
         it as a duplicate. That is why a timeout is never answered as a success.
         """
-        future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[R] = loop.create_future()
         self._pending.append((item, future))
-        if self._idle:
-            self._start()
+        if self._idle and not self._starting:
+            # Not at once: the requests the loop is already working on (a CPU-bound process
+            # under load has dozens ready) reach this point within the same turn and share
+            # the statement, instead of the first of them taking a writer for itself alone.
+            self._starting = True
+            loop.call_soon(self._start_due)
         # wait_for cancels the future on timeout, and the writer skips cancelled futures.
         return await asyncio.wait_for(future, timeout_s)
+
+    def _start_due(self) -> None:
+        self._starting = False
+        while self._pending and self._idle:
+            self._start()
 
     def _start(self) -> None:
         batch = [(i, f) for i, f in self._pending[: self._max_batch] if not f.done()]
@@ -77,5 +90,9 @@ class GroupCommit(Generic[I, R]):
 
     async def drain(self) -> None:
         """Wait for the batches in flight (on shutdown)."""
-        while self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+        while self._tasks or self._starting:
+            if self._tasks:
+                await asyncio.gather(*self._tasks, return_exceptions=True)
+            else:
+                # A start is due on the next turn: let it run, then wait for its batch.
+                await asyncio.sleep(0)

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
+from typing import Generic, TypeVar
 
 import prometheus_client
 import structlog
@@ -66,6 +67,31 @@ OTHER = "other"
 # sender's 25 s budget being eaten.
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 25)
 _JOB_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+
+M = TypeVar("M", Counter, Histogram)
+
+
+class Children(Generic[M]):
+    """The labelled children of one metric, each looked up once per process.
+
+    prometheus-client's ``labels()`` turns every value into a string, takes a lock and looks
+    the child up again on every call; the request path asks for the same few children on
+    every event. Only for label values from a small, known set (the callers fold anything a
+    sender chooses into :data:`OTHER`), since each one is kept for the life of the process.
+    """
+
+    def __init__(self, metric: M) -> None:
+        self._metric: M = metric
+        self._children: dict[tuple[str, ...], M] = {}
+
+    def __call__(self, *values: str) -> M:
+        try:
+            return self._children[values]
+        except KeyError:
+            child: M = self._metric.labels(*values)
+            self._children[values] = child
+            return child
+
 
 # API side.
 ACK_SECONDS = Histogram(

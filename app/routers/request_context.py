@@ -19,7 +19,7 @@ from collections.abc import Mapping
 import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.platform.metrics import ACK_SECONDS, OTHER
+from app.platform.metrics import ACK_SECONDS, OTHER, Children
 
 REQUEST_ID_HEADER = "x-request-id"
 _SANE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
@@ -28,6 +28,7 @@ _SLUG = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
 # Where the middleware leaves the source it found for a request (an ASGI extension key), for
 # the routes' error rendering (app.routers.common.render).
 SOURCE_KEY = "hirehook.source"
+_ACK_SECONDS = Children(ACK_SECONDS)
 
 
 def source_of(path: str, paths: Mapping[str, str]) -> str:
@@ -94,9 +95,12 @@ class RequestContext:
             await send(message)
 
         started = time.monotonic()
-        with structlog.contextvars.bound_contextvars(**context):
-            try:
-                await self.app(scope, receive, send_with_id)
-            finally:
-                if source != OTHER:
-                    ACK_SECONDS.labels(source, str(status)).observe(time.monotonic() - started)
+        # Bound and reset by token: structlog's bound_contextvars copies the whole context
+        # and binds twice more on the way out, on every request.
+        tokens = structlog.contextvars.bind_contextvars(**context)
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            structlog.contextvars.reset_contextvars(**tokens)
+            if source != OTHER:
+                _ACK_SECONDS(source, str(status)).observe(time.monotonic() - started)
