@@ -37,7 +37,7 @@ from app.services import Services
 from app.settings import Settings
 from app.sources import create_services
 from app.tenants import ConnectionSpec, TenantsFile, TenantSpec, apply_tenants
-from tests.fake_ats import FakeATS, serve
+from tests.support.fake_ats import FakeATS, serve
 
 TEST_SECRET_KEY = "test-secret-key-for-credentials-at-rest"
 

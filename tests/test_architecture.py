@@ -11,7 +11,7 @@ from pathlib import Path
 
 import grimp
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.support.paths import REPO
 
 
 def test_no_module_of_app_imports_itself_through_others() -> None:
@@ -35,11 +35,11 @@ def test_no_module_of_app_imports_itself_through_others() -> None:
 def test_import_linter_contracts_are_kept() -> None:
     lint_imports = Path(sys.executable).with_name("lint-imports")
     # This checkout's app, whatever else is installed in the environment.
-    path = os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])
+    path = os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])
     env = {**os.environ, "PYTHONPATH": path}
     result = subprocess.run(
         [str(lint_imports), "--no-cache"],
-        cwd=ROOT,
+        cwd=REPO,
         env=env,
         capture_output=True,
         text=True,

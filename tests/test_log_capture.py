@@ -22,8 +22,8 @@ from app.logs import configure as configure_logging
 from app.services import Services
 from app.settings import Settings
 from tests.conftest import add_connection, logged_events
-from tests.test_keldair import OTHER, SECRET, URL, event, signed
-from tests.workers_support import worker_env
+from tests.sources.keldair.test_keldair import OTHER, SECRET, URL, event, signed
+from tests.support.workers import worker_env
 
 
 async def run_cli(settings: Settings, *args: str) -> None:
