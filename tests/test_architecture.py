@@ -1,9 +1,11 @@
 """The shape of the code: no import cycle anywhere in ``app``, and the import-linter contracts of
 pyproject.toml (the core knows no FastAPI, only ``app.main`` mounts routers, ATSs do not import
-each other) hold, so ``make test`` enforces them and not only ``make lint``."""
+each other) hold, so ``make test`` enforces them and not only ``make lint``; and the tests' own shape: no
+test module imports another (helpers are in tests/support/, fixtures in conftest.py files)."""
 
 from __future__ import annotations
 
+import ast
 import os
 import subprocess
 import sys
@@ -86,3 +88,31 @@ def test_no_registered_source_reaches_another_in_any_layer() -> None:
                     if chain is not None:
                         chains.append(" -> ".join(chain))
     assert chains == [], "\n".join(chains)
+
+
+def _imported_modules(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text(), filename=str(path))
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.add(node.module)
+            # ``from tests.x import test_y`` imports a module too.
+            found.update(f"{node.module}.{alias.name}" for alias in node.names)
+    return found
+
+
+def test_no_test_module_imports_another_test_module_or_a_conftest() -> None:
+    # Shared helpers live in tests/support/ and shared fixtures in conftest.py files, which
+    # pytest loads itself: a test module imported by another runs its module-level code twice
+    # and ties two areas of the map together.
+    files = sorted((REPO / "tests").rglob("*.py"))
+    assert len(files) > 60  # the real suite
+    reached = []
+    for path in files:
+        for module in _imported_modules(path):
+            last = module.rsplit(".", 1)[-1]
+            if module.startswith("tests.") and (last.startswith("test_") or last == "conftest"):
+                reached.append(f"{path.relative_to(REPO)} imports {module}")
+    assert reached == [], "\n".join(reached)

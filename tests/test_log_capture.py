@@ -21,8 +21,8 @@ from app.cli import cli
 from app.logs import configure as configure_logging
 from app.services import Services
 from app.settings import Settings
-from tests.conftest import add_connection, logged_events
-from tests.sources.keldair.test_keldair import OTHER, SECRET, URL, event, signed
+from tests.support.app import add_connection, logged_events
+from tests.support.keldair import OTHER, SECRET, URL, event, signed
 from tests.support.workers import worker_env
 
 

@@ -12,29 +12,18 @@ import httpx
 import orjson
 import pytest
 
-from app.admin import keys, service
+from app.admin import service
 from app.main import create_app
 from app.services import Services
 from app.settings import Settings
 from app.tenants import ConnectionSpec, TenantsFile, TenantSpec, apply_tenants
-from tests.admin.test_admin_api import ADMIN, Recorder, auth, post_keldair
-from tests.conftest import add_connection, run_app
-from tests.console.test_console import csrf_of, log_in
-from tests.sources.keldair.test_keldair import SECRET
-from tests.sources.keldair.test_keldair import event as keldair_event
+from tests.support.admin import ADMIN, Recorder, auth, csrf_of, log_in, post_keldair
+from tests.support.app import add_connection, run_app
+from tests.support.keldair import SECRET
+from tests.support.keldair import event as keldair_event
 from tests.support.workers import fast_settings, rows
 
 INT64_MAX = 2**63 - 1
-
-
-@pytest.fixture
-async def key(services: Services) -> str:
-    return (await keys.create(services.engine, "ops")).key
-
-
-@pytest.fixture
-def admin(client: httpx.AsyncClient, key: str) -> Recorder:
-    return Recorder(client, key)
 
 
 @pytest.fixture
@@ -181,9 +170,9 @@ async def test_times_beyond_what_can_be_stored_are_a_400(admin: Recorder, at: st
 
 
 async def test_the_console_refuses_an_extreme_time_with_a_page(
-    client: httpx.AsyncClient, key: str
+    client: httpx.AsyncClient, admin_key: str
 ) -> None:
-    await log_in(client, key)
+    await log_in(client, admin_key)
     for at in ("9999-12-31T23:59:59-23:59", "0001-01-01T00:00+23:59"):
         page = await client.get("/console/records", params={"received_from": at})
         assert page.status_code == 400, page.text
@@ -191,9 +180,9 @@ async def test_the_console_refuses_an_extreme_time_with_a_page(
 
 
 async def test_the_console_refuses_a_nul_in_a_filter_or_a_note(
-    client: httpx.AsyncClient, key: str
+    client: httpx.AsyncClient, admin_key: str
 ) -> None:
-    await log_in(client, key)
+    await log_in(client, admin_key)
     page = await client.get("/console/records", params={"tenant": "a\x00"})
     assert page.status_code == 400 and "NUL" in page.text
     letters = await client.get("/console/dead-letters")
@@ -310,11 +299,11 @@ async def test_a_large_replay_needs_a_dry_run_count_and_a_confirmation(
 
 
 async def test_the_console_asks_before_a_large_replay(
-    client: httpx.AsyncClient, key: str, acme: None, monkeypatch: pytest.MonkeyPatch
+    client: httpx.AsyncClient, admin_key: str, acme: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(service, "REPLAY_CONFIRM_ABOVE", 2)
     await _records(client, 3)
-    await log_in(client, key)
+    await log_in(client, admin_key)
     page = await client.get("/console/records", params={"tenant": "acme"})
     first = await client.post(
         "/console/replays", data={"tenant": "acme", "csrf": csrf_of(page.text)}
@@ -336,8 +325,10 @@ async def test_the_console_asks_before_a_large_replay(
 # --- console sessions and headers --------------------------------------------------------------
 
 
-async def test_logout_ends_the_session_on_the_server(client: httpx.AsyncClient, key: str) -> None:
-    await log_in(client, key)
+async def test_logout_ends_the_session_on_the_server(
+    client: httpx.AsyncClient, admin_key: str
+) -> None:
+    await log_in(client, admin_key)
     page = await client.get("/console/records")
     assert page.status_code == 200
     stolen = dict(client.cookies)
@@ -354,16 +345,16 @@ async def test_logout_ends_the_session_on_the_server(client: httpx.AsyncClient, 
 
 
 async def test_console_and_admin_answers_forbid_sniffing_and_referrers(
-    client: httpx.AsyncClient, key: str
+    client: httpx.AsyncClient, admin_key: str
 ) -> None:
     answers = [
         await client.get("/console/login"),
         await client.get("/console/records", follow_redirects=False),
         await client.get(f"{ADMIN}/tenants"),
-        await client.get(f"{ADMIN}/tenants", headers=auth(key)),
-        await client.get(f"{ADMIN}/connections/{2**63}", headers=auth(key)),
+        await client.get(f"{ADMIN}/tenants", headers=auth(admin_key)),
+        await client.get(f"{ADMIN}/connections/{2**63}", headers=auth(admin_key)),
     ]
-    await log_in(client, key)
+    await log_in(client, admin_key)
     answers.append(await client.get("/console/records"))
     answers.append(await client.get("/console/console.css"))
     for answer in answers:
@@ -444,7 +435,7 @@ async def test_the_cli_counts_first_and_replays_a_large_set_only_when_confirmed(
     acme: None,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from tests.cli.test_admin_cli import hirehook, ok
+    from tests.support.cli import hirehook, ok
 
     monkeypatch.setattr(service, "REPLAY_CONFIRM_ABOVE", 2)
     await _records(client, 3)

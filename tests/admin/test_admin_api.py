@@ -4,8 +4,6 @@ letters and statistics, driven in-process against real PostgreSQL, Redis and fak
 from __future__ import annotations
 
 import base64
-import hashlib
-import hmac
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -19,10 +17,18 @@ from app.intake import Deadline, Event, json_answer
 from app.main import create_app
 from app.services import Services
 from app.settings import Settings
-from tests.conftest import add_connection, logged_events, make_settings, run_app
-from tests.sources.keldair.test_keldair import OTHER, SECRET, URL, signed
-from tests.sources.keldair.test_keldair import event as keldair_event
+from tests.support.admin import (
+    ADMIN,
+    Recorder,
+    auth,
+    dead_lettered_delivery,
+    post_hrmanager,
+    post_keldair,
+)
+from tests.support.app import add_connection, logged_events, make_settings, run_app
 from tests.support.fake_ats import SR_TOKEN, FakeATS, Step
+from tests.support.keldair import OTHER, SECRET, URL, signed
+from tests.support.keldair import event as keldair_event
 from tests.support.workers import (
     HRM_SECRET,
     VENDOR_SECRET,
@@ -32,48 +38,6 @@ from tests.support.workers import (
     rows,
     run_worker,
 )
-
-ADMIN = "/v1/admin"
-
-
-@pytest.fixture
-async def key(services: Services) -> str:
-    return (await keys.create(services.engine, "ops")).key
-
-
-def auth(key: str) -> dict[str, str]:
-    return {"authorization": f"Bearer {key}"}
-
-
-class Recorder:
-    """Every admin answer a test saw, so it can grep them all for secrets at the end."""
-
-    def __init__(self, client: httpx.AsyncClient, key: str) -> None:
-        self.client = client
-        self.key = key
-        self.seen: list[str] = []
-
-    async def call(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        response = await self.client.request(method, ADMIN + path, headers=auth(self.key), **kwargs)
-        self.seen.append(response.text)
-        return response
-
-    def assert_never_shown(self, *secrets: str) -> None:
-        for text in self.seen:
-            for secret in secrets:
-                assert secret not in text
-
-
-@pytest.fixture
-def admin(client: httpx.AsyncClient, key: str) -> Recorder:
-    return Recorder(client, key)
-
-
-async def post_keldair(client: httpx.AsyncClient, body: dict[str, Any]) -> httpx.Response:
-    raw = orjson.dumps(body)
-    return await client.post(
-        URL, content=raw, headers={**signed(raw), "content-type": "application/json"}
-    )
 
 
 def _admin_routes() -> list[tuple[str, str]]:
@@ -113,7 +77,7 @@ async def unguarded(services: Services, settings: Settings) -> AsyncIterator[htt
 
 
 async def test_every_route_refuses_a_missing_unknown_malformed_or_revoked_key(
-    unguarded: httpx.AsyncClient, services: Services, key: str
+    unguarded: httpx.AsyncClient, services: Services, admin_key: str
 ) -> None:
     client = unguarded
     revoked = await keys.create(services.engine, "old")
@@ -123,8 +87,8 @@ async def test_every_route_refuses_a_missing_unknown_malformed_or_revoked_key(
         {},
         auth(wrong),
         auth(revoked.key),
-        {"authorization": key},  # no scheme
-        {"authorization": f"Basic {key}"},
+        {"authorization": admin_key},  # no scheme
+        {"authorization": f"Basic {admin_key}"},
         {"authorization": "Bearer not-a-key"},
     ]
     for method, path in ROUTES:
@@ -135,17 +99,17 @@ async def test_every_route_refuses_a_missing_unknown_malformed_or_revoked_key(
             assert response.headers["www-authenticate"] == "Bearer"
     # The good key passes authentication on every route (whatever the answer is then).
     for method, path in ROUTES:
-        response = await client.request(method, path, headers=auth(key), json={})
+        response = await client.request(method, path, headers=auth(admin_key), json={})
         assert response.status_code != 401, (method, path)
     listed = {k.name: k for k in await keys.list_keys(services.engine)}
     assert listed["ops"].last_used_at is not None and listed["old"].last_used_at is None
     assert listed["old"].revoked_at is not None
-    assert listed["ops"].prefix == key[: len(listed["ops"].prefix)]
-    assert len(listed["ops"].prefix) < len(key) // 2
+    assert listed["ops"].prefix == admin_key[: len(listed["ops"].prefix)]
+    assert len(listed["ops"].prefix) < len(admin_key) // 2
 
 
 async def test_failed_keys_count_against_the_address_in_the_brute_force_guard(
-    services: Services, settings: Settings, key: str
+    services: Services, settings: Settings, admin_key: str
 ) -> None:
     strict = fast_settings(settings, auth_failure_limit_per_address=3)
     async for client in run_app(create_app(strict)):
@@ -158,7 +122,7 @@ async def test_failed_keys_count_against_the_address_in_the_brute_force_guard(
         blocked = await client.get(f"{ADMIN}/tenants", headers=auth(keys.new_key()))
         assert blocked.status_code == 429 and "retry-after" in blocked.headers
         # ... but the right key, from the same address, is not.
-        assert (await client.get(f"{ADMIN}/tenants", headers=auth(key))).status_code == 200
+        assert (await client.get(f"{ADMIN}/tenants", headers=auth(admin_key))).status_code == 200
 
 
 @pytest.mark.parametrize(
@@ -182,10 +146,10 @@ async def test_a_body_that_is_not_json_gets_the_admin_error_shape(
     assert "JSON" in error["message"]
 
 
-async def test_keys_are_stored_only_as_digests(services: Services, key: str) -> None:
+async def test_keys_are_stored_only_as_digests(services: Services, admin_key: str) -> None:
     [row] = await rows(services, "SELECT name, digest, prefix FROM admin_key")
-    assert bytes(row.digest) == keys.digest(key) and len(key) > 40
-    assert key not in str(row)
+    assert bytes(row.digest) == keys.digest(admin_key) and len(admin_key) > 40
+    assert admin_key not in str(row)
 
 
 async def test_tenants_and_connections_are_managed_and_secrets_never_shown(
@@ -562,24 +526,6 @@ async def test_subject_search_knows_each_sources_names(admin: Recorder, services
     assert page["records"] == []
 
 
-async def post_hrmanager(
-    client: httpx.AsyncClient, body: dict[str, Any], tenant: str = "acme"
-) -> uuid.UUID:
-    """One HR Manager event, signed as HR Manager signs it; the record's id."""
-    raw = orjson.dumps(body)
-    mac = hmac.new(bytes.fromhex(HRM_SECRET), raw, hashlib.sha256).digest()
-    response = await client.post(
-        f"/v1/hrmanager/{tenant}/events",
-        content=raw,
-        headers={
-            "content-type": "application/json",
-            "X-Signature-Base64HmacSha256": base64.b64encode(mac).decode(),
-        },
-    )
-    assert response.status_code == 200, response.text
-    return uuid.UUID(response.json()["record_id"])
-
-
 async def test_a_quarantined_record_shows_what_is_missing_and_payload_fields_release_it(
     admin: Recorder,
     client: httpx.AsyncClient,
@@ -682,21 +628,6 @@ async def test_payload_fields_refuse_what_the_source_refuses(
     # Nothing was changed by a refusal.
     shown = (await admin.call("GET", f"/connections/{hrm.id}")).json()
     assert "payload_fields" not in shown["options"]
-
-
-async def dead_lettered_delivery(
-    services: Services, settings: Settings, fake_ats: FakeATS
-) -> uuid.UUID:
-    """A record enriched (its stored state ``processed``) whose delivery gave up: the
-    destination answered 503 past every retry of the fast schedule."""
-    fake_ats.add_sr_candidate("c-1")
-    fake_ats.script.extend(Step(match="/vendor", status=503) for _ in range(4))
-    conn = await add_source(services, fake_ats, "smartrecruiters", destination=True)
-    rid = await record_event(services, conn, "candidate.updated", {"id": "c-1"})
-    await run_worker(fast_settings(settings))
-    [letter] = await rows(services, "SELECT stage FROM dead_letter WHERE resolved_at IS NULL")
-    assert letter.stage == "delivery"
-    return rid
 
 
 async def test_a_record_whose_delivery_gave_up_is_a_dead_letter_in_lists_filters_and_stats(

@@ -21,10 +21,7 @@ import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from app.admin import keys
-from app.services import Services
-from tests.admin.test_admin_api import ADMIN, auth
-from tests.console.test_console import log_in
+from tests.support.admin import ADMIN, auth, log_in
 
 T = TypeVar("T")
 
@@ -126,12 +123,7 @@ def assert_answered(response: httpx.Response, value: Any) -> None:
         assert response.status_code == 400 and "NUL" in response.text, (value, response.text)
 
 
-@pytest.fixture
-async def key(services: Services) -> str:
-    return (await keys.create(services.engine, "ops")).key
-
-
-async def test_hostile_query_parameters(client: httpx.AsyncClient, key: str) -> None:
+async def test_hostile_query_parameters(client: httpx.AsyncClient, admin_key: str) -> None:
     drawn = draw(
         st.sampled_from(sorted(QUERIES)).flatmap(
             lambda path: st.tuples(st.just(path), st.sampled_from(QUERIES[path]), url_values)
@@ -139,23 +131,28 @@ async def test_hostile_query_parameters(client: httpx.AsyncClient, key: str) -> 
         120,
     )
     for path, name, value in drawn:
-        response = await client.get(ADMIN + path, params={name: value}, headers=auth(key))
+        response = await client.get(ADMIN + path, params={name: value}, headers=auth(admin_key))
         assert_answered(response, value)
 
 
-async def test_hostile_path_parameters(client: httpx.AsyncClient, key: str) -> None:
+async def test_hostile_path_parameters(client: httpx.AsyncClient, admin_key: str) -> None:
     # A "/" (even as %2F) makes another path, routed elsewhere: one segment each.
     segments = url_values.map(lambda v: v.replace("/", "_"))
     for (method, template), value in draw(st.tuples(st.sampled_from(PATHS), segments), 80):
         body = {"name": "x"} if method == "PATCH" else None
         response = await client.request(
-            method, ADMIN + template.format(quote(value, safe="")), json=body, headers=auth(key)
+            method,
+            ADMIN + template.format(quote(value, safe="")),
+            json=body,
+            headers=auth(admin_key),
         )
         assert_answered(response, value)
 
 
-async def test_hostile_bodies(client: httpx.AsyncClient, key: str) -> None:
-    await client.post(ADMIN + "/tenants", json={"slug": "acme", "name": "Acme"}, headers=auth(key))
+async def test_hostile_bodies(client: httpx.AsyncClient, admin_key: str) -> None:
+    await client.post(
+        ADMIN + "/tenants", json={"slug": "acme", "name": "Acme"}, headers=auth(admin_key)
+    )
     drawn = draw(
         st.sampled_from(range(len(BODIES))).flatmap(
             lambda i: st.tuples(st.just(i), st.sampled_from(BODIES[i][3]), body_values)
@@ -168,13 +165,13 @@ async def test_hostile_bodies(client: httpx.AsyncClient, key: str) -> None:
             method,
             ADMIN + path,
             content=_dumps(_put(body, place, value)),
-            headers={**auth(key), "content-type": "application/json"},
+            headers={**auth(admin_key), "content-type": "application/json"},
         )
         assert_answered(response, value)
 
 
-async def test_hostile_console_filters(client: httpx.AsyncClient, key: str) -> None:
-    await log_in(client, key)
+async def test_hostile_console_filters(client: httpx.AsyncClient, admin_key: str) -> None:
+    await log_in(client, admin_key)
     names = QUERIES["/records"]
     for name, value in draw(st.tuples(st.sampled_from(names), url_values), 60):
         page = await client.get("/console/records", params={name: value})

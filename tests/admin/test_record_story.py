@@ -14,10 +14,10 @@ from app.refusals import RefusalLog
 from app.services import Services
 from app.settings import Settings
 from app.store import attempts
-from tests.admin.test_admin_api import Recorder, admin, key
-from tests.cli.test_admin_cli import hirehook, ok
-from tests.sources.keldair.test_keldair import SECRET, URL, signed
+from tests.support.admin import Recorder
+from tests.support.cli import hirehook, ok
 from tests.support.fake_ats import SR_TOKEN, FakeATS, Step
+from tests.support.keldair import SECRET, URL, signed
 from tests.support.workers import (
     HRM_SECRET,
     add_source,
@@ -26,8 +26,6 @@ from tests.support.workers import (
     rows,
     run_worker,
 )
-
-__all__ = ["admin", "key"]
 
 
 async def test_every_delivery_attempt_is_in_the_records_story(

@@ -28,9 +28,9 @@ from sqlalchemy import text
 from app.embedded import free_port
 from app.services import Services
 from app.settings import Settings
-from tests.conftest import add_connection
-from tests.sources.icims.test_icims_events import CUSTOMER, add_icims, basic_header, error_of
-from tests.sources.keldair.test_keldair import SECRET
+from tests.support.app import add_connection
+from tests.support.icims import CUSTOMER, add_icims, basic_header, error_of
+from tests.support.keldair import SECRET
 from tests.support.workers import worker_env
 
 MIB = 1024 * 1024

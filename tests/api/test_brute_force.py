@@ -33,18 +33,19 @@ from app.services import Services
 from app.settings import Settings
 from app.tenants import ConnectionSpec, DestinationSpec, TenantsFile, TenantSpec, apply_tenants
 from app.verifiers import standard_webhooks as swh
-from tests.conftest import TEST_SECRET_KEY, add_connection, make_settings, run_app
-from tests.console.test_console import log_in
-from tests.sources.cloudelements.test_cloudelements import KEY as CE_KEY
-from tests.sources.cloudelements.test_cloudelements import OTHER_KEY as CE_OTHER_KEY
-from tests.sources.cloudelements.test_cloudelements import URL as CE_URL
-from tests.sources.cloudelements.test_cloudelements import event as ce_event
-from tests.sources.cloudelements.test_cloudelements import notification
-from tests.sources.cloudelements.test_cloudelements import sign as ce_sign
-from tests.sources.hrmanager.test_hrmanager import HEX_SECRET as HRM_SECRET
-from tests.sources.hrmanager.test_hrmanager import URL as HRM_URL
-from tests.sources.hrmanager.test_hrmanager import signed as hrm_signed
-from tests.sources.icims.test_icims_events import (
+from tests.support.admin import log_in
+from tests.support.app import TEST_SECRET_KEY, add_connection, make_settings, run_app
+from tests.support.cloudelements import KEY as CE_KEY
+from tests.support.cloudelements import OTHER_KEY as CE_OTHER_KEY
+from tests.support.cloudelements import URL as CE_URL
+from tests.support.cloudelements import event as ce_event
+from tests.support.cloudelements import notification
+from tests.support.cloudelements import sign as ce_sign
+from tests.support.fake_smartrecruiters import sr_headers
+from tests.support.hrmanager import HEX_SECRET as HRM_SECRET
+from tests.support.hrmanager import URL as HRM_URL
+from tests.support.hrmanager import signed as hrm_signed
+from tests.support.icims import (
     BASIC_PASSWORD,
     BASIC_USER,
     CLIENT_ID,
@@ -59,12 +60,11 @@ from tests.sources.icims.test_icims_events import (
     icims_secrets,
     payload,
 )
-from tests.sources.keldair.test_keldair import SECRET as KELDAIR_SECRET
-from tests.sources.keldair.test_keldair import URL as KELDAIR_URL
-from tests.sources.keldair.test_keldair import event, signed
-from tests.sources.smartrecruiters.test_smartrecruiters_webhooks import KEY_A as SR_KEY
-from tests.sources.smartrecruiters.test_smartrecruiters_webhooks import URL as SR_URL
-from tests.support.fake_smartrecruiters import sr_headers
+from tests.support.keldair import SECRET as KELDAIR_SECRET
+from tests.support.keldair import URL as KELDAIR_URL
+from tests.support.keldair import event, signed
+from tests.support.smartrecruiters import KEY_A as SR_KEY
+from tests.support.smartrecruiters import URL as SR_URL
 
 PER_CLIENT, PER_ADDRESS, BLOCK_S = 3, 5, 2.0
 OTHER_ADDRESS = ("10.0.0.7", 1234)

@@ -23,8 +23,8 @@ from sqlalchemy import text
 from app.cli.tenants import load_tenants
 from app.services import Services
 from app.settings import Settings
-from tests.conftest import add_connection
-from tests.sources.icims.test_icims_events import (
+from tests.support.app import add_connection
+from tests.support.icims import (
     CUSTOMER,
     HMAC_SECRET,
     add_icims,
@@ -34,7 +34,7 @@ from tests.sources.icims.test_icims_events import (
     icims_secrets,
     payload,
 )
-from tests.sources.keldair.test_keldair import SECRET, event, signed
+from tests.support.keldair import SECRET, event, signed
 from tests.support.workers import worker_env
 
 BAD_KELDAIR_SECRET = "not-a-standard-webhooks-secret"

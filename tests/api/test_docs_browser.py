@@ -11,9 +11,7 @@ from pathlib import Path
 
 from playwright.async_api import Page
 
-from tests.support.browser import LiveServer, browser, live_server, page, screenshot
-
-__all__ = ["browser", "live_server", "page"]
+from tests.support.browser import LiveServer, screenshot
 
 
 async def test_swagger_ui_lists_the_operations_offline(

@@ -23,7 +23,7 @@ from app.services import Services
 from app.sources import cloudelements, hrmanager, keldair, smartrecruiters
 from app.sources.icims import IcimsCredentials, icims_request, icims_sample
 from app.verifiers import cloudelements as ce_signatures
-from tests.conftest import add_connection
+from tests.support.app import add_connection
 
 # A request for one event: (path, headers, body), built with one tenant's credentials.
 Build = Callable[[str, dict[str, Any], str], tuple[str, dict[str, str], bytes]]

@@ -16,9 +16,9 @@ from sqlalchemy import text
 from app.errors import AppError
 from app.payload import MAX_DEPTH, TooDeepError, parse_json, strip_nul
 from app.services import Services
-from tests.conftest import add_connection
-from tests.sources.icims.test_icims_events import add_icims, basic_header, error_of
-from tests.sources.keldair.test_keldair import SECRET, URL, signed
+from tests.support.app import add_connection
+from tests.support.icims import add_icims, basic_header, error_of
+from tests.support.keldair import SECRET, URL, signed
 
 
 def nested(depth: int) -> bytes:

@@ -22,7 +22,7 @@ from app.schemas import hrmanager as hrm
 from app.schemas.cloudelements import parse_notification
 from app.schemas.cloudelements_config import CloudElementsOptions
 from app.sources.icims import ICIMS_EVENT_TYPES
-from tests.conftest import make_settings
+from tests.support.app import make_settings
 
 # The answers each route can really send, read from its code (statuses of the AppErrors it and
 # app.routers.common raise, after its error renderer). iCIMS's renderer folds 408/413/415 into

@@ -23,7 +23,7 @@ from app.embedded import free_port
 from app.server import BoundedHttpToolsProtocol, uvicorn_config_kwargs
 from app.services import Services
 from app.settings import Settings
-from tests.conftest import TEST_SECRET_KEY, make_settings
+from tests.support.app import TEST_SECRET_KEY, make_settings
 
 HEADER_TIMEOUT_S = 1.0
 KEEPALIVE_S = 2  # longer than the header timeout, which must not cut it short

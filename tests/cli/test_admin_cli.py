@@ -5,21 +5,17 @@ spares a 2-core machine an interpreter start per command."""
 
 from __future__ import annotations
 
-import asyncio
 import subprocess
-from typing import Any
 
 import httpx
 import orjson
-from typer.testing import CliRunner
 
-from app.cli import cli
 from app.services import Services
 from app.settings import Settings
-from tests.admin.test_admin_api import dead_lettered_delivery, post_hrmanager
-from tests.cli.test_workers_cli import hirehook as hirehook_process
-from tests.sources.keldair.test_keldair import OTHER, SECRET
+from tests.support.admin import dead_lettered_delivery, post_hrmanager
+from tests.support.cli import hirehook, hirehook_process, ok
 from tests.support.fake_ats import FakeATS
+from tests.support.keldair import OTHER, SECRET
 from tests.support.workers import (
     HRM_SECRET,
     VENDOR_SECRET,
@@ -28,29 +24,7 @@ from tests.support.workers import (
     record_event,
     rows,
     run_worker,
-    worker_env,
 )
-
-
-async def hirehook(
-    settings: Settings, *args: str, stdin: str | None = None
-) -> subprocess.CompletedProcess[str]:
-    """Run one CLI command in process, with the environment a process would get."""
-    env = {
-        k: v
-        for k, v in worker_env(settings, log_format="console").items()
-        if k.startswith("HIREHOOK_")
-    }
-    result = await asyncio.to_thread(
-        CliRunner().invoke, cli, list(args), input=stdin, env=env, catch_exceptions=False
-    )
-    return subprocess.CompletedProcess(list(args), result.exit_code, result.stdout, result.stderr)
-
-
-def ok(result: subprocess.CompletedProcess[str]) -> Any:
-    """The JSON a successful ``--json`` command printed."""
-    assert result.returncode == 0, result.stderr
-    return orjson.loads(result.stdout)
 
 
 async def test_admin_keys_are_created_once_listed_without_the_key_and_revoked(

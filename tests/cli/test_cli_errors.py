@@ -21,7 +21,7 @@ import app.cli
 from app.embedded import free_port
 from app.services import Services
 from app.settings import Settings
-from tests.conftest import TEST_SECRET_KEY, add_connection, host_port
+from tests.support.app import TEST_SECRET_KEY, add_connection, host_port
 
 # In every value a case sets, so the output can be searched for it.
 SECRET = "s3kr1t-value"

@@ -14,9 +14,9 @@ from app.main import create_app
 from app.services import Services
 from app.settings import Settings
 from app.tenants import apply_tenants, read_tenants_file
-from tests.conftest import demo_tenants
-from tests.sources.smartrecruiters.test_smartrecruiters_webhooks import cli
+from tests.support.app import demo_tenants
 from tests.support.fake_smartrecruiters import serve_asgi
+from tests.support.smartrecruiters import cli
 from tests.support.workers import rows, worker_env
 
 

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
-import subprocess
-import sys
-
 import orjson
 
 from app.services import Services
 from app.settings import Settings
+from tests.support.cli import hirehook_process
 from tests.support.fake_ats import SR_TOKEN, FakeATS
 from tests.support.workers import (
     add_source,
@@ -17,21 +14,7 @@ from tests.support.workers import (
     record_event,
     rows,
     run_worker,
-    worker_env,
 )
-
-
-async def hirehook(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
-    """Run the CLI in its own process against the session's servers."""
-    return await asyncio.to_thread(
-        subprocess.run,
-        [sys.executable, "-m", "app.cli", *args],
-        env=worker_env(settings, log_format="console"),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
 
 
 async def test_dead_letters_are_listed_by_kind_retried_and_discarded(
@@ -45,36 +28,38 @@ async def test_dead_letters_are_listed_by_kind_retried_and_discarded(
     fast = fast_settings(settings)
     await run_worker(fast)
 
-    listed = await hirehook(settings, "dead-letters", "list", "--json")
+    listed = await hirehook_process(settings, "dead-letters", "list", "--json")
     assert listed.returncode == 0, listed.stderr
     letters = orjson.loads(listed.stdout)["items"]
     assert {(x["record_id"], x["kind"], x["reason"], x["tenant"]) for x in letters} == {
         (str(refused), "configuration", "credentials_refused", "acme"),
         (str(missing), "pipeline", "not_found", "globex"),
     }
-    config_only = await hirehook(settings, "dead-letters", "list", "--kind", "configuration")
+    config_only = await hirehook_process(
+        settings, "dead-letters", "list", "--kind", "configuration"
+    )
     assert config_only.returncode == 0
     assert "credentials_refused" in config_only.stdout and "not_found" not in config_only.stdout
     assert "expired" not in listed.stdout + config_only.stdout + config_only.stderr
 
     # Acting on nothing in particular is refused rather than applied to everything.
-    refused_all = await hirehook(settings, "dead-letters", "retry")
+    refused_all = await hirehook_process(settings, "dead-letters", "retry")
     assert refused_all.returncode != 0 and "--all" in refused_all.stderr
 
     await add_source(services, fake_ats, "smartrecruiters", secrets={"api_key": SR_TOKEN})
-    retried = await hirehook(settings, "dead-letters", "retry", "--kind", "configuration")
+    retried = await hirehook_process(settings, "dead-letters", "retry", "--kind", "configuration")
     assert retried.returncode == 0 and "1 dead letter(s) retried" in retried.stdout
     await run_worker(fast)
     [state] = await rows(services, "SELECT state FROM record WHERE id = :id", id=refused)
     assert state.state == "processed"
 
     pipeline_id = next(x["id"] for x in letters if x["kind"] == "pipeline")
-    discarded = await hirehook(settings, "dead-letters", "discard", str(pipeline_id))
+    discarded = await hirehook_process(settings, "dead-letters", "discard", str(pipeline_id))
     assert discarded.returncode == 0 and "1 dead letter(s) discarded" in discarded.stdout
     [state] = await rows(services, "SELECT state FROM record WHERE id = :id", id=missing)
     assert state.state == "discarded"
-    remaining = await hirehook(settings, "dead-letters", "list", "--json")
+    remaining = await hirehook_process(settings, "dead-letters", "list", "--json")
     assert orjson.loads(remaining.stdout) == {"items": [], "next_cursor": None}
-    history = await hirehook(settings, "dead-letters", "list", "--resolved", "--json")
+    history = await hirehook_process(settings, "dead-letters", "list", "--resolved", "--json")
     resolutions = {x["resolution"] for x in orjson.loads(history.stdout)["items"]}
     assert resolutions == {"retried", "discarded"}

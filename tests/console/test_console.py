@@ -13,11 +13,17 @@ from app.admin import keys
 from app.main import create_app
 from app.services import Services
 from app.settings import Settings
-from tests.admin.test_admin_api import dead_lettered_delivery, post_hrmanager, post_keldair
-from tests.conftest import add_connection, make_settings, run_app
-from tests.sources.keldair.test_keldair import SECRET
-from tests.sources.keldair.test_keldair import event as keldair_event
+from tests.support.admin import (
+    csrf_of,
+    dead_lettered_delivery,
+    log_in,
+    post_hrmanager,
+    post_keldair,
+)
+from tests.support.app import add_connection, make_settings, run_app
 from tests.support.fake_ats import FakeATS
+from tests.support.keldair import SECRET
+from tests.support.keldair import event as keldair_event
 from tests.support.workers import add_source, fast_settings
 
 PAGES = (
@@ -27,24 +33,6 @@ PAGES = (
     "/console/dead-letters/retry",
     "/console/stats",
 )
-
-
-def csrf_of(html: str) -> str:
-    found = re.search(r'name="csrf" value="([^"]+)"', html)
-    assert found, "the page has no CSRF field"
-    return found.group(1)
-
-
-async def log_in(client: httpx.AsyncClient, key: str) -> httpx.Response:
-    form = await client.get("/console/login")
-    return await client.post(
-        "/console/login", data={"key": key, "csrf": csrf_of(form.text)}, follow_redirects=False
-    )
-
-
-@pytest.fixture
-async def key(services: Services) -> str:
-    return (await keys.create(services.engine, "ops")).key
 
 
 async def test_pages_redirect_to_the_login_form_until_logged_in(
@@ -63,27 +51,27 @@ async def test_pages_redirect_to_the_login_form_until_logged_in(
 
 
 async def test_a_wrong_key_is_refused_and_a_right_one_sets_a_strict_httponly_cookie(
-    client: httpx.AsyncClient, key: str
+    client: httpx.AsyncClient, admin_key: str
 ) -> None:
     wrong = await log_in(client, "hh_admin_" + "x" * 43)
     assert wrong.status_code == 401
     assert "unknown or revoked" in wrong.text
     assert (await client.get("/console/records")).status_code == 303
 
-    right = await log_in(client, key)
+    right = await log_in(client, admin_key)
     assert right.status_code == 303 and right.headers["location"] == "/console/records"
     cookie = right.headers["set-cookie"]
     assert "HttpOnly" in cookie and "SameSite=strict" in cookie and "Path=/console" in cookie
     # Over plain http the cookie cannot be Secure (the browser would drop it); see the https case.
     assert "Secure" not in cookie
     # The cookie holds the key's digest, never the key.
-    assert key not in cookie and key[len(keys.PREFIX) :] not in cookie
+    assert admin_key not in cookie and admin_key[len(keys.PREFIX) :] not in cookie
     page = await client.get("/console/records")
     assert page.status_code == 200 and "Signed in as" in page.text and ">ops<" in page.text
     again = await client.get("/console/login", follow_redirects=False)
     assert again.status_code == 303 and again.headers["location"] == "/console/records"
     assert page.headers["cache-control"] == "no-store"
-    assert key not in page.text
+    assert admin_key not in page.text
 
 
 async def test_the_cookie_is_secure_over_https(services: Services, settings: Settings) -> None:
@@ -98,7 +86,7 @@ async def test_the_cookie_is_secure_over_https(services: Services, settings: Set
 
 
 async def test_a_post_without_or_with_a_wrong_csrf_token_is_refused(
-    client: httpx.AsyncClient, services: Services, key: str
+    client: httpx.AsyncClient, services: Services, admin_key: str
 ) -> None:
     await add_connection(
         services, tenant="acme", source="keldair", secrets={"signing_secrets": [SECRET]}
@@ -107,11 +95,11 @@ async def test_a_post_without_or_with_a_wrong_csrf_token_is_refused(
     record_id = sent.headers["hirehook-record-id"]
 
     # The login form too: a key posted without the form's token is not tried.
-    no_token = await client.post("/console/login", data={"key": key})
+    no_token = await client.post("/console/login", data={"key": admin_key})
     assert no_token.status_code == 403
     assert (await client.get("/console/records")).status_code == 303
 
-    assert (await log_in(client, key)).status_code == 303
+    assert (await log_in(client, admin_key)).status_code == 303
     page = await client.get(f"/console/records/{record_id}")
     token = csrf_of(page.text)
     posts = [
@@ -141,9 +129,9 @@ async def test_a_post_without_or_with_a_wrong_csrf_token_is_refused(
 
 
 async def test_a_revoked_key_ends_its_session(
-    client: httpx.AsyncClient, services: Services, key: str
+    client: httpx.AsyncClient, services: Services, admin_key: str
 ) -> None:
-    assert (await log_in(client, key)).status_code == 303
+    assert (await log_in(client, admin_key)).status_code == 303
     assert (await client.get("/console/stats")).status_code == 200
     [row] = await keys.list_keys(services.engine)
     await keys.revoke(services.engine, row.id)
@@ -154,9 +142,9 @@ async def test_a_revoked_key_ends_its_session(
 
 
 async def test_output_is_escaped_and_refusals_are_pages(
-    client: httpx.AsyncClient, services: Services, key: str
+    client: httpx.AsyncClient, services: Services, admin_key: str
 ) -> None:
-    await log_in(client, key)
+    await log_in(client, admin_key)
     hostile = "<script>alert(1)</script>"
     page = await client.get("/console/records", params={"tenant": hostile})
     # No such tenant: a refusal page, which names it escaped.
@@ -178,10 +166,10 @@ async def second_client(services: Services, settings: Settings) -> AsyncIterator
 
 
 async def test_a_session_token_is_not_valid_for_another_session(
-    client: httpx.AsyncClient, second_client: httpx.AsyncClient, key: str
+    client: httpx.AsyncClient, second_client: httpx.AsyncClient, admin_key: str
 ) -> None:
-    await log_in(client, key)
-    await log_in(second_client, key)
+    await log_in(client, admin_key)
+    await log_in(second_client, admin_key)
     mine = csrf_of((await client.get("/console/records")).text)
     theirs = csrf_of((await second_client.get("/console/records")).text)
     assert mine != theirs
@@ -190,7 +178,7 @@ async def test_a_session_token_is_not_valid_for_another_session(
 
 
 async def test_wrong_keys_at_the_login_form_count_in_the_brute_force_guard(
-    services: Services, settings: Settings, key: str
+    services: Services, settings: Settings, admin_key: str
 ) -> None:
     strict = fast_settings(settings, auth_failure_limit_per_address=3)
     async for client in run_app(create_app(strict)):
@@ -202,7 +190,7 @@ async def test_wrong_keys_at_the_login_form_count_in_the_brute_force_guard(
         assert "retry-after" in blocked.headers
         assert (await client.get("/console/records")).status_code == 303
         # ... but the right key, from the same address, logs in.
-        assert (await log_in(client, key)).status_code == 303
+        assert (await log_in(client, admin_key)).status_code == 303
         assert (await client.get("/console/records")).status_code == 200
 
 
@@ -213,11 +201,11 @@ async def test_the_console_is_not_in_the_openapi_document(client: httpx.AsyncCli
 
 
 async def test_a_quarantined_record_page_shows_the_missing_ids_and_how_to_map_them(
-    client: httpx.AsyncClient, services: Services, key: str, fake_ats: FakeATS
+    client: httpx.AsyncClient, services: Services, admin_key: str, fake_ats: FakeATS
 ) -> None:
     hrm = await add_source(services, fake_ats, "hrmanager")
     record_id = await post_hrmanager(client, {"Event": "PositionPublished", "Id": "77"})
-    await log_in(client, key)
+    await log_in(client, admin_key)
     page = await client.get(f"/console/records/{record_id}")
     assert page.status_code == 200
     found = re.search(r'<section id="quarantine">(.*?)</section>', page.text, re.S)
@@ -237,11 +225,11 @@ async def test_a_record_whose_delivery_gave_up_has_a_dead_letter_badge_everywher
     client: httpx.AsyncClient,
     services: Services,
     settings: Settings,
-    key: str,
+    admin_key: str,
     fake_ats: FakeATS,
 ) -> None:
     rid = await dead_lettered_delivery(services, settings, fake_ats)
-    await log_in(client, key)
+    await log_in(client, admin_key)
 
     page = await client.get(f"/console/records/{rid}")
     badge = re.search(r'<span class="state state-([a-z_]+)" id="state">([a-z_]+)</span>', page.text)
@@ -257,9 +245,9 @@ async def test_a_record_whose_delivery_gave_up_has_a_dead_letter_badge_everywher
 
 
 async def test_the_refused_and_group_retry_pages_refuse_and_escape(
-    client: httpx.AsyncClient, services: Services, key: str
+    client: httpx.AsyncClient, services: Services, admin_key: str
 ) -> None:
-    await log_in(client, key)
+    await log_in(client, admin_key)
     hostile = "<script>alert(1)</script>"
     page = await client.get("/console/refusals", params={"tenant": hostile, "window": "9y"})
     assert page.status_code == 200

@@ -23,9 +23,9 @@ from app.services import Services
 from app.settings import Settings
 from app.sources import keldair as keldair_sender
 from app.tenants import ConnectionSpec, DestinationSpec, TenantsFile, TenantSpec, apply_tenants
-from tests.sources.keldair.test_keldair import SECRET
-from tests.support.browser import LiveServer, browser, live_server, page, screenshot
+from tests.support.browser import LiveServer, Pages, screenshot
 from tests.support.fake_ats import HRM_KEY, SR_TOKEN, FakeATS
+from tests.support.keldair import SECRET
 from tests.support.workers import (
     HRM_SECRET,
     VENDOR_SECRET,
@@ -35,37 +35,6 @@ from tests.support.workers import (
     rows,
     run_worker,
 )
-
-__all__ = ["browser", "live_server", "page"]
-
-
-class Pages:
-    """The browser page, and every HTML document it showed (searched for secrets at the end)."""
-
-    def __init__(self, page: Page) -> None:
-        self.page = page
-        self.seen: list[str] = []
-
-    async def keep(self) -> str:
-        html = await self.page.content()
-        self.seen.append(html)
-        return html
-
-    async def log_in(self, key: str) -> None:
-        await self.page.goto("/console/records")
-        # Not logged in: the console sends the browser to its login form.
-        assert self.page.url.endswith("/console/login")
-        await self.keep()
-        await self.page.fill("#key", key)
-        await self.page.click("button[type=submit]")
-        await self.page.wait_for_url("**/console/records")
-        await self.keep()
-
-    def assert_never_shown(self, *secrets: str) -> None:
-        assert self.seen
-        for html in self.seen:
-            for secret in secrets:
-                assert secret not in html
 
 
 async def test_find_a_sent_record_replay_it_and_see_the_replays(

@@ -19,10 +19,9 @@ from app.admin import keys, service
 from app.services import Services
 from app.settings import Settings
 from app.store import dead_letters
-from tests.console.test_console_browser import Pages
-from tests.sources.keldair.test_keldair import SECRET, signed
-from tests.support.browser import LiveServer, browser, live_server, page, screenshot
+from tests.support.browser import LiveServer, Pages, screenshot
 from tests.support.fake_ats import FakeATS, Step
+from tests.support.keldair import SECRET, signed
 from tests.support.workers import (
     HRM_SECRET,
     add_source,
@@ -30,8 +29,6 @@ from tests.support.workers import (
     record_event,
     run_worker,
 )
-
-__all__ = ["browser", "live_server", "page"]
 
 NARROW: ViewportSize = {"width": 390, "height": 844}
 WIDE: ViewportSize = {"width": 1280, "height": 900}

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 
 import httpx
 import orjson
@@ -20,8 +20,8 @@ from app.intake import Deadline
 from app.main import create_app
 from app.services import Services
 from app.settings import Settings
-from tests.conftest import add_connection, host_port, make_settings, run_app
-from tests.sources.icims.test_icims_events import (
+from tests.support.app import add_connection, run_app
+from tests.support.icims import (
     add_icims,
     basic_header,
     error_of,
@@ -29,31 +29,20 @@ from tests.sources.icims.test_icims_events import (
     icims_secrets,
     payload,
 )
-from tests.sources.icims.test_icims_events import send as send_icims
-from tests.sources.keldair.test_keldair import SECRET, event, signed
-from tests.support.proxy import FaultProxy, Mode
+from tests.support.icims import send as send_icims
+from tests.support.keldair import SECRET, event, signed
+from tests.support.proxy import FaultProxy, Mode, via_proxy
 
 # Generous against a loaded machine, well under the 8 s the unbounded waits added up to.
 LIMIT_S = 3.0
 
 
-@pytest.fixture
-async def pg_proxy(settings: Settings) -> AsyncIterator[FaultProxy]:
-    assert settings.database_url is not None
-    proxy = await FaultProxy(*host_port(str(settings.database_url))).start()
-    yield proxy
-    await proxy.close()
-
-
 def production_timeouts(settings: Settings, proxy: FaultProxy) -> Settings:
     """The session's servers through ``proxy``, with the default database timeouts."""
-    port = host_port(str(settings.database_url))[1]
-    url = str(settings.database_url).replace(f":{port}/", f":{proxy.port}/")
     defaults = Settings.model_fields
-    return make_settings(
-        url,
-        str(settings.redis_url),
-        connection_cache_ttl_s=60,
+    return via_proxy(
+        settings,
+        proxy,
         db_request_timeout_s=defaults["db_request_timeout_s"].default,
         db_connect_timeout_s=defaults["db_connect_timeout_s"].default,
         db_statement_timeout_s=defaults["db_statement_timeout_s"].default,

@@ -18,7 +18,7 @@ from sqlalchemy import text
 from app.embedded import free_port
 from app.services import Services
 from app.settings import Settings
-from tests.conftest import TEST_SECRET_KEY, demo_tenants
+from tests.support.app import TEST_SECRET_KEY, demo_tenants
 
 
 def ready(url: str) -> bool:

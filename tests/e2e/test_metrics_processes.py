@@ -24,8 +24,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from app.embedded import free_port
 from app.services import Services
 from app.settings import Settings
-from tests.conftest import add_connection
-from tests.sources.keldair.test_keldair import SECRET, event, signed
+from tests.support.app import add_connection
+from tests.support.keldair import SECRET, event, signed
 from tests.support.workers import log_events, worker_env
 
 URL = "/v1/keldair/acme/events"

@@ -16,24 +16,9 @@ from app.services import Services
 from app.settings import Settings
 from app.workers.jobs import process_record, sweep_outbox
 from app.workers.settings import create_worker
-from tests.conftest import add_connection, arq_queue, host_port, make_settings, run_app
-from tests.sources.keldair.test_keldair import SECRET, URL, event, signed
-from tests.support.proxy import FaultProxy
-
-
-@pytest.fixture
-async def pg_proxy(settings: Settings) -> AsyncIterator[FaultProxy]:
-    assert settings.database_url is not None
-    proxy = await FaultProxy(*host_port(str(settings.database_url))).start()
-    yield proxy
-    await proxy.close()
-
-
-def via_proxy(settings: Settings, proxy: FaultProxy) -> Settings:
-    url = str(settings.database_url).replace(
-        f":{host_port(str(settings.database_url))[1]}/", f":{proxy.port}/"
-    )
-    return make_settings(url, str(settings.redis_url), connection_cache_ttl_s=60)
+from tests.support.app import add_connection, arq_queue, make_settings, run_app
+from tests.support.keldair import SECRET, URL, event, signed
+from tests.support.proxy import FaultProxy, via_proxy
 
 
 async def record_count(services: Services) -> int:

@@ -29,9 +29,9 @@ from sqlalchemy import text
 from app.embedded import free_port
 from app.services import Services
 from app.settings import Settings
-from tests.conftest import TEST_SECRET_KEY, demo_tenants
-from tests.sources.keldair.test_keldair import signed
+from tests.support.app import TEST_SECRET_KEY, demo_tenants
 from tests.support.fake_ats import FakeATS
+from tests.support.keldair import signed
 from tests.support.workers import VENDOR_SECRET, worker_env
 
 # Only ever inside a payload: finding it in a log means a body was logged.

@@ -19,8 +19,8 @@ from app.connections import ConnectionInfo
 from app.embedded import EmbeddedRedis
 from app.services import Services
 from app.settings import Settings
-from tests.conftest import add_connection, make_settings
-from tests.sources.keldair.test_keldair import SECRET
+from tests.support.app import add_connection, make_settings
+from tests.support.keldair import SECRET
 from tests.support.workers import log_events, record_event, rows, spawn_worker, worker_env
 
 

@@ -18,7 +18,7 @@ from app.services import Services
 from app.settings import Settings
 from app.store.normalized import Resource, upsert_view
 from app.workers.jobs import process_record, sweep_outbox
-from tests.conftest import arq_queue
+from tests.support.app import arq_queue
 from tests.support.fake_ats import FakeATS, Step
 from tests.support.workers import (
     add_source,

@@ -6,7 +6,7 @@ import asyncio
 
 from app.connections import ConnectionStore
 from app.services import Services
-from tests.conftest import add_connection
+from tests.support.app import add_connection
 
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 

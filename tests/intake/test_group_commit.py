@@ -21,8 +21,8 @@ from app.store import records, work
 from app.store.normalized import Resource
 from app.workers.context import Enrichment
 from app.workers.jobs import process_record, process_records
-from tests.conftest import add_connection, arq_queue
-from tests.sources.keldair.test_keldair import SECRET
+from tests.support.app import add_connection, arq_queue
+from tests.support.keldair import SECRET
 
 # --- the batching itself, without a database -------------------------------------------------
 

@@ -19,7 +19,7 @@ from app.guard import (
     client_subject,
     retry_after,
 )
-from tests.conftest import make_settings
+from tests.support.app import make_settings
 
 SECRET = "s3cret-" + "x" * 40
 Limiter = Callable[..., FailureLimiter]

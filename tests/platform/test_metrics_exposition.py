@@ -14,10 +14,10 @@ from sqlalchemy import text
 
 from app.admin import service
 from app.services import Services
-from tests.admin.test_admin_api import post_keldair
-from tests.conftest import add_connection
-from tests.sources.keldair.test_keldair import SECRET
-from tests.sources.keldair.test_keldair import event as keldair_event
+from tests.support.admin import post_keldair
+from tests.support.app import add_connection
+from tests.support.keldair import SECRET
+from tests.support.keldair import event as keldair_event
 
 # Moved only by arq jobs, in a worker process.
 WORKER_ONLY = (

@@ -17,8 +17,8 @@ from app.queue import carried_context
 from app.request_context import request_id_from, source_of
 from app.services import Services
 from app.settings import Settings
-from tests.conftest import add_connection
-from tests.sources.keldair.test_keldair import SECRET, event, post
+from tests.support.app import add_connection
+from tests.support.keldair import SECRET, event, post
 
 
 @pytest.mark.parametrize(

@@ -19,7 +19,7 @@ from app.outbound import OutboundPolicy, OutboundRefusedError
 from app.services import Services
 from app.settings import Settings
 from app.tenants import ConnectionSpec, DestinationSpec, check_connection
-from tests.conftest import make_settings
+from tests.support.app import make_settings
 from tests.support.fake_ats import SR_TOKEN
 from tests.support.workers import VENDOR_SECRET
 

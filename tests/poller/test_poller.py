@@ -36,7 +36,7 @@ from app.tenants import (
     read_tenants_file,
 )
 from app.workers.poller import poll_due
-from tests.conftest import arq_queue
+from tests.support.app import arq_queue
 from tests.support.fake_ats import SR_TOKEN, Call, FakeATS, Step
 from tests.support.workers import add_source, fast_settings, rows, run_worker, worker_env
 

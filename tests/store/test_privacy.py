@@ -20,11 +20,11 @@ from app.services import Services
 from app.settings import Settings
 from app.sources import stored_headers
 from app.store import partitions
-from tests.conftest import add_connection
-from tests.sources.keldair.test_keldair import SECRET, event, post
-from tests.sources.smartrecruiters.test_smartrecruiters_webhooks import KEY_A
-from tests.sources.smartrecruiters.test_smartrecruiters_webhooks import post as sr_post
+from tests.support.app import add_connection
 from tests.support.fake_ats import SR_TOKEN, FakeATS
+from tests.support.keldair import SECRET, event, post
+from tests.support.smartrecruiters import KEY_A
+from tests.support.smartrecruiters import post as sr_post
 from tests.support.workers import add_source, fast_settings, rows, run_worker, worker_env
 
 KELDAIR_URL = "/v1/keldair/acme/events"
@@ -82,7 +82,7 @@ async def test_a_keldair_event_keeps_its_ids_and_drops_signature_and_address(
     client: httpx.AsyncClient, acme: Services
 ) -> None:
     body = orjson.dumps(event("evt-h"))
-    from tests.sources.keldair.test_keldair import signed
+    from tests.support.keldair import signed
 
     headers = {**signed(body), "x-forwarded-for": "203.0.113.7", "cookie": "a=b"}
     response = await client.post(KELDAIR_URL, content=body, headers=headers)
@@ -601,7 +601,7 @@ async def test_a_webhook_cannot_pass_itself_off_as_a_polled_item(
 ) -> None:
     from app.poller.items import RESOURCE_HEADER
     from app.workers.dead_letters import _reparse_headers
-    from tests.sources.keldair.test_keldair import signed
+    from tests.support.keldair import signed
 
     body = orjson.dumps(event("e-forged", data={"applicantId": "ap_1"}))
     headers = {**signed(body), RESOURCE_HEADER: "candidates"}

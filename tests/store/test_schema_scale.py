@@ -11,8 +11,8 @@ from sqlalchemy import text
 from app.queue import PROCESS_RECORD, deserialize
 from app.services import Services
 from app.workers.jobs import sweep_outbox
-from tests.conftest import add_connection, arq_queue
-from tests.sources.keldair.test_keldair import SECRET
+from tests.support.app import add_connection, arq_queue
+from tests.support.keldair import SECRET
 
 # The indexes migrations 0004 and 0007 add so that deleting a tenant (or a connection) does not
 # scan every record key, delivery and dead letter of every tenant (records go with their keys).

@@ -4,9 +4,8 @@ The system Chromium (Debian's ``chromium`` package, which ``.ci/run`` installs w
 missing) is driven by Playwright's async API: the tests run inside pytest-asyncio's session
 loop, where the sync API refuses to start. Playwright never downloads a browser here.
 
-Use the fixtures by importing them into a test module::
-
-    from tests.support.browser import browser, live_server, page  # noqa: F401
+Its fixtures (``browser``, ``live_server``, ``page``) reach every test module: tests/conftest.py
+loads this module as a plugin.
 
 ``live_server`` serves ``create_app(settings)`` with uvicorn on a free loopback port, in the
 test's own event loop, against the session's PostgreSQL and Redis (tables emptied by the
@@ -20,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
+import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,7 +30,6 @@ import pytest
 import uvicorn
 from playwright.async_api import Browser, Page, Route, async_playwright
 
-from app.embedded import free_port
 from app.main import create_app
 from app.services import Services
 from app.settings import Settings
@@ -67,7 +66,11 @@ class LiveServer:
 async def live_server(settings: Settings, services: Services) -> AsyncIterator[LiveServer]:
     """The real app under uvicorn on a free loopback port, running until the test ends."""
     del services  # requested for its emptied tables
-    port = free_port()
+    # Bound here and handed over: a port picked free and bound later could be taken meanwhile
+    # by a parallel test worker.
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind((LOOPBACK, 0))
+    port = sock.getsockname()[1]
     config = uvicorn.Config(
         create_app(settings),
         host=LOOPBACK,
@@ -77,7 +80,7 @@ async def live_server(settings: Settings, services: Services) -> AsyncIterator[L
         lifespan="on",
     )
     server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve())
+    task = asyncio.create_task(server.serve(sockets=[sock]))
     base_url = f"http://{LOOPBACK}:{port}"
     try:
         async with httpx.AsyncClient(base_url=base_url, timeout=2) as client:
@@ -97,6 +100,7 @@ async def live_server(settings: Settings, services: Services) -> AsyncIterator[L
     finally:
         server.should_exit = True
         await asyncio.wait_for(task, 30)
+        sock.close()
 
 
 @pytest.fixture
@@ -150,3 +154,32 @@ async def screenshot(page: Page, name: str, scratch: Path) -> Path:
     await page.screenshot(path=str(path))
     assert path.stat().st_size > 1000
     return path
+
+
+class Pages:
+    """The browser page, and every HTML document it showed (searched for secrets at the end)."""
+
+    def __init__(self, page: Page) -> None:
+        self.page = page
+        self.seen: list[str] = []
+
+    async def keep(self) -> str:
+        html = await self.page.content()
+        self.seen.append(html)
+        return html
+
+    async def log_in(self, key: str) -> None:
+        await self.page.goto("/console/records")
+        # Not logged in: the console sends the browser to its login form.
+        assert self.page.url.endswith("/console/login")
+        await self.keep()
+        await self.page.fill("#key", key)
+        await self.page.click("button[type=submit]")
+        await self.page.wait_for_url("**/console/records")
+        await self.keep()
+
+    def assert_never_shown(self, *secrets: str) -> None:
+        assert self.seen
+        for html in self.seen:
+            for secret in secrets:
+                assert secret not in html

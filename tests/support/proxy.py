@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from typing import Literal
+from typing import Any, Literal
+
+from app.settings import Settings
+from tests.support.app import host_port, make_settings
 
 # open: forward. refuse: drop every stream, reset new ones. stall: drop every stream, accept
 # new ones and never answer. freeze: as a paused server (SIGSTOP) looks from outside: live
@@ -90,3 +93,13 @@ class FaultProxy:
         finally:
             dst.transport.abort()
             self._writers.discard(dst)
+
+
+def via_proxy(settings: Settings, proxy: FaultProxy, **overrides: Any) -> Settings:
+    """The session's servers with PostgreSQL reached through ``proxy``; connections are cached
+    for a minute unless ``overrides`` say otherwise, so an outage hits the intake itself."""
+    port = host_port(str(settings.database_url))[1]
+    url = str(settings.database_url).replace(f":{port}/", f":{proxy.port}/")
+    return make_settings(
+        url, str(settings.redis_url), **{"connection_cache_ttl_s": 60, **overrides}
+    )

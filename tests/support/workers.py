@@ -19,7 +19,7 @@ from app.services import Services
 from app.settings import Settings
 from app.tenants import ConnectionSpec, DestinationSpec, TenantsFile, TenantSpec, apply_tenants
 from app.workers.settings import create_worker
-from tests.conftest import TEST_SECRET_KEY, make_settings
+from tests.support.app import TEST_SECRET_KEY, make_settings
 from tests.support.fake_ats import HRM_ALIAS, HRM_KEY, SR_TOKEN, FakeATS
 
 VENDOR_SECRET = "whsec_dmVuZG9yLWRlc3RpbmF0aW9uLXNlY3JldC0wMDAx"

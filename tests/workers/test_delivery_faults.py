@@ -9,7 +9,7 @@ database off at the moment it answers, so the failure lands exactly after the se
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -20,9 +20,8 @@ from app.services import Services
 from app.settings import Settings
 from app.workers import dead_letters, delivery
 from app.workers.jobs import sweep_outbox
-from tests.conftest import host_port, make_settings
 from tests.support.fake_ats import FakeATS, Step, serve
-from tests.support.proxy import FaultProxy
+from tests.support.proxy import FaultProxy, via_proxy
 from tests.support.workers import FAST, add_source, record_batch, record_event, rows, run_worker
 
 
@@ -48,14 +47,6 @@ def vendor() -> Iterator[CuttingVendor]:
 
 
 @pytest.fixture
-async def pg_proxy(settings: Settings) -> AsyncIterator[FaultProxy]:
-    assert settings.database_url is not None
-    proxy = await FaultProxy(*host_port(str(settings.database_url))).start()
-    yield proxy
-    await proxy.close()
-
-
-@pytest.fixture
 def short_mark_done(monkeypatch: pytest.MonkeyPatch) -> None:
     """Marking a delivery done gives up after half a second instead of ten."""
     monkeypatch.setattr(delivery, "MARK_DONE_PAUSES_S", (0.1,))
@@ -64,9 +55,7 @@ def short_mark_done(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def through(settings: Settings, proxy: FaultProxy, **overrides: Any) -> Settings:
     """Fast retry schedules, the database behind ``proxy``."""
-    port = host_port(str(settings.database_url))[1]
-    url = str(settings.database_url).replace(f":{port}/", f":{proxy.port}/")
-    return make_settings(url, str(settings.redis_url), **{**FAST, **overrides})
+    return via_proxy(settings, proxy, **{"connection_cache_ttl_s": 0, **FAST, **overrides})
 
 
 def cut_database_on_first_answer(

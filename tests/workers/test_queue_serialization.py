@@ -37,7 +37,7 @@ from app.services import Services
 from app.settings import Settings
 from app.sources import create_services
 from app.workers.settings import create_worker, worker_options
-from tests.conftest import make_settings
+from tests.support.app import make_settings
 from tests.support.fake_ats import FakeATS, Step
 from tests.support.workers import add_source, fast_settings, record_event, rows, run_worker
 

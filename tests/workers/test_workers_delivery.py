@@ -24,12 +24,12 @@ from app.tenants import (
 )
 from app.workers import dead_letters
 from app.workers.jobs import process_record, sweep_outbox
-from tests.conftest import arq_queue
-from tests.sources.keldair.test_keldair import SECRET as KELDAIR_SECRET
-from tests.sources.keldair.test_keldair import URL as KELDAIR_URL
-from tests.sources.keldair.test_keldair import event as keldair_event
-from tests.sources.keldair.test_keldair import signed
+from tests.support.app import arq_queue
 from tests.support.fake_ats import FakeATS, Step
+from tests.support.keldair import SECRET as KELDAIR_SECRET
+from tests.support.keldair import URL as KELDAIR_URL
+from tests.support.keldair import event as keldair_event
+from tests.support.keldair import signed
 from tests.support.workers import (
     VENDOR_SECRET,
     add_source,

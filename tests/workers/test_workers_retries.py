@@ -15,7 +15,7 @@ from app.services import Services
 from app.settings import Settings
 from app.workers import dead_letters
 from app.workers.jobs import backoff, classify_api_error, process_record
-from tests.conftest import logged_events
+from tests.support.app import logged_events
 from tests.support.fake_ats import HRM_KEY, SR_TOKEN, FakeATS, Step
 from tests.support.workers import add_source, fast_settings, record_event, rows, run_worker
 

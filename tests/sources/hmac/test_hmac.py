@@ -26,7 +26,7 @@ from app.sources import REGISTRY
 from app.tenants import ConnectionSpec, DestinationSpec, TenantsFile, TenantSpec, apply_tenants
 from app.verifiers import VerificationError
 from app.verifiers import hmac as signatures
-from tests.conftest import run_app
+from tests.support.app import run_app
 from tests.support.fake_ats import FakeATS
 from tests.support.workers import VENDOR_SECRET, fast_settings, rows, run_worker
 

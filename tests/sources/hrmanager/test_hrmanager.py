@@ -4,10 +4,7 @@ quarantine and enrichment by real workers against the fake HR Manager API."""
 from __future__ import annotations
 
 import asyncio
-import base64
 import gzip
-import hashlib
-import hmac
 import re
 from collections.abc import Iterator
 from typing import Any
@@ -25,26 +22,13 @@ from app.schemas import hrmanager_config
 from app.services import Services
 from app.settings import Settings
 from app.tenants import apply_tenants, read_tenants_file
-from tests.conftest import arq_queue, make_settings, threaded_app
+from tests.support.app import arq_queue, make_settings, threaded_app
 from tests.support.fake_ats import HRM_KEY, FakeATS
+from tests.support.hrmanager import HEX_SECRET, URL, sign, signed
 from tests.support.workers import add_source, fast_settings, rows, run_worker
 
-URL = "/v1/hrmanager/acme/events"
-HEX_SECRET = b"acme-hr-manager-shared-secret-hex-0001".hex()
 UTF8_SECRET = "acme-hr-manager-shared-secret-utf8-0001"
 USER_DATA = "acme-user-data-key-0123456789-abcdefXYZ"
-
-
-def sign(body: bytes, key: bytes) -> str:
-    """What Talentech's sample computes: Base64(HMAC-SHA256(secret, raw body))."""
-    return base64.b64encode(hmac.new(key, body, hashlib.sha256).digest()).decode()
-
-
-def signed(body: bytes, key: bytes | None = None) -> dict[str, str]:
-    return {
-        "content-type": "application/json",
-        "X-Signature-Base64HmacSha256": sign(body, key or bytes.fromhex(HEX_SECRET)),
-    }
 
 
 async def post(

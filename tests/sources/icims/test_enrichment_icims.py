@@ -14,24 +14,22 @@ from app.services import Services
 from app.settings import Settings
 from app.sources.icims import icims_sample
 from app.tenants import ConnectionSpec, DestinationSpec, TenantsFile, TenantSpec, apply_tenants
-from tests.sources.icims.test_icims_events import (
+from tests.support.fake_ats import FakeATS
+from tests.support.fake_icims import FakeIcims, Fault
+from tests.support.icims import (
+    API_CLIENT_ID,
+    API_SECRET,
     CUSTOMER,
-    _age_records,
+    JOB,
+    PERSON,
+    WORKFLOW,
     add_icims,
+    age_records,
     icims_options,
     icims_secrets,
     payload,
     send,
 )
-from tests.sources.icims.test_icims_validation import (
-    API_CLIENT_ID,
-    API_SECRET,
-    JOB,
-    PERSON,
-    WORKFLOW,
-)
-from tests.support.fake_ats import FakeATS
-from tests.support.fake_icims import FakeIcims, Fault
 from tests.support.workers import VENDOR_SECRET, fast_settings, rows, run_worker
 
 
@@ -206,7 +204,7 @@ async def test_post_unpost_post_is_delivered_as_posted_unposted_posted(
     answers = []
     for event_type in ("JobPostToWebEvent", "JobUnpostToWebEvent", "JobPostToWebEvent"):
         answers.append(await send(client, icims_sample(event_type)))
-        await _age_records(services, 1)
+        await age_records(services, 1)
     await run_worker(fast_settings(settings))
     delivered = _delivered(fake_ats)
     ids = [a.headers["hirehook-record-id"] for a in answers]

@@ -17,8 +17,8 @@ from sqlalchemy import text
 from app.main import create_app
 from app.services import Services
 from app.settings import Settings
-from tests.conftest import TEST_SECRET_KEY, make_settings, run_app
-from tests.sources.icims.test_icims_events import (
+from tests.support.app import TEST_SECRET_KEY, make_settings, run_app
+from tests.support.icims import (
     BASIC_PASSWORD,
     BASIC_USER,
     CLIENT_ID,

@@ -14,8 +14,8 @@ from app.clients.base import ApiError, BudgetKey
 from app.clients.icims import IcimsApiError, IcimsClient, TokenCache, parse_error
 from app.schemas.icims_config import ApiSettings, ConfigError
 from app.services import Services
-from tests.sources.icims.test_icims_validation import API_CLIENT_ID, API_SECRET, JOB, PERSON
 from tests.support.fake_icims import FakeIcims, Fault
+from tests.support.icims import API_CLIENT_ID, API_SECRET, JOB, PERSON
 
 CUSTOMER = "1234"
 
@@ -226,7 +226,7 @@ def test_error_body_or_x_error_header_alone_is_understood() -> None:
 
 
 async def test_for_connection_needs_api_settings(services: Services) -> None:
-    from tests.sources.icims.test_icims_events import add_icims
+    from tests.support.icims import add_icims
 
     await add_icims(services)
     connection = await services.connections.by_account("icims", "1234")

@@ -31,7 +31,7 @@ from app.sources import icims as senders
 from app.tenants import ConnectionSpec, TenantsFile, TenantSpec, apply_tenants
 from app.verifiers import VerificationError
 from app.verifiers import icims as icims_verifier
-from tests.sources.icims.test_icims_events import (
+from tests.support.icims import (
     HMAC_SECRET,
     HMAC_USER,
     SECRET_VALUES,

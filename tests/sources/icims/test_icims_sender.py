@@ -15,7 +15,7 @@ from app.services import Services
 from app.settings import Settings
 from app.sources.icims import ICIMS_EVENT_TYPES, IcimsCredentials, icims_sample, send_icims
 from app.tenants import apply_tenants, read_tenants_file
-from tests.conftest import make_settings, threaded_app
+from tests.support.app import make_settings, threaded_app
 
 
 @pytest.fixture

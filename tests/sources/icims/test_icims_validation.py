@@ -13,9 +13,15 @@ from app.clients.icims import DEFAULT_TOKENS
 from app.main import create_app
 from app.services import Services
 from app.settings import Settings
-from tests.conftest import make_settings, run_app
-from tests.sources.icims.test_icims_events import (
+from tests.support.app import make_settings, run_app
+from tests.support.fake_icims import FakeIcims, Fault
+from tests.support.icims import (
+    API_CLIENT_ID,
+    API_SECRET,
     CUSTOMER,
+    JOB,
+    PERSON,
+    WORKFLOW,
     add_icims,
     error_of,
     icims_options,
@@ -25,18 +31,8 @@ from tests.sources.icims.test_icims_events import (
     records,
     send,
 )
-from tests.support.fake_icims import FakeIcims, Fault
 from tests.support.workers import rows, run_worker
 
-API_CLIENT_ID, API_SECRET = "vendor-api-client", "vendor-api-secret-1-Us6hL3vT8mGa2rKp"
-PERSON = {
-    "firstname": "Ada",
-    "lastname": "Lovelace",
-    "email": "ada@example.com",
-    "usssn": "",
-}
-JOB = {"jobtitle": "Analyst", "joblocation": {"id": 5, "value": "Berlin"}}
-WORKFLOW = {"baseprofile": 1209, "associatedprofile": 2468, "rcf3001": {"id": "C1", "value": ""}}
 STATUS_RULES = {
     "required": {"people": ["firstname", "lastname"]},
     "status_packages": {"C51218": "standard", "C51219": "executive"},

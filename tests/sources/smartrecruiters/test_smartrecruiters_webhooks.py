@@ -5,9 +5,7 @@ event-id, subjects, quarantine, enrichment, and the subscribe CLI against a fake
 from __future__ import annotations
 
 import asyncio
-import sys
 import time
-import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -36,8 +34,7 @@ from app.store import subscriptions
 from app.tenants import apply_tenants, read_tenants_file
 from app.verifiers import VerificationError
 from app.verifiers import smartrecruiters as srv
-from tests.conftest import add_connection, arq_queue, host_port, run_app
-from tests.e2e.test_outages import via_proxy
+from tests.support.app import add_connection, arq_queue, run_app
 from tests.support.fake_ats import SR_TOKEN, FakeATS
 from tests.support.fake_smartrecruiters import (
     FakeSmartRecruiters,
@@ -46,40 +43,14 @@ from tests.support.fake_smartrecruiters import (
     sr_headers,
 )
 from tests.support.paths import REPO
-from tests.support.proxy import FaultProxy
+from tests.support.proxy import FaultProxy, via_proxy
+from tests.support.smartrecruiters import KEY_A, URL, cli, post
 from tests.support.workers import add_source, fast_settings, rows, run_worker, worker_env
 
-KEY_A = "sr-signing-key-alpha-000000000000000001"
 KEY_B = "sr-signing-key-bravo-000000000000000002"
-URL = "/v1/smartrecruiters/acme/events"
 # developers.smartrecruiters.com/reference/subscriptionsgeneratesecretkey-1
 REFERENCE_SIGNATURE = "2e9291f10d44ca10204a4cd81b05d73b6a316b2b605d4e2e0e0b37b40198ce1f"
 DEMO = REPO / "demo" / "tenants.toml"
-
-
-@pytest.fixture
-async def pg_proxy(settings: Settings) -> AsyncIterator[FaultProxy]:
-    assert settings.database_url is not None
-    proxy = await FaultProxy(*host_port(str(settings.database_url))).start()
-    yield proxy
-    await proxy.close()
-
-
-async def post(
-    client: httpx.AsyncClient,
-    payload: Any,
-    *,
-    keys: list[str] | None = None,
-    event_name: str = "candidate.created",
-    event_id: str | None = None,
-    url: str = URL,
-    **kw: Any,
-) -> httpx.Response:
-    body = payload if isinstance(payload, bytes) else orjson.dumps(payload)
-    headers = sr_headers(
-        keys or [KEY_A], body, event_name=event_name, event_id=event_id or str(uuid.uuid4()), **kw
-    )
-    return await client.post(url, content=body, headers=headers)
 
 
 @pytest.fixture
@@ -551,21 +522,6 @@ async def test_worker_enriches_from_the_subjects_derived_at_intake(
 
 
 # --- the subscribe CLI and the sample sender, end to end --------------------------------------
-
-
-async def cli(*args: str, env: dict[str, str]) -> tuple[int, str, str]:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "app.cli",
-        *args,
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await asyncio.wait_for(proc.communicate(), 60)
-    assert proc.returncode is not None
-    return proc.returncode, out.decode(), err.decode()
 
 
 @pytest.fixture
