@@ -1,7 +1,7 @@
 """The shape of the code: no import cycle anywhere in ``app``, and the import-linter contracts of
 pyproject.toml (the core knows no FastAPI, only ``app.main`` mounts routers, ATSs do not import
-each other) hold, so ``make test`` enforces them and not only ``make lint``; and the tests' own shape: no
-test module imports another (helpers are in tests/support/, fixtures in conftest.py files)."""
+each other) hold, so ``make test`` enforces them and not only ``make lint``; and the tests' own
+shape: no test module imports another (helpers are in tests/support/, fixtures in conftest.py)."""
 
 from __future__ import annotations
 

@@ -503,8 +503,11 @@ async def test_a_failing_address_gets_its_refusals_held_and_its_block_closes_the
 
         answers = [await refused(KELDAIR_URL if i % 2 else unknown_url, i) for i in range(5)]
         assert [r.status_code for r, _ in answers] == [401] * 5
-        assert all(t < 0.5 * delay_s for _, t in answers[:2])
-        assert all(t >= 0.75 * delay_s for _, t in answers[2:])
+        # Held ones take the delay at least; the first two are answered sooner than any held
+        # one (compared with each other, not with a clock a loaded machine slows).
+        held = [t for _, t in answers[2:]]
+        assert all(t >= 0.75 * delay_s for t in held)
+        assert max(t for _, t in answers[:2]) < min(held)
 
         blocked, took = await refused(KELDAIR_URL, 6)
         assert blocked.status_code == 429 and took >= 0.75 * delay_s
@@ -516,7 +519,7 @@ async def test_a_failing_address_gets_its_refusals_held_and_its_block_closes_the
             KELDAIR_URL, content=body, headers=signed(body, msg_id="msg_good")
         )
         assert good.status_code == 200, good.text
-        assert time.monotonic() - started < 0.5 * delay_s
+        assert time.monotonic() - started < min(held)
 
 
 async def test_bodies_refused_before_authentication_are_held_but_never_block(
@@ -543,8 +546,8 @@ async def test_bodies_refused_before_authentication_are_held_but_never_block(
             )
             took.append(time.monotonic() - started)
             assert response.status_code == 413, response.text
-        assert all(t < 0.5 * delay_s for t in took[:2])
         assert all(t >= 0.75 * delay_s for t in took[2:])
+        assert max(took[:2]) < min(took[2:])
 
         body = orjson.dumps(event())
         good = await served.client.post(

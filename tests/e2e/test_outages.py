@@ -157,7 +157,7 @@ async def test_body_trickling_past_the_deadline_is_408(
 
     async def trickle() -> AsyncIterator[bytes]:
         yield body[:10]
-        await asyncio.sleep(2)
+        await asyncio.sleep(6)
         yield body[10:]
 
     quick = make_settings(
@@ -167,7 +167,9 @@ async def test_body_trickling_past_the_deadline_is_408(
         started = time.monotonic()
         response = await client.post(URL, content=trickle(), headers=signed(body))
         assert response.status_code == 408
-        assert time.monotonic() - started < 1.5
+        # Answered at the deadline (0.5 s), not when the body would have ended (6 s); generous
+        # for a loaded machine.
+        assert time.monotonic() - started < 5
     assert await record_count(services) == 0
 
 

@@ -65,6 +65,8 @@ async def test_worker_killed_mid_job_is_completed_exactly_once_by_another(
     assert row.attempts == 2 and row.done_at is not None
     [record] = await rows(services, "SELECT state FROM record")
     assert record.state == "processed"
+    # The killed worker's log was written (it started), and says it finished nothing.
+    assert log_events(first_log, "worker.started")
     assert log_events(first_log, "job.record_processed") == []
     [done] = log_events(second_log, "job.record_processed")
     assert done["record_id"] == str(rid)

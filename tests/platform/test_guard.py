@@ -220,7 +220,8 @@ async def test_redis_unreachable_fails_open_and_still_limits_locally(limiter: Li
         assert await authenticate(guard, "c1", "10.0.0.1", "wrong") == 429
         assert await authenticate(guard, "c1", "10.0.0.1", SECRET) == 200
         assert await authenticate(guard, "c2", "10.0.0.1", "wrong") == 401
-        assert time.monotonic() - started < 2
+        # A refused connection is answered at once; generous for a loaded machine.
+        assert time.monotonic() - started < 10
 
         ids = [client_subject("icims", "client", f"bogus-{n}") for n in range(20_000)]
         bounded = limiter(client_redis=down, fallback_size=1000)
@@ -231,7 +232,12 @@ async def test_redis_unreachable_fails_open_and_still_limits_locally(limiter: Li
         await down.aclose()
 
 
+# Long enough that one more call to Redis shows, whatever else slows the machine.
+HANG_TIMEOUT_S = 1.0
+
+
 async def test_a_hanging_redis_costs_at_most_the_timeout(limiter: Limiter) -> None:
+
     # Accepts connections and never answers: what a wedged server or a dropped route looks like.
     async def hang(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await reader.read()
@@ -245,18 +251,20 @@ async def test_a_hanging_redis_costs_at_most_the_timeout(limiter: Limiter) -> No
             silent,
             per_client=FailureLimit(1, 60, 30),
             per_address=None,
-            timeout_s=0.2,
+            timeout_s=HANG_TIMEOUT_S,
         )
         subject = client_subject("icims", "client", "c1")
         started = time.monotonic()
         assert await guard.check(subject) is None
-        assert time.monotonic() - started < 0.5
-        # Within the retry interval Redis is not asked again: no further timeouts to pay.
+        # Bounded by the timeout, not hanging (generous for a loaded machine).
+        assert time.monotonic() - started < HANG_TIMEOUT_S + 5
+        # Within the retry interval Redis is not asked again: asking once would cost a whole
+        # timeout, and three local checks take a small part of one.
         started = time.monotonic()
         assert await guard.failed(subject) is None
         assert await guard.failed(subject) is not None
         assert await guard.check(subject) is not None
-        assert time.monotonic() - started < 0.1
+        assert time.monotonic() - started < HANG_TIMEOUT_S
     finally:
         await silent.aclose()
         server.close()

@@ -180,7 +180,8 @@ async def test_slow_answer_times_out_within_the_given_budget(
     with pytest.raises(ApiError, match="timed out") as caught:
         await client.get_profile(CUSTOMER, "jobs", "1209", timeout_s=0.3)
     assert caught.value.transient
-    assert asyncio.get_running_loop().time() - started < 1.5
+    # Well before the answer (3 s), however loaded the machine.
+    assert asyncio.get_running_loop().time() - started < 2.5
 
 
 async def test_token_endpoint_refusals_and_outages(services: Services, fake: FakeIcims) -> None:
