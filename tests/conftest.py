@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import os
@@ -11,11 +12,13 @@ from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
+from urllib.parse import urlsplit, urlunsplit
 
+import asyncpg
 import httpx
 import pytest
 import structlog
-from sqlalchemy import text
+from sqlalchemy import make_url, text
 from typer.testing import CliRunner
 
 from app import outbound
@@ -134,15 +137,50 @@ def _logging_restored(_app_logging: _Logging, monkeypatch: pytest.MonkeyPatch) -
     )
 
 
+def _worker_index() -> int | None:
+    """This pytest-xdist worker's number (``gw3`` is 3), or None outside xdist."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    return int(worker.removeprefix("gw")) if worker.startswith("gw") else None
+
+
+async def _database_of_worker(url: str, index: int) -> str:
+    """``url`` with its database replaced by ``<database>_gw<index>``, created if missing:
+    every test empties the tables, so parallel workers cannot share one database."""
+    given = make_url(url)
+    name = f"{given.database}_gw{index}"
+    conn = await asyncpg.connect(given.set(drivername="postgresql").render_as_string(False))
+    try:
+        if not await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name):
+            await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+    return given.set(database=name).render_as_string(False)
+
+
+def _redis_of_worker(url: str, index: int) -> str:
+    """``url`` with database number ``<its number> + index`` (Redis has 16 by default)."""
+    parts = urlsplit(url)
+    number = int(parts.path.strip("/") or 0) + index
+    return urlunsplit(parts._replace(path=f"/{number}"))
+
+
 @pytest.fixture(scope="session")
 def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
-    """(postgres_url, redis_url): external if given, else embedded servers owned by the session."""
+    """(postgres_url, redis_url): external if given, else embedded servers owned by the session.
+
+    Under pytest-xdist every worker is a session of its own: embedded servers of its own, or,
+    on external servers, a database and a Redis database number of its own."""
     external = (
         os.environ.get("HIREHOOK_TEST_DATABASE_URL"),
         os.environ.get("HIREHOOK_TEST_REDIS_URL"),
     )
     if external[0] and external[1]:
-        yield external[0], external[1]
+        database_url, redis_url = external
+        index = _worker_index()
+        if index is not None:
+            database_url = asyncio.run(_database_of_worker(database_url, index))
+            redis_url = _redis_of_worker(redis_url, index)
+        yield database_url, redis_url
         return
     base = tmp_path_factory.mktemp("servers")
     pg = EmbeddedPostgres(Path(base) / "postgres")

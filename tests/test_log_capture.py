@@ -27,7 +27,7 @@ from tests.support.workers import worker_env
 
 
 async def run_cli(settings: Settings, *args: str) -> None:
-    """One command in process, as tests/test_admin_cli.py runs them."""
+    """One command in process, as tests/cli/test_admin_cli.py runs them."""
     env = {
         k: v
         for k, v in worker_env(settings, log_format="console").items()
@@ -61,7 +61,8 @@ async def test_a_line_logged_after_an_in_process_command_is_captured(
     assert "keldair.unauthenticated" in events
     assert "structlog.after_the_command" in events
     assert "stdlib" in events
-    # Configured outside the runner too, as tests/test_units.py does: for the next test to undo.
+    # Configured outside the runner too, as tests/platform/test_units.py does: for the next test
+    # to undo.
     configure_logging("ERROR", "json")
     assert not logging.getLogger().isEnabledFor(logging.INFO)
 

@@ -166,8 +166,8 @@ async def test_deletion_fetches_nothing_and_keeps_the_last_known_fields(
 async def test_a_record_without_the_id_its_type_needs_is_a_pipeline_dead_letter(
     services: Services, settings: Settings, fake_ats: FakeATS
 ) -> None:
-    # The route quarantines such an event (tests/test_hrmanager.py); a record made some other
-    # way cannot be enriched, and no retry helps.
+    # The route quarantines such an event (tests/sources/hrmanager/test_hrmanager.py); a record
+    # made some other way cannot be enriched, and no retry helps.
     conn = await add_source(services, fake_ats, "hrmanager")
     rid = await record_event(services, conn, "CandidateUpdated", {"Something": "else"})
     await run_worker(fast_settings(settings))
