@@ -170,12 +170,9 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str
 
     Under pytest-xdist every worker is a session of its own: embedded servers of its own, or,
     on external servers, a database and a Redis database number of its own."""
-    external = (
-        os.environ.get("HIREHOOK_TEST_DATABASE_URL"),
-        os.environ.get("HIREHOOK_TEST_REDIS_URL"),
-    )
-    if external[0] and external[1]:
-        database_url, redis_url = external
+    database_url = os.environ.get("HIREHOOK_TEST_DATABASE_URL")
+    redis_url = os.environ.get("HIREHOOK_TEST_REDIS_URL")
+    if database_url and redis_url:
         index = _worker_index()
         if index is not None:
             database_url = asyncio.run(_database_of_worker(database_url, index))
