@@ -37,6 +37,7 @@ from app.tenants import (
 )
 from app.workers.poller import poll_due
 from tests.support.app import arq_queue
+from tests.support.cli import hirehook
 from tests.support.fake_ats import SR_TOKEN, Call, FakeATS, Step
 from tests.support.workers import add_source, fast_settings, rows, run_worker, worker_env
 
@@ -378,18 +379,18 @@ async def test_the_backfill_command_shows_progress_and_records_once(
     six_candidates(fake_ats)
     await polled(services, fake_ats)
 
-    async def hirehook(*args: str) -> subprocess.CompletedProcess[str]:
-        return await asyncio.to_thread(
-            subprocess.run,
-            [sys.executable, "-m", "app.cli", "poll", *args],
-            env=worker_env(settings, log_format="console"),
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
-
-    first = await hirehook("acme", "smartrecruiters", "--since", "2026-05-31")
+    # The first run as its own process, as the operator runs it (its progress bar on stderr);
+    # the rest in process.
+    backfill = ["acme", "smartrecruiters", "--since", "2026-05-31"]
+    first = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "app.cli", "poll", *backfill],
+        env=worker_env(settings, log_format="console"),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert first.returncode == 0, first.stderr
     assert "candidates: 3 page(s), 6 item(s), 6 recorded, 0 already recorded" in first.stdout
     assert "6/6" in first.stderr  # the progress bar
@@ -397,12 +398,12 @@ async def test_the_backfill_command_shows_progress_and_records_once(
     assert len(await records(services)) == 6
     assert len(await arq_queue(services.queue.redis)) == 6
 
-    again = await hirehook("acme", "smartrecruiters", "--since", "2026-05-31")
+    again = await hirehook(settings, "poll", *backfill)
     assert again.returncode == 0, again.stderr
     assert "6 item(s), 0 recorded, 6 already recorded" in again.stdout
-    bad = await hirehook("acme", "smartrecruiters", "--since", "last tuesday")
+    bad = await hirehook(settings, "poll", "acme", "smartrecruiters", "--since", "last tuesday")
     assert bad.returncode == 2 and "ISO date" in bad.stderr
-    missing = await hirehook("nobody", "smartrecruiters")
+    missing = await hirehook(settings, "poll", "nobody", "smartrecruiters")
     assert missing.returncode == 2 and "options.polling" in missing.stderr
 
 

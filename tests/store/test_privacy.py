@@ -21,6 +21,7 @@ from app.settings import Settings
 from app.sources import stored_headers
 from app.store import partitions
 from tests.support.app import add_connection
+from tests.support.cli import hirehook
 from tests.support.fake_ats import SR_TOKEN, FakeATS
 from tests.support.keldair import SECRET, event, post
 from tests.support.smartrecruiters import KEY_A
@@ -345,15 +346,16 @@ async def test_the_erase_command(
     assert printed["counts"]["candidate"] == 1 and printed["actor"].startswith("cli:")
     assert await _traces(services) == []
 
-    code, _, err = await _erase_cli(
-        settings, "--tenant", "nobody", "--source", "smartrecruiters", "--candidate", "c-1"
+    # The refusals in process: the entry point itself is proven above.
+    unknown = await hirehook(
+        settings, "erase", "--tenant", "nobody", "--source", "smartrecruiters", "--candidate", "c-1"
     )
-    assert code == 1 and b"no tenant 'nobody'" in err
+    assert unknown.returncode == 1 and "no tenant 'nobody'" in unknown.stderr
     # A misspelt source would erase nothing and audit it as done: refused instead.
-    code, _, err = await _erase_cli(
-        settings, "--tenant", "acme", "--source", "smartrecruiter", "--candidate", "c-2"
+    misspelt = await hirehook(
+        settings, "erase", "--tenant", "acme", "--source", "smartrecruiter", "--candidate", "c-2"
     )
-    assert code == 2 and b"--source" in err
+    assert misspelt.returncode == 2 and "--source" in misspelt.stderr
     assert len(await rows(services, "SELECT id FROM erasure")) == 1
 
 
