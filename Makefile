@@ -27,8 +27,11 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
+# Parallel test processes (pytest-xdist), each with its own PostgreSQL and Redis; more than
+# the cores, as most tests wait on servers and processes. PYTEST_WORKERS=0 runs in one process.
+PYTEST_WORKERS ?= 4
 pytest: $(STAMP)
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist worksteal
 
 ## Every benchmark of issue 9 and one table of its targets (see bench/README.md); takes half an
 ## hour or more. Results go to bench/results/. Exits non-zero only when a ledger does not balance.

@@ -45,8 +45,8 @@ from app.services import Services
 from app.sources import create_services
 from app.store.models import Base
 from bench import procstat, yardstick
-from tests.fake_ats import FakeATS, serve
-from tests.workers_support import add_source, log_events
+from tests.support.fake_ats import FakeATS, serve
+from tests.support.workers import add_source, log_events
 
 API_LATENCY_S = 0.05
 SECRET_KEY = "bench-secret-key-for-credentials-at-rest"

@@ -3,7 +3,8 @@
     .venv/bin/python -m bench.footprint
 
 Starts an embedded PostgreSQL and Redis, migrates, creates tenants as the tests do, serves the
-fake HR Manager and SmartRecruiters APIs and a vendor endpoint on loopback (tests/fake_ats.py),
+fake HR Manager and SmartRecruiters APIs and a vendor endpoint on loopback
+(tests/support/fake_ats.py),
 and records, with a trace function in every thread, which files under ``app/`` had code run in:
 
 1. one signed HR Manager webhook through the API (in-process ASGI client, the app's lifespan
@@ -55,7 +56,7 @@ from app import sources
 from app.main import create_app
 from app.sources import create_services
 from app.workers.settings import worker_options
-from tests.fake_ats import HRM_ALIAS, HRM_KEY, SR_TOKEN, FakeATS, serve
+from tests.support.fake_ats import HRM_ALIAS, HRM_KEY, SR_TOKEN, FakeATS, serve
 
 # Moved by the regroup (979f639): imported from where this tree has them. Whether the tree has
 # them is asked of the directory of the ``app`` imported, not of the import system: with another
@@ -94,10 +95,11 @@ except ModuleNotFoundError:  # before the regroup
     )
 
 SECRET_KEY = "bench-secret-key-for-credentials-at-rest"
-# As tests/test_hrmanager.py and tests/workers_support.py configure their connections.
+# As tests/sources/hrmanager/test_hrmanager.py and tests/support/workers.py configure their
+# connections.
 HRM_SECRET = b"acme-hr-manager-shared-secret-hex-0001".hex()
 VENDOR_SECRET = "whsec_dmVuZG9yLWRlc3RpbmF0aW9uLXNlY3JldC0wMDAx"
-# A polled SmartRecruiters connection as tests/test_poller.py sets one up: the Cloud Elements
+# A polled SmartRecruiters connection as tests/poller/test_poller.py sets one up: the Cloud Elements
 # resource configuration, pointed at SmartRecruiters' own API.
 SR_DATE = "yyyy-MM-dd'T'HH:mm:ss.SSS'Z'"
 SR_POLLING: dict[str, Any] = {

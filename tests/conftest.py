@@ -2,32 +2,26 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import os
-import re
 import socket
 import sys
-import threading
-import time
-import tomllib
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
+import asyncpg
 import httpx
 import pytest
 import structlog
-import uvicorn
-from fastapi import FastAPI
-from redis.asyncio import Redis
-from sqlalchemy import text
+from sqlalchemy import make_url, text
 from typer.testing import CliRunner
 
-from app.admin.tenants_file import ConnectionSpec, TenantsFile, TenantSpec, apply_tenants
-from app.dev.demo import DEMO_TENANTS
+from app.admin import keys
 from app.main import create_app
 from app.platform import outbound
 from app.platform.embedded import EmbeddedPostgres, EmbeddedRedis
@@ -37,9 +31,12 @@ from app.platform.settings import Settings
 from app.services import Services
 from app.sources import create_services
 from app.store.models import Base
-from tests.fake_ats import FakeATS, serve
+from tests.support.app import host_port, make_settings, run_app, threaded_app
+from tests.support.fake_ats import FakeATS, serve
+from tests.support.proxy import FaultProxy
 
-TEST_SECRET_KEY = "test-secret-key-for-credentials-at-rest"
+# Fixtures of the browser tests (headless Chromium against the app under uvicorn).
+pytest_plugins = ["tests.support.browser"]
 
 # The fakes listen on http://127.0.0.1: the test environment's policy, as Services.create sets
 # it, also for the tests that check configurations without building services.
@@ -141,29 +138,47 @@ def _logging_restored(_app_logging: _Logging, monkeypatch: pytest.MonkeyPatch) -
     )
 
 
-_RENDERED = re.compile(r"\[(?:debug|info|warning|error|critical) *\] (?P<event>\S+)")
+def _worker_index() -> int | None:
+    """This pytest-xdist worker's number (``gw3`` is 3), or None outside xdist."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    return int(worker.removeprefix("gw")) if worker.startswith("gw") else None
 
 
-def logged_events(captured: tuple[str, str]) -> list[str]:
-    """The event names of the log lines in what capsys or capfd captured, in order.
+async def _database_of_worker(url: str, index: int) -> str:
+    """``url`` with its database replaced by ``<database>_gw<index>``, created if missing:
+    every test empties the tables, so parallel workers cannot share one database."""
+    given = make_url(url)
+    name = f"{given.database}_gw{index}"
+    conn = await asyncpg.connect(given.set(drivername="postgresql").render_as_string(False))
+    try:
+        if not await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name):
+            await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+    return given.set(database=name).render_as_string(False)
 
-    A log check asserts that the lines it expects are here before it asserts that something is
-    absent, so that it cannot pass on an empty capture. A line that failed to write is an error.
-    """
-    text = "".join(captured)
-    assert "--- Logging error ---" not in text, text
-    return [m["event"] for line in text.splitlines() if (m := _RENDERED.search(line))]
+
+def _redis_of_worker(url: str, index: int) -> str:
+    """``url`` with database number ``<its number> + index`` (Redis has 16 by default)."""
+    parts = urlsplit(url)
+    number = int(parts.path.strip("/") or 0) + index
+    return urlunsplit(parts._replace(path=f"/{number}"))
 
 
 @pytest.fixture(scope="session")
 def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
-    """(postgres_url, redis_url): external if given, else embedded servers owned by the session."""
-    external = (
-        os.environ.get("HIREHOOK_TEST_DATABASE_URL"),
-        os.environ.get("HIREHOOK_TEST_REDIS_URL"),
-    )
-    if external[0] and external[1]:
-        yield external[0], external[1]
+    """(postgres_url, redis_url): external if given, else embedded servers owned by the session.
+
+    Under pytest-xdist every worker is a session of its own: embedded servers of its own, or,
+    on external servers, a database and a Redis database number of its own."""
+    database_url = os.environ.get("HIREHOOK_TEST_DATABASE_URL")
+    redis_url = os.environ.get("HIREHOOK_TEST_REDIS_URL")
+    if database_url and redis_url:
+        index = _worker_index()
+        if index is not None:
+            database_url = asyncio.run(_database_of_worker(database_url, index))
+            redis_url = _redis_of_worker(redis_url, index)
+        yield database_url, redis_url
         return
     base = tmp_path_factory.mktemp("servers")
     pg = EmbeddedPostgres(Path(base) / "postgres")
@@ -173,28 +188,6 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str
     finally:
         redis.stop()
         pg.stop()
-
-
-def make_settings(database_url: str, redis_url: str, **overrides: Any) -> Settings:
-    """Test settings: no .env file, short timeouts, sweeper without grace."""
-    values: dict[str, Any] = {
-        "environment": "test",
-        "database_url": database_url,
-        "redis_url": redis_url,
-        "secret_key": TEST_SECRET_KEY,
-        "outbox_grace_s": 0,
-        "db_connect_timeout_s": 1.0,
-        "db_statement_timeout_s": 2.0,
-        "db_pool_timeout_s": 1.0,
-        # Bursts on a cold pool of a loaded machine; the bound's own tests use the default.
-        "db_request_timeout_s": 5.0,
-        "connection_cache_ttl_s": 0,
-        # Tests send many refusals from one address; the delay's own tests turn it on.
-        "auth_failure_delay_s": 0,
-        "log_format": "console",
-        **overrides,
-    }
-    return Settings(_env_file=None, **values)
 
 
 @pytest.fixture(scope="session")
@@ -223,41 +216,6 @@ async def services(settings: Settings, migrated: None) -> AsyncIterator[Services
         await svc.close()
 
 
-async def run_app(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
-    """An in-process client with the app's lifespan running."""
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(
-            transport=transport, base_url="http://hirehook.test"
-        ) as client:
-            yield client
-
-
-@contextlib.contextmanager
-def threaded_app(settings_for: Callable[[int], Settings]) -> Iterator[str]:
-    """Hirehook itself on 127.0.0.1 with an ephemeral port, in its own thread and event loop
-    (for commands that post to a real server); ``settings_for(port)`` gives its settings."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(
-        uvicorn.Config(
-            create_app(settings_for(port)), log_level="warning", timeout_graceful_shutdown=2
-        )
-    )
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 15
-    while not server.started:
-        assert time.monotonic() < deadline, "Hirehook did not start"
-        time.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=15)
-
-
 @pytest.fixture
 def served(settings: Settings) -> Iterator[str]:
     """:func:`threaded_app` with the session's settings."""
@@ -270,49 +228,6 @@ async def client(services: Services, settings: Settings) -> AsyncIterator[httpx.
     """The API, driven in-process."""
     async for c in run_app(create_app(settings)):
         yield c
-
-
-async def add_connection(
-    services: Services,
-    *,
-    tenant: str,
-    source: str,
-    secrets: dict[str, Any],
-    options: dict[str, Any] | None = None,
-    account: str | None = None,
-    name: str = "default",
-) -> None:
-    """Create a tenant with one connection, as the tenants file would."""
-    spec = TenantsFile(
-        tenant=[
-            TenantSpec(
-                slug=tenant,
-                name=tenant.title(),
-                connection=[
-                    ConnectionSpec(
-                        source=source,
-                        name=name,
-                        account=account,
-                        secrets=secrets,
-                        options=options or {},
-                    )
-                ],
-            )
-        ]
-    )
-    await apply_tenants(spec, engine=services.engine, cipher=services.cipher)
-
-
-def host_port(url: str) -> tuple[str, int]:
-    """Host and port of a postgres:// or redis:// URL."""
-    parts = urlsplit(url)
-    assert parts.hostname is not None and parts.port is not None
-    return parts.hostname, parts.port
-
-
-async def arq_queue(redis: Redis) -> list[str]:
-    """Job ids waiting in arq's default queue."""
-    return [m.decode() for m in await redis.zrange("arq:queue", 0, -1)]
 
 
 @pytest.fixture
@@ -332,29 +247,17 @@ def closed_port() -> Iterator[int]:
         yield port
 
 
-_LOOPBACK_PORT = re.compile(r"\b(?:127\.0\.0\.1|localhost):\d+")
+@pytest.fixture
+async def admin_key(services: Services) -> str:
+    """An admin API key (it also logs in to the console)."""
+    return (await keys.create(services.engine, "ops")).key
 
 
-def _strings(value: Any) -> Iterator[str]:
-    if isinstance(value, str):
-        yield value
-    elif isinstance(value, list):
-        for item in value:
-            yield from _strings(item)
-    elif isinstance(value, dict):
-        for item in value.values():
-            yield from _strings(item)
-
-
-def demo_tenants(ats_base: str) -> str:
-    """The demo tenants file (demo/tenants.toml) with every loopback URL on ``ats_base``.
-
-    The demo's connections fetch from and poll the stand-in ATS APIs ``hirehook dev`` serves on
-    a fixed port; a test that reached it would talk to whatever listens there."""
-    netloc = urlsplit(ats_base).netloc
-    text = _LOOPBACK_PORT.sub(netloc, DEMO_TENANTS.read_text())
-    for value in _strings(tomllib.loads(text)):
-        parts = urlsplit(value if value.startswith(("http://", "https://")) else "")
-        if parts.hostname in {"127.0.0.1", "localhost", "::1"}:
-            assert parts.netloc == netloc, f"demo/tenants.toml: {value} is not rewritten"
-    return text
+@pytest.fixture
+async def pg_proxy(settings: Settings) -> AsyncIterator[FaultProxy]:
+    """A fault proxy in front of the session's PostgreSQL (:func:`tests.support.proxy.via_proxy`
+    gives settings that reach the database through it)."""
+    assert settings.database_url is not None
+    proxy = await FaultProxy(*host_port(str(settings.database_url))).start()
+    yield proxy
+    await proxy.close()

@@ -1,9 +1,11 @@
 """The shape of the code: no import cycle anywhere in ``app``, and the import-linter contracts of
 pyproject.toml (the core knows no FastAPI, only ``app.main`` mounts routers, ATSs do not import
-each other) hold, so ``make test`` enforces them and not only ``make lint``."""
+each other) hold, so ``make test`` enforces them and not only ``make lint``; and the tests' own
+shape: no test module imports another (helpers are in tests/support/, fixtures in conftest.py)."""
 
 from __future__ import annotations
 
+import ast
 import os
 import subprocess
 import sys
@@ -11,7 +13,7 @@ from pathlib import Path
 
 import grimp
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.support.paths import REPO
 
 
 def test_no_module_of_app_imports_itself_through_others() -> None:
@@ -35,11 +37,11 @@ def test_no_module_of_app_imports_itself_through_others() -> None:
 def test_import_linter_contracts_are_kept() -> None:
     lint_imports = Path(sys.executable).with_name("lint-imports")
     # This checkout's app, whatever else is installed in the environment.
-    path = os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])
+    path = os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])
     env = {**os.environ, "PYTHONPATH": path}
     result = subprocess.run(
         [str(lint_imports), "--no-cache"],
-        cwd=ROOT,
+        cwd=REPO,
         env=env,
         capture_output=True,
         text=True,
@@ -86,3 +88,31 @@ def test_no_registered_source_reaches_another_in_any_layer() -> None:
                     if chain is not None:
                         chains.append(" -> ".join(chain))
     assert chains == [], "\n".join(chains)
+
+
+def _imported_modules(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text(), filename=str(path))
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.add(node.module)
+            # ``from tests.x import test_y`` imports a module too.
+            found.update(f"{node.module}.{alias.name}" for alias in node.names)
+    return found
+
+
+def test_no_test_module_imports_another_test_module_or_a_conftest() -> None:
+    # Shared helpers live in tests/support/ and shared fixtures in conftest.py files, which
+    # pytest loads itself: a test module imported by another runs its module-level code twice
+    # and ties two areas of the map together.
+    files = sorted((REPO / "tests").rglob("*.py"))
+    assert len(files) > 60  # the real suite
+    reached = []
+    for path in files:
+        for module in _imported_modules(path):
+            last = module.rsplit(".", 1)[-1]
+            if module.startswith("tests.") and (last.startswith("test_") or last == "conftest"):
+                reached.append(f"{path.relative_to(REPO)} imports {module}")
+    assert reached == [], "\n".join(reached)

@@ -21,13 +21,13 @@ from app.cli import cli
 from app.platform.logs import configure as configure_logging
 from app.platform.settings import Settings
 from app.services import Services
-from tests.conftest import add_connection, logged_events
-from tests.test_keldair import OTHER, SECRET, URL, event, signed
-from tests.workers_support import worker_env
+from tests.support.app import add_connection, logged_events
+from tests.support.keldair import OTHER, SECRET, URL, event, signed
+from tests.support.workers import worker_env
 
 
 async def run_cli(settings: Settings, *args: str) -> None:
-    """One command in process, as tests/test_admin_cli.py runs them."""
+    """One command in process, as tests/cli/test_admin_cli.py runs them."""
     env = {
         k: v
         for k, v in worker_env(settings, log_format="console").items()
@@ -61,7 +61,8 @@ async def test_a_line_logged_after_an_in_process_command_is_captured(
     assert "keldair.unauthenticated" in events
     assert "structlog.after_the_command" in events
     assert "stdlib" in events
-    # Configured outside the runner too, as tests/test_units.py does: for the next test to undo.
+    # Configured outside the runner too, as tests/platform/test_units.py does: for the next test
+    # to undo.
     configure_logging("ERROR", "json")
     assert not logging.getLogger().isEnabledFor(logging.INFO)
 

@@ -2,7 +2,7 @@
 request body, and of every refusal in the shape :func:`app.routers.common.default_body` gives
 it (the service's own errors where it has a helper for them).
 
-The request examples are checked by ``tests/test_openapi_examples.py`` against the route's
+The request examples are checked by ``tests/api/test_openapi_examples.py`` against the route's
 body model and, for the connection and destination, the same checks ``tenants load`` runs.
 """
 

@@ -2,8 +2,8 @@
 
 [C] ``Elements-Webhook-Signature: sha256=<Base64(HMAC-SHA256(key as UTF-8, raw body))>``; the
 receiver recomputes it over the raw body (docs/ats/cloudelements.md; Cloud Elements' "Hash
-Verification" guide gives a sample key, body and header, which tests/test_cloudelements.py
-checks).
+Verification" guide gives a sample key, body and header, which
+tests/sources/cloudelements/test_cloudelements.py checks).
 """
 
 from __future__ import annotations

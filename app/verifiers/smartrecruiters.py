@@ -9,7 +9,8 @@ stays valid for 24 hours; at most 16 keys are live at once.
 
 [I] The digest is hex (the reference's 64-character example); the key is used as its UTF-8
 bytes. Both are confirmed by the reference's worked example, reproduced in
-tests/test_smartrecruiters_webhooks.py (its published signature ``2e9291f1...``).
+tests/sources/smartrecruiters/test_smartrecruiters_webhooks.py (its published signature
+``2e9291f1...``).
 """
 
 from __future__ import annotations

@@ -1,0 +1,121 @@
+"""Deliveries owed by one finishing transaction go out as one batch job (app.workers.delivery
+.deliver_records): one claim, concurrent sends, one marking-done transaction. A failure in the
+batch continues alone on the retry schedule; sends the job has no time left for are handed
+back untried; the rest of the batch is neither held back nor sent twice."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prometheus_client import REGISTRY
+from sqlalchemy import text
+from standardwebhooks.webhooks import Webhook
+
+from app import sources
+from app.admin import dead_letters
+from app.platform.settings import Settings
+from app.services import Services
+from app.workers.delivery import MARK_DONE_BUDGET_S
+from app.workers.jobs import process_records
+from tests.support.fake_ats import FakeATS, Step
+from tests.support.workers import (
+    VENDOR_SECRET,
+    batch_settings,
+    record_batch,
+    rows,
+    run_worker,
+    webhook_ids,
+)
+
+
+def runs(job: str, outcome: str) -> float:
+    """Runs of ``job`` that ended with ``outcome``, in this process."""
+    labels = {"job": job, "outcome": outcome}
+    return REGISTRY.get_sample_value("hirehook_job_seconds_count", labels) or 0.0
+
+
+async def test_a_batch_is_delivered_by_one_job_each_event_once_and_signed(
+    services: Services, settings: Settings, fake_ats: FakeATS
+) -> None:
+    # A batch job's outcome is "done" (it names how many of its records it delivered).
+    before = (runs("deliver_records", "done"), runs("deliver_record", "delivered"))
+    ids = await record_batch(services, fake_ats, 5)
+
+    await run_worker(batch_settings(settings))
+
+    assert webhook_ids(fake_ats) == sorted(str(i) for i in ids)
+    for call in fake_ats.deliveries():
+        event = Webhook(VENDOR_SECRET).verify(call.body.decode(), call.headers)
+        assert isinstance(event, dict) and event["data"]["record_id"] == call.headers["webhook-id"]
+    delivered = await rows(services, "SELECT attempts, last_status, done_at FROM delivery")
+    assert len(delivered) == 5
+    assert all((r.attempts, r.last_status) == (1, 200) and r.done_at for r in delivered)
+    after = (runs("deliver_records", "done"), runs("deliver_record", "delivered"))
+    assert (after[0] - before[0], after[1] - before[1]) == (1, 0)
+
+
+async def test_a_failed_delivery_in_a_batch_is_retried_alone(
+    services: Services, settings: Settings, fake_ats: FakeATS
+) -> None:
+    fake_ats.script.append(Step(match="/vendor", status=503))
+    ids = await record_batch(services, fake_ats, 4)
+
+    await run_worker(batch_settings(settings))
+
+    [refused] = webhook_ids(fake_ats, status=503)
+    # Delivered once each; only the refused one was sent again, with the same id and body.
+    assert webhook_ids(fake_ats, status=200) == sorted(str(i) for i in ids)
+    again = [
+        c for c in fake_ats.calls_to("/vendor", method="POST") if c.headers["webhook-id"] == refused
+    ]
+    assert len(again) == 2 and again[0].body == again[1].body
+    attempts = {
+        str(r.record_id): r.attempts
+        for r in await rows(
+            services, "SELECT record_id, attempts FROM delivery WHERE done_at IS NOT NULL"
+        )
+    }
+    assert attempts == {str(i): 2 if str(i) == refused else 1 for i in ids}
+
+
+async def test_sends_the_job_has_no_time_for_are_handed_back_untried(
+    services: Services, settings: Settings, fake_ats: FakeATS
+) -> None:
+    # One send at a time, and a job timeout that leaves time to finish only the first one
+    # started: every other delivery of the batch goes back to the queue without an attempt.
+    fast = batch_settings(
+        settings,
+        worker_concurrency=1,
+        delivery_timeout_s=2.0,
+        job_timeout_s=2.0 + MARK_DONE_BUDGET_S + 1,
+    )
+    ids = await record_batch(services, fake_ats, 4)
+    before = runs("deliver_record", "delivered")
+
+    await run_worker(fast)
+
+    assert webhook_ids(fake_ats) == sorted(str(i) for i in ids)
+    # Three of the four were sent by jobs of their own, and their attempts were given back.
+    assert runs("deliver_record", "delivered") - before == 3
+    delivered = await rows(services, "SELECT attempts, done_at FROM delivery")
+    assert [r.attempts for r in delivered] == [1, 1, 1, 1]
+    assert all(r.done_at is not None for r in delivered)
+
+
+async def test_a_batch_whose_destination_went_away_is_dead_lettered(
+    services: Services, settings: Settings, fake_ats: FakeATS
+) -> None:
+    ids = await record_batch(services, fake_ats, 3, publish=False)
+    ctx: dict[str, Any] = {"services": services, "handlers": sources.handlers()}
+    await process_records(ctx, [str(i) for i in ids])
+    async with services.engine.begin() as conn:
+        await conn.execute(text("UPDATE destination SET enabled = false"))
+
+    await run_worker(batch_settings(settings))
+
+    assert fake_ats.calls_to("/vendor", method="POST") == []
+    letters = await dead_letters.list_letters(
+        services.engine, dead_letters.Filters(stage="delivery")
+    )
+    assert sorted(letter.record_id for letter in letters) == sorted(ids)
+    assert {letter.reason for letter in letters} == {"destination_missing"}
