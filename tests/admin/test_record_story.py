@@ -14,7 +14,7 @@ from app.intake.refusals import RefusalLog
 from app.platform.settings import Settings
 from app.services import Services
 from app.store import attempts
-from tests.support.admin import Recorder
+from tests.support.admin import Recorder, log_in
 from tests.support.cli import hirehook, ok
 from tests.support.fake_ats import SR_TOKEN, FakeATS, Step
 from tests.support.keldair import SECRET, URL, signed
@@ -62,6 +62,30 @@ async def test_every_delivery_attempt_is_in_the_records_story(
     as_json = ok(await hirehook(settings, "records", "show", str(rid), "--json"))
     assert [a["status"] for a in as_json["attempts"]] == [503, 200]
     admin.assert_never_shown(HRM_SECRET)
+
+
+async def test_a_delivery_that_gave_up_says_so_in_the_cli_and_the_console(
+    admin: Recorder, services: Services, settings: Settings, fake_ats: FakeATS
+) -> None:
+    fake_ats.add_hrm_candidate("1001")
+    conn = await add_source(services, fake_ats, "hrmanager", destination=True)
+    # 410 Gone: the destination is retired, so the delivery gives up at once.
+    fake_ats.script.append(Step("/vendor", status=410))
+    rid = await record_event(services, conn, "CandidateUpdated", {"CandidateId": "1001"})
+    await run_worker(fast_settings(settings))
+
+    shown = await hirehook(settings, "records", "show", str(rid))
+    assert shown.returncode == 0, shown.stderr
+    assert "delivery: gave up " in shown.stdout and "delivery: done" not in shown.stdout
+    assert "enrichment: done " in shown.stdout
+    assert "destination_gone" in shown.stdout
+
+    await log_in(admin.client, admin.key)
+    page = await admin.client.get(f"/console/records/{rid}")
+    assert page.status_code == 200
+    assert "<dt>Gave up</dt>" in page.text and "(dead letter below)" in page.text
+    # Enrichment finished; only the delivery gave up.
+    assert page.text.count("<dt>Done</dt>") == 1
 
 
 async def test_an_answer_is_kept_to_512_bytes_and_erased_with_its_record(

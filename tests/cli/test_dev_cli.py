@@ -127,6 +127,9 @@ def test_commands_and_console_work_beside_a_running_dev(tmp_path: Path) -> None:
     try:
         printed = wait_for(output, "Ctrl-C stops everything", dev, 300)
         assert env_file.stat().st_mode & 0o777 == 0o600
+        # A first start says its servers started, not initdb's and pg_ctl's whole output.
+        assert "embedded.postgres_started" in printed
+        assert "Running commandline" not in printed and "initdb" not in printed, printed
         [key] = re.findall(r"^  (hh_admin_\S+)$", printed, re.MULTILINE)
 
         def hirehook(*args: str) -> subprocess.CompletedProcess[str]:
