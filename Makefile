@@ -16,11 +16,8 @@ $(STAMP): pyproject.toml
 dev: $(STAMP)
 	$(BIN)/hirehook dev
 
-## Lint, type-check and run the whole test suite against real PostgreSQL and Redis. The three
-## run side by side (the tests spend much of their time waiting on servers and processes);
-## each one's output is printed whole when it ends, the tests' last.
-test: $(STAMP)
-	@$(MAKE) --no-print-directory -j3 --output-sync=target lint typecheck pytest
+## Lint, type-check and run the whole test suite against real PostgreSQL and Redis.
+test: lint typecheck pytest
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
