@@ -401,7 +401,7 @@ class Intake:
 
         async def work() -> tuple[set[uuid.UUID], dict[records.Key, StoredAnswer]]:
             async with self._engine.connect() as db:
-                inserted = await records.insert_many(db, batch, task=PROCESS_RECORD)
+                inserted = await records.insert_many_alone(db, batch, task=PROCESS_RECORD)
                 missing = [_key(r) for r in batch if r.id not in inserted]
                 return inserted, await records.find_many(db, missing)
 

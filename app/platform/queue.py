@@ -13,8 +13,8 @@ import structlog
 from arq.connections import ArqRedis
 from arq.constants import default_queue_name, expires_extra_ms, job_key_prefix, result_key_prefix
 from arq.jobs import serialize_job
-from redis.asyncio import ConnectionPool
-from redis.exceptions import RedisError
+from redis.asyncio import ConnectionPool, Redis
+from redis.exceptions import NoScriptError, RedisError
 
 log = structlog.get_logger(__name__)
 
@@ -122,13 +122,35 @@ def create_redis(url: str, timeout_s: float) -> ArqRedis:
     return ArqRedis(connection_pool=pool, job_serializer=serialize, job_deserializer=deserialize)
 
 
+def _untimed(redis: Redis) -> Redis:
+    """A client of the same server, credentials and TLS as ``redis`` whose connections set no
+    socket timeout, for calls every caller bounds with ``asyncio.timeout``.
+
+    With a socket timeout redis-py sends every write under its own ``asyncio.wait_for``, which
+    on Python 3.11 is a task per write: most of what a batch's publish cost the API. The
+    connect keeps its timeout; a write or read that hangs is cancelled by the caller's bound,
+    and redis-py drops that connection.
+    """
+    pool = redis.connection_pool
+    return Redis(
+        connection_pool=ConnectionPool(
+            connection_class=pool.connection_class,
+            max_connections=pool.max_connections,
+            **{**pool.connection_kwargs, "socket_timeout": None},
+        )
+    )
+
+
 class Queue:
     """The API's handle on the job queue."""
 
     def __init__(self, redis: ArqRedis, timeout_s: float) -> None:
         self.redis = redis
         self._timeout_s = timeout_s
-        self._script = redis.register_script(_ENQUEUE)
+        # The request path's publishes and counts, each under its own asyncio.timeout. Other
+        # users of ``redis`` (rate budget, cache, guard, workers) keep its socket timeout.
+        self._publisher = _untimed(redis)
+        self._script = self._publisher.register_script(_ENQUEUE)
 
     async def enqueue_record(
         self, record_id: uuid.UUID | str, *, defer_s: float = 0.0
@@ -201,28 +223,53 @@ class Queue:
         if not jobs:
             return 0
         now_ms = int(time.time() * 1000)
+        calls = [
+            (
+                [job_key_prefix + job_id, result_key_prefix + job_id, default_queue_name],
+                [
+                    expires_extra_ms,
+                    serialize_job(
+                        function, args, dict(kwargs or {}), None, now_ms, serializer=serialize
+                    ),
+                    now_ms,
+                    job_id,
+                ],
+            )
+            for job_id, args, _ in jobs
+        ]
         try:
             async with asyncio.timeout(timeout_s):
-                async with self.redis.pipeline(transaction=False) as pipe:
-                    for job_id, args, _ in jobs:
-                        job = serialize_job(
-                            function, args, dict(kwargs or {}), None, now_ms, serializer=serialize
-                        )
-                        await self._script(
-                            keys=[
-                                job_key_prefix + job_id,
-                                result_key_prefix + job_id,
-                                default_queue_name,
-                            ],
-                            args=[expires_extra_ms, job, now_ms, job_id],
-                            client=pipe,
-                        )
-                    results = await pipe.execute()
+                results = await self._run_script(calls)
         except (RedisError, OSError, TimeoutError) as exc:
             # Still in the outbox: the next sweep publishes them.
             log.warning("queue.enqueue_failed", function=function, error=type(exc).__name__)
             return 0
         return sum(n for (_, _, n), created in zip(jobs, results, strict=True) if created)
+
+    async def _run_script(self, calls: Sequence[tuple[list[str], list[Any]]]) -> list[Any]:
+        """The enqueue script once per ``(keys, arguments)``, in one round trip; its results.
+
+        By its SHA, without asking Redis first whether it knows the script (a pipeline holding
+        a registered Script sends SCRIPT EXISTS before every execute: a second round trip per
+        batch). A Redis that lost it (restarted, flushed) answers NOSCRIPT: the script is
+        loaded and the calls sent once more; the script's EXISTS check makes that harmless.
+        """
+        sha = self._script.sha
+        for attempt in range(2):
+            try:
+                if len(calls) == 1:
+                    # A lone call: the script object sends EVALSHA and loads it on NOSCRIPT.
+                    keys, args = calls[0]
+                    return [await self._script(keys=keys, args=args)]
+                async with self._publisher.pipeline(transaction=False) as pipe:
+                    for keys, args in calls:
+                        pipe.evalsha(sha, len(keys), *keys, *args)
+                    return list(await pipe.execute())
+            except NoScriptError:
+                if attempt:
+                    raise
+                sha = self._script.sha = await self._publisher.script_load(_ENQUEUE)
+        raise AssertionError("unreachable")  # pragma: no cover
 
     async def _enqueue(
         self, function: str, record_id: uuid.UUID | str, job_id: str, *, defer_s: float = 0.0
@@ -261,7 +308,7 @@ class Queue:
         hour = int(time.time()) // 3600
         try:
             async with asyncio.timeout(self._timeout_s):
-                async with self.redis.pipeline(transaction=False) as pipe:
+                async with self._publisher.pipeline(transaction=False) as pipe:
                     for (tenant_id, source), count in counts.items():
                         key = duplicates_key(tenant_id, source, hour)
                         pipe.incrby(key, count)
@@ -304,4 +351,5 @@ class Queue:
     async def close(self) -> None:
         """Release connections."""
         # A client built on an explicit pool leaves the pool open unless told otherwise.
+        await self._publisher.aclose(close_connection_pool=True)
         await self.redis.aclose(close_connection_pool=True)
