@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from app.cli.client import admin
 from app.cli.output import Column, nothing_done, print_json, print_list
+
+if TYPE_CHECKING:
+    from app.admin.schemas import ActionResult, DeadLetterAction
 
 dead_cli = typer.Typer(
     help="Dead letters: records enrichment or delivery gave up on.", no_args_is_help=True
@@ -126,6 +129,21 @@ def dead_letters_list(
         typer.echo(f"{len(letters)} dead letter(s)", err=True)
 
 
+def _act(verb: str, done: str, action: DeadLetterAction, *, as_json: bool) -> ActionResult:
+    """POST ``action`` to the letters' ``verb`` operation and print how many it took; exits 1
+    when it matched no open letter."""
+    from app.admin import schemas
+
+    result = admin(lambda api: api.post(f"/dead-letters/{verb}", schemas.ActionResult, action))
+    if as_json:
+        print_json(result)
+    else:
+        typer.echo(f"{result.count} dead letter(s) {done}")
+    if result.count == 0:
+        raise nothing_done(f"no open dead letter matched; nothing was {done}")
+    return result
+
+
 @dead_cli.command("retry")
 def dead_letters_retry(
     ids: IdsArgument = None,
@@ -140,18 +158,11 @@ def dead_letters_retry(
 ) -> None:
     """Start the stage over for these letters, once their cause is fixed; exits 1 when none
     was open or a quarantined event still does not fit."""
-    from app.admin import schemas
 
     action = _action(
         ids, kind, stage, tenant, source, everything, note, action="retry", reason=reason
     )
-    result = admin(lambda api: api.post("/dead-letters/retry", schemas.ActionResult, action))
-    if as_json:
-        print_json(result)
-    else:
-        typer.echo(f"{result.count} dead letter(s) retried")
-    if result.count == 0:
-        raise nothing_done("no open dead letter matched; nothing was retried")
+    result = _act("retry", "retried", action, as_json=as_json)
     if result.still_failing:
         raise nothing_done(
             f"{result.still_failing} quarantined record(s) still do not fit and are dead "
@@ -173,18 +184,11 @@ def dead_letters_discard(
     as_json: JsonOption = False,
 ) -> None:
     """Give up on these letters for good (--note says why); exits 1 when none was open."""
-    from app.admin import schemas
 
     action = _action(
         ids, kind, stage, tenant, source, everything, note, action="discard", reason=reason
     )
-    result = admin(lambda api: api.post("/dead-letters/discard", schemas.ActionResult, action))
-    if as_json:
-        print_json(result)
-    else:
-        typer.echo(f"{result.count} dead letter(s) discarded")
-    if result.count == 0:
-        raise nothing_done("no open dead letter matched; nothing was discarded")
+    _act("discard", "discarded", action, as_json=as_json)
 
 
 _GROUP_COLUMNS: list[Column] = [

@@ -177,12 +177,17 @@ async def insert_many(
     """
     if not batch:
         return set()
-    params: dict[str, list[Any]] = {name: [] for name in _COLUMNS}
+    rows = await conn.execute(_INSERT, _params(batch, task))
+    return set(rows.scalars().all())
+
+
+def _params(batch: Sequence[NewRecord], task: str) -> dict[str, Any]:
+    """:data:`_INSERT`'s parameters: one array per column, in the batch's order."""
+    columns: dict[str, list[Any]] = {name: [] for name in _COLUMNS}
     for record in batch:
         for name, value in _row(record).items():
-            params[name].append(value)
-    rows = await conn.execute(_INSERT, {**params, "task": task})
-    return set(rows.scalars().all())
+            columns[name].append(value)
+    return {**columns, "task": task}
 
 
 async def insert_many_alone(
@@ -209,11 +214,7 @@ async def insert_many_alone(
     if not isinstance(driver, asyncpg.Connection) or driver.is_in_transaction():
         return await insert_many(conn, batch, task=task)
     sql, names = _driver_insert(conn)
-    columns: dict[str, list[Any]] = {name: [] for name in _COLUMNS}
-    for record in batch:
-        for name, value in _row(record).items():
-            columns[name].append(value)
-    params = {**columns, "task": task}
+    params = _params(batch, task)
     try:
         rows = await driver.fetch(sql, *(params[name] for name in names))
     except asyncpg.IntegrityConstraintViolationError as exc:
