@@ -18,7 +18,7 @@ import asyncpg
 import httpx
 import pytest
 import structlog
-from sqlalchemy import make_url, text
+from sqlalchemy import make_url
 from typer.testing import CliRunner
 
 from app.admin import keys
@@ -202,13 +202,23 @@ async def migrated(settings: Settings) -> None:
     await upgrade_async(settings.database_dsn)
 
 
+# Every table emptied, children first, and every sequence back at 1, in one round trip:
+# a test's tables hold a handful of rows, and DELETE costs ~10 ms where TRUNCATE, which
+# replaces each table's files, costs ~60-80 ms (one of ~1,000 tests' fixed costs).
+_EMPTIED = "; ".join(
+    # Table names from our own metadata, not input.
+    [f"DELETE FROM {table.name}" for table in reversed(Base.metadata.sorted_tables)]  # noqa: S608
+    + ["SELECT setval(c.oid, 1, false) FROM pg_class c WHERE c.relkind = 'S'"]
+)
+
+
 @pytest.fixture
 async def services(settings: Settings, migrated: None) -> AsyncIterator[Services]:
     """Fresh services over emptied tables and an empty Redis."""
     svc = create_services(settings)
-    tables = ", ".join(t.name for t in Base.metadata.sorted_tables)
     async with svc.engine.begin() as conn:
-        await conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+        raw = await conn.get_raw_connection()
+        await raw.driver_connection.execute(_EMPTIED)  # type: ignore[union-attr]
     await svc.queue.redis.flushdb()
     try:
         yield svc

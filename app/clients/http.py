@@ -22,6 +22,7 @@ pool ones are). Only HTTP/1.1 is spoken, as before.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import socket
 import ssl
@@ -106,6 +107,15 @@ class _Body(httpx.AsyncByteStream):
             raise _httpx_error(exc) from exc.__cause__
 
 
+@functools.cache
+def verified_context() -> ssl.SSLContext:
+    """The process's one TLS context for outbound calls: certifi's CAs (or ``SSL_CERT_FILE`` /
+    ``SSL_CERT_DIR``), as httpx builds it. Loading the CA bundle costs ~40 ms of CPU, and
+    httpx and aiohttp each loaded it again for every client and transport built; a context
+    holds no per-connection state and is shared safely."""
+    return httpx.create_ssl_context()
+
+
 class PolicyTransport(AiohttpTransport):
     """httpx-aiohttp's transport on a cookie-less session whose connector resolves through
     :class:`PolicyResolver`; a request the policy refuses is ``httpx.ConnectError``."""
@@ -114,10 +124,14 @@ class PolicyTransport(AiohttpTransport):
         self,
         *,
         limits: httpx.Limits,
-        verify: ssl.SSLContext | bool = True,
+        verify: ssl.SSLContext | bool | None = None,
         policy: outbound.OutboundPolicy | None = None,
     ) -> None:
-        super().__init__(verify=verify, limits=limits, client=self._session)
+        super().__init__(
+            verify=verified_context() if verify is None else verify,
+            limits=limits,
+            client=self._session,
+        )
         self._policy = policy
 
     def _session(self) -> aiohttp.ClientSession:
@@ -200,5 +214,8 @@ class OutboundClient(httpx.AsyncClient):
     """
 
     def __init__(self, **kwargs: Any) -> None:
+        # httpx builds a default transport even when every URL is mounted elsewhere: it
+        # shares the process's context instead of loading the CA bundle once more.
+        kwargs.setdefault("verify", verified_context())
         super().__init__(**kwargs)
         self._cookies = _NoCookies()
