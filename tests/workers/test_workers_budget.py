@@ -366,7 +366,7 @@ async def test_rate_budget_is_held_across_two_worker_processes(
 
 # The back-fill: SmartRecruiters' own limit (10 in any 1 s window per credential) and the
 # candidate count the refusals were first seen with; about 275 requests, ~30 s at 10/s.
-BACKFILL = 250
+BACKFILL = 120
 SINCE = datetime(2026, 6, 1, tzinfo=UTC)
 
 
