@@ -125,6 +125,12 @@ class ResilientWorker(Worker):
 
     async def close(self) -> None:
         """arq's close; with Redis away, still run on_shutdown and release the pool."""
+        # arq's stop signal cancels the running jobs, and its close() gathers them without
+        # return_exceptions: a job cancelled while finishing re-raised CancelledError out of
+        # close() and a worker told to stop exited 1. Those jobs are over (redone from Redis
+        # or the outbox); only the ones still running are waited for.
+        await asyncio.gather(*self.tasks.values(), return_exceptions=True)
+        self.tasks = {job: task for job, task in self.tasks.items() if not task.cancelled()}
         try:
             await super().close()
         except _CAUGHT as exc:

@@ -3,13 +3,18 @@ the moment a connection is lost decides which exception redis-py raises."""
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from arq.connections import RedisSettings
 from arq.worker import Worker
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError, WatchError
 
+from app.platform.queue import create_redis
+from app.platform.settings import Settings
 from app.workers.resilient import ResilientWorker, redis_down
+from app.workers.settings import create_worker
 
 
 async def noop(ctx: dict[str, object]) -> None:
@@ -59,3 +64,24 @@ async def test_any_other_redis_error_still_ends_the_worker(monkeypatch: pytest.M
     worker = ResilientWorker(functions=[noop], redis_settings=RedisSettings(port=1))
     with pytest.raises(ResponseError):
         await worker._poll_iteration()
+
+
+async def test_a_job_cancelled_by_the_stop_signal_does_not_fail_the_shutdown(
+    settings: Settings,
+) -> None:
+    """arq's SIGTERM handler cancels the running jobs, and its close() gathered them without
+    return_exceptions: one cancelled while it finished re-raised CancelledError out of close(),
+    so a worker told to stop exited 1 (its job is redone from Redis or the outbox)."""
+    worker = create_worker(settings, handle_signals=False)
+    # As main() leaves it once started: close() gathers the jobs only with a pool.
+    worker._pool = create_redis(settings.redis_dsn, 0.5)
+
+    async def finishing() -> None:
+        await asyncio.sleep(60)
+
+    job = asyncio.create_task(finishing())
+    worker.tasks["job-1"] = job
+    await asyncio.sleep(0)
+    job.cancel()
+    await worker.close()
+    assert job.cancelled()
