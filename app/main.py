@@ -23,6 +23,7 @@ from app.platform.runtime import freeze_startup_heap
 from app.platform.settings import Settings, get_settings
 from app.routers import admin, console, health, openapi
 from app.routers.common import http_refusal, render, render_default, request_invalid
+from app.routers.dispatch import EventDispatch
 from app.routers.request_context import RequestContext
 
 
@@ -79,6 +80,9 @@ def create_app(settings: Settings | None = None, *, operator: keys.Caller | None
     async def _unrouted(request: Request, exc: HTTPException) -> Response:
         return render(request, http_refusal(exc), render_default)
 
+    # Each add_middleware goes outside those added before: the event routes are answered from
+    # inside the request context (its id, log context and answer timing), below it.
+    app.add_middleware(EventDispatch, paths=sources.paths())
     app.add_middleware(
         RequestContext, paths=sources.paths(), tenant_in_path=sources.tenant_in_path()
     )

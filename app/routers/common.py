@@ -38,6 +38,7 @@ from app.verifiers import VerificationError, url_token
 log = structlog.get_logger(__name__)
 
 ErrorRenderer = Callable[[Request, AppError], Response]
+Handler = Callable[[Request], Coroutine[Any, Any, Response]]
 C = TypeVar("C")
 
 # Verifying against a key nobody holds keeps an unknown tenant as slow as a bad signature.
@@ -482,7 +483,7 @@ def render(request: Request, error: AppError, renderer: ErrorRenderer) -> Respon
     return renderer(request, error)
 
 
-def direct_handler(route: APIRoute) -> Callable[[Request], Coroutine[Any, Any, Response]] | None:
+def direct_handler(route: APIRoute) -> Handler | None:
     """A handler calling ``route``'s endpoint straight from the request, or None when the
     endpoint asks for more than FastAPI can be skipped for.
 
@@ -553,12 +554,25 @@ def _plain_text(field: Any) -> bool:
     return info.annotation is str and not info.metadata
 
 
+class ErrorRoute(APIRoute):
+    """The routes :func:`error_route` builds.
+
+    ``direct_handle``: the whole of the route's answer to a request, every refusal rendered,
+    for a route :func:`direct_handler` calls; None for one whose endpoint FastAPI must solve.
+    It needs nothing Starlette's and FastAPI's layers between the request context and the
+    route put in the scope (exception handlers, exit stacks), so the event routes are called
+    with it straight from there (:mod:`app.routers.dispatch`).
+    """
+
+    direct_handle: Handler | None = None
+
+
 def error_route(
     renderer: ErrorRenderer,
     *,
     admit: Callable[[Request], Awaitable[None]] | None = None,
     finish: Callable[[Response], Response] | None = None,
-) -> type[APIRoute]:
+) -> type[ErrorRoute]:
     """A route class whose every refusal, early or late, is rendered by ``renderer``.
 
     Used as ``APIRouter(route_class=error_route(...))``: the sender of those routes always gets
@@ -568,9 +582,10 @@ def error_route(
     ``finish`` sees every answer, refusals included.
     """
 
-    class _Route(APIRoute):
-        def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
-            handler = direct_handler(self) or super().get_route_handler()
+    class _Route(ErrorRoute):
+        def get_route_handler(self) -> Handler:
+            direct = direct_handler(self)
+            handler = direct or super().get_route_handler()
 
             async def handle(request: Request) -> Response:
                 try:
@@ -587,6 +602,11 @@ def error_route(
                     response = render(request, http_refusal(exc), renderer)
                 return response if finish is None else finish(response)
 
+            # Built again for each app including the route, and the last one built serves every
+            # app: right for a direct route only, which reads all it needs (its app included)
+            # from the request; FastAPI's handler for the app (dependency overrides) is left to
+            # the stack.
+            self.direct_handle = handle if direct is not None else None
             return handle
 
     return _Route
