@@ -49,8 +49,11 @@ class GroupCommit(Generic[I, R]):
             # the statement, instead of the first of them taking a writer for itself alone.
             self._starting = True
             loop.call_soon(self._start_due)
-        # wait_for cancels the future on timeout, and the writer skips cancelled futures.
-        return await asyncio.wait_for(future, timeout_s)
+        # On timeout the task is cancelled, which cancels the future it waits on, and the
+        # writer skips cancelled futures. asyncio.timeout rather than wait_for: wait_for adds a
+        # waiter future and a done-callback per request (3.11), ~2 % of the API's CPU per event.
+        async with asyncio.timeout(timeout_s):
+            return await future
 
     def _start_due(self) -> None:
         self._starting = False
