@@ -1,14 +1,15 @@
 """The event routes, called straight from the ASGI scope under the request context.
 
-Between :class:`~app.routers.request_context.RequestContext` and an event route, Starlette and
-FastAPI run the exception middleware, FastAPI's exit-stack middleware, the router (which tries
+Between :class:`~app.routers.request_context.RequestContext` (the app's outermost layer, see
+``app.main``) and an event route, Starlette and FastAPI run the server-error, telemetry,
+body-limit and exception middleware, FastAPI's exit-stack middleware, the router (which tries
 each included router's routes to choose it, then again to choose within it) and FastAPI's
-``request_response`` (a Request, the exception wrapper, two exit stacks): about a sixth of an
+``request_response`` (a Request, the exception wrapper, two exit stacks): about a fifth of an
 accepted event's CPU in the API (bench/README.md, "API profile"). None of it does anything for
 an event route: its route class renders every refusal itself
-(:func:`app.routers.common.error_route`), and anything else it raises still reaches Starlette's
-server-error middleware, outside the request context, as the 500 it was. So a request under an
-event prefix that one of its source's routes takes is answered by that route's
+(:func:`app.routers.common.error_route`), and anything else it raises reaches the request
+context, which answers the plain 500 Starlette's server-error middleware would. So a request
+under an event prefix that one of its source's routes takes is answered by that route's
 ``direct_handle`` from here; everything else (no route takes the path or its method, a route
 whose endpoint FastAPI must solve, dependency overrides set by a test) goes down the stack as
 before, and gets the same 404, 405 or answer.

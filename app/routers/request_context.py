@@ -29,6 +29,12 @@ _SLUG = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
 # the routes' error rendering (app.routers.common.render).
 SOURCE_KEY = "hirehook.source"
 _ACK_SECONDS = Children(ACK_SECONDS)
+_SERVER_ERROR_BODY: Message = {"type": "http.response.body", "body": b"Internal Server Error"}
+_SERVER_ERROR_START: Message = {
+    "type": "http.response.start",
+    "status": 500,
+    "headers": [(b"content-type", b"text/plain; charset=utf-8"), (b"content-length", b"21")],
+}
 
 
 def source_of(path: str, paths: Mapping[str, str]) -> str:
@@ -86,7 +92,7 @@ class RequestContext:
             # Unverified here: the slug is logged as the sender claimed it, never trusted.
             if len(parts) > 3 and _SLUG.fullmatch(parts[3]):
                 context["tenant"] = parts[3]
-        status = 500
+        status = 0
         header = (REQUEST_ID_HEADER.encode(), request_id.encode())
 
         async def send_with_id(message: Message) -> None:
@@ -102,7 +108,15 @@ class RequestContext:
         tokens = structlog.contextvars.bind_contextvars(**context)
         try:
             await self.app(scope, receive, send_with_id)
+        except Exception:
+            # What Starlette's server-error middleware answers, for the event routes, which
+            # are dispatched above it (app.routers.dispatch); raised on for the server to log.
+            if not status:
+                await send_with_id(_SERVER_ERROR_START)
+                await send_with_id(_SERVER_ERROR_BODY)
+            raise
         finally:
             structlog.contextvars.reset_contextvars(**tokens)
             if source != OTHER:
-                _ACK_SECONDS(source, str(status)).observe(time.monotonic() - started)
+                # No answer at all (the request cancelled, its sender gone) counts as a 500.
+                _ACK_SECONDS(source, str(status or 500)).observe(time.monotonic() - started)

@@ -12,6 +12,7 @@ import pytest
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import Response
 from prometheus_client import REGISTRY
+from starlette.middleware.errors import ServerErrorMiddleware
 from starlette.routing import BaseRoute
 
 from app.main import create_app
@@ -192,8 +193,47 @@ async def test_an_unexpected_exception_is_still_a_500(
     assert answer.status_code == 500
     assert answer.text == "Internal Server Error"
     assert "unexpected" not in answer.text
+    # Answered under the request context: the sender can quote its request id.
+    assert len(answer.headers["x-request-id"]) == 32
     assert _acks("keldair", "500") == acks + 1
     assert stacked == [False]
+
+
+async def test_an_unexpected_exception_down_the_stack_is_a_500_with_the_request_id(
+    client: httpx.AsyncClient, app: FastAPI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def broken(*args: Any, **kwargs: Any) -> None:
+        raise RuntimeError("unexpected")
+
+    monkeypatch.setattr(keldair, "_record", broken)
+    app.dependency_overrides[_unused] = _unused
+    body = orjson.dumps(event())
+    answer = await client.post(
+        URL, content=body, headers=signed(body) | {"x-request-id": "req-500"}
+    )
+    assert answer.status_code == 500
+    assert answer.text == "Internal Server Error"
+    assert answer.headers["x-request-id"] == "req-500"
+
+
+async def test_an_event_request_passes_none_of_starlettes_outer_middleware(
+    client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Starlette's server-error middleware and FastAPI's telemetry and body-limit layers sit
+    above the user middleware; an event route needs none of them (its route class renders
+    every refusal, the request context answers the unexpected 500)."""
+    entered: list[str] = []
+    original = ServerErrorMiddleware.__call__
+
+    async def counting(self: ServerErrorMiddleware, scope: Any, receive: Any, send: Any) -> None:
+        entered.append(scope.get("path", scope["type"]))
+        await original(self, scope, receive, send)
+
+    monkeypatch.setattr(ServerErrorMiddleware, "__call__", counting)
+    assert (await post(client, event())).status_code == 200
+    assert entered == []
+    assert (await client.get("/health/live")).status_code == 200
+    assert entered == ["/health/live"]
 
 
 async def test_a_route_fastapi_must_solve_still_goes_down_the_stack(
