@@ -46,7 +46,8 @@ def event_routes(routes: Sequence[BaseRoute], paths: Mapping[str, str]) -> dict[
         prefixes.setdefault(source, []).append(prefix)
     found: dict[str, list[tuple[ErrorRoute, Handler]]] = {source: [] for source in prefixes}
     ended: set[str] = set()
-    for context in iter_route_contexts(routes):
+    every = [p for under in prefixes.values() for p in under]
+    for context in iter_route_contexts([r for r in routes if _may_serve(r, every)]):
         path = context.path
         route = context.original_route
         # Up to its first parameter, a template is literal: only paths starting so can match.
@@ -65,6 +66,19 @@ def event_routes(routes: Sequence[BaseRoute], paths: Mapping[str, str]) -> dict[
                 continue
             found[source].append((route, route.direct_handle))
     return {source: tuple(routes) for source, routes in found.items()}
+
+
+def _may_serve(route: BaseRoute, prefixes: Sequence[str]) -> bool:
+    """Whether ``route`` may take a path under one of ``prefixes``: False only for a router
+    included under a path that cannot (the admin API, the console), which is left out before
+    FastAPI builds its routes' contexts (their parameters' models: ~0.25 s for the admin API,
+    spent on an app's first event request, and then never used)."""
+    router = getattr(route, "original_router", None)
+    include = getattr(route, "include_context", None)
+    if router is None or include is None:
+        return True
+    head = f"{include.prefix}{router.prefix}"
+    return any(p.startswith(head) or head.startswith(p) for p in prefixes)
 
 
 class EventDispatch:
