@@ -78,7 +78,8 @@ _MISSING = _Sent(None, _NO_DESTINATION[2], missing=True)
 
 @dataclass(frozen=True, slots=True)
 class _Destination:
-    url: str
+    # Parsed once per job: httpx parses a URL given as text again for every send.
+    url: httpx.URL
     secret: str
 
 
@@ -86,7 +87,7 @@ def _destination(services: Services, row: Any) -> _Destination | None:
     """A tenant's destination row with its secret decrypted (once per job, not per send)."""
     if row is None:
         return None
-    return _Destination(row.url, str(services.cipher.decrypt_json(row.secret)["secret"]))
+    return _Destination(httpx.URL(row.url), str(services.cipher.decrypt_json(row.secret)["secret"]))
 
 
 async def _send(
