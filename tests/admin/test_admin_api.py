@@ -3,7 +3,9 @@ letters and statistics, driven in-process against real PostgreSQL, Redis and fak
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import time
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -437,8 +439,15 @@ async def test_stats_count_states_duplicates_latency_and_backlog(
         again = await post_keldair(client, body)
         assert again.headers["hirehook-duplicate"] == "true"
 
-    stats = (await admin.call("GET", "/stats", params={"tenant": "acme"})).json()
-    [row] = stats["sources"]
+    # Duplicates are counted after they are answered (nobody waits for the count): the
+    # stats catch up within moments.
+    deadline = time.monotonic() + 10
+    while True:
+        stats = (await admin.call("GET", "/stats", params={"tenant": "acme"})).json()
+        [row] = stats["sources"]
+        if row["duplicates"] == 4 or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.05)
     assert (row["tenant"], row["source"], row["records"]) == ("acme", "keldair", 4)
     assert row["states"] == {"received": 4}
     assert row["duplicates"] == 4 and row["duplicate_ratio"] == pytest.approx(4 / 8)

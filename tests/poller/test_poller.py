@@ -106,7 +106,7 @@ async def records(services: Services) -> list[Any]:
     return await rows(
         services,
         "SELECT dedupe_key, event_type, subjects, state, known, payload FROM record "
-        "ORDER BY payload->>'id'",
+        "ORDER BY payload->>'id', received_at",
     )
 
 

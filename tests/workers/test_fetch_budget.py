@@ -73,11 +73,13 @@ async def test_a_budget_that_cannot_grant_at_once_is_waited_for_by_the_call(
     budget = _budget(services)
     inflight = (await budget.ticket(KEY)).inflight[0]
     released = asyncio.Event()
+    all_given_back = asyncio.Event()
 
     async def hold() -> None:
         # HR Manager's default cap is four calls at a time: hold all four.
         async with budget.slot(KEY), budget.slot(KEY), budget.slot(KEY), budget.slot(KEY):
             await released.wait()
+        all_given_back.set()
 
     holder = asyncio.create_task(hold())
     while await services.queue.redis.zcard(inflight) < 4:  # noqa: ASYNC110
@@ -85,6 +87,9 @@ async def test_a_budget_that_cannot_grant_at_once_is_waited_for_by_the_call(
 
     async def call() -> Document:
         async with budget.slot(KEY):
+            # The call may get its slot as soon as the first of the four is given back: once
+            # all are, the only slot held is the call's (the probe took none).
+            await all_given_back.wait()
             assert await services.queue.redis.zcard(inflight) == 1
             return Document({"Id": "c-2"}, time.time())
 
