@@ -140,6 +140,9 @@ async def _record(
                     payload=payload,
                     raw_body=orjson.dumps(payload),
                     headers={},
+                    # As the route derives them at intake: the worker reads the ids, it
+                    # does not parse the payload again.
+                    subjects={"candidate": cid},
                 ),
                 answer_for=lambda rid: json_answer(202, {"record_id": str(rid)}),
                 conn=conn,

@@ -150,7 +150,7 @@ class PolicyTransport(AiohttpTransport):
         url = str(request.url)
         timeout = request.extensions.get("timeout", {})
         try:
-            (self._policy or outbound.policy()).check(url)
+            (self._policy or outbound.policy()).check_send(url)
             if not isinstance(self.client, aiohttp.ClientSession):
                 self.client = self.get_client()
             # httpx-aiohttp's own request, but with the URL as httpx encoded it: given a

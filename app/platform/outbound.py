@@ -22,6 +22,7 @@ name re-pointed at a metadata address after the check is refused as well).
 from __future__ import annotations
 
 import ipaddress
+import re
 import socket
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -179,6 +180,32 @@ class OutboundPolicy:
                 )
         return url
 
+    def check_send(self, url: str) -> None:
+        """:meth:`check` at send time, for every request: the verdict depends on the URL's
+        scheme and authority only, so it is kept per origin (``https://host:port``) and a
+        call to a host already judged costs a dictionary look-up instead of a ``urlsplit``
+        and the address checks. URLs ``urlsplit`` might read differently from that prefix
+        (whitespace, control characters, a scheme not in lower case) are judged in full."""
+        origin = _ORIGIN.match(url)
+        if origin is None:
+            self._check(url)
+            return
+        key = (self, origin.group(1))
+        try:
+            refusal = _VERDICTS[key]
+        except KeyError:
+            try:
+                self._check(key[1])
+                refusal = None
+            except OutboundRefusedError as exc:
+                refusal = str(exc)
+            if len(_VERDICTS) >= _MAX_VERDICTS:
+                # Origins come from configuration: a handful per tenant. Bounded all the same.
+                _VERDICTS.clear()
+            _VERDICTS[key] = refusal
+        if refusal is not None:
+            raise OutboundRefusedError(refusal)
+
     def check_resolved(self, host: str, address: Address) -> None:
         """At send time: ``host`` resolved to ``address``; refused if that is forbidden."""
         if forbidden_address(address) and not self.allowed(host, address):
@@ -186,6 +213,13 @@ class OutboundPolicy:
                 f"{_host(host)} resolves to a link-local or metadata address: not called"
             )
 
+
+# The scheme and authority of a URL, up to where urlsplit ends its netloc, for URLs it splits
+# at exactly that point: a lower-case http(s) scheme and no whitespace, control character or
+# backslash in the authority.
+_ORIGIN = re.compile(r"(https?://[^/?#\\\s\x00-\x1f\x7f]*)(?=[/?#]|\Z)")
+_VERDICTS: dict[tuple[OutboundPolicy, str], str | None] = {}
+_MAX_VERDICTS = 4096
 
 # The process's policy: set from its settings when its services are built (and by the CLI);
 # until then the strictest (production) one.

@@ -13,6 +13,8 @@ from sqlalchemy import Row, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from app.store.driver import driver_of, driver_sql
+
 # Keys, records, outbox rows (and quarantine letters) of a whole batch in one statement, which
 # PostgreSQL runs as one transaction when the caller is in autocommit; inside a caller's
 # transaction it simply joins it. The key row decides: a record, its outbox row and its dead
@@ -207,13 +209,12 @@ async def insert_many_alone(
     """
     if not batch:
         return set()
-    raw = await conn.get_raw_connection()
-    driver = raw.driver_connection
+    driver = await driver_of(conn)
     # Outside a transaction only: inside one, SQLAlchemy begins lazily on its own first
     # statement, and a statement sent past it would commit on its own.
-    if not isinstance(driver, asyncpg.Connection) or driver.is_in_transaction():
+    if driver is None or driver.is_in_transaction():
         return await insert_many(conn, batch, task=task)
-    sql, names = _driver_insert(conn)
+    sql, names = driver_sql(conn, _INSERT)
     params = _params(batch, task)
     try:
         rows = await driver.fetch(sql, *(params[name] for name in names))
@@ -229,18 +230,6 @@ async def insert_many_alone(
         await conn.invalidate(exc if isinstance(exc, Exception) else None)
         raise
     return {row[0] for row in rows}
-
-
-_DRIVER_INSERT: dict[str, tuple[str, tuple[str, ...]]] = {}
-
-
-def _driver_insert(conn: AsyncConnection) -> tuple[str, tuple[str, ...]]:
-    """:data:`_INSERT` in the driver's own parameter style, and its parameters' order."""
-    key = conn.dialect.name + "+" + conn.dialect.driver
-    if key not in _DRIVER_INSERT:
-        compiled = _INSERT.compile(dialect=conn.dialect)
-        _DRIVER_INSERT[key] = (compiled.string, tuple(compiled.positiontup or ()))
-    return _DRIVER_INSERT[key]
 
 
 async def insert(conn: AsyncConnection, record: NewRecord, *, task: str) -> bool:

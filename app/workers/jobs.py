@@ -25,7 +25,7 @@ from app.intake.connections import ConnectionInfo
 from app.platform.backoff import EQUAL_JITTER, Backoff
 from app.platform.db import DB_ERRORS
 from app.platform.errors import AppError
-from app.platform.metrics import DEAD_LETTERS, RECORDS_PROCESSED
+from app.platform.metrics import DEAD_LETTERS, RECORDS_PROCESSED, Children
 from app.platform.queue import record_job_id
 from app.services import Services
 from app.store import dead_letters, deliveries, records, work
@@ -41,6 +41,7 @@ from app.workers.context import (
 from app.workers.normalized_event import Views, build_event, delivery_row, view_key
 
 log = structlog.get_logger(__name__)
+_RECORDS_PROCESSED = Children(RECORDS_PROCESSED)
 
 
 @dataclass(frozen=True, slots=True)
@@ -371,7 +372,7 @@ async def _finish(services: Services, record: RecordRow, enrichment: Enrichment 
         raise Retry(defer=services.settings.enrich_retry_base_s) from exc
     if owed:
         await services.queue.enqueue_delivery(record.id)
-    RECORDS_PROCESSED.labels(record.source).inc()
+    _RECORDS_PROCESSED(record.source).inc()
     _log_processed(record, written[record.id], delivery=bool(owed))
     return "processed"
 
@@ -399,7 +400,7 @@ async def _finish_many(
         return
     for record, _ in finished:
         if record.id in won:
-            RECORDS_PROCESSED.labels(record.source).inc()
+            _RECORDS_PROCESSED(record.source).inc()
     await services.queue.enqueue_deliveries(owed)
 
 

@@ -9,6 +9,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+import asyncpg
 import orjson
 import pytest
 from arq import Retry
@@ -16,6 +17,7 @@ from arq import Retry
 from app import sources
 from app.platform.settings import Settings
 from app.services import Services
+from app.store.driver import driver_in_transaction
 from app.store.normalized import Resource, upsert_view
 from app.workers.jobs import process_record, sweep_outbox
 from tests.support.app import arq_queue
@@ -192,6 +194,49 @@ async def test_upsert_only_moves_versions_forward(
     assert await write(candidate(4_000_000, "four", updated=300))
     [row] = await rows(services, "SELECT first_name, version FROM candidate")
     assert (row.first_name, row.version) == ("four", 4_000_000)
+
+
+async def test_upsert_through_the_driver_joins_the_transaction_and_gives_the_same_view(
+    services: Services, settings: Settings, fake_ats: FakeATS
+) -> None:
+    """The first upsert of a transaction goes through SQLAlchemy (it begins the transaction);
+    the next ones through asyncpg's connection, in the same transaction: same view, and a
+    refusal rolls the whole transaction back, leaving the pooled connection usable."""
+    conn = await add_source(services, fake_ats, "hrmanager")
+    fetched = datetime.fromtimestamp(1.5, UTC)
+
+    def job(external_id: str) -> Resource:
+        return Resource(
+            kind="job",
+            external_id=external_id,
+            fields={"title": "Welder", "location": "Oslo"},
+            document={"Name": "Welder"},
+            fetched_at=fetched,
+            version=1_500_000,
+            source_updated_at=fetched,
+        )
+
+    async with services.engine.begin() as db:
+        assert await driver_in_transaction(db) is None
+        first = await upsert_view(
+            db, tenant_id=conn.tenant_id, source="hrmanager", resource=job("a")
+        )
+        assert await driver_in_transaction(db) is not None
+        second = await upsert_view(
+            db, tenant_id=conn.tenant_id, source="hrmanager", resource=job("b")
+        )
+    assert first is not None and second is not None
+    assert (first.pop("id"), second.pop("id")) == ("a", "b")
+    assert first == second
+    assert first["location"] == "Oslo" and first["fetched_at"] == fetched.isoformat()
+
+    with pytest.raises(asyncpg.ForeignKeyViolationError):
+        async with services.engine.begin() as db:
+            await upsert_view(db, tenant_id=conn.tenant_id, source="hrmanager", resource=job("c"))
+            # No such tenant: refused by the server, through the driver.
+            await upsert_view(db, tenant_id=-1, source="hrmanager", resource=job("d"))
+    names = [r.external_id for r in await rows(services, "SELECT external_id FROM job")]
+    assert sorted(names) == ["a", "b"]
 
 
 async def test_upsert_strips_nul_characters_the_ats_sent(

@@ -256,3 +256,36 @@ def test_services_take_the_policy_of_their_settings(settings: Settings) -> None:
         assert outbound.policy() == TESTS
     finally:
         outbound.configure(TESTS)
+
+
+def test_the_send_time_check_judges_each_url_as_the_full_check_does() -> None:
+    """The transport's check keeps a verdict per origin: every URL gets the full check's
+    verdict, the first time and from the kept one, whatever its path."""
+    urls = [
+        *REFUSED_EVERYWHERE,
+        "https://api.smartrecruiters.com/candidates/1",
+        "https://api.smartrecruiters.com/candidates/2?fields=a%2Cb#x",
+        "http://127.0.0.1:8099/sr/1",
+        "http://127.0.0.1:8099/sr/2",
+        "http://localhost:1",
+        "https://user:pass@api.example.com/x",
+        "HTTPS://api.example.com/x",
+        " https://api.example.com/x",
+        "https://api.example.com\\@169.254.169.254/",
+        "https://api.example.com\t/x",
+        "https://[::1/x",
+    ]
+    for policy in (TESTS, PRODUCTION):
+        for _ in range(2):
+            for url in urls:
+                try:
+                    policy.check(url)
+                    expected = None
+                except OutboundRefusedError as exc:
+                    expected = str(exc)
+                if expected is None:
+                    policy.check_send(url)
+                else:
+                    with pytest.raises(OutboundRefusedError) as refused:
+                        policy.check_send(url)
+                    assert str(refused.value) == expected, url
