@@ -216,7 +216,8 @@ async def migrated(settings: Settings) -> None:
     # Tables are emptied with DELETE between tests (see _EMPTIED): without a vacuum their
     # freed space is not reused, so rows still come back in the order they were written, as
     # they did from a truncated table.
-    connection = await asyncpg.connect(str(settings.database_url))
+    url = make_url(str(settings.database_url)).set(drivername="postgresql")
+    connection = await asyncpg.connect(url.render_as_string(False))
     try:
         await connection.execute(_NO_AUTOVACUUM)
     finally:
