@@ -53,7 +53,7 @@ def event_routes(routes: Sequence[BaseRoute], paths: Mapping[str, str]) -> dict[
         # Up to its first parameter, a template is literal: only paths starting so can match.
         head = path.split("{", 1)[0] if path is not None else ""
         for source, under in prefixes.items():
-            if source in ended or not any(p.startswith(head) or head.startswith(p) for p in under):
+            if source in ended or not _overlaps(head, under):
                 continue
             if (
                 not isinstance(route, ErrorRoute)
@@ -77,7 +77,11 @@ def _may_serve(route: BaseRoute, prefixes: Sequence[str]) -> bool:
     include = getattr(route, "include_context", None)
     if router is None or include is None:
         return True
-    head = f"{include.prefix}{router.prefix}"
+    return _overlaps(f"{include.prefix}{router.prefix}", prefixes)
+
+
+def _overlaps(head: str, prefixes: Sequence[str]) -> bool:
+    """Whether a path starting with ``head`` may also start with one of ``prefixes``."""
     return any(p.startswith(head) or head.startswith(p) for p in prefixes)
 
 

@@ -44,19 +44,21 @@ async def driver_in_transaction(conn: AsyncConnection) -> asyncpg.Connection | N
     return driver if driver is not None and driver.is_in_transaction() else None
 
 
-async def fetch_in_transaction(
+async def fetch(
     conn: AsyncConnection,
     driver: asyncpg.Connection,
     statement: TextClause,
     params: dict[str, Any],
 ) -> list[asyncpg.Record]:
-    """``statement`` with ``params`` on ``driver`` (from :func:`driver_in_transaction`).
+    """``statement`` with ``params`` on ``driver``, asyncpg's connection under ``conn`` (from
+    :func:`driver_of` outside a transaction, :func:`driver_in_transaction` inside one).
 
-    A refusal by the server (a constraint, a deadlock) leaves the connection good and the
-    transaction failed: the caller's ``begin()`` rolls it back as it would SQLAlchemy's error.
-    A connection whose state is unknown afterwards (lost, cancelled mid-statement, a
-    client-side error) is invalidated, as SQLAlchemy does, so the pool never hands it out
-    again.
+    A refusal by the server (a constraint, a deadlock) leaves the connection good, unless the
+    server was closing it (an administrator's shutdown, a terminated backend); inside a
+    transaction, the transaction has failed and the caller's ``begin()`` rolls it back as it
+    would SQLAlchemy's error. A connection whose state is unknown afterwards (lost, cancelled
+    mid-statement, a client-side error) is invalidated, as SQLAlchemy does, so the pool never
+    hands it out again.
     """
     sql, names = driver_sql(conn, statement)
     try:

@@ -12,7 +12,7 @@ from sqlalchemy import TextClause, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.intake.payload import strip_nul
-from app.store.driver import driver_in_transaction, fetch_in_transaction
+from app.store.driver import driver_in_transaction, fetch
 
 ResourceKind = Literal["candidate", "job", "application"]
 
@@ -128,7 +128,7 @@ async def upsert_view(
     # begun (the job's claim or finish began it).
     driver = await driver_in_transaction(conn)
     if driver is not None:
-        rows = await fetch_in_transaction(conn, driver, statement, params)
+        rows = await fetch(conn, driver, statement, params)
         return _view(resource.kind, rows[0]) if rows else None
     row = (await conn.execute(statement, params)).first()
     return None if row is None else _view(resource.kind, row._mapping)

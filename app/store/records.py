@@ -14,6 +14,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.store.driver import driver_of, driver_sql
+from app.store.driver import fetch as driver_fetch
 
 # Keys, records, outbox rows (and quarantine letters) of a whole batch in one statement, which
 # PostgreSQL runs as one transaction when the caller is in autocommit; inside a caller's
@@ -214,21 +215,10 @@ async def insert_many_alone(
     # statement, and a statement sent past it would commit on its own.
     if driver is None or driver.is_in_transaction():
         return await insert_many(conn, batch, task=task)
-    sql, names = driver_sql(conn, _INSERT)
-    params = _params(batch, task)
     try:
-        rows = await driver.fetch(sql, *(params[name] for name in names))
+        rows = await driver_fetch(conn, driver, _INSERT, _params(batch, task))
     except asyncpg.IntegrityConstraintViolationError as exc:
-        raise IntegrityError(sql, None, exc) from exc
-    except asyncpg.PostgresError as exc:
-        # Refused by the server: the connection answered and is still good, unless the
-        # server was closing it (an administrator's shutdown, a terminated backend).
-        if driver.is_closed():
-            await conn.invalidate(exc)
-        raise
-    except BaseException as exc:
-        await conn.invalidate(exc if isinstance(exc, Exception) else None)
-        raise
+        raise IntegrityError(driver_sql(conn, _INSERT)[0], None, exc) from exc
     return {row[0] for row in rows}
 
 
