@@ -425,8 +425,16 @@ def render_default(request: Request, error: AppError) -> Response:
 
 def request_invalid(exc: RequestValidationError) -> AppError:
     """A 400 for a request FastAPI itself refused (a path or query parameter)."""
-    parts = [f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()[:5]]
-    return AppError(400, "The request is not valid: " + "; ".join(parts) + ".", code="bad_request")
+    return invalid_request(
+        *(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()[:5])
+    )
+
+
+def invalid_request(*problems: str) -> AppError:
+    """The 400 of a request parameter out of bounds, each problem as ``<where>: <what>``."""
+    return AppError(
+        400, "The request is not valid: " + "; ".join(problems) + ".", code="bad_request"
+    )
 
 
 def http_refusal(exc: HTTPException) -> AppError:

@@ -27,6 +27,7 @@ from app.routers.common import (
     accept,
     accepted_answer,
     guarded,
+    invalid_request,
     read_raw,
     tenant_config,
     unauthenticated,
@@ -146,11 +147,8 @@ def _url_event(request: Request) -> str | None:
     if event is None:
         return None
     if len(event) > _EVENT_MAX_LENGTH:
-        raise AppError(
-            400,
-            "The request is not valid: query.event: String should have at most "
-            f"{_EVENT_MAX_LENGTH} characters.",
-            code="bad_request",
+        raise invalid_request(
+            f"query.event: String should have at most {_EVENT_MAX_LENGTH} characters"
         )
     # PostgreSQL text cannot hold U+0000, which a query string can carry (%00).
     return event.replace("\x00", "")
