@@ -59,7 +59,7 @@ def post(url: str, payload: dict[str, Any], key: str) -> httpx.Response:
         cloudelements_config.DEFAULT_HEADER: signatures.signature(body, key.encode()),
         "elements-webhook-id": str(payload.get("message", {}).get("eventId", "")),
     }
-    return httpx.post(url, content=body, headers=headers, timeout=30)
+    return sent.post(url, content=body, headers=headers, timeout=30)
 
 
 def send(

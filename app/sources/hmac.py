@@ -9,7 +9,6 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-import httpx
 import orjson
 import typer
 
@@ -109,7 +108,7 @@ def send(
         raise typer.BadParameter(f"--preset must be one of {', '.join(hmac_config.PRESETS)}")
     payload, headers = sample(preset, event_id)
     body = orjson.dumps(payload)
-    response = httpx.post(
+    response = sent.post(
         f"{url.rstrip('/')}/v1/hmac/{tenant}/events",
         content=body,
         headers=signed_request(preset, body, secret, headers),

@@ -17,6 +17,7 @@ import orjson
 import typer
 
 from app.clients.hrmanager import DEFAULT_LIMITS
+from app.clients.http import verified_context
 from app.dev.demo import DEMO_TENANTS, demo_connection
 from app.schemas import hrmanager_config
 from app.schemas.hrmanager import (
@@ -117,7 +118,7 @@ def post(
     headers, content = signed_request(payload, secret, encoding=encoding, gzip_body=gzip_body)
     params = {"event": url_event} if url_event is not None else None
     if http is None:
-        return httpx.post(url, content=content, headers=headers, params=params, timeout=30)
+        return sent.post(url, content=content, headers=headers, params=params, timeout=30)
     return http.post(url, content=content, headers=headers, params=params)
 
 
@@ -168,7 +169,7 @@ def send(
         raise typer.BadParameter("--secret-encoding is hex or utf-8")
     failed = 0
     # One client: the samples share its kept-alive connection.
-    http = httpx.Client(timeout=30)
+    http = httpx.Client(timeout=30, verify=verified_context())
     try:
         for name in names:
             payload = sample(

@@ -143,7 +143,7 @@ def icims_hmac_headers(
 
 def fetch_icims_token(base_url: str, client_id: str, client_secret: str) -> str:
     """A token from Hirehook's own ``/oauth/token``, the way iCIMS fetches one."""
-    response = httpx.post(
+    response = sent.post(
         f"{base_url.rstrip('/')}/oauth/token",
         data={"grant_type": "client_credentials"},
         auth=(client_id, client_secret),
@@ -209,7 +209,7 @@ def send_icims(
         base_url, payload, auth=auth, credentials=credentials, gzip_body=gzip_body, token=token
     )
     # iCIMS follows none of our redirects: the 303 is the answer, its Location the link.
-    return httpx.post(url, content=content, headers=headers, timeout=30, follow_redirects=False)
+    return sent.post(url, content=content, headers=headers, timeout=30, follow_redirects=False)
 
 
 def _demo_credentials(customer: str) -> IcimsCredentials:

@@ -66,7 +66,7 @@ def post(
 ) -> httpx.Response:
     """POST one signed event to ``url``."""
     headers, content = signed_request(payload, secret, gzip_body=gzip_body)
-    return httpx.post(url, content=content, headers=headers, timeout=30)
+    return sent.post(url, content=content, headers=headers, timeout=30)
 
 
 def send(

@@ -7,7 +7,6 @@ import uuid
 from collections.abc import Mapping
 from typing import Annotated, Any
 
-import httpx
 import orjson
 import typer
 
@@ -85,7 +84,7 @@ def send(
     headers, body = signed_request(
         sample(event_name), keys, event_name=event_name, event_id=event_id or str(uuid.uuid4())
     )
-    response = httpx.post(
+    response = sent.post(
         f"{url.rstrip('/')}/v1/smartrecruiters/{tenant}/events",
         content=body,
         headers=headers,
