@@ -23,9 +23,9 @@ from sqlalchemy.exc import DataError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from app.intake.connections import ConnectionInfo
-from app.intake.group_commit import GroupCommit
 from app.platform.db import DB_ERRORS, run_bounded
 from app.platform.errors import AppError, unavailable
+from app.platform.group_commit import GroupCommit
 from app.platform.ids import uuid7
 from app.platform.metrics import EVENTS, INTAKE_SECONDS, OTHER, Children
 from app.platform.queue import PROCESS_RECORD, Queue

@@ -68,7 +68,7 @@ class Settings(BaseSettings):
     db_pool_size: int = Field(default=20, ge=1)
     db_pool_timeout_s: float = Field(default=3.0, gt=0)
     redis_timeout_s: float = Field(default=0.5, gt=0)
-    # Group commit (app/intake/group_commit.py): how many batches of records may be in flight at
+    # Group commit (app/platform/group_commit.py): how many batches of records may be in flight at
     # once
     # (each on its own pooled connection) and how many records one batch may hold. Requests
     # queue only while every writer is busy, so these bound the work, not the latency.

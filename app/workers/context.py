@@ -8,7 +8,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -16,6 +16,8 @@ from app.intake.connections import ConnectionInfo
 from app.services import Services
 from app.store.dead_letters import FailureKind
 from app.store.normalized import Resource
+
+T = TypeVar("T")
 
 
 def process_slots(ctx: dict[str, Any], name: str) -> asyncio.Semaphore:
@@ -31,6 +33,14 @@ def process_slots(ctx: dict[str, Any], name: str) -> asyncio.Semaphore:
         services: Services = ctx["services"]
         slots = ctx[name] = asyncio.Semaphore(services.settings.worker_concurrency)
     return slots
+
+
+def process_singleton(ctx: dict[str, Any], name: str, build: Callable[[], T]) -> T:
+    """The worker process's one ``name``, built on first use (inside the running loop)."""
+    if name not in ctx:
+        ctx[name] = build()
+    value: T = ctx[name]
+    return value
 
 
 @dataclass(frozen=True, slots=True)

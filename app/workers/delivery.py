@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,12 +22,13 @@ from arq import Retry
 from app.clients.base import parse_retry_after
 from app.platform.backoff import PLUS_MINUS_20, Backoff
 from app.platform.db import DB_ERRORS
+from app.platform.group_commit import GroupCommit
 from app.platform.metrics import DEAD_LETTERS, DELIVERIES
 from app.services import Services
 from app.store import attempts, dead_letters, deliveries, work
 from app.store.dead_letters import FailureKind
 from app.verifiers import standard_webhooks as swh
-from app.workers.context import process_slots
+from app.workers.context import process_singleton, process_slots
 
 log = structlog.get_logger(__name__)
 
@@ -94,7 +95,7 @@ async def _send(
     services: Services, rid: uuid.UUID, body: bytes, destination: _Destination, tenant_id: int
 ) -> tuple[_Sent, dict[str, Any]]:
     """One attempt, and its line for the record's story (written down by the caller:
-    :func:`_note_attempts`, or with its batch's wave)."""
+    :func:`_note_attempts`, or :class:`SentLedger` with its marking done)."""
     started = time.monotonic()
     answer: bytes | None = None
     try:
@@ -206,13 +207,12 @@ async def deliver_record(ctx: dict[str, Any], record_id: str) -> str:
             sent, note = await _send(
                 services, rid, bytes(claimed.body), destination, claimed.tenant_id
             )
-        await _note_attempts(services, [note])
+            if sent.delivered and not await _sent_ledger(ctx).write_down(note):
+                # Sent but not recorded: the next run sends it again, with the same webhook-id.
+                raise Retry(defer=settings.enrich_retry_base_s)
+        if not sent.delivered:
+            await _note_attempts(services, [note])
     if sent.delivered:
-        if not await _mark_done(services, {sent.status or 200: [rid]}):
-            # Sent but not recorded: the next run sends it again, with the same webhook-id.
-            raise Retry(defer=settings.enrich_retry_base_s)
-        DELIVERIES.labels("delivered").inc()
-        log.info("delivery.delivered", record_id=record_id, status=sent.status, attempts=attempts)
         return "delivered"
     delay = await _after_failure(services, rid, attempts, sent)
     if delay is None:
@@ -258,7 +258,7 @@ async def deliver_records(ctx: dict[str, Any], record_ids: list[str]) -> str:
     last_start = (
         started + settings.job_timeout_s - settings.delivery_timeout_s - MARK_DONE_BUDGET_S - 1
     )
-    batch = _Batch(services)
+    batch = _Batch(_sent_ledger(ctx))
     begun = False
 
     async def attempt(row: Any) -> _Sent | None:
@@ -267,14 +267,14 @@ async def deliver_records(ctx: dict[str, Any], record_ids: list[str]) -> str:
         if destination is None:
             return _MISSING
         async with process_slots(ctx, "delivery_slots"):
-            if batch.stalled.is_set() or (begun and time.monotonic() > last_start):
+            if batch.held or (begun and time.monotonic() > last_start):
                 return None
             begun = True
             sent, note = await _send(services, row.id, bytes(row.body), destination, row.tenant_id)
             if sent.delivered:
                 # Within the slot: the next send starts only once this one is written down
                 # or the database is known to be away.
-                await batch.write_down(row.id, sent.status or 200, note)
+                await batch.write_down(row.id, note)
             else:
                 await _note_attempts(services, [note])
         return sent
@@ -293,53 +293,84 @@ async def deliver_records(ctx: dict[str, Any], record_ids: list[str]) -> str:
     return f"delivered {len(batch.written)} of {len(record_ids)}"
 
 
-class _Batch:
-    """A batch job's successful sends, written down as they come in: whoever finds sends
-    waiting writes them all in one statement, so the batch's statements are about as many as
-    the waves of its sends, and a send is never held unwritten while the rest of the batch is
-    still being sent. While the database does not take a write (``stalled``), no new send
-    starts, so what was sent and cannot be written down, and is therefore sent again later,
-    is at most what was in flight; once a write has failed for its whole budget, the rest is
-    not tried either. A wave's attempts are noted for the records' stories in one more
-    exchange once it is written down (a statement per send cost about a tenth of the
-    worker's CPU per delivery); a wave that cannot be written down is not noted (the
-    database is away), only its sending again will be."""
+class SentLedger:
+    """The worker process's successful sends, written down together (app.platform.group_commit):
+    a send joins the next statement (:func:`app.store.attempts.delivered`: its delivery done
+    and its attempt noted), and a writer takes every send that finished while the previous
+    statement was in flight, whichever job made it. Written down per job, a drained backlog's
+    jobs of a dozen sends each wrote one or two sends per statement, two statements a wave.
+
+    While a statement fails (the database away), ``stalled`` is set and no job starts a send,
+    so what was sent and cannot be written down, and is therefore sent again later, is at most
+    what was in flight. A statement that failed for its whole budget (``MARK_DONE_*``) answers
+    False to each of its sends.
+    """
 
     def __init__(self, services: Services) -> None:
         self._services = services
-        self._lock = asyncio.Lock()
-        self._waiting: dict[uuid.UUID, int] = {}
-        self._notes: list[dict[str, Any]] = []
+        self.stalled = asyncio.Event()
+        # One writer: while it waits on PostgreSQL the next sends gather for it, so the
+        # statements per send fall as the rate rises; and a database that does not answer
+        # holds one statement, not one per job.
+        self._commit: GroupCommit[dict[str, Any], bool] = GroupCommit(
+            self._write, writers=1, max_batch=_LEDGER_BATCH
+        )
+
+    async def write_down(self, note: dict[str, Any]) -> bool:
+        """Record one successful send (its note from :func:`_send`); False if the database
+        stayed away for the whole budget: the send is to be made again."""
+        return await self._commit.submit(note, None)
+
+    async def _write(self, notes: Sequence[dict[str, Any]]) -> list[bool]:
+        written = await _mark_done(self._services, notes, on_failure=self.stalled.set)
+        # Cleared either way: after a statement that gave up, the next job tries again (each
+        # job that saw a failure stops sending, see _Batch).
+        self.stalled.clear()
+        if written:
+            DELIVERIES.labels("delivered").inc(len(notes))
+            for note in notes:
+                log.info(
+                    "delivery.delivered", record_id=str(note["record_id"]), status=note["status"]
+                )
+        return [written] * len(notes)
+
+    async def drain(self) -> None:
+        """Wait for the statement in flight (on shutdown)."""
+        await self._commit.drain()
+
+
+# Sends per statement: far more than a worker has in flight (worker_concurrency), a bound
+# only for a database that comes back to a long queue.
+_LEDGER_BATCH = 500
+
+
+def _sent_ledger(ctx: dict[str, Any]) -> SentLedger:
+    services: Services = ctx["services"]
+    return process_singleton(ctx, "sent_ledger", lambda: SentLedger(services))
+
+
+class _Batch:
+    """A batch job's successful sends as the process's :class:`SentLedger` wrote them down.
+    Once one of them could not be written down (the database away for the ledger's whole
+    budget), the job starts no more sends: the rest are handed back untried."""
+
+    def __init__(self, ledger: SentLedger) -> None:
+        self._ledger = ledger
         self._gave_up = False
         self.written: list[uuid.UUID] = []
         self.unwritten: list[uuid.UUID] = []
-        self.stalled = asyncio.Event()
 
-    async def write_down(self, rid: uuid.UUID, status: int, note: dict[str, Any]) -> None:
-        self._waiting[rid] = status
-        self._notes.append(note)
-        async with self._lock:
-            if not self._waiting:
-                return
-            waiting, self._waiting = self._waiting, {}
-            notes, self._notes = self._notes, []
-            if self._gave_up:
-                self.unwritten += waiting
-                return
-            by_status: dict[int, list[uuid.UUID]] = {}
-            for done, code in waiting.items():
-                by_status.setdefault(code, []).append(done)
-            if await _mark_done(self._services, by_status, on_failure=self.stalled.set):
-                # A short outage is over: the batch's other sends may start again.
-                self.stalled.clear()
-                self.written += waiting
-                DELIVERIES.labels("delivered").inc(len(waiting))
-                for done, code in waiting.items():
-                    log.info("delivery.delivered", record_id=str(done), status=code)
-                await _note_attempts(self._services, notes)
-            else:
-                self._gave_up = True
-                self.unwritten += waiting
+    @property
+    def held(self) -> bool:
+        """No new send may start: the database is not taking the ledger's writes."""
+        return self._gave_up or self._ledger.stalled.is_set()
+
+    async def write_down(self, rid: uuid.UUID, note: dict[str, Any]) -> None:
+        if not self._gave_up and await self._ledger.write_down(note):
+            self.written.append(rid)
+            return
+        self._gave_up = True
+        self.unwritten.append(rid)
 
 
 async def _retry_alone(services: Services, row: Any, sent: _Sent) -> None:
@@ -371,27 +402,22 @@ async def _hand_back(services: Services, record_ids: list[uuid.UUID]) -> None:
 
 async def _mark_done(
     services: Services,
-    delivered: Mapping[int, Sequence[uuid.UUID]],
+    notes: Sequence[dict[str, Any]],
     *,
     on_failure: Callable[[], object] | None = None,
 ) -> bool:
-    """Record successful sends (record ids by the status the destination answered) in one
-    transaction; False if the database stayed away (see MARK_DONE_*). ``on_failure`` is
-    called at the first failed try."""
+    """Record successful sends (their notes from :func:`_send`) in one statement; False if the
+    database stayed away (see MARK_DONE_*). ``on_failure`` is called at the first failed
+    try."""
     give_up_at = time.monotonic() + MARK_DONE_BUDGET_S
     pauses = iter(MARK_DONE_PAUSES_S)
     while True:
         try:
             async with asyncio.timeout(max(0.0, give_up_at - time.monotonic())):
-                # One status (the usual case) is one statement, its own transaction.
-                connect = (
-                    services.autocommit.connect if len(delivered) == 1 else services.engine.begin
-                )
-                async with connect() as conn:
+                async with services.autocommit.connect() as conn:
                     # Rows not updated were finished by an earlier try that committed after
-                    # all: done either way.
-                    for status, ids in delivered.items():
-                        await work.finish_many(conn, "delivery", list(ids), status=status)
+                    # all (or by another run): done either way.
+                    await attempts.delivered(conn, notes)
             return True
         except DB_ERRORS as exc:
             if on_failure is not None:
@@ -400,7 +426,7 @@ async def _mark_done(
             retrying = pause is not None and time.monotonic() + pause < give_up_at
             log.warning(
                 "delivery.mark_done_failed",
-                records=sum(len(ids) for ids in delivered.values()),
+                records=len(notes),
                 error=type(exc).__name__,
                 retrying=retrying,
             )

@@ -26,7 +26,7 @@ from app.platform.queue import (
 from app.platform.runtime import freeze_startup_heap
 from app.platform.settings import Settings
 from app.services import Services
-from app.workers.delivery import deliver_record, deliver_records
+from app.workers.delivery import SentLedger, deliver_record, deliver_records
 from app.workers.jobs import process_record, process_records, sweep_outbox
 from app.workers.maintenance import privacy_maintenance
 from app.workers.observed import observed
@@ -61,6 +61,11 @@ def worker_options(settings: Settings) -> dict[str, Any]:
         log.info("worker.started", pid=os.getpid(), sources=sorted(ctx["handlers"]), loop=loop)
 
     async def on_shutdown(ctx: dict[str, Any]) -> None:
+        ledger: SentLedger | None = ctx.get("sent_ledger")
+        if ledger is not None:
+            # A statement in flight may still write down sends whose jobs were cancelled:
+            # let it finish rather than send them all again after the restart.
+            await ledger.drain()
         services: Services | None = ctx.get("services")
         if services is not None:
             await services.close()

@@ -1,47 +1,104 @@
-"""A batch job notes its successful sends' attempts (the records' stories) in one exchange per
-wave of sends, the same waves in which it writes them down, not one statement per send."""
+"""A worker writes its successful sends down together (app.workers.delivery.SentLedger): one
+statement marks a group of sends' deliveries done and notes their attempts (the records'
+stories), whichever job made them; not a statement, or two, per send."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import uuid
+from collections.abc import Sequence
 from typing import Any
 
 import pytest
-from sqlalchemy import event
-from sqlalchemy.engine import Engine
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.platform.settings import Settings
 from app.services import Services
+from app.store import attempts, deliveries
 from tests.support.fake_ats import FakeATS
-from tests.support.workers import batch_settings, record_batch, rows, run_worker, webhook_ids
+from tests.support.workers import (
+    batch_settings,
+    record_batch,
+    rows,
+    run_worker,
+    webhook_ids,
+)
 
 
 @pytest.fixture
-def statements() -> Iterator[list[str]]:
-    """Every statement any engine of this process sends (an executemany counts once)."""
-    sent: list[str] = []
+def written(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The size of every statement that wrote sends down."""
+    sizes: list[int] = []
+    original = attempts.delivered
 
-    def before(*args: Any) -> None:
-        sent.append(str(args[2]))
+    async def counted(conn: AsyncConnection, notes: Sequence[dict[str, Any]]) -> set[uuid.UUID]:
+        sizes.append(len(notes))
+        return await original(conn, notes)
 
-    event.listen(Engine, "before_cursor_execute", before)
-    yield sent
-    event.remove(Engine, "before_cursor_execute", before)
+    monkeypatch.setattr(attempts, "delivered", counted)
+    return sizes
 
 
-async def test_a_waves_attempts_are_noted_in_one_exchange(
-    services: Services, settings: Settings, fake_ats: FakeATS, statements: list[str]
+async def test_sends_are_written_down_and_noted_together(
+    services: Services, settings: Settings, fake_ats: FakeATS, written: list[int]
 ) -> None:
     ids = await record_batch(services, fake_ats, 20)
 
     await run_worker(batch_settings(settings))
 
     assert webhook_ids(fake_ats) == sorted(str(i) for i in ids)
-    # Every send is in its record's story, with the destination's answer.
+    # Every send is in its record's story, with the destination's answer, and done.
     noted = await rows(services, "SELECT record_id, status FROM delivery_attempt")
     assert sorted((str(r.record_id), r.status) for r in noted) == sorted((str(i), 200) for i in ids)
-    notes = [s for s in statements if "INSERT INTO delivery_attempt" in s]
-    waves = [s for s in statements if "UPDATE delivery SET done_at = now(), last_error = NULL" in s]
-    assert waves, statements
-    # One note per wave written down, not one per send.
-    assert len(notes) == len(waves) < len(ids)
+    done = await rows(services, "SELECT record_id, last_status FROM delivery WHERE done_at IS NULL")
+    assert done == []
+    statuses = await rows(services, "SELECT DISTINCT last_status FROM delivery")
+    assert [r.last_status for r in statuses] == [200]
+    # Each send written once, in fewer statements than sends.
+    assert sum(written) == len(ids)
+    assert len(written) < len(ids)
+
+
+async def test_a_single_delivery_job_is_written_down_the_same_way(
+    services: Services, settings: Settings, fake_ats: FakeATS, written: list[int]
+) -> None:
+    # A lone record is published as a job of its own, and so is its delivery.
+    [rid] = await record_batch(services, fake_ats, 1)
+
+    await run_worker(batch_settings(settings))
+
+    assert webhook_ids(fake_ats) == [str(rid)]
+    assert written == [1]
+    story = await rows(services, "SELECT status FROM delivery_attempt WHERE record_id = :r", r=rid)
+    assert [r.status for r in story] == [200]
+
+
+async def test_an_attempt_of_an_erased_record_is_not_noted_and_the_rest_are(
+    services: Services, settings: Settings, fake_ats: FakeATS
+) -> None:
+    kept, erased = await record_batch(services, fake_ats, 2, publish=False)
+    note = {
+        "latency_ms": 3,
+        "status": 200,
+        "error": None,
+        "answer": b"ok",
+        "answer_size": 2,
+    }
+    tenant = (await rows(services, "SELECT tenant_id FROM record WHERE id = :r", r=kept))[0]
+    async with services.engine.begin() as conn:
+        owed = [(rid, tenant.tenant_id, "candidate.updated", b"{}") for rid in (kept, erased)]
+        assert sorted(await deliveries.create_many(conn, owed)) == sorted([kept, erased])
+        await conn.execute(text("DELETE FROM record_key WHERE id = :id"), {"id": erased})
+
+    async with services.autocommit.connect() as conn:
+        finished = await attempts.delivered(
+            conn,
+            [
+                {**note, "record_id": kept, "tenant_id": tenant.tenant_id},
+                {**note, "record_id": erased, "tenant_id": tenant.tenant_id},
+            ],
+        )
+
+    assert finished == {kept}
+    noted = await rows(services, "SELECT record_id, answer FROM delivery_attempt")
+    assert [(r.record_id, bytes(r.answer)) for r in noted] == [(kept, b"ok")]

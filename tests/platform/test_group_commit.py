@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import event, text
 
 from app.intake.core import Deadline, Event, Outcome, json_answer
-from app.intake.group_commit import GroupCommit
+from app.platform.group_commit import GroupCommit
 from app.platform.errors import AppError
 from app.services import Services
 from app.store import records, work

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 
-from app.intake.group_commit import GroupCommit
+from app.platform.group_commit import GroupCommit
 
 
 async def test_requests_of_one_turn_share_a_batch_though_writers_are_free() -> None:
