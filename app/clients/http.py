@@ -219,3 +219,32 @@ class OutboundClient(httpx.AsyncClient):
         kwargs.setdefault("verify", verified_context())
         super().__init__(**kwargs)
         self._cookies = _NoCookies()
+
+
+async def post_once(
+    client: httpx.AsyncClient,
+    url: httpx.URL,
+    *,
+    content: bytes,
+    headers: dict[str, str],
+    timeouts: httpx.Timeout,
+) -> httpx.Response:
+    """``url`` POSTed as ``client.post`` sends it with ``follow_redirects=False``, and its
+    answer read, without the client's layer around each request: the transport the client
+    picks for ``url`` (a proxy from the environment included) gets the request as given, so
+    the outbound policy and the errors are the transport's, as for any call.
+
+    Not added: the client's default headers and cookies (:class:`OutboundClient` keeps none),
+    its auth and event hooks (none are set) and redirects (not followed either way). For
+    deliveries, one per event: building the request through the client (URL and header
+    merging, the auth and redirect wrappers) cost as much CPU as the exchange itself.
+    """
+    request = httpx.Request(
+        "POST", url, content=content, headers=headers, extensions={"timeout": timeouts.as_dict()}
+    )
+    response = await client._transport_for_url(url).handle_async_request(request)
+    try:
+        await response.aread()
+    finally:
+        await response.aclose()
+    return response

@@ -9,6 +9,7 @@ delivery done is retried for a while first, so a short outage does not cause a r
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -20,6 +21,7 @@ import structlog
 from arq import Retry
 
 from app.clients.base import parse_retry_after
+from app.clients.http import post_once
 from app.platform.backoff import PLUS_MINUS_20, Backoff
 from app.platform.db import DB_ERRORS
 from app.platform.group_commit import GroupCommit
@@ -84,6 +86,11 @@ class _Destination:
     secret: str
 
 
+@functools.cache
+def _timeout(seconds: float) -> httpx.Timeout:
+    return httpx.Timeout(seconds)
+
+
 def _destination(services: Services, row: Any) -> _Destination | None:
     """A tenant's destination row with its secret decrypted (once per job, not per send)."""
     if row is None:
@@ -99,12 +106,12 @@ async def _send(
     started = time.monotonic()
     answer: bytes | None = None
     try:
-        response = await services.http.post(
+        response = await post_once(
+            services.http,
             destination.url,
             content=body,
             headers=signed_headers(str(rid), body, destination.secret, time.time()),
-            timeout=services.settings.delivery_timeout_s,
-            follow_redirects=False,
+            timeouts=_timeout(services.settings.delivery_timeout_s),
         )
     except httpx.HTTPError as exc:
         # The exception's text may quote the URL, and a URL may carry a token: name only.

@@ -12,7 +12,7 @@ import httpx
 import pytest
 import uvloop
 
-from app.clients.http import PolicyTransport
+from app.clients.http import PolicyTransport, post_once
 from app.services import Services
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
@@ -195,3 +195,61 @@ async def test_the_shared_client_keeps_no_cookie_between_calls(services: Service
         await server.wait_closed()
     assert seen == ["", ""]
     assert not services.http.cookies
+
+
+async def test_post_once_sends_the_request_as_given_and_reads_the_answer(
+    client: httpx.AsyncClient,
+) -> None:
+    seen: list[bytes] = []
+
+    async def echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+        seen.append(head + await reader.readexactly(length))
+        writer.write(b"HTTP/1.1 410 Gone\r\nretry-after: 7\r\ncontent-length: 4\r\n\r\ngone")
+        await writer.drain()
+        await reader.read()
+        writer.close()
+
+    server, url = await _serve(echo)
+    async with server:
+        answer = await post_once(
+            client,
+            httpx.URL(url + "/hooks?a=%2C"),
+            content=b'{"n":1}',
+            headers={"webhook-id": "msg_1", "content-type": "application/json"},
+            timeouts=httpx.Timeout(0.5),
+        )
+    assert (answer.status_code, answer.headers["retry-after"], answer.content) == (
+        410,
+        "7",
+        b"gone",
+    )
+    [request] = seen
+    # The URL as httpx encoded it, the headers given, the body as is; nothing redirected.
+    assert request.startswith(b"POST /hooks?a=%2C HTTP/1.1\r\n")
+    assert b"\r\nwebhook-id: msg_1\r\n" in request.lower()
+    assert request.endswith(b'\r\n\r\n{"n":1}')
+
+
+async def test_post_once_keeps_the_transports_errors_and_timeouts(
+    client: httpx.AsyncClient,
+) -> None:
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read()
+        writer.close()
+
+    server, url = await _serve(silent)
+    async with server:
+        with pytest.raises(httpx.ReadTimeout):
+            await post_once(
+                client, httpx.URL(url), content=b"{}", headers={}, timeouts=httpx.Timeout(0.2)
+            )
+    with pytest.raises(httpx.ConnectError):
+        await post_once(
+            client,
+            httpx.URL("http://127.0.0.1:1/"),
+            content=b"{}",
+            headers={},
+            timeouts=httpx.Timeout(0.2),
+        )
