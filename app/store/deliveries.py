@@ -8,6 +8,8 @@ from typing import Any
 from sqlalchemy import Row, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from app.store.driver import driver_in_transaction, fetch, fetch_any
+
 _CREATE_MANY = text(
     """
     INSERT INTO delivery (record_id, tenant_id, event_type, body)
@@ -31,18 +33,21 @@ async def create_many(
     has an enabled one; the record ids owed now (one record's event, or a batch's)."""
     if not owed:
         return []
-    created = await conn.execute(
-        _CREATE_MANY,
-        {
-            "ids": [o[0] for o in owed],
-            "tenant_ids": [o[1] for o in owed],
-            "event_types": [o[2] for o in owed],
-            "bodies": [o[3] for o in owed],
-        },
-    )
+    params = {
+        "ids": [o[0] for o in owed],
+        "tenant_ids": [o[1] for o in owed],
+        "event_types": [o[2] for o in owed],
+        "bodies": [o[3] for o in owed],
+    }
+    # Once per finishing transaction: past SQLAlchemy's execution once it has begun.
+    driver = await driver_in_transaction(conn)
+    if driver is not None:
+        return [row[0] for row in await fetch(conn, driver, _CREATE_MANY, params)]
+    created = await conn.execute(_CREATE_MANY, params)
     return list(created.scalars().all())
 
 
 async def destination(conn: AsyncConnection, tenant_id: int) -> Row[Any] | None:
     """The tenant's enabled destination: ``url`` and the encrypted ``secret``."""
-    return (await conn.execute(_DESTINATION, {"tenant_id": tenant_id})).first()
+    rows = await fetch_any(conn, _DESTINATION, {"tenant_id": tenant_id})
+    return rows[0] if rows else None

@@ -17,6 +17,17 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 _COMPILED: dict[tuple[str, int], tuple[str, tuple[str, ...]]] = {}
 
 
+class Row(asyncpg.Record):  # type: ignore[misc]
+    """A row whose columns are also attributes, as SQLAlchemy's rows are: callers of a
+    statement moved past SQLAlchemy read its rows as before."""
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+
 def driver_sql(conn: AsyncConnection, statement: TextClause) -> tuple[str, tuple[str, ...]]:
     """``statement`` in the driver's own parameter style (``$1``), and the order of its
     named parameters. For module-level statements only: compiled once per process."""
@@ -44,6 +55,20 @@ async def driver_in_transaction(conn: AsyncConnection) -> asyncpg.Connection | N
     return driver if driver is not None and driver.is_in_transaction() else None
 
 
+async def fetch_any(
+    conn: AsyncConnection, statement: TextClause, params: dict[str, Any]
+) -> list[Any]:
+    """``statement``'s rows (attributes by column) on a connection of an autocommit engine,
+    each statement its own transaction, through asyncpg's connection; through SQLAlchemy on
+    any other connection (another driver, or a transaction the statement belongs to)."""
+    sync = conn.sync_connection
+    if sync is not None and sync.get_execution_options().get("isolation_level") == "AUTOCOMMIT":
+        driver = await driver_of(conn)
+        if driver is not None and not driver.is_in_transaction():
+            return await fetch(conn, driver, statement, params)
+    return list((await conn.execute(statement, params)).all())
+
+
 async def fetch(
     conn: AsyncConnection,
     driver: asyncpg.Connection,
@@ -62,7 +87,9 @@ async def fetch(
     """
     sql, names = driver_sql(conn, statement)
     try:
-        rows: list[asyncpg.Record] = await driver.fetch(sql, *(params[name] for name in names))
+        rows: list[asyncpg.Record] = await driver.fetch(
+            sql, *(params[name] for name in names), record_class=Row
+        )
     except asyncpg.PostgresError as exc:
         if driver.is_closed():
             await conn.invalidate(exc)

@@ -113,11 +113,6 @@ _SET_STATE = text(
     "processed_at = CASE WHEN :state = 'processed' THEN now() ELSE processed_at END "
     "WHERE id = :id"
 )
-_SET_STATES = text(
-    "UPDATE record SET state = :state, "
-    "processed_at = CASE WHEN :state = 'processed' THEN now() ELSE processed_at END "
-    "WHERE id = ANY(:ids)"
-)
 _RESET = text("UPDATE record SET state = 'received', processed_at = NULL WHERE id = ANY(:ids)")
 
 
@@ -384,11 +379,6 @@ async def reparsed(
 async def set_state(conn: AsyncConnection, record_id: uuid.UUID, state: str) -> None:
     """``processed``, ``dead_letter``, ``discarded``, ... (``processed`` stamps the time)."""
     await conn.execute(_SET_STATE, {"id": record_id, "state": state})
-
-
-async def set_states(conn: AsyncConnection, record_ids: list[uuid.UUID], state: str) -> None:
-    """:func:`set_state` for many records in one statement."""
-    await conn.execute(_SET_STATES, {"ids": record_ids, "state": state})
 
 
 async def reset(conn: AsyncConnection, record_ids: list[uuid.UUID]) -> None:

@@ -15,6 +15,8 @@ from typing import Any, Literal
 from sqlalchemy import Row, TextClause, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from app.store.driver import fetch_any
+
 Table = Literal["outbox", "delivery"]
 TABLES: tuple[Table, ...] = ("outbox", "delivery")
 
@@ -60,10 +62,6 @@ def _statements(table: Table) -> dict[str, TextClause]:
             SELECT {joined}
             ORDER BY {order}
             """  # noqa: S608
-        ),
-        "finish_many": text(
-            f"UPDATE {table} SET done_at = now(), last_error = NULL{status} "  # noqa: S608
-            "WHERE record_id = ANY(:ids) AND done_at IS NULL RETURNING record_id"
         ),
         # A claimed row handed back untried: due again now, its attempt given back.
         "release_many": text(
@@ -151,22 +149,34 @@ async def claim_many(
     the sweeper puts on rows it republishes (and clocks a little apart), so its own jobs can
     claim them. A run's retry of its own row (:func:`claim`) is not held back.
     """
-    rows = await conn.execute(
-        _SQL[table]["claim_many"], {"ids": record_ids, "lease": lease_s, "slack": slack_s}
+    # Once per batch job, on the autocommit engine: past SQLAlchemy's execution.
+    return await fetch_any(
+        conn, _SQL[table]["claim_many"], {"ids": record_ids, "lease": lease_s, "slack": slack_s}
     )
-    return list(rows.all())
 
 
-async def finish_many(
-    conn: AsyncConnection,
-    table: Table,
-    record_ids: list[uuid.UUID],
-    *,
-    status: int | None = None,
-) -> set[uuid.UUID]:
-    """:func:`finish` for many rows; the ids this call finished (not those done before)."""
-    params = _with_status(table, status, ids=record_ids)
-    rows = await conn.execute(_SQL[table]["finish_many"], params)
+# A batch of records' enrichment done and the records processed, in one statement.
+_FINISH_PROCESSED = text(
+    """
+    WITH won AS (
+        UPDATE outbox SET done_at = now(), last_error = NULL
+        WHERE record_id = ANY(:ids) AND done_at IS NULL
+        RETURNING record_id
+    ),
+    marked AS (
+        UPDATE record SET state = 'processed', processed_at = now()
+        WHERE id IN (SELECT record_id FROM won)
+    )
+    SELECT record_id FROM won
+    """
+)
+
+
+async def finish_processed(conn: AsyncConnection, record_ids: list[uuid.UUID]) -> set[uuid.UUID]:
+    """:func:`finish` of ``outbox`` for a batch of records, which are marked processed with
+    it (one statement where there were two); the ids this call finished (not those another
+    run finished first)."""
+    rows = await conn.execute(_FINISH_PROCESSED, {"ids": record_ids})
     return set(rows.scalars().all())
 
 

@@ -385,12 +385,12 @@ async def _finish_many(
     try:
         async with services.engine.begin() as conn:
             # Rows another run finished first keep that run's effects; ours are skipped.
-            won = await work.finish_many(conn, "outbox", [record.id for record, _ in finished])
+            ids = sorted(record.id for record, _ in finished)
+            won = await work.finish_processed(conn, ids)
             todo = [(r, e) for r, e in finished if r.id in won and e is not None]
             written, owed = await _apply(conn, todo)
             for record, _ in todo:
                 _log_processed(record, written[record.id], delivery=record.id in owed)
-            await records.set_states(conn, sorted(won), "processed")
     except DB_ERRORS as exc:
         # Nothing of the batch committed: each record retries as a job of its own.
         delay = services.settings.enrich_retry_base_s
