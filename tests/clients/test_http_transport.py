@@ -25,6 +25,12 @@ async def _serve(handler: Handler) -> tuple[asyncio.Server, str]:
     return server, f"http://127.0.0.1:{port}"
 
 
+async def _silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """Reads the request and never answers."""
+    await reader.read()
+    writer.close()
+
+
 async def _read_request(reader: asyncio.StreamReader) -> None:
     await reader.readuntil(b"\r\n\r\n")
 
@@ -94,11 +100,7 @@ async def test_never_more_connections_than_the_limit() -> None:
 
 
 async def test_a_server_that_never_answers_is_a_read_timeout(client: httpx.AsyncClient) -> None:
-    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await reader.read()
-        writer.close()
-
-    server, url = await _serve(silent)
+    server, url = await _serve(_silent)
     async with server:
         with pytest.raises(httpx.ReadTimeout):
             await client.get(url)
@@ -235,11 +237,7 @@ async def test_post_once_sends_the_request_as_given_and_reads_the_answer(
 async def test_post_once_keeps_the_transports_errors_and_timeouts(
     client: httpx.AsyncClient,
 ) -> None:
-    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await reader.read()
-        writer.close()
-
-    server, url = await _serve(silent)
+    server, url = await _serve(_silent)
     async with server:
         with pytest.raises(httpx.ReadTimeout):
             await post_once(
