@@ -27,12 +27,15 @@ import asyncpg
 import httpx
 import orjson
 import psutil
+import redis.asyncio
+from arq.constants import default_queue_name
 
 from app.platform.crypto import generate_key
 from app.platform.embedded import EmbeddedPostgres, EmbeddedRedis, free_port
 from app.platform.migrate import upgrade_async
 from app.sources.keldair import sample as keldair_sample
 from app.verifiers import standard_webhooks as swh
+from bench.procstat import cpu_seconds
 
 SECRET = "whsec_YmVuY2gtc2lnbmluZy1zZWNyZXQtMDAwMDAwMDA="
 DESTINATION_SECRET = "whsec_aGFybmVzcy1kZXN0aW5hdGlvbi1zZWNyZXQtMDA="
@@ -40,6 +43,10 @@ TENANT = "chaos"
 # A receiver answers 500 to any delivery whose body contains this: a record that always fails.
 POISON = "POISON-RECORD"
 RESULTS = Path(__file__).parent / "results"
+
+
+# arq's queue (a sorted set of job ids), as the API publishes to it.
+QUEUE = default_queue_name
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -366,6 +373,37 @@ secret = "{DESTINATION_SECRET}"
             stdout=subprocess.DEVNULL,
             stderr=(self.workdir / "worker.log").open("ab"),
         )
+
+    async def worker_ready(self, timeout_s: float = 60.0) -> float:
+        """Wait until the worker has started and polled its queue once (arq's health-check
+        key, written at the end of its first poll); seconds waited."""
+        started = time.monotonic()
+        client = redis.asyncio.Redis.from_url(self.env["HIREHOOK_REDIS_URL"])
+        try:
+            while not await client.keys("*health-check"):
+                if time.monotonic() - started > timeout_s:
+                    raise SystemExit("hirehook worker did not come up")
+                await asyncio.sleep(0.01)
+        finally:
+            await client.aclose()
+        return time.monotonic() - started
+
+    async def start_worker_on_held_queue(self) -> float:
+        """Start `hirehook worker` with the jobs already queued held aside until it has
+        started and polled its empty queue once; then put them back. The worker's CPU
+        seconds at that moment (its start-up: imports, connections), so what follows is
+        what it costs to work the queue."""
+        client = redis.asyncio.Redis.from_url(self.env["HIREHOOK_REDIS_URL"])
+        try:
+            await client.rename(QUEUE, f"{QUEUE}:held")
+            self.start_worker()
+            assert self.worker is not None
+            await self.worker_ready()
+            start_up = cpu_seconds([self.worker.pid])
+            await client.rename(f"{QUEUE}:held", QUEUE)
+        finally:
+            await client.aclose()
+        return start_up
 
     @staticmethod
     def kill(proc: subprocess.Popen[bytes] | None) -> None:
