@@ -10,6 +10,7 @@ after pushing ``available_at`` forward so the sweeper does not publish the job a
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from collections import Counter
 from collections.abc import Sequence
@@ -38,6 +39,7 @@ from app.workers.context import (
     RecordRow,
     process_slots,
 )
+from app.workers.delivery import deliver_owed
 from app.workers.normalized_event import Views, build_event, delivery_row, view_key
 
 log = structlog.get_logger(__name__)
@@ -211,6 +213,7 @@ async def process_records(ctx: dict[str, Any], record_ids: list[str]) -> str:
     """
     services = _services(ctx)
     settings = services.settings
+    started = time.monotonic()
     try:
         async with services.autocommit.connect() as conn:
             rows = await work.claim_many(
@@ -239,8 +242,8 @@ async def process_records(ctx: dict[str, Any], record_ids: list[str]) -> str:
                 )
         else:
             finished.append((record, result))
-    if finished:
-        await _finish_many(services, finished)
+    if finished and (owed := await _finish_many(services, finished)):
+        await deliver_owed(ctx, owed, started)
     return f"processed {len(finished)} of {len(record_ids)}"
 
 
@@ -379,8 +382,9 @@ async def _finish(services: Services, record: RecordRow, enrichment: Enrichment 
 
 async def _finish_many(
     services: Services, finished: list[tuple[RecordRow, Enrichment | None]]
-) -> None:
-    """Mark a batch done and apply the effects of the runs that won, in one transaction."""
+) -> list[uuid.UUID]:
+    """Mark a batch done and apply the effects of the runs that won, in one transaction; the
+    records whose delivery it owes (sent by the caller)."""
     owed: list[uuid.UUID] = []
     try:
         async with services.engine.begin() as conn:
@@ -397,11 +401,11 @@ async def _finish_many(
         log.warning("job.database_unavailable", records=len(finished), error=type(exc).__name__)
         for record, _ in finished:
             await services.queue.enqueue_record(record.id, defer_s=delay)
-        return
+        return []
     for record, _ in finished:
         if record.id in won:
             _RECORDS_PROCESSED(record.source).inc()
-    await services.queue.enqueue_deliveries(owed)
+    return owed
 
 
 async def sweep_outbox(ctx: dict[str, Any], *, batch: int = 500, max_batches: int = 200) -> int:

@@ -1,22 +1,22 @@
-"""Deliveries owed by one finishing transaction go out as one batch job (app.workers.delivery
-.deliver_records): one claim, concurrent sends, one marking-done transaction. A failure in the
-batch continues alone on the retry schedule; sends the job has no time left for are handed
-back untried; the rest of the batch is neither held back nor sent twice."""
+"""Deliveries owed by one finishing transaction are sent by the batch job that processed them
+(app.workers.delivery.deliver_owed), or as one batch job (``deliver_records``) when the
+sweeper or a hand-back publishes them: one claim, concurrent sends. A failure in the batch
+continues alone on the retry schedule; sends the job has no time left for are handed back
+untried; the rest of the batch is neither held back nor sent twice."""
 
 from __future__ import annotations
 
-from typing import Any
+import uuid
 
 from prometheus_client import REGISTRY
 from sqlalchemy import text
 from standardwebhooks.webhooks import Webhook
 
-from app import sources
 from app.admin import dead_letters
 from app.platform.settings import Settings
 from app.services import Services
+from app.store import deliveries
 from app.workers.delivery import MARK_DONE_BUDGET_S
-from app.workers.jobs import process_records
 from tests.support.fake_ats import FakeATS, Step
 from tests.support.workers import (
     VENDOR_SECRET,
@@ -34,10 +34,20 @@ def runs(job: str, outcome: str) -> float:
     return REGISTRY.get_sample_value("hirehook_job_seconds_count", labels) or 0.0
 
 
-async def test_a_batch_is_delivered_by_one_job_each_event_once_and_signed(
+async def owe(services: Services, ids: list[uuid.UUID]) -> None:
+    """Deliveries owed for recorded (unpublished) records, published as one batch job, as
+    the sweeper publishes what a processing job left unsent."""
+    tenants = await rows(services, "SELECT id, tenant_id FROM record")
+    owed = [(r.id, r.tenant_id, "candidate.updated", b'{"n":1}') for r in tenants if r.id in ids]
+    async with services.engine.begin() as conn:
+        assert sorted(await deliveries.create_many(conn, owed)) == sorted(ids)
+    assert await services.queue.enqueue_deliveries(ids) == len(ids)
+
+
+async def test_a_batch_is_delivered_by_the_job_that_processed_it_each_event_once_and_signed(
     services: Services, settings: Settings, fake_ats: FakeATS
 ) -> None:
-    # A batch job's outcome is "done" (it names how many of its records it delivered).
+    # No delivery job at all: the processing job sent what its transaction owed.
     before = (runs("deliver_records", "done"), runs("deliver_record", "delivered"))
     ids = await record_batch(services, fake_ats, 5)
 
@@ -49,6 +59,22 @@ async def test_a_batch_is_delivered_by_one_job_each_event_once_and_signed(
         assert isinstance(event, dict) and event["data"]["record_id"] == call.headers["webhook-id"]
     delivered = await rows(services, "SELECT attempts, last_status, done_at FROM delivery")
     assert len(delivered) == 5
+    assert all((r.attempts, r.last_status) == (1, 200) and r.done_at for r in delivered)
+    after = (runs("deliver_records", "done"), runs("deliver_record", "delivered"))
+    assert (after[0] - before[0], after[1] - before[1]) == (0, 0)
+
+
+async def test_a_published_batch_is_delivered_by_one_job(
+    services: Services, settings: Settings, fake_ats: FakeATS
+) -> None:
+    before = (runs("deliver_records", "done"), runs("deliver_record", "delivered"))
+    ids = await record_batch(services, fake_ats, 5, publish=False)
+    await owe(services, ids)
+
+    await run_worker(batch_settings(settings))
+
+    assert webhook_ids(fake_ats) == sorted(str(i) for i in ids)
+    delivered = await rows(services, "SELECT attempts, last_status, done_at FROM delivery")
     assert all((r.attempts, r.last_status) == (1, 200) and r.done_at for r in delivered)
     after = (runs("deliver_records", "done"), runs("deliver_record", "delivered"))
     assert (after[0] - before[0], after[1] - before[1]) == (1, 0)
@@ -78,21 +104,27 @@ async def test_a_failed_delivery_in_a_batch_is_retried_alone(
     assert attempts == {str(i): 2 if str(i) == refused else 1 for i in ids}
 
 
-async def test_sends_the_job_has_no_time_for_are_handed_back_untried(
-    services: Services, settings: Settings, fake_ats: FakeATS
-) -> None:
-    # One send at a time, and a job timeout that leaves time to finish only the first one
-    # started: every other delivery of the batch goes back to the queue without an attempt.
-    fast = batch_settings(
+def short_jobs(settings: Settings) -> Settings:
+    """One send at a time, and a job timeout that leaves time to finish only a send started
+    at once."""
+    return batch_settings(
         settings,
         worker_concurrency=1,
         delivery_timeout_s=2.0,
         job_timeout_s=2.0 + MARK_DONE_BUDGET_S + 1,
     )
-    ids = await record_batch(services, fake_ats, 4)
+
+
+async def test_sends_the_job_has_no_time_for_are_handed_back_untried(
+    services: Services, settings: Settings, fake_ats: FakeATS
+) -> None:
+    # A delivery job's first send starts whatever the time (the job makes progress); every
+    # other delivery of the batch goes back to the queue without an attempt.
+    ids = await record_batch(services, fake_ats, 4, publish=False)
+    await owe(services, ids)
     before = runs("deliver_record", "delivered")
 
-    await run_worker(fast)
+    await run_worker(short_jobs(settings))
 
     assert webhook_ids(fake_ats) == sorted(str(i) for i in ids)
     # Three of the four were sent by jobs of their own, and their attempts were given back.
@@ -102,12 +134,26 @@ async def test_sends_the_job_has_no_time_for_are_handed_back_untried(
     assert all(r.done_at is not None for r in delivered)
 
 
+async def test_a_processing_job_without_time_left_hands_every_delivery_back(
+    services: Services, settings: Settings, fake_ats: FakeATS
+) -> None:
+    # Its time went to the processing: not even a first send starts in it.
+    ids = await record_batch(services, fake_ats, 4)
+    before = runs("deliver_record", "delivered")
+
+    await run_worker(short_jobs(settings))
+
+    assert webhook_ids(fake_ats) == sorted(str(i) for i in ids)
+    assert runs("deliver_record", "delivered") - before == 4
+    delivered = await rows(services, "SELECT attempts, done_at FROM delivery")
+    assert [r.attempts for r in delivered] == [1, 1, 1, 1]
+
+
 async def test_a_batch_whose_destination_went_away_is_dead_lettered(
     services: Services, settings: Settings, fake_ats: FakeATS
 ) -> None:
     ids = await record_batch(services, fake_ats, 3, publish=False)
-    ctx: dict[str, Any] = {"services": services, "handlers": sources.handlers()}
-    await process_records(ctx, [str(i) for i in ids])
+    await owe(services, ids)
     async with services.engine.begin() as conn:
         await conn.execute(text("UPDATE destination SET enabled = false"))
 
