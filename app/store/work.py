@@ -76,10 +76,6 @@ def _statements(table: Table) -> dict[str, TextClause]:
             WHERE record_id = :id AND done_at IS NULL
             """  # noqa: S608
         ),
-        "finish": text(
-            f"UPDATE {table} SET done_at = now(), last_error = NULL{status} "  # noqa: S608
-            "WHERE record_id = :id AND done_at IS NULL"
-        ),
         "give_up": text(
             f"UPDATE {table} SET done_at = now(), last_error = :error{status} "  # noqa: S608
             "WHERE record_id = :id AND done_at IS NULL"
@@ -173,9 +169,9 @@ _FINISH_PROCESSED = text(
 
 
 async def finish_processed(conn: AsyncConnection, record_ids: list[uuid.UUID]) -> set[uuid.UUID]:
-    """:func:`finish` of ``outbox`` for a batch of records, which are marked processed with
-    it (one statement where there were two); the ids this call finished (not those another
-    run finished first)."""
+    """Mark records' enrichment done (``outbox``) and the records processed, in one
+    statement; the ids this call finished (not those another run finished first: their
+    effects stand, and the caller's are not applied)."""
     rows = await conn.execute(_FINISH_PROCESSED, {"ids": record_ids})
     return set(rows.scalars().all())
 
@@ -200,14 +196,6 @@ async def defer(
         table, status, id=record_id, delay=delay_s, error=error, refund=int(refund)
     )
     await conn.execute(_SQL[table]["defer"], params)
-
-
-async def finish(
-    conn: AsyncConnection, table: Table, record_id: uuid.UUID, *, status: int | None = None
-) -> bool:
-    """Mark done; False if another run finished first (its effects stand, not ours)."""
-    result = await conn.execute(_SQL[table]["finish"], _with_status(table, status, id=record_id))
-    return bool(result.rowcount)
 
 
 async def give_up(

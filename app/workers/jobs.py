@@ -175,6 +175,7 @@ async def process_record(ctx: dict[str, Any], record_id: str) -> str:
     """Enrich one record and mark it done, at most once in effect."""
     services = _services(ctx)
     settings = services.settings
+    started = time.monotonic()
     rid = uuid.UUID(record_id)
     try:
         # One statement is its own transaction; BEGIN/COMMIT round trips would buy nothing.
@@ -200,7 +201,11 @@ async def process_record(ctx: dict[str, Any], record_id: str) -> str:
         raise Retry(defer=result.delay_s)
     if isinstance(result, Failure):
         return await _fail(services, record, result)
-    return await _finish(services, record, result)
+    outcome = await _finish(services, record, result)
+    if outcome == "processed-owing":
+        await deliver_owed(ctx, [record.id], started)
+        return "processed"
+    return outcome
 
 
 async def process_records(ctx: dict[str, Any], record_ids: list[str]) -> str:
@@ -356,15 +361,16 @@ def _log_processed(record: RecordRow, written: int, *, delivery: bool) -> None:
 
 
 async def _finish(services: Services, record: RecordRow, enrichment: Enrichment | None) -> str:
+    """``processed``, or ``processed-owing`` when its transaction owed a delivery (sent by the
+    caller, as a batch's are), or ``already-done``."""
     try:
         async with services.engine.begin() as conn:
-            if not await work.finish(conn, "outbox", record.id):
+            if not await work.finish_processed(conn, [record.id]):
                 # Another run completed first; its effects stand and ours are discarded.
                 await conn.rollback()
                 return "already-done"
             todo = [] if enrichment is None else [(record, enrichment)]
             written, owed = await _apply(conn, todo)
-            await records.set_state(conn, record.id, "processed")
     except DB_ERRORS as exc:
         log.warning(
             "job.database_unavailable",
@@ -373,11 +379,9 @@ async def _finish(services: Services, record: RecordRow, enrichment: Enrichment 
             error=type(exc).__name__,
         )
         raise Retry(defer=services.settings.enrich_retry_base_s) from exc
-    if owed:
-        await services.queue.enqueue_delivery(record.id)
     _RECORDS_PROCESSED(record.source).inc()
     _log_processed(record, written[record.id], delivery=bool(owed))
-    return "processed"
+    return "processed-owing" if owed else "processed"
 
 
 async def _finish_many(

@@ -14,8 +14,8 @@ import pytest
 from sqlalchemy import event, text
 
 from app.intake.core import Deadline, Event, Outcome, json_answer
-from app.platform.group_commit import GroupCommit
 from app.platform.errors import AppError
+from app.platform.group_commit import GroupCommit
 from app.services import Services
 from app.store import records, work
 from app.store.normalized import Resource

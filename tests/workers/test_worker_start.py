@@ -55,7 +55,7 @@ async def test_a_due_job_starts_in_one_round_trip_and_runs(
     pool = worker.pool
     job_id = await enqueue(pool, worker.queue_name, f"due-{uuid.uuid4()}")
     commands: list[Any] = []
-    execute = type(pool).execute_command
+    execute: Any = type(pool).execute_command
 
     async def counted(self: ArqRedis, *args: Any, **options: Any) -> Any:
         commands.append(args[0])

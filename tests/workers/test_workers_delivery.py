@@ -23,6 +23,7 @@ from app.admin.tenants_file import (
 )
 from app.platform.settings import Settings
 from app.services import Services
+from app.workers import jobs
 from app.workers.jobs import process_record, sweep_outbox
 from tests.support.app import arq_queue
 from tests.support.fake_ats import FakeATS, Step
@@ -181,16 +182,22 @@ async def test_keldair_records_are_delivered_as_normalized_events(
     assert fake_ats.calls_to("/hrm") == [] and fake_ats.calls_to("/sr") == []
 
 
-async def test_a_lost_delivery_job_is_republished_by_the_sweeper(
-    services: Services, settings: Settings, fake_ats: FakeATS
+async def test_a_delivery_a_crash_left_unsent_is_republished_by_the_sweeper(
+    services: Services, settings: Settings, fake_ats: FakeATS, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     fake_ats.add_sr_candidate("c-1")
     conn = await add_source(services, fake_ats, "smartrecruiters", destination=True)
     rid = await record_event(services, conn, "candidate.updated", {"id": "c-1"})
     ctx = {"services": services, "handlers": sources.handlers()}
+
+    async def crashed(*args: object) -> None:
+        """The worker dies once the processing has committed, before the job sends."""
+
+    monkeypatch.setattr(jobs, "deliver_owed", crashed)
     assert await process_record(ctx, str(rid)) == "processed"
-    assert await arq_queue(services.queue.redis) == [f"record:{rid}", f"delivery:{rid}"]
-    # Redis loses both jobs; the outboxes in PostgreSQL know the delivery is still owed.
+    monkeypatch.undo()
+    assert await arq_queue(services.queue.redis) == [f"record:{rid}"]
+    # Redis loses the job; the outboxes in PostgreSQL know the delivery is still owed.
     await services.queue.redis.flushall()
     assert await sweep_outbox({"services": services}) == 1
     assert await arq_queue(services.queue.redis) == [f"delivery:{rid}"]
