@@ -26,7 +26,8 @@ import functools
 import ipaddress
 import socket
 import ssl
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
@@ -171,11 +172,7 @@ class PolicyTransport(AiohttpTransport):
                     allow_redirects=False,
                     auto_decompress=False,
                     compress=False,
-                    timeout=aiohttp.ClientTimeout(
-                        sock_connect=timeout.get("connect"),
-                        sock_read=timeout.get("read"),
-                        connect=timeout.get("pool"),
-                    ),
+                    timeout=_client_timeout(timeout),
                     server_hostname=request.extensions.get("sni_hostname"),
                 ).__aenter__()
         except outbound.OutboundRefusedError as exc:
@@ -194,6 +191,57 @@ class PolicyTransport(AiohttpTransport):
             request=request,
             extensions=extensions,
         )
+
+    async def post(
+        self, url: httpx.URL, content: bytes, headers: Mapping[str, str], timeouts: httpx.Timeout
+    ) -> Answer:
+        """:meth:`handle_async_request` for a POST whose answer is read whole, without an
+        httpx request or response object around it; the same policy check, URL, timeouts
+        and errors."""
+        text = str(url)
+        try:
+            (self._policy or outbound.policy()).check_send(text)
+            if not isinstance(self.client, aiohttp.ClientSession):
+                self.client = self.get_client()
+            with map_aiohttp_exceptions():
+                async with self.client.request(
+                    "POST",
+                    yarl.URL(text, encoded=True),
+                    headers=headers,
+                    data=content,
+                    allow_redirects=False,
+                    compress=False,
+                    timeout=_client_timeout(timeouts.as_dict()),
+                ) as answer:
+                    return Answer(answer.status, answer.headers, await answer.read())
+        except outbound.OutboundRefusedError as exc:
+            raise httpx.ConnectError(f"refused by the outbound policy: {exc}") from None
+        except httpx.TransportError as exc:
+            raise _httpx_error(exc) from exc.__cause__
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """A destination's answer to :func:`post_once`, its body read."""
+
+    status: int
+    headers: Mapping[str, str]
+    content: bytes
+
+    @property
+    def is_success(self) -> bool:
+        """A 2xx status."""
+        return 200 <= self.status < 300
+
+
+def _client_timeout(timeout: Mapping[str, float | None]) -> aiohttp.ClientTimeout:
+    """httpx's timeouts (a request's ``timeout`` extension) as aiohttp's: connect, read and
+    pool (aiohttp has no write timeout)."""
+    return aiohttp.ClientTimeout(
+        sock_connect=timeout.get("connect"),
+        sock_read=timeout.get("read"),
+        connect=timeout.get("pool"),
+    )
 
 
 class _NoCookies(httpx.Cookies):
@@ -228,23 +276,28 @@ async def post_once(
     content: bytes,
     headers: dict[str, str],
     timeouts: httpx.Timeout,
-) -> httpx.Response:
+) -> Answer:
     """``url`` POSTed as ``client.post`` sends it with ``follow_redirects=False``, and its
     answer read, without the client's layer around each request: the transport the client
     picks for ``url`` (a proxy from the environment included) gets the request as given, so
-    the outbound policy and the errors are the transport's, as for any call.
+    the outbound policy and the errors are the transport's, as for any call. On the shared
+    client's own transport no httpx request or response object is built either.
 
     Not added: the client's default headers and cookies (:class:`OutboundClient` keeps none),
     its auth and event hooks (none are set) and redirects (not followed either way). For
     deliveries, one per event: building the request through the client (URL and header
-    merging, the auth and redirect wrappers) cost as much CPU as the exchange itself.
+    merging, the auth and redirect wrappers) cost as much CPU as the exchange itself, and
+    httpx's request and response objects a third as much again.
     """
+    transport = client._transport_for_url(url)
+    if isinstance(transport, PolicyTransport):
+        return await transport.post(url, content, headers, timeouts)
     request = httpx.Request(
         "POST", url, content=content, headers=headers, extensions={"timeout": timeouts.as_dict()}
     )
-    response = await client._transport_for_url(url).handle_async_request(request)
+    response = await transport.handle_async_request(request)
     try:
         await response.aread()
     finally:
         await response.aclose()
-    return response
+    return Answer(response.status_code, response.headers, response.content)

@@ -119,11 +119,11 @@ async def _send(
     else:
         answer = response.content
         sent = (
-            _Sent(response.status_code)
+            _Sent(response.status)
             if response.is_success
             else _Sent(
-                response.status_code,
-                f"destination answered {response.status_code}",
+                response.status,
+                f"destination answered {response.status}",
                 parse_retry_after(response.headers.get("retry-after")),
             )
         )

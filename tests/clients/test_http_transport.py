@@ -222,7 +222,7 @@ async def test_post_once_sends_the_request_as_given_and_reads_the_answer(
             headers={"webhook-id": "msg_1", "content-type": "application/json"},
             timeouts=httpx.Timeout(0.5),
         )
-    assert (answer.status_code, answer.headers["retry-after"], answer.content) == (
+    assert (answer.status, answer.headers["Retry-After"], answer.content) == (
         410,
         "7",
         b"gone",
@@ -251,3 +251,35 @@ async def test_post_once_keeps_the_transports_errors_and_timeouts(
             headers={},
             timeouts=httpx.Timeout(0.2),
         )
+
+
+async def test_post_once_through_another_transport_goes_through_httpx_request() -> None:
+    """A URL the client sends elsewhere (a proxy from the environment is another transport)
+    still gets the request as given."""
+    seen: list[httpx.Request] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(503, headers={"retry-after": "2"}, content=b"busy")
+
+    async with httpx.AsyncClient(mounts={"all://": httpx.MockTransport(answer)}) as other:
+        got = await post_once(
+            other,
+            httpx.URL("https://hooks.vendor.example/in"),
+            content=b"{}",
+            headers={"webhook-id": "msg_2"},
+            timeouts=httpx.Timeout(0.5),
+        )
+    assert (got.status, got.headers["retry-after"], got.content, got.is_success) == (
+        503,
+        "2",
+        b"busy",
+        False,
+    )
+    [request] = seen
+    assert (request.method, str(request.url), request.headers["webhook-id"]) == (
+        "POST",
+        "https://hooks.vendor.example/in",
+        "msg_2",
+    )
+    assert request.extensions["timeout"]["read"] == 0.5
