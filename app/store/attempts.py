@@ -10,8 +10,7 @@ from typing import Any
 from sqlalchemy import Row, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from app.store.driver import driver_of
-from app.store.driver import fetch as driver_fetch
+from app.store.driver import fetch_any
 
 # The first bytes of a destination's answer kept per attempt: enough to read its error,
 # bounded whatever the destination sends.
@@ -149,11 +148,7 @@ async def delivered(conn: AsyncConnection, notes: Sequence[dict[str, Any]]) -> s
         "answers": [n["answer"] for n in notes],
         "answer_sizes": [n["answer_size"] for n in notes],
     }
-    driver = await driver_of(conn)
-    if driver is None or driver.is_in_transaction():
-        result = await conn.execute(_DELIVERED, params)
-        return set(result.scalars().all())
-    return {row[0] for row in await driver_fetch(conn, driver, _DELIVERED, params)}
+    return {row[0] for row in await fetch_any(conn, _DELIVERED, params)}
 
 
 async def of_record(
