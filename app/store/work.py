@@ -1,4 +1,5 @@
-"""Claim, defer, finish, give up and sweep: one set of statements for both work tables.
+"""Claim, defer, give up and sweep: one set of statements for both work tables, and the
+outbox's finish (a delivery's is :func:`app.store.attempts.delivered`, with its attempt).
 
 ``outbox`` holds a record's enrichment, ``delivery`` its delivery to the tenant's destination.
 Both are keyed by record id, carry ``attempts``/``available_at``/``done_at``/``last_error``, and
