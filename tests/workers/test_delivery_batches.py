@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import uuid
 
+import pytest
 from prometheus_client import REGISTRY
 from sqlalchemy import text
 from standardwebhooks.webhooks import Webhook
@@ -115,38 +116,28 @@ def short_jobs(settings: Settings) -> Settings:
     )
 
 
+@pytest.mark.parametrize(
+    ("owed_by", "sent_alone"), [("deliver_records", 3), ("process_records", 4)]
+)
 async def test_sends_the_job_has_no_time_for_are_handed_back_untried(
-    services: Services, settings: Settings, fake_ats: FakeATS
+    services: Services, settings: Settings, fake_ats: FakeATS, owed_by: str, sent_alone: int
 ) -> None:
-    # A delivery job's first send starts whatever the time (the job makes progress); every
-    # other delivery of the batch goes back to the queue without an attempt.
-    ids = await record_batch(services, fake_ats, 4, publish=False)
-    await owe(services, ids)
+    """A delivery job's first send starts whatever the time (the job makes progress); a
+    processing job's time went to its processing, so not even its first send starts. Every
+    delivery not sent goes back to the queue without an attempt, to a job of its own."""
+    ids = await record_batch(services, fake_ats, 4, publish=owed_by == "process_records")
+    if owed_by == "deliver_records":
+        await owe(services, ids)
     before = runs("deliver_record", "delivered")
 
     await run_worker(short_jobs(settings))
 
     assert webhook_ids(fake_ats) == sorted(str(i) for i in ids)
-    # Three of the four were sent by jobs of their own, and their attempts were given back.
-    assert runs("deliver_record", "delivered") - before == 3
+    assert runs("deliver_record", "delivered") - before == sent_alone
+    # The attempts of the sends handed back were given back.
     delivered = await rows(services, "SELECT attempts, done_at FROM delivery")
     assert [r.attempts for r in delivered] == [1, 1, 1, 1]
     assert all(r.done_at is not None for r in delivered)
-
-
-async def test_a_processing_job_without_time_left_hands_every_delivery_back(
-    services: Services, settings: Settings, fake_ats: FakeATS
-) -> None:
-    # Its time went to the processing: not even a first send starts in it.
-    ids = await record_batch(services, fake_ats, 4)
-    before = runs("deliver_record", "delivered")
-
-    await run_worker(short_jobs(settings))
-
-    assert webhook_ids(fake_ats) == sorted(str(i) for i in ids)
-    assert runs("deliver_record", "delivered") - before == 4
-    delivered = await rows(services, "SELECT attempts, done_at FROM delivery")
-    assert [r.attempts for r in delivered] == [1, 1, 1, 1]
 
 
 async def test_a_batch_whose_destination_went_away_is_dead_lettered(
