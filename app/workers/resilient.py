@@ -116,7 +116,8 @@ class ResilientWorker(Worker):
         this process is running already.
 
         arq's own start watches the job's in-progress key and takes four round trips per
-        job; with batch jobs of a dozen events that was a tenth of a worker's CPU per event.
+        job; with batch jobs of a dozen events that was about a twentieth of a worker's CPU
+        per event.
         A running job stays in the queue until it ends, so arq re-checks it on every poll
         only to find its own in-progress key: those are skipped here. Whoever runs a job
         elsewhere is still found by the script's check.
