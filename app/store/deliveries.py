@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import Row, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from app.store.driver import driver_in_transaction, fetch, fetch_any
+from app.store.driver import fetch_any
 
 _CREATE_MANY = text(
     """
@@ -40,11 +40,7 @@ async def create_many(
         "bodies": [o[3] for o in owed],
     }
     # Once per finishing transaction: past SQLAlchemy's execution once it has begun.
-    driver = await driver_in_transaction(conn)
-    if driver is not None:
-        return [row[0] for row in await fetch(conn, driver, _CREATE_MANY, params)]
-    created = await conn.execute(_CREATE_MANY, params)
-    return list(created.scalars().all())
+    return [row[0] for row in await fetch_any(conn, _CREATE_MANY, params)]
 
 
 async def destination(conn: AsyncConnection, tenant_id: int) -> Row[Any] | None:

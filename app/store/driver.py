@@ -45,27 +45,34 @@ async def driver_of(conn: AsyncConnection) -> asyncpg.Connection | None:
     return driver if isinstance(driver, asyncpg.Connection) else None
 
 
-async def driver_in_transaction(conn: AsyncConnection) -> asyncpg.Connection | None:
-    """asyncpg's connection under ``conn`` when a statement sent through it belongs to the
-    caller's transaction: SQLAlchemy's has begun and the driver's has too (SQLAlchemy begins
-    it lazily, on its first statement). None otherwise: the caller goes through SQLAlchemy."""
-    if not conn.in_transaction():
-        return None
+async def driver_for(conn: AsyncConnection) -> asyncpg.Connection | None:
+    """asyncpg's connection under ``conn`` when a statement sent through it means what it
+    would through SQLAlchemy; None otherwise (another driver, or a transaction SQLAlchemy has
+    not begun on the driver yet: it begins lazily, on its first statement, and a statement
+    sent past it would commit on its own)."""
     driver = await driver_of(conn)
-    return driver if driver is not None and driver.is_in_transaction() else None
+    if driver is None:
+        return None
+    if driver.is_in_transaction():
+        # The caller's transaction, begun: the statement belongs to it.
+        return driver if conn.in_transaction() else None
+    # Outside a transaction: each statement its own, on an autocommit engine's connection.
+    sync = conn.sync_connection
+    autocommit = sync is not None and (
+        sync.get_execution_options().get("isolation_level") == "AUTOCOMMIT"
+    )
+    return driver if autocommit else None
 
 
 async def fetch_any(
     conn: AsyncConnection, statement: TextClause, params: dict[str, Any]
 ) -> list[Any]:
-    """``statement``'s rows (attributes by column) on a connection of an autocommit engine,
-    each statement its own transaction, through asyncpg's connection; through SQLAlchemy on
-    any other connection (another driver, or a transaction the statement belongs to)."""
-    sync = conn.sync_connection
-    if sync is not None and sync.get_execution_options().get("isolation_level") == "AUTOCOMMIT":
-        driver = await driver_of(conn)
-        if driver is not None and not driver.is_in_transaction():
-            return await fetch(conn, driver, statement, params)
+    """``statement``'s rows (attributes by column) through asyncpg's connection where that
+    means the same as through SQLAlchemy (:func:`driver_for`: a transaction already begun, or
+    an autocommit engine's connection), through SQLAlchemy otherwise."""
+    driver = await driver_for(conn)
+    if driver is not None:
+        return await fetch(conn, driver, statement, params)
     return list((await conn.execute(statement, params)).all())
 
 
@@ -76,7 +83,7 @@ async def fetch(
     params: dict[str, Any],
 ) -> list[asyncpg.Record]:
     """``statement`` with ``params`` on ``driver``, asyncpg's connection under ``conn`` (from
-    :func:`driver_of` outside a transaction, :func:`driver_in_transaction` inside one).
+    :func:`driver_of` or :func:`fetch_any`).
 
     A refusal by the server (a constraint, a deadlock) leaves the connection good, unless the
     server was closing it (an administrator's shutdown, a terminated backend); inside a

@@ -5,14 +5,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal, Protocol
+from typing import Any, Literal
 
 import orjson
 from sqlalchemy import TextClause, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.intake.payload import strip_nul
-from app.store.driver import driver_in_transaction, fetch
+from app.store.driver import fetch_any
 
 ResourceKind = Literal["candidate", "job", "application"]
 
@@ -126,12 +126,8 @@ async def upsert_view(
     statement = _UPSERTS[(resource.kind, resource.deleted)]
     # One per resource of every job: past SQLAlchemy's execution once the transaction has
     # begun (the job's claim or finish began it).
-    driver = await driver_in_transaction(conn)
-    if driver is not None:
-        rows = await fetch(conn, driver, statement, params)
-        return _view(resource.kind, rows[0]) if rows else None
-    row = (await conn.execute(statement, params)).first()
-    return None if row is None else _view(resource.kind, row._mapping)
+    rows = await fetch_any(conn, statement, params)
+    return _view(resource.kind, rows[0]) if rows else None
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -147,24 +143,20 @@ async def stored_view(
             _VIEWS[kind], {"tenant_id": tenant_id, "source": source, "external_id": external_id}
         )
     ).first()
-    return None if row is None else _view(kind, row._mapping)
+    return None if row is None else _view(kind, row)
 
 
-class _Row(Protocol):
-    def __getitem__(self, name: str, /) -> Any: ...
-
-
-def _view(kind: ResourceKind, row: _Row) -> dict[str, Any]:
-    """The view of a row of :data:`_VIEW_COLUMNS`, from SQLAlchemy's mapping or asyncpg's
-    record (both indexed by column name)."""
-    view: dict[str, Any] = {"id": row["external_id"]}
-    view.update({name: row[name] for name in FIELDS[kind]})
+def _view(kind: ResourceKind, row: Any) -> dict[str, Any]:
+    """The view of a row of :data:`_VIEW_COLUMNS` (SQLAlchemy's or the driver's: both read
+    by attribute)."""
+    view: dict[str, Any] = {"id": row.external_id}
+    view.update({name: getattr(row, name) for name in FIELDS[kind]})
     view.update(
         {
-            "version": row["version"],
-            "fetched_at": _iso(row["fetched_at"]),
-            "source_updated_at": _iso(row["source_updated_at"]),
-            "deleted": row["deleted_at"] is not None,
+            "version": row.version,
+            "fetched_at": _iso(row.fetched_at),
+            "source_updated_at": _iso(row.source_updated_at),
+            "deleted": row.deleted_at is not None,
         }
     )
     return view

@@ -17,7 +17,7 @@ from arq import Retry
 from app import sources
 from app.platform.settings import Settings
 from app.services import Services
-from app.store.driver import driver_in_transaction
+from app.store.driver import driver_for
 from app.store.normalized import Resource, upsert_view
 from app.workers.jobs import process_record, sweep_outbox
 from tests.support.app import arq_queue
@@ -217,11 +217,11 @@ async def test_upsert_through_the_driver_joins_the_transaction_and_gives_the_sam
         )
 
     async with services.engine.begin() as db:
-        assert await driver_in_transaction(db) is None
+        assert await driver_for(db) is None
         first = await upsert_view(
             db, tenant_id=conn.tenant_id, source="hrmanager", resource=job("a")
         )
-        assert await driver_in_transaction(db) is not None
+        assert await driver_for(db) is not None
         second = await upsert_view(
             db, tenant_id=conn.tenant_id, source="hrmanager", resource=job("b")
         )
