@@ -20,6 +20,14 @@ from app.store.normalized import Resource
 T = TypeVar("T")
 
 
+def process_singleton(ctx: dict[str, Any], name: str, build: Callable[[], T]) -> T:
+    """The worker process's one ``name``, built on first use (inside the running loop)."""
+    if name not in ctx:
+        ctx[name] = build()
+    value: T = ctx[name]
+    return value
+
+
 def process_slots(ctx: dict[str, Any], name: str) -> asyncio.Semaphore:
     """The worker process's semaphore called ``name``, of ``worker_concurrency`` slots.
 
@@ -28,19 +36,10 @@ def process_slots(ctx: dict[str, Any], name: str) -> asyncio.Semaphore:
     requests to one vendor) in flight at once. With it a process has at most
     worker_concurrency of each in flight, as with one record per job.
     """
-    slots: asyncio.Semaphore | None = ctx.get(name)
-    if slots is None:
-        services: Services = ctx["services"]
-        slots = ctx[name] = asyncio.Semaphore(services.settings.worker_concurrency)
-    return slots
-
-
-def process_singleton(ctx: dict[str, Any], name: str, build: Callable[[], T]) -> T:
-    """The worker process's one ``name``, built on first use (inside the running loop)."""
-    if name not in ctx:
-        ctx[name] = build()
-    value: T = ctx[name]
-    return value
+    services: Services = ctx["services"]
+    return process_singleton(
+        ctx, name, lambda: asyncio.Semaphore(services.settings.worker_concurrency)
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -201,10 +201,9 @@ async def process_record(ctx: dict[str, Any], record_id: str) -> str:
         raise Retry(defer=result.delay_s)
     if isinstance(result, Failure):
         return await _fail(services, record, result)
-    outcome = await _finish(services, record, result)
-    if outcome == "processed-owing":
-        await deliver_owed(ctx, [record.id], started)
-        return "processed"
+    outcome, owed = await _finish(services, record, result)
+    if owed:
+        await deliver_owed(ctx, owed, started)
     return outcome
 
 
@@ -360,15 +359,17 @@ def _log_processed(record: RecordRow, written: int, *, delivery: bool) -> None:
     )
 
 
-async def _finish(services: Services, record: RecordRow, enrichment: Enrichment | None) -> str:
-    """``processed``, or ``processed-owing`` when its transaction owed a delivery (sent by the
-    caller, as a batch's are), or ``already-done``."""
+async def _finish(
+    services: Services, record: RecordRow, enrichment: Enrichment | None
+) -> tuple[str, list[uuid.UUID]]:
+    """The job's outcome (``processed`` or ``already-done``), and the delivery its
+    transaction owed (sent by the caller, as a batch's are)."""
     try:
         async with services.engine.begin() as conn:
             if not await work.finish_processed(conn, [record.id]):
                 # Another run completed first; its effects stand and ours are discarded.
                 await conn.rollback()
-                return "already-done"
+                return "already-done", []
             todo = [] if enrichment is None else [(record, enrichment)]
             written, owed = await _apply(conn, todo)
     except DB_ERRORS as exc:
@@ -381,7 +382,7 @@ async def _finish(services: Services, record: RecordRow, enrichment: Enrichment 
         raise Retry(defer=services.settings.enrich_retry_base_s) from exc
     _RECORDS_PROCESSED(record.source).inc()
     _log_processed(record, written[record.id], delivery=bool(owed))
-    return "processed-owing" if owed else "processed"
+    return "processed", owed
 
 
 async def _finish_many(
