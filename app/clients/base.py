@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import email.utils
 import time
+from collections.abc import Mapping
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 import httpx
 
+from app.clients.http import Answer, send_once
 from app.platform.metrics import ATS_CALLS, ATS_RATE_LIMITED, Children
 
 # Sources, tenants and status classes: a known set, each child kept for the process anyway.
@@ -110,7 +112,20 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
     return max(0.0, when.timestamp() - (now if now is not None else time.time()))
 
 
-def rate_limit_remaining(response: httpx.Response) -> int | None:
+class Reply(Protocol):
+    """What the error model reads of an answer: :class:`~app.clients.http.Answer` or an
+    ``httpx.Response`` (the iCIMS token exchange's)."""
+
+    @property
+    def status_code(self) -> int: ...
+
+    @property
+    def headers(self) -> Mapping[str, str]: ...
+
+    def json(self) -> Any: ...
+
+
+def rate_limit_remaining(response: Reply) -> int | None:
     """``X-RateLimit-Remaining`` as a count, or None when absent or not a number."""
     value = response.headers.get("x-ratelimit-remaining")
     if value is None:
@@ -119,7 +134,7 @@ def rate_limit_remaining(response: httpx.Response) -> int | None:
     return int(value) if value.isdigit() else None
 
 
-def classify(response: httpx.Response, what: str) -> ApiError:
+def classify(response: Reply, what: str) -> ApiError:
     """The :class:`ApiError` for a non-2xx response."""
     status = response.status_code
     retry_after = parse_retry_after(response.headers.get("retry-after"))
@@ -159,14 +174,24 @@ class ApiClient:
         return BudgetKey(self.budget_key.tenant_id, self.budget_key.source, route)
 
     async def request(
-        self, method: str, url: str, *, what: str, route: str | None = None, **kwargs: Any
-    ) -> httpx.Response:
+        self,
+        method: str,
+        url: str,
+        *,
+        what: str,
+        route: str | None = None,
+        headers: Mapping[str, str] | None = None,
+        params: Mapping[str, str] | None = None,
+        timeouts: httpx.Timeout | None = None,
+    ) -> Answer:
         """One call under the budget; raises :class:`ApiError` for anything but 2xx."""
         key = self.key_for(route)
         tenant = str(key.tenant_id)
         try:
             async with self.budget.slot(key):
-                response = await self.http.request(method, url, **kwargs)
+                response = await send_once(
+                    self.http, method, url, headers=headers or {}, params=params, timeouts=timeouts
+                )
         except httpx.TimeoutException as exc:
             _ATS_CALLS(key.source, tenant, "error").inc()
             raise ApiError(f"{what}: timed out", transient=True) from exc
@@ -192,17 +217,26 @@ class ApiClient:
             raise self.error_for(response, what)
         return response
 
-    def error_for(self, response: httpx.Response, what: str) -> ApiError:
+    def error_for(self, response: Answer, what: str) -> ApiError:
         """The error for a non-2xx response; clients that know their ATS's error body override."""
         return classify(response, what)
 
     async def get_document(
-        self, url: str, *, what: str, route: str | None = None, **kwargs: Any
+        self,
+        url: str,
+        *,
+        what: str,
+        route: str | None = None,
+        headers: Mapping[str, str] | None = None,
+        params: Mapping[str, str] | None = None,
+        timeouts: httpx.Timeout | None = None,
     ) -> Document:
         """GET a JSON document, stamped with when the request was sent."""
-        response = await self.request("GET", url, what=what, route=route, **kwargs)
+        response = await self.request(
+            "GET", url, what=what, route=route, headers=headers, params=params, timeouts=timeouts
+        )
         # elapsed runs from sending the request to reading the body; the budget wait is excluded.
-        requested_at = time.time() - response.elapsed.total_seconds()
+        requested_at = time.time() - response.elapsed_s
         try:
             return Document(response.json(), requested_at)
         except ValueError as exc:

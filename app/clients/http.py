@@ -1,9 +1,12 @@
 """The shared HTTP client's transport: httpx's API over aiohttp's connection pool and C parser
 (the ``httpx-aiohttp`` package), under the outbound URL policy.
 
-httpx keeps everything the code above it relies on (its client, requests, responses,
-timeouts and exception classes); aiohttp does the HTTP/1.1 exchange, which under httpcore and
-h11 cost most of an ATS call's CPU (bench/README.md, "Worker CPU per enrichment job").
+httpx keeps its client, URLs, timeouts and exception classes for the code above it; aiohttp
+does the HTTP/1.1 exchange, which under httpcore and h11 cost most of an ATS call's CPU
+(bench/README.md, "Worker CPU per enrichment job"). The calls made once per event, ATS GETs
+and deliveries, go through :func:`send_once`, past httpx's client layer and its request and
+response objects; every other call (the iCIMS token exchange, SmartRecruiters' subscriptions)
+through the client as usual.
 What this module adds to httpx-aiohttp's transport:
 
 * every request's URL (a redirect's included) is checked against the outbound policy
@@ -24,8 +27,10 @@ from __future__ import annotations
 
 import functools
 import ipaddress
+import json
 import socket
 import ssl
+import time
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -192,20 +197,26 @@ class PolicyTransport(AiohttpTransport):
             extensions=extensions,
         )
 
-    async def post(
-        self, url: httpx.URL, content: bytes, headers: Mapping[str, str], timeouts: httpx.Timeout
+    async def send(
+        self,
+        method: str,
+        url: httpx.URL,
+        content: bytes | None,
+        headers: Mapping[str, str],
+        timeouts: httpx.Timeout,
     ) -> Answer:
-        """:meth:`handle_async_request` for a POST whose answer is read whole, without an
+        """:meth:`handle_async_request` for a request whose answer is read whole, without an
         httpx request or response object around it; the same policy check, URL, timeouts
-        and errors."""
+        and errors. aiohttp decodes the body (it offers only the encodings it can decode)."""
         text = str(url)
         try:
             (self._policy or outbound.policy()).check_send(text)
             if not isinstance(self.client, aiohttp.ClientSession):
                 self.client = self.get_client()
+            started = time.monotonic()
             with map_aiohttp_exceptions():
                 async with self.client.request(
-                    "POST",
+                    method,
                     yarl.URL(text, encoded=True),
                     headers=headers,
                     data=content,
@@ -213,7 +224,8 @@ class PolicyTransport(AiohttpTransport):
                     compress=False,
                     timeout=_client_timeout(timeouts.as_dict()),
                 ) as answer:
-                    return Answer(answer.status, answer.headers, await answer.read())
+                    body = await answer.read()
+                    return Answer(answer.status, answer.headers, body, time.monotonic() - started)
         except outbound.OutboundRefusedError as exc:
             raise httpx.ConnectError(f"refused by the outbound policy: {exc}") from None
         except httpx.TransportError as exc:
@@ -222,16 +234,22 @@ class PolicyTransport(AiohttpTransport):
 
 @dataclass(frozen=True, slots=True)
 class Answer:
-    """A destination's answer to :func:`post_once`, its body read."""
+    """An answer to :func:`send_once`, its body read and decoded."""
 
-    status: int
+    status_code: int
     headers: Mapping[str, str]
     content: bytes
+    elapsed_s: float
+    """From sending the request to having read the body."""
 
     @property
     def is_success(self) -> bool:
         """A 2xx status."""
-        return 200 <= self.status < 300
+        return 200 <= self.status_code < 300
+
+    def json(self) -> Any:
+        """The body as JSON, parsed as httpx's ``Response.json`` parses it."""
+        return json.loads(self.content)
 
 
 def _client_timeout(timeout: Mapping[str, float | None]) -> aiohttp.ClientTimeout:
@@ -269,35 +287,59 @@ class OutboundClient(httpx.AsyncClient):
         self._cookies = _NoCookies()
 
 
-async def post_once(
+# Set by aiohttp from what it can decode, or per connection: never the client's defaults.
+_TRANSPORT_HEADERS = frozenset({"accept-encoding", "connection"})
+
+
+def _headers(client: httpx.AsyncClient, given: Mapping[str, str]) -> dict[str, str]:
+    """The client's default headers (its user-agent, ...) overridden by ``given``."""
+    merged = {k: v for k, v in client.headers.items() if k not in _TRANSPORT_HEADERS}
+    for key, value in given.items():
+        merged[key.lower()] = value
+    return merged
+
+
+async def send_once(
     client: httpx.AsyncClient,
-    url: httpx.URL,
+    method: str,
+    url: httpx.URL | str,
     *,
-    content: bytes,
-    headers: dict[str, str],
-    timeouts: httpx.Timeout,
+    headers: Mapping[str, str],
+    content: bytes | None = None,
+    params: Mapping[str, str] | None = None,
+    timeouts: httpx.Timeout | None = None,
 ) -> Answer:
-    """``url`` POSTed as ``client.post`` sends it with ``follow_redirects=False``, and its
-    answer read, without the client's layer around each request: the transport the client
-    picks for ``url`` (a proxy from the environment included) gets the request as given, so
-    the outbound policy and the errors are the transport's, as for any call. On the shared
+    """``url`` requested as ``client.request`` sends it with ``follow_redirects=False``, and
+    its answer read whole, without the client's layer around each request: the transport the
+    client picks for ``url`` (a proxy from the environment included) gets the request, so the
+    outbound policy and the errors are the transport's, as for any call. On the shared
     client's own transport no httpx request or response object is built either.
 
-    Not added: the client's default headers and cookies (:class:`OutboundClient` keeps none),
-    its auth and event hooks (none are set) and redirects (not followed either way). For
-    deliveries, one per event: building the request through the client (URL and header
-    merging, the auth and redirect wrappers) cost as much CPU as the exchange itself, and
-    httpx's request and response objects a third as much again.
+    Kept from the client: its default headers (but Accept-Encoding, which the transport
+    offers as it can decode) and its timeouts unless ``timeouts`` is given. Not applied: a
+    base URL (``url`` is absolute), cookies (:class:`OutboundClient` keeps none), auth and
+    event hooks (none are set) and redirects (not followed either way). Deliveries and ATS
+    calls go through here: building each request through the client (URL and header merging,
+    the auth and redirect wrappers) cost as much CPU as the exchange itself, and httpx's
+    request and response objects a third as much again.
     """
-    transport = client._transport_for_url(url)
+    target = httpx.URL(url)
+    if params:
+        target = target.copy_merge_params(params)
+    merged = _headers(client, headers)
+    timeout = timeouts if timeouts is not None else client.timeout
+    transport = client._transport_for_url(target)
     if isinstance(transport, PolicyTransport):
-        return await transport.post(url, content, headers, timeouts)
+        return await transport.send(method, target, content, merged, timeout)
     request = httpx.Request(
-        "POST", url, content=content, headers=headers, extensions={"timeout": timeouts.as_dict()}
+        method, target, content=content, headers=merged, extensions={"timeout": timeout.as_dict()}
     )
+    started = time.monotonic()
     response = await transport.handle_async_request(request)
     try:
         await response.aread()
     finally:
         await response.aclose()
-    return Answer(response.status_code, response.headers, response.content)
+    return Answer(
+        response.status_code, response.headers, response.content, time.monotonic() - started
+    )

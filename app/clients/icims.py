@@ -25,10 +25,12 @@ from app.clients.base import (
     BudgetKey,
     Document,
     RateBudget,
+    Reply,
     classify,
 )
 from app.clients.budget import Limits
 from app.clients.document_cache import DocumentCache
+from app.clients.http import Answer
 from app.intake.connections import ConnectionInfo
 from app.schemas.icims import SOURCE
 from app.schemas.icims_config import ApiSettings, ConfigError, IcimsConfig, ProfileKind
@@ -55,7 +57,7 @@ class IcimsApiError(ApiError):
         self.error_code = error_code
 
 
-def parse_error(response: httpx.Response, what: str) -> IcimsApiError:
+def parse_error(response: Reply, what: str) -> IcimsApiError:
     """Classify a non-2xx answer, reading ``{"errors":[...]}`` and ``X-Error: code:detail``."""
     base = classify(response, what)
     code: int | None = None
@@ -179,7 +181,7 @@ class IcimsClient(ApiClient):
             tokens=tokens,
         )
 
-    def error_for(self, response: httpx.Response, what: str) -> ApiError:
+    def error_for(self, response: Answer, what: str) -> ApiError:
         """iCIMS's error body and ``X-Error`` header, classified."""
         return parse_error(response, what)
 
@@ -309,9 +311,7 @@ class IcimsClient(ApiClient):
         timeout_s: float | None,
     ) -> Document:
         what = f"icims {profile} {profile_id}"
-        kwargs: dict[str, Any] = {"params": params}
-        if timeout_s is not None:
-            kwargs["timeout"] = httpx.Timeout(timeout_s)
+        timeouts = httpx.Timeout(timeout_s) if timeout_s is not None else None
         for attempt in (1, 2):
             token = await self.token(timeout_s=timeout_s)
             try:
@@ -325,7 +325,9 @@ class IcimsClient(ApiClient):
                     config_problem=True,
                 ) from exc
             try:
-                document = await self.get_document(url, what=what, headers=headers, **kwargs)
+                document = await self.get_document(
+                    url, what=what, headers=headers, params=params, timeouts=timeouts
+                )
             except ApiError as exc:
                 # A token revoked before its expiry: fetch a new one, once.
                 if exc.status == 401 and attempt == 1:

@@ -25,6 +25,7 @@ import structlog
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.clients.base import ApiClient, ApiError, BudgetExhaustedError, BudgetKey
+from app.clients.http import Answer
 from app.intake.connections import ConnectionInfo
 from app.intake.core import Outcome
 from app.intake.payload import parse_json
@@ -398,7 +399,7 @@ class Poller:
 
     @staticmethod
     def _page(
-        response: httpx.Response, resource: polling.ResourceConfig, position: Position, what: str
+        response: Answer, resource: polling.ResourceConfig, position: Position, what: str
     ) -> Page:
         try:
             body = parse_json(response.content)
@@ -427,7 +428,9 @@ class Poller:
             token = body.get(pages.next_field)
             if not (isinstance(token, str | int) and not isinstance(token, bool) and token != ""):
                 # [C] SmartRecruiters gives the next page in nextPageId or a Link rel="next".
-                link = response.links.get("next", {}).get("url")
+                # httpx's Link parser, on the answer's headers (a page's, not every call's).
+                links = httpx.Response(response.status_code, headers=response.headers).links
+                link = links.get("next", {}).get("url")
                 values = parse_qs(urlsplit(link).query).get(pages.page_param) if link else None
                 token = values[0] if values else None
             # The same page id again would loop forever: treat it as the last page.

@@ -21,7 +21,7 @@ import structlog
 from arq import Retry
 
 from app.clients.base import parse_retry_after
-from app.clients.http import post_once
+from app.clients.http import send_once
 from app.platform.backoff import PLUS_MINUS_20, Backoff
 from app.platform.db import DB_ERRORS
 from app.platform.group_commit import GroupCommit
@@ -106,8 +106,9 @@ async def _send(
     started = time.monotonic()
     answer: bytes | None = None
     try:
-        response = await post_once(
+        response = await send_once(
             services.http,
+            "POST",
             destination.url,
             content=body,
             headers=signed_headers(str(rid), body, destination.secret, time.time()),
@@ -119,11 +120,11 @@ async def _send(
     else:
         answer = response.content
         sent = (
-            _Sent(response.status)
+            _Sent(response.status_code)
             if response.is_success
             else _Sent(
-                response.status,
-                f"destination answered {response.status}",
+                response.status_code,
+                f"destination answered {response.status_code}",
                 parse_retry_after(response.headers.get("retry-after")),
             )
         )

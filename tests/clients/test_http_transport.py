@@ -5,6 +5,7 @@ connection limit, uvloop, and no cookie kept between calls."""
 from __future__ import annotations
 
 import asyncio
+import gzip
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 
@@ -12,7 +13,7 @@ import httpx
 import pytest
 import uvloop
 
-from app.clients.http import PolicyTransport, post_once
+from app.clients.http import PolicyTransport, send_once
 from app.services import Services
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
@@ -199,7 +200,7 @@ async def test_the_shared_client_keeps_no_cookie_between_calls(services: Service
     assert not services.http.cookies
 
 
-async def test_post_once_sends_the_request_as_given_and_reads_the_answer(
+async def test_send_once_sends_the_request_as_given_and_reads_the_answer(
     client: httpx.AsyncClient,
 ) -> None:
     seen: list[bytes] = []
@@ -215,14 +216,15 @@ async def test_post_once_sends_the_request_as_given_and_reads_the_answer(
 
     server, url = await _serve(echo)
     async with server:
-        answer = await post_once(
+        answer = await send_once(
             client,
+            "POST",
             httpx.URL(url + "/hooks?a=%2C"),
             content=b'{"n":1}',
             headers={"webhook-id": "msg_1", "content-type": "application/json"},
             timeouts=httpx.Timeout(0.5),
         )
-    assert (answer.status, answer.headers["Retry-After"], answer.content) == (
+    assert (answer.status_code, answer.headers["Retry-After"], answer.content) == (
         410,
         "7",
         b"gone",
@@ -234,18 +236,71 @@ async def test_post_once_sends_the_request_as_given_and_reads_the_answer(
     assert request.endswith(b'\r\n\r\n{"n":1}')
 
 
-async def test_post_once_keeps_the_transports_errors_and_timeouts(
+async def test_send_once_gets_with_the_clients_headers_and_decodes_a_gzipped_answer() -> None:
+    """An ATS call: the query merged into the URL's own, the client's user-agent unless the
+    call names one, and a body the ATS compressed read decoded, with the time it took."""
+    seen: list[bytes] = []
+    body = b'{"id": "c1"}'
+
+    async def gzipped(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        seen.append(await reader.readuntil(b"\r\n\r\n"))
+        packed = gzip.compress(body)
+        writer.write(
+            b"HTTP/1.1 200 OK\r\ncontent-encoding: gzip\r\n"
+            + b"content-length: %d\r\n\r\n" % len(packed)
+            + packed
+        )
+        await writer.drain()
+        await reader.read()
+        writer.close()
+
+    server, url = await _serve(gzipped)
+    async with (
+        server,
+        httpx.AsyncClient(
+            timeout=httpx.Timeout(0.5),
+            headers={"user-agent": "Hirehook/test"},
+            mounts={"all://": PolicyTransport(limits=LIMITS)},
+        ) as http,
+    ):
+        answer = await send_once(
+            http,
+            "GET",
+            url + "/Candidates/1?fields=a%2Cb",
+            headers={"Accept": "application/json", "Authorization": "Bearer t"},
+            params={"page": "2"},
+        )
+    assert (answer.status_code, answer.json(), answer.is_success) == (200, {"id": "c1"}, True)
+    assert 0 < answer.elapsed_s < 0.5
+    [head] = seen
+    lines = head.decode().lower().split("\r\n")
+    assert lines[0] == "get /candidates/1?fields=a%2cb&page=2 http/1.1"
+    assert "user-agent: hirehook/test" in lines
+    assert "accept: application/json" in lines
+    assert "authorization: bearer t" in lines
+    # Offered by the transport, which decodes what it offers: gzip at least.
+    [offered] = [line for line in lines if line.startswith("accept-encoding:")]
+    assert "gzip" in offered
+
+
+async def test_send_once_keeps_the_transports_errors_and_timeouts(
     client: httpx.AsyncClient,
 ) -> None:
     server, url = await _serve(_silent)
     async with server:
         with pytest.raises(httpx.ReadTimeout):
-            await post_once(
-                client, httpx.URL(url), content=b"{}", headers={}, timeouts=httpx.Timeout(0.2)
+            await send_once(
+                client,
+                "POST",
+                httpx.URL(url),
+                content=b"{}",
+                headers={},
+                timeouts=httpx.Timeout(0.2),
             )
     with pytest.raises(httpx.ConnectError):
-        await post_once(
+        await send_once(
             client,
+            "POST",
             httpx.URL("http://127.0.0.1:1/"),
             content=b"{}",
             headers={},
@@ -253,7 +308,7 @@ async def test_post_once_keeps_the_transports_errors_and_timeouts(
         )
 
 
-async def test_post_once_through_another_transport_goes_through_httpx_request() -> None:
+async def test_send_once_through_another_transport_goes_through_httpx_request() -> None:
     """A URL the client sends elsewhere (a proxy from the environment is another transport)
     still gets the request as given."""
     seen: list[httpx.Request] = []
@@ -263,14 +318,15 @@ async def test_post_once_through_another_transport_goes_through_httpx_request() 
         return httpx.Response(503, headers={"retry-after": "2"}, content=b"busy")
 
     async with httpx.AsyncClient(mounts={"all://": httpx.MockTransport(answer)}) as other:
-        got = await post_once(
+        got = await send_once(
             other,
+            "POST",
             httpx.URL("https://hooks.vendor.example/in"),
             content=b"{}",
             headers={"webhook-id": "msg_2"},
             timeouts=httpx.Timeout(0.5),
         )
-    assert (got.status, got.headers["retry-after"], got.content, got.is_success) == (
+    assert (got.status_code, got.headers["retry-after"], got.content, got.is_success) == (
         503,
         "2",
         b"busy",

@@ -14,7 +14,7 @@ from pydantic import SecretStr, ValidationError
 
 from app.admin import keys
 from app.admin.tenants_file import ConnectionSpec, DestinationSpec, check_connection
-from app.clients.http import PolicyResolver, PolicyTransport, post_once
+from app.clients.http import PolicyResolver, PolicyTransport, send_once
 from app.platform import outbound
 from app.platform.outbound import OutboundPolicy, OutboundRefusedError
 from app.platform.settings import Settings
@@ -212,14 +212,19 @@ async def test_the_client_refuses_a_forbidden_url_at_send_time() -> None:
 
 
 async def test_a_delivery_to_a_forbidden_url_is_refused_at_send_time() -> None:
-    """Deliveries go to the transport past httpx's client (post_once): the same check."""
+    """Deliveries go to the transport past httpx's client (send_once): the same check."""
     async with httpx.AsyncClient(
         mounts={"all://": PolicyTransport(limits=httpx.Limits(), policy=PRODUCTION)}
     ) as http:
         for url in ("http://169.254.169.254/latest/", "http://127.0.0.1:1/", "http://x.example"):
             with pytest.raises(httpx.ConnectError, match="outbound policy"):
-                await post_once(
-                    http, httpx.URL(url), content=b"{}", headers={}, timeouts=httpx.Timeout(1.0)
+                await send_once(
+                    http,
+                    "POST",
+                    httpx.URL(url),
+                    content=b"{}",
+                    headers={},
+                    timeouts=httpx.Timeout(1.0),
                 )
 
 
