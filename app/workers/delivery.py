@@ -241,29 +241,29 @@ async def deliver_records(ctx: dict[str, Any], record_ids: list[str]) -> str:
     return await _deliver(ctx, [uuid.UUID(i) for i in record_ids], time.monotonic(), alone=True)
 
 
-async def deliver_owed(ctx: dict[str, Any], record_ids: list[uuid.UUID], started: float) -> None:
-    """Send the deliveries a batch job's finishing transaction just owed, in that job (which
-    started at ``started``, monotonic), as :func:`deliver_records` would in a job of its own.
+async def deliver_owed(ctx: dict[str, Any], owed: deliveries.Owed, started: float) -> None:
+    """Send the deliveries a batch job's finishing transaction just owed (created claimed for
+    this job, with their destinations), in that job (which started at ``started``,
+    monotonic), as :func:`deliver_records` would in a job of its own.
 
     A job of its own cost a publish, arq's start, run and finish of the job, and a poll's
-    wait: about a tenth of the worker's CPU per delivered event. What this job has no time
-    left for is handed back as jobs of their own, and if the database is away at the claim
-    the deliveries are published as a batch job; either way the delivery rows, committed with
-    the records' processing, stay the truth (the sweeper republishes what a crash leaves).
+    wait: about a tenth of the worker's CPU per delivered event; claiming the rows and
+    looking up their destination again, two more round trips per batch. What this job has no
+    time left for is handed back as jobs of their own; the delivery rows, committed with the
+    records' processing, stay the truth (the sweeper republishes what a crash leaves).
     """
     services: Services = ctx["services"]
-    try:
-        await _deliver(ctx, record_ids, started, alone=False)
-    except Retry:
-        await services.queue.enqueue_deliveries(record_ids)
+    destinations = {
+        tenant_id: _destination(services, row) for tenant_id, row in owed.destinations.items()
+    }
+    await _send_claimed(ctx, owed.deliveries, destinations, started, alone=False)
 
 
 async def _deliver(
     ctx: dict[str, Any], record_ids: list[uuid.UUID], started: float, *, alone: bool
 ) -> str:
-    """Claim and send ``record_ids``' deliveries for a job that started at ``started``; the
-    first send of a job of its own (``alone``) starts whatever the time, so a delivery job
-    always makes progress. Raises ``Retry`` if the database is away at the claim."""
+    """Claim and send ``record_ids``' deliveries for a job that started at ``started``.
+    Raises ``Retry`` if the database is away at the claim."""
     services: Services = ctx["services"]
     settings = services.settings
     try:
@@ -286,6 +286,24 @@ async def _deliver(
             "delivery.database_unavailable", records=len(record_ids), error=type(exc).__name__
         )
         raise Retry(defer=settings.enrich_retry_base_s) from exc
+    written = await _send_claimed(ctx, rows, destinations, started, alone=alone)
+    return f"delivered {written} of {len(record_ids)}"
+
+
+async def _send_claimed(
+    ctx: dict[str, Any],
+    rows: Sequence[Any],
+    destinations: dict[int, _Destination | None],
+    started: float,
+    *,
+    alone: bool,
+) -> int:
+    """Send claimed deliveries (rows with ``id``, ``tenant_id``, ``body`` and ``attempts``)
+    for a job that started at ``started``; how many were sent and written down. The first
+    send of a job of its own (``alone``) starts whatever the time, so a delivery job always
+    makes progress."""
+    services: Services = ctx["services"]
+    settings = services.settings
     # The last send may start this late and still be answered (delivery_timeout_s) and
     # written down (MARK_DONE_BUDGET_S) before the job's timeout cancels it.
     last_start = (
@@ -323,7 +341,7 @@ async def _deliver(
     for row, sent in zip(rows, results, strict=True):
         if sent is not None and not sent.delivered:
             await _retry_alone(services, row, sent)
-    return f"delivered {len(batch.written)} of {len(record_ids)}"
+    return len(batch.written)
 
 
 class SentLedger:

@@ -202,7 +202,7 @@ async def process_record(ctx: dict[str, Any], record_id: str) -> str:
     if isinstance(result, Failure):
         return await _fail(services, record, result)
     outcome, owed = await _finish(services, record, result)
-    if owed:
+    if owed.deliveries:
         await deliver_owed(ctx, owed, started)
     return outcome
 
@@ -246,7 +246,7 @@ async def process_records(ctx: dict[str, Any], record_ids: list[str]) -> str:
                 )
         else:
             finished.append((record, result))
-    if finished and (owed := await _finish_many(services, finished)):
+    if finished and (owed := await _finish_many(services, finished)).deliveries:
         await deliver_owed(ctx, owed, started)
     return f"processed {len(finished)} of {len(record_ids)}"
 
@@ -335,17 +335,18 @@ async def _event(
 
 
 async def _apply(
-    conn: AsyncConnection, todo: Sequence[tuple[RecordRow, Enrichment]]
-) -> tuple[Counter[uuid.UUID], list[uuid.UUID]]:
+    conn: AsyncConnection, todo: Sequence[tuple[RecordRow, Enrichment]], *, lease_s: float
+) -> tuple[Counter[uuid.UUID], deliveries.Owed]:
     """The effects of finished records (one record's job or a batch's), in the caller's
     transaction: their resources upserted, their normalized events built and owed to their
-    tenants' destinations. Rows written per record, and the records owing a delivery now."""
+    tenants' destinations. Rows written per record, and the deliveries owed now, claimed for
+    the caller's job (for ``lease_s``) to send once the transaction has committed."""
     written, views = await _upsert_in_order(conn, todo)
     if any(enrichment.effects is not None for _, enrichment in todo):
         # A source's effects may write rows another record's event shows.
         views = {}
     rows = [delivery_row(r, await _event(conn, r, e, views)) for r, e in todo]
-    return written, await deliveries.create_many(conn, rows)
+    return written, await deliveries.create_claimed(conn, rows, lease_s=lease_s)
 
 
 def _log_processed(record: RecordRow, written: int, *, delivery: bool) -> None:
@@ -361,7 +362,7 @@ def _log_processed(record: RecordRow, written: int, *, delivery: bool) -> None:
 
 async def _finish(
     services: Services, record: RecordRow, enrichment: Enrichment | None
-) -> tuple[str, list[uuid.UUID]]:
+) -> tuple[str, deliveries.Owed]:
     """The job's outcome (``processed`` or ``already-done``), and the delivery its
     transaction owed (sent by the caller, as a batch's are)."""
     try:
@@ -369,9 +370,9 @@ async def _finish(
             if not await work.finish_processed(conn, [record.id]):
                 # Another run completed first; its effects stand and ours are discarded.
                 await conn.rollback()
-                return "already-done", []
+                return "already-done", deliveries.Owed()
             todo = [] if enrichment is None else [(record, enrichment)]
-            written, owed = await _apply(conn, todo)
+            written, owed = await _apply(conn, todo, lease_s=services.settings.worker_lease_s)
     except DB_ERRORS as exc:
         log.warning(
             "job.database_unavailable",
@@ -381,32 +382,32 @@ async def _finish(
         )
         raise Retry(defer=services.settings.enrich_retry_base_s) from exc
     _RECORDS_PROCESSED(record.source).inc()
-    _log_processed(record, written[record.id], delivery=bool(owed))
+    _log_processed(record, written[record.id], delivery=bool(owed.deliveries))
     return "processed", owed
 
 
 async def _finish_many(
     services: Services, finished: list[tuple[RecordRow, Enrichment | None]]
-) -> list[uuid.UUID]:
+) -> deliveries.Owed:
     """Mark a batch done and apply the effects of the runs that won, in one transaction; the
-    records whose delivery it owes (sent by the caller)."""
-    owed: list[uuid.UUID] = []
+    deliveries it owes (sent by the caller)."""
     try:
         async with services.engine.begin() as conn:
             # Rows another run finished first keep that run's effects; ours are skipped.
             ids = sorted(record.id for record, _ in finished)
             won = await work.finish_processed(conn, ids)
             todo = [(r, e) for r, e in finished if r.id in won and e is not None]
-            written, owed = await _apply(conn, todo)
+            written, owed = await _apply(conn, todo, lease_s=services.settings.worker_lease_s)
+            owed_ids = owed.ids
             for record, _ in todo:
-                _log_processed(record, written[record.id], delivery=record.id in owed)
+                _log_processed(record, written[record.id], delivery=record.id in owed_ids)
     except DB_ERRORS as exc:
         # Nothing of the batch committed: each record retries as a job of its own.
         delay = services.settings.enrich_retry_base_s
         log.warning("job.database_unavailable", records=len(finished), error=type(exc).__name__)
         for record, _ in finished:
             await services.queue.enqueue_record(record.id, defer_s=delay)
-        return []
+        return deliveries.Owed()
     for record, _ in finished:
         if record.id in won:
             _RECORDS_PROCESSED(record.source).inc()

@@ -16,7 +16,7 @@ from standardwebhooks.webhooks import Webhook
 from app.admin import dead_letters
 from app.platform.settings import Settings
 from app.services import Services
-from app.store import deliveries
+from app.store import deliveries, work
 from app.workers.delivery import MARK_DONE_BUDGET_S
 from tests.support.fake_ats import FakeATS, Step
 from tests.support.workers import (
@@ -36,12 +36,15 @@ def runs(job: str, outcome: str) -> float:
 
 
 async def owe(services: Services, ids: list[uuid.UUID]) -> None:
-    """Deliveries owed for recorded (unpublished) records, published as one batch job, as
-    the sweeper publishes what a processing job left unsent."""
+    """Deliveries owed for recorded (unpublished) records and handed back untried by the
+    processing job that claimed them, published as one batch job, as the sweeper publishes
+    what a processing job left unsent."""
     tenants = await rows(services, "SELECT id, tenant_id FROM record")
     owed = [(r.id, r.tenant_id, "candidate.updated", b'{"n":1}') for r in tenants if r.id in ids]
     async with services.engine.begin() as conn:
-        assert sorted(await deliveries.create_many(conn, owed)) == sorted(ids)
+        claimed = await deliveries.create_claimed(conn, owed, lease_s=600)
+        assert claimed.ids == set(ids)
+        await work.release_many(conn, "delivery", ids)
     assert await services.queue.enqueue_deliveries(ids) == len(ids)
 
 

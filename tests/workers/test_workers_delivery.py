@@ -9,6 +9,7 @@ import httpx
 import orjson
 import pytest
 from pydantic import ValidationError
+from sqlalchemy import text
 from standardwebhooks.webhooks import Webhook
 
 from app import sources
@@ -197,8 +198,12 @@ async def test_a_delivery_a_crash_left_unsent_is_republished_by_the_sweeper(
     assert await process_record(ctx, str(rid)) == "processed"
     monkeypatch.undo()
     assert await arq_queue(services.queue.redis) == [f"record:{rid}"]
-    # Redis loses the job; the outboxes in PostgreSQL know the delivery is still owed.
+    # Redis loses the job; the outboxes in PostgreSQL know the delivery is still owed. The
+    # processing job claimed it with its transaction: the sweeper waits out that lease.
     await services.queue.redis.flushall()
+    assert await sweep_outbox({"services": services}) == 0
+    async with services.engine.begin() as db:
+        await db.execute(text("UPDATE delivery SET available_at = now()"))
     assert await sweep_outbox({"services": services}) == 1
     assert await arq_queue(services.queue.redis) == [f"delivery:{rid}"]
     await run_worker(fast_settings(settings))
