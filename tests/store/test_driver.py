@@ -35,3 +35,20 @@ async def test_inside_a_transaction_the_statement_belongs_to_it(services: Servic
             await fetch_any(conn, text("SELECT slug FROM tenant WHERE slug = 'rolled-back'"), {})
             == []
         )
+
+
+async def test_json_columns_decode_alike_on_both_paths_an_integer_past_64_bits_included(
+    services: Services,
+) -> None:
+    """JSON is read with orjson, and with the standard library where orjson refuses what
+    PostgreSQL stores: either way, and through either path, the same value."""
+    value = '{"id": 123456789012345678901234567890, "name": "Zoë", "n": [1.5, null, true]}'
+    expected = {"id": 123456789012345678901234567890, "name": "Zoë", "n": [1.5, None, True]}
+    statement = text("SELECT CAST(:v AS jsonb) AS doc, CAST('{\"a\": 1}' AS jsonb) AS small")
+    async with services.autocommit.connect() as conn:
+        [driven] = await fetch_any(conn, statement, {"v": value})
+    async with services.engine.connect() as conn:
+        [alchemy] = (await conn.execute(statement, {"v": value})).all()
+    assert isinstance(driven, Row) and not isinstance(alchemy, Row)
+    for row in (driven, alchemy):
+        assert (row.doc, row.small) == (expected, {"a": 1})
