@@ -31,6 +31,7 @@ import json
 import socket
 import ssl
 import time
+import weakref
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -291,9 +292,20 @@ class OutboundClient(httpx.AsyncClient):
 _TRANSPORT_HEADERS = frozenset({"accept-encoding", "connection"})
 
 
+_DEFAULTS: weakref.WeakKeyDictionary[httpx.AsyncClient, tuple[httpx.Headers, dict[str, str]]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
 def _headers(client: httpx.AsyncClient, given: Mapping[str, str]) -> dict[str, str]:
     """The client's default headers (its user-agent, ...) overridden by ``given``."""
-    merged = {k: v for k, v in client.headers.items() if k not in _TRANSPORT_HEADERS}
+    # Read once per client, and again if its headers are replaced (not if they are changed in
+    # place: no client here is): httpx's Headers cost more to walk per call than the rest.
+    known = _DEFAULTS.get(client)
+    if known is None or known[0] is not client.headers:
+        defaults = {k: v for k, v in client.headers.items() if k not in _TRANSPORT_HEADERS}
+        known = _DEFAULTS[client] = (client.headers, defaults)
+    merged = dict(known[1])
     for key, value in given.items():
         merged[key.lower()] = value
     return merged
