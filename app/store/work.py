@@ -1,5 +1,6 @@
 """Claim, defer, give up and sweep: one set of statements for both work tables, and the
-outbox's finish (a delivery's is :func:`app.store.attempts.delivered`, with its attempt).
+outbox's finish, which owes the deliveries (a delivery's finish is
+:func:`app.store.attempts.delivered`, with its attempt).
 
 ``outbox`` holds a record's enrichment, ``delivery`` its delivery to the tenant's destination.
 Both are keyed by record id, carry ``attempts``/``available_at``/``done_at``/``last_error``, and
@@ -16,6 +17,7 @@ from typing import Any, Literal
 from sqlalchemy import Row, TextClause, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from app.store.deliveries import Claimed, Owed
 from app.store.driver import fetch_any
 
 Table = Literal["outbox", "delivery"]
@@ -152,7 +154,11 @@ async def claim_many(
     )
 
 
-# A batch of records' enrichment done and the records processed, in one statement.
+# Records' enrichment done, the records processed and the deliveries they owe created, in one
+# statement: only for the rows this run won (``done_at IS NULL``). The deliveries are created
+# claimed, as claim_many would claim them (one attempt, leased), with each tenant's enabled
+# destination returned: the job that owes them sends them next, and a claim and a look-up
+# would be two more round trips per batch (``destination.tenant_id`` is unique).
 _FINISH_PROCESSED = text(
     """
     WITH won AS (
@@ -163,18 +169,62 @@ _FINISH_PROCESSED = text(
     marked AS (
         UPDATE record SET state = 'processed', processed_at = now()
         WHERE id IN (SELECT record_id FROM won)
+    ),
+    made AS (
+        INSERT INTO delivery (record_id, tenant_id, event_type, body, attempts, available_at)
+        SELECT d.record_id, d.tenant_id, d.event_type, d.body, 1,
+               now() + make_interval(secs => :lease)
+        FROM unnest(CAST(:owed_ids AS uuid[]), CAST(:tenant_ids AS bigint[]),
+                    CAST(:event_types AS text[]), CAST(:bodies AS bytea[]))
+             AS d(record_id, tenant_id, event_type, body)
+        WHERE d.record_id IN (SELECT record_id FROM won)
+          AND EXISTS (SELECT 1 FROM destination WHERE tenant_id = d.tenant_id AND enabled)
+        ORDER BY d.record_id
+        ON CONFLICT (record_id) DO NOTHING
+        RETURNING record_id, tenant_id, attempts
     )
-    SELECT record_id FROM won
+    SELECT won.record_id, made.tenant_id, made.attempts, t.url, t.secret
+    FROM won
+    LEFT JOIN made ON made.record_id = won.record_id
+    LEFT JOIN destination t ON t.tenant_id = made.tenant_id
+    ORDER BY won.record_id
     """
 )
 
 
-async def finish_processed(conn: AsyncConnection, record_ids: list[uuid.UUID]) -> set[uuid.UUID]:
-    """Mark records' enrichment done (``outbox``) and the records processed, in one
-    statement; the ids this call finished (not those another run finished first: their
-    effects stand, and the caller's are not applied)."""
-    rows = await conn.execute(_FINISH_PROCESSED, {"ids": record_ids})
-    return set(rows.scalars().all())
+async def finish_processed(
+    conn: AsyncConnection,
+    record_ids: list[uuid.UUID],
+    owed: list[tuple[uuid.UUID, int, str, bytes]],
+    *,
+    lease_s: float,
+) -> tuple[set[uuid.UUID], Owed]:
+    """Mark records' enrichment done (``outbox``) and the records processed, and owe each
+    (record id, tenant id, event type, body) of ``owed`` to its tenant's destination if it has
+    an enabled one, claimed for ``lease_s`` by the caller's job: one statement. The ids this
+    call finished (not those another run finished first: nothing is owed for them), and the
+    deliveries owed. A crash before the sends leaves them to the sweeper once the lease is
+    over, as for any claim."""
+    params = {
+        "ids": record_ids,
+        "owed_ids": [o[0] for o in owed],
+        "tenant_ids": [o[1] for o in owed],
+        "event_types": [o[2] for o in owed],
+        "bodies": [o[3] for o in owed],
+        "lease": lease_s,
+    }
+    bodies = {o[0]: o[3] for o in owed}
+    won: set[uuid.UUID] = set()
+    result = Owed()
+    # Once per finishing transaction (or alone on an autocommit connection): past SQLAlchemy.
+    for row in await fetch_any(conn, _FINISH_PROCESSED, params):
+        won.add(row.record_id)
+        if row.tenant_id is not None:
+            result.deliveries.append(
+                Claimed(row.record_id, row.tenant_id, bodies[row.record_id], row.attempts)
+            )
+            result.destinations.setdefault(row.tenant_id, row)
+    return won, result
 
 
 async def release_many(conn: AsyncConnection, table: Table, record_ids: list[uuid.UUID]) -> None:

@@ -334,19 +334,50 @@ async def _event(
     return await build_event(conn, record, enrichment, slug, views)
 
 
-async def _apply(
-    conn: AsyncConnection, todo: Sequence[tuple[RecordRow, Enrichment]], *, lease_s: float
-) -> tuple[Counter[uuid.UUID], deliveries.Owed]:
-    """The effects of finished records (one record's job or a batch's), in the caller's
-    transaction: their resources upserted, their normalized events built and owed to their
-    tenants' destinations. Rows written per record, and the deliveries owed now, claimed for
-    the caller's job (for ``lease_s``) to send once the transaction has committed."""
+async def _owed(
+    conn: AsyncConnection, todo: Sequence[tuple[RecordRow, Enrichment]]
+) -> tuple[Counter[uuid.UUID], list[tuple[uuid.UUID, int, str, bytes]]]:
+    """The effects of finished records (one record's job or a batch's) before their finish,
+    in the caller's transaction: their resources upserted and their normalized events built.
+    Rows written per record, and the delivery rows their events make."""
     written, views = await _upsert_in_order(conn, todo)
     if any(enrichment.effects is not None for _, enrichment in todo):
         # A source's effects may write rows another record's event shows.
         views = {}
-    rows = [delivery_row(r, await _event(conn, r, e, views)) for r, e in todo]
-    return written, await deliveries.create_claimed(conn, rows, lease_s=lease_s)
+    return written, [delivery_row(r, await _event(conn, r, e, views)) for r, e in todo]
+
+
+async def _commit(
+    services: Services, finished: Sequence[tuple[RecordRow, Enrichment | None]]
+) -> tuple[set[uuid.UUID], Counter[uuid.UUID], deliveries.Owed]:
+    """Finish ``finished`` records (one record's job or a batch's) and apply the effects of
+    those this run won: the records it finished, rows written per record, and the deliveries
+    owed now, claimed for this job to send once committed. Raises the database's errors.
+
+    The finish is one statement (app.store.work.finish_processed) after the effects. Records
+    that write nothing before it (no resources, no source effects: a KeldairHR event) need no
+    transaction around it. Otherwise, if another run finished some record first, the
+    transaction is rolled back and the rest are done again without it: a run that lost
+    never lands its effects.
+    """
+    lease = services.settings.worker_lease_s
+    ids = sorted(record.id for record, _ in finished)
+    todo = [(r, e) for r, e in finished if e is not None]
+    if not any(e.resources or e.effects is not None for _, e in todo):
+        async with services.autocommit.connect() as conn:
+            _, rows = await _owed(conn, todo)
+            won, owed = await work.finish_processed(conn, ids, rows, lease_s=lease)
+        return won, Counter(), owed
+    while ids:
+        async with services.engine.begin() as conn:
+            written, rows = await _owed(conn, todo)
+            won, owed = await work.finish_processed(conn, ids, rows, lease_s=lease)
+            if len(won) == len(ids):
+                return won, written, owed
+            await conn.rollback()
+        ids = sorted(won)
+        todo = [(r, e) for r, e in todo if r.id in won]
+    return set(), Counter(), deliveries.Owed()
 
 
 def _log_processed(record: RecordRow, written: int, *, delivery: bool) -> None:
@@ -366,13 +397,7 @@ async def _finish(
     """The job's outcome (``processed`` or ``already-done``), and the delivery its
     transaction owed (sent by the caller, as a batch's are)."""
     try:
-        async with services.engine.begin() as conn:
-            if not await work.finish_processed(conn, [record.id]):
-                # Another run completed first; its effects stand and ours are discarded.
-                await conn.rollback()
-                return "already-done", deliveries.Owed()
-            todo = [] if enrichment is None else [(record, enrichment)]
-            written, owed = await _apply(conn, todo, lease_s=services.settings.worker_lease_s)
+        won, written, owed = await _commit(services, [(record, enrichment)])
     except DB_ERRORS as exc:
         log.warning(
             "job.database_unavailable",
@@ -381,6 +406,9 @@ async def _finish(
             error=type(exc).__name__,
         )
         raise Retry(defer=services.settings.enrich_retry_base_s) from exc
+    if not won:
+        # Another run completed first; its effects stand and ours were discarded.
+        return "already-done", owed
     _RECORDS_PROCESSED(record.source).inc()
     _log_processed(record, written[record.id], delivery=bool(owed.deliveries))
     return "processed", owed
@@ -389,18 +417,10 @@ async def _finish(
 async def _finish_many(
     services: Services, finished: list[tuple[RecordRow, Enrichment | None]]
 ) -> deliveries.Owed:
-    """Mark a batch done and apply the effects of the runs that won, in one transaction; the
-    deliveries it owes (sent by the caller)."""
+    """Mark a batch done and apply the effects of the runs that won; the deliveries it owes
+    (sent by the caller)."""
     try:
-        async with services.engine.begin() as conn:
-            # Rows another run finished first keep that run's effects; ours are skipped.
-            ids = sorted(record.id for record, _ in finished)
-            won = await work.finish_processed(conn, ids)
-            todo = [(r, e) for r, e in finished if r.id in won and e is not None]
-            written, owed = await _apply(conn, todo, lease_s=services.settings.worker_lease_s)
-            owed_ids = owed.ids
-            for record, _ in todo:
-                _log_processed(record, written[record.id], delivery=record.id in owed_ids)
+        won, written, owed = await _commit(services, finished)
     except DB_ERRORS as exc:
         # Nothing of the batch committed: each record retries as a job of its own.
         delay = services.settings.enrich_retry_base_s
@@ -408,9 +428,12 @@ async def _finish_many(
         for record, _ in finished:
             await services.queue.enqueue_record(record.id, defer_s=delay)
         return deliveries.Owed()
-    for record, _ in finished:
+    owed_ids = owed.ids
+    for record, enrichment in finished:
         if record.id in won:
             _RECORDS_PROCESSED(record.source).inc()
+            if enrichment is not None:
+                _log_processed(record, written[record.id], delivery=record.id in owed_ids)
     return owed
 
 

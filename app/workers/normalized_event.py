@@ -69,5 +69,5 @@ async def build_event(
 
 
 def delivery_row(record: RecordRow, event: dict[str, Any]) -> tuple[uuid.UUID, int, str, bytes]:
-    """The delivery row owing ``event`` (:func:`app.store.deliveries.create_claimed`)."""
+    """The delivery row owing ``event`` (:func:`app.store.work.finish_processed`)."""
     return (record.id, record.tenant_id, event["type"], orjson.dumps(event))

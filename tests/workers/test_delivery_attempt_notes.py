@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.platform.settings import Settings
 from app.services import Services
-from app.store import attempts, deliveries
+from app.store import attempts, work
 from tests.support.fake_ats import FakeATS
 from tests.support.workers import (
     batch_settings,
@@ -87,7 +87,8 @@ async def test_an_attempt_of_an_erased_record_is_not_noted_and_the_rest_are(
     tenant = (await rows(services, "SELECT tenant_id FROM record WHERE id = :r", r=kept))[0]
     async with services.engine.begin() as conn:
         owed = [(rid, tenant.tenant_id, "candidate.updated", b"{}") for rid in (kept, erased)]
-        assert (await deliveries.create_claimed(conn, owed, lease_s=0)).ids == {kept, erased}
+        won, claimed = await work.finish_processed(conn, [kept, erased], owed, lease_s=0)
+        assert won == claimed.ids == {kept, erased}
         await conn.execute(text("DELETE FROM record_key WHERE id = :id"), {"id": erased})
 
     async with services.autocommit.connect() as conn:

@@ -7,6 +7,7 @@ untried; the rest of the batch is neither held back nor sent twice."""
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 import pytest
 from prometheus_client import REGISTRY
@@ -16,7 +17,7 @@ from standardwebhooks.webhooks import Webhook
 from app.admin import dead_letters
 from app.platform.settings import Settings
 from app.services import Services
-from app.store import deliveries, work
+from app.store import work
 from app.workers.delivery import MARK_DONE_BUDGET_S
 from tests.support.fake_ats import FakeATS, Step
 from tests.support.workers import (
@@ -36,14 +37,14 @@ def runs(job: str, outcome: str) -> float:
 
 
 async def owe(services: Services, ids: list[uuid.UUID]) -> None:
-    """Deliveries owed for recorded (unpublished) records and handed back untried by the
-    processing job that claimed them, published as one batch job, as the sweeper publishes
+    """Recorded (unpublished) records processed, and their deliveries handed back untried by
+    the processing job that owed them, published as one batch job, as the sweeper publishes
     what a processing job left unsent."""
     tenants = await rows(services, "SELECT id, tenant_id FROM record")
     owed = [(r.id, r.tenant_id, "candidate.updated", b'{"n":1}') for r in tenants if r.id in ids]
     async with services.engine.begin() as conn:
-        claimed = await deliveries.create_claimed(conn, owed, lease_s=600)
-        assert claimed.ids == set(ids)
+        won, claimed = await work.finish_processed(conn, ids, owed, lease_s=600)
+        assert won == claimed.ids == set(ids)
         await work.release_many(conn, "delivery", ids)
     assert await services.queue.enqueue_deliveries(ids) == len(ids)
 
@@ -159,3 +160,38 @@ async def test_a_batch_whose_destination_went_away_is_dead_lettered(
     )
     assert sorted(letter.record_id for letter in letters) == sorted(ids)
     assert {letter.reason for letter in letters} == {"destination_missing"}
+
+
+async def test_a_record_another_run_finished_first_lands_none_of_this_runs_effects(
+    services: Services, settings: Settings, fake_ats: FakeATS, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Between a batch's claim and its finish another run finishes one of its records: the
+    finish is done again without it, so the candidate this run upserted for it is rolled back
+    and nothing is owed for it, and the rest of the batch lands and is delivered."""
+    ids = await record_batch(services, fake_ats, 3)
+    lost = ids[1]
+    real = work.finish_processed
+    calls: list[set[uuid.UUID]] = []
+
+    async def raced(conn: Any, record_ids: list[uuid.UUID], *args: Any, **kw: Any) -> Any:
+        if not calls:
+            async with services.autocommit.connect() as other:
+                await other.execute(
+                    text("UPDATE outbox SET done_at = now() WHERE record_id = :r"), {"r": lost}
+                )
+        calls.append(set(record_ids))
+        return await real(conn, record_ids, *args, **kw)
+
+    monkeypatch.setattr(work, "finish_processed", raced)
+    await run_worker(batch_settings(settings))
+
+    assert calls == [set(ids), set(ids) - {lost}]
+    assert webhook_ids(fake_ats) == sorted(str(i) for i in ids if i != lost)
+    candidates = await rows(services, "SELECT external_id FROM candidate ORDER BY external_id")
+    assert [c.external_id for c in candidates] == ["c-0", "c-2"]
+    states = await rows(services, "SELECT id, state FROM record")
+    assert {r.id: r.state for r in states} == {
+        ids[0]: "processed",
+        lost: "received",
+        ids[2]: "processed",
+    }
