@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import json
-import re
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import asyncpg
-import orjson
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
@@ -71,23 +68,6 @@ async def settle_abandoned(timeout_s: float) -> None:
         await asyncio.wait(pending, timeout=timeout_s)
 
 
-# An integer orjson would read as a float (it keeps 64 bits): a run of 19 digits or more.
-_LONG_DIGITS = re.compile(r"\d{19}")
-
-
-def json_loads(text: str | bytes) -> Any:
-    """A ``json``/``jsonb`` column's value: orjson's parse (a third of the standard library's
-    CPU; a batch job's claim decodes every record's payload and headers), or the standard
-    library's where orjson would read another value (an integer past 64 bits, which it turns
-    into a float) or refuses what PostgreSQL stored."""
-    if _LONG_DIGITS.search(text if isinstance(text, str) else text.decode()):
-        return json.loads(text)
-    try:
-        return orjson.loads(text)
-    except orjson.JSONDecodeError:
-        return json.loads(text)
-
-
 def create_engine(settings: Settings) -> AsyncEngine:
     """An engine whose every wait is bounded, so a sick database yields a fast 503, not a hang."""
     statement_ms = int(settings.db_statement_timeout_s * 1000)
@@ -100,7 +80,6 @@ def create_engine(settings: Settings) -> AsyncEngine:
         pool_timeout=settings.db_pool_timeout_s,
         pool_pre_ping=False,
         pool_recycle=1800,
-        json_deserializer=json_loads,
         connect_args={
             "timeout": settings.db_connect_timeout_s,
             "command_timeout": settings.db_statement_timeout_s + 1,

@@ -40,8 +40,8 @@ async def test_inside_a_transaction_the_statement_belongs_to_it(services: Servic
 async def test_json_columns_decode_alike_on_both_paths_an_integer_past_64_bits_included(
     services: Services,
 ) -> None:
-    """JSON is read with orjson, and with the standard library where orjson refuses what
-    PostgreSQL stores: either way, and through either path, the same value."""
+    """A JSON column reads as the same value through either path, exactly: no integer past
+    64 bits turned into a float (as orjson would, which is why it does not decode them)."""
     value = '{"id": 123456789012345678901234567890, "name": "Zoë", "n": [1.5, null, true]}'
     expected = {"id": 123456789012345678901234567890, "name": "Zoë", "n": [1.5, None, True]}
     statement = text("SELECT CAST(:v AS jsonb) AS doc, CAST('{\"a\": 1}' AS jsonb) AS small")
