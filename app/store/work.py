@@ -215,16 +215,17 @@ async def finish_processed(
     }
     bodies = {o[0]: o[3] for o in owed}
     won: set[uuid.UUID] = set()
-    result = Owed()
+    claimed: list[Claimed] = []
+    destinations: dict[int, Any] = {}
     # Once per finishing transaction (or alone on an autocommit connection): past SQLAlchemy.
     for row in await fetch_any(conn, _FINISH_PROCESSED, params):
         won.add(row.record_id)
         if row.tenant_id is not None:
-            result.deliveries.append(
+            claimed.append(
                 Claimed(row.record_id, row.tenant_id, bodies[row.record_id], row.attempts)
             )
-            result.destinations.setdefault(row.tenant_id, row)
-    return won, result
+            destinations.setdefault(row.tenant_id, row)
+    return won, Owed(claimed, destinations)
 
 
 async def release_many(conn: AsyncConnection, table: Table, record_ids: list[uuid.UUID]) -> None:
