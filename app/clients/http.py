@@ -151,15 +151,21 @@ class PolicyTransport(AiohttpTransport):
         )
         return aiohttp.ClientSession(connector=connector, cookie_jar=aiohttp.DummyCookieJar())
 
+    def _session_for(self, url: str) -> aiohttp.ClientSession:
+        """The session to send ``url`` on, once the outbound policy has accepted it (else
+        ``OutboundRefusedError``); built on the first request."""
+        (self._policy or outbound.policy()).check_send(url)
+        if not isinstance(self.client, aiohttp.ClientSession):
+            self.client = self.get_client()
+        return self.client
+
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         """The request sent, unless the outbound policy refuses its URL or its host's
         addresses: then ``httpx.ConnectError``."""
         url = str(request.url)
         timeout = request.extensions.get("timeout", {})
         try:
-            (self._policy or outbound.policy()).check_send(url)
-            if not isinstance(self.client, aiohttp.ClientSession):
-                self.client = self.get_client()
+            session = self._session_for(url)
             # httpx-aiohttp's own request, but with the URL as httpx encoded it: given a
             # string, aiohttp quotes it again ("%2C" in a query becomes ","), and an ATS may
             # see, or sign, other bytes than httpx built.
@@ -170,7 +176,7 @@ class PolicyTransport(AiohttpTransport):
                 except httpx.RequestNotRead:
                     data = request.stream
                     request.headers.pop("transfer-encoding", None)  # aiohttp chunks it
-                answer = await self.client.request(
+                answer = await session.request(
                     method=request.method,
                     url=yarl.URL(url, encoded=True),
                     headers=request.headers,
@@ -211,12 +217,10 @@ class PolicyTransport(AiohttpTransport):
         and errors. aiohttp decodes the body (it offers only the encodings it can decode)."""
         text = str(url)
         try:
-            (self._policy or outbound.policy()).check_send(text)
-            if not isinstance(self.client, aiohttp.ClientSession):
-                self.client = self.get_client()
+            session = self._session_for(text)
             started = time.monotonic()
             with map_aiohttp_exceptions():
-                async with self.client.request(
+                async with session.request(
                     method,
                     yarl.URL(text, encoded=True),
                     headers=headers,
