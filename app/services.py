@@ -92,6 +92,7 @@ class Services:
                 db_timeout_s=settings.db_request_timeout_s,
                 writers=settings.intake_batch_writers,
                 max_batch=settings.intake_batch_max,
+                publish_interval_s=settings.intake_publish_interval_s,
                 stored_headers=stored_headers,
             ),
             # One client per process, so calls reuse kept-alive connections. Mounted, not

@@ -9,7 +9,6 @@ a transaction the caller holds (a poll page, whose cursor commits with its recor
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import time
 import uuid
 from collections import Counter
@@ -23,6 +22,7 @@ from sqlalchemy.exc import DataError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from app.intake.connections import ConnectionInfo
+from app.intake.publisher import Publisher
 from app.platform.db import DB_ERRORS, run_bounded
 from app.platform.errors import AppError, unavailable
 from app.platform.group_commit import GroupCommit
@@ -122,13 +122,15 @@ class Outcome:
     record_id: uuid.UUID
     answer: Answer | None
     duplicate: bool
-    # Its job was already published with the rest of its batch (the request path).
+    # Its job is the request path's to publish (app.intake.publisher): published with its
+    # batch, or held back and published with later ones; nobody else publishes it.
     queued: bool = False
 
 
 AnswerFor = Callable[[uuid.UUID], Answer]
-# A batch's result for one record: its outcome, and the publishing of the batch's new jobs
-# (None when it made no job: a duplicate, an unknown type, a quarantined event).
+# A batch's result for one record: its outcome, and the publish of the batch's new jobs when
+# it started at once (None when it was held back, or made no job: a duplicate, an unknown
+# type, a quarantined event).
 Written = tuple[Outcome, "asyncio.Future[int] | None"]
 
 
@@ -166,6 +168,7 @@ class Intake:
         db_timeout_s: float,
         writers: int = 2,
         max_batch: int = 256,
+        publish_interval_s: float = 0.0,
         stored_headers: Mapping[str, frozenset[str]] | None = None,
     ) -> None:
         # ``engine`` runs in autocommit: one statement is a single ACID transaction, and
@@ -177,6 +180,7 @@ class Intake:
             self._write, writers=writers, max_batch=max_batch
         )
         self._publishing: set[asyncio.Task[Any]] = set()
+        self._publisher = Publisher(queue.enqueue_batch, interval_s=publish_interval_s)
         # The request id of each record waiting for its batch (app.routers.request_context): a
         # batch's writer runs in whichever request's context started it, so ids travel explicitly.
         self._request_ids: dict[uuid.UUID, str] = {}
@@ -371,7 +375,8 @@ class Intake:
 
     async def _submit(self, new: NewRecord, deadline: Deadline | None) -> Outcome:
         """``new`` written by the next batch, within the request's database window, and its
-        job published (Redis waits do not count against the database window)."""
+        job published if that starts at once (Redis waits do not count against the database
+        window)."""
         timeout_s = deadline.database(self._db_timeout_s) if deadline else self._db_timeout_s
         request_id = structlog.contextvars.get_contextvars().get("request_id")
         if isinstance(request_id, str):
@@ -389,15 +394,17 @@ class Intake:
             if deadline is not None:
                 deadline.database_s += time.monotonic() - started
         if published is not None:
-            # Answered once the job is queued, so a 2xx also means a worker has been told.
+            # A quiet service answers once the job is queued, so its 2xx also means a worker
+            # has been told (under load the publish is held back and nobody waits for it).
             # Shared by the whole batch: one request going away must not cancel it.
             await asyncio.shield(published)
         return outcome
 
     async def _write(self, batch: Sequence[NewRecord]) -> list[Written | BaseException]:
         """One batch: one statement for all its records (plus one read if some were
-        duplicates); the new records' jobs are then published in one Redis round trip by a
-        task of their own, so a slow Redis never holds a writer (nor the next batch) back."""
+        duplicates); the new records' jobs are then handed to the publisher, whose Redis
+        round trip is a task of its own, so a slow Redis never holds a writer (nor the next
+        batch) back."""
 
         async def work() -> tuple[set[uuid.UUID], dict[records.Key, StoredAnswer]]:
             async with self._engine.connect() as db:
@@ -435,20 +442,9 @@ class Intake:
                 outcomes.append(AppError(503, "Please retry.", "conflicting record vanished"))
         return outcomes
 
-    def _publish(self, record_ids: list[uuid.UUID]) -> asyncio.Task[int]:
-        # enqueue_batch never raises (a failure is logged; the sweeper republishes), and its
-        # Redis wait is bounded, so the task always ends soon.
-        # A job of one record carries its request's id; a batch job serves many requests and
-        # carries none. Never the id of the request whose context this writer happens to run in.
-        context = contextvars.Context()
+    def _publish(self, record_ids: list[uuid.UUID]) -> asyncio.Task[int] | None:
         request_id = self._request_ids.get(record_ids[0]) if len(record_ids) == 1 else None
-        if request_id is not None:
-            context.run(structlog.contextvars.bind_contextvars, request_id=request_id)
-        task = asyncio.get_running_loop().create_task(
-            self._queue.enqueue_batch(record_ids), context=context
-        )
-        self._track(task)
-        return task
+        return self._publisher.publish(record_ids, request_id)
 
     def _track(self, task: asyncio.Task[Any]) -> None:
         # Held until done (asyncio keeps only weak references) and awaited by drain().
@@ -458,6 +454,7 @@ class Intake:
     async def drain(self) -> None:
         """Let batches in flight finish (on shutdown)."""
         await self._batches.drain()
+        await self._publisher.drain()
         if self._publishing:
             await asyncio.gather(*self._publishing, return_exceptions=True)
 

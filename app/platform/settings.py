@@ -74,6 +74,9 @@ class Settings(BaseSettings):
     # queue only while every writer is busy, so these bound the work, not the latency.
     intake_batch_writers: int = Field(default=2, ge=1)
     intake_batch_max: int = Field(default=256, ge=1, le=5000)
+    # Committed records' jobs are published at once while the API is quiet, and at most this
+    # often under load, each job carrying what committed since (app/intake/publisher.py).
+    intake_publish_interval_s: float = Field(default=0.02, ge=0, le=1)
 
     # Brute-force guard on inbound credentials (app/intake/guard.py), shared by replicas via
     # Redis: a

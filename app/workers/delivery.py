@@ -373,6 +373,9 @@ class SentLedger:
         return await self._commit.submit(note, None)
 
     async def _write(self, notes: Sequence[dict[str, Any]]) -> list[bool]:
+        # This writer runs in a copy of the context of whichever job's send started it: its
+        # lines are about every job's sends, so they name each record's tenant themselves.
+        structlog.contextvars.clear_contextvars()
         written = await _mark_done(self._services, notes, on_failure=self.stalled.set)
         # Cleared either way: after a statement that gave up, the next job tries again (each
         # job that saw a failure stops sending, see _Batch).
@@ -381,7 +384,10 @@ class SentLedger:
             DELIVERIES.labels("delivered").inc(len(notes))
             for note in notes:
                 log.info(
-                    "delivery.delivered", record_id=str(note["record_id"]), status=note["status"]
+                    "delivery.delivered",
+                    record_id=str(note["record_id"]),
+                    tenant_id=note["tenant_id"],
+                    status=note["status"],
                 )
         return [written] * len(notes)
 

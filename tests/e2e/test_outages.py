@@ -16,7 +16,7 @@ from app.platform.settings import Settings
 from app.services import Services
 from app.workers.jobs import process_record, sweep_outbox
 from app.workers.settings import create_worker
-from tests.support.app import add_connection, arq_queue, make_settings, run_app
+from tests.support.app import add_connection, arq_queue, make_settings, queued_records, run_app
 from tests.support.keldair import SECRET, URL, event, signed
 from tests.support.proxy import FaultProxy, via_proxy
 
@@ -118,7 +118,7 @@ async def test_redis_flushed_with_jobs_queued_completes_from_outbox(
     for i in range(5):
         body = orjson.dumps(event(f"evt_{i}"))
         assert (await client.post(URL, content=body, headers=signed(body))).status_code == 200
-    assert len(await arq_queue(services.queue.redis)) == 5
+    assert len(await queued_records(services.queue.redis, at_least=5)) == 5
     await services.queue.redis.flushall()
     assert await sweep_outbox({"services": services}) == 5
     worker = create_worker(settings, burst=True, poll_delay=0.01)

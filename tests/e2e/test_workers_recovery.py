@@ -20,7 +20,7 @@ from app.services import Services
 from app.store.driver import driver_for
 from app.store.normalized import Resource, upsert_view
 from app.workers.jobs import process_record, sweep_outbox
-from tests.support.app import arq_queue
+from tests.support.app import arq_queue, queued_records
 from tests.support.fake_ats import FakeATS, Step
 from tests.support.workers import (
     add_source,
@@ -99,7 +99,7 @@ async def test_redis_flushed_with_jobs_queued_completes_everything_from_the_outb
     # One job is mid-retry (deferred in arq) when Redis loses everything.
     with pytest.raises(Retry):
         await process_record({"services": services, "handlers": sources.handlers()}, str(retrying))
-    assert len(await arq_queue(services.queue.redis)) == 6
+    assert len(await queued_records(services.queue.redis, at_least=6)) == 6
     await services.queue.redis.flushall()
     assert await arq_queue(services.queue.redis) == []
     # The sweeper leaves a deferred retry alone until it is due; wait until then.

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from sqlalchemy import event, text
 
-from app.intake.core import Deadline, Event, Outcome, json_answer
+from app.intake.core import Deadline, Event, Intake, Outcome, json_answer
 from app.platform.errors import AppError
 from app.platform.group_commit import GroupCommit
 from app.services import Services
@@ -21,7 +21,7 @@ from app.store import records, work
 from app.store.normalized import Resource
 from app.workers.context import Enrichment
 from app.workers.jobs import process_record, process_records
-from tests.support.app import add_connection, arq_queue
+from tests.support.app import add_connection, arq_queue, queued_records
 from tests.support.keldair import SECRET
 
 # --- the batching itself, without a database -------------------------------------------------
@@ -336,6 +336,7 @@ async def test_a_record_that_fails_in_a_batch_continues_alone_and_spares_the_res
     services: Services, acme: Any
 ) -> None:
     outcomes = [await _record(services, _event(acme, f"mixed_{i}")) for i in range(3)]
+    await services.intake.drain()  # the publishes held back, made before the queue is emptied
     await services.queue.redis.flushdb()
     flaky = outcomes[1].record_id
 
@@ -370,6 +371,7 @@ async def test_concurrent_batch_jobs_naming_the_same_candidates_both_finish(
     second = [await _record(services, _event(acme, f"storm_b_{i}")) for i in range(5)]
     named = {o.record_id: people[i] for i, o in enumerate(first)}
     named |= {o.record_id: people[4 - i] for i, o in enumerate(second)}
+    await services.intake.drain()
     await services.queue.redis.flushdb()
 
     async def handler(_: Services, record: Any) -> Enrichment:
@@ -398,6 +400,36 @@ async def test_concurrent_batch_jobs_naming_the_same_candidates_both_finish(
     async with services.engine.connect() as conn:
         candidates = (await conn.execute(text("SELECT count(*) FROM candidate"))).scalar_one()
     assert candidates == 5
+
+
+async def test_under_load_batches_share_a_publish_and_answers_do_not_wait_for_it(
+    services: Services, acme: Any, counted: list[int]
+) -> None:
+    # Three waves of concurrent events, each after the last was answered: the first wave's
+    # batch publishes at once; the later ones, within the publish interval (long here, so a
+    # slow machine cannot stretch the waves past it), are answered before their jobs are
+    # published, and are then published together, naming every record once
+    # (app.intake.publisher).
+    intake = Intake(services.autocommit, services.queue, db_timeout_s=5.0, publish_interval_s=1.0)
+    outcomes: list[Outcome] = []
+    for wave in range(3):
+        events = [_event(acme, f"wave_{wave}_{i}") for i in range(20)]
+        outcomes += await asyncio.gather(
+            *(
+                intake.record(e, answer_for=lambda rid: json_answer(200, {}), deadline=Deadline(10))
+                for e in events
+            )
+        )
+        if wave == 0:
+            first_jobs = await arq_queue(services.queue.redis)
+    assert all(o.queued and not o.duplicate for o in outcomes)
+    # Answered, and only the first wave's records are queued yet.
+    assert await arq_queue(services.queue.redis) == first_jobs
+    named = await queued_records(services.queue.redis, at_least=60)
+    assert sorted(named) == sorted(str(o.record_id) for o in outcomes)
+    jobs = await arq_queue(services.queue.redis)
+    assert len(jobs) == len(first_jobs) + 1 < len(counted), (jobs, counted)
+    await intake.drain()
 
 
 async def test_events_recorded_in_the_callers_transaction_share_one_statement(

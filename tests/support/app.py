@@ -3,6 +3,7 @@ tenants file would add them."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import re
 import socket
@@ -15,12 +16,15 @@ from urllib.parse import urlsplit
 
 import httpx
 import uvicorn
+from arq.constants import job_key_prefix
+from arq.jobs import deserialize_job
 from fastapi import FastAPI
 from redis.asyncio import Redis
 
 from app.admin.tenants_file import ConnectionSpec, TenantsFile, TenantSpec, apply_tenants
 from app.dev.demo import DEMO_TENANTS
 from app.main import create_app
+from app.platform.queue import deserialize
 from app.platform.settings import Settings
 from app.services import Services
 
@@ -139,6 +143,26 @@ def host_port(url: str) -> tuple[str, int]:
 async def arq_queue(redis: Redis) -> list[str]:
     """Job ids waiting in arq's default queue."""
     return [m.decode() for m in await redis.zrange("arq:queue", 0, -1)]
+
+
+async def queued_records(redis: Redis, *, at_least: int = 0, wait_s: float = 2.0) -> list[str]:
+    """The record ids named by the jobs waiting in arq's default queue (a batch job's id
+    names only its first record, its arguments name them all); with ``at_least``, once that
+    many are named or ``wait_s`` has passed: an API under load holds publishes back for a
+    moment and answers before them (app.intake.publisher)."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        named: list[str] = []
+        for job_id in await arq_queue(redis):
+            if job_id.startswith("records:"):
+                data = await redis.get(job_key_prefix + job_id)
+                assert data is not None, job_id
+                named.extend(deserialize_job(data, deserializer=deserialize).args[0])
+            else:
+                named.append(job_id.split(":", 1)[1])
+        if len(named) >= at_least or time.monotonic() > deadline:
+            return named
+        await asyncio.sleep(0.01)
 
 
 _LOOPBACK_PORT = re.compile(r"\b(?:127\.0\.0\.1|localhost):\d+")

@@ -132,8 +132,10 @@ async def record_batch(
         ids.append(
             await record_event(services, conn, "candidate.updated", {"id": f"c-{i}"}, publish=False)
         )
-    # The intake published each as a job of its own (recorded one at a time); the same records
-    # arriving together would have been one group-committed batch.
+    # The intake published them as it does for events sent one after another (the first at
+    # once, the rest held back and together: app.intake.publisher); the same records arriving
+    # together would have been one group-committed batch, published as one job.
+    await services.intake.drain()
     await services.queue.redis.flushdb()
     if publish:
         assert await services.queue.enqueue_batch(ids) == n
