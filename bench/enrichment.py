@@ -127,7 +127,8 @@ async def _record(
     )
     recorded = []
     # Recorded in the bench's own transaction: nothing is published until the timer starts
-    # (on the request path a committed batch publishes its jobs at once).
+    # (on the request path a committed batch is published at once, or under load with the
+    # batches of the next 20 ms: app/intake/publisher.py).
     async with services.engine.begin() as conn:
         for cid in ids:
             payload = {"CandidateId": cid}

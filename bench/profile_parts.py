@@ -26,7 +26,13 @@ ANYWHERE: list[tuple[str, tuple[str, ...]]] = [
     ),
     (
         "recording: Redis publish",
-        ("Queue.enqueue", "Queue._enqueue", "Queue._run_script", "redis/"),
+        (
+            "Queue.enqueue",
+            "Queue._enqueue",
+            "Queue._run_script",
+            "redis/",
+            "app/intake/publisher.py",
+        ),
     ),
     (
         "recording: intake + group commit",
