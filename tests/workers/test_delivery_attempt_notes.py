@@ -4,17 +4,21 @@ stories), whichever job made them; not a statement, or two, per send."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import uuid
 from collections.abc import Sequence
 from typing import Any
 
 import pytest
+import structlog
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.platform.settings import Settings
 from app.services import Services
 from app.store import attempts, work
+from app.workers.delivery import SentLedger
 from tests.support.fake_ats import FakeATS
 from tests.support.workers import (
     batch_settings,
@@ -103,3 +107,39 @@ async def test_an_attempt_of_an_erased_record_is_not_noted_and_the_rest_are(
     assert finished == {kept}
     noted = await rows(services, "SELECT record_id, answer FROM delivery_attempt")
     assert [(r.record_id, bytes(r.answer)) for r in noted] == [(kept, b"ok")]
+
+
+async def test_the_ledgers_lines_name_each_records_own_tenant_not_the_jobs_context(
+    services: Services, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The ledger's writer starts in a copy of whichever job's context made the first send of
+    # a statement; a statement holds every job's sends, so a line must not take the tenant
+    # (or the job) bound there, but name its own record's tenant.
+    ledger = SentLedger(services)
+    notes = [
+        {
+            "record_id": uuid.uuid4(),
+            "tenant_id": tenant_id,
+            "latency_ms": 3,
+            "status": 200,
+            "answer": b"",
+            "answer_size": 0,
+        }
+        for tenant_id in (1, 2)
+    ]
+    structlog.contextvars.bind_contextvars(tenant_id=999, job="another-jobs-send")
+    try:
+        with caplog.at_level(logging.INFO, logger="app.workers.delivery"):
+            written = await asyncio.gather(*(ledger.write_down(note) for note in notes))
+    finally:
+        structlog.contextvars.clear_contextvars()
+    assert written == [True, True]
+    lines = [
+        r.msg
+        for r in caplog.records
+        if isinstance(r.msg, dict) and r.msg.get("event") == "delivery.delivered"
+    ]
+    assert sorted((line["record_id"], line["tenant_id"]) for line in lines) == sorted(
+        (str(note["record_id"]), note["tenant_id"]) for note in notes
+    )
+    assert not any("job" in line for line in lines)
